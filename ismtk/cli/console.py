@@ -1,0 +1,47 @@
+"""Terminal output of the CLI: messages to stderr, progress bars, exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+__all__ = ["EXIT_ERROR", "EXIT_SKIPPED", "error", "info", "progress", "warn"]
+
+#: Exit status of a command that failed.
+EXIT_ERROR = 1
+#: Exit status of a command that finished but skipped some inputs.
+EXIT_SKIPPED = 3
+
+stderr = Console(stderr=True, highlight=False)
+
+
+def info(message: str) -> None:
+    stderr.print(escape(message))
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
+def error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+@contextmanager
+def progress(description: str, total: int | None, unit: str = "") -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields ``advance(n)``. Hidden when stderr is not a terminal."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -1,0 +1,26 @@
+"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays."""
+
+from ismtk.structure.chain import ProteinChain
+from ismtk.structure.read import (
+    STRUCTURE_SUFFIXES,
+    ReadOptions,
+    StructureFile,
+    entry_name,
+    find_structure_files,
+    read_structure,
+)
+from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS, element_index, one_letter_code
+
+__all__ = [
+    "AMINO_ACIDS",
+    "ELEMENTS",
+    "STRUCTURE_SUFFIXES",
+    "ProteinChain",
+    "ReadOptions",
+    "StructureFile",
+    "element_index",
+    "entry_name",
+    "find_structure_files",
+    "one_letter_code",
+    "read_structure",
+]

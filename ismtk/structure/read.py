@@ -1,0 +1,281 @@
+"""Reading PDB and mmCIF files (plain or gzipped) into :class:`ProteinChain` records with Biopython."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+from Bio.PDB import MMCIFParser, PDBParser
+from Bio.PDB.PDBExceptions import PDBConstructionWarning
+
+from ismtk.errors import InputError, StructureError
+from ismtk.structure.chain import ProteinChain
+from ismtk.structure.residues import WATER_NAMES, one_letter_code
+
+__all__ = [
+    "STRUCTURE_SUFFIXES",
+    "ChainNames",
+    "ReadOptions",
+    "StructureFile",
+    "find_structure_files",
+    "entry_name",
+    "read_structure",
+]
+
+#: File name endings recognised as structures when a folder is searched.
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
+#: File name endings of path lists (one structure path per line, relative to the list's folder).
+LIST_SUFFIXES = (".txt", ".list")
+
+ChainNames = Literal["auto", "always", "never"]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How structure files are turned into chains; one instance is shared by every command.
+
+    Attributes
+    ----------
+    model
+        1-based model to read (NMR ensembles hold many; the first is the default, as in Foldseek).
+    hydrogens
+        Keep hydrogen and deuterium atoms.
+    ligands
+        Keep heavy atoms of non-water hetero groups, attached to the nearest chain as ``atom_residue == -1``.
+    chain_names
+        ``auto``: add ``_CHAIN`` to the entry name only when a file has several protein chains (Foldseek's
+        default); ``always``; ``never``.
+    """
+
+    model: int = 1
+    hydrogens: bool = False
+    ligands: bool = False
+    chain_names: ChainNames = "auto"
+
+
+class StructureFile(NamedTuple):
+    """The usable protein chains of one file and the chains that had to be skipped."""
+
+    path: str
+    chains: list[ProteinChain]
+    skipped: list[StructureError]
+
+
+def find_structure_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files, folders (searched recursively by :data:`STRUCTURE_SUFFIXES`) and path lists.
+
+    The order is the order of ``inputs``, each folder sorted by path, so results are reproducible.
+    Raises :class:`InputError` for a path that does not exist or a folder holding no structure.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_name(p.name))
+            if not files:
+                raise InputError(f"{path}: folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)})")
+            found.extend(files)
+        elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
+            lines = [ln.strip() for ln in path.read_text().splitlines()]
+            found.extend(find_structure_files(path.parent / ln for ln in lines if ln and not ln.startswith("#")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def entry_name(path: str | Path) -> str:
+    """File name without folder and structure suffixes (``/x/1abc.cif.gz`` -> ``1abc``)."""
+    name = Path(path).name
+    for suffix in (".gz", ".pdb", ".ent", ".mmcif", ".cif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> StructureFile:
+    """Read the protein chains of one model of a PDB or mmCIF file (plain or gzipped).
+
+    Residues are amino acids (modified ones mapped to their parent letter) that have a C-alpha;
+    waters are dropped, other hetero groups too unless ``options.ligands``. Alternate locations keep
+    the highest-occupancy atom (Biopython's default); insertion codes are kept per residue.
+
+    Raises
+    ------
+    StructureError
+        If the file is empty, binary, a corrupt gzip, unparsable, lacks the requested model or holds
+        no protein chain. Chains that are unusable on their own (amino acids but no C-alpha) are
+        returned in :attr:`StructureFile.skipped` instead.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    structure = _parse(path, text)
+    models = list(structure)
+    if not 1 <= options.model <= len(models):
+        raise StructureError(path, f"has {len(models)} model(s); model {options.model} was requested")
+    model = models[options.model - 1]
+
+    base = entry_name(path)
+    built: list[tuple[str, dict]] = []
+    skipped: list[StructureError] = []
+    ligand_atoms: list[tuple[np.ndarray, str, str]] = []
+    for bio_chain in model:
+        arrays = _chain_arrays(bio_chain, options, ligand_atoms)
+        if arrays is None:
+            continue
+        if not arrays["sequence"]:
+            skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", bio_chain.id))
+            continue
+        built.append((bio_chain.id, arrays))
+    if not built:
+        reason = "no protein chain (no amino-acid residue with a C-alpha atom)"
+        if skipped:
+            reason = skipped[0].reason
+        raise StructureError(path, reason)
+
+    chains = []
+    for chain_id, arrays in built:
+        add_chain = options.chain_names == "always" or (options.chain_names == "auto" and len(built) > 1)
+        name = f"{base}_{chain_id.strip()}" if add_chain and chain_id.strip() else base
+        chains.append(ProteinChain(name=name, source=str(path), chain_id=chain_id, model=options.model, **arrays))
+    if ligand_atoms:
+        chains = _attach_ligands(chains, ligand_atoms)
+    return StructureFile(str(path), chains, skipped)
+
+
+def _is_structure_name(name: str) -> bool:
+    return name.lower().endswith(STRUCTURE_SUFFIXES)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StructureError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise StructureError(path, f"truncated or corrupt gzip data ({exc})") from exc
+    if not raw.strip():
+        raise StructureError(path, "empty file")
+    if b"\x00" in raw[:65536]:
+        raise StructureError(path, "binary file, not PDB or mmCIF text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _looks_like_mmcif(path: Path, text: str) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".cif", ".mmcif")):
+        return True
+    if name.endswith((".pdb", ".ent")):
+        return False
+    return text.lstrip().startswith("data_")
+
+
+def _parse(path: Path, text: str):
+    is_cif = _looks_like_mmcif(path, text)
+    parser = MMCIFParser(QUIET=True) if is_cif else PDBParser(QUIET=True, PERMISSIVE=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PDBConstructionWarning)
+            structure = parser.get_structure(entry_name(path), io.StringIO(text))
+    except Exception as exc:  # Biopython raises many types (ValueError, KeyError, PDBConstructionException)
+        kind = "mmCIF" if is_cif else "PDB"
+        raise StructureError(path, f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
+    if len(structure) == 0:
+        raise StructureError(path, "no atoms found (not a PDB or mmCIF file?)")
+    return structure
+
+
+def _select_best_residue(residue):
+    """For a point-mutation altloc (Biopython ``DisorderedResidue``), the variant of highest occupancy."""
+    if residue.is_disordered() != 2:
+        return residue
+    variants = [residue.disordered_get(name) for name in residue.disordered_get_id_list()]
+    return max(variants, key=lambda r: max((a.get_occupancy() or 0.0) for a in r))
+
+
+def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict | None:
+    """Per-atom and per-residue arrays of one Biopython chain, or ``None`` if it holds no amino acid."""
+    coords, elements, names, owner = [], [], [], []
+    letters, resnames, resnums, icodes, ca_index = [], [], [], [], []
+    n_amino = 0
+    for residue in bio_chain:
+        residue = _select_best_residue(residue)
+        resname = residue.get_resname().strip()
+        if resname in WATER_NAMES:
+            continue
+        letter = one_letter_code(resname)
+        if letter is None:
+            if options.ligands:
+                for atom in residue:
+                    if atom.element not in ("H", "D"):
+                        ligand_atoms.append((atom.coord, atom.element.upper(), atom.get_name()))
+            continue
+        n_amino += 1
+        if "CA" not in residue:
+            continue
+        index = len(letters)
+        for atom in residue:
+            element = (atom.element or atom.get_name()[:1]).upper()
+            if not options.hydrogens and element in ("H", "D"):
+                continue
+            if atom.get_name() == "CA":
+                ca_index.append(len(coords))
+            coords.append(atom.coord)
+            elements.append(element)
+            names.append(atom.get_name())
+            owner.append(index)
+        _, number, icode = residue.id
+        letters.append(letter)
+        resnames.append(resname)
+        resnums.append(number)
+        icodes.append(icode.strip())
+    if n_amino == 0:
+        return None
+    return {
+        "sequence": "".join(letters),
+        "coords": np.asarray(coords, dtype=np.float32).reshape(-1, 3),
+        "elements": np.asarray(elements, dtype="<U2"),
+        "atom_names": np.asarray(names, dtype="<U4"),
+        "atom_residue": np.asarray(owner, dtype=np.int32),
+        "residue_names": np.asarray(resnames, dtype="<U3"),
+        "residue_numbers": np.asarray(resnums, dtype=np.int32),
+        "insertion_codes": np.asarray(icodes, dtype="<U1"),
+        "ca_index": np.asarray(ca_index, dtype=np.int32),
+    }
+
+
+def _attach_ligands(chains: list[ProteinChain], ligand_atoms: list) -> list[ProteinChain]:
+    """Give each ligand atom to the chain with the nearest C-alpha (atom_residue = -1)."""
+    lig_xyz = np.asarray([a[0] for a in ligand_atoms], dtype=np.float32)
+    nearest = np.stack([np.linalg.norm(lig_xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
+    owner = nearest.argmin(axis=0)
+    out = []
+    for k, chain in enumerate(chains):
+        sel = np.flatnonzero(owner == k)
+        if len(sel) == 0:
+            out.append(chain)
+            continue
+        out.append(
+            replace(
+                chain,
+                coords=np.concatenate([chain.coords, lig_xyz[sel]]),
+                elements=np.concatenate([chain.elements, [ligand_atoms[i][1] for i in sel]]).astype("<U2"),
+                atom_names=np.concatenate([chain.atom_names, [ligand_atoms[i][2] for i in sel]]).astype("<U4"),
+                atom_residue=np.concatenate([chain.atom_residue, np.full(len(sel), -1, np.int32)]),
+            )
+        )
+    return out

@@ -1,0 +1,47 @@
+"""Residue and element vocabularies shared by the structure readers and the models."""
+
+from __future__ import annotations
+
+from Bio.Data.PDBData import protein_letters_3to1_extended
+
+__all__ = [
+    "AMINO_ACIDS",
+    "UNKNOWN_AA",
+    "ELEMENTS",
+    "WATER_NAMES",
+    "one_letter_code",
+    "element_index",
+]
+
+#: The 20 standard amino acids in the order used by every amino-acid head of ismtk.
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+#: One-letter code of residues that are amino acids of unknown or non-standard identity.
+UNKNOWN_AA = "X"
+#: Atom element vocabulary of the microenvironments (ISM paper); ``X`` collects every other element.
+ELEMENTS = ("C", "H", "N", "O", "P", "S", "X")
+#: Residue names of water molecules, never part of a chain.
+WATER_NAMES = frozenset({"HOH", "WAT", "DOD", "H2O", "SOL", "TIP", "TIP3"})
+
+_ELEMENT_INDEX = {e: i for i, e in enumerate(ELEMENTS)}
+
+
+def one_letter_code(resname: str) -> str | None:
+    """Amino-acid letter of a PDB residue name, or ``None`` for anything that is not an amino acid.
+
+    Modified residues map to their parent (``MSE`` -> ``M``, ``SEP`` -> ``S``, ``PCA`` -> ``Q``, ...)
+    through Biopython's table of the PDB chemical component dictionary; ``UNK`` maps to ``X``.
+    Letters outside the 20 standard ones (``U`` selenocysteine, ``O`` pyrrolysine, ``B``/``Z``/``J``)
+    are returned as ``X``.
+    """
+    name = resname.strip().upper()
+    if name == "UNK":
+        return UNKNOWN_AA
+    letter = protein_letters_3to1_extended.get(name)
+    if letter is None:
+        return None
+    return letter if letter in AMINO_ACIDS else UNKNOWN_AA
+
+
+def element_index(element: str) -> int:
+    """Index of an element symbol in :data:`ELEMENTS` (``X`` for anything else)."""
+    return _ELEMENT_INDEX.get(element.strip().upper(), _ELEMENT_INDEX["X"])

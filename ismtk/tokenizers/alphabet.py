@@ -1,0 +1,72 @@
+"""Token alphabets: K tokens <-> K printable one-byte symbols, usable as a parasail alphabet."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ismtk.errors import InputError
+
+__all__ = ["Alphabet", "MAX_TOKENS", "SYMBOLS"]
+
+#: Symbols handed out to K-token alphabets, in order. parasail folds case, so no letter appears in two
+#: cases; FASTA and alignment syntax (``>``, ``;``, ``*``, ``-``) and whitespace are left out.
+SYMBOLS = string.ascii_uppercase + string.digits + "!#$%&()+,./:<=?@[]^_{|}~" + "\"'\\`"
+#: The largest K an alphabet can hold.
+MAX_TOKENS = len(SYMBOLS)
+_FORBIDDEN = set(">;*-") | set(string.whitespace)
+_UNKNOWN = 255
+
+
+@dataclass(frozen=True)
+class Alphabet:
+    """An ordered set of one-character token symbols; token ``i`` is written as ``symbols[i]``."""
+
+    symbols: str
+    _table: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.symbols) <= MAX_TOKENS:
+            raise InputError(f"an alphabet needs 1 to {MAX_TOKENS} symbols, got {len(self.symbols)}")
+        bad = [c for c in self.symbols if c in _FORBIDDEN or not c.isprintable() or ord(c) > 126]
+        if bad:
+            raise InputError(f"alphabet symbols {''.join(bad)!r} are not allowed (FASTA syntax, gap or non-ASCII)")
+        folded = self.symbols.upper()
+        if len(set(folded)) != len(folded):
+            raise InputError(f"alphabet {self.symbols!r} repeats a symbol (parasail ignores case)")
+        table = np.full(256, _UNKNOWN, dtype=np.uint8)
+        for i, c in enumerate(self.symbols):
+            table[ord(c)] = i
+            table[ord(c.lower())] = i
+        object.__setattr__(self, "_table", table)
+
+    @classmethod
+    def of_size(cls, k: int) -> Alphabet:
+        """The default alphabet of ``k`` tokens: the first ``k`` of :data:`SYMBOLS`."""
+        if not 1 <= k <= MAX_TOKENS:
+            raise InputError(f"K={k} tokens cannot be written one byte each; at most {MAX_TOKENS} are supported")
+        return cls(SYMBOLS[:k])
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, text: str, name: str = "sequence") -> np.ndarray:
+        """``(L,) uint8`` token indices of a symbol string (case-insensitive).
+
+        Raises :class:`InputError` naming ``name`` and the offending symbols if any is unknown.
+        """
+        raw = np.frombuffer(text.encode("latin-1", errors="replace"), dtype=np.uint8)
+        tokens = self._table[raw]
+        if (tokens == _UNKNOWN).any():
+            unknown = sorted({text[i] for i in np.flatnonzero(tokens == _UNKNOWN)})
+            raise InputError(f"{name}: symbols {''.join(unknown)!r} are not in the alphabet {self.symbols!r}")
+        return tokens
+
+    def decode(self, tokens: np.ndarray) -> str:
+        """Symbol string of ``(L,)`` integer token indices."""
+        tokens = np.asarray(tokens)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= len(self)):
+            raise InputError(f"token index out of range for an alphabet of {len(self)} symbols")
+        return np.frombuffer(self.symbols.encode("ascii"), dtype=np.uint8)[tokens].tobytes().decode("ascii")
