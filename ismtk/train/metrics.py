@@ -1,0 +1,74 @@
+"""Metrics of a training run: one JSON line per record, and a plot of the curves."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLog", "read_metrics", "plot_metrics"]
+
+
+class MetricsLog:
+    """Append-only JSONL log; each record holds ``kind`` (``train``/``val``), ``step`` and numbers.
+
+    On resume, records past ``resume_step`` are dropped so the log matches the restored state.
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, kind: str, step: int, **values: Any) -> None:
+        """Append one record."""
+        record = {"kind": kind, "step": step, **{k: _plain(v) for k, v in values.items()}}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics log."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(path: str | Path, out_png: str | Path) -> None:
+    """Plot every numeric metric against the step, one panel per metric, train and val overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for record in read_metrics(path):
+        for key, value in record.items():
+            if key not in ("kind", "step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                series[key][record["kind"]].append((record["step"], value))
+    if not series:
+        return
+    cols = min(3, len(series))
+    rows = math.ceil(len(series) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, (key, by_kind) in zip(axes.flat, sorted(series.items())):
+        for kind, points in sorted(by_kind.items()):
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o" if kind != "train" else None, markersize=3, label=kind)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(series) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
