@@ -54,17 +54,23 @@ class FileResult:
 
 
 def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = ReadOptions()) -> FileResult:
-    """Read and tokenize one file; problems are returned in :attr:`FileResult.skipped`, never raised."""
+    """Read and tokenize one file; problems are returned in :attr:`FileResult.skipped`, never raised.
+
+    An unexpected exception (a bug, not bad input) is reported as a skip too, so one file never stops a
+    batch of millions.
+    """
     try:
         structure = read_structure(path, options)
+        encoded, skipped = [], list(structure.skipped)
+        for chain in structure.chains:
+            try:
+                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain)))
+            except StructureError as exc:
+                skipped.append(exc)
     except StructureError as exc:
         return FileResult(str(path), [], [exc])
-    encoded, skipped = [], list(structure.skipped)
-    for chain in structure.chains:
-        try:
-            encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain)))
-        except StructureError as exc:
-            skipped.append(exc)
+    except Exception as exc:  # noqa: BLE001 -- reported per file, see docstring
+        return FileResult(str(path), [], [StructureError(path, f"internal error, please report: {exc!r}")])
     return FileResult(str(path), encoded, skipped)
 
 

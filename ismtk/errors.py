@@ -34,3 +34,6 @@ class StructureError(IsmtkError):
         self.chain = chain
         where = self.path if chain is None else f"{self.path} chain {chain!r}"
         super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # keep the fields when sent back from a worker process
+        return type(self), (self.path, self.reason, self.chain)

@@ -16,7 +16,7 @@ EXIT_ERROR = 1
 #: Exit status of a command that finished but skipped some inputs.
 EXIT_SKIPPED = 3
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:

@@ -1,0 +1,46 @@
+"""Shared fixtures: paths of the real structures in tests/data and makers of broken files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+STRUCTURES = DATA / "structures"
+
+
+@pytest.fixture(scope="session")
+def structures_dir() -> Path:
+    return STRUCTURES
+
+
+def pdb_text(name: str) -> str:
+    """Text of a fixture PDB file."""
+    return gzip.open(STRUCTURES / f"{name}.pdb.gz", "rt").read()
+
+
+@pytest.fixture()
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    """One file per kind of bad input, made from real fixtures."""
+    text = pdb_text("1FQJ_l_u")
+    atoms = [ln for ln in text.splitlines() if ln.startswith(("ATOM", "HETATM"))]
+    files = {
+        "empty": ("empty.pdb", b""),
+        "truncated_gzip": ("truncated.pdb.gz", (STRUCTURES / "1FQJ_l_u.pdb.gz").read_bytes()[:3000]),
+        "binary": ("binary.pdb", bytes(range(256)) * 40),
+        "ca_only": ("ca_only.pdb", "\n".join(ln for ln in atoms if ln[12:16] == " CA ").encode()),
+        "no_ca": ("no_ca.pdb", "\n".join(ln for ln in atoms if ln[12:16] != " CA ").encode()),
+        "water_only": (
+            "water.pdb",
+            b"HETATM    1  O   HOH A   1      11.000  12.000  13.000  1.00 20.00           O\nEND\n",
+        ),
+        "not_structure": ("notes.pdb", b"hello, this is not a structure\n"),
+    }
+    out = {}
+    for key, (name, payload) in files.items():
+        path = tmp_path / name
+        path.write_bytes(payload)
+        out[key] = path
+    return out

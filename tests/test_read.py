@@ -1,0 +1,157 @@
+"""Structure reading, checked against an independent line-by-line reading of the PDB text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from Bio.Data.PDBData import protein_letters_3to1_extended
+from conftest import STRUCTURES, pdb_text
+
+from ismtk.errors import InputError, StructureError
+from ismtk.structure import ReadOptions, entry_name, find_structure_files, read_structure
+
+
+def oracle_chains(name: str, model: int = 1) -> dict[str, str]:
+    """Sequences per chain from the CA lines of one model: resname letter per (resseq, icode), first altloc seen."""
+    seqs: dict[str, dict[tuple[str, str], str]] = {}
+    current = 0
+    for line in pdb_text(name).splitlines():
+        if line.startswith("MODEL"):
+            current = int(line.split()[1])
+        if line.startswith("ENDMDL") and current == model:
+            break
+        if current not in (0, model) or not line.startswith(("ATOM", "HETATM")) or line[12:16] != " CA ":
+            continue
+        resname = line[17:20].strip()
+        letter = protein_letters_3to1_extended.get(resname)
+        if letter is None:
+            continue
+        residues = seqs.setdefault(line[21], {})
+        residues.setdefault((line[22:26], line[26]), letter if letter in "ACDEFGHIKLMNPQRSTVWY" else "X")
+    return {chain: "".join(res.values()) for chain, res in seqs.items()}
+
+
+@pytest.mark.parametrize("name", ["1FQJ_l_u", "2G77_r_u", "3SGQ_r_u", "1HZ6", "1APS", "2HPR", "1ONC", "d1a32a_"])
+def test_sequences_match_oracle(name):
+    structure = read_structure(STRUCTURES / f"{name}.pdb.gz")
+    expected = oracle_chains(name)
+    assert {c.chain_id: c.sequence for c in structure.chains} == expected
+    for chain in structure.chains:
+        assert chain.ca_index.shape == (len(chain),)
+        assert (chain.atom_names[chain.ca_index] == "CA").all()
+        assert (chain.atom_residue[chain.ca_index] == np.arange(len(chain))).all()
+
+
+def test_modified_residues_map_to_parent():
+    mse = read_structure(STRUCTURES / "1FQJ_l_u.pdb.gz").chains[0]
+    positions = np.flatnonzero(mse.residue_names == "MSE")
+    assert len(positions) > 0
+    assert {mse.sequence[i] for i in positions} == {"M"}
+    hpr = read_structure(STRUCTURES / "2HPR.pdb.gz").chains[0]
+    assert hpr.sequence[int(np.flatnonzero(hpr.residue_names == "CSO")[0])] == "C"
+    assert read_structure(STRUCTURES / "1ONC.pdb.gz").chains[0].sequence[0] == "Q"  # PCA
+
+
+def test_altlocs_keep_one_atom_of_highest_occupancy():
+    chain = read_structure(STRUCTURES / "2G77_r_u.pdb.gz").chains[0]
+    keys = list(zip(chain.atom_residue.tolist(), chain.atom_names.tolist()))
+    assert len(keys) == len(set(keys)), "an atom appears twice after altloc selection"
+    # the oracle: for each (residue, atom) with altlocs, the kept coordinate is the most occupied one
+    best: dict[tuple[str, str, str], tuple[float, tuple[float, float, float]]] = {}
+    for line in pdb_text("2G77_r_u").splitlines():
+        if line.startswith(("ATOM", "HETATM")) and line[16] != " ":
+            key = (line[22:27], line[12:16].strip(), line[21])
+            occ = float(line[54:60])
+            if key not in best or occ > best[key][0]:
+                best[key] = (occ, (float(line[30:38]), float(line[38:46]), float(line[46:54])))
+    assert best
+    labels = [f"{n:4d}{c or ' '}" for n, c in zip(chain.residue_numbers, chain.insertion_codes)]
+    for (res, atom, _), (_, xyz) in best.items():
+        i = labels.index(res)
+        hit = (chain.atom_residue == i) & (chain.atom_names == atom)
+        np.testing.assert_allclose(chain.coords[hit][0], xyz, atol=1e-3)
+
+
+def test_insertion_codes_are_kept():
+    chain = read_structure(STRUCTURES / "3SGQ_r_u.pdb.gz").chains[0]
+    labels = [f"{n}{c}" for n, c in zip(chain.residue_numbers, chain.insertion_codes)]
+    assert len(labels) == len(set(labels))
+    assert sum(c != "" for c in chain.insertion_codes) == 8
+
+
+def test_multichain_names_follow_foldseek():
+    auto = read_structure(STRUCTURES / "1HZ6.pdb.gz")
+    assert [c.name for c in auto.chains] == ["1HZ6_A", "1HZ6_B", "1HZ6_C"]
+    assert [c.name for c in read_structure(STRUCTURES / "1FQJ_l_u.pdb.gz").chains] == ["1FQJ_l_u"]
+    always = read_structure(STRUCTURES / "1FQJ_l_u.pdb.gz", ReadOptions(chain_names="always"))
+    assert [c.name for c in always.chains] == ["1FQJ_l_u_A"]
+    never = read_structure(STRUCTURES / "1HZ6.pdb.gz", ReadOptions(chain_names="never"))
+    assert {c.name for c in never.chains} == {"1HZ6"}
+
+
+def test_mmcif_equals_pdb():
+    pdb = read_structure(STRUCTURES / "1HZ6.pdb.gz").chains
+    cif = read_structure(STRUCTURES / "1HZ6.cif.gz").chains
+    assert [c.name for c in cif] == [c.name for c in pdb]
+    for a, b in zip(pdb, cif):
+        assert a.sequence == b.sequence
+        np.testing.assert_allclose(a.coords, b.coords, atol=1e-3)
+        assert (a.atom_names == b.atom_names).all()
+
+
+def test_nmr_models_and_hydrogens():
+    first = read_structure(STRUCTURES / "1APS.pdb.gz").chains[0]
+    third = read_structure(STRUCTURES / "1APS.pdb.gz", ReadOptions(model=3)).chains[0]
+    assert first.sequence == third.sequence and third.model == 3
+    assert not np.allclose(first.ca, third.ca)
+    assert "H" not in set(first.elements)
+    with_h = read_structure(STRUCTURES / "1APS.pdb.gz", ReadOptions(hydrogens=True)).chains[0]
+    assert "H" in set(with_h.elements) and len(with_h.coords) > len(first.coords)
+    with pytest.raises(StructureError, match="model 9"):
+        read_structure(STRUCTURES / "1APS.pdb.gz", ReadOptions(model=9))
+
+
+def test_waters_dropped_ligands_optional():
+    plain = read_structure(STRUCTURES / "2HPR.pdb.gz").chains[0]
+    assert (plain.atom_residue >= 0).all()
+    with_ligands = read_structure(STRUCTURES / "2HPR.pdb.gz", ReadOptions(ligands=True)).chains[0]
+    ligand = with_ligands.atom_residue == -1
+    assert ligand.sum() == 5  # one sulfate (S + 4 O); the 99 waters stay out
+    assert sorted(with_ligands.elements[ligand]) == ["O", "O", "O", "O", "S"]
+    assert with_ligands.sequence == plain.sequence
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "empty file"),
+        ("truncated_gzip", "truncated or corrupt gzip"),
+        ("binary", "binary file"),
+        ("water_only", "no protein chain"),
+        ("not_structure", "no atoms found"),
+        ("no_ca", "none with a C-alpha"),
+    ],
+)
+def test_bad_files_raise_naming_the_file(bad_files, kind, message):
+    with pytest.raises(StructureError, match=message) as info:
+        read_structure(bad_files[kind])
+    assert str(bad_files[kind]) in str(info.value)
+
+
+def test_find_structure_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.pdb", "sub/a.cif.gz", "notes.md"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "list.txt").write_text("b.pdb\n# comment\nsub/a.cif.gz\n")
+    assert [p.name for p in find_structure_files([tmp_path])] == ["b.pdb", "a.cif.gz"]
+    assert [p.name for p in find_structure_files([tmp_path / "list.txt"])] == ["b.pdb", "a.cif.gz"]
+    with pytest.raises(InputError, match="no such file"):
+        find_structure_files([tmp_path / "missing.pdb"])
+    assert entry_name("/x/1abc.cif.gz") == "1abc" and entry_name("d1a32a_.pdb.gz") == "d1a32a_"
+
+
+def test_structure_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(StructureError("a.pdb", "empty file", "B")))
+    assert (err.path, err.reason, err.chain, str(err)) == ("a.pdb", "empty file", "B", "a.pdb chain 'B': empty file")
