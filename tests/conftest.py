@@ -44,3 +44,12 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         path.write_bytes(payload)
         out[key] = path
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test tensors gain nothing from intra-op threads, and OpenMP spin-waits make them crawl
+    when the cores are shared; tests about thread counts set them explicitly."""
+    import torch
+
+    torch.set_num_threads(1)

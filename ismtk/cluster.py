@@ -1,0 +1,261 @@
+"""k-means codebooks of residue embeddings: the structure-token vocabulary of ISM.
+
+The ISM paper clusters mean-pooled autoencoder embeddings z^l of experimental structures by k-means
+(K = 64, chosen by the elbow method); one cluster, s*, collects disordered, sparse environments and is
+left out of the structure-tuning loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+from ismtk.tokenizers.alphabet import Alphabet
+
+__all__ = [
+    "Codebook",
+    "KMeansResult",
+    "assign",
+    "choose_k",
+    "disorder_token",
+    "elbow",
+    "file_sha256",
+    "kmeans",
+]
+
+_CHUNK = 65536  # rows per distance block: bounds memory at chunk x K floats
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """``centroids`` ``(K, D) float32``, ``labels`` ``(N,) int64``, ``inertia`` = sum of squared distances."""
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    iterations: int
+
+
+def _sq_distances(x: torch.Tensor, c: torch.Tensor, c_norm: torch.Tensor) -> torch.Tensor:
+    """``(n, K)`` squared Euclidean distances ``|x|^2 - 2 x.c + |c|^2`` (clamped at 0)."""
+    d = torch.addmm(c_norm.unsqueeze(0), x, c.T, alpha=-2.0)
+    d += (x * x).sum(1, keepdim=True)
+    return d.clamp_min_(0.0)
+
+
+def _nearest(x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of and squared distance to the nearest centroid for every row, in blocks of rows."""
+    c_norm = (c * c).sum(1)
+    labels = torch.empty(len(x), dtype=torch.int64)
+    dist = torch.empty(len(x), dtype=x.dtype)
+    for start in range(0, len(x), _CHUNK):
+        d = _sq_distances(x[start : start + _CHUNK], c, c_norm)
+        dist[start : start + _CHUNK], labels[start : start + _CHUNK] = d.min(1)
+    return labels, dist
+
+
+def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """``(N,) int64`` index of the nearest centroid of each row of ``x`` ``(N, D)``.
+
+    Computed in float64, so the choice does not depend on the BLAS blocking (and thread count).
+    """
+    labels, _ = _nearest(torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(centroids, np.float64)))
+    return labels.numpy()
+
+
+def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007): 2 + log k candidates per step, all
+    scored with one matrix product."""
+    n = len(x)
+    trials = 2 + int(math.log(k))
+    x_norm = (x * x).sum(1, keepdim=True)
+
+    def sq_dist(points: torch.Tensor) -> torch.Tensor:  # (N, m) squared distances to m points
+        return torch.addmm(x_norm + (points * points).sum(1), x, points.T, alpha=-2.0).clamp_min_(0.0)
+
+    centers = [x[int(torch.randint(n, (1,), generator=gen))]]
+    closest = sq_dist(centers[0][None]).squeeze(1)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than K: repeat one
+            centers.append(centers[-1])
+            continue
+        candidates = torch.multinomial(closest / total, trials, replacement=True, generator=gen)
+        cand_d = torch.minimum(closest.unsqueeze(1), sq_dist(x[candidates]))
+        best = int(cand_d.sum(0).argmin())
+        centers.append(x[candidates[best]])
+        closest = cand_d[:, best].contiguous()
+    return torch.stack(centers)
+
+
+def _lloyd(x, c, max_iter, tol, gen):
+    """Lloyd iterations until the centroid shift (relative to the data variance) drops below ``tol``."""
+    scale = float(x.var(0).mean()) or 1.0
+    labels = torch.zeros(len(x), dtype=torch.int64)
+    for it in range(1, max_iter + 1):
+        labels, dist = _nearest(x, c)
+        sums = torch.zeros_like(c).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=len(c)).to(x.dtype)
+        new = sums / counts.clamp_min(1).unsqueeze(1)
+        empty = torch.nonzero(counts == 0).flatten()
+        if len(empty):  # restart dead codes at the points farthest from their centroid
+            new[empty] = x[dist.topk(len(empty)).indices]
+        shift = float(((new - c) ** 2).sum(1).max()) / scale
+        c = new
+        if shift < tol:
+            break
+    labels, dist = _nearest(x, c)
+    return c, labels, float(dist.double().sum()), it
+
+
+def _minibatch(x, c, max_iter, tol, batch_size, gen):
+    """Mini-batch k-means (Sculley 2010): per-centre learning rate 1 / count; one pass = N / batch
+    steps; stops when a pass changes the inertia on a fixed sample by less than ``tol`` (relative)."""
+    counts = torch.zeros(len(c), dtype=x.dtype)
+    probe = x[torch.randint(len(x), (min(len(x), 8 * batch_size),), generator=gen)]
+    previous = math.inf
+    steps_per_pass = max(1, len(x) // batch_size)
+    for it in range(1, max_iter + 1):
+        for _ in range(steps_per_pass):
+            batch = x[torch.randint(len(x), (batch_size,), generator=gen)]
+            labels, _ = _nearest(batch, c)
+            batch_counts = torch.bincount(labels, minlength=len(c)).to(x.dtype)
+            sums = torch.zeros_like(c).index_add_(0, labels, batch)
+            counts += batch_counts
+            hit = batch_counts > 0
+            rate = (batch_counts[hit] / counts[hit]).unsqueeze(1)
+            c[hit] = (1 - rate) * c[hit] + rate * sums[hit] / batch_counts[hit].unsqueeze(1)
+        inertia = float(_nearest(probe, c)[1].double().sum())
+        if previous - inertia <= tol * inertia:
+            break
+        previous = inertia
+    labels, dist = _nearest(x, c)
+    return c, labels, float(dist.double().sum()), it
+
+
+def kmeans(
+    x: np.ndarray,
+    k: int,
+    *,
+    n_init: int = 3,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> KMeansResult:
+    """k-means of ``x`` ``(N, D)``: greedy k-means++ seeding, ``n_init`` restarts, best inertia kept.
+
+    ``batch_size`` switches Lloyd iterations for mini-batch updates (for millions of points);
+    ``max_iter`` then counts passes over the data. Deterministic for a given ``seed`` and thread count.
+    """
+    if x.ndim != 2 or len(x) < k:
+        raise InputError(f"k-means needs an (N, D) array with N >= K={k}; got shape {x.shape}")
+    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    best: KMeansResult | None = None
+    for restart in range(n_init):
+        gen = torch.Generator().manual_seed(seed * 1000 + restart)
+        c = _kmeanspp(data, k, gen)
+        if batch_size:
+            c, labels, inertia, it = _minibatch(data, c, max_iter, tol, batch_size, gen)
+        else:
+            c, labels, inertia, it = _lloyd(data, c, max_iter, tol, gen)
+        if best is None or inertia < best.inertia:
+            best = KMeansResult(c.numpy().copy(), labels.numpy(), inertia, it)
+    assert best is not None
+    return best
+
+
+def elbow(
+    x: np.ndarray, ks: Sequence[int], seed: int = 0, progress: Callable[[int], None] | None = None, **kwargs
+) -> list[float]:
+    """Inertia of k-means for each K in ``ks`` (for the elbow plot)."""
+    out = []
+    for k in ks:
+        out.append(kmeans(x, k, seed=seed, **kwargs).inertia)
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def choose_k(ks: Sequence[int], inertias: Sequence[float]) -> int:
+    """The elbow: the K farthest below the straight line joining the first and last points of the
+    (K, log inertia) curve, both axes scaled to [0, 1] (the "kneedle" criterion, Satopaa et al. 2011,
+    on a log scale so that one sharp drop is not drowned by the large inertias of small K)."""
+    k = np.asarray(ks, dtype=float)
+    y = np.log(np.asarray(inertias, dtype=float))
+    kn = (k - k[0]) / (k[-1] - k[0])
+    yn = (y - y.min()) / ((y.max() - y.min()) or 1.0)
+    line = yn[0] + (yn[-1] - yn[0]) * kn
+    return int(k[int(np.argmax(line - yn))])
+
+
+def disorder_token(labels: np.ndarray, n_atoms: np.ndarray, k: int) -> int:
+    """s*: the cluster whose members have the sparsest microenvironments (lowest median atom count).
+
+    ``labels`` ``(N,)`` cluster of each residue, ``n_atoms`` ``(N,)`` atoms in its masked 8 A
+    microenvironment. Disordered termini and loops have few neighbours, so their environments are sparse.
+    """
+    medians = np.full(k, np.inf)
+    for cluster in range(k):
+        members = n_atoms[labels == cluster]
+        if len(members):
+            medians[cluster] = np.median(members)
+    return int(np.argmin(medians))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (ties a codebook to the encoder weights it was made from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Centroids ``(K, D) float32`` plus what a tokenizer needs to use them.
+
+    Stored as one JSON file (plain numbers, no pickle): ``k``, ``dim``, ``alphabet``, ``disorder_token``
+    (s*, or ``null``), ``encoder_sha256`` and ``centroids``.
+    """
+
+    centroids: np.ndarray
+    alphabet: Alphabet
+    disorder_token: int | None
+    encoder_sha256: str
+
+    @property
+    def k(self) -> int:
+        return len(self.centroids)
+
+    def assign(self, z: np.ndarray) -> np.ndarray:
+        """``(N,) uint8`` token of each embedding row of ``z`` ``(N, D)``."""
+        return assign(z, self.centroids).astype(np.uint8)
+
+    def save(self, path: str | Path) -> None:
+        doc = {
+            "format": "ismtk-codebook/1",
+            "k": self.k,
+            "dim": int(self.centroids.shape[1]),
+            "alphabet": self.alphabet.symbols,
+            "disorder_token": self.disorder_token,
+            "encoder_sha256": self.encoder_sha256,
+            "centroids": [[float(v) for v in row] for row in self.centroids.astype(np.float32)],
+        }
+        with atomic_write(path) as handle:
+            json.dump(doc, handle, indent=1)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Codebook:
+        try:
+            doc = json.loads(Path(path).read_text())
+            centroids = np.asarray(doc["centroids"], dtype=np.float32).reshape(doc["k"], doc["dim"])
+            return cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not an ismtk codebook ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,76 @@
+"""k-means codebooks: fast paths against exact brute force, recovery of known clusters, file round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ismtk.cluster import Codebook, _nearest, assign, choose_k, disorder_token, elbow, kmeans
+from ismtk.errors import InputError
+from ismtk.tokenizers import Alphabet
+
+
+def blobs(n_per: int, centres: np.ndarray, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(centres)), n_per)
+    return (centres[labels] + rng.normal(0, spread, (len(labels), centres.shape[1]))).astype(np.float32), labels
+
+
+def test_blocked_nearest_equals_brute_force():
+    rng = np.random.default_rng(0)
+    x, c = rng.normal(size=(70_000, 16)).astype(np.float32), rng.normal(size=(37, 16)).astype(np.float32)
+    exact = ((x[:, None, :].astype(np.float64) - c[None].astype(np.float64)) ** 2).sum(-1)
+    labels, dist = _nearest(torch.from_numpy(x), torch.from_numpy(c))
+    np.testing.assert_array_equal(labels.numpy(), exact.argmin(1))
+    np.testing.assert_allclose(dist.numpy(), exact.min(1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(assign(x, c), exact.argmin(1))
+
+
+@pytest.mark.parametrize("batch_size", [None, 256])
+def test_kmeans_recovers_separated_clusters(batch_size):
+    centres = np.random.default_rng(1).normal(0, 10, (6, 8))
+    x, truth = blobs(300, centres, 0.5, seed=2)
+    result = kmeans(x, 6, seed=0, batch_size=batch_size)
+    pairs = set(zip(truth.tolist(), result.labels.tolist()))
+    assert len(pairs) == 6  # a one-to-one map between true and found clusters
+    expected_inertia = ((x - centres[truth]) ** 2).sum()
+    assert result.inertia == pytest.approx(expected_inertia, rel=0.02)
+
+
+def test_kmeans_is_deterministic_and_restarts_help():
+    x = np.random.default_rng(3).normal(size=(2000, 4)).astype(np.float32)
+    a, b = kmeans(x, 10, seed=5, n_init=1), kmeans(x, 10, seed=5, n_init=1)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert kmeans(x, 10, seed=5, n_init=4).inertia <= a.inertia + 1e-6
+    with pytest.raises(InputError, match="N >= K"):
+        kmeans(x[:5], 10)
+
+
+def test_elbow_finds_the_number_of_clusters():
+    centres = np.random.default_rng(4).normal(0, 8, (5, 6))
+    x, _ = blobs(200, centres, 0.6, seed=5)
+    ks = list(range(1, 13))
+    inertias = elbow(x, ks, n_init=2)
+    assert all(a >= b - 1e-3 * a for a, b in zip(inertias, inertias[1:]))
+    assert choose_k(ks, inertias) == 5
+
+
+def test_disorder_token_is_the_sparsest_cluster():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2])
+    n_atoms = np.array([90, 100, 12, 20, 60, 70, 65])
+    assert disorder_token(labels, n_atoms, k=4) == 1
+
+
+def test_codebook_round_trip(tmp_path):
+    centroids = np.random.default_rng(6).normal(size=(64, 32)).astype(np.float32)
+    book = Codebook(centroids, Alphabet.of_size(64), disorder_token=17, encoder_sha256="ab" * 32)
+    book.save(tmp_path / "codebook.json")
+    loaded = Codebook.load(tmp_path / "codebook.json")
+    np.testing.assert_array_equal(loaded.centroids, centroids)
+    assert (loaded.alphabet, loaded.disorder_token, loaded.encoder_sha256) == (book.alphabet, 17, "ab" * 32)
+    z = centroids[[3, 17, 63]] + 1e-3
+    np.testing.assert_array_equal(loaded.assign(z), [3, 17, 63])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(InputError, match="not an ismtk codebook"):
+        Codebook.load(tmp_path / "bad.json")
