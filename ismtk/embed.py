@@ -1,0 +1,264 @@
+"""``embed``: ESM2 (or ISM) features from sequences alone, compatible with fair-esm's ``esm-extract``.
+
+Sequences are batched by a token budget in order of length (esm-extract's rule). Sequences longer
+than ``truncation_seq_length`` are truncated, as esm-extract does, or cut into overlapping windows
+whose per-residue features are averaged. Results stream to disk one batch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from esm.data import Alphabet
+from esm.model.esm2 import ESM2
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+from ismtk.models.esm_forward import esm2_representations
+
+__all__ = [
+    "INCLUDE",
+    "EmbedOptions",
+    "H5Writer",
+    "PtDirWriter",
+    "embed_sequences",
+    "length_batches",
+    "normalise_layers",
+    "windows",
+]
+
+#: What ``--include`` may ask for, as in esm-extract.
+INCLUDE = ("mean", "per_tok", "bos", "contacts")
+LongMode = Literal["truncate", "windows"]
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Options of :func:`embed_sequences`; defaults are esm-extract's."""
+
+    repr_layers: tuple[int, ...] = (-1,)
+    include: tuple[str, ...] = ("mean",)
+    toks_per_batch: int = 4096
+    truncation_seq_length: int = 1022
+    long: LongMode = "truncate"
+    window_overlap: int = 256
+
+
+def normalise_layers(layers: Sequence[int], num_layers: int) -> list[int]:
+    """Layer indices with negatives counted from the end (``-1`` = last), as esm-extract does."""
+    out = []
+    for layer in layers:
+        if not -(num_layers + 1) <= layer <= num_layers:
+            raise InputError(f"--repr-layers {layer}: the model has layers 0..{num_layers}")
+        out.append((layer + num_layers + 1) % (num_layers + 1))
+    return sorted(set(out))
+
+
+def length_batches(lengths: Sequence[int], toks_per_batch: int) -> list[list[int]]:
+    """Indices grouped so that ``(longest + 1) * count <= toks_per_batch``, shortest first
+    (fair-esm's ``FastaBatchedDataset.get_batch_indices`` with one extra token per sequence)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        size = lengths[index] + 1
+        if current and max(size, longest) * (len(current) + 1) > toks_per_batch:
+            batches.append(current)
+            current, longest = [], 0
+        longest = max(longest, size)
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def windows(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """``[start, end)`` windows of ``size`` residues stepping ``size - overlap``; the last one ends at
+    ``length``. One window when the sequence fits."""
+    if length <= size:
+        return [(0, length)]
+    if not 0 <= overlap < size:
+        raise InputError(f"window overlap must be in [0, {size}), got {overlap}")
+    starts = list(range(0, length - size, size - overlap)) + [length - size]
+    return [(s, s + size) for s in starts]
+
+
+@dataclass
+class _Partial:
+    """Running sums of the windows of one sequence."""
+
+    per_tok: dict[int, torch.Tensor]
+    counts: torch.Tensor
+    bos: dict[int, torch.Tensor] | None
+    contacts: torch.Tensor | None
+    contact_counts: torch.Tensor | None
+    missing: int
+
+
+def embed_sequences(
+    model: ESM2,
+    alphabet: Alphabet,
+    records: Sequence[tuple[str, str]],
+    options: EmbedOptions = EmbedOptions(),
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[dict, int]]:
+    """Yield ``(result, n_residues)`` per record, in batch order (by length).
+
+    ``result`` is esm-extract's dict: it has ``label`` and, as asked by ``options.include``, ``representations`` /
+    ``mean_representations`` / ``bos_representations`` (``{layer: tensor}``, float32, CPU) and
+    ``contacts`` ``(L, L)``. ``on_batch(n)`` is called after each batch with its number of records.
+    """
+    unknown = set(options.include) - set(INCLUDE)
+    if unknown or not options.include:
+        raise InputError(f"--include takes {', '.join(INCLUDE)}; got {', '.join(sorted(unknown)) or 'nothing'}")
+    layers = normalise_layers(options.repr_layers, model.num_layers)
+    contacts = "contacts" in options.include
+    limit = options.truncation_seq_length
+    pieces: list[tuple[int, int, int]] = []  # (record, start, end)
+    for index, (_, seq) in enumerate(records):
+        if options.long == "windows":
+            pieces.extend((index, s, e) for s, e in windows(len(seq), limit, options.window_overlap))
+        else:
+            pieces.append((index, 0, min(len(seq), limit)))
+    n_pieces = np.bincount([p[0] for p in pieces], minlength=len(records))
+    partial: dict[int, _Partial] = {}
+    converter = alphabet.get_batch_converter()
+    model = model.eval().to(device)
+    for batch in length_batches([e - s for _, s, e in pieces], options.toks_per_batch):
+        data = [(str(k), records[pieces[k][0]][1][pieces[k][1] : pieces[k][2]]) for k in batch]
+        _, _, tokens = converter(data)
+        with torch.inference_mode():
+            tokens = tokens.to(device)
+            if contacts:
+                out = model(tokens, repr_layers=layers, return_contacts=True)
+                reps, maps = out["representations"], out["contacts"].float().cpu()
+            else:
+                reps, maps = esm2_representations(model, tokens, layers), None
+            reps = {layer: t.float().cpu() for layer, t in reps.items()}
+        finished = []
+        for row, k in enumerate(batch):
+            index, start, end = pieces[k]
+            n = end - start
+            acc = partial.get(index)
+            if acc is None:
+                total = len(records[index][1]) if options.long == "windows" else n
+                acc = partial[index] = _Partial(
+                    per_tok={layer: torch.zeros(total, reps[layer].shape[-1]) for layer in layers},
+                    counts=torch.zeros(total, 1),
+                    bos=None,
+                    contacts=torch.zeros(total, total) if contacts else None,
+                    contact_counts=torch.zeros(total, total) if contacts else None,
+                    missing=int(n_pieces[index]),
+                )
+            for layer in layers:
+                acc.per_tok[layer][start:end] += reps[layer][row, 1 : n + 1]
+            acc.counts[start:end] += 1
+            if start == 0:
+                acc.bos = {layer: reps[layer][row, 0].clone() for layer in layers}
+            if maps is not None:
+                acc.contacts[start:end, start:end] += maps[row, :n, :n]
+                acc.contact_counts[start:end, start:end] += 1
+            acc.missing -= 1
+            if acc.missing == 0:
+                finished.append(index)
+        for index in finished:
+            acc = partial.pop(index)
+            yield _result(records[index][0], acc, options.include), len(acc.counts)
+        if on_batch is not None:
+            on_batch(len(finished))
+
+
+def _result(label: str, acc: _Partial, include: Sequence[str]) -> dict:
+    per_tok = {layer: (t / acc.counts) for layer, t in acc.per_tok.items()}
+    out: dict = {"label": label}
+    if "per_tok" in include:
+        out["representations"] = per_tok
+    if "mean" in include:
+        out["mean_representations"] = {layer: t.mean(0) for layer, t in per_tok.items()}
+    if "bos" in include:
+        out["bos_representations"] = acc.bos
+    if "contacts" in include:
+        out["contacts"] = acc.contacts / acc.contact_counts.clamp_min(1)
+    return out
+
+
+class PtDirWriter:
+    """esm-extract's output: ``OUT/<label>.pt`` per sequence, each written atomically."""
+
+    def __init__(self, outdir: str | Path, labels: Sequence[str]) -> None:
+        bad = [name for name in labels if "/" in name or name.startswith(".")]
+        if bad:
+            raise InputError(f"names unusable as file names: {', '.join(bad[:10])}; use --format h5")
+        self.outdir = Path(outdir)
+        self.outdir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, result: dict, length: int) -> None:
+        with atomic_write(self.outdir / f"{result['label']}.pt", "wb") as handle:
+            torch.save(result, handle)
+
+    def close(self) -> None:
+        """Nothing to finish: each file is complete when written."""
+
+    def abort(self) -> None:
+        """Nothing to undo: files already written are complete."""
+
+
+class H5Writer:
+    """All results in one HDF5 file, appended batch by batch (memory stays flat).
+
+    Layout: ``labels`` (N,) strings and ``lengths`` (N,) in write order; ``offsets`` (N,) into the
+    residue axis of ``per_tok/<layer>`` (total residues, D); ``mean/<layer>`` and ``bos/<layer>``
+    (N, D); ``contacts`` the flattened (L, L) maps one after another, ``contact_offsets`` (N,).
+    The file appears at its path only when complete.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.part")
+        self._file = h5py.File(self._tmp, "w")
+        self._str = h5py.string_dtype()
+
+    def _append(self, name: str, value: np.ndarray) -> int:
+        """Append rows to dataset ``name`` (created on first use); return the old length."""
+        if name not in self._file:
+            self._file.create_dataset(
+                name, shape=(0, *value.shape[1:]), maxshape=(None, *value.shape[1:]), dtype=value.dtype,
+                chunks=True,
+            )
+        ds = self._file[name]
+        start = ds.shape[0]
+        ds.resize(start + value.shape[0], axis=0)
+        ds[start:] = value
+        return start
+
+    def write(self, result: dict, length: int) -> None:
+        for key, group in (("representations", "per_tok"), ("mean_representations", "mean"), ("bos_representations", "bos")):
+            for layer, tensor in result.get(key, {}).items():
+                if group == "per_tok":
+                    offset = self._append(f"per_tok/{layer}", tensor.numpy())
+                else:
+                    self._append(f"{group}/{layer}", tensor.numpy()[None])
+        if "representations" in result:
+            self._append("offsets", np.array([offset], dtype=np.int64))
+        if "contacts" in result:
+            start = self._append("contacts", result["contacts"].numpy().reshape(-1))
+            self._append("contact_offsets", np.array([start], dtype=np.int64))
+        self._append("labels", np.array([result["label"]], dtype=object).astype(self._str))
+        self._append("lengths", np.array([length], dtype=np.int64))
+
+    def close(self) -> None:
+        self._file.close()
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Torch models: ESM2 forward passes and heads (the autoencoder joins here)."""

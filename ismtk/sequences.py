@@ -1,0 +1,62 @@
+"""Protein sequences for language models: FASTA reading with the checks a long run needs up front."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ismtk.errors import InputError
+from ismtk.tokenizers.fasta import read_fasta
+
+__all__ = ["ESM_RESIDUES", "read_protein_fasta"]
+
+#: Residue letters ESM2's alphabet knows (the 20 standard ones, X and the ambiguity/rare codes).
+ESM_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWYXBUZO")
+_GAPS = re.compile(r"[-.]")
+
+
+def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """All ``(name, sequence)`` records of a protein FASTA, cleaned, with notes on what was changed.
+
+    Rules: lower case is upper-cased; ``J`` (Leu/Ile) becomes ``X``; a final ``*`` (stop) is dropped;
+    alignment gaps ``-`` and ``.`` are removed. Raises :class:`InputError` naming the records for
+    duplicate names, empty sequences, a ``*`` inside a sequence and any other character.
+    """
+    records: list[tuple[str, str]] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    duplicates, empty, invalid = [], [], []
+    n_gapped = n_lower = 0
+    for name, raw in read_fasta(path):
+        if name in seen:
+            duplicates.append(name)
+        seen.add(name)
+        seq = raw.upper()
+        n_lower += seq != raw
+        if seq.endswith("*"):
+            seq = seq[:-1]
+        gapless = _GAPS.sub("", seq)
+        n_gapped += gapless != seq
+        seq = gapless.replace("J", "X")
+        bad = sorted(set(seq) - ESM_RESIDUES)
+        if not seq:
+            empty.append(name)
+        elif bad:
+            invalid.append(f"{name} ({''.join(bad)!r})")
+        records.append((name, seq))
+    problems = []
+    if duplicates:
+        problems.append(f"duplicate names: {', '.join(sorted(set(duplicates))[:10])}")
+    if empty:
+        problems.append(f"empty sequences: {', '.join(empty[:10])}")
+    if invalid:
+        problems.append(f"characters that are not amino acids: {', '.join(invalid[:10])}")
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    if not records:
+        raise InputError(f"{path}: no sequence records")
+    if n_lower:
+        notes.append(f"{n_lower} sequence(s) in lower case were upper-cased")
+    if n_gapped:
+        notes.append(f"alignment gaps were removed from {n_gapped} sequence(s)")
+    return records, notes

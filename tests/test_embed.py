@@ -1,0 +1,144 @@
+"""``embed``: equal to fair-esm's own forward, esm-extract's batching and files, windows, HDF5."""
+
+from __future__ import annotations
+
+import random
+
+import esm
+import h5py
+import numpy as np
+import pytest
+import torch
+from esm.data import FastaBatchedDataset
+from esm.model.esm2 import ESM2
+
+from ismtk.embed import EmbedOptions, H5Writer, PtDirWriter, embed_sequences, length_batches, normalise_layers, windows
+from ismtk.errors import InputError
+from ismtk.models.esm_forward import esm2_representations
+from ismtk.sequences import read_protein_fasta
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+
+
+@pytest.fixture(scope="module")
+def tiny_esm():
+    torch.manual_seed(0)
+    alphabet = esm.Alphabet.from_architecture("ESM-1b")
+    return ESM2(num_layers=3, embed_dim=32, attention_heads=4, alphabet=alphabet, token_dropout=True).eval(), alphabet
+
+
+def random_records(n: int, lo: int, hi: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [(f"seq{i}", "".join(rng.choice(AMINO) for _ in range(rng.randint(lo, hi)))) for i in range(n)]
+
+
+def test_fused_forward_equals_fair_esm(tiny_esm):
+    model, alphabet = tiny_esm
+    _, _, tokens = alphabet.get_batch_converter()(random_records(5, 10, 60, seed=1))
+    with torch.inference_mode():
+        ref = model(tokens, repr_layers=[0, 1, 2, 3])["representations"]
+        ours = esm2_representations(model, tokens, [0, 1, 2, 3])
+    real = tokens.ne(alphabet.padding_idx)
+    for layer in ref:
+        torch.testing.assert_close(ours[layer][real], ref[layer][real], atol=1e-5, rtol=1e-5)
+
+
+def test_batches_follow_esm_extract():
+    rng = random.Random(2)
+    lengths = [rng.randint(5, 400) for _ in range(200)]
+    dataset = FastaBatchedDataset([str(i) for i in range(200)], ["A" * n for n in lengths])
+    assert length_batches(lengths, 1024) == dataset.get_batch_indices(1024, extra_toks_per_seq=1)
+
+
+def test_outputs_equal_a_direct_forward_and_load_like_esm_extract(tiny_esm, tmp_path):
+    model, alphabet = tiny_esm
+    records = random_records(6, 8, 40, seed=3)
+    options = EmbedOptions(repr_layers=(-1, 1), include=("mean", "per_tok", "bos", "contacts"), toks_per_batch=4096)
+    writer = PtDirWriter(tmp_path, [r[0] for r in records])
+    for result, length in embed_sequences(model, alphabet, records, options):
+        writer.write(result, length)
+    _, _, tokens = alphabet.get_batch_converter()(records)
+    with torch.inference_mode():
+        ref = model(tokens, repr_layers=[1, 3], return_contacts=True)
+    for i, (name, seq) in enumerate(records):
+        saved = torch.load(tmp_path / f"{name}.pt", weights_only=True)
+        assert saved["label"] == name
+        assert set(saved) == {"label", "representations", "mean_representations", "bos_representations", "contacts"}
+        n = len(seq)
+        for layer in (1, 3):
+            expected = ref["representations"][layer][i, 1 : n + 1]
+            torch.testing.assert_close(saved["representations"][layer], expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(saved["mean_representations"][layer], expected.mean(0), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                saved["bos_representations"][layer], ref["representations"][layer][i, 0], atol=1e-5, rtol=1e-5
+            )
+        torch.testing.assert_close(saved["contacts"], ref["contacts"][i, :n, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_truncation_and_windows(tiny_esm):
+    model, alphabet = tiny_esm
+    ((name, seq),) = random_records(1, 50, 50, seed=4)
+    truncated = EmbedOptions(include=("per_tok",), truncation_seq_length=20)
+    ((result, length),) = list(embed_sequences(model, alphabet, [(name, seq)], truncated))
+    assert length == 20 and result["representations"][3].shape == (20, 32)
+    options = EmbedOptions(include=("per_tok", "contacts"), truncation_seq_length=20, long="windows", window_overlap=5)
+    assert windows(50, 20, 5) == [(0, 20), (15, 35), (30, 50)]
+    ((result, length),) = list(embed_sequences(model, alphabet, [(name, seq)], options))
+    assert length == 50 and result["representations"][3].shape == (50, 32) and result["contacts"].shape == (50, 50)
+    _, _, tokens = alphabet.get_batch_converter()([("w", seq[15:35])])
+    with torch.inference_mode():
+        middle = model(tokens, repr_layers=[3])["representations"][3][0, 1:21]
+    # residues 20..29 are covered by the second window only
+    torch.testing.assert_close(result["representations"][3][20:30], middle[5:15], atol=1e-5, rtol=1e-5)
+    assert result["contacts"][0, 49] == 0  # never in one window together
+
+
+def test_h5_store_holds_the_same_numbers(tiny_esm, tmp_path):
+    model, alphabet = tiny_esm
+    records = random_records(7, 5, 30, seed=5)
+    options = EmbedOptions(repr_layers=(-1,), include=("mean", "per_tok"))
+    results = list(embed_sequences(model, alphabet, records, options))
+    writer = H5Writer(tmp_path / "emb.h5")
+    for result, length in results:
+        writer.write(result, length)
+    writer.close()
+    with h5py.File(tmp_path / "emb.h5") as h5:
+        labels = [x.decode() for x in h5["labels"][:]]
+        assert sorted(labels) == sorted(r[0] for r in records)
+        for (result, length), off, n in zip(results, h5["offsets"][:], h5["lengths"][:]):
+            np.testing.assert_array_equal(h5["per_tok/3"][off : off + n], result["representations"][3].numpy())
+        np.testing.assert_array_equal(h5["mean/3"][:], np.stack([r["mean_representations"][3].numpy() for r, _ in results]))
+
+
+def test_layers_and_bad_options(tiny_esm):
+    assert normalise_layers([-1, 0, 2, -4], 3) == [0, 2, 3]
+    with pytest.raises(InputError, match="layers 0..3"):
+        normalise_layers([7], 3)
+    model, alphabet = tiny_esm
+    with pytest.raises(InputError, match="--include"):
+        list(embed_sequences(model, alphabet, [("a", "ACD")], EmbedOptions(include=("logits",))))
+    with pytest.raises(InputError, match="file names"):
+        PtDirWriter("/tmp/x", ["ok", "sp/1abc"])
+
+
+def test_protein_fasta_rules(tmp_path):
+    good = tmp_path / "good.fa"
+    good.write_text(">a desc\nacdef*\n>b\nAC-D.E\n>c\nMJK\n")
+    records, notes = read_protein_fasta(good)
+    assert records == [("a", "ACDEF"), ("b", "ACDE"), ("c", "MXK")]
+    assert any("upper-cased" in n for n in notes) and any("gaps" in n for n in notes)
+    cases = {
+        ">a\nAC\n>a\nDE\n": "duplicate names: a",
+        ">a\n\n>b\nAC\n": "empty sequences: a",
+        ">a\nAC*DE\n": r"a \('\*'\)",
+        ">a\nAC1E\n": r"a \('1'\)",
+    }
+    for text, message in cases.items():
+        bad = tmp_path / "bad.fa"
+        bad.write_text(text)
+        with pytest.raises(InputError, match=message):
+            read_protein_fasta(bad)
+    binary = tmp_path / "bin.fa"
+    binary.write_bytes(b">a\n\x00\x01\x02\n")
+    with pytest.raises(InputError, match="binary"):
+        read_protein_fasta(binary)
