@@ -9,7 +9,7 @@ import pytest
 
 from ismtk.errors import InputError
 from ismtk.tune.data import collate, load_tune_data, make_example, parse_stream
-from tests.conftest import write_pairs
+from tiny_models import write_pairs
 
 
 def test_stream_spec_options_and_codebook(tmp_path):

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import esm
 import numpy as np
+import pytest
 import torch
 
 from ismtk.models.heads import StreamInfo, load_heads
 from ismtk.train import load_checkpoint, read_metrics
 from ismtk.tune import StructureTuner, TuneConfig, load_tune_data, loss_sums, parse_stream, structure_tune
 from ismtk.tune.data import collate, make_example
-from tests.conftest import tiny_esm, write_pairs
+from tiny_models import tiny_backbone, tiny_esm, write_pairs  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,13 +89,14 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
     assert logs[0] == logs[1]
 
 
-def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone):
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone, sharding):
     config = _config(tmp_path, tiny_backbone, epochs=1, val_fraction=0.0)
     structure_tune(replace(config, out=str(tmp_path / "one")))
     argv = [sys.executable, "-m", "ismtk", "structure-tune", config.backbone, "--aa", config.aa,
             "--tokens", config.tokens[0], "-o", str(tmp_path / "two"), "--epochs", "1", "--warmup-epochs", "0.5",
             "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0",
-            "--threads", "1", "--nproc", "2"]
+            "--threads", "1", "--nproc", "2", *sharding]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -103,3 +105,20 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     assert one["step"] == two["step"] == 3
     for key, value in one["model"].items():
         torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=4)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:name=3di")])
+    batch = collate([make_example(data, i, 64, np.random.default_rng(i)) for i in range(4)])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = StructureTuner(tiny_esm(), data.streams, activation_checkpointing=checkpointing).train()
+        mlm, heads = model(batch.tokens)
+        sums = loss_sums(mlm, [heads["3di"]], batch)
+        (sums.mlm + sums.streams[0]).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, msg=key)

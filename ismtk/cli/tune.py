@@ -51,6 +51,9 @@ def structure_tune(
     activation_checkpointing: Annotated[
         bool, typer.Option(help="Recompute layer activations in the backward pass (large backbones).")
     ] = _D.activation_checkpointing,
+    fsdp: Annotated[
+        bool, typer.Option(help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
+    ] = _D.fsdp,
     stop_after: Annotated[int | None, typer.Option(help="Stop (with a checkpoint) after this many steps.")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads per process.")] = None,
@@ -78,7 +81,7 @@ def structure_tune(
         warmup_epochs=warmup_epochs, lr=lr, weight_decay=weight_decay, clip=clip, batch_size=batch_size,
         micro_batch=micro_batch, crop=crop, mlm_weight=mlm_weight, val_fraction=val_fraction,
         val_names=str(val_names) if val_names else None, seed=seed, precision=precision,
-        activation_checkpointing=activation_checkpointing, device="cuda" if gpus and device == "auto" else
+        activation_checkpointing=activation_checkpointing, fsdp=fsdp, device="cuda" if gpus and device == "auto" else
         ("cpu" if nproc else device), resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every,
         threads=threads,
     )

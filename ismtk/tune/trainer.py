@@ -28,6 +28,14 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
@@ -79,6 +87,7 @@ class TuneConfig:
     seed: int = 0
     precision: Precision = "auto"
     activation_checkpointing: bool = False
+    fsdp: bool = False
     device: str = "auto"
     resume: bool = False
     stop_after: int | None = None
@@ -209,13 +218,20 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
 
     model = StructureTuner(loaded.model, data.streams, config.activation_checkpointing).to(env.device)
     model.train()
+    if config.fsdp:
+        if not env.distributed:
+            raise InputError("--fsdp shards the model over processes; use it with --gpus N or --nproc N (N > 1)")
+        for layer in model.esm.layers:
+            fully_shard(layer)
+        fully_shard(model)
     optimizer = _optimizer(model, config)
     step = 0
     if config.resume and ckpt_path.is_file():
         saved = load_checkpoint(ckpt_path, map_location="cpu")
         check_compatible(saved["config"], plain_config, _TRAJECTORY, str(ckpt_path))
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, saved["model"], options=options)
+        set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=options)
         step = saved["step"]
         note(f"resumed from {ckpt_path} at step {step}")
     elif config.resume:
@@ -225,17 +241,21 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
         with atomic_write(out / "config.json", "w") as handle:
             json.dump({**plain_config, "streams": [asdict(s) for s in data.streams]}, handle, indent=2)
     log = MetricsLog(out / "metrics.jsonl", resume_step=step if config.resume else None) if env.is_main else None
-    net = DistributedDataParallel(model) if env.distributed else model
+    net = DistributedDataParallel(model) if env.distributed and not config.fsdp else model
     on_gpu = env.device.type == "cuda"
     bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
     autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
     names = [s.name for s in data.streams]
     weights = [s.weight for s in data.streams]
 
-    def save(step_done: int) -> None:
+    def save(step_done: int) -> dict:
+        """Checkpoint (collective under FSDP: every rank gathers, rank 0 writes); returns the full weights."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(model, options=options)
+        optim = get_optimizer_state_dict(model, optimizer, options=options)
         if env.is_main:
-            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "step": step_done, "config": plain_config})
+            save_checkpoint(ckpt_path, {"model": state, "optimizer": optim, "step": step_done, "config": plain_config})
+        return state
 
     result = TuneResult(out, step, total, notes=loaded.notes + data.notes)
     while step < total:
@@ -254,7 +274,10 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
         stats = torch.zeros(2 + 3 * len(names), dtype=torch.float64, device=env.device)
         for j, batch in enumerate(micro):
             batch = batch.to(env.device)
-            sync = nullcontext() if not env.distributed or j == len(micro) - 1 else net.no_sync()
+            last = j == len(micro) - 1
+            if config.fsdp:
+                model.set_requires_gradient_sync(last)
+            sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else nullcontext()
             with sync:
                 with autocast():
                     mlm_logits, heads = net(batch.tokens)
@@ -265,6 +288,7 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
                 (loss * env.world_size).backward()
             stats += sums.stats()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -280,22 +304,30 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
                 on_step(step, total, metrics)
         epoch_end = step % steps_per_epoch == 0
         if epoch_end and len(val):
-            result.val = evaluate(model, val, config.crop, config.micro_batch, config.seed,
-                                  env.rank, env.world_size, env.device, autocast)
+            # a sharded model needs every rank in every forward: each then evaluates all of val
+            rank, world = (0, 1) if config.fsdp else (env.rank, env.world_size)
+            result.val = evaluate(model, val, config.crop, config.micro_batch, config.seed, rank, world,
+                                  env.device, autocast)
             if env.is_main:
                 log.write("val", step, epoch=step / steps_per_epoch, **result.val)
                 note(f"epoch {step // steps_per_epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.val.items()))
         stopping = config.stop_after is not None and step >= config.stop_after and step < total
-        if epoch_end or stopping or (config.checkpoint_every and step % config.checkpoint_every == 0):
+        periodic = epoch_end or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        if stopping or (periodic and step < total):  # the last one is written below, before the export
             save(step)
         if stopping:
             note(f"stopped after step {step} of {total}; continue with --resume")
             break
     result.step = step
+    if step >= total:
+        state = save(step)
+        if env.is_main:
+            plain = model
+            if config.fsdp:
+                plain = StructureTuner(loaded.config.build(), data.streams)
+                plain.load_state_dict(state)
+            result.exported = export(plain, out / "export")
     if env.is_main:
-        if step >= total:
-            save(step)
-            result.exported = export(model, out / "export")
         plot_metrics(out / "metrics.jsonl", out / "metrics.png")
     return result
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny ESM2 (2 layers, width 32) and paired amino-acid / token FASTA files."""
+"""Test helpers: a tiny ESM2 (2 layers, width 32) and paired amino-acid / token FASTA files."""
 
 from __future__ import annotations
 
