@@ -130,7 +130,10 @@ def token_records(aa_path, tok_path, alphabet: str, limit: int | None, seed: int
 
 def ss3_records(train_limit: int, seed: int):
     with zipfile.ZipFile(f"{DATA}/seq_tasks/flip/secondary_structure/splits.zip") as z:
-        read = lambda name: io.StringIO(z.read(name).decode())  # noqa: E731
+
+        def read(name):
+            return io.StringIO(z.read(name).decode())
+
         seqs, masks, labels, sets = {}, {}, {}, {}
         for target, name in ((seqs, "splits/sequences.fasta"), (masks, "splits/mask.fasta")):
             key = None
@@ -160,14 +163,16 @@ def ss3_records(train_limit: int, seed: int):
 
 
 def contact_sets(n_train: int, seed: int):
-    rows = list(csv.DictReader(open(f"{DATA}/structures/index.csv")))
+    with open(f"{DATA}/structures/index.csv") as handle:
+        rows = list(csv.DictReader(handle))
     pool = [r for r in rows if r["split"] == "train" and r["ts50_homolog"] == "0" and r["method"] != "NMR"
             and 80 <= int(r["n_residues"]) <= 300]
     by_cluster = {}
     for r in np.random.default_rng(seed).permutation(len(pool)):
         by_cluster.setdefault(pool[r]["cluster40"], pool[r])
     train = [chain_coords(f"{DATA}/structures/{r['file']}", r["chain"]) for r in list(by_cluster.values())[:n_train]]
-    test = [chain_coords(f"{DATA}/ts50/{r['file']}", r["chain"]) for r in csv.DictReader(open(f"{DATA}/ts50/manifest.csv"))]
+    with open(f"{DATA}/ts50/manifest.csv") as handle:
+        test = [chain_coords(f"{DATA}/ts50/{r['file']}", r["chain"]) for r in csv.DictReader(handle)]
     return train, test
 
 

@@ -7,10 +7,10 @@ import argparse
 import esm
 import pytest
 import torch
+from tiny_models import TINY, tiny_esm
 
 from ismtk.errors import InputError
 from ismtk.models.esm import EsmConfig, fair_to_hf, load_esm, save_fair_esm, save_hf
-from tiny_models import TINY, tiny_esm
 
 transformers = pytest.importorskip("transformers")
 
@@ -35,7 +35,7 @@ def test_fair_esm_export_loads_in_fair_esm_with_its_contact_head(tmp_path):
     path, regression = save_fair_esm(model, tmp_path / "esm2_t2_tuned.pt")
     assert regression.name == "esm2_t2_tuned-contact-regression.pt"
     with torch.serialization.safe_globals([argparse.Namespace]):
-        theirs, alphabet = esm.pretrained.load_model_and_alphabet_local(str(path))
+        theirs, _ = esm.pretrained.load_model_and_alphabet_local(str(path))
     tokens = _tokens(model)
     for ours, other in zip(_outputs(model, tokens), _outputs(theirs.eval(), tokens)):
         torch.testing.assert_close(ours, other)
@@ -49,7 +49,7 @@ def test_hf_export_loads_in_transformers_and_back(tmp_path):
     folder = save_hf(model, tmp_path / "hf")
     theirs = transformers.EsmForMaskedLM.from_pretrained(folder).eval()
     tokens = _tokens(model)
-    logits, hidden, _ = _outputs(model, tokens)
+    logits = _outputs(model, tokens)[0]
     with torch.no_grad():
         out = theirs(input_ids=tokens, attention_mask=tokens.ne(model.padding_idx), output_hidden_states=True)
     keep = tokens.ne(model.padding_idx)

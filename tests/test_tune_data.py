@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import write_pairs
 
 from ismtk.errors import InputError
+from ismtk.train import epoch_permutation
 from ismtk.tune.data import collate, load_tune_data, make_example, parse_stream
-from tiny_models import write_pairs
+from ismtk.tune.trainer import epoch_items, read_groups
 
 
 def test_stream_spec_options_and_codebook(tmp_path):
@@ -57,3 +59,17 @@ def test_examples_are_cropped_masked_and_reproducible(tmp_path):
     batch = collate([a, make_example(data, 1, 100, np.random.default_rng(0))])
     assert batch.tokens.shape == batch.mlm.shape == batch.targets[0].shape
     assert (batch.tokens[0, 18:] == 1).all() and (batch.targets[0][0, 18:] == 0).all()
+
+
+def test_groups_give_one_random_member_per_group_per_epoch(tmp_path):
+    names = ["a_A", "a_B", "b_A", "c_A", "c_B", "c_C"]
+    (tmp_path / "groups.tsv").write_text("a_A\ta\na_B\ta\nc_A\tc\nc_B\tc\nc_C\tc\n")
+    groups = read_groups(str(tmp_path / "groups.tsv"), names)
+    assert [g.tolist() for g in groups] == [[0, 1], [2], [3, 4, 5]]
+    epochs = [epoch_items(groups, e, seed=0) for e in range(30)]
+    for items in epochs:
+        assert sorted(names[i][0] for i in items) == ["a", "b", "c"]
+    assert len({tuple(sorted(items)) for items in epochs}) > 1  # members change between epochs
+    assert np.array_equal(epochs[3], epoch_items(groups, 3, seed=0))
+    singletons = [np.array([i]) for i in range(6)]
+    assert np.array_equal(epoch_items(singletons, 2, 0), epoch_permutation(6, 2, 0))

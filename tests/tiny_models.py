@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from ismtk.models.esm import EsmConfig, save_fair_esm
+from ismtk.models.esm import EsmConfig
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 TINY = EsmConfig(num_layers=2, embed_dim=32, attention_heads=4)
 
 
 def tiny_esm(seed: int = 0):
-    """A randomly initialised tiny ESM2 with a non-trivial contact head."""
+    """A randomly initialised tiny ESM2 (seeded)."""
     torch.manual_seed(seed)
-    model = TINY.build().eval()
-    return model
+    return TINY.build().eval()
 
 
 def write_pairs(folder, n: int = 24, seed: int = 0, min_len: int = 20, max_len: int = 60):
@@ -32,9 +30,3 @@ def write_pairs(folder, n: int = 24, seed: int = 0, min_len: int = 20, max_len: 
     (folder / "tok.fasta").write_text("".join(tok_lines))
     return folder / "aa.fasta", folder / "tok.fasta"
 
-
-@pytest.fixture
-def tiny_backbone(tmp_path):
-    """Path of a tiny fair-esm checkpoint (with its contact-regression sibling)."""
-    path, _ = save_fair_esm(tiny_esm(), tmp_path / "esm2_t2_tiny.pt")
-    return path

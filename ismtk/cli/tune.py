@@ -46,6 +46,11 @@ def structure_tune(
     mlm_weight: Annotated[float, typer.Option(help="Weight of the masked-language-model loss.")] = _D.mlm_weight,
     val_fraction: Annotated[float, typer.Option(min=0, max=0.9, help="Share of records held out for validation.")] = _D.val_fraction,
     val_names: Annotated[Path | None, typer.Option(help="File of record names to hold out instead (one per line).")] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="File of 'record group' lines (PDB entry or sequence cluster): each epoch trains on one "
+                     "random record per group."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of data order, crops, masks and new heads.")] = _D.seed,
     precision: Annotated[Precision, typer.Option(help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _D.precision,
     activation_checkpointing: Annotated[
@@ -80,7 +85,7 @@ def structure_tune(
         backbone=backbone, aa=str(aa), tokens=tuple(tokens), out=str(out), epochs=epochs,
         warmup_epochs=warmup_epochs, lr=lr, weight_decay=weight_decay, clip=clip, batch_size=batch_size,
         micro_batch=micro_batch, crop=crop, mlm_weight=mlm_weight, val_fraction=val_fraction,
-        val_names=str(val_names) if val_names else None, seed=seed, precision=precision,
+        val_names=str(val_names) if val_names else None, groups=str(groups) if groups else None, seed=seed, precision=precision,
         activation_checkpointing=activation_checkpointing, fsdp=fsdp, device="cuda" if gpus and device == "auto" else
         ("cpu" if nproc else device), resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every,
         threads=threads,

@@ -88,7 +88,7 @@ def hf_to_fair(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     out, dropped = {}, []
     shared_inv_freq = None
     for key, value in state.items():
-        bare = key[4:] if key.startswith("esm.") else key
+        bare = key.removeprefix("esm.")
         if bare == "rotary_embeddings.inv_freq":
             shared_inv_freq = value
             continue

@@ -57,12 +57,13 @@ from ismtk.train import (
 from ismtk.tune.data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.tune.model import StructureTuner, loss_sums
 
-__all__ = ["TuneConfig", "TuneResult", "evaluate", "export", "split_validation", "structure_tune"]
+__all__ = ["TuneConfig", "TuneResult", "epoch_items", "evaluate", "export", "read_groups", "split_validation",
+           "structure_tune"]
 
 Precision = Literal["auto", "bf16", "fp32"]
 #: Configuration entries a resumed run must share with its checkpoint (they shape the trajectory).
 _TRAJECTORY = ("backbone", "aa", "tokens", "epochs", "warmup_epochs", "lr", "weight_decay", "clip",
-               "batch_size", "crop", "mlm_weight", "seed", "val_fraction", "val_names")
+               "batch_size", "crop", "mlm_weight", "seed", "val_fraction", "val_names", "groups")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TuneConfig:
     mlm_weight: float = 1.0
     val_fraction: float = 0.05
     val_names: str | None = None
+    groups: str | None = None
     seed: int = 0
     precision: Precision = "auto"
     activation_checkpointing: bool = False
@@ -116,10 +118,38 @@ def split_validation(data: TuneData, fraction: float, names_file: str | None, se
         if not held:
             raise InputError(f"{names_file}: none of its names is in the training data")
     else:
-        count = int(round(fraction * len(data)))
+        count = round(fraction * len(data))
         held = sorted(np.random.default_rng([seed, 0]).permutation(len(data))[:count].tolist())
     rest = sorted(set(range(len(data))) - set(held))
     return data.subset(rest), data.subset(held)
+
+
+def read_groups(path: str, names: list[str]) -> list[np.ndarray]:
+    """Groups of record indices from a file of ``name group`` lines (tab, comma or space separated).
+
+    Records the file does not name form a group of their own. Groups are ordered by first member.
+    """
+    group_of = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        fields = line.replace(",", " ").split()
+        if not fields or line.startswith("#"):
+            continue
+        if len(fields) < 2:
+            raise InputError(f"{path}: line {number}: expected a record name and a group")
+        group_of[fields[0]] = fields[1]
+    if not set(group_of) & set(names):
+        raise InputError(f"{path}: none of its names is a training record")
+    members: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        members.setdefault(group_of.get(name, f"\0{name}"), []).append(i)
+    return [np.array(m) for m in members.values()]
+
+
+def epoch_items(groups: list[np.ndarray], epoch: int, seed: int) -> np.ndarray:
+    """``(n_groups,)`` record indices of ``epoch``: one random member per group, groups in random order."""
+    pick = np.random.default_rng([seed, epoch + 1, 0, 1])
+    chosen = np.array([g[pick.integers(len(g))] if len(g) > 1 else g[0] for g in groups])
+    return chosen[epoch_permutation(len(groups), epoch, seed)]
 
 
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -144,7 +174,7 @@ def _summarise(stats: torch.Tensor, names: list[str], weights: list[float], mlm_
 
 @torch.no_grad()
 def evaluate(model: StructureTuner, data: TuneData, crop: int, micro_batch: int, seed: int,
-             rank: int = 0, world: int = 1, device: torch.device = torch.device("cpu"),
+             rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
              autocast=nullcontext) -> dict[str, float]:
     """Validation figures of ``data``: MLM loss/perplexity on 15% masked residues, and per stream the
     token accuracy and CE from the *unmasked* sequence (as ``predict-tokens`` sees it), s* excluded."""
@@ -207,12 +237,14 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
             f"{env.world_size} processes; pick sizes that divide it"
         )
     accum = config.batch_size // per_step
-    steps_per_epoch = len(train) // config.batch_size
+    groups = (read_groups(config.groups, train.names) if config.groups
+              else [np.array([i]) for i in range(len(train))])
+    steps_per_epoch = len(groups) // config.batch_size
     if steps_per_epoch == 0:
-        raise InputError(f"{len(train)} training sequences are fewer than one batch of {config.batch_size}")
+        raise InputError(f"{len(groups)} training groups/sequences are fewer than one batch of {config.batch_size}")
     total = config.epochs * steps_per_epoch
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
-    note(f"{len(train):,} training / {len(val):,} validation sequences; {steps_per_epoch} steps per epoch of "
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    note(f"{len(train):,} training sequences in {len(groups):,} groups, {len(val):,} validation; {steps_per_epoch} steps per epoch of "
          f"{config.batch_size} sequences ({accum} micro-batches of {config.micro_batch} x {env.world_size} "
          f"processes); {total} steps")
 
@@ -261,7 +293,7 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
     while step < total:
         epoch, k = divmod(step, steps_per_epoch)
         tic = time.perf_counter()
-        items = epoch_permutation(len(train), epoch, config.seed)[k * config.batch_size : (k + 1) * config.batch_size]
+        items = epoch_items(groups, epoch, config.seed)[k * config.batch_size : (k + 1) * config.batch_size]
         mine = shard(items, env.rank, env.world_size)
         micro = [collate([make_example(train, i, config.crop, _rng(config.seed, epoch, i))
                           for i in mine[j : j + config.micro_batch]])
