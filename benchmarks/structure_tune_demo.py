@@ -15,6 +15,8 @@ Three figures per model, all from frozen representations or attention maps:
     python benchmarks/structure_tune_demo.py --base HF_FOLDER --tuned RUN/export/esm2_t6_ismtk.pt \
         --heads RUN/export/heads.pt --train-aa train.aa.fasta --train-tokens train.3di.fasta \
         --val-aa val.aa.fasta --val-tokens val.3di.fasta --json out.json
+
+Either model may be left out (to evaluate the two in separate processes).
 """
 
 from __future__ import annotations
@@ -178,8 +180,8 @@ def contact_sets(n_train: int, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True)
-    parser.add_argument("--tuned", required=True)
+    parser.add_argument("--base", help="backbone before tuning (any form load_esm reads)")
+    parser.add_argument("--tuned", help="backbone after tuning")
     parser.add_argument("--heads")
     parser.add_argument("--train-aa", required=True)
     parser.add_argument("--train-tokens", required=True)
@@ -203,6 +205,8 @@ def main() -> None:
                          "ts50_chains": len(contact_test), "ss3_train_chains": len(ss_train),
                          "ss3_test_chains": len(ss_test)}}
     for label, spec in (("base", args.base), ("tuned", args.tuned)):
+        if spec is None:
+            continue
         model = load_esm(spec).model.eval()
         tic = time.perf_counter()
         row = {"3di_probe_acc": probe_accuracy(model, tok_train, tok_val, args.seed)}

@@ -99,18 +99,22 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
 
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone, sharding):
-    config = _config(tmp_path, tiny_backbone, epochs=1, val_fraction=0.0)
+    config = _config(tmp_path, tiny_backbone, epochs=1)
     structure_tune(replace(config, out=str(tmp_path / "one")))
     argv = [sys.executable, "-m", "ismtk", "structure-tune", config.backbone, "--aa", config.aa,
             "--tokens", config.tokens[0], "-o", str(tmp_path / "two"), "--epochs", "1", "--warmup-epochs", "0.5",
-            "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0",
+            "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0.25",
             "--threads", "1", "--nproc", "2", *sharding]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     one = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
     two = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
-    assert one["step"] == two["step"] == 3
+    assert one["step"] == two["step"] == 2
+    val = [[r for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "val"] for run in ("one", "two")]
+    assert len(val[0]) == len(val[1]) == 1
+    for key, value in val[0][0].items():
+        assert val[1][0][key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
     for key, value in one["model"].items():
         torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
