@@ -43,6 +43,7 @@ from ismtk.errors import InputError
 from ismtk.models.esm import load_esm, save_fair_esm, save_hf
 from ismtk.models.heads import save_heads
 from ismtk.train import (
+    DistEnv,
     MetricsLog,
     all_reduce_sum,
     check_compatible,
@@ -52,6 +53,7 @@ from ismtk.train import (
     save_checkpoint,
     setup,
     shard,
+    teardown,
     warmup_cosine,
 )
 from ismtk.tune.data import TuneData, collate, load_tune_data, make_example, parse_stream
@@ -215,6 +217,13 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
     ``on_step(step, total, metrics)`` and ``on_note(text)`` are called on rank 0 for progress reports.
     """
     env = setup(config.device)
+    try:
+        return _train(config, env, on_step, on_note)
+    finally:
+        teardown()
+
+
+def _train(config: TuneConfig, env: DistEnv, on_step, on_note) -> TuneResult:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # new heads (and a created MLM head) start the same on every rank
@@ -244,9 +253,9 @@ def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None]
         raise InputError(f"{len(groups)} training groups/sequences are fewer than one batch of {config.batch_size}")
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
-    note(f"{len(train):,} training sequences in {len(groups):,} groups, {len(val):,} validation; {steps_per_epoch} steps per epoch of "
-         f"{config.batch_size} sequences ({accum} micro-batches of {config.micro_batch} x {env.world_size} "
-         f"processes); {total} steps")
+    note(f"{len(train):,} training sequences in {len(groups):,} groups, {len(val):,} validation; "
+         f"{steps_per_epoch} steps per epoch of {config.batch_size} sequences ({accum} micro-batches of "
+         f"{config.micro_batch} x {env.world_size} processes); {total} steps")
 
     model = StructureTuner(loaded.model, data.streams, config.activation_checkpointing).to(env.device)
     model.train()
