@@ -51,8 +51,10 @@ def _root(
 
 
 from ismtk.cli.encode import encode  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.tune import structure_tune  # noqa: E402
 
 app.command("encode")(encode)
+app.command("structure-tune")(structure_tune)
 
 
 def main() -> None:

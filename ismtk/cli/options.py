@@ -37,3 +37,39 @@ DEFAULT_CHAIN_NAMES = _DEFAULT_READ.chain_names
 def read_options(model: int, chain_names: ChainNames) -> ReadOptions:
     """The library's reading options from the shared command-line options."""
     return ReadOptions(model=model, chain_names=chain_names)
+
+# --- distributed training (shared by structure-tune and train-ae) ---------------------------------
+Gpus = Annotated[
+    int, typer.Option("--gpus", min=0, help="GPUs (DDP processes) per node; >1 relaunches itself under torchrun.")
+]
+Nproc = Annotated[
+    int, typer.Option("--nproc", min=0, help="CPU processes (gloo DDP) per node; for tests and CI.")
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue from the checkpoint in the run folder, exactly where it stopped.")
+]
+Device = Annotated[
+    str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N.")
+]
+Nnodes = Annotated[str, typer.Option("--nnodes", help="Nodes of a multi-node job (torchrun: N or MIN:MAX).")]
+NodeRank = Annotated[int | None, typer.Option("--node-rank", help="This node's rank (static rendezvous).")]
+RdzvEndpoint = Annotated[
+    str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous on node 0 (multi-node).")
+]
+RdzvId = Annotated[str | None, typer.Option("--rdzv-id", help="Job id shared by all nodes (multi-node).")]
+
+
+def relaunch_if_needed(gpus: int, nproc: int, nnodes: str, node_rank: int | None, endpoint: str | None,
+                       run_id: str | None) -> int | None:
+    """Re-run the current command under torchrun when several processes or nodes are asked for.
+
+    Returns the launcher's exit status, or None when this process should train itself.
+    """
+    import sys
+
+    from ismtk.train import Rendezvous, launch, under_launcher
+
+    count = max(gpus, nproc, 1)
+    if under_launcher() or (count == 1 and nnodes in ("1", "1:1")):
+        return None
+    return launch(count, sys.argv[1:], Rendezvous(nnodes, node_rank, endpoint, run_id))

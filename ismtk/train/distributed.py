@@ -8,8 +8,6 @@ command under ``torch.distributed.run`` when ``--gpus N`` or ``--nproc N`` asks 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -100,15 +98,26 @@ def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous(
     """
     if nproc < 1:
         raise InputError(f"the number of processes must be at least 1, got {nproc}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    options = [f"--nproc-per-node={nproc}"]
     if rendezvous.nnodes in ("1", "1:1"):
-        cmd.append("--standalone")
+        options.append("--standalone")
     else:
         if rendezvous.endpoint is None:
             raise InputError("multi-node runs need --rdzv-endpoint HOST:PORT (the address of node 0)")
-        cmd += [f"--nnodes={rendezvous.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous.endpoint}"]
-        cmd.append(f"--rdzv-id={rendezvous.run_id or 'ismtk'}")
+        options += [f"--nnodes={rendezvous.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous.endpoint}"]
+        options.append(f"--rdzv-id={rendezvous.run_id or 'ismtk'}")
         if rendezvous.node_rank is not None:
-            cmd.append(f"--node-rank={rendezvous.node_rank}")
-    cmd += ["-m", "ismtk", *argv]
-    return subprocess.call(cmd)
+            options.append(f"--node-rank={rendezvous.node_rank}")
+    args = get_args_parser().parse_args([*options, "-m", "ismtk"])
+    # set after parsing: torchrun's parser would take an option of ours such as --nproc for an
+    # abbreviation of its own --nproc-per-node
+    args.training_script_args = list(argv)
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        codes = [failure.exitcode for failure in exc.failures.values()]
+        return next((c for c in codes if c > 0), 1)
+    return 0

@@ -1,0 +1,392 @@
+"""ESM2 backbones in and out: one loader for every form they come in, two exporters.
+
+:func:`load_esm` accepts a fair-esm hub name (``esm2_t33_650M_UR50D``; resolved in fair-esm's own cache,
+``$TORCH_HOME/hub/checkpoints``, downloading there when the network allows), a fair-esm ``.pt`` checkpoint
+(with its ``-contact-regression.pt`` sibling), a bare state dict (fair-esm or Hugging Face keys; the
+configuration is inferred from tensor shapes) or a Hugging Face ``EsmForMaskedLM`` / ``EsmModel`` folder
+(``model.safetensors`` or ``pytorch_model.bin``). Everything becomes a fair-esm :class:`esm.model.esm2.ESM2`.
+
+:func:`save_fair_esm` writes what ``esm.pretrained.load_model_and_alphabet_local`` reads and
+:func:`save_hf` what ``transformers.EsmForMaskedLM.from_pretrained`` reads (Lin et al. 2023, ESM2).
+The Hugging Face <-> fair-esm key mapping is the table :data:`_HF_KEYS`, used in both directions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from esm.data import Alphabet as EsmAlphabet
+from esm.model.esm2 import ESM2
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+
+__all__ = [
+    "EsmConfig",
+    "LoadedEsm",
+    "esm_alphabet",
+    "fair_to_hf",
+    "hf_to_fair",
+    "load_esm",
+    "save_fair_esm",
+    "save_hf",
+]
+
+_HUB_URL = "https://dl.fbaipublicfiles.com/fair-esm"
+_HUB_NAME = re.compile(r"^esm2_t\d+_\w+$")
+_CONTACT_KEYS = ("contact_head.regression.weight", "contact_head.regression.bias")
+#: fair-esm key pattern <-> Hugging Face key pattern (``{i}`` is the layer index); HF backbone keys are
+#: relative to the ``esm.`` prefix of ``EsmForMaskedLM``, ``lm_head.*`` keys sit at the top level.
+_HF_KEYS = [
+    ("embed_tokens.weight", "embeddings.word_embeddings.weight"),
+    ("layers.{i}.self_attn.q_proj.{p}", "encoder.layer.{i}.attention.self.query.{p}"),
+    ("layers.{i}.self_attn.k_proj.{p}", "encoder.layer.{i}.attention.self.key.{p}"),
+    ("layers.{i}.self_attn.v_proj.{p}", "encoder.layer.{i}.attention.self.value.{p}"),
+    ("layers.{i}.self_attn.rot_emb.inv_freq", "encoder.layer.{i}.attention.self.rotary_embeddings.inv_freq"),
+    ("layers.{i}.self_attn.out_proj.{p}", "encoder.layer.{i}.attention.output.dense.{p}"),
+    ("layers.{i}.self_attn_layer_norm.{p}", "encoder.layer.{i}.attention.LayerNorm.{p}"),
+    ("layers.{i}.fc1.{p}", "encoder.layer.{i}.intermediate.dense.{p}"),
+    ("layers.{i}.fc2.{p}", "encoder.layer.{i}.output.dense.{p}"),
+    ("layers.{i}.final_layer_norm.{p}", "encoder.layer.{i}.LayerNorm.{p}"),
+    ("emb_layer_norm_after.{p}", "encoder.emb_layer_norm_after.{p}"),
+    ("contact_head.regression.{p}", "contact_head.regression.{p}"),
+    ("lm_head.dense.{p}", "lm_head.dense.{p}"),
+    ("lm_head.layer_norm.{p}", "lm_head.layer_norm.{p}"),
+    ("lm_head.bias", "lm_head.bias"),
+]
+
+
+def _pattern(template: str) -> re.Pattern:
+    regex = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    return re.compile(f"^{regex}$")
+
+
+_FAIR_TO_HF = [(_pattern(f), h) for f, h in _HF_KEYS]
+_HF_TO_FAIR = [(_pattern(h), f) for f, h in _HF_KEYS]
+
+
+def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, template in table:
+        match = pattern.match(key)
+        if match:
+            return template.format(**match.groupdict())
+    return None
+
+
+def hf_to_fair(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """fair-esm keys of a Hugging Face ESM state dict, and the HF keys that have no fair-esm counterpart.
+
+    Accepts ``EsmForMaskedLM`` (``esm.`` prefix), ``EsmModel`` (no prefix) and task models (their extra
+    heads are returned as dropped). A single model-level ``rotary_embeddings.inv_freq`` (newer
+    transformers) is copied to every layer.
+    """
+    out, dropped = {}, []
+    shared_inv_freq = None
+    for key, value in state.items():
+        bare = key.removeprefix("esm.")
+        if bare == "rotary_embeddings.inv_freq":
+            shared_inv_freq = value
+            continue
+        name = _rename(bare, _HF_TO_FAIR)
+        if name is None:
+            if bare != "lm_head.decoder.weight":  # tied to the embeddings in both libraries
+                dropped.append(key)
+            continue
+        out[name] = value
+    if shared_inv_freq is not None:
+        for i in range(_num_layers(out)):
+            out.setdefault(f"layers.{i}.self_attn.rot_emb.inv_freq", shared_inv_freq.clone())
+    return out, dropped
+
+
+def fair_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``EsmForMaskedLM`` keys of a fair-esm ESM2 state dict (the tied decoder weight is left out)."""
+    out = {}
+    for key, value in state.items():
+        name = _rename(key, _FAIR_TO_HF)
+        if name is not None:
+            out[name if name.startswith("lm_head.") else f"esm.{name}"] = value
+    return out
+
+
+@dataclass(frozen=True)
+class EsmConfig:
+    """The four numbers fair-esm's ``ESM2`` is built from."""
+
+    num_layers: int
+    embed_dim: int
+    attention_heads: int
+    token_dropout: bool = True
+
+    def build(self) -> ESM2:
+        """A freshly initialised ESM2 of this shape with the ESM-1b alphabet (33 tokens)."""
+        return ESM2(self.num_layers, self.embed_dim, self.attention_heads, esm_alphabet(), self.token_dropout)
+
+    @classmethod
+    def of(cls, model: ESM2) -> EsmConfig:
+        return cls(model.num_layers, model.embed_dim, model.attention_heads, bool(model.token_dropout))
+
+
+@dataclass
+class LoadedEsm:
+    """A backbone ready to use: the model, its alphabet, where it came from and what had to be done."""
+
+    model: ESM2
+    alphabet: EsmAlphabet
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> EsmConfig:
+        return EsmConfig.of(self.model)
+
+
+def esm_alphabet() -> EsmAlphabet:
+    """fair-esm's ESM-1b/ESM2 alphabet (``<cls>`` 0, ``<pad>`` 1, ``<eos>`` 2, ..., ``<mask>`` 32)."""
+    return EsmAlphabet.from_architecture("ESM-1b")
+
+
+def load_esm(spec: str | Path) -> LoadedEsm:
+    """Load an ESM2 backbone from a hub name, a fair-esm/bare ``.pt`` file or a Hugging Face folder.
+
+    Missing pieces are created and reported in :attr:`LoadedEsm.notes` (an MLM head absent from
+    ``EsmModel`` folders, a contact head absent without a regression file); keys that belong to no
+    ESM2 part (classifier heads, unused absolute position embeddings) are dropped and reported.
+    Raises :class:`InputError` naming ``spec`` when it is none of these.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        return _load_hf_folder(path)
+    if path.is_file():
+        return _load_file(path)
+    if _HUB_NAME.match(str(spec)):
+        return _load_file(_hub_file(str(spec)), source=str(spec))
+    raise InputError(
+        f"{spec}: no such file or folder, and not a fair-esm hub name like esm2_t33_650M_UR50D; "
+        "give a fair-esm .pt, a state dict or a Hugging Face ESM folder"
+    )
+
+
+def _hub_file(name: str) -> Path:
+    """The cached fair-esm checkpoint of a hub name (and its regression file), downloaded if absent."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    files = [(folder / f"{name}.pt", f"{_HUB_URL}/models/{name}.pt")]
+    files.append((folder / f"{name}-contact-regression.pt", f"{_HUB_URL}/regression/{name}-contact-regression.pt"))
+    for target, url in files:
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(url, str(target), progress=False)
+            except Exception as exc:
+                raise InputError(
+                    f"{name}: not in {folder} and could not be downloaded from {url} ({exc}); "
+                    "copy the file there or give a local path"
+                ) from exc
+    return files[0][0]
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+
+
+def _load_file(path: Path, source: str | None = None) -> LoadedEsm:
+    data = _torch_load(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a fair-esm checkpoint or a state dict, found {type(data).__name__}")
+    notes: list[str] = []
+    if "model" in data and "cfg" in data:  # fair-esm checkpoint
+        cfg = data["cfg"]["model"]
+        get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+        state = _strip_fair_prefixes(data["model"])
+        config = EsmConfig(get("encoder_layers"), get("encoder_embed_dim"), get("encoder_attention_heads"),
+                           bool(get("token_dropout", True)))
+        regression = path.with_name(path.stem + "-contact-regression.pt")
+        if regression.is_file() and _CONTACT_KEYS[0] not in state:
+            state.update(_strip_fair_prefixes(_torch_load(regression)["model"]))
+        dropped: list[str] = []
+    else:
+        tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+        if not tensors:
+            raise InputError(f"{path}: holds no tensors; expected a fair-esm checkpoint or an ESM2 state dict")
+        if any(".attention.self.query." in k for k in tensors):
+            state, dropped = hf_to_fair(tensors)
+        else:
+            state, dropped = _strip_fair_prefixes(tensors), []
+        config = _infer_config(state, path)
+        notes.append(f"configuration inferred from tensor shapes: {config}")
+    return _assemble(config, state, dropped, source or str(path), notes)
+
+
+def _load_hf_folder(folder: Path) -> LoadedEsm:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"{folder}: no config.json; expected a Hugging Face EsmForMaskedLM or EsmModel folder")
+    hf = json.loads(config_file.read_text())
+    if hf.get("model_type") != "esm" or hf.get("position_embedding_type", "rotary") != "rotary":
+        raise InputError(f"{config_file}: not an ESM2 model (model_type esm with rotary position embeddings)")
+    if hf.get("emb_layer_norm_before") or hf.get("is_folding_model"):
+        raise InputError(f"{config_file}: ESM-1b/ESMFold variants are not ESM2 backbones")
+    vocab = folder / "vocab.txt"
+    if vocab.is_file() and vocab.read_text().split() != esm_alphabet().all_toks:
+        raise InputError(f"{vocab}: token order differs from the ESM2 alphabet; cannot convert")
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        weights = load_file(str(folder / "model.safetensors"))
+    elif (folder / "pytorch_model.bin").is_file():
+        weights = _torch_load(folder / "pytorch_model.bin")
+    else:
+        raise InputError(f"{folder}: neither model.safetensors nor pytorch_model.bin found")
+    config = EsmConfig(hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"],
+                       bool(hf.get("token_dropout", True)))
+    if hf.get("intermediate_size", 4 * config.embed_dim) != 4 * config.embed_dim:
+        raise InputError(f"{config_file}: intermediate_size must be 4 x hidden_size in ESM2")
+    state, dropped = hf_to_fair(weights)
+    return _assemble(config, state, dropped, str(folder), [])
+
+
+def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, notes: list[str]) -> LoadedEsm:
+    model = config.build()
+    expected = model.state_dict()
+    # the tied decoder weight and the rotary frequencies (fixed by the shape; newer transformers do
+    # not save them) may be absent
+    missing = [k for k in expected if k not in state and k != "lm_head.weight" and not k.endswith("inv_freq")]
+    unexpected = [k for k in state if k not in expected]
+    lm_missing = [k for k in missing if k.startswith("lm_head.")]
+    contact_missing = [k for k in missing if k.startswith("contact_head.")]
+    other = sorted(set(missing) - set(lm_missing) - set(contact_missing))
+    if other or unexpected:
+        raise InputError(
+            f"{source}: does not match an ESM2 of shape {config}: "
+            f"missing {_few(other)}; unexpected {_few(unexpected)}"
+        )
+    bad_shape = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad_shape:
+        raise InputError(f"{source}: tensor shapes differ from an ESM2 of shape {config}: {_few(bad_shape)}")
+    model.load_state_dict(state, strict=False)
+    if lm_missing:
+        notes.append("no MLM head in the weights: created a new one (dense + layer norm + bias; decoder tied "
+                     "to the token embeddings)")
+    if contact_missing:
+        notes.append("no contact-regression weights: the contact head is untrained")
+    if dropped:
+        notes.append(f"dropped {len(dropped)} tensors that are not part of ESM2: {_few(dropped)}")
+    return LoadedEsm(model.eval(), model.alphabet, source, notes)
+
+
+def _strip_fair_prefixes(state: dict) -> dict:
+    """Remove fairseq's ``encoder.sentence_encoder.``/``encoder.`` prefixes, as fair-esm does."""
+    return {re.sub(r"^(encoder\.sentence_encoder\.|encoder\.)", "", k): v for k, v in state.items()}
+
+
+def _num_layers(state: dict) -> int:
+    indices = [int(m.group(1)) for k in state if (m := re.match(r"^layers\.(\d+)\.", k))]
+    return max(indices) + 1 if indices else 0
+
+
+def _infer_config(state: dict, path: Path) -> EsmConfig:
+    """Shape of an ESM2 from its tensors; heads from the contact regression or the rotary frequencies."""
+    if "embed_tokens.weight" not in state:
+        raise InputError(f"{path}: no embed_tokens.weight; not an ESM2 state dict")
+    layers = _num_layers(state)
+    dim = state["embed_tokens.weight"].shape[1]
+    if _CONTACT_KEYS[0] in state and layers:
+        heads = state[_CONTACT_KEYS[0]].shape[1] // layers
+    elif "layers.0.self_attn.rot_emb.inv_freq" in state:
+        heads = dim // (2 * state["layers.0.self_attn.rot_emb.inv_freq"].numel())
+    else:
+        raise InputError(f"{path}: cannot infer the number of attention heads (no contact head, no rotary buffer)")
+    if not layers or dim % heads:
+        raise InputError(f"{path}: inconsistent ESM2 shapes ({layers} layers, width {dim}, {heads} heads)")
+    return EsmConfig(layers, dim, heads)
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    if not keys:
+        return "none"
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def save_fair_esm(model: ESM2, path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` (stem must start with ``esm2``) and ``<stem>-contact-regression.pt`` for fair-esm.
+
+    The checkpoint is ``{"model": state, "cfg": {"model": Namespace(...)}}`` as fair-esm's ESM2 files;
+    loading it with ``weights_only`` needs ``argparse.Namespace`` allow-listed (torch >= 2.6).
+    Returns both paths.
+    """
+    path = Path(path)
+    if not path.name.startswith("esm2") or path.suffix != ".pt":
+        raise InputError(f"{path}: fair-esm recognises ESM2 checkpoints by a file name esm2*.pt")
+    config = EsmConfig.of(model)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    regression = {k: state.pop(k) for k in _CONTACT_KEYS}
+    cfg = argparse.Namespace(
+        encoder_layers=config.num_layers,
+        encoder_embed_dim=config.embed_dim,
+        encoder_ffn_embed_dim=4 * config.embed_dim,
+        encoder_attention_heads=config.attention_heads,
+        token_dropout=config.token_dropout,
+    )
+    regression_path = path.with_name(path.stem + "-contact-regression.pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as handle:
+        torch.save({"model": state, "cfg": {"model": cfg}}, handle)
+    with atomic_write(regression_path, "wb") as handle:
+        torch.save({"model": regression}, handle)
+    return path, regression_path
+
+
+def save_hf(model: ESM2, folder: str | Path) -> Path:
+    """Write a Hugging Face ``EsmForMaskedLM`` folder (config, safetensors weights, tokenizer files)."""
+    from safetensors.torch import save as safetensors_bytes
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = EsmConfig.of(model)
+    alphabet = esm_alphabet()
+    hf_config = {
+        "architectures": ["EsmForMaskedLM"],
+        "model_type": "esm",
+        "vocab_size": len(alphabet),
+        "hidden_size": config.embed_dim,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.attention_heads,
+        "intermediate_size": 4 * config.embed_dim,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": 1026,
+        "position_embedding_type": "rotary",
+        "layer_norm_eps": 1e-5,
+        "emb_layer_norm_before": False,
+        "token_dropout": config.token_dropout,
+        "mask_token_id": alphabet.mask_idx,
+        "pad_token_id": alphabet.padding_idx,
+        "is_folding_model": False,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+    }
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in fair_to_hf(model.state_dict()).items()}
+    with atomic_write(folder / "config.json", "w") as handle:
+        json.dump(hf_config, handle, indent=2)
+    with atomic_write(folder / "model.safetensors", "wb") as handle:
+        handle.write(safetensors_bytes(state, metadata={"format": "pt"}))
+    with atomic_write(folder / "vocab.txt", "w") as handle:
+        handle.write("\n".join(alphabet.all_toks) + "\n")
+    special = {"cls_token": "<cls>", "pad_token": "<pad>", "eos_token": "<eos>", "unk_token": "<unk>",
+               "mask_token": "<mask>"}
+    with atomic_write(folder / "special_tokens_map.json", "w") as handle:
+        json.dump(special, handle, indent=2)
+    with atomic_write(folder / "tokenizer_config.json", "w") as handle:
+        json.dump({"tokenizer_class": "EsmTokenizer", "model_max_length": 1026, **special}, handle, indent=2)
+    return folder
+

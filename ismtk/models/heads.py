@@ -1,0 +1,103 @@
+"""Structure-token heads: one ``Linear(D, K+1)`` per token stream on the last ESM2 layer (ISM).
+
+Class 0 is padding (never a target); token ``i`` of a stream's alphabet is class ``i + 1``. The heads
+file written by :func:`save_heads` holds only tensors and plain values::
+
+    {"format": "ismtk-token-heads", "version": 1, "embed_dim": D, "layer": L,
+     "streams": [{"name", "alphabet", "ignore", "weight"}, ...],
+     "state": {"<name>.weight": (K+1, D), "<name>.bias": (K+1,)}}
+
+``alphabet`` is the symbol string of the stream (token FASTA letters), ``ignore`` the symbol of the
+disorder token s* excluded from training (or None), ``layer`` the ESM2 layer whose (final-layer-normed)
+representation the heads read. :func:`load_heads` rebuilds the module for ``predict-tokens``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+from ismtk.tokenizers.alphabet import Alphabet
+
+__all__ = ["HEADS_FORMAT", "StreamInfo", "TokenHeads", "load_heads", "save_heads"]
+
+HEADS_FORMAT = "ismtk-token-heads"
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a head predicts: stream name, token alphabet, the excluded s* symbol, its loss weight."""
+
+    name: str
+    alphabet: str
+    ignore: str | None = None
+    weight: float = 1.0
+
+    @property
+    def num_classes(self) -> int:
+        """K + 1 (class 0 is padding)."""
+        return len(self.alphabet) + 1
+
+
+class TokenHeads(nn.Module):
+    """``forward(h)`` maps ``(B, T, D)`` representations to ``{stream: (B, T, K+1) logits}``."""
+
+    def __init__(self, embed_dim: int, streams: list[StreamInfo], layer: int) -> None:
+        super().__init__()
+        names = [s.name for s in streams]
+        if len(set(names)) != len(names) or not names:
+            raise InputError(f"token streams need distinct names, got {names}")
+        self.embed_dim = embed_dim
+        self.layer = layer
+        self.streams = list(streams)
+        self.heads = nn.ModuleDict({s.name: nn.Linear(embed_dim, s.num_classes) for s in streams})
+
+    def forward(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(hidden) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{stream: (B, T) int64}`` most likely token index per position (padding class excluded)."""
+        return {name: logits[..., 1:].argmax(-1) for name, logits in self(hidden).items()}
+
+    def decode(self, stream: str, tokens: torch.Tensor) -> str:
+        """Token string of ``(L,)`` indices of ``stream``, as written to token FASTA."""
+        info = next(s for s in self.streams if s.name == stream)
+        return Alphabet(info.alphabet).decode(tokens.cpu().numpy())
+
+
+def save_heads(heads: TokenHeads, path: str | Path) -> Path:
+    """Write the heads file described in the module docstring, atomically."""
+    state = {k: v.detach().cpu().clone() for k, v in heads.heads.state_dict().items()}
+    data = {
+        "format": HEADS_FORMAT,
+        "version": 1,
+        "embed_dim": heads.embed_dim,
+        "layer": heads.layer,
+        "streams": [asdict(s) for s in heads.streams],
+        "state": state,
+    }
+    with atomic_write(path, "wb") as handle:
+        torch.save(data, handle)
+    return Path(path)
+
+
+def load_heads(path: str | Path) -> TokenHeads:
+    """The :class:`TokenHeads` of a heads file (read with ``weights_only=True``)."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: heads file not found") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable heads file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != HEADS_FORMAT:
+        raise InputError(f"{path}: not an ismtk token-heads file (written by structure-tune as heads.pt)")
+    heads = TokenHeads(data["embed_dim"], [StreamInfo(**s) for s in data["streams"]], data["layer"])
+    heads.heads.load_state_dict(data["state"])
+    return heads.eval()

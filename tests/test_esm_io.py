@@ -1,0 +1,104 @@
+"""ESM2 loading from every supported form, and exports checked with the real fair-esm and transformers."""
+
+from __future__ import annotations
+
+import argparse
+
+import esm
+import pytest
+import torch
+from tiny_models import TINY, tiny_esm
+
+from ismtk.errors import InputError
+from ismtk.models.esm import EsmConfig, fair_to_hf, load_esm, save_fair_esm, save_hf
+
+transformers = pytest.importorskip("transformers")
+
+
+def _tokens(model, seqs=("MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPVA")):
+    converter = model.alphabet.get_batch_converter()
+    _, _, tokens = converter([(str(i), s) for i, s in enumerate(seqs)])
+    tokens[0, 5] = model.alphabet.mask_idx  # exercise token dropout too
+    return tokens
+
+
+@torch.no_grad()
+def _outputs(model, tokens):
+    out = model(tokens, repr_layers=[model.num_layers], return_contacts=True)
+    return out["logits"], out["representations"][model.num_layers], out["contacts"]
+
+
+def test_fair_esm_export_loads_in_fair_esm_with_its_contact_head(tmp_path):
+    model = tiny_esm()
+    with torch.no_grad():
+        model.contact_head.regression.weight.normal_()
+    path, regression = save_fair_esm(model, tmp_path / "esm2_t2_tuned.pt")
+    assert regression.name == "esm2_t2_tuned-contact-regression.pt"
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        theirs, _ = esm.pretrained.load_model_and_alphabet_local(str(path))
+    tokens = _tokens(model)
+    for ours, other in zip(_outputs(model, tokens), _outputs(theirs.eval(), tokens)):
+        torch.testing.assert_close(ours, other)
+    again = load_esm(path)
+    assert again.config == TINY and not again.notes
+    torch.testing.assert_close(_outputs(again.model, tokens)[2], _outputs(model, tokens)[2])
+
+
+def test_hf_export_loads_in_transformers_and_back(tmp_path):
+    model = tiny_esm()
+    folder = save_hf(model, tmp_path / "hf")
+    theirs = transformers.EsmForMaskedLM.from_pretrained(folder).eval()
+    tokens = _tokens(model)
+    logits = _outputs(model, tokens)[0]
+    with torch.no_grad():
+        out = theirs(input_ids=tokens, attention_mask=tokens.ne(model.padding_idx), output_hidden_states=True)
+    keep = tokens.ne(model.padding_idx)
+    torch.testing.assert_close(out.logits[keep], logits[keep], atol=1e-5, rtol=1e-4)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert tokenizer("MKT")["input_ids"] == [0, 20, 15, 11, 2]
+    again = load_esm(folder)
+    assert again.config == TINY and not again.notes
+    torch.testing.assert_close(_outputs(again.model, tokens)[0], logits)
+
+
+def test_hf_model_without_mlm_head_gets_a_new_one_and_says_so(tmp_path):
+    model = tiny_esm()
+    backbone = transformers.EsmModel.from_pretrained(save_hf(model, tmp_path / "hf"), add_pooling_layer=False)
+    backbone.save_pretrained(tmp_path / "bare")
+    loaded = load_esm(tmp_path / "bare")
+    assert any("MLM head" in note for note in loaded.notes)
+    tokens = _tokens(model)
+    torch.testing.assert_close(_outputs(loaded.model, tokens)[1], _outputs(model, tokens)[1])
+
+
+@pytest.mark.parametrize("keys", ["fair", "hf"])
+def test_bare_state_dict_config_is_inferred_from_shapes(tmp_path, keys):
+    model = tiny_esm()
+    state = model.state_dict() if keys == "fair" else fair_to_hf(model.state_dict())
+    state = {k: v for k, v in state.items() if "contact_head" not in k}  # heads from the rotary buffer
+    torch.save(state, tmp_path / "weights.pt")
+    loaded = load_esm(tmp_path / "weights.pt")
+    assert loaded.config == TINY
+    assert any("inferred" in n for n in loaded.notes) and any("contact" in n for n in loaded.notes)
+    tokens = _tokens(model)
+    torch.testing.assert_close(_outputs(loaded.model, tokens)[0], _outputs(model, tokens)[0])
+
+
+def test_hub_name_resolves_in_fair_esm_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    save_fair_esm(tiny_esm(), tmp_path / "hub" / "checkpoints" / "esm2_t2_1M_TEST.pt")
+    loaded = load_esm("esm2_t2_1M_TEST")
+    assert loaded.config == TINY and loaded.source == "esm2_t2_1M_TEST"
+
+
+def test_unusable_inputs_raise_input_errors_naming_them(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_esm(tmp_path / "missing.pt")
+    state = tiny_esm().state_dict()
+    state["layers.0.fc1.weight"] = torch.zeros(3, 3)
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(InputError, match="broken.pt.*shapes"):
+        load_esm(tmp_path / "broken.pt")
+    with pytest.raises(InputError, match="esm2"):
+        save_fair_esm(tiny_esm(), tmp_path / "model.pt")
+    assert EsmConfig.of(tiny_esm()) == TINY

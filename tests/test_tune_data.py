@@ -1,0 +1,75 @@
+"""Pairing amino-acid and token FASTA, stream specs, crops and masks of structure-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tiny_models import write_pairs
+
+from ismtk.errors import InputError
+from ismtk.train import epoch_permutation
+from ismtk.tune.data import collate, load_tune_data, make_example, parse_stream
+from ismtk.tune.trainer import epoch_items, read_groups
+
+
+def test_stream_spec_options_and_codebook(tmp_path):
+    spec = parse_stream("run/tokens.3di.fasta")
+    assert spec.name == "tokens" and spec.weight == 1.0 and spec.alphabet is None
+    spec = parse_stream("x.fa:name=3di:weight=0.5")
+    assert spec.alphabet == "ACDEFGHIKLMNPQRSTVWY" and spec.weight == 0.5
+    book = tmp_path / "codebook.json"
+    book.write_text(json.dumps({"alphabet": "ABCDEFGH", "disorder_token": 3}))
+    spec = parse_stream(f"ism.fa:codebook={book}")
+    assert (spec.alphabet, spec.ignore) == ("ABCDEFGH", "D")
+    for bad in ("x.fa:colour=red", "x.fa:weight=heavy", "x.fa:alphabet=ABC:ignore=Z"):
+        with pytest.raises(InputError, match="x.fa"):
+            parse_stream(bad)
+
+
+def test_all_mismatches_are_listed_in_one_error(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=4)
+    records = tok.read_text().splitlines()
+    records[1] = records[1][:-2]  # p0 two tokens short
+    tok.write_text("\n".join(records[:-2]) + "\n")  # p3 missing
+    with pytest.raises(InputError, match=r"2 amino-acid/token mismatches: p0: \d+ residues but \d+ tokens.*p3 missing"):
+        load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")])
+
+
+def test_disorder_token_becomes_class_zero_and_classes_are_shifted(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=3)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:name=a:alphabet=3di"), parse_stream(f"{tok}:name=b:alphabet=3di:ignore=A")])
+    first = tok.read_text().splitlines()[1]
+    expected = np.array(["ACDEFGHIKLMNPQRSTVWY".index(c) + 1 for c in first])
+    np.testing.assert_array_equal(data.tokens[0][0], expected)
+    np.testing.assert_array_equal(data.tokens[1][0], np.where(expected == 1, 0, expected))
+    assert data.streams[1].ignore == "A"
+
+
+def test_examples_are_cropped_masked_and_reproducible(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=2, min_len=50, max_len=60)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")])
+    a = make_example(data, 0, 16, np.random.default_rng([1, 2, 0]))
+    b = make_example(data, 0, 16, np.random.default_rng([1, 2, 0]))
+    assert len(a.tokens) == 18 and a.tokens.equal(b.tokens) and a.mlm.equal(b.mlm)
+    masked = a.mlm != -100
+    assert masked.sum() == 2 and (a.tokens[masked] == 32).all()  # round(0.15 * 16) <mask> tokens
+    assert a.targets[0][0] == 0 and a.targets[0][-1] == 0 and (a.targets[0][1:-1] > 0).all()
+    batch = collate([a, make_example(data, 1, 100, np.random.default_rng(0))])
+    assert batch.tokens.shape == batch.mlm.shape == batch.targets[0].shape
+    assert (batch.tokens[0, 18:] == 1).all() and (batch.targets[0][0, 18:] == 0).all()
+
+
+def test_groups_give_one_random_member_per_group_per_epoch(tmp_path):
+    names = ["a_A", "a_B", "b_A", "c_A", "c_B", "c_C"]
+    (tmp_path / "groups.tsv").write_text("a_A\ta\na_B\ta\nc_A\tc\nc_B\tc\nc_C\tc\n")
+    groups = read_groups(str(tmp_path / "groups.tsv"), names)
+    assert [g.tolist() for g in groups] == [[0, 1], [2], [3, 4, 5]]
+    epochs = [epoch_items(groups, e, seed=0) for e in range(30)]
+    for items in epochs:
+        assert sorted(names[i][0] for i in items) == ["a", "b", "c"]
+    assert len({tuple(sorted(items)) for items in epochs}) > 1  # members change between epochs
+    assert np.array_equal(epochs[3], epoch_items(groups, 3, seed=0))
+    singletons = [np.array([i]) for i in range(6)]
+    assert np.array_equal(epoch_items(singletons, 2, 0), epoch_permutation(6, 2, 0))

@@ -1,0 +1,136 @@
+"""Structure-tuning end to end on a tiny ESM2: learning, s* exclusion, exact resume, DDP equivalence, exports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import esm
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_esm, write_pairs
+
+from ismtk.models.esm import save_fair_esm
+from ismtk.models.heads import StreamInfo, load_heads
+from ismtk.train import load_checkpoint, read_metrics
+from ismtk.tune import StructureTuner, TuneConfig, load_tune_data, loss_sums, parse_stream, structure_tune
+from ismtk.tune.data import collate, make_example
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path):
+    """Path of a tiny fair-esm checkpoint (with its contact-regression sibling)."""
+    path, _ = save_fair_esm(tiny_esm(), tmp_path / "esm2_t2_tiny.pt")
+    return path
+
+
+def _config(tmp_path, backbone, **changes) -> TuneConfig:
+    tmp_path.mkdir(exist_ok=True)
+    aa, tok = write_pairs(tmp_path, n=24)
+    base = TuneConfig(backbone=str(backbone), aa=str(aa), tokens=(f"{tok}:name=3di",), out=str(tmp_path / "run"),
+                      epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=8, micro_batch=4, crop=32,
+                      val_fraction=0.25, threads=1)
+    return replace(base, **changes)
+
+
+def test_disorder_token_positions_carry_no_gradient_from_their_stream(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=4)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:name=all:alphabet=3di"),
+                               parse_stream(f"{tok}:name=sstar:alphabet=3di:ignore=A")])
+    model = StructureTuner(tiny_esm(), data.streams)
+    batch = collate([make_example(data, i, 64, np.random.default_rng(i)) for i in range(4)])
+    hidden = model.esm(batch.tokens, repr_layers=[2])["representations"][2].detach().requires_grad_()
+    logits = model.heads(hidden)
+    sums = loss_sums(torch.zeros(*batch.tokens.shape, 33), [logits["all"], logits["sstar"]], batch)
+    star = (batch.targets[0] == 1) & (batch.targets[1] == 0)  # residues whose token is s* ("A")
+    assert star.sum() > 0
+    for stream, expect_zero in ((1, True), (0, False)):
+        (grad,) = torch.autograd.grad(sums.streams[stream], hidden)
+        assert (grad[star].abs().sum() == 0) == expect_zero
+    assert sums.counts[1] == sums.counts[0] - star.sum()
+
+
+def test_tiny_run_learns_validates_and_exports_drop_in_checkpoints(tmp_path, tiny_backbone):
+    config = _config(tmp_path, tiny_backbone, epochs=8)
+    result = structure_tune(config)
+    train = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    val = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "val"]
+    assert len(train) == result.total_steps == 16 and len(val) == 8
+    assert np.mean([r["loss"] for r in train[-4:]]) < np.mean([r["loss"] for r in train[:4]]) - 0.3
+    assert val[-1]["acc_3di"] > val[0]["acc_3di"] and set(result.val) >= {"mlm_ppl", "acc_3di"}
+    assert (tmp_path / "run" / "metrics.png").stat().st_size > 0
+
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    fair = tmp_path / "run" / "export" / "esm2_t2_ismtk.pt"
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        tuned, _ = esm.pretrained.load_model_and_alphabet_local(str(fair))
+    assert all(torch.equal(v, state[f"esm.{k}"]) for k, v in tuned.state_dict().items())
+    assert not any(k.startswith("heads") for k in torch.load(fair, weights_only=False)["model"])
+    heads = load_heads(tmp_path / "run" / "export" / "heads.pt")
+    assert heads.streams == [StreamInfo("3di", "ACDEFGHIKLMNPQRSTVWY", None, 1.0)]
+    assert all(torch.equal(v, state[f"heads.heads.{k}"]) for k, v in heads.heads.state_dict().items())
+    hidden = tuned(torch.tensor([[0, 5, 6, 7, 2]]), repr_layers=[2])["representations"][2]
+    assert len(heads.decode("3di", heads.predict(hidden)["3di"][0])) == 5
+    assert json.loads((tmp_path / "run" / "export" / "hf" / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
+    whole = structure_tune(_config(tmp_path / "a", tiny_backbone))
+    first = structure_tune(_config(tmp_path / "b", tiny_backbone, stop_after=4))
+    assert first.step == 4 and not first.exported
+    second = structure_tune(_config(tmp_path / "b", tiny_backbone, resume=True))
+    assert second.step == whole.step == 6
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    logs = [[{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(t / "run" / "metrics.jsonl")]
+            for t in (tmp_path / "a", tmp_path / "b")]
+    assert logs[0] == logs[1]
+
+
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone, sharding):
+    config = _config(tmp_path, tiny_backbone, epochs=1)
+    structure_tune(replace(config, out=str(tmp_path / "one")))
+    argv = [sys.executable, "-m", "ismtk", "structure-tune", config.backbone, "--aa", config.aa,
+            "--tokens", config.tokens[0], "-o", str(tmp_path / "two"), "--epochs", "1", "--warmup-epochs", "0.5",
+            "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0.25",
+            "--threads", "1", "--nproc", "2", *sharding]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    two = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    assert one["step"] == two["step"] == 2
+    val = [[r for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "val"] for run in ("one", "two")]
+    assert len(val[0]) == len(val[1]) == 1
+    for key, value in val[0][0].items():
+        assert val[1][0][key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    for key, value in one["model"].items():
+        torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=4)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:name=3di")])
+    batch = collate([make_example(data, i, 64, np.random.default_rng(i)) for i in range(4)])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = StructureTuner(tiny_esm(), data.streams, activation_checkpointing=checkpointing).train()
+        mlm, heads = model(batch.tokens)
+        sums = loss_sums(mlm, [heads["3di"]], batch)
+        (sums.mlm + sums.streams[0]).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, msg=key)
