@@ -20,10 +20,13 @@ from esm.model.esm2 import ESM2
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 from ismtk.models.esm_forward import esm2_representations
+from ismtk.sequences import read_protein_fasta
 
 __all__ = [
     "INCLUDE",
     "EmbedOptions",
+    "EmbedSummary",
+    "embed_fasta",
     "H5Writer",
     "PtDirWriter",
     "embed_sequences",
@@ -262,3 +265,54 @@ class H5Writer:
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """Counts of one :func:`embed_fasta` run and what was noticed on the way."""
+
+    sequences: int
+    residues: int
+    truncated: int
+    notes: list[str]
+
+
+def embed_fasta(
+    model_spec: str | Path,
+    fasta: str | Path,
+    out: str | Path,
+    options: EmbedOptions = EmbedOptions(),
+    device: str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+    on_start: Callable[[int, list[str]], None] | None = None,
+) -> EmbedSummary:
+    """Embed every sequence of ``fasta`` with the model ``model_spec`` (see :func:`ismtk.models.load_esm`).
+
+    ``out`` ending in ``.h5``/``.hdf5`` is one HDF5 file (:class:`H5Writer`), otherwise a folder of
+    esm-extract ``.pt`` files. ``on_start(n_sequences, notes)`` is called once the input is checked.
+    """
+    from ismtk.models.esm import load_esm
+
+    records, notes = read_protein_fasta(fasta)
+    loaded = load_esm(model_spec)
+    notes = notes + list(loaded.notes)
+    truncated = sum(len(seq) > options.truncation_seq_length for _, seq in records)
+    if truncated and options.long == "truncate":
+        notes.append(
+            f"{truncated} sequence(s) longer than {options.truncation_seq_length} residues were truncated "
+            "(--long windows keeps them whole)"
+        )
+    if on_start is not None:
+        on_start(len(records), notes)
+    is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
+    writer = H5Writer(out) if is_h5 else PtDirWriter(out, [name for name, _ in records])
+    residues = 0
+    try:
+        for result, length in embed_sequences(loaded.model, loaded.alphabet, records, options, device, on_batch):
+            writer.write(result, length)
+            residues += length
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return EmbedSummary(len(records), residues, truncated, notes)

@@ -142,3 +142,34 @@ def test_protein_fasta_rules(tmp_path):
     binary.write_bytes(b">a\n\x00\x01\x02\n")
     with pytest.raises(InputError, match="binary"):
         read_protein_fasta(binary)
+
+
+def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
+    from typer.testing import CliRunner
+
+    from ismtk.cli import app
+    from ismtk.models import save_fair_esm
+
+    model, alphabet = tiny_esm
+    weights, _ = save_fair_esm(model, tmp_path / "esm2_t3_tiny.pt")
+    records = random_records(4, 10, 30, seed=6)
+    fasta = tmp_path / "seqs.fa"
+    fasta.write_text("".join(f">{name} some text\n{seq.lower()}\n" for name, seq in records))
+    runner = CliRunner()
+    result = runner.invoke(app, ["embed", str(weights), str(fasta), str(tmp_path / "out"), "--include", "mean"])
+    assert result.exit_code == 0, result.output
+    assert "upper-cased" in result.output
+    _, _, tokens = alphabet.get_batch_converter()(records)
+    with torch.inference_mode():
+        ref = model(tokens, repr_layers=[3])["representations"][3]
+    for i, (name, seq) in enumerate(records):
+        saved = torch.load(tmp_path / "out" / f"{name}.pt", weights_only=True)
+        torch.testing.assert_close(saved["mean_representations"][3], ref[i, 1 : len(seq) + 1].mean(0), atol=1e-5, rtol=1e-5)
+    result = runner.invoke(app, ["embed", str(weights), str(fasta), str(tmp_path / "all.h5"), "--include", "per_tok"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "all.h5") as h5:
+        assert h5["per_tok/3"].shape == (sum(len(s) for _, s in records), 32)
+    dup = tmp_path / "dup.fa"
+    dup.write_text(">a\nACD\n>a\nEFG\n")
+    result = runner.invoke(app, ["embed", str(weights), str(dup), str(tmp_path / "o2")])
+    assert result.exit_code == 1 and "duplicate names: a" in result.output and not (tmp_path / "o2").exists()

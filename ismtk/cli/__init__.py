@@ -50,11 +50,13 @@ def _root(
     """Implicit structure models: structure tokens, structure-tuned ESM2 and token search."""
 
 
-from ismtk.cli.encode import encode  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.embed import embed  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.encode import encode  # noqa: E402
 from ismtk.cli.tune import structure_tune  # noqa: E402
 
 app.command("encode")(encode)
 app.command("structure-tune")(structure_tune)
+app.command("embed")(embed)
 
 
 def main() -> None:

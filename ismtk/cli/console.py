@@ -32,8 +32,9 @@ def error(message: str) -> None:
 
 
 @contextmanager
-def progress(description: str, total: int | None, unit: str = "") -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr; yields ``advance(n)``. Hidden when stderr is not a terminal."""
+def progress(description: str, total: int | None, unit: str = "") -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields ``advance(n=1, total=None)`` (``total`` sets a total learnt
+    late). Hidden when stderr is not a terminal."""
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -44,4 +45,4 @@ def progress(description: str, total: int | None, unit: str = "") -> Iterator[Ca
     ]
     with Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        yield lambda n=1, total=None: bar.update(task, advance=n, total=total)

@@ -1,0 +1,52 @@
+"""``ismtk embed``: features from sequences alone, as fair-esm's esm-extract writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ismtk.cli import console
+from ismtk.cli.options import Device
+from ismtk.embed import INCLUDE, EmbedOptions, LongMode, embed_fasta
+
+_D = EmbedOptions()
+
+
+def embed(
+    model: Annotated[str, typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict, HF ESM folder or ismtk export.")],
+    fasta: Annotated[Path, typer.Argument(help="Protein FASTA (names = first word of each header, unique).")],
+    out: Annotated[Path, typer.Argument(help="Output folder of <name>.pt files (esm-extract format), or FILE.h5.")],
+    repr_layers: Annotated[
+        list[int], typer.Option("--repr-layers", help="Layers to return; negative counts from the end (-1 = last).")
+    ] = list(_D.repr_layers),
+    include: Annotated[
+        list[str], typer.Option("--include", help=f"What to save, repeatable: {', '.join(INCLUDE)}.")
+    ] = list(_D.include),
+    toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, help="Token budget of a batch.")] = _D.toks_per_batch,
+    truncation_seq_length: Annotated[
+        int, typer.Option("--truncation-seq-length", min=1, help="Longest sequence (residues) fed at once.")
+    ] = _D.truncation_seq_length,
+    long: Annotated[
+        LongMode, typer.Option("--long", help="Longer sequences: truncate (esm-extract) or overlapping windows, averaged.")
+    ] = _D.long,
+    window_overlap: Annotated[int, typer.Option("--window-overlap", min=0, help="Residues shared by windows.")] = _D.window_overlap,
+    device: Device = "cpu",
+) -> None:
+    """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
+
+    Output files load as esm-extract's do: torch.load(OUT/name.pt) gives label, representations, mean_representations, bos_representations and contacts as asked by --include. OUT ending in .h5 writes one HDF5 file instead (see docs/embed.md).
+
+    [bold]Example[/bold]: ismtk embed esm2_t33_650M_UR50D seqs.fasta emb/ --include mean --include per_tok
+    """
+    options = EmbedOptions(tuple(repr_layers), tuple(include), toks_per_batch, truncation_seq_length, long, window_overlap)
+    with console.progress("embedding", total=None, unit="sequences") as advance:
+
+        def start(n: int, notes: list[str]) -> None:
+            for note in notes:
+                console.warn(note)
+            advance(0, total=n)
+
+        summary = embed_fasta(model, fasta, out, options, device, on_batch=advance, on_start=start)
+    console.info(f"embedded {summary.sequences:,} sequences ({summary.residues:,} residues) -> {out}")
