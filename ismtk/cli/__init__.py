@@ -52,11 +52,13 @@ def _root(
 
 from ismtk.cli.embed import embed  # noqa: E402  (commands import `console` from this package)
 from ismtk.cli.encode import encode  # noqa: E402
+from ismtk.cli.predict import predict  # noqa: E402
 from ismtk.cli.tune import structure_tune  # noqa: E402
 
 app.command("encode")(encode)
 app.command("structure-tune")(structure_tune)
 app.command("embed")(embed)
+app.command("predict-tokens")(predict)
 
 
 def main() -> None:

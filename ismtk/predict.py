@@ -1,0 +1,89 @@
+"""``predict-tokens``: structure tokens from sequence alone, with the heads of a structure-tuned model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ismtk.embed import EmbedOptions, embed_sequences
+from ismtk.errors import InputError
+from ismtk.models.esm import load_esm
+from ismtk.models.heads import TokenHeads, load_heads
+from ismtk.sequences import read_protein_fasta
+from ismtk.tokenizers.fasta import FastaWriter
+
+__all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "resolve_model"]
+
+#: Long sequences are windowed so that every residue gets a token.
+PREDICT_DEFAULTS = EmbedOptions(include=("per_tok",), long="windows")
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    sequences: int
+    residues: int
+    stream: str
+    notes: list[str]
+
+
+def resolve_model(model: str | Path, heads: str | Path | None) -> tuple[str, Path]:
+    """Backbone spec and heads file. An ``ismtk structure-tune`` export folder holds both
+    (``esm2_t*_ismtk.pt`` and ``heads.pt``); otherwise ``heads`` must be given."""
+    folder = Path(model)
+    if heads is None:
+        if not (folder.is_dir() and (folder / "heads.pt").is_file()):
+            raise InputError(f"{model}: no heads.pt beside the model; pass --heads (structure-tune writes export/heads.pt)")
+        heads = folder / "heads.pt"
+    if folder.is_dir():
+        weights = sorted(p for p in folder.glob("esm2_*.pt") if not p.name.endswith("-contact-regression.pt"))
+        if weights:
+            return str(weights[0]), Path(heads)
+    return str(model), Path(heads)
+
+
+def _pick_stream(heads: TokenHeads, stream: str | None) -> str:
+    names = [s.name for s in heads.streams]
+    if stream is None:
+        return names[0]
+    if stream not in names:
+        raise InputError(f"--stream {stream!r}: the heads predict {', '.join(names)}")
+    return stream
+
+
+def predict_records(
+    loaded, heads: TokenHeads, records, stream: str, options: EmbedOptions = PREDICT_DEFAULTS, device: str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, str]:
+    """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
+    if heads.embed_dim != loaded.model.embed_dim:
+        raise InputError(f"heads expect width {heads.embed_dim}, the backbone has {loaded.model.embed_dim}")
+    options = replace(options, include=("per_tok",), repr_layers=(heads.layer,))
+    heads = heads.to(device)
+    out = {}
+    for result, _ in embed_sequences(loaded.model, loaded.alphabet, records, options, device, on_batch):
+        hidden = result["representations"][heads.layer].to(device)
+        out[result["label"]] = heads.decode(stream, heads.predict(hidden)[stream])
+    return out
+
+
+def predict_tokens(
+    model: str | Path,
+    fasta: str | Path,
+    out: str | Path,
+    stream: str | None = None,
+    heads_path: str | Path | None = None,
+    options: EmbedOptions = PREDICT_DEFAULTS,
+    device: str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> PredictSummary:
+    """Predict one stream's tokens for every sequence of ``fasta``; write token FASTA in input order."""
+    records, notes = read_protein_fasta(fasta)
+    spec, heads_file = resolve_model(model, heads_path)
+    loaded, heads = load_esm(spec), load_heads(heads_file)
+    stream = _pick_stream(heads, stream)
+    tokens = predict_records(loaded, heads, records, stream, options, device, on_batch)
+    with FastaWriter(out) as writer:
+        for name, _ in records:
+            writer.write(name, tokens[name])
+    return PredictSummary(len(records), sum(len(s) for _, s in records), stream, notes + list(loaded.notes))
