@@ -50,9 +50,19 @@ def _root(
     """Implicit structure models: structure tokens, structure-tuned ESM2 and token search."""
 
 
-from ismtk.cli.encode import encode  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.benchmark import benchmark_app
+from ismtk.cli.encode import encode
+from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix
+from ismtk.cli.search import createdb, easy_search, search
 
 app.command("encode")(encode)
+app.command("align-pairs")(align_pairs)
+app.command("learn-matrix")(learn_matrix)
+app.command("fit-evalue")(fit_evalue)
+app.command("createdb")(createdb)
+app.command("search")(search)
+app.command("easy-search")(easy_search)
+app.add_typer(benchmark_app, name="benchmark")
 
 
 def main() -> None:

@@ -1,0 +1,5 @@
+"""``python -m ismtk``: the command line."""
+
+from ismtk.cli import main
+
+main()
