@@ -214,7 +214,8 @@ def plot_cumulative(path: str | Path, results: Mapping[str, Sequence[QueryResult
                 ax.plot(np.arange(1, len(s) + 1) / len(s), s, label=f"{name} ({s.mean():.3f})")
         ax.set_title(level)
         ax.set_xlabel("fraction of queries")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("sensitivity up to the 1st FP")
     fig.tight_layout()
     with atomic_write(path, "wb") as out:

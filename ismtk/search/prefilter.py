@@ -1,9 +1,10 @@
 """k-mer prefilter: keep only targets that share a diagonal of exact token k-mer matches with the query.
 
 Like the first stage of BLAST and of Foldseek/MMseqs2 (Steinegger & Soeding 2017), in a simpler form: exact
-k-mers of the tokens are indexed once; for a query, every k-mer hit votes for (target, diagonal band); a target's
-prefilter score is its best band's vote count, and the ``max_candidates`` best targets go on to Smith-Waterman.
-Works for any alphabet size (k-mers are coded in int64).
+k-mers of the tokens are indexed once; for a query, every k-mer hit votes for (target, diagonal band) with weight
+``log(n_kmers / n_code)`` (rare k-mers count more: the helix runs of 3Di would otherwise drown the signal); a
+target's prefilter score is its best band's total, and the ``max_candidates`` best targets go on to
+Smith-Waterman. Works for any alphabet size (k-mers are coded in int64).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ DEFAULT_KMER = 3
 #: Targets kept per query for Smith-Waterman.
 DEFAULT_MAX_CANDIDATES = 300
 #: Diagonals are pooled in bands of this width, so small indels do not split a run of hits.
-DEFAULT_BAND = 8
+DEFAULT_BAND = 4
 
 
 def kmer_codes(tokens: np.ndarray, k: int, alphabet_size: int) -> np.ndarray:
@@ -56,12 +57,12 @@ class KmerIndex:
         self.max_length = int(np.diff(self.offsets).max()) if len(db) else 0
 
     def scores(self, query: np.ndarray) -> np.ndarray:
-        """``(N,) int64`` prefilter score of every target: most k-mer hits on one diagonal band."""
+        """``(N,) float64`` prefilter score of every target: the largest weighted k-mer vote of one diagonal band."""
         q = kmer_codes(query, self.k, self.size)
         lo = np.searchsorted(self.codes, q, "left")
         hi = np.searchsorted(self.codes, q, "right")
         counts = hi - lo
-        best = np.zeros(self.entries, dtype=np.int64)
+        best = np.zeros(self.entries, dtype=np.float64)
         total = int(counts.sum())
         if total == 0:
             return best
@@ -73,8 +74,9 @@ class KmerIndex:
         diagonal = dbpos - self.offsets[target] - qpos + len(q)
         width = (self.max_length + len(q)) // self.band + 1
         key = target * width + diagonal // self.band
-        keys, votes = np.unique(key, return_counts=True)
-        np.maximum.at(best, keys // width, votes)
+        weight = np.repeat(np.log(len(self.codes) / np.maximum(counts, 1)), counts)
+        keys, inverse = np.unique(key, return_inverse=True)
+        np.maximum.at(best, keys // width, np.bincount(inverse, weights=weight))
         return best
 
     def candidates(self, query: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> np.ndarray:

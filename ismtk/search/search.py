@@ -31,7 +31,7 @@ class SearchOptions:
     gap_extend: int = DEFAULT_GAP_EXTEND
     max_evalue: float = DEFAULT_MAX_EVALUE
     max_seqs: int = DEFAULT_MAX_SEQS
-    exhaustive: bool = False
+    exhaustive: bool = True
     kmer: int = DEFAULT_KMER
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     threads: int = 1

@@ -70,7 +70,7 @@ def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
         (["search", bad, db, "-o", tmp_path / "x.m8"], "not in the alphabet"),
         (["search", db, db, "-o", tmp_path / "x.m8", "--matrix", tmp_path / "missing.out"], "neither a file"),
         (["search", db, db, "-o", tmp_path / "x.m8", "--format-output", "query,nonsense"], "unknown output column"),
-        (["search", db, tmp_path, "-o", tmp_path / "x.m8"], "no structure files"),
+        (["search", db, tmp_path, "-o", tmp_path / "x.m8"], "holds no structure file"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])
         assert result.exit_code == EXIT_ERROR, (args, result.output)

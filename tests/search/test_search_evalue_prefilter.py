@@ -44,14 +44,15 @@ def test_prefilter_votes_match_brute_force():
     query = rng.integers(0, 6, 40).astype(np.uint8)
     got = index.scores(query)
     q = kmer_codes(query, 3, 6)
+    all_codes = [c for s in seqs for c in kmer_codes(s, 3, 6)]
     for t, s in enumerate(seqs):
         c = kmer_codes(s, 3, 6)
-        votes: dict[int, int] = {}
+        votes: dict[int, float] = {}
         for i, a in enumerate(q):
             for j, b in enumerate(c):
                 if a == b:
                     band = (j - i + len(q)) // 4
-                    votes[band] = votes.get(band, 0) + 1
-        assert got[t] == max(votes.values(), default=0)
+                    votes[band] = votes.get(band, 0) + np.log(len(all_codes) / all_codes.count(a))
+        assert got[t] == pytest.approx(max(votes.values(), default=0))
     kept = index.candidates(query, 5)
     assert len(kept) == 5 and set(got[kept]) >= {got.max()}

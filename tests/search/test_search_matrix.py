@@ -88,7 +88,7 @@ def test_unseen_pairs_need_pseudocounts():
 
 
 def test_ungapped_lambda_solves_the_karlin_altschul_equation():
-    scores = np.array([[3, -2], [-2, 2]])
+    scores = np.array([[3, -4], [-4, 2]])
     background = np.array([0.4, 0.6])
     lam = ungapped_lambda(scores, background)
     assert (np.outer(background, background) * np.exp(lam * scores)).sum() == pytest.approx(1.0, abs=1e-9)
