@@ -93,19 +93,31 @@ class Aligner:
             parasail.profile_create_16(text[::-1], self._pmatrix),
         )
 
-    def _score(self, profile, text: bytes, target: bytes) -> int:
+    def _wide(self, text: bytes, target: bytes) -> int:
         import parasail
 
-        result = parasail.sw_striped_profile_16(profile, target, self.gap_open, self.gap_extend)
-        if result.saturated or result.score >= _SATURATED_16:
-            wide = parasail.profile_create_32(text, self._pmatrix)
-            return int(parasail.sw_striped_profile_32(wide, target, self.gap_open, self.gap_extend).score)
-        return int(result.score)
+        profile = parasail.profile_create_32(text, self._pmatrix)
+        return int(parasail.sw_striped_profile_32(profile, target, self.gap_open, self.gap_extend).score)
 
     def score(self, query: QueryProfile, target: bytes) -> tuple[int, int]:
         """``(raw, corrected)`` Smith-Waterman scores: corrected = raw - score of the reversed query."""
-        raw = self._score(query.forward, query.symbols, target)
-        return raw, raw - self._score(query.reverse, query.symbols[::-1], target)
+        return self.score_many(query, [target])[0]
+
+    def score_many(self, query: QueryProfile, targets: list[bytes]) -> list[tuple[int, int]]:
+        """:meth:`score` of ``query`` against each target; the hot loop of a search, kept to two parasail calls
+        per target (a 16-bit score at the ceiling means overflow and is recomputed in 32 bits)."""
+        import parasail
+
+        sw, forward, reverse = parasail.sw_striped_profile_16, query.forward, query.reverse
+        gap_open, gap_extend = self.gap_open, self.gap_extend
+        out = []
+        for target in targets:
+            raw = sw(forward, target, gap_open, gap_extend).score
+            backward = sw(reverse, target, gap_open, gap_extend).score
+            if raw >= _SATURATED_16 or backward >= _SATURATED_16:
+                raw, backward = self._wide(query.symbols, target), self._wide(query.symbols[::-1], target)
+            out.append((raw, raw - backward))
+        return out
 
     def trace(self, query: bytes, target: bytes) -> Alignment:
         """Full alignment of two symbol strings (striped SW with traceback)."""

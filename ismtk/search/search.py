@@ -86,12 +86,11 @@ class Searcher:
             candidates = range(len(self.target))
         else:
             candidates = self._index.candidates(tokens, self.options.max_candidates)
-        score = self.aligner.score
         targets = self._targets
-        results = [(j, *score(profile, targets[j])) for j in candidates]
-        if not results:
+        ids = np.asarray(candidates, dtype=np.int64)
+        if not len(ids):
             return []
-        ids, raw, corrected = (np.array(v) for v in zip(*results))
+        raw, corrected = np.array(self.aligner.score_many(profile, [targets[j] for j in ids]), dtype=np.int64).T
         e = evalue(corrected, len(tokens), self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
