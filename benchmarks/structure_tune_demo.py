@@ -27,6 +27,7 @@ import io
 import json
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from ismtk.models import load_esm, load_heads
 from ismtk.structure.read import ReadOptions, read_structure
 from ismtk.tokenizers import read_fasta
 
-DATA = "/work/shared/data"
+DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 MAX_LEN = 1022
 
 

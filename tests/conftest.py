@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).parent / "data"
-STRUCTURES = DATA / "structures"
+from structure_files import STRUCTURES, pdb_text
 
 
 @pytest.fixture(scope="session")
 def structures_dir() -> Path:
     return STRUCTURES
-
-
-def pdb_text(name: str) -> str:
-    """Text of a fixture PDB file."""
-    return gzip.open(STRUCTURES / f"{name}.pdb.gz", "rt").read()
 
 
 @pytest.fixture()

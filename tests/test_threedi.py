@@ -6,7 +6,7 @@ import io
 
 import pytest
 from Bio.PDB import PDBParser
-from conftest import STRUCTURES, pdb_text
+from structure_files import STRUCTURES, pdb_text
 from mini3di import Encoder
 
 from ismtk.errors import StructureError

@@ -50,12 +50,22 @@ def _root(
     """Implicit structure models: structure tokens, structure-tuned ESM2 and token search."""
 
 
-from ismtk.cli.embed import embed  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.benchmark import benchmark_app  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.embed import embed  # noqa: E402
 from ismtk.cli.encode import encode  # noqa: E402
+from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix  # noqa: E402
 from ismtk.cli.predict import predict  # noqa: E402
+from ismtk.cli.search import createdb, easy_search, search  # noqa: E402
 from ismtk.cli.tune import structure_tune  # noqa: E402
 
 app.command("encode")(encode)
+app.command("align-pairs")(align_pairs)
+app.command("learn-matrix")(learn_matrix)
+app.command("fit-evalue")(fit_evalue)
+app.command("createdb")(createdb)
+app.command("search")(search)
+app.command("easy-search")(easy_search)
+app.add_typer(benchmark_app, name="benchmark")
 app.command("structure-tune")(structure_tune)
 app.command("embed")(embed)
 app.command("predict-tokens")(predict)

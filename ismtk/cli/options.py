@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from ismtk.encode import default_threads
+from ismtk.search.m8 import DEFAULT_COLUMNS
+from ismtk.search.search import SearchOptions
+from ismtk.search.workflow import Mode
 from ismtk.structure.read import ChainNames, ReadOptions
+from ismtk.tokenizers import TOKENIZERS
 
 __all__ = ["ChainNamesOpt", "Inputs", "ModelOpt", "Threads", "read_options"]
 
@@ -73,3 +77,43 @@ def relaunch_if_needed(gpus: int, nproc: int, nnodes: str, node_rank: int | None
     if under_launcher() or (count == 1 and nnodes in ("1", "1:1")):
         return None
     return launch(count, sys.argv[1:], Rendezvous(nnodes, node_rank, endpoint, run_id))
+
+# --- search options (defaults from ismtk.search) -------------------------------------------------------------
+
+_DEFAULT_SEARCH = SearchOptions()
+DEFAULT_TOKENIZER = "3di"
+DEFAULT_MODE: Mode = "tokens"
+
+TokenizerOpt = Annotated[
+    str, typer.Option("--tokenizer", help=f"Structure tokenizer for structure inputs: {', '.join(TOKENIZERS)}.")
+]
+MatrixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--matrix",
+        help="Substitution matrix file or shipped name (3di, blosum62).",
+        show_default="the tokenizer's shipped matrix; blosum62 with --mode aa",
+    ),
+]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help="Align structure tokens, or amino acids.")]
+GapOpenOpt = Annotated[int, typer.Option("--gap-open", min=1, help="Gap open penalty (a gap of n costs open + (n-1) extend).")]
+GapExtendOpt = Annotated[int, typer.Option("--gap-extend", min=1, help="Gap extension penalty.")]
+EvalueOpt = Annotated[float, typer.Option("-e", "--evalue", min=0.0, help="Report hits with an E-value up to this.")]
+MaxSeqsOpt = Annotated[int, typer.Option("--max-seqs", min=1, help="Report at most this many hits per query.")]
+ExhaustiveOpt = Annotated[
+    bool, typer.Option("--exhaustive/--prefilter", help="Align every pair, or only k-mer prefilter candidates.")
+]
+MaxCandidatesOpt = Annotated[
+    int, typer.Option("--max-candidates", min=1, help="Targets per query passed by the prefilter to Smith-Waterman.")
+]
+FormatOutputOpt = Annotated[
+    str, typer.Option("--format-output", help="Comma-separated output columns (see docs/search.md).")
+]
+
+DEFAULT_GAP_OPEN = _DEFAULT_SEARCH.gap_open
+DEFAULT_GAP_EXTEND = _DEFAULT_SEARCH.gap_extend
+DEFAULT_EVALUE = _DEFAULT_SEARCH.max_evalue
+DEFAULT_MAX_SEQS = _DEFAULT_SEARCH.max_seqs
+DEFAULT_EXHAUSTIVE = _DEFAULT_SEARCH.exhaustive
+DEFAULT_MAX_CANDIDATES = _DEFAULT_SEARCH.max_candidates
+DEFAULT_FORMAT_OUTPUT = DEFAULT_COLUMNS

@@ -1,0 +1,57 @@
+"""Are the E-values honest? Mean number of false-positive hits per query with E <= x, against x.
+
+Searches ``--queries`` against ``--db`` and counts, per query, hits to a labelled domain of another SCOP fold or to
+an unlabelled entry (decoy) with E-value at most each threshold. For calibrated E-values the mean count per query
+is about the threshold (somewhat below it, since some cross-fold hits are real, and E counts all chance hits).
+
+Example::
+
+    python benchmarks/evalue_calibration.py --db db3di --lookup lookup.tsv --queries bench.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ismtk.bench.scope40 import read_lookup, read_names
+from ismtk.search.db import SequenceDB
+from ismtk.search.matrix import load_matrix
+from ismtk.search.search import SearchOptions, Searcher
+
+THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--lookup", required=True)
+    parser.add_argument("--queries", required=True)
+    parser.add_argument("--matrix", default=None)
+    parser.add_argument("--mode", default="tokens", choices=["tokens", "aa"])
+    args = parser.parse_args()
+    db = SequenceDB.load(args.db)
+    if args.mode == "aa":
+        db = db.as_amino_acids()
+    lookup = read_lookup(args.lookup)
+    names = read_names(args.queries)
+    index = {n: i for i, n in enumerate(db.names)}
+    query = SequenceDB.from_records(((n, db.token_seq(index[n]), None) for n in names), db.alphabet, db.tokenizer)
+    searcher = Searcher(db, load_matrix(args.matrix, db.tokenizer),
+                        SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db)))
+    counts = np.zeros(len(THRESHOLDS))
+    for q, hits in zip(names, searcher.search(query)):
+        fold = lookup[q].rsplit(".", 2)[0]
+        for h in hits:
+            label = lookup.get(db.names[h.target])
+            if label is None or label.rsplit(".", 2)[0] != fold:
+                counts += np.array([h.evalue <= t for t in THRESHOLDS])
+    print(f"{args.matrix or 'default matrix'} ({args.mode}), {len(names)} queries vs {len(db)} entries, "
+          f"lambda {searcher.evd.lam:.4g}, K {searcher.evd.k:.4g}")
+    for t, c in zip(THRESHOLDS, counts / len(names)):
+        print(f"  E <= {t:g}: {c:.4f} false-positive hits per query")
+
+
+if __name__ == "__main__":
+    main()

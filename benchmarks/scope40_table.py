@@ -1,0 +1,86 @@
+"""The SCOPe40 table of docs/benchmarks.md: 3Di (Foldseek's and ismtk's matrix), amino acids, TM-align ceiling.
+
+Two settings:
+
+* A: ``--queries`` (scope40_dev role=bench) against the whole database ``--db`` (all of scope40_dev + cath2738
+  decoys), every search method;
+* B: the queries whose TM-align row is complete (``--tm`` from ``scope40_tmalign.py``) against the bench domains
+  only, every search method (their rankings restricted to bench targets) and TM-align ranked by TM-score
+  normalised by the query.
+
+Prints markdown tables (noselfhit and selfhit, per level over queries with a positive at that level) and writes
+per-query ``.rocx`` files, summaries and cumulative plots to ``--out-dir``.
+
+Example::
+
+    python benchmarks/scope40_table.py --db db3di --lookup lookup.tsv --queries bench.txt \\
+        --foldseek-matrix mat3di.fitted.out --tm tm_bench --out-dir scope40_report
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, read_names, write_report
+from ismtk.search.search import SearchOptions
+
+
+def _table(title: str, summaries) -> str:
+    lines = [f"**{title}**", "", "| method | " + " | ".join(LEVELS) + " |", "| --- | --- | --- | --- |"]
+    for method, s in summaries.items():
+        cells = [f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--lookup", required=True)
+    parser.add_argument("--queries", required=True)
+    parser.add_argument("--foldseek-matrix", required=True, help="Foldseek's mat3di.out (with fitted EVD line)")
+    parser.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    lookup = read_lookup(args.lookup)
+    queries = read_names(args.queries)
+    options = SearchOptions(exhaustive=True, threads=args.threads)
+    methods = {
+        "ismtk 3Di, Foldseek matrix": dict(matrix=args.foldseek_matrix),
+        "ismtk 3Di, learned matrix": dict(matrix=None),
+        "ismtk AA, BLOSUM62": dict(matrix=None, mode="aa"),
+    }
+    ranked, names = {}, None
+    for label, kwargs in methods.items():
+        start = time.perf_counter()
+        ranked[label], names = rank_by_search([args.db], queries, options=options, **kwargs)
+        print(f"{label}: {len(queries)} queries x {len(names)} targets in {time.perf_counter() - start:.0f} s")
+    out = Path(args.out_dir)
+    a = write_report(out / "A_bench_vs_all", lookup, ranked, names)
+    for variant in ("noselfhit", "selfhit"):
+        print(_table(f"A. {len(queries)} bench queries vs {len(names)} entries ({variant})", a[variant]))
+
+    if args.tm:
+        tm = np.load(f"{args.tm}.npy")
+        tm_names = read_names(f"{args.tm}.names")
+        complete = [tm_names[i] for i in range(len(tm_names)) if not np.isnan(tm[i]).any()]
+        bench = set(tm_names)
+        restricted = {m: {q: [t for t in r[q] if t in bench] for q in complete} for m, r in ranked.items()}
+        column = {n: i for i, n in enumerate(tm_names)}
+        restricted["TM-align (tmtools), TM by query"] = {
+            q: [tm_names[j] for j in np.argsort(-tm[column[q]], kind="stable")] for q in complete
+        }
+        b = write_report(out / "B_tm_subset_vs_bench", lookup, restricted, tm_names)
+        for variant in ("noselfhit", "selfhit"):
+            print(_table(f"B. {len(complete)} queries with complete TM-align rows vs {len(tm_names)} bench domains "
+                         f"({variant})", b[variant]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Sequence databases for search: token (and amino-acid) sequences in memory and on disk.
+
+On-disk format (``ismtk createdb``): a folder holding
+
+* ``ismtk-db.json``: ``{"format": "ismtk-db", "version": 1, "tokenizer": NAME, "alphabet": SYMBOLS,
+  "entries": N, "residues": R, "amino_acids": true|false}``
+* ``names.txt``: the N entry names, one per line;
+* ``offsets.npy``: ``(N + 1,) int64``, entry ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``;
+* ``tokens.npy``: ``(R,) uint8`` token indices into the alphabet, all entries concatenated;
+* ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``.
+
+Arrays are memory-mapped on load, so opening a database costs only reading its names.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ismtk.encode import EncodedChain, encode_files
+from ismtk.errors import InputError
+from ismtk.structure.read import ReadOptions, find_structure_files
+from ismtk.structure.residues import AMINO_ACIDS, UNKNOWN_AA
+from ismtk.tokenizers import Alphabet, Tokenizer, read_fasta
+
+__all__ = [
+    "AA_ALPHABET",
+    "DB_FORMAT",
+    "DB_VERSION",
+    "SequenceDB",
+    "is_db",
+    "load_input",
+]
+
+DB_FORMAT = "ismtk-db"
+DB_VERSION = 1
+_HEADER = "ismtk-db.json"
+#: Alphabet of amino-acid searches: the 20 amino acids and ``X`` for anything else.
+AA_ALPHABET = Alphabet(AMINO_ACIDS + UNKNOWN_AA)
+
+
+@dataclass(frozen=True)
+class SequenceDB:
+    """Named token sequences (and optionally their amino acids), concatenated.
+
+    ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
+    ASCII letters or ``None``; ``tokenizer`` names what made the tokens.
+    """
+
+    names: list[str]
+    offsets: np.ndarray
+    tokens: np.ndarray
+    alphabet: Alphabet
+    tokenizer: str
+    aa: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def residues(self) -> int:
+        return int(self.offsets[-1])
+
+    def lengths(self) -> np.ndarray:
+        """``(N,) int64`` sequence lengths."""
+        return np.diff(self.offsets)
+
+    def token_seq(self, i: int) -> np.ndarray:
+        """``(L,) uint8`` tokens of entry ``i``."""
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def aa_seq(self, i: int) -> str:
+        """Amino acids of entry ``i`` (raises :class:`InputError` if the database has none)."""
+        if self.aa is None:
+            raise InputError("this database holds no amino acids (made from token FASTA without --aa)")
+        return self.aa[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("ascii")
+
+    def as_amino_acids(self) -> SequenceDB:
+        """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""
+        if self.aa is None:
+            raise InputError("amino-acid search needs a database with amino acids")
+        letters = np.frombuffer(np.asarray(self.aa).tobytes().upper(), dtype=np.uint8)
+        table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
+        for i, c in enumerate(AA_ALPHABET.symbols):
+            table[ord(c)] = i
+        return SequenceDB(self.names, self.offsets, table[letters], AA_ALPHABET, "aa", self.aa)
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[tuple[str, np.ndarray, str | None]], alphabet: Alphabet, tokenizer: str
+    ) -> SequenceDB:
+        """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids."""
+        names, chunks, aas = [], [], []
+        for name, tokens, aa in records:
+            if aa is not None and len(aa) != len(tokens):
+                raise InputError(f"{name}: {len(tokens)} tokens but {len(aa)} amino acids")
+            names.append(name)
+            chunks.append(np.asarray(tokens, dtype=np.uint8))
+            aas.append(aa)
+        if not names:
+            raise InputError("no sequences: the database would be empty")
+        has_aa = [a is not None for a in aas]
+        if any(has_aa) and not all(has_aa):
+            raise InputError("amino acids are given for some entries but not all")
+        offsets = np.zeros(len(names) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in chunks], out=offsets[1:])
+        aa = np.frombuffer("".join(aas).encode("ascii"), dtype=np.uint8).copy() if all(has_aa) else None
+        return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa)
+
+    @classmethod
+    def from_chains(cls, chains: Iterable[EncodedChain], tokenizer: Tokenizer) -> SequenceDB:
+        return cls.from_records(((c.name, c.tokens, c.sequence) for c in chains), tokenizer.alphabet, tokenizer.name)
+
+    @classmethod
+    def from_fasta(cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None):
+        """Read a token FASTA (symbols of ``alphabet``), optionally with the matching amino-acid FASTA."""
+        aa = dict(read_fasta(aa_fasta)) if aa_fasta is not None else None
+        records = []
+        for name, text in read_fasta(tokens_fasta):
+            tokens = alphabet.encode(text, f"{tokens_fasta}: {name}")
+            if aa is not None and name not in aa:
+                raise InputError(f"{aa_fasta}: no amino-acid record for {name!r}")
+            records.append((name, tokens, aa[name] if aa is not None else None))
+        return cls.from_records(records, alphabet, tokenizer)
+
+    def save(self, path: str | Path) -> None:
+        """Write the on-disk format (module docstring) to folder ``path``; it appears complete or not at all."""
+        path = Path(path)
+        if path.exists() and not is_db(path):
+            raise InputError(f"{path} exists and is not an ismtk database; refusing to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (tmp / "names.txt").write_text("".join(f"{n}\n" for n in self.names))
+            np.save(tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
+            np.save(tmp / "tokens.npy", np.asarray(self.tokens, dtype=np.uint8))
+            if self.aa is not None:
+                np.save(tmp / "aa.npy", np.asarray(self.aa, dtype=np.uint8))
+            header = {
+                "format": DB_FORMAT, "version": DB_VERSION, "tokenizer": self.tokenizer,
+                "alphabet": self.alphabet.symbols, "entries": len(self), "residues": self.residues,
+                "amino_acids": self.aa is not None,
+            }
+            (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SequenceDB:
+        """Open a database folder written by :meth:`save` (arrays memory-mapped)."""
+        path = Path(path)
+        try:
+            header = json.loads((path / _HEADER).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not an ismtk database (no readable {_HEADER}); make one with createdb") from exc
+        if header.get("format") != DB_FORMAT or header.get("version") != DB_VERSION:
+            raise InputError(f"{path}: database format {header.get('format')} v{header.get('version')} is not supported")
+        names = (path / "names.txt").read_text().splitlines()
+        offsets = np.load(path / "offsets.npy")
+        tokens = np.load(path / "tokens.npy", mmap_mode="r")
+        aa = np.load(path / "aa.npy", mmap_mode="r") if header["amino_acids"] else None
+        if len(names) != header["entries"] or offsets[-1] != len(tokens) or len(offsets) != len(names) + 1:
+            raise InputError(f"{path}: database files disagree on the number of entries/residues (damaged?)")
+        if not names:
+            raise InputError(f"{path}: the database is empty")
+        return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
+
+
+def is_db(path: str | Path) -> bool:
+    """True when ``path`` is a database folder."""
+    return (Path(path) / _HEADER).is_file()
+
+
+_FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
+
+
+def load_input(
+    inputs: Sequence[str | Path],
+    tokenizer: Tokenizer,
+    options: ReadOptions = ReadOptions(),
+    threads: int = 1,
+    on_skip=None,
+) -> SequenceDB:
+    """A search input as a :class:`SequenceDB`: one database folder, token FASTA file(s), or structures.
+
+    Token FASTA are read with ``tokenizer``'s alphabet (no amino acids); structures are encoded with
+    ``tokenizer`` (chains it cannot use are passed to ``on_skip`` and left out).
+    """
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and is_db(paths[0]):
+        return SequenceDB.load(paths[0])
+    fasta = [p for p in paths if p.name.lower().endswith(_FASTA_SUFFIXES)]
+    if fasta:
+        if len(fasta) != len(paths):
+            raise InputError("mix of FASTA and structure inputs; give one kind")
+        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.name) for p in fasta]
+        return SequenceDB.from_records(
+            ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names)), tokenizer.alphabet, tokenizer.name
+        )
+    files = find_structure_files(paths)
+    chains = []
+    for result in encode_files(files, tokenizer, options, threads):
+        chains.extend(result.chains)
+        if on_skip is not None:
+            for problem in result.skipped:
+                on_skip(problem)
+    if not chains:
+        raise InputError(f"no chain could be encoded from {len(files)} structure file(s)")
+    return SequenceDB.from_chains(chains, tokenizer)

@@ -1,0 +1,103 @@
+"""E-values of Smith-Waterman scores from an extreme-value (Gumbel) distribution fitted per matrix.
+
+Local alignment scores of unrelated sequences of lengths ``m`` and ``n`` follow
+``P(S >= x) = 1 - exp(-K m n exp(-lambda x))`` (Karlin & Altschul 1990; for gapped alignments with fitted
+``lambda`` and ``K``, Altschul & Gish 1996). Foldseek subtracts the reversed-query score; the upper tail of that
+corrected score keeps the same exponential form, so the same two parameters are fitted to corrected scores.
+
+Null scores come from real sequences aligned to *reversed* real sequences (no homology, same composition and
+local runs), the lower half is treated as censored so only the tail shapes the fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ismtk.errors import InputError
+from ismtk.search.align import Aligner
+from ismtk.search.db import SequenceDB
+from ismtk.search.matrix import EvdParams
+
+__all__ = ["DEFAULT_NULL_PAIRS", "bit_score", "evalue", "fit_evd", "fit_gumbel", "null_scores"]
+
+#: Random sequence pairs scored to fit the extreme-value distribution.
+DEFAULT_NULL_PAIRS = 4000
+
+
+def evalue(score: np.ndarray | float, query_length: int, db_residues: int, params: EvdParams) -> np.ndarray:
+    """Expected number of chance hits scoring at least ``score``: ``K m N exp(-lambda S)`` (``N`` = DB residues)."""
+    s = np.asarray(score, dtype=np.float64)
+    return params.k * query_length * db_residues * np.exp(-params.lam * s)
+
+
+def bit_score(score: np.ndarray | float, params: EvdParams) -> np.ndarray:
+    """Normalised score in bits: ``(lambda S - ln K) / ln 2``."""
+    return (params.lam * np.asarray(score, dtype=np.float64) - math.log(params.k)) / math.log(2)
+
+
+def fit_gumbel(
+    scores: np.ndarray, query_lengths: np.ndarray, target_lengths: np.ndarray, censor_quantile: float = 0.5
+) -> tuple[float, float]:
+    """Maximum-likelihood ``(lambda, K)`` of ``P(S >= x) = 1 - exp(-K m n e^{-lambda x})``, left-censored.
+
+    Scores below the ``censor_quantile`` quantile ``c`` only count as "below ``c``" (likelihood
+    ``exp(-K m n e^{-lambda c})``). For fixed lambda the best K is closed-form,
+    ``K = n_tail / sum_i m_i n_i e^{-lambda y_i}`` (``y_i`` = score or ``c``); lambda is found by golden-section search.
+    All arrays are ``(n,)``.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    mn = np.asarray(query_lengths, dtype=np.float64) * np.asarray(target_lengths, dtype=np.float64)
+    c = float(np.quantile(x, censor_quantile))
+    tail = x > c
+    if tail.sum() < 20:
+        raise InputError(f"too few distinct null scores ({tail.sum()} above the censoring point) to fit an EVD")
+    y = np.where(tail, x, c)
+    n_tail = tail.sum()
+    log_mn_tail = np.log(mn[tail]).sum()
+    shift = y.max()
+
+    def log_likelihood(lam: float) -> tuple[float, float]:
+        total = np.sum(mn * np.exp(-lam * (y - shift)))  # scaled by exp(lam * shift) for stability
+        log_k = math.log(n_tail) - math.log(total) + lam * shift
+        return n_tail * (math.log(lam) + log_k) + log_mn_tail - lam * x[tail].sum() - n_tail, log_k
+
+    lo, hi = 1e-3, 5.0
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    for _ in range(80):
+        if log_likelihood(a)[0] > log_likelihood(b)[0]:
+            hi, b = b, a
+            a = hi - ratio * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + ratio * (hi - lo)
+    lam = (lo + hi) / 2
+    return lam, math.exp(log_likelihood(lam)[1])
+
+
+def null_scores(
+    aligner: Aligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Corrected scores of ``pairs`` random (sequence, other reversed sequence) pairs of ``db``.
+
+    Returns ``(scores, query_lengths, target_lengths)``, each ``(pairs,)``.
+    """
+    if len(db) < 2:
+        raise InputError("fitting E-value statistics needs at least 2 sequences")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(db), pairs)
+    second = (first + rng.integers(1, len(db), pairs)) % len(db)
+    scores = np.empty(pairs, dtype=np.float64)
+    for k, (i, j) in enumerate(zip(first, second)):
+        profile = aligner.profile(db.token_seq(i))
+        scores[k] = aligner.score(profile, aligner.symbols(db.token_seq(j)[::-1]))[1]
+    lengths = db.lengths()
+    return scores, lengths[first], lengths[second]
+
+
+def fit_evd(aligner: Aligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0) -> EvdParams:
+    """Fit the E-value parameters of ``aligner`` (matrix + gaps) on null pairs drawn from ``db``."""
+    lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed))
+    return EvdParams(aligner.gap_open, aligner.gap_extend, lam, k, corrected=True)

@@ -1,0 +1,75 @@
+"""Learning a substitution matrix for any tokenizer from structurally aligned residue pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ismtk.errors import InputError
+from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
+from ismtk.search.db import SequenceDB
+from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
+from ismtk.search.matrix import SubstitutionMatrix, count_pairs, log_odds
+from ismtk.search.pairs import DEFAULT_MIN_TM, read_alignments
+
+__all__ = ["LearnReport", "count_aligned_tokens", "learn_matrix"]
+
+
+@dataclass(frozen=True)
+class LearnReport:
+    """What went into a learned matrix."""
+
+    alignments: int
+    skipped_alignments: int
+    pairs: int
+
+
+def count_aligned_tokens(
+    db: SequenceDB, alignment_files: Iterable[str | Path], min_tm: float = DEFAULT_MIN_TM
+) -> tuple[np.ndarray, LearnReport]:
+    """Symmetric ``(K, K) float64`` counts of the tokens of close aligned pairs (``P`` columns) with TM >= ``min_tm``.
+
+    Alignments naming an entry missing from ``db``, or whose lengths disagree with the tokens, are skipped and
+    counted in the report (structures that could not be tokenized, or another cut of the domain).
+    """
+    index = {name: i for i, name in enumerate(db.names)}
+    lengths = db.lengths()
+    first, second, used, skipped = [], [], 0, 0
+    for path in alignment_files:
+        for aln in read_alignments(path, min_tm):
+            i, j = index.get(aln.name1), index.get(aln.name2)
+            if i is None or j is None or (lengths[i], lengths[j]) != (aln.len1, aln.len2):
+                skipped += 1
+                continue
+            a, b = aln.close_pairs()
+            first.append(db.token_seq(i)[a])
+            second.append(db.token_seq(j)[b])
+            used += 1
+    if not used:
+        raise InputError("no usable alignment: names or lengths of the alignments do not match the token sequences")
+    x, y = np.concatenate(first), np.concatenate(second)
+    return count_pairs(x, y, len(db.alphabet)), LearnReport(used, skipped, len(x))
+
+
+def learn_matrix(
+    db: SequenceDB,
+    alignment_files: Iterable[str | Path],
+    min_tm: float = DEFAULT_MIN_TM,
+    pseudocount: float = 0.0,
+    gap_open: int = DEFAULT_GAP_OPEN,
+    gap_extend: int = DEFAULT_GAP_EXTEND,
+    null_pairs: int = DEFAULT_NULL_PAIRS,
+) -> tuple[SubstitutionMatrix, LearnReport]:
+    """Half-bit log-odds matrix over ``db``'s alphabet from aligned pairs, with E-value statistics fitted on
+    null pairs of ``db``'s sequences for ``gap_open``/``gap_extend`` (stored in the matrix header)."""
+    counts, report = count_aligned_tokens(db, alignment_files, min_tm)
+    title = (
+        f"{db.tokenizer} log-odds in half-bits, ismtk learn-matrix: {report.pairs} close pairs from "
+        f"{report.alignments} alignments with TM >= {min_tm}, pseudocount {pseudocount:g}"
+    )
+    matrix = log_odds(counts, db.alphabet.symbols, pseudocount, title)
+    evd = fit_evd(Aligner(matrix, db.alphabet.symbols, gap_open, gap_extend), db, null_pairs)
+    return matrix.with_evd(evd), report

@@ -1,0 +1,96 @@
+"""Tab-separated hit tables in Foldseek/BLAST ``.m8`` style: no header, one hit per line, chosen columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from ismtk.errors import InputError
+from ismtk.search.db import SequenceDB
+from ismtk.search.search import Hit
+
+__all__ = ["COLUMNS", "DEFAULT_COLUMNS", "format_hit", "needs_alignment", "parse_columns", "write_m8"]
+
+#: Foldseek's default output columns.
+DEFAULT_COLUMNS = "query,target,fident,alnlen,mismatch,gapopen,qstart,qend,tstart,tend,evalue,bits"
+
+
+def _identity(hit: Hit, query: SequenceDB, target: SequenceDB) -> int:
+    """Identical aligned pairs: amino acids when both sides have them (as Foldseek reports), else tokens."""
+    pairs = hit.alignment.pairs
+    if query.aa is not None and target.aa is not None:
+        a = query.aa[query.offsets[hit.query] + pairs[:, 0]]
+        b = target.aa[target.offsets[hit.target] + pairs[:, 1]]
+    else:
+        a = query.token_seq(hit.query)[pairs[:, 0]]
+        b = target.token_seq(hit.target)[pairs[:, 1]]
+    return int((a == b).sum())
+
+
+def _aligned(db: SequenceDB, entry: int, hit: Hit, side: int) -> str:
+    """One side (0 = query, 1 = target) of the aligned region with ``-`` for gaps; between two aligned columns
+    query-only residues come first. Amino acids if the database has them, else token symbols."""
+    text = db.aa_seq(entry) if db.aa is not None else db.alphabet.decode(db.token_seq(entry))
+    own, other = hit.alignment.pairs[:, side], hit.alignment.pairs[:, 1 - side]
+    out = [text[own[0]]] if len(own) else []
+    for k in range(1, len(own)):
+        residues, gaps = text[own[k - 1] + 1 : own[k]], "-" * int(other[k] - other[k - 1] - 1)
+        out.append(residues + gaps if side == 0 else gaps + residues)
+        out.append(text[own[k]])
+    return "".join(out)
+
+
+Column = Callable[[Hit, SequenceDB, SequenceDB], object]
+
+#: Every column ``--format-output`` accepts and how it is computed.
+COLUMNS: dict[str, Column] = {
+    "query": lambda h, q, t: q.names[h.query],
+    "target": lambda h, q, t: t.names[h.target],
+    "fident": lambda h, q, t: f"{_identity(h, q, t) / max(h.alignment.columns, 1):.3f}",
+    "alnlen": lambda h, q, t: h.alignment.columns,
+    "mismatch": lambda h, q, t: len(h.alignment.pairs) - _identity(h, q, t),
+    "gapopen": lambda h, q, t: h.alignment.gap_opens,
+    "qstart": lambda h, q, t: h.alignment.qstart + 1,
+    "qend": lambda h, q, t: h.alignment.qend,
+    "tstart": lambda h, q, t: h.alignment.tstart + 1,
+    "tend": lambda h, q, t: h.alignment.tend,
+    "evalue": lambda h, q, t: f"{h.evalue:.3E}",
+    "bits": lambda h, q, t: f"{h.bits:.0f}",
+    "raw": lambda h, q, t: h.raw,
+    "corrected": lambda h, q, t: h.score,
+    "qlen": lambda h, q, t: int(q.offsets[h.query + 1] - q.offsets[h.query]),
+    "tlen": lambda h, q, t: int(t.offsets[h.target + 1] - t.offsets[h.target]),
+    "cigar": lambda h, q, t: h.alignment.cigar,
+    "qaln": lambda h, q, t: _aligned(q, h.query, h, 0),
+    "taln": lambda h, q, t: _aligned(t, h.target, h, 1),
+}
+_NEEDS_ALIGNMENT = set(COLUMNS) - {"query", "target", "evalue", "bits", "raw", "corrected", "qlen", "tlen"}
+
+
+def parse_columns(spec: str) -> list[str]:
+    """Column names of a comma-separated ``--format-output`` value (unknown names raise :class:`InputError`)."""
+    names = [c.strip() for c in spec.split(",") if c.strip()]
+    unknown = [c for c in names if c not in COLUMNS]
+    if unknown or not names:
+        raise InputError(f"unknown output column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)}")
+    return names
+
+
+def needs_alignment(columns: Iterable[str]) -> bool:
+    """Whether any of ``columns`` needs the traced alignment."""
+    return bool(set(columns) & _NEEDS_ALIGNMENT)
+
+
+def format_hit(hit: Hit, query: SequenceDB, target: SequenceDB, columns: list[str]) -> str:
+    return "\t".join(str(COLUMNS[c](hit, query, target)) for c in columns)
+
+
+def write_m8(out: TextIO, hits: Iterable[list[Hit]], query: SequenceDB, target: SequenceDB, columns: list[str]) -> int:
+    """Write every hit, queries in order; returns the number of lines."""
+    count = 0
+    for query_hits in hits:
+        for hit in query_hits:
+            out.write(format_hit(hit, query, target, columns) + "\n")
+            count += 1
+    return count
+

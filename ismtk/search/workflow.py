@@ -1,0 +1,102 @@
+"""The search workflows behind the commands: inputs (structures, token FASTA or databases) to hits on disk."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import StructureError
+from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
+from ismtk.search.db import SequenceDB, load_input
+from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
+from ismtk.search.m8 import DEFAULT_COLUMNS, needs_alignment, parse_columns, write_m8
+from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
+from ismtk.search.search import Searcher, SearchOptions
+from ismtk.structure.read import ReadOptions
+from ismtk.tokenizers import load_tokenizer
+
+__all__ = ["Mode", "SearchRun", "fit_matrix_evd", "load_search_db", "search_to_m8"]
+
+#: What is aligned: the structure tokens, or the amino acids (with an amino-acid matrix).
+Mode = Literal["tokens", "aa"]
+SkipHandler = Callable[[StructureError], None]
+
+
+def load_search_db(
+    inputs: Sequence[str | Path],
+    tokenizer: str,
+    mode: Mode = "tokens",
+    read_options: ReadOptions = ReadOptions(),
+    threads: int = 1,
+    on_skip: SkipHandler | None = None,
+) -> SequenceDB:
+    """One search side as a database: a DB folder, token FASTA, or structures encoded with ``tokenizer``."""
+    db = load_input(inputs, load_tokenizer(tokenizer), read_options, threads, on_skip)
+    return db.as_amino_acids() if mode == "aa" else db
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """Counts of one search."""
+
+    queries: int
+    targets: int
+    hits: int
+    seconds: float
+    evd: EvdParams
+    evd_fitted: bool
+
+
+def search_to_m8(
+    query: Sequence[str | Path],
+    target: Sequence[str | Path],
+    output: str | Path,
+    matrix: str | Path | None = None,
+    tokenizer: str = "3di",
+    mode: Mode = "tokens",
+    columns: str = DEFAULT_COLUMNS,
+    options: SearchOptions = SearchOptions(),
+    read_options: ReadOptions = ReadOptions(),
+    on_skip: SkipHandler | None = None,
+) -> SearchRun:
+    """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
+
+    ``matrix`` is a file or shipped name; by default the matrix of the target's tokenizer (or BLOSUM62 in
+    ``aa`` mode). Raises :class:`InputError` for mismatched alphabets, empty inputs or an unusable matrix.
+    """
+    start = time.perf_counter()
+    names = parse_columns(columns)
+    target_db = load_search_db(target, tokenizer, mode, read_options, options.threads, on_skip)
+    query_db = load_search_db(query, target_db.tokenizer if mode == "tokens" else tokenizer, mode, read_options,
+                              options.threads, on_skip)
+    substitution = load_matrix(matrix, target_db.tokenizer)
+    if needs_alignment(names) != options.trace:
+        options = SearchOptions(**{**options.__dict__, "trace": needs_alignment(names)})
+    searcher = Searcher(target_db, substitution, options)
+    searcher.check_query(query_db)
+    with atomic_write(output, "w") as out:
+        hits = write_m8(out, searcher.search(query_db), query_db, target_db, names)
+    return SearchRun(len(query_db), len(target_db), hits, time.perf_counter() - start, searcher.evd,
+                     searcher.evd_fitted)
+
+
+
+
+def fit_matrix_evd(
+    matrix: str | Path,
+    sequences: Sequence[str | Path],
+    mode: Mode = "tokens",
+    tokenizer: str = "3di",
+    gap_open: int = DEFAULT_GAP_OPEN,
+    gap_extend: int = DEFAULT_GAP_EXTEND,
+    null_pairs: int = DEFAULT_NULL_PAIRS,
+) -> tuple[SubstitutionMatrix, EvdParams]:
+    """``matrix`` with E-value parameters fitted on null pairs of ``sequences`` (see :mod:`ismtk.search.evalue`)."""
+    db = load_search_db(sequences, tokenizer, mode)
+    substitution = load_matrix(matrix, db.tokenizer)
+    params = fit_evd(Aligner(substitution, db.alphabet.symbols, gap_open, gap_extend), db, null_pairs)
+    return substitution.with_evd(params), params

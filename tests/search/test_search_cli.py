@@ -1,0 +1,85 @@
+"""createdb / search / easy-search / learn-matrix end to end through the command line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FAMILY_D58, HOMOLOGS, OTHER
+from typer.testing import CliRunner
+
+from ismtk.cli import app
+from ismtk.cli.console import EXIT_ERROR
+from ismtk.search.db import SequenceDB
+from ismtk.search.m8 import DEFAULT_COLUMNS
+from ismtk.search.matrix import read_matrix
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _hits(path):
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def db(domains_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("db") / "db"
+    _run("createdb", domains_dir, path, "-t", "1")
+    return path
+
+
+def test_homolog_has_a_better_evalue_than_a_non_homolog(db, domains_dir, tmp_path):
+    out = tmp_path / "hits.m8"
+    _run("search", domains_dir / f"{HOMOLOGS[0]}.pdb.gz", db, "-o", out, "--exhaustive", "-e", "1e9", "-t", "1")
+    rows = {r[1]: r for r in _hits(out)}
+    assert len(next(iter(rows.values()))) == len(DEFAULT_COLUMNS.split(","))
+    assert float(rows[HOMOLOGS[0]][10]) < float(rows[HOMOLOGS[1]][10]) < 1e-3
+    assert OTHER not in rows or float(rows[OTHER][10]) > 1000 * float(rows[HOMOLOGS[1]][10])
+    assert list(rows)[:2] == [HOMOLOGS[0], HOMOLOGS[1]]  # self first, then the homolog
+
+
+def test_easy_search_with_chosen_columns_and_amino_acids(domains_dir, tmp_path):
+    out = tmp_path / "aa.m8"
+    query = domains_dir / f"{FAMILY_D58[0]}.pdb.gz"
+    _run("easy-search", query, domains_dir, out, "--mode", "aa", "--format-output", "query,target,qaln,taln,evalue",
+         "-t", "1", "--exhaustive")
+    rows = _hits(out)
+    self_row = next(r for r in rows if r[1] == FAMILY_D58[0])
+    assert self_row[2] == self_row[3] and "-" not in self_row[2]
+    assert all(len(r[2]) == len(r[3]) for r in rows)
+
+
+def test_token_fasta_query_and_prefilter_find_the_same_top_hit(db, tmp_path):
+    entries = SequenceDB.load(db)
+    i = entries.names.index(HOMOLOGS[1])
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(f">{HOMOLOGS[1]}\n{entries.alphabet.decode(entries.token_seq(i))}\n")
+    out = tmp_path / "q.m8"
+    _run("search", fasta, db, "-o", out, "--prefilter", "--format-output", "query,target,bits", "-t", "1")
+    assert _hits(out)[0][:2] == [HOMOLOGS[1], HOMOLOGS[1]]
+
+
+def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(">x\nAC*D\n")
+    for args, message in [
+        (["search", bad, db, "-o", tmp_path / "x.m8"], "not in the alphabet"),
+        (["search", db, db, "-o", tmp_path / "x.m8", "--matrix", tmp_path / "missing.out"], "neither a file"),
+        (["search", db, db, "-o", tmp_path / "x.m8", "--format-output", "query,nonsense"], "unknown output column"),
+        (["search", db, tmp_path, "-o", tmp_path / "x.m8"], "holds no structure file"),
+    ]:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == EXIT_ERROR, (args, result.output)
+        assert message in result.output
+    assert not (tmp_path / "x.m8").exists()
+
+
+def test_fit_evalue_stores_parameters(db, tmp_path):
+    out = tmp_path / "b62.out"
+    _run("fit-evalue", "blosum62", db, "-o", out, "--mode", "aa", "--null-pairs", "200")
+    params = read_matrix(out).evd_for(10, 1)
+    assert params is not None and 0 < params.lam < 2

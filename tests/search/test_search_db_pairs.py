@@ -1,0 +1,98 @@
+"""Databases on disk, input errors, structural alignment pairs and learning from them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FAMILY_D58, HOMOLOGS, OTHER
+
+from ismtk.errors import InputError
+from ismtk.search.db import SequenceDB, is_db, load_input
+from ismtk.search.learn import learn_matrix
+from ismtk.search.matrix import SubstitutionMatrix
+from ismtk.search.pairs import (
+    StructuralAlignment,
+    align_structure_files,
+    read_alignments,
+    read_chains,
+)
+from ismtk.search.search import Searcher
+from ismtk.tokenizers import Alphabet, ThreeDiTokenizer
+
+
+@pytest.fixture(scope="module")
+def db(domains_dir) -> SequenceDB:
+    return load_input([domains_dir], ThreeDiTokenizer())
+
+
+def test_database_round_trips_and_memory_maps(db, tmp_path):
+    db.save(tmp_path / "db")
+    assert is_db(tmp_path / "db")
+    again = SequenceDB.load(tmp_path / "db")
+    assert again.names == db.names and again.tokenizer == "3di" and again.alphabet == db.alphabet
+    assert np.array_equal(again.tokens, db.tokens) and np.array_equal(again.offsets, db.offsets)
+    assert [again.aa_seq(i) for i in range(len(db))] == [db.aa_seq(i) for i in range(len(db))]
+    assert isinstance(again.tokens, np.memmap)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not an ismtk database"):
+        db.save(tmp_path / "file")
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, db):
+    fasta = tmp_path / "t.fasta"
+    fasta.write_text(">a\nACDZZ\n")
+    with pytest.raises(InputError, match="not in the alphabet"):
+        load_input([fasta], ThreeDiTokenizer())
+    empty = tmp_path / "empty.fasta"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        load_input([empty], ThreeDiTokenizer())
+    (tmp_path / "notdb").mkdir()
+    with pytest.raises(InputError, match="not an ismtk database"):
+        SequenceDB.load(tmp_path / "notdb")
+    other = SequenceDB.from_records([("x", np.array([0, 1, 2], np.uint8), None)], Alphabet.of_size(64), "ism")
+    matrix = SubstitutionMatrix(db.alphabet.symbols, np.eye(20, dtype=np.int32) * 5 - 1)
+    with pytest.raises(InputError, match="do not match the target"):
+        Searcher(db, matrix).check_query(other)
+    with pytest.raises(InputError, match="another tokenizer"):
+        Searcher(other, matrix)
+
+
+def test_self_alignment_is_all_close_pairs_and_files_round_trip(domains_dir, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(f"{FAMILY_D58[0]}\t{FAMILY_D58[0]}\n{FAMILY_D58[0]}\t{FAMILY_D58[1]}\n{HOMOLOGS[0]}\t{OTHER}\n")
+    out = tmp_path / "aln.tsv"
+    assert align_structure_files([domains_dir], pairs, out) == 3
+    self_aln, family, unrelated = list(read_alignments(out))
+    assert self_aln.tm == pytest.approx(1.0) and self_aln.cigar == f"{self_aln.len1}P"
+    a, b = self_aln.close_pairs()
+    assert np.array_equal(a, b) and len(a) == self_aln.len1
+    assert family.tm > unrelated.tm
+    assert [x.name2 for x in read_alignments(out, min_tm=0.99)] == [FAMILY_D58[0]]
+
+
+def test_close_pairs_follow_the_cigar():
+    aln = StructuralAlignment("a", "b", 0.7, 0.7, 1.0, 7, 5, "1D2P1I1M2D1P")
+    a, b = aln.close_pairs()
+    assert a.tolist() == [1, 2, 6] and b.tolist() == [0, 1, 4]
+    with pytest.raises(InputError, match="CIGAR covers"):
+        StructuralAlignment("a", "b", 0.7, 0.7, 1.0, 9, 5, "1D2P1I1M2D1P").close_pairs()
+
+
+def test_learned_matrix_rewards_structurally_aligned_tokens(domains_dir, tmp_path, db):
+    names = db.names
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{a}\t{b}\n" for i, a in enumerate(names) for b in names[i:]))
+    align_structure_files([domains_dir], pairs, tmp_path / "aln.tsv")
+    matrix, report = learn_matrix(db, [tmp_path / "aln.tsv"], min_tm=0.5, pseudocount=1.0, null_pairs=300)
+    assert report.alignments >= len(names) and report.pairs > 0
+    assert np.array_equal(matrix.scores, matrix.scores.T)
+    assert np.mean(np.diag(matrix.scores)) > np.mean(matrix.scores)
+    assert matrix.evd_for(10, 1) is not None and matrix.evd_for(10, 1).lam > 0
+
+
+def test_read_chains_uses_entry_names(domains_dir):
+    chains = read_chains(sorted(domains_dir.glob("*.pdb.gz")))
+    assert set(chains) >= {*HOMOLOGS, *FAMILY_D58, OTHER}
+    ca, seq = chains[OTHER]
+    assert ca.shape == (len(seq), 3)
