@@ -10,10 +10,12 @@ from ismtk.embed import EmbedOptions, embed_sequences
 from ismtk.errors import InputError
 from ismtk.models.esm import load_esm
 from ismtk.models.heads import TokenHeads, load_heads
+from ismtk.search.db import SequenceDB
 from ismtk.sequences import read_protein_fasta
+from ismtk.tokenizers.alphabet import Alphabet
 from ismtk.tokenizers.fasta import FastaWriter
 
-__all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "resolve_model"]
+__all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "predicted_db", "resolve_model"]
 
 #: Long sequences are windowed so that every residue gets a token.
 PREDICT_DEFAULTS = EmbedOptions(include=("per_tok",), long="windows")
@@ -87,3 +89,34 @@ def predict_tokens(
         for name, _ in records:
             writer.write(name, tokens[name])
     return PredictSummary(len(records), sum(len(s) for _, s in records), stream, notes + list(loaded.notes))
+
+
+def _stream_for(heads: TokenHeads, tokenizer: str, alphabet: Alphabet) -> str:
+    """The head predicting ``tokenizer``'s tokens: same name, else the same alphabet."""
+    for info in heads.streams:
+        if info.name == tokenizer:
+            return info.name
+    for info in heads.streams:
+        if info.alphabet == alphabet.symbols:
+            return info.name
+    raise InputError(
+        f"the predictor's heads ({', '.join(s.name for s in heads.streams)}) predict no {tokenizer} tokens "
+        f"(alphabet {alphabet.symbols!r})"
+    )
+
+
+def predicted_db(
+    fasta: str | Path, predictor: str | Path, tokenizer: str, alphabet: Alphabet, device: str = "cpu"
+) -> SequenceDB:
+    """A search database of protein sequences with tokens predicted by a structure-tuned model.
+
+    The head of ``tokenizer`` (the target's tokenizer) is used, so the queries speak the target's
+    alphabet; amino acids are kept for ``--mode aa`` and the amino-acid term.
+    """
+    records, _ = read_protein_fasta(fasta)
+    spec, heads_file = resolve_model(predictor, None)
+    loaded, heads = load_esm(spec), load_heads(heads_file)
+    tokens = predict_records(loaded, heads, records, _stream_for(heads, tokenizer, alphabet), device=device)
+    return SequenceDB.from_records(
+        ((name, alphabet.encode(tokens[name], name), seq) for name, seq in records), alphabet, tokenizer
+    )

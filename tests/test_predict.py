@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import random
 
-import esm
 import pytest
-import torch
-from esm.model.esm2 import ESM2
+from tiny_models import memorising_export
 from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.errors import InputError
-from ismtk.models import StreamInfo, TokenHeads, save_fair_esm, save_heads
-from ismtk.models.esm_forward import esm2_representations
 from ismtk.predict import resolve_model
 
 THREEDI = "ACDEFGHIKLMNPQRSTVWY"
@@ -22,27 +18,10 @@ THREEDI = "ACDEFGHIKLMNPQRSTVWY"
 @pytest.fixture(scope="module")
 def export_folder(tmp_path_factory):
     """A tiny backbone plus heads fitted to memorise random 3Di strings of three sequences."""
-    torch.manual_seed(0)
     rng = random.Random(0)
-    alphabet = esm.Alphabet.from_architecture("ESM-1b")
-    model = ESM2(num_layers=2, embed_dim=48, attention_heads=4, alphabet=alphabet).eval()
     records = [(f"p{i}", "".join(rng.choice(THREEDI) for _ in range(rng.randint(15, 25)))) for i in range(3)]
     targets = {name: "".join(rng.choice(THREEDI) for _ in seq) for name, seq in records}
-    _, _, tokens = alphabet.get_batch_converter()(records)
-    with torch.inference_mode():
-        hidden = esm2_representations(model, tokens, [2])[2]
-    x = torch.cat([hidden[i, 1 : len(s) + 1] for i, (_, s) in enumerate(records)]).clone()
-    y = torch.cat([torch.tensor([THREEDI.index(c) + 1 for c in targets[n]]) for n, _ in records])
-    heads = TokenHeads(48, [StreamInfo("3di", THREEDI)], layer=2)
-    opt = torch.optim.Adam(heads.parameters(), lr=0.05)
-    for _ in range(400):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(heads(x)["3di"], y).backward()
-        opt.step()
-    assert (heads(x)["3di"][:, 1:].argmax(-1) + 1 == y).all(), "the heads did not memorise the targets"
-    folder = tmp_path_factory.mktemp("export")
-    save_fair_esm(model, folder / "esm2_t2_tiny.pt")
-    save_heads(heads, folder / "heads.pt")
+    folder = memorising_export(tmp_path_factory.mktemp("export"), records, targets, THREEDI, "3di")
     return folder, records, targets
 
 

@@ -30,3 +30,43 @@ def write_pairs(folder, n: int = 24, seed: int = 0, min_len: int = 20, max_len: 
     (folder / "tok.fasta").write_text("".join(tok_lines))
     return folder / "aa.fasta", folder / "tok.fasta"
 
+
+
+def memorising_export(
+    folder,
+    records: list[tuple[str, str]],
+    targets: dict[str, str],
+    alphabet: str,
+    stream: str,
+    width: int = 48,
+    min_accuracy: float = 1.0,
+):
+    """An export folder (fair-esm backbone + heads.pt) whose head reproduces ``targets`` (at least
+    ``min_accuracy`` of the positions; exactly by default).
+
+    The backbone is random (2 layers, ``width`` wide: enough features for the positions to be linearly
+    separable); one linear head is fitted on its last-layer features until it memorises each record's
+    token string (the kind of model ``predict-tokens`` runs).
+    """
+    from ismtk.models import StreamInfo, TokenHeads, esm_alphabet, save_fair_esm, save_heads
+    from ismtk.models.esm_forward import esm2_representations
+
+    torch.manual_seed(0)
+    model = EsmConfig(num_layers=2, embed_dim=width, attention_heads=4).build().eval()
+    _, _, tokens = esm_alphabet().get_batch_converter()(records)
+    with torch.inference_mode():
+        hidden = esm2_representations(model, tokens, [2])[2]
+    x = torch.cat([hidden[i, 1 : len(s) + 1] for i, (_, s) in enumerate(records)]).clone()
+    y = torch.cat([torch.tensor([alphabet.index(c) + 1 for c in targets[n]]) for n, _ in records])
+    heads = TokenHeads(width, [StreamInfo(stream, alphabet)], layer=2)
+    opt = torch.optim.Adam(heads.parameters(), lr=0.05)
+    for _ in range(1000):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(heads(x)[stream], y).backward()
+        opt.step()
+    accuracy = (heads(x)[stream][:, 1:].argmax(-1) + 1 == y).float().mean().item()
+    if accuracy < min_accuracy:
+        raise RuntimeError(f"the test heads reproduce {accuracy:.1%} of their targets, below {min_accuracy:.0%}")
+    save_fair_esm(model, folder / "esm2_t2_tiny.pt")
+    save_heads(heads, folder / "heads.pt")
+    return folder

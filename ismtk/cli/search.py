@@ -88,11 +88,21 @@ def search(
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
+    predictor: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictor",
+            help="structure-tune export folder: QUERY is then a protein FASTA whose structure tokens are predicted "
+            "from sequence alone (no structure needed).",
+        ),
+    ] = None,
 ) -> None:
     """Search queries against a target with Smith-Waterman over structure tokens; hits as a Foldseek-style .m8.
 
     Scores are corrected by the reversed-query score; E-values come from the matrix header's fitted extreme-value
     parameters (fitted on the target when the header has none).
+
+    From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
     [bold]Example[/bold]: ismtk search query.pdb db/ -o hits.m8 -e 0.001
     """
@@ -102,7 +112,7 @@ def search(
     )
     run = search_to_m8(
         [query], [target], output, matrix, tokenizer, mode, format_output, options, read_options(model, chain_names),
-        _skip,
+        _skip, predictor,
     )
     if run.evd_fitted:
         console.warn(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import StructureError
+from ismtk.errors import InputError, StructureError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.db import SequenceDB, load_input
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
@@ -62,17 +62,27 @@ def search_to_m8(
     options: SearchOptions = SearchOptions(),
     read_options: ReadOptions = ReadOptions(),
     on_skip: SkipHandler | None = None,
+    predictor: str | Path | None = None,
 ) -> SearchRun:
     """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
 
     ``matrix`` is a file or shipped name; by default the matrix of the target's tokenizer (or BLOSUM62 in
-    ``aa`` mode). Raises :class:`InputError` for mismatched alphabets, empty inputs or an unusable matrix.
+    ``aa`` mode). With ``predictor`` (a structure-tune export), ``query`` is a protein FASTA whose tokens
+    are predicted from sequence alone (:func:`ismtk.predict.predicted_db`). Raises :class:`InputError` for
+    mismatched alphabets, empty inputs or an unusable matrix.
     """
     start = time.perf_counter()
     names = parse_columns(columns)
     target_db = load_search_db(target, tokenizer, mode, read_options, options.threads, on_skip)
-    query_db = load_search_db(query, target_db.tokenizer if mode == "tokens" else tokenizer, mode, read_options,
-                              options.threads, on_skip)
+    if predictor is not None:
+        from ismtk.predict import predicted_db
+
+        if len(query) != 1 or mode != "tokens":
+            raise InputError("--predictor takes one protein FASTA as the query and searches structure tokens (--mode tokens)")
+        query_db = predicted_db(query[0], predictor, target_db.tokenizer, target_db.alphabet)
+    else:
+        query_db = load_search_db(query, target_db.tokenizer if mode == "tokens" else tokenizer, mode, read_options,
+                                  options.threads, on_skip)
     substitution = load_matrix(matrix, target_db.tokenizer)
     if needs_alignment(names) != options.trace:
         options = SearchOptions(**{**options.__dict__, "trace": needs_alignment(names)})
