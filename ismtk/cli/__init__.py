@@ -51,8 +51,10 @@ def _root(
 
 
 from ismtk.cli.encode import encode  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.train_ae import train_ae  # noqa: E402
 
 app.command("encode")(encode)
+app.command("train-ae")(train_ae)
 
 
 def main() -> None:

@@ -110,5 +110,7 @@ def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous(
         cmd.append(f"--rdzv-id={rendezvous.run_id or 'ismtk'}")
         if rendezvous.node_rank is not None:
             cmd.append(f"--node-rank={rendezvous.node_rank}")
-    cmd += ["-m", "ismtk", *argv]
+    # "--" stops torchrun's parser: without it, our --nproc (an abbreviation of its --nproc-per-node),
+    # --nnodes or --node-rank would be taken as torchrun's own options
+    cmd += ["-m", "ismtk", "--", *argv]
     return subprocess.call(cmd)
