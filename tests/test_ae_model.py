@@ -71,24 +71,24 @@ def test_kabsch_loss_is_zero_for_rotated_copy():
 
 def test_tiny_model_overfits_a_batch(chain):
     torch.manual_seed(0)
-    envs = microenvironments(chain, np.arange(0, 70, 5))
+    envs = microenvironments(chain, np.arange(0, 70, 7))
     coords, elements, mask = tensors(envs)
     aa = torch.from_numpy(envs.aa)
     model = AtomicAutoencoder(TINY)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(70):
+    for _ in range(80):
         losses, sums = autoencoder_losses(model(coords, elements, mask), coords, mask, aa, TINY)
         first = first or {k: v.item() for k, v in losses.items()}
         loss = losses["aa"] + losses["disto"] + 0.05 * (losses["aligned_mse"] + losses["distances"])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert sums["aa_correct"] >= sums["aa_total"] - 2
-    assert losses["aa"].item() < 0.3 * first["aa"]
+    assert sums["aa_correct"] >= sums["aa_total"] - 1
+    assert losses["aa"].item() < 0.25 * first["aa"]
     assert losses["disto"].item() < 0.9 * first["disto"]
     assert losses["distances"].item() < 0.5 * first["distances"]
-    assert losses["aligned_mse"].item() < 0.9 * first["aligned_mse"]
+    assert losses["aligned_mse"].item() < 0.95 * first["aligned_mse"]
 
 
 def test_save_load_embed_roundtrip(tmp_path, chain):
