@@ -36,7 +36,9 @@ def main() -> None:
             for chain in chains:
                 fn(chain)
             best = min(best, time.perf_counter() - start)
-        print(f"{label:18s} {len(chains)} chains, {residues:,} residues: {residues / best:,.0f} residues/s (best of {args.repeats})")
+        print(
+            f"{label:18s} {len(chains)} chains, {residues:,} residues: {residues / best:,.0f} residues/s (best of {args.repeats})"
+        )
     envs = [microenvironments(c) for c in chains[:20]]
     atoms = sum(int(e.n_atoms.sum()) for e in envs) / sum(len(e) for e in envs)
     print(f"mean atoms per microenvironment (first 20 chains): {atoms:.1f}; goal {GOAL:,} residues/s")

@@ -35,14 +35,12 @@ _DEFAULT_READ = ReadOptions()
 
 Inputs = Annotated[
     list[Path],
-    typer.Argument(help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or .txt path lists."),
+    typer.Argument(
+        help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or .txt path lists."
+    ),
 ]
-Threads = Annotated[
-    int, typer.Option("--threads", "-t", min=1, help="Worker processes.", show_default="all cores")
-]
-ModelOpt = Annotated[
-    int, typer.Option("--model", min=1, help="Model to read from multi-model (NMR) files, 1-based.")
-]
+Threads = Annotated[int, typer.Option("--threads", "-t", min=1, help="Worker processes.", show_default="all cores")]
+ModelOpt = Annotated[int, typer.Option("--model", min=1, help="Model to read from multi-model (NMR) files, 1-based.")]
 ChainNamesOpt = Annotated[
     ChainNames,
     typer.Option("--chain-names", help="Add _CHAIN to entry names: auto (only for multi-chain files, as Foldseek)."),

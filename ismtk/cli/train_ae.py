@@ -37,7 +37,8 @@ def train_ae(
     inputs: Inputs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (checkpoints, metrics, model).")],
     stage: Annotated[
-        Literal["1", "2", "both"], typer.Option("--stage", help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2.")
+        Literal["1", "2", "both"],
+        typer.Option("--stage", help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2."),
     ] = _T.stage,
     epochs_stage1: Annotated[int, typer.Option("--epochs-stage1", min=0, help="Epochs of stage 1.")] = _T.epochs_stage1,
     epochs_stage2: Annotated[int, typer.Option("--epochs-stage2", min=0, help="Epochs of stage 2.")] = _T.epochs_stage2,
@@ -45,7 +46,9 @@ def train_ae(
         int, typer.Option("--batch-size", min=1, help="Microenvironments per step, all processes together.")
     ] = _T.batch_size,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = _T.lr,
-    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Warm-up of each stage, in epochs.")] = _T.warmup_epochs,
+    warmup_epochs: Annotated[
+        float, typer.Option("--warmup-epochs", help="Warm-up of each stage, in epochs.")
+    ] = _T.warmup_epochs,
     residues_per_chain: Annotated[
         int, typer.Option("--residues-per-chain", min=1, help="Random residues per chain per epoch.")
     ] = _T.residues_per_chain,

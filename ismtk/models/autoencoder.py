@@ -120,7 +120,9 @@ class DistanceBias(nn.Module):
         elif cfg.kernel == "learned":
             n_types = (len(ELEMENTS) + 1) ** 2
             self.means = nn.Parameter(torch.linspace(0.0, cfg.rbf_max, cfg.learned_kernels))
-            self.log_stds = nn.Parameter(torch.full((cfg.learned_kernels,), math.log(cfg.rbf_max / cfg.learned_kernels)))
+            self.log_stds = nn.Parameter(
+                torch.full((cfg.learned_kernels,), math.log(cfg.rbf_max / cfg.learned_kernels))
+            )
             self.pair_mul = nn.Embedding(n_types, 1)
             self.pair_add = nn.Embedding(n_types, 1)
             nn.init.ones_(self.pair_mul.weight)
@@ -167,8 +169,10 @@ class DistanceBias(nn.Module):
             frac = (pos - low)[:, None].to(table.dtype)
             # one gather per attention: the backward then adds into small tables, not a full pair tensor
             biases = [
-                per_head(torch.addcmul(table[:-1, i : i + h].index_select(0, low), slope[:, i : i + h].index_select(0, low), frac))
-                for i in range(0, table.shape[1], h)
+                per_head(
+                    torch.addcmul(table[:-1, cols].index_select(0, low), slope[:, cols].index_select(0, low), frac)
+                )
+                for cols in (slice(i, i + h) for i in range(0, table.shape[1], h))
             ]
         else:
             out = self.proj(self.features(dist, tokens)).view(-1, self.cfg.layers * 2 * h)

@@ -329,7 +329,9 @@ class _Trainer:
         if self.env.is_main:
             plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
             if self.skips.counts:
-                self.log(f"skipped while streaming: {self.skips.summary()} (first: {list(self.skips.first.values())[0]})")
+                self.log(
+                    f"skipped while streaming: {self.skips.summary()} (first: {next(iter(self.skips.first.values()))})"
+                )
         return val
 
     def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
@@ -363,7 +365,9 @@ class _Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.opt.step()
             pos.step, pos.batch = pos.step + 1, b + 1
-            window.append({k: v.item() for k, v in losses.items()} | {"loss": loss.item(), "grad_norm": grad_norm.item()})
+            window.append(
+                {k: v.item() for k, v in losses.items()} | {"loss": loss.item(), "grad_norm": grad_norm.item()}
+            )
             if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
                 elapsed = time.perf_counter() - tick
                 rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
@@ -386,7 +390,9 @@ class _Trainer:
                 self.corpus.val, cfg.val_batch_size, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips
             )
             n = sum(len(b) for b in self.val_set)
-            self.log(f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})")
+            self.log(
+                f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})"
+            )
         if not self.val_set:
             return {}
         self.model.eval()
@@ -417,4 +423,3 @@ def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.
 
 def _fmt(values: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-

@@ -183,7 +183,9 @@ def expected_envs(corpus: Corpus, residues_per_chain: int) -> float:
     return float(sum(np.mean(v) for v in by_cluster.values()))
 
 
-def _read_chain(entry: CorpusEntry, options: ReadOptions, rng: np.random.Generator, skips: SkipLog) -> ProteinChain | None:
+def _read_chain(
+    entry: CorpusEntry, options: ReadOptions, rng: np.random.Generator, skips: SkipLog
+) -> ProteinChain | None:
     try:
         structure = read_structure(entry.path, options)
     except StructureError as exc:
@@ -242,7 +244,11 @@ def stream_batches(
     rng = np.random.default_rng([seed, epoch, 2])
     pending: Microenvironments | None = None
     for start in range(0, len(entries), shuffle_chains):
-        parts = list(chain_microenvironments(entries[start : start + shuffle_chains], residues_per_chain, min_residues, rng, skips, options))
+        parts = list(
+            chain_microenvironments(
+                entries[start : start + shuffle_chains], residues_per_chain, min_residues, rng, skips, options
+            )
+        )
         if pending is not None:
             parts.insert(0, pending)
         if not parts:
@@ -272,4 +278,3 @@ def validation_batches(
     pool = collate(parts)
     order = np.argsort(pool.n_atoms, kind="stable")  # similar sizes together: less padding
     return [pool.take(order[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
-
