@@ -44,4 +44,7 @@ def _one_torch_thread():
     when the cores are shared; tests about thread counts set them explicitly."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

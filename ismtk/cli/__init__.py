@@ -56,6 +56,7 @@ from ismtk.cli.encode import encode  # noqa: E402
 from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix  # noqa: E402
 from ismtk.cli.predict import predict  # noqa: E402
 from ismtk.cli.search import createdb, easy_search, search  # noqa: E402
+from ismtk.cli.train_ae import train_ae  # noqa: E402
 from ismtk.cli.tune import structure_tune  # noqa: E402
 
 app.command("encode")(encode)
@@ -65,6 +66,7 @@ app.command("fit-evalue")(fit_evalue)
 app.command("createdb")(createdb)
 app.command("search")(search)
 app.command("easy-search")(easy_search)
+app.command("train-ae")(train_ae)
 app.add_typer(benchmark_app, name="benchmark")
 app.command("structure-tune")(structure_tune)
 app.command("embed")(embed)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import Device
+from ismtk.cli.options import DeviceOpt
 from ismtk.embed import INCLUDE, EmbedOptions, LongMode, embed_fasta
 
 _D = EmbedOptions()
@@ -32,7 +32,7 @@ def embed(
         LongMode, typer.Option("--long", help="Longer sequences: truncate (esm-extract) or overlapping windows, averaged.")
     ] = _D.long,
     window_overlap: Annotated[int, typer.Option("--window-overlap", min=0, help="Residues shared by windows.")] = _D.window_overlap,
-    device: Device = "cpu",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
 

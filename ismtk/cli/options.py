@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ismtk.encode import default_threads
+from ismtk.errors import InputError
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
 from ismtk.search.workflow import Mode
 from ismtk.structure.read import ChainNames, ReadOptions
 from ismtk.tokenizers import TOKENIZERS
+from ismtk.train.distributed import Rendezvous, launch, under_launcher
 
-__all__ = ["ChainNamesOpt", "Inputs", "ModelOpt", "Threads", "read_options"]
+__all__ = [
+    "ChainNamesOpt",
+    "DeviceOpt",
+    "GpusOpt",
+    "Inputs",
+    "ModelOpt",
+    "NnodesOpt",
+    "NodeRankOpt",
+    "NprocOpt",
+    "RdzvEndpointOpt",
+    "RdzvIdOpt",
+    "ResumeOpt",
+    "Threads",
+    "TorchThreads",
+    "read_options",
+    "relaunch",
+]
 
 _DEFAULT_READ = ReadOptions()
 
@@ -42,41 +61,48 @@ def read_options(model: int, chain_names: ChainNames) -> ReadOptions:
     """The library's reading options from the shared command-line options."""
     return ReadOptions(model=model, chain_names=chain_names)
 
-# --- distributed training (shared by structure-tune and train-ae) ---------------------------------
-Gpus = Annotated[
-    int, typer.Option("--gpus", min=0, help="GPUs (DDP processes) per node; >1 relaunches itself under torchrun.")
+# --- distributed training (train-ae, structure-tune) ----------------------------------------------------------
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N.")]
+GpusOpt = Annotated[
+    int, typer.Option("--gpus", min=0, help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")
 ]
-Nproc = Annotated[
-    int, typer.Option("--nproc", min=0, help="CPU processes (gloo DDP) per node; for tests and CI.")
+NprocOpt = Annotated[
+    int, typer.Option("--nproc", min=0, help="CPU processes: N > 1 starts N processes under torchrun (DDP, gloo).")
 ]
-Resume = Annotated[
+ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue from the checkpoint in the run folder, exactly where it stopped.")
 ]
-Device = Annotated[
-    str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N.")
+TorchThreads = Annotated[
+    int | None,
+    typer.Option("--threads", "-t", min=1, help="Torch CPU threads per process.", show_default="torch's choice"),
 ]
-Nnodes = Annotated[str, typer.Option("--nnodes", help="Nodes of a multi-node job (torchrun: N or MIN:MAX).")]
-NodeRank = Annotated[int | None, typer.Option("--node-rank", help="This node's rank (static rendezvous).")]
-RdzvEndpoint = Annotated[
-    str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous on node 0 (multi-node).")
+NnodesOpt = Annotated[str, typer.Option("--nnodes", help="Nodes of a multi-node run (torchrun: N or MIN:MAX).")]
+NodeRankOpt = Annotated[int | None, typer.Option("--node-rank", help="This node's rank (static rendezvous).")]
+RdzvEndpointOpt = Annotated[
+    str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous on node 0 (multi-node runs).")
 ]
-RdzvId = Annotated[str | None, typer.Option("--rdzv-id", help="Job id shared by all nodes (multi-node).")]
+RdzvIdOpt = Annotated[str | None, typer.Option("--rdzv-id", help="Job id shared by all nodes of a multi-node run.")]
+
+DEFAULT_DEVICE = "auto"
+DEFAULT_NNODES = Rendezvous().nnodes
 
 
-def relaunch_if_needed(gpus: int, nproc: int, nnodes: str, node_rank: int | None, endpoint: str | None,
-                       run_id: str | None) -> int | None:
+def relaunch(
+    gpus: int, nproc: int, device: str, nnodes: str, node_rank: int | None, endpoint: str | None, run_id: str | None
+) -> tuple[int | None, str]:
     """Re-run the current command under torchrun when several processes or nodes are asked for.
 
-    Returns the launcher's exit status, or None when this process should train itself.
+    Returns ``(exit status of the launcher, or None when this process should train itself, device)``.
+    ``--gpus N`` implies CUDA, ``--nproc N`` the CPU; asking for both is an error.
     """
-    import sys
-
-    from ismtk.train import Rendezvous, launch, under_launcher
-
+    if gpus and nproc:
+        raise InputError("use either --gpus N (one process per GPU) or --nproc N (CPU processes), not both")
     count = max(gpus, nproc, 1)
+    device = "cuda" if gpus else "cpu" if nproc else device
     if under_launcher() or (count == 1 and nnodes in ("1", "1:1")):
-        return None
-    return launch(count, sys.argv[1:], Rendezvous(nnodes, node_rank, endpoint, run_id))
+        return None, device
+    return launch(count, sys.argv[1:], Rendezvous(nnodes, node_rank, endpoint, run_id)), device
+
 
 # --- search options (defaults from ismtk.search) -------------------------------------------------------------
 

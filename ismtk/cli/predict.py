@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import Device
+from ismtk.cli.options import DeviceOpt
 from ismtk.predict import PREDICT_DEFAULTS, predict_tokens
 
 
@@ -20,7 +20,7 @@ def predict(
     stream: Annotated[str | None, typer.Option("--stream", help="Token stream to predict (default: the first head).")] = None,
     heads: Annotated[Path | None, typer.Option("--heads", help="Heads file (structure-tune's export/heads.pt).")] = None,
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
-    device: Device = "cpu",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Predict structure tokens (3Di, ISM, ...) for protein sequences, without a structure.
 

@@ -9,15 +9,17 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import (
-    Device,
-    Gpus,
-    Nnodes,
-    NodeRank,
-    Nproc,
-    RdzvEndpoint,
-    RdzvId,
-    Resume,
-    relaunch_if_needed,
+    DEFAULT_NNODES,
+    DeviceOpt,
+    GpusOpt,
+    NnodesOpt,
+    NodeRankOpt,
+    NprocOpt,
+    RdzvEndpointOpt,
+    RdzvIdOpt,
+    ResumeOpt,
+    TorchThreads,
+    relaunch,
 )
 from ismtk.tune import TuneConfig
 from ismtk.tune import structure_tune as run_structure_tune
@@ -61,15 +63,15 @@ def structure_tune(
     ] = _D.fsdp,
     stop_after: Annotated[int | None, typer.Option(help="Stop (with a checkpoint) after this many steps.")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,
-    threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads per process.")] = None,
-    gpus: Gpus = 0,
-    nproc: Nproc = 0,
-    resume: Resume = False,
-    device: Device = _D.device,
-    nnodes: Nnodes = "1",
-    node_rank: NodeRank = None,
-    rdzv_endpoint: RdzvEndpoint = None,
-    rdzv_id: RdzvId = None,
+    threads: TorchThreads = None,
+    gpus: GpusOpt = 0,
+    nproc: NprocOpt = 0,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = _D.device,
+    nnodes: NnodesOpt = DEFAULT_NNODES,
+    node_rank: NodeRankOpt = None,
+    rdzv_endpoint: RdzvEndpointOpt = None,
+    rdzv_id: RdzvIdOpt = None,
 ) -> None:
     """Structure-tune ESM2: MLM loss plus one linear token head per stream, then export for fair-esm and HF.
 
@@ -78,7 +80,7 @@ def structure_tune(
 
     [bold]Example[/bold]: ismtk structure-tune esm2_t6_8M_UR50D --aa aa.fasta --tokens tokens.fasta:alphabet=3di -o run/
     """
-    status = relaunch_if_needed(gpus, nproc, nnodes, node_rank, rdzv_endpoint, rdzv_id)
+    status, device = relaunch(gpus, nproc, device, nnodes, node_rank, rdzv_endpoint, rdzv_id)
     if status is not None:
         raise typer.Exit(status)
     config = TuneConfig(
@@ -86,8 +88,7 @@ def structure_tune(
         warmup_epochs=warmup_epochs, lr=lr, weight_decay=weight_decay, clip=clip, batch_size=batch_size,
         micro_batch=micro_batch, crop=crop, mlm_weight=mlm_weight, val_fraction=val_fraction,
         val_names=str(val_names) if val_names else None, groups=str(groups) if groups else None, seed=seed, precision=precision,
-        activation_checkpointing=activation_checkpointing, fsdp=fsdp, device="cuda" if gpus and device == "auto" else
-        ("cpu" if nproc else device), resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every,
+        activation_checkpointing=activation_checkpointing, fsdp=fsdp, device=device, resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every,
         threads=threads,
     )
     with console.progress("structure-tune", total=None, unit="steps") as advance:

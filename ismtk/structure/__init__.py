@@ -1,6 +1,7 @@
-"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays."""
+"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays, microenvironments."""
 
 from ismtk.structure.chain import ProteinChain
+from ismtk.structure.microenv import Microenvironments, microenvironments
 from ismtk.structure.read import (
     STRUCTURE_SUFFIXES,
     ReadOptions,
@@ -14,6 +15,7 @@ from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS, element_index, one_l
 __all__ = [
     "AMINO_ACIDS",
     "ELEMENTS",
+    "Microenvironments",
     "STRUCTURE_SUFFIXES",
     "ProteinChain",
     "ReadOptions",
@@ -21,6 +23,7 @@ __all__ = [
     "element_index",
     "entry_name",
     "find_structure_files",
+    "microenvironments",
     "one_letter_code",
     "read_structure",
 ]

@@ -1,0 +1,88 @@
+"""Saving, loading and running a trained autoencoder: residue embeddings of whole chains.
+
+A model is stored as two files side by side: ``model.json`` (the :class:`AutoencoderConfig`) and
+``model.pt`` (a plain state dict, loaded with ``weights_only=True``). A training run folder holds both,
+refreshed at every epoch end, so a run can be used while it is still going.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+from ismtk.models.autoencoder import AtomicAutoencoder, AutoencoderConfig
+from ismtk.structure.chain import ProteinChain
+from ismtk.structure.microenv import collate, microenvironments
+from ismtk.train.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["MODEL_CONFIG", "MODEL_WEIGHTS", "save_autoencoder", "load_autoencoder", "embed_chains"]
+
+MODEL_CONFIG = "model.json"
+MODEL_WEIGHTS = "model.pt"
+#: Microenvironments per forward pass of :func:`embed_chains`.
+EMBED_BATCH = 256
+
+
+def save_autoencoder(model: AtomicAutoencoder, folder: str | Path) -> None:
+    """Write ``model.json`` and ``model.pt`` (plain CPU tensors) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_checkpoint(folder / MODEL_WEIGHTS, state)
+    with atomic_write(folder / MODEL_CONFIG, "w") as handle:
+        handle.write(model.cfg.to_json() + "\n")
+
+
+def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> AtomicAutoencoder:
+    """An autoencoder in eval mode from a model folder (``model.json`` + ``model.pt``, e.g. a training run)
+    or a ``model.pt`` file with its ``model.json`` beside it."""
+    path = Path(path)
+    folder, weights = (path, path / MODEL_WEIGHTS) if path.is_dir() else (path.parent, path)
+    config = folder / MODEL_CONFIG
+    if not config.is_file():
+        raise InputError(f"{path}: no {MODEL_CONFIG} found; point to a training run folder or a saved model")
+    try:
+        cfg = AutoencoderConfig.from_dict(json.loads(config.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{config}: not a valid autoencoder configuration ({exc})") from exc
+    model = AtomicAutoencoder(cfg)
+    state = load_checkpoint(weights, map_location="cpu")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{weights}: weights do not match {config} ({str(exc).splitlines()[0]})") from exc
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def embed_chains(
+    model: AtomicAutoencoder, chains: Sequence[ProteinChain], batch_size: int = EMBED_BATCH
+) -> list[np.ndarray]:
+    """Residue embeddings ``z`` of every residue of every chain: a list of ``(L, width) float32`` arrays.
+
+    Microenvironments of all chains are pooled, sorted by size (less padding) and encoded in batches of
+    ``batch_size`` on the model's device; the result does not depend on the random state.
+    """
+    if not chains:
+        return []
+    envs = collate([microenvironments(c) for c in chains])
+    device = next(model.parameters()).device
+    order = np.argsort(envs.n_atoms, kind="stable")
+    out = np.empty((len(envs), model.cfg.width), np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = envs.take(idx)
+        z = model.encode(
+            torch.from_numpy(batch.coords).to(device),
+            torch.from_numpy(batch.elements).to(device),
+            torch.from_numpy(batch.mask).to(device),
+        )
+        out[idx] = z.float().cpu().numpy()
+    bounds = np.cumsum([0] + [len(c) for c in chains])
+    return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,425 @@
+"""Training the atomic autoencoder (``ismtk train-ae``): one process, or many under torchrun.
+
+Two stages as in the ISM paper: stage 1 optimises L_AA + L_disto, stage 2 all four losses; each stage has
+its own linear warm-up and cosine decay (a pure function of the step). Every rank builds the same global
+batch from ``(seed, epoch)`` and keeps its share; DDP averages gradients, so N processes equal one process
+with the same global batch. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, checkpoints
+(``checkpoints/step_NNNNNNN.pt``: model, optimizer, position in the data, random states) and the model
+(``model.json`` + ``model.pt``). A resumed run restarts at the exact batch where its checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
+from ismtk.models.autoencoder import AtomicAutoencoder, AutoencoderConfig
+from ismtk.models.inference import load_autoencoder, save_autoencoder
+from ismtk.models.losses import LOSS_NAMES, STAGE_LOSSES, autoencoder_losses
+from ismtk.structure.microenv import Microenvironments
+from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ismtk.train.corpus import (
+    Corpus,
+    CorpusFilter,
+    SkipLog,
+    epoch_entries,
+    expected_envs,
+    load_corpus,
+    stream_batches,
+    validation_batches,
+)
+from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
+from ismtk.train.metrics import MetricsLog, plot_metrics
+from ismtk.train.order import shard
+from ismtk.train.schedule import warmup_cosine
+
+__all__ = ["TrainAEConfig", "TrainProgress", "train_autoencoder", "latest_checkpoint"]
+
+Stage = Literal["1", "2", "both"]
+
+
+@dataclass(frozen=True)
+class TrainAEConfig:
+    """Options of an autoencoder training run (defaults: the ISM paper, except the per-chain residue cap).
+
+    Attributes
+    ----------
+    stage
+        ``1`` (L_AA + L_disto), ``2`` (all four losses; start it from a stage-1 model with ``init``) or
+        ``both`` (stage 1 then stage 2).
+    epochs_stage1, epochs_stage2
+        Epochs of each stage; an epoch is one random chain of every training cluster.
+    batch_size
+        Microenvironments per optimisation step, over all ranks together.
+    lr, weight_decay, warmup_epochs, min_lr_ratio, clip
+        AdamW learning rate and weight decay; linear warm-up then cosine decay to ``min_lr_ratio * lr``, per
+        stage; gradient-norm clipping.
+    residues_per_chain, val_residues_per_chain
+        Random residues taken from each chain per epoch (training) and once (validation).
+    min_residues
+        Shorter chains are skipped.
+    shuffle_chains
+        Chains read together and shuffled into one pool before batching.
+    val_batch_size
+        Microenvironments per validation forward pass (over all ranks).
+    checkpoint_every
+        Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
+    log_every
+        Steps between training records in ``metrics.jsonl``.
+    max_steps
+        Stop after this many steps in total (``None``: run all epochs).
+    seed
+        Seed of the data order and of the initial weights.
+    drop_bench_homologs, drop_ts50_homologs
+        See :class:`ismtk.train.corpus.CorpusFilter`.
+    """
+
+    stage: Stage = "both"
+    epochs_stage1: int = 5
+    epochs_stage2: int = 5
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    clip: float = 1.0
+    residues_per_chain: int = 128
+    val_residues_per_chain: int = 32
+    min_residues: int = 20
+    shuffle_chains: int = 16
+    val_batch_size: int = 256
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    max_steps: int | None = None
+    seed: int = 0
+    drop_bench_homologs: bool = True
+    drop_ts50_homologs: bool = True
+
+    @property
+    def stages(self) -> list[tuple[int, int]]:
+        """``[(stage, epochs), ...]`` in the order they run."""
+        plan = {"1": [(1, self.epochs_stage1)], "2": [(2, self.epochs_stage2)]}
+        plan["both"] = plan["1"] + plan["2"]
+        if self.stage not in plan:
+            raise InputError(f"--stage must be 1, 2 or both, got {self.stage!r}")
+        return [(s, e) for s, e in plan[self.stage] if e > 0]
+
+
+#: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
+RESUME_KEYS = (
+    "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs",
+    "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "seed", "drop_bench_homologs",
+    "drop_ts50_homologs",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the trainer reports after every step and validation (for a progress bar or a log)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    stage: int
+    losses: dict[str, float]
+    envs_per_second: float
+    val: dict[str, float] | None = None
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    """The checkpoint with the highest step number in ``run/checkpoints``, if any."""
+    found = sorted(Path(run, "checkpoints").glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+@dataclass
+class _Position:
+    """Where the run stands: ``step`` done, and the next batch to use (``epoch``, ``batch``)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    stage_start: int = 0
+
+
+def train_autoencoder(
+    inputs: Sequence[str | Path],
+    run: str | Path,
+    model_cfg: AutoencoderConfig = AutoencoderConfig(),
+    cfg: TrainAEConfig = TrainAEConfig(),
+    index: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    init: str | Path | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    on_progress: Callable[[TrainProgress], None] = lambda progress: None,
+) -> dict[str, float]:
+    """Train an autoencoder on the chains of ``inputs``; write everything into the folder ``run``.
+
+    ``index``: chain index CSV (default: ``index.csv`` of an input folder). ``resume``: continue from the
+    newest checkpoint in ``run`` (the options must be the same). ``init``: start from the weights of a saved
+    model (a stage-1 run for ``stage="2"``). ``log`` receives one-line messages (rank 0 only),
+    ``on_progress`` a :class:`TrainProgress` after each step (rank 0 only). Returns the last validation
+    metrics. ``threads``: torch threads of this process (default: torch's choice). Works alone or under
+    torchrun (each rank calls this function).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    env = setup(device)
+    try:
+        return _Trainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
+    finally:
+        teardown()
+
+
+class _Trainer:
+    def __init__(
+        self,
+        inputs: Sequence[str | Path],
+        run: Path,
+        model_cfg: AutoencoderConfig,
+        cfg: TrainAEConfig,
+        index: str | Path | None,
+        env: DistEnv,
+        log: Callable[[str], None],
+    ) -> None:
+        if cfg.batch_size % env.world_size or cfg.val_batch_size % env.world_size:
+            raise InputError(
+                f"--batch-size {cfg.batch_size} and the validation batch {cfg.val_batch_size} must be multiples "
+                f"of the number of processes ({env.world_size})"
+            )
+        self.run, self.model_cfg, self.cfg, self.env = run, model_cfg, cfg, env
+        self.log = log if env.is_main else (lambda message: None)
+        corpus_filter = CorpusFilter(cfg.drop_bench_homologs, cfg.drop_ts50_homologs)
+        self.corpus: Corpus = load_corpus(inputs, index, corpus_filter, seed=cfg.seed)
+        for note in self.corpus.notes:
+            self.log(note)
+        self.skips = SkipLog()
+        self.stages = cfg.stages
+        if not self.stages:
+            raise InputError("nothing to train: every selected stage has 0 epochs")
+        clusters = len(self.corpus.clusters)
+        self.steps_per_epoch = max(1, math.floor(expected_envs(self.corpus, cfg.residues_per_chain) / cfg.batch_size))
+        self.log(
+            f"{len(self.corpus.train)} training chains in {clusters} clusters (one chain per cluster per epoch), "
+            f"about {self.steps_per_epoch} steps of {cfg.batch_size} microenvironments per epoch"
+        )
+        torch.manual_seed(cfg.seed)
+        self.model = AtomicAutoencoder(model_cfg).to(env.device)
+        self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.autocast = env.device.type == "cuda"
+        self.val_set: list[Microenvironments] | None = None
+
+    # -- schedule --------------------------------------------------------------------------------------
+    def stage_at(self, epoch: int) -> tuple[int, int]:
+        """``(stage, epochs of that stage)`` of a global epoch index."""
+        for stage, epochs in self.stages:
+            if epoch < epochs:
+                return stage, epochs
+            epoch -= epochs
+        return self.stages[-1]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(e for _, e in self.stages)
+
+    @property
+    def total_steps(self) -> int:
+        total = self.total_epochs * self.steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps is not None else total
+
+    def lr_at(self, pos: _Position) -> float:
+        _, epochs = self.stage_at(pos.epoch)
+        warmup = round(self.cfg.warmup_epochs * self.steps_per_epoch)
+        factor = warmup_cosine(pos.step - pos.stage_start, epochs * self.steps_per_epoch, warmup, self.cfg.min_lr_ratio)
+        return self.cfg.lr * factor
+
+    # -- state -----------------------------------------------------------------------------------------
+    def save(self, pos: _Position) -> None:
+        if not self.env.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "position": asdict(pos),
+            "model_config": json.loads(self.model_cfg.to_json()),
+            "train_config": asdict(self.cfg),
+            "rng": rng_state(),
+            "skips": dict(self.skips.counts),
+        }
+        path = self.run / "checkpoints" / f"step_{pos.step:07d}.pt"
+        save_checkpoint(path, state)
+        for old in sorted(path.parent.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]:
+            old.unlink()
+        save_autoencoder(self.model, self.run)
+
+    def restore(self) -> _Position:
+        path = latest_checkpoint(self.run)
+        if path is None:
+            raise InputError(f"{self.run}: nothing to resume (no checkpoints/step_*.pt)")
+        state = load_checkpoint(path, map_location=self.env.device)
+        saved_model = state.get("model_config", {})
+        current_model = json.loads(self.model_cfg.to_json())
+        check_compatible(saved_model, current_model, tuple(current_model), str(path))
+        check_compatible(state.get("train_config", {}), asdict(self.cfg), RESUME_KEYS, str(path))
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.skips.counts.update(state.get("skips", {}))
+        pos = _Position(**state["position"])
+        self.log(f"resuming from {path} at step {pos.step} (epoch {pos.epoch + 1}, batch {pos.batch})")
+        return pos
+
+    def initialise(self, init: str | Path) -> None:
+        source = load_autoencoder(init)
+        if source.cfg != self.model_cfg:
+            raise InputError(f"{init}: its model configuration differs from this run's; use the same model options")
+        self.model.load_state_dict(source.state_dict())
+        self.log(f"initialised the weights from {init}")
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def fit(self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]) -> dict:
+        pos = _Position()
+        if resume:
+            pos = self.restore()
+        elif init is not None:
+            self.initialise(init)
+        if self.env.is_main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            config = {"model": json.loads(self.model_cfg.to_json()), "train": asdict(self.cfg)}
+            with atomic_write(self.run / "config.json", "w") as handle:
+                handle.write(json.dumps(config, indent=2) + "\n")
+        metrics = MetricsLog(self.run / "metrics.jsonl", pos.step if resume else None) if self.env.is_main else None
+        val: dict[str, float] = {}
+        while pos.epoch < self.total_epochs and pos.step < self.total_steps:
+            stage, _ = self.stage_at(pos.epoch)
+            if pos.batch == 0 and pos.epoch > 0 and self.stage_at(pos.epoch - 1)[0] != stage:
+                pos.stage_start = pos.step
+            finished = self.train_epoch(pos, stage, metrics, on_progress)
+            if not finished:
+                break
+            val = self.validate()
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+            if metrics is not None:
+                metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
+                self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
+                on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
+            self.save(pos)
+            if self.env.is_main:
+                plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
+        if pos.step >= self.total_steps and pos.batch > 0:  # stopped inside an epoch by max_steps
+            val = self.validate()
+            if metrics is not None:
+                metrics.write("val", pos.step, epoch=pos.epoch, stage=self.stage_at(pos.epoch)[0], **val)
+            self.save(pos)
+        if self.env.is_main:
+            plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
+            if self.skips.counts:
+                self.log(
+                    f"skipped while streaming: {self.skips.summary()} (first: {next(iter(self.skips.first.values()))})"
+                )
+        return val
+
+    def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
+        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` stopped it."""
+        cfg = self.cfg
+        weights = {name: float(name in STAGE_LOSSES[stage]) for name in LOSS_NAMES}
+        entries = epoch_entries(self.corpus, pos.epoch, cfg.seed)
+        stream = stream_batches(
+            entries, cfg.batch_size, cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains,
+            cfg.seed, pos.epoch, self.skips,
+        )  # fmt: skip
+        mine = shard(np.arange(cfg.batch_size), self.env.rank, self.env.world_size)
+        self.ddp.train()
+        window: list[dict[str, float]] = []
+        tick = time.perf_counter()
+        for b, batch in enumerate(stream):
+            if b < pos.batch:
+                continue  # resumed run: these batches were used before the checkpoint
+            if pos.step >= self.total_steps:
+                return False
+            lr = self.lr_at(pos)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            x = _tensors(batch.take(mine), self.env.device)
+            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.ddp(x["coords"], x["elements"], x["mask"])
+            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
+            loss = sum(weights[k] * v for k, v in losses.items())
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+            self.opt.step()
+            pos.step, pos.batch = pos.step + 1, b + 1
+            window.append(
+                {k: v.item() for k, v in losses.items()} | {"loss": loss.item(), "grad_norm": grad_norm.item()}
+            )
+            if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
+                elapsed = time.perf_counter() - tick
+                rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
+                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                if metrics is not None:
+                    metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
+                    on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, mean, rate))
+                window, tick = [], time.perf_counter()
+            if pos.step % cfg.checkpoint_every == 0:
+                self.save(pos)
+        return True
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Amino-acid recovery, aligned RMSD (Å) and distogram accuracy on the validation chains."""
+        cfg = self.cfg
+        if self.val_set is None:
+            skips = SkipLog()
+            self.val_set = validation_batches(
+                self.corpus.val, cfg.val_batch_size, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips
+            )
+            n = sum(len(b) for b in self.val_set)
+            self.log(
+                f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})"
+            )
+        if not self.val_set:
+            return {}
+        self.model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        for batch in self.val_set:
+            mine = shard(np.arange(len(batch)), self.env.rank, self.env.world_size)
+            x = _tensors(batch.take(mine), self.env.device)
+            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.model(x["coords"], x["elements"], x["mask"])
+            losses, sums = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
+            sums |= {f"loss_{k}": v * len(mine) for k, v in losses.items()} | {"n": torch.tensor(float(len(mine)))}
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0) + v.detach().double().cpu()
+        self.model.train()
+        t = {k: all_reduce_sum(v.to(self.env.device)).item() for k, v in totals.items()}
+        result = {
+            "aa_recovery": t["aa_correct"] / max(t["aa_total"], 1),
+            "rmsd": t["rmsd"] / max(t["envs"], 1),
+            "disto_acc": t["disto_correct"] / max(t["disto_total"], 1),
+        }
+        return result | {k: t[f"loss_{k}"] / max(t["n"], 1) for k in LOSS_NAMES}
+
+
+def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
+    arrays = {"coords": batch.coords, "elements": batch.elements, "mask": batch.mask, "aa": batch.aa}
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())

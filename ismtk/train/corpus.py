@@ -1,0 +1,280 @@
+"""The autoencoder's training corpus: which chains, sampled how, streamed as microenvironment batches.
+
+A corpus is a list of chains with a sequence cluster and a split. With an ``index.csv`` (the layout of
+``data/structures/``) each row is a chain; rows homologous to benchmark sets are dropped by default (see
+:class:`CorpusFilter`). Without one, every file is its own cluster and a seeded 5% of the files is held out
+for validation. Each epoch takes one random chain per cluster (so lysozymes and antibodies do not dominate)
+and at most ``residues_per_chain`` random residues of it; chains are read a few at a time, their
+microenvironments shuffled in a buffer and cut into fixed-size batches. Everything random depends only on
+``(seed, epoch)``, so every rank sees the same global batches and a resumed run the same order.
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ismtk.errors import InputError, StructureError
+from ismtk.structure.chain import ProteinChain
+from ismtk.structure.microenv import Microenvironments, collate, microenvironments
+from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
+from ismtk.train.order import epoch_permutation
+
+__all__ = [
+    "INDEX_NAME",
+    "CorpusEntry",
+    "CorpusFilter",
+    "Corpus",
+    "SkipLog",
+    "load_corpus",
+    "epoch_entries",
+    "expected_envs",
+    "chain_microenvironments",
+    "stream_batches",
+    "validation_batches",
+]
+
+#: Name of the chain index looked for in input folders.
+INDEX_NAME = "index.csv"
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """One chain of the corpus (``chain=None``: one chain of the file, drawn at random when read)."""
+
+    path: str
+    chain: str | None
+    cluster: str
+    split: str
+    n_residues: int | None = None
+
+
+@dataclass(frozen=True)
+class CorpusFilter:
+    """Index rows left out of training and validation, so that later benchmarks stay clean.
+
+    ``drop_bench_homologs``: rows whose ``scope40_dev_homolog`` contains ``bench`` (homologous at 40% to a
+    ``scope40_dev`` benchmark domain; the tokens made by this model are benchmarked there).
+    ``drop_ts50_homologs``: rows with ``ts50_homolog = 1`` (homologous to the TS50 probe set).
+    """
+
+    drop_bench_homologs: bool = True
+    drop_ts50_homologs: bool = True
+
+
+@dataclass
+class Corpus:
+    """Train and validation chains, and one line per decision worth logging."""
+
+    train: list[CorpusEntry]
+    val: list[CorpusEntry]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clusters(self) -> list[str]:
+        """Sorted training clusters (one chain of each is used per epoch)."""
+        return sorted({e.cluster for e in self.train})
+
+
+@dataclass
+class SkipLog:
+    """Counts of what was skipped while streaming, with the first message of each kind."""
+
+    counts: Counter = field(default_factory=Counter)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def add(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        self.first.setdefault(kind, message)
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items())) or "nothing"
+
+
+def load_corpus(
+    inputs: Sequence[str | Path],
+    index: str | Path | None = None,
+    corpus_filter: CorpusFilter = CorpusFilter(),
+    val_fraction: float = 0.05,
+    seed: int = 0,
+) -> Corpus:
+    """The chains of ``inputs`` (files, folders, path lists), split into train and validation.
+
+    ``index``: a chain index CSV (``file, chain, cluster40, split`` and optionally ``n_residues``,
+    ``scope40_dev_homolog``, ``ts50_homolog``; ``file`` relative to the CSV's folder); by default an
+    ``index.csv`` at the top of an input folder is used. Only rows whose file is among the inputs are kept.
+    """
+    files = find_structure_files(inputs)
+    if index is None:
+        found = [Path(p) / INDEX_NAME for p in inputs if (Path(p) / INDEX_NAME).is_file()]
+        index = found[0] if found else None
+    if index is None:
+        return _corpus_from_files(files, val_fraction, seed)
+    return _corpus_from_index(Path(index), {str(Path(f).resolve()) for f in files}, corpus_filter)
+
+
+def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter) -> Corpus:
+    try:
+        with index.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise InputError(f"{index}: cannot read the chain index ({exc.strerror})") from exc
+    missing = {"file", "chain", "cluster40", "split"} - set(rows[0] if rows else {})
+    if missing:
+        raise InputError(f"{index}: chain index lacks column(s) {', '.join(sorted(missing))}")
+    kept: list[CorpusEntry] = []
+    dropped = Counter()
+    for row in rows:
+        path = str((index.parent / row["file"]).resolve())
+        if path not in files:
+            dropped["file not among the inputs"] += 1
+            continue
+        if corpus_filter.drop_bench_homologs and "bench" in row.get("scope40_dev_homolog", ""):
+            dropped["homologous to scope40_dev bench"] += 1
+            continue
+        if corpus_filter.drop_ts50_homologs and row.get("ts50_homolog", "0").strip() == "1":
+            dropped["homologous to ts50"] += 1
+            continue
+        n = row.get("n_residues", "").strip()
+        kept.append(CorpusEntry(path, row["chain"], row["cluster40"], row["split"], int(n) if n.isdigit() else None))
+    train = [e for e in kept if e.split == "train"]
+    val = [e for e in kept if e.split == "val"]
+    notes = [f"chain index {index}: {len(rows)} rows, {len(train)} train / {len(val)} val chains kept"]
+    notes += [f"dropped {n} row(s): {why}" for why, n in sorted(dropped.items())]
+    if not train:
+        raise InputError(f"{index}: no training chains left among the inputs (check the paths and the filters)")
+    return Corpus(train, val, notes)
+
+
+def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Corpus:
+    def is_val(path: Path) -> bool:
+        return zlib.crc32(f"{seed}:{path.name}".encode()) / 2**32 < val_fraction
+
+    entries = [CorpusEntry(str(p), None, str(p), "val" if is_val(p) else "train") for p in files]
+    train = [e for e in entries if e.split == "train"] or entries
+    val = [e for e in entries if e.split == "val" and e not in train]
+    notes = [f"no chain index: {len(files)} files, each its own cluster; {len(val)} held out for validation"]
+    return Corpus(train, val, notes)
+
+
+def epoch_entries(corpus: Corpus, epoch: int, seed: int) -> list[CorpusEntry]:
+    """One random training chain per cluster, in a random order; depends only on ``(seed, epoch)``."""
+    by_cluster: dict[str, list[CorpusEntry]] = {}
+    for entry in corpus.train:
+        by_cluster.setdefault(entry.cluster, []).append(entry)
+    clusters = sorted(by_cluster)
+    rng = np.random.default_rng([seed, epoch, 1])
+    picks = [by_cluster[c][rng.integers(len(by_cluster[c]))] for c in clusters]
+    return [picks[i] for i in epoch_permutation(len(picks), epoch, seed)]
+
+
+def expected_envs(corpus: Corpus, residues_per_chain: int) -> float:
+    """Expected microenvironments per epoch (from ``n_residues`` where the index has it)."""
+    by_cluster: dict[str, list[int]] = {}
+    for e in corpus.train:
+        n = residues_per_chain if e.n_residues is None else min(e.n_residues, residues_per_chain)
+        by_cluster.setdefault(e.cluster, []).append(n)
+    return float(sum(np.mean(v) for v in by_cluster.values()))
+
+
+def _read_chain(
+    entry: CorpusEntry, options: ReadOptions, rng: np.random.Generator, skips: SkipLog
+) -> ProteinChain | None:
+    try:
+        structure = read_structure(entry.path, options)
+    except StructureError as exc:
+        skips.add("unreadable files", str(exc))
+        return None
+    for problem in structure.skipped:
+        skips.add("unusable chains", str(problem))
+    chains = structure.chains
+    if entry.chain is not None:
+        chains = [c for c in chains if c.chain_id == entry.chain]
+    if not chains:
+        skips.add("chains not found", f"{entry.path}: chain {entry.chain!r} not found")
+        return None
+    return chains[int(rng.integers(len(chains)))] if len(chains) > 1 else chains[0]
+
+
+def chain_microenvironments(
+    entries: Sequence[CorpusEntry],
+    residues_per_chain: int,
+    min_residues: int,
+    rng: np.random.Generator,
+    skips: SkipLog,
+    options: ReadOptions = ReadOptions(),
+) -> Iterator[Microenvironments]:
+    """Microenvironments of up to ``residues_per_chain`` random residues of each usable chain, in order."""
+    for entry in entries:
+        chain = _read_chain(entry, options, rng, skips)
+        if chain is None:
+            continue
+        if len(chain) < min_residues:
+            skips.add("chains too short", f"{chain.name}: {len(chain)} residues < {min_residues}")
+            continue
+        residues = np.arange(len(chain))
+        if len(chain) > residues_per_chain:
+            residues = np.sort(rng.choice(len(chain), residues_per_chain, replace=False))
+        yield microenvironments(chain, residues)
+
+
+def stream_batches(
+    entries: Sequence[CorpusEntry],
+    batch_size: int,
+    residues_per_chain: int,
+    min_residues: int,
+    shuffle_chains: int,
+    seed: int,
+    epoch: int,
+    skips: SkipLog,
+    options: ReadOptions = ReadOptions(),
+) -> Iterator[Microenvironments]:
+    """Full batches of ``batch_size`` shuffled microenvironments of ``entries`` (the last partial one dropped).
+
+    Chains are read ``shuffle_chains`` at a time; their microenvironments, with what was left over from the
+    previous group, are shuffled together before being cut, so a batch mixes several chains while only a
+    few chains are in memory.
+    """
+    rng = np.random.default_rng([seed, epoch, 2])
+    pending: Microenvironments | None = None
+    for start in range(0, len(entries), shuffle_chains):
+        parts = list(
+            chain_microenvironments(
+                entries[start : start + shuffle_chains], residues_per_chain, min_residues, rng, skips, options
+            )
+        )
+        if pending is not None:
+            parts.insert(0, pending)
+        if not parts:
+            continue
+        pool = collate(parts)
+        pool = pool.take(rng.permutation(len(pool)))
+        n_full = len(pool) // batch_size
+        for b in range(n_full):
+            yield pool.take(np.arange(b * batch_size, (b + 1) * batch_size))
+        pending = pool.take(np.arange(n_full * batch_size, len(pool)))
+
+
+def validation_batches(
+    entries: Sequence[CorpusEntry],
+    batch_size: int,
+    residues_per_chain: int,
+    min_residues: int,
+    seed: int,
+    skips: SkipLog,
+    options: ReadOptions = ReadOptions(),
+) -> list[Microenvironments]:
+    """The fixed validation set: up to ``residues_per_chain`` seeded residues of every validation chain."""
+    rng = np.random.default_rng([seed, 3])
+    parts = list(chain_microenvironments(entries, residues_per_chain, min_residues, rng, skips, options))
+    if not parts:
+        return []
+    pool = collate(parts)
+    order = np.argsort(pool.n_atoms, kind="stable")  # similar sizes together: less padding
+    return [pool.take(order[i : i + batch_size]) for i in range(0, len(pool), batch_size)]

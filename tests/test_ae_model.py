@@ -1,0 +1,119 @@
+"""The autoencoder model: invariance, Kabsch loss, overfitting a batch, inference API."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ismtk.errors import InputError
+from ismtk.models import AtomicAutoencoder, AutoencoderConfig, autoencoder_losses
+from ismtk.models.geometry import kabsch_superpose
+from ismtk.models.inference import embed_chains, load_autoencoder, save_autoencoder
+from ismtk.models.losses import aligned_msd
+from ismtk.structure import read_structure
+from ismtk.structure.microenv import microenvironments
+
+DATA = Path(__file__).parent / "data" / "ae" / "pdb"
+TINY = AutoencoderConfig(width=32, heads=4, layers=2, decoder_layers=1, pair_atoms=16, pair_dim=16)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return read_structure(DATA / "1ACB_l_u.pdb.gz").chains[0]
+
+
+def random_rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def tensors(envs):
+    return torch.from_numpy(envs.coords), torch.from_numpy(envs.elements), torch.from_numpy(envs.mask)
+
+
+@pytest.mark.parametrize("kernel", ["fixed", "learned"])
+def test_encoder_invariant_to_rotation_and_translation(chain, kernel):
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(AutoencoderConfig(width=32, heads=4, layers=2, kernel=kernel)).eval()
+    envs = microenvironments(chain, np.arange(24))
+    coords, elements, mask = tensors(envs)
+    rot = torch.from_numpy(random_rotation(1)).float()
+    moved = (coords @ rot.T + torch.tensor([3.0, -7.0, 11.0])) * mask[..., None]
+    with torch.no_grad():
+        z = model.encode(coords, elements, mask)
+        # translation of the microenvironment as a whole moves the C-alpha too: inputs stay CA-relative
+        z_rot = model.encode(coords @ rot.T, elements, mask)
+        assert torch.allclose(z, z_rot, atol=1e-5)
+        assert not torch.allclose(z, model.encode(moved, elements, mask), atol=1e-3)  # geometry matters
+    # the whole pipeline from a moved chain: same embeddings
+    from dataclasses import replace
+
+    moved_chain = replace(chain, coords=(chain.coords @ random_rotation(2).T + [40.0, -5.0, 2.0]).astype(np.float32))
+    a, b = embed_chains(model, [chain, moved_chain])
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_kabsch_loss_is_zero_for_rotated_copy():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20, 3, generator=gen) * 5
+    mask = torch.ones(3, 20, dtype=torch.bool)
+    mask[1, 12:] = False
+    rot = torch.from_numpy(random_rotation(3)).float()
+    target = x @ rot.T + torch.tensor([1.0, 2.0, -3.0])
+    assert aligned_msd(x, target, mask).max() < 1e-8
+    assert torch.allclose(kabsch_superpose(target, x, mask)[mask], x[mask], atol=1e-4)
+    # a reflection cannot be undone by a rotation
+    mirrored = x * torch.tensor([1.0, 1.0, -1.0])
+    assert aligned_msd(x, mirrored, mask).min() > 0.1
+
+
+def test_tiny_model_overfits_a_batch(chain):
+    torch.manual_seed(0)
+    envs = microenvironments(chain, np.arange(0, 70, 7))
+    coords, elements, mask = tensors(envs)
+    aa = torch.from_numpy(envs.aa)
+    model = AtomicAutoencoder(TINY)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(80):
+        losses, sums = autoencoder_losses(model(coords, elements, mask), coords, mask, aa, TINY)
+        first = first or {k: v.item() for k, v in losses.items()}
+        loss = losses["aa"] + losses["disto"] + 0.05 * (losses["aligned_mse"] + losses["distances"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert sums["aa_correct"] >= sums["aa_total"] - 1
+    assert losses["aa"].item() < 0.25 * first["aa"]
+    assert losses["disto"].item() < 0.9 * first["disto"]
+    assert losses["distances"].item() < 0.5 * first["distances"]
+    assert losses["aligned_mse"].item() < 0.95 * first["aligned_mse"]
+
+
+def test_save_load_embed_roundtrip(tmp_path, chain):
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(TINY).eval()
+    save_autoencoder(model, tmp_path)
+    loaded = load_autoencoder(tmp_path)
+    short = read_structure(DATA / "1D6R_l_u.pdb.gz").chains[0]
+    out = embed_chains(loaded, [chain, short], batch_size=7)
+    assert [o.shape for o in out] == [(len(chain), 32), (len(short), 32)]
+    assert all(o.dtype == np.float32 for o in out)
+    again = embed_chains(model, [short, chain], batch_size=64)
+    np.testing.assert_allclose(out[0], again[1], atol=1e-5)
+    np.testing.assert_allclose(out[1], again[0], atol=1e-5)
+    with torch.no_grad():
+        direct = model.encode(*tensors(microenvironments(short))).numpy()
+    np.testing.assert_allclose(out[1], direct, atol=1e-5)
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(InputError, match="model.json"):
+        load_autoencoder(tmp_path)
+    save_autoencoder(AtomicAutoencoder(TINY), tmp_path)
+    (tmp_path / "model.json").write_text(AutoencoderConfig(width=64, heads=4, layers=1).to_json())
+    with pytest.raises(InputError, match="do not match"):
+        load_autoencoder(tmp_path)
+    with pytest.raises(InputError, match="multiple"):
+        AutoencoderConfig(width=30, heads=4)
