@@ -22,14 +22,19 @@ from ismtk.errors import InputError
 from ismtk.tokenizers.alphabet import Alphabet
 
 __all__ = [
+    "CODEBOOK_FILE",
+    "ELBOW_KS",
+    "ClusterReport",
     "Codebook",
     "KMeansResult",
     "assign",
+    "build_codebook",
     "choose_k",
     "disorder_token",
     "elbow",
     "file_sha256",
     "kmeans",
+    "residue_embeddings",
 ]
 
 _CHUNK = 65536  # rows per distance block: bounds memory at chunk x K floats
@@ -259,3 +264,139 @@ class Codebook:
             return cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not an ismtk codebook ({type(exc).__name__}: {exc})") from exc
+
+
+#: File name of the codebook inside an ISM tokenizer folder (beside ``model.json`` and ``model.pt``).
+CODEBOOK_FILE = "codebook.json"
+#: K values tried by the elbow method when ``k`` is not given.
+ELBOW_KS = (8, 16, 24, 32, 48, 64, 96, 128)
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    """What :func:`build_codebook` did: K, s*, the points used, token usage and the elbow curve."""
+
+    k: int
+    disorder_token: int
+    points: int
+    inertia: float
+    usage: np.ndarray
+    elbow_ks: tuple[int, ...] = ()
+    elbow_inertias: tuple[float, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def entropy_bits(self) -> float:
+        """Shannon entropy of token usage (log2 K when every token is used equally)."""
+        used = self.usage[self.usage > 0]
+        return float(-(used * np.log2(used)).sum())
+
+    @property
+    def dead_tokens(self) -> int:
+        """Tokens no residue was assigned to."""
+        return int((self.usage == 0).sum())
+
+
+def residue_embeddings(
+    model_dir: str | Path,
+    inputs: Sequence[str | Path],
+    max_points: int,
+    residues_per_chain: int = 10**9,
+    seed: int = 0,
+    index: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
+
+    Chains come from :func:`ismtk.train.corpus.load_corpus` (one per entry; benchmark homologs dropped
+    when an index says which); up to ``residues_per_chain`` random residues of each are embedded, and
+    at most ``max_points`` residues in all are kept, drawn uniformly at random.
+    """
+    from ismtk.models.inference import embed_microenvironments, load_autoencoder
+    from ismtk.train.corpus import SkipLog, chain_microenvironments, load_corpus
+
+    model = load_autoencoder(model_dir)
+    corpus = load_corpus(inputs, index)
+    rng = np.random.default_rng(seed)
+    skips = SkipLog()
+    zs, atoms = [], []
+    for envs in chain_microenvironments(corpus.train, residues_per_chain, 1, rng, skips):
+        zs.append(embed_microenvironments(model, envs))
+        atoms.append(envs.n_atoms)
+        if progress is not None:
+            progress(1)
+    if not zs:
+        raise InputError(f"no usable chain among {', '.join(map(str, inputs))}")
+    z, n_atoms = np.concatenate(zs), np.concatenate(atoms)
+    if len(z) > max_points:
+        keep = np.sort(rng.choice(len(z), max_points, replace=False))
+        z, n_atoms = z[keep], n_atoms[keep]
+    notes = list(corpus.notes) + [f"skipped {skips.summary()}"] if skips.counts else list(corpus.notes)
+    return z, n_atoms, notes
+
+
+def build_codebook(
+    model_dir: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    k: int | None = 64,
+    max_points: int = 1_000_000,
+    residues_per_chain: int = 10**9,
+    seed: int = 0,
+    n_init: int = 3,
+    index: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    elbow_ks: Sequence[int] = (),
+) -> ClusterReport:
+    """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
+
+    ``out_dir`` receives ``codebook.json`` and a copy of the encoder (``model.json``, ``model.pt``), so
+    it can be passed as ``--tokenizer``. The inertia of every K in ``elbow_ks`` is written to
+    ``elbow.tsv`` and ``elbow.png``; ``k=None`` picks K at the elbow of that curve (of :data:`ELBOW_KS`
+    when none is given). s* is chosen by :func:`disorder_token`.
+    """
+    import shutil
+
+    from ismtk.models.inference import MODEL_CONFIG, MODEL_WEIGHTS
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
+    ks = tuple(x for x in (elbow_ks or (ELBOW_KS if k is None else ())) if x <= len(z))
+    inertias = tuple(elbow(z, ks, seed=seed, n_init=n_init))
+    if k is None:
+        k = choose_k(ks, inertias)
+    result = kmeans(z, k, n_init=n_init, seed=seed)
+    star = disorder_token(result.labels, n_atoms, k)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_CONFIG, MODEL_WEIGHTS):
+        if (model_dir / name).resolve() != (out_dir / name).resolve():
+            shutil.copyfile(model_dir / name, out_dir / name)
+    codebook = Codebook(result.centroids, Alphabet.of_size(k), star, file_sha256(out_dir / MODEL_WEIGHTS))
+    codebook.save(out_dir / CODEBOOK_FILE)
+    if ks:
+        _write_elbow(out_dir, ks, inertias, k if k in ks else None)
+    usage = np.bincount(result.labels, minlength=k) / len(result.labels)
+    return ClusterReport(k, star, len(z), result.inertia, usage, ks, inertias, tuple(notes))
+
+
+def _write_elbow(out_dir: Path, ks: Sequence[int], inertias: Sequence[float], chosen: int | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with atomic_write(out_dir / "elbow.tsv") as handle:
+        handle.write("k\tinertia\n" + "".join(f"{k}\t{v:.6g}\n" for k, v in zip(ks, inertias)))
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(ks, inertias, marker="o")
+    elbow_k = choose_k(ks, inertias)
+    ax.axvline(elbow_k, color="grey", linestyle="--", label=f"elbow: K={elbow_k}")
+    if chosen is not None and chosen != elbow_k:
+        ax.axvline(chosen, color="tab:red", linestyle=":", label=f"used: K={chosen}")
+    ax.set_xlabel("K")
+    ax.set_ylabel("k-means inertia")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "elbow.png", dpi=110)
+    plt.close(fig)

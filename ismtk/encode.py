@@ -7,6 +7,7 @@ are written in input order, so the output does not depend on the number of worke
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -77,9 +78,11 @@ def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = R
 _worker_state: tuple[Tokenizer, ReadOptions] | None = None
 
 
-def _init_worker(tokenizer: Tokenizer, options: ReadOptions) -> None:
+def _init_worker(tokenizer: Tokenizer, options: ReadOptions, torch_threads: int) -> None:
     global _worker_state
     _worker_state = (tokenizer, options)
+    if "torch" in sys.modules:  # neural tokenizers: share the cores among workers instead of oversubscribing
+        sys.modules["torch"].set_num_threads(torch_threads)
 
 
 def _encode_in_worker(path: str) -> FileResult:
@@ -108,7 +111,10 @@ def encode_files(
     workers = min(threads, len(paths))
     chunksize = max(1, min(16, len(paths) // (workers * 8)))
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(tokenizer, options)
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(tokenizer, options, max(1, default_threads() // workers)),
     ) as pool:
         yield from pool.map(_encode_in_worker, paths, chunksize=chunksize)
 

@@ -51,6 +51,7 @@ def _root(
 
 
 from ismtk.cli.benchmark import benchmark_app  # noqa: E402  (commands import `console` from this package)
+from ismtk.cli.cluster import cluster  # noqa: E402
 from ismtk.cli.embed import embed  # noqa: E402
 from ismtk.cli.encode import encode  # noqa: E402
 from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix  # noqa: E402
@@ -67,6 +68,7 @@ app.command("createdb")(createdb)
 app.command("search")(search)
 app.command("easy-search")(easy_search)
 app.command("train-ae")(train_ae)
+app.command("cluster")(cluster)
 app.add_typer(benchmark_app, name="benchmark")
 app.command("structure-tune")(structure_tune)
 app.command("embed")(embed)

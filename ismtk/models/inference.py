@@ -18,10 +18,17 @@ from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 from ismtk.models.autoencoder import AtomicAutoencoder, AutoencoderConfig
 from ismtk.structure.chain import ProteinChain
-from ismtk.structure.microenv import collate, microenvironments
+from ismtk.structure.microenv import Microenvironments, collate, microenvironments
 from ismtk.train.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["MODEL_CONFIG", "MODEL_WEIGHTS", "save_autoencoder", "load_autoencoder", "embed_chains"]
+__all__ = [
+    "MODEL_CONFIG",
+    "MODEL_WEIGHTS",
+    "embed_chains",
+    "embed_microenvironments",
+    "load_autoencoder",
+    "save_autoencoder",
+]
 
 MODEL_CONFIG = "model.json"
 MODEL_WEIGHTS = "model.pt"
@@ -61,17 +68,14 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> At
 
 
 @torch.inference_mode()
-def embed_chains(
-    model: AtomicAutoencoder, chains: Sequence[ProteinChain], batch_size: int = EMBED_BATCH
-) -> list[np.ndarray]:
-    """Residue embeddings ``z`` of every residue of every chain: a list of ``(L, width) float32`` arrays.
+def embed_microenvironments(
+    model: AtomicAutoencoder, envs: Microenvironments, batch_size: int = EMBED_BATCH
+) -> np.ndarray:
+    """``(B, width) float32`` residue embeddings ``z`` of a batch of microenvironments.
 
-    Microenvironments of all chains are pooled, sorted by size (less padding) and encoded in batches of
-    ``batch_size`` on the model's device; the result does not depend on the random state.
+    Sorted by size (less padding) and encoded ``batch_size`` at a time on the model's device; the
+    result does not depend on the random state.
     """
-    if not chains:
-        return []
-    envs = collate([microenvironments(c) for c in chains])
     device = next(model.parameters()).device
     order = np.argsort(envs.n_atoms, kind="stable")
     out = np.empty((len(envs), model.cfg.width), np.float32)
@@ -84,5 +88,18 @@ def embed_chains(
             torch.from_numpy(batch.mask).to(device),
         )
         out[idx] = z.float().cpu().numpy()
+    return out
+
+
+def embed_chains(
+    model: AtomicAutoencoder, chains: Sequence[ProteinChain], batch_size: int = EMBED_BATCH
+) -> list[np.ndarray]:
+    """Residue embeddings ``z`` of every residue of every chain: a list of ``(L, width) float32`` arrays.
+
+    Microenvironments of all chains are pooled and encoded together (:func:`embed_microenvironments`).
+    """
+    if not chains:
+        return []
+    out = embed_microenvironments(model, collate([microenvironments(c) for c in chains]), batch_size)
     bounds = np.cumsum([0] + [len(c) for c in chains])
     return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

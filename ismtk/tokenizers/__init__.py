@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from ismtk.errors import InputError
 from ismtk.tokenizers.alphabet import MAX_TOKENS, SYMBOLS, Alphabet
 from ismtk.tokenizers.base import Tokenizer
@@ -20,13 +23,24 @@ __all__ = [
     "read_fasta",
 ]
 
-#: Tokenizers selectable by name on the command line.
-TOKENIZERS: dict[str, type[Tokenizer]] = {ThreeDiTokenizer.name: ThreeDiTokenizer}
 
 
-def load_tokenizer(name: str) -> Tokenizer:
-    """A tokenizer by its name (see :data:`TOKENIZERS`)."""
-    try:
-        return TOKENIZERS[name]()
-    except KeyError:
-        raise InputError(f"unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}") from None
+def _default_ism() -> Tokenizer:
+    from ismtk.tokenizers.ism import IsmTokenizer  # torch is imported only when ISM tokens are asked for
+
+    return IsmTokenizer()
+
+
+#: Tokenizers selectable by name on the command line (``ism`` is the shipped default model).
+TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {"ism": _default_ism, ThreeDiTokenizer.name: ThreeDiTokenizer}
+
+
+def load_tokenizer(spec: str | Path) -> Tokenizer:
+    """A tokenizer by name (see :data:`TOKENIZERS`), or an ISM tokenizer folder made by ``ismtk cluster``."""
+    if str(spec) in TOKENIZERS:
+        return TOKENIZERS[str(spec)]()
+    if Path(spec).is_dir():
+        from ismtk.tokenizers.ism import IsmTokenizer
+
+        return IsmTokenizer(spec)
+    raise InputError(f"unknown tokenizer {str(spec)!r}; choose one of {', '.join(TOKENIZERS)} or an ISM model folder")

@@ -1,0 +1,90 @@
+"""``ismtk cluster`` and the ISM tokenizer on a tiny random autoencoder and real structures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from structure_files import STRUCTURES
+from typer.testing import CliRunner
+
+from ismtk.cli import app
+from ismtk.cluster import CODEBOOK_FILE, Codebook, assign
+from ismtk.errors import InputError
+from ismtk.models import AtomicAutoencoder, AutoencoderConfig
+from ismtk.models.inference import embed_chains, save_autoencoder
+from ismtk.structure import read_structure
+from ismtk.tokenizers import load_tokenizer, read_fasta
+from ismtk.tokenizers.ism import IsmTokenizer
+
+FILES = ["1FQJ_l_u", "3SGQ_r_u", "d1a32a_", "d1a1xa_"]
+
+
+@pytest.fixture(scope="module")
+def ism_folder(tmp_path_factory):
+    """A random autoencoder (width 16) clustered into K=6 tokens on four real structures."""
+    root = tmp_path_factory.mktemp("ism")
+    torch.manual_seed(0)
+    save_autoencoder(AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)), root / "ae")
+    structs = root / "structs"
+    structs.mkdir()
+    for name in FILES:
+        (structs / f"{name}.pdb.gz").write_bytes((STRUCTURES / f"{name}.pdb.gz").read_bytes())
+    result = CliRunner().invoke(app, ["cluster", str(root / "ae"), str(structs), "-o", str(root / "tok"), "-k", "6", "--elbow"])
+    assert result.exit_code == 0, result.output
+    assert "K=6" in result.output and "s* = token" in result.output
+    return root
+
+
+def test_cluster_writes_a_complete_tokenizer_folder(ism_folder):
+    folder = ism_folder / "tok"
+    assert {p.name for p in folder.iterdir()} >= {"model.json", "model.pt", CODEBOOK_FILE, "elbow.tsv", "elbow.png"}
+    book = json.loads((folder / CODEBOOK_FILE).read_text())
+    assert book["k"] == 6 and len(book["alphabet"]) == 6 and 0 <= book["disorder_token"] < 6
+    inertias = [float(line.split()[1]) for line in (folder / "elbow.tsv").read_text().splitlines()[1:]]
+    assert inertias == sorted(inertias, reverse=True)
+
+
+def test_tokens_are_the_nearest_centroids_of_the_embeddings(ism_folder):
+    tokenizer = load_tokenizer(ism_folder / "tok")
+    assert isinstance(tokenizer, IsmTokenizer) and len(tokenizer.alphabet) == 6
+    chains = [c for name in FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
+    tokens = tokenizer.encode_many(chains)
+    for chain, z, t in zip(chains, embed_chains(tokenizer.model, chains), tokens):
+        assert t.shape == (len(chain),) and t.dtype == np.uint8
+        np.testing.assert_array_equal(t, assign(z, tokenizer.codebook.centroids))
+    np.testing.assert_array_equal(tokenizer.encode(chains[0]), tokens[0])  # batching does not change tokens
+    assert len(set(np.concatenate(tokens).tolist())) > 1
+
+
+def test_encode_output_is_the_same_for_any_worker_and_thread_count(ism_folder, tmp_path):
+    outputs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"ism{threads}.fasta"
+        torch.set_num_threads(int(threads))
+        result = CliRunner().invoke(
+            app, ["encode", str(ism_folder / "structs"), "-o", str(out), "--tokenizer", str(ism_folder / "tok"), "-t", threads]
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    torch.set_num_threads(1)
+    assert outputs[0] == outputs[1]
+    assert len(dict(read_fasta(tmp_path / "ism1.fasta"))) == 4
+
+
+def test_codebook_of_another_encoder_is_refused(ism_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("model.json", CODEBOOK_FILE):
+        (folder / name).write_bytes((ism_folder / "tok" / name).read_bytes())
+    torch.manual_seed(1)
+    other = AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1))
+    save_autoencoder(other, tmp_path / "other")
+    (folder / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
+    with pytest.raises(InputError, match="another encoder"):
+        IsmTokenizer(folder)
+    with pytest.raises(InputError, match="no codebook.json"):
+        IsmTokenizer(tmp_path / "other")
+    assert Codebook.load(ism_folder / "tok" / CODEBOOK_FILE).k == 6
