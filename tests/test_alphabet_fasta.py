@@ -82,3 +82,13 @@ def test_failed_write_leaves_no_file_and_keeps_old_one(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_text() == ">old\nA\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.fasta"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    with FastaWriter(tmp_path / "out.fasta") as writer:
+        writer.write("a", "AC")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out.fasta").stat().st_mode & 0o777 == 0o666 & ~mask

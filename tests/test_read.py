@@ -155,3 +155,20 @@ def test_structure_error_survives_pickling():
 
     err = pickle.loads(pickle.dumps(StructureError("a.pdb", "empty file", "B")))
     assert (err.path, err.reason, err.chain, str(err)) == ("a.pdb", "empty file", "B", "a.pdb chain 'B': empty file")
+
+
+def test_junk_element_columns_do_not_desynchronise_residues(tmp_path):
+    """Re-cut PDB files (DB5.5's 1VFB_l_u) carry segment ids in the element columns: a C-alpha marked
+    as hydrogen must stay a carbon, and every residue keeps its C-alpha."""
+    lines = []
+    for line in pdb_text("1FQJ_l_u").splitlines():
+        if line.startswith(("ATOM", "HETATM")):
+            line = line[:72].ljust(72) + "8LYZH "  # segid in 73-76, "H" in the element column 77-78
+        lines.append(line)
+    path = tmp_path / "junk_elements.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    junk = read_structure(path).chains[0]
+    clean = read_structure(STRUCTURES / "1FQJ_l_u.pdb.gz").chains[0]
+    assert junk.sequence == clean.sequence
+    assert (junk.elements == clean.elements).all()
+    assert len(junk.ca_index) == len(junk) and (junk.atom_names[junk.ca_index] == "CA").all()

@@ -253,18 +253,20 @@ def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict |
                         ligand_atoms.append((atom.coord, atom.element.upper(), atom.get_name()))
             continue
         n_amino += 1
-        if "CA" not in residue:
+        atoms = [
+            (atom.coord, element, atom.get_name())
+            for atom in residue
+            if (element := _element(atom)) not in ("H", "D") or options.hydrogens
+        ]
+        names_here = [name for _, _, name in atoms]
+        if "CA" not in names_here:
             continue
         index = len(letters)
-        for atom in residue:
-            element = (atom.element or atom.get_name()[:1]).upper()
-            if not options.hydrogens and element in ("H", "D"):
-                continue
-            if atom.get_name() == "CA":
-                ca_index.append(len(coords))
-            coords.append(atom.coord)
+        ca_index.append(len(coords) + names_here.index("CA"))
+        for coord, element, name in atoms:
+            coords.append(coord)
             elements.append(element)
-            names.append(atom.get_name())
+            names.append(name)
             owner.append(index)
         _, number, icode = residue.id
         letters.append(letter)
@@ -284,6 +286,19 @@ def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict |
         "insertion_codes": np.asarray(icodes, dtype="<U1"),
         "ca_index": np.asarray(ca_index, dtype=np.int32),
     }
+
+
+def _element(atom) -> str:
+    """Element of an amino-acid atom, from its name when the file's element column disagrees with it.
+
+    Old and re-cut PDB files often carry segment ids or junk in the element columns (a C-alpha written
+    as element ``H``); in an amino acid the atom name always starts with the element symbol.
+    """
+    name = atom.get_name().lstrip("0123456789")
+    element = (atom.element or "").strip().upper()
+    if element and name.upper().startswith(element):
+        return element
+    return "SE" if name.upper().startswith("SE") else name[:1].upper() or "X"
 
 
 def _attach_ligands(chains: list[ProteinChain], ligand_atoms: list) -> list[ProteinChain]:
