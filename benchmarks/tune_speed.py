@@ -1,6 +1,6 @@
 """Throughput of one structure-tuning step (forward + backward + AdamW) for ESM2 shapes.
 
-Prints tokens/s per shape, measured side by side in one run on random weights and sequences:
+Prints tokens/s per shape (and on CPU the CPU seconds per step, which shared cores inflate less), measured side by side in one run on random weights and sequences:
 t6 (8M) and t12 (35M) on CPU; on a CUDA device also t33 (650M) with bf16 autocast, with the model
 FLOPs utilisation (MFU = 6 * parameters * tokens + attention FLOPs, over ``--peak-tflops``).
 
@@ -34,17 +34,18 @@ def batch_of(n: int, crop: int, seed: int = 0):
 
 
 def step_seconds(config: EsmConfig, batch, device: torch.device, steps: int, bf16: bool,
-                 checkpointing: bool) -> float:
+                 checkpointing: bool) -> tuple[float, float]:
+    """Median wall-clock and CPU (process) seconds of a step, after one warm-up step."""
     torch.manual_seed(0)
     model = StructureTuner(config.build(), [StreamInfo("3di", THREEDI)], checkpointing).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch = batch.to(device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-    times = []
+    times, cpu = [], []
     for _ in range(steps + 1):  # the first step warms up allocators and kernels
         if device.type == "cuda":
             torch.cuda.synchronize()
-        tic = time.perf_counter()
+        tic, cpu_tic = time.perf_counter(), time.process_time()
         with autocast():
             mlm, heads = model(batch.tokens)
         sums = loss_sums(mlm, [heads["3di"]], batch)
@@ -54,7 +55,8 @@ def step_seconds(config: EsmConfig, batch, device: torch.device, steps: int, bf1
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - tic)
-    return float(np.median(times[1:]))
+        cpu.append(time.process_time() - cpu_tic)
+    return float(np.median(times[1:])), float(np.median(cpu[1:]))
 
 
 def model_flops(config: EsmConfig, batch: int, length: int) -> float:
@@ -83,8 +85,10 @@ def main() -> None:
     where = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} thread(s), fp32 (no GPU here)"
     print(f"device: {where}; batch {args.batch} x {args.crop} residues ({tokens} tokens); median of {args.steps}")
     for name in shapes:
-        seconds = step_seconds(SHAPES[name], batch, device, args.steps, cuda, args.activation_checkpointing)
+        seconds, cpu = step_seconds(SHAPES[name], batch, device, args.steps, cuda, args.activation_checkpointing)
         line = f"{name}: {seconds:.2f} s/step, {tokens / seconds:,.0f} tokens/s"
+        if not cuda:  # CPU time is what a step costs without other jobs on the cores
+            line += f" (CPU {cpu:.2f} s/step, {tokens / cpu:,.0f} tokens per CPU-second)"
         if cuda:
             mfu = model_flops(SHAPES[name], args.batch, args.crop + 2) / seconds / (args.peak_tflops * 1e12)
             line += f", MFU {mfu:.1%}"

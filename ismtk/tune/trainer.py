@@ -232,13 +232,6 @@ def _train(config: TuneConfig, env: DistEnv, on_step, on_note) -> TuneResult:
     ckpt_path = out / "checkpoint.pt"
     plain_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
-    loaded = load_esm(config.backbone)
-    for text in loaded.notes:
-        note(f"backbone: {text}")
-    data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
-    for text in data.notes:
-        note(text)
-    train, val = split_validation(data, config.val_fraction, config.val_names, config.seed)
     per_step = config.micro_batch * env.world_size
     if config.batch_size % per_step:
         raise InputError(
@@ -246,6 +239,14 @@ def _train(config: TuneConfig, env: DistEnv, on_step, on_note) -> TuneResult:
             f"{env.world_size} processes; pick sizes that divide it"
         )
     accum = config.batch_size // per_step
+
+    loaded = load_esm(config.backbone)
+    for text in loaded.notes:
+        note(f"backbone: {text}")
+    data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
+    for text in data.notes:
+        note(text)
+    train, val = split_validation(data, config.val_fraction, config.val_names, config.seed)
     groups = (read_groups(config.groups, train.names) if config.groups
               else [np.array([i]) for i in range(len(train))])
     steps_per_epoch = len(groups) // config.batch_size
