@@ -12,26 +12,23 @@ from ismtk.cli.options import (
     DEFAULT_CHAIN_NAMES,
     DEFAULT_MODEL,
     DEFAULT_THREADS,
+    DEFAULT_TOKENIZER,
     ChainNamesOpt,
     Inputs,
     ModelOpt,
     Threads,
+    TokenizerOpt,
     read_options,
 )
 from ismtk.encode import encode_files, write_fasta
 from ismtk.structure.read import find_structure_files
-from ismtk.tokenizers import TOKENIZERS, load_tokenizer
-
-DEFAULT_TOKENIZER = "3di"
+from ismtk.tokenizers import load_tokenizer
 
 
 def encode(
     inputs: Inputs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Token FASTA to write (.gz compresses).")],
-    tokenizer: Annotated[
-        str,
-        typer.Option("--tokenizer", help=f"Structure tokenizer: {', '.join(TOKENIZERS)}."),
-    ] = DEFAULT_TOKENIZER,
+    tokenizer: TokenizerOpt = DEFAULT_TOKENIZER,
     aa_output: Annotated[
         Path | None, typer.Option("--aa-output", help="Also write the amino-acid FASTA of the encoded chains.")
     ] = None,

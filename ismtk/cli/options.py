@@ -111,7 +111,10 @@ DEFAULT_TOKENIZER = "3di"
 DEFAULT_MODE: Mode = "tokens"
 
 TokenizerOpt = Annotated[
-    str, typer.Option("--tokenizer", help=f"Structure tokenizer for structure inputs: {', '.join(TOKENIZERS)}.")
+    str,
+    typer.Option(
+        "--tokenizer", help=f"Structure tokenizer: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder (ismtk cluster)."
+    ),
 ]
 MatrixOpt = Annotated[
     str | None,

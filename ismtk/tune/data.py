@@ -23,7 +23,7 @@ import torch
 from ismtk.errors import InputError
 from ismtk.models.esm import esm_alphabet
 from ismtk.models.heads import StreamInfo
-from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, read_fasta
+from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta
 
 __all__ = [
     "MASK_FRACTION",
@@ -73,7 +73,7 @@ def parse_stream(spec: str) -> StreamSpec:
     if "codebook" in values:
         alphabet, ignore = _read_codebook(Path(values["codebook"]), ignore)
     elif alphabet in TOKENIZERS or (alphabet is None and name in TOKENIZERS):
-        alphabet = TOKENIZERS[alphabet or name].alphabet.symbols
+        alphabet = load_tokenizer(alphabet or name).alphabet.symbols
     if alphabet is not None:
         Alphabet(alphabet)  # validates
         if ignore is not None and ignore.upper() not in alphabet.upper():
