@@ -42,7 +42,7 @@ __all__ = [
 #: Folder of the matrices shipped with ismtk (``<name>.out``; recipes in its README.md).
 MATRIX_DIR = Path(__file__).resolve().parent.parent / "data" / "matrices"
 #: The matrix used for each tokenizer (and for amino acids, ``aa``) when none is given.
-DEFAULT_MATRICES = {"3di": "3di", "aa": "blosum62"}
+DEFAULT_MATRICES = {"3di": "3di", "ism": "ism", "aa": "blosum62"}
 
 _EVD = re.compile(r"EVD gap (\d+) (\d+): lambda=(\S+) K=(\S+) corrected=(\d)")
 
