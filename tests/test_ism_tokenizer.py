@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ from structure_files import STRUCTURES
 from typer.testing import CliRunner
 
 from ismtk.cli import app
+from ismtk.cli.console import EXIT_ERROR
 from ismtk.cluster import CODEBOOK_FILE, Codebook, assign
 from ismtk.errors import InputError
 from ismtk.models import AtomicAutoencoder, AutoencoderConfig
 from ismtk.models.inference import embed_chains, save_autoencoder
+from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta
 from ismtk.tokenizers.ism import IsmTokenizer
@@ -88,3 +91,23 @@ def test_codebook_of_another_encoder_is_refused(ism_folder, tmp_path):
     with pytest.raises(InputError, match="no codebook.json"):
         IsmTokenizer(tmp_path / "other")
     assert Codebook.load(ism_folder / "tok" / CODEBOOK_FILE).k == 6
+
+
+def test_a_database_remembers_its_ism_folder_and_finds_its_matrix_there(ism_folder, tmp_path):
+    """Query structures are encoded with the model that made the database; the folder's matrix.out is its default."""
+    folder = tmp_path / "tok"
+    shutil.copytree(ism_folder / "tok", folder)
+    assert load_tokenizer(folder).name == str(folder.resolve())
+    db, hits = tmp_path / "db", tmp_path / "hits.m8"
+    runner = CliRunner()
+    assert runner.invoke(app, ["createdb", str(ism_folder / "structs"), str(db), "--tokenizer", str(folder)]).exit_code == 0
+    query = ism_folder / "structs" / "d1a32a_.pdb.gz"
+    search = ["search", str(query), str(db), "-o", str(hits), "--exhaustive", "-e", "1e9", "-t", "1"]
+    result = runner.invoke(app, search)
+    assert result.exit_code == EXIT_ERROR and "no matrix ships" in result.output
+    symbols = load_tokenizer(folder).alphabet.symbols
+    write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)))
+    result = runner.invoke(app, search)
+    assert result.exit_code == 0, result.output
+    first = hits.read_text().splitlines()[0].split("\t")
+    assert first[:2] == ["d1a32a_", "d1a32a_"] and float(first[2]) == 1.0  # the query's tokens equal its DB entry's

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MATRICES",
     "MATRIX_DIR",
     "EvdParams",
+    "TOKENIZER_MATRIX",
     "SubstitutionMatrix",
     "count_pairs",
     "load_matrix",
@@ -41,6 +42,8 @@ __all__ = [
 
 #: Folder of the matrices shipped with ismtk (``<name>.out``; recipes in its README.md).
 MATRIX_DIR = Path(__file__).resolve().parent.parent / "data" / "matrices"
+#: A tokenizer folder's own matrix, used when ``--matrix`` is not given.
+TOKENIZER_MATRIX = "matrix.out"
 #: The matrix used for each tokenizer (and for amino acids, ``aa``) when none is given.
 DEFAULT_MATRICES = {"3di": "3di", "ism": "ism", "aa": "blosum62"}
 
@@ -179,13 +182,19 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
 
 
 def load_matrix(name_or_path: str | Path | None, tokenizer: str) -> SubstitutionMatrix:
-    """A matrix file, a shipped matrix by name (``3di``, ``blosum62``), or (``None``) the default of ``tokenizer``."""
+    """A matrix file, a shipped matrix by name (``3di``, ``ism``, ``blosum62``), or (``None``) the default of
+    ``tokenizer``: its shipped matrix, or ``matrix.out`` inside an ISM tokenizer folder."""
     if name_or_path is None:
-        if tokenizer not in DEFAULT_MATRICES:
+        own = Path(tokenizer) / TOKENIZER_MATRIX
+        if tokenizer in DEFAULT_MATRICES:
+            name_or_path = DEFAULT_MATRICES[tokenizer]
+        elif own.is_file():
+            name_or_path = own
+        else:
             raise InputError(
-                f"no matrix ships for tokenizer {tokenizer!r}; learn one with 'ismtk learn-matrix' and pass --matrix"
+                f"no matrix ships for tokenizer {tokenizer!r}; learn one with 'ismtk learn-matrix' and pass --matrix "
+                f"(or save it as {TOKENIZER_MATRIX} in the tokenizer folder)"
             )
-        name_or_path = DEFAULT_MATRICES[tokenizer]
     path = Path(name_or_path)
     if not path.exists() and (MATRIX_DIR / f"{name_or_path}.out").is_file():
         path = MATRIX_DIR / f"{name_or_path}.out"

@@ -26,9 +26,9 @@ class IsmTokenizer(Tokenizer):
 
     The codebook records the SHA-256 of the encoder weights it was fitted on; a mismatch is an error.
     Embeddings are assigned to centroids in float64, so tokens do not change with the thread count.
+    :attr:`name` is ``ism`` for the shipped default and the folder's absolute path otherwise, so that a
+    database remembers which model made its tokens and queries are encoded with the same one.
     """
-
-    name = "ism"
 
     def __init__(self, folder: str | Path = DEFAULT_ISM_MODEL, device: str = "cpu") -> None:
         from ismtk.models.inference import MODEL_WEIGHTS, load_autoencoder
@@ -43,6 +43,7 @@ class IsmTokenizer(Tokenizer):
         self.model = load_autoencoder(folder, device)
         self.alphabet = self.codebook.alphabet
         self.folder = folder
+        self.name = "ism" if folder.resolve() == DEFAULT_ISM_MODEL.resolve() else str(folder.resolve())
 
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
