@@ -30,7 +30,7 @@ def mixed_dir(tmp_path, structures_dir, bad_files):
 
 def test_encode_skips_bad_files_and_writes_the_rest(mixed_dir, tmp_path, structures_dir):
     out, aa = tmp_path / "tokens.fasta", tmp_path / "aa.fasta"
-    result = runner.invoke(app, ["encode", str(mixed_dir), "-o", str(out), "--aa-output", str(aa), "-t", "1"])
+    result = runner.invoke(app, ["encode", str(mixed_dir), "-o", str(out), "--aa-output", str(aa), "-t", "1", "--tokenizer", "3di"])
     assert result.exit_code == EXIT_SKIPPED, result.output
     for bad in ("empty.pdb", "truncated.pdb.gz", "binary.pdb", "ca_only.pdb"):
         assert bad in result.output
@@ -47,6 +47,7 @@ def test_encode_skips_bad_files_and_writes_the_rest(mixed_dir, tmp_path, structu
 
 
 def test_output_does_not_depend_on_worker_count(mixed_dir, tmp_path):
+    """The default tokenizer (the shipped ISM model) gives the same tokens with 1 worker or 2."""
     outputs = []
     for threads in ("1", "2"):
         out = tmp_path / f"t{threads}.fasta"

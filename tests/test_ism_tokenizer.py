@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
 from ismtk.cluster import CODEBOOK_FILE, Codebook, assign
-from ismtk.errors import InputError
+from ismtk.errors import InputError, StructureError
 from ismtk.models import AtomicAutoencoder, AutoencoderConfig
 from ismtk.models.inference import embed_chains, save_autoencoder
 from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
@@ -111,3 +111,10 @@ def test_a_database_remembers_its_ism_folder_and_finds_its_matrix_there(ism_fold
     assert result.exit_code == 0, result.output
     first = hits.read_text().splitlines()[0].split("\t")
     assert first[:2] == ["d1a32a_", "d1a32a_"] and float(first[2]) == 1.0  # the query's tokens equal its DB entry's
+
+
+def test_ca_only_chain_is_refused_naming_the_file(ism_folder, bad_files):
+    chain = read_structure(bad_files["ca_only"]).chains[0]
+    with pytest.raises(StructureError, match="CA-only chain: ISM tokens") as info:
+        load_tokenizer(ism_folder / "tok").encode(chain)
+    assert "ca_only.pdb" in str(info.value)

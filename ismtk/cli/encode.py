@@ -12,7 +12,7 @@ from ismtk.cli.options import (
     DEFAULT_CHAIN_NAMES,
     DEFAULT_MODEL,
     DEFAULT_THREADS,
-    DEFAULT_TOKENIZER,
+    ENCODE_TOKENIZER,
     ChainNamesOpt,
     Inputs,
     ModelOpt,
@@ -28,7 +28,7 @@ from ismtk.tokenizers import load_tokenizer
 def encode(
     inputs: Inputs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Token FASTA to write (.gz compresses).")],
-    tokenizer: TokenizerOpt = DEFAULT_TOKENIZER,
+    tokenizer: TokenizerOpt = ENCODE_TOKENIZER,
     aa_output: Annotated[
         Path | None, typer.Option("--aa-output", help="Also write the amino-acid FASTA of the encoded chains.")
     ] = None,

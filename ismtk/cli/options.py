@@ -107,6 +107,9 @@ def relaunch(
 # --- search options (defaults from ismtk.search) -------------------------------------------------------------
 
 _DEFAULT_SEARCH = SearchOptions()
+#: ``encode`` writes ISM tokens of the shipped model; databases, search and matrices default to the
+#: tokenizer that searches best on scope40_dev (docs/benchmarks.md).
+ENCODE_TOKENIZER = "ism"
 DEFAULT_TOKENIZER = "3di"
 DEFAULT_MODE: Mode = "tokens"
 

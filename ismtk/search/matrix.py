@@ -143,7 +143,7 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
         text = line.strip()
         if not text:
             continue
-        if text.startswith("#"):
+        if text.startswith("#") and not (header is not None and "#" in header and _is_row(text, len(header))):
             body = text.lstrip("#").strip()
             value = body.split(":", 1)[1] if ":" in body else ""
             try:
@@ -179,6 +179,16 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
     if background is not None and len(background) != len(symbols):
         raise InputError(f"{path}: background has {len(background)} values for {len(symbols)} symbols")
     return SubstitutionMatrix(symbols, scores, title, background, lam, tuple(evd))
+
+
+def _is_row(text: str, k: int) -> bool:
+    """Whether ``text`` is a row of ``k`` scores: K = 64 alphabets use ``#``, which otherwise starts a comment."""
+    words = text.split()
+    try:
+        [float(w) for w in words[1:]]
+    except ValueError:
+        return False
+    return len(words[0]) == 1 and len(words) == k + 1
 
 
 def load_matrix(name_or_path: str | Path | None, tokenizer: str) -> SubstitutionMatrix:

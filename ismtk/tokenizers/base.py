@@ -7,10 +7,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ismtk.errors import StructureError
 from ismtk.structure.chain import ProteinChain
 from ismtk.tokenizers.alphabet import Alphabet
 
-__all__ = ["Tokenizer"]
+__all__ = ["MAX_MISSING_BACKBONE", "Tokenizer", "require_backbone"]
+
+#: Largest share of residues that may lack N or C before a chain is refused (CA-only models and
+#: backbone-less traces give meaningless tokens; a few gaps are encoded, as Foldseek does).
+MAX_MISSING_BACKBONE = 0.5
+
+
+def require_backbone(chain: ProteinChain, need: str) -> None:
+    """Raise :class:`StructureError` for CA-only traces and chains where most residues lack N or C.
+
+    ``need`` says what the tokenizer needs, for the message (e.g. "3Di needs backbone N, CA and C atoms").
+    """
+    backbone = chain.has_atoms(("N", "C"))
+    missing = 1.0 - backbone.mean()
+    if missing > MAX_MISSING_BACKBONE:
+        what = "CA-only chain" if not backbone.any() else f"{missing:.0%} of residues lack N or C"
+        raise StructureError(chain.source, f"{what}: {need}", chain.chain_id)
 
 
 class Tokenizer(ABC):

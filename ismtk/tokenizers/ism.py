@@ -13,7 +13,7 @@ import torch
 from ismtk.cluster import CODEBOOK_FILE, Codebook, file_sha256
 from ismtk.errors import InputError
 from ismtk.structure.chain import ProteinChain
-from ismtk.tokenizers.base import Tokenizer
+from ismtk.tokenizers.base import Tokenizer, require_backbone
 
 __all__ = ["DEFAULT_ISM_MODEL", "IsmTokenizer"]
 
@@ -49,6 +49,8 @@ class IsmTokenizer(Tokenizer):
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
         from ismtk.models.inference import embed_chains
 
+        for chain in chains:
+            require_backbone(chain, "ISM tokens are made from all-atom microenvironments")
         return [self.codebook.assign(z) for z in embed_chains(self.model, chains)]
 
     def encode(self, chain: ProteinChain) -> np.ndarray:

@@ -5,16 +5,11 @@ from __future__ import annotations
 import numpy as np
 from mini3di import Encoder
 
-from ismtk.errors import StructureError
 from ismtk.structure.chain import ProteinChain
 from ismtk.tokenizers.alphabet import Alphabet
-from ismtk.tokenizers.base import Tokenizer
+from ismtk.tokenizers.base import Tokenizer, require_backbone
 
-__all__ = ["ThreeDiTokenizer", "MAX_MISSING_BACKBONE"]
-
-#: Largest share of residues that may lack N or C before a chain is refused (CA-only models and
-#: backbone-less traces give meaningless 3Di states; a few gaps are encoded as Foldseek does).
-MAX_MISSING_BACKBONE = 0.5
+__all__ = ["ThreeDiTokenizer"]
 
 
 class ThreeDiTokenizer(Tokenizer):
@@ -30,11 +25,7 @@ class ThreeDiTokenizer(Tokenizer):
         self._encoder = Encoder()
 
     def encode(self, chain: ProteinChain) -> np.ndarray:
-        backbone = chain.has_atoms(("N", "C"))
-        missing = 1.0 - backbone.mean()
-        if missing > MAX_MISSING_BACKBONE:
-            what = "CA-only chain" if not backbone.any() else f"{missing:.0%} of residues lack N or C"
-            raise StructureError(chain.source, f"{what}: 3Di needs backbone N, CA and C atoms", chain.chain_id)
+        require_backbone(chain, "3Di needs backbone N, CA and C atoms")
         states = self._encoder.encode_atoms(
             ca=chain.ca, cb=chain.atom_coords("CB"), n=chain.atom_coords("N"), c=chain.atom_coords("C")
         )

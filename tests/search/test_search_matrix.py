@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ismtk.errors import InputError
+from ismtk.tokenizers import MAX_TOKENS, Alphabet
 from ismtk.search.matrix import (
     EvdParams,
     SubstitutionMatrix,
@@ -40,6 +41,16 @@ def test_reads_foldseek_layout_and_round_trips(tmp_path):
     again = read_matrix(tmp_path / "again.out")
     assert np.array_equal(again.scores, m.scores) and again.evd == m.evd
     assert np.allclose(again.background, m.background) and again.evd_for(11, 1).k == pytest.approx(0.02)
+
+
+def test_a_64_token_matrix_round_trips_although_one_symbol_is_the_comment_sign(tmp_path):
+    symbols = Alphabet.of_size(MAX_TOKENS).symbols
+    assert "#" in symbols
+    scores = np.random.default_rng(0).integers(-9, 9, (MAX_TOKENS, MAX_TOKENS)).astype(np.int32)
+    m = SubstitutionMatrix(symbols, scores, "K=64", np.full(MAX_TOKENS, 1 / MAX_TOKENS), 0.3, (EvdParams(10, 1, 0.2, 0.01),))
+    write_matrix(tmp_path / "k64.out", m)
+    again = read_matrix(tmp_path / "k64.out")
+    assert again.symbols == symbols and np.array_equal(again.scores, scores) and again.evd == m.evd
 
 
 @pytest.mark.parametrize(
