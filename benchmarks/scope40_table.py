@@ -14,7 +14,8 @@ per-query ``.rocx`` files, summaries and cumulative plots to ``--out-dir``.
 Example::
 
     python benchmarks/scope40_table.py --db db3di --lookup lookup.tsv --queries bench.txt \\
-        --foldseek-matrix mat3di.fitted.out --tm tm_bench --out-dir scope40_report
+        --foldseek-matrix mat3di.fitted.out --extra "ismtk ISM, learned matrix" db_ism ism \\
+        --tm tm_bench --out-dir scope40_report
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--lookup", required=True)
     parser.add_argument("--queries", required=True)
     parser.add_argument("--foldseek-matrix", required=True, help="Foldseek's mat3di.out (with fitted EVD line)")
+    parser.add_argument("--extra", nargs=3, action="append", default=[], metavar=("LABEL", "DB", "MATRIX"),
+                        help="one more method: a token database of the same entries and its matrix (e.g. ISM)")
     parser.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=1)
@@ -55,11 +58,13 @@ def main() -> None:
         "ismtk 3Di, Foldseek matrix": dict(matrix=args.foldseek_matrix),
         "ismtk 3Di, learned matrix": dict(matrix=None),
         "ismtk AA, BLOSUM62": dict(matrix=None, mode="aa"),
+        **{label: dict(matrix=matrix, db=db) for label, db, matrix in args.extra},
     }
     ranked, names = {}, None
     for label, kwargs in methods.items():
         start = time.perf_counter()
-        ranked[label], names = rank_by_search([args.db], queries, options=options, **kwargs)
+        db = kwargs.pop("db", args.db)
+        ranked[label], names = rank_by_search([db], queries, options=options, **kwargs)
         print(f"{label}: {len(queries)} queries x {len(names)} targets in {time.perf_counter() - start:.0f} s")
     out = Path(args.out_dir)
     a = write_report(out / "A_bench_vs_all", lookup, ranked, names)

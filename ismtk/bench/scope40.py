@@ -230,22 +230,30 @@ def rank_by_search(
     tokenizer: str = "3di",
     mode: Literal["tokens", "aa"] = "tokens",
     options: SearchOptions = SearchOptions(),
+    query_db: SequenceDB | None = None,
 ) -> tuple[dict[str, list[str]], list[str]]:
     """All-vs-all search of ``queries`` (names; default: every entry) against ``database`` (a DB folder, token
-    FASTA or structures). Returns (query -> every target with a hit, best first) and the database's names."""
+    FASTA or structures). Returns (query -> every target with a hit, best first) and the database's names.
+
+    ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
+    (:func:`ismtk.predict.predicted_db`); its names must be database entries, so they are scored as those.
+    """
     from ismtk.search.matrix import load_matrix
     from ismtk.search.search import Searcher
     from ismtk.search.workflow import load_search_db
 
     db = load_search_db(database, tokenizer, mode, threads=options.threads)
-    wanted = list(db.names) if queries is None else list(queries)
+    if query_db is not None and queries is not None:
+        raise InputError("give the queries by name or as a query database, not both")
+    wanted = list(query_db.names) if query_db is not None else list(db.names) if queries is None else list(queries)
     index = {name: i for i, name in enumerate(db.names)}
     missing = [q for q in wanted if q not in index]
     if missing:
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
-    query_db = SequenceDB.from_records(
-        ((q, db.token_seq(index[q]), None) for q in wanted), db.alphabet, db.tokenizer
-    )
+    if query_db is None:
+        query_db = SequenceDB.from_records(
+            ((q, db.token_seq(index[q]), None) for q in wanted), db.alphabet, db.tokenizer
+        )
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
     searcher = Searcher(db, load_matrix(matrix, db.tokenizer), options)
     ranked = {

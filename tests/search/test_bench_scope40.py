@@ -6,10 +6,12 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import HOMOLOGS
 from structure_files import SHARED_DATA as SHARED
 from typer.testing import CliRunner
 
 from ismtk.bench.scope40 import (
+    rank_by_search,
     read_query_results,
     score_queries,
     summarize,
@@ -17,6 +19,10 @@ from ismtk.bench.scope40 import (
     write_report,
 )
 from ismtk.cli import app
+from ismtk.errors import InputError
+from ismtk.search.db import SequenceDB
+from ismtk.search.search import SearchOptions
+from ismtk.search.workflow import load_search_db
 
 LOOKUP = {
     "q": "a.1.1.1",
@@ -110,3 +116,16 @@ def test_benchmark_command_runs_on_fixtures(domains_dir, tmp_path):
     rows = read_query_results(tmp_path / "out" / "t.noselfhit.rocx")
     assert {r.name for r in rows} == {"d1ycca_", "d451ca_", "d1nu4a_", "d2hzca_", "d1c4qa_"}
     assert np.mean([r.sensitivity()[0] for r in rows if r.possible[0]]) > 0.5
+
+
+def test_queries_given_as_their_own_database_rank_like_queries_by_name(domains_dir):
+    """``query_db`` (e.g. tokens predicted from sequence) is searched in place of the entries of the same name."""
+    by_name, names = rank_by_search([domains_dir], queries=list(HOMOLOGS), options=SearchOptions(threads=1))
+    db = load_search_db([domains_dir], "3di")
+    own = SequenceDB.from_records(
+        ((q, db.token_seq(names.index(q)), None) for q in HOMOLOGS), db.alphabet, db.tokenizer
+    )
+    as_db, _ = rank_by_search([domains_dir], query_db=own, options=SearchOptions(threads=1))
+    assert as_db == by_name and by_name[HOMOLOGS[0]][:2] == list(HOMOLOGS)
+    with pytest.raises(InputError, match="not both"):
+        rank_by_search([domains_dir], queries=list(HOMOLOGS), query_db=own)
