@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import gzip
 import io
 import warnings
@@ -253,21 +255,22 @@ def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict |
                         ligand_atoms.append((atom.coord, atom.element.upper(), atom.get_name()))
             continue
         n_amino += 1
-        atoms = [
-            (atom.coord, element, atom.get_name())
-            for atom in residue
-            if (element := _element(atom)) not in ("H", "D") or options.hydrogens
-        ]
-        names_here = [name for _, _, name in atoms]
-        if "CA" not in names_here:
-            continue
-        index = len(letters)
-        ca_index.append(len(coords) + names_here.index("CA"))
-        for coord, element, name in atoms:
-            coords.append(coord)
+        start, ca = len(coords), -1
+        for atom in residue:
+            element = _element(atom)
+            if element in ("H", "D") and not options.hydrogens:
+                continue
+            name = atom.get_name()
+            if name == "CA":
+                ca = len(coords)
+            coords.append(atom.coord)
             elements.append(element)
             names.append(name)
-            owner.append(index)
+        if ca < 0:  # no C-alpha: not a residue of the chain
+            del coords[start:], elements[start:], names[start:]
+            continue
+        owner.extend([len(letters)] * (len(coords) - start))
+        ca_index.append(ca)
         _, number, icode = residue.id
         letters.append(letter)
         resnames.append(resname)
@@ -294,8 +297,14 @@ def _element(atom) -> str:
     Old and re-cut PDB files often carry segment ids or junk in the element columns (a C-alpha written
     as element ``H``); in an amino acid the atom name always starts with the element symbol.
     """
-    name = atom.get_name().lstrip("0123456789")
-    element = (atom.element or "").strip().upper()
+    return _element_of(atom.get_name(), atom.element or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _element_of(atom_name: str, element_column: str) -> str:
+    """:func:`_element` of a name and element column (few distinct pairs, so cached: one call per atom)."""
+    name = atom_name.lstrip("0123456789")
+    element = element_column.strip().upper()
     if element and name.upper().startswith(element):
         return element
     return "SE" if name.upper().startswith("SE") else name[:1].upper() or "X"
