@@ -123,7 +123,7 @@ MatrixOpt = Annotated[
     str | None,
     typer.Option(
         "--matrix",
-        help="Substitution matrix file or shipped name (3di, blosum62).",
+        help="Substitution matrix file or shipped name (3di, ism, blosum62).",
         show_default="the tokenizer's shipped matrix; blosum62 with --mode aa",
     ),
 ]
