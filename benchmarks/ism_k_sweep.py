@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ismtk.bench.scope40 import rank_by_search, read_lookup, read_names, write_report
 from ismtk.cluster import assign, kmeans
@@ -45,7 +44,6 @@ def main() -> None:
     if max(args.k) > MAX_TOKENS:
         ap.error(f"-k: token alphabets hold at most {MAX_TOKENS} one-byte symbols")
 
-    torch.manual_seed(0)
     model = load_autoencoder(args.model)
     train = {Path(p).name for p in find_structure_files([args.train])}
     names, z, is_train = [], [], []

@@ -245,7 +245,10 @@ def rank_by_search(
     db = load_search_db(database, tokenizer, mode, threads=options.threads)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
-    wanted = list(query_db.names) if query_db is not None else list(db.names) if queries is None else list(queries)
+    if query_db is not None:
+        wanted = list(query_db.names)
+    else:
+        wanted = list(db.names) if queries is None else list(queries)
     index = {name: i for i, name in enumerate(db.names)}
     missing = [q for q in wanted if q not in index]
     if missing:
