@@ -255,7 +255,9 @@ def rank_by_search(
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
         query_db = SequenceDB.from_records(
-            ((q, db.token_seq(index[q]), None) for q in wanted), db.alphabet, db.tokenizer
+            ((q, db.token_seq(index[q]), db.aa_seq(index[q]) if db.aa is not None else None) for q in wanted),
+            db.alphabet,
+            db.tokenizer,
         )
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
     searcher = Searcher(db, load_matrix(matrix, db.tokenizer), options)

@@ -10,6 +10,7 @@ import typer
 from ismtk.bench.scope40 import LEVELS, run_scope40
 from ismtk.cli import console
 from ismtk.cli.options import (
+    DEFAULT_AA_WEIGHT,
     DEFAULT_EXHAUSTIVE,
     DEFAULT_GAP_EXTEND,
     DEFAULT_GAP_OPEN,
@@ -17,6 +18,7 @@ from ismtk.cli.options import (
     DEFAULT_MODE,
     DEFAULT_THREADS,
     DEFAULT_TOKENIZER,
+    AaWeightOpt,
     ExhaustiveOpt,
     GapExtendOpt,
     GapOpenOpt,
@@ -46,6 +48,7 @@ def scope40(
     tokenizer: TokenizerOpt = DEFAULT_TOKENIZER,
     exhaustive: ExhaustiveOpt = DEFAULT_EXHAUSTIVE,
     max_candidates: MaxCandidatesOpt = DEFAULT_MAX_CANDIDATES,
+    aa_weight: AaWeightOpt = DEFAULT_AA_WEIGHT,
     gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
     gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
     threads: Threads = DEFAULT_THREADS,
@@ -57,7 +60,8 @@ def scope40(
     [bold]Example[/bold]: ismtk benchmark scope40 db/ lookup.tsv --queries bench.txt -o bench_out/
     """
     options = SearchOptions(
-        gap_open=gap_open, gap_extend=gap_extend, exhaustive=exhaustive, max_candidates=max_candidates, threads=threads
+        gap_open=gap_open, gap_extend=gap_extend, exhaustive=exhaustive, max_candidates=max_candidates, threads=threads,
+        aa_weight=aa_weight,
     )
     summaries = run_scope40(database, lookup, out_dir, queries, label, matrix, tokenizer, mode, options)
     for variant, by_method in summaries.items():

@@ -138,6 +138,15 @@ ExhaustiveOpt = Annotated[
 MaxCandidatesOpt = Annotated[
     int, typer.Option("--max-candidates", min=1, help="Targets per query passed by the prefilter to Smith-Waterman.")
 ]
+AaWeightOpt = Annotated[
+    float,
+    typer.Option(
+        "--aa-weight",
+        min=0.0,
+        help="Add this weight x BLOSUM62 of the amino acids to the token score (Foldseek's 3Di+AA); 0 = tokens "
+        "alone. Needs amino acids on both sides (structures or databases, not token FASTA).",
+    ),
+]
 FormatOutputOpt = Annotated[
     str, typer.Option("--format-output", help="Comma-separated output columns (see docs/search.md).")
 ]
@@ -148,4 +157,5 @@ DEFAULT_EVALUE = _DEFAULT_SEARCH.max_evalue
 DEFAULT_MAX_SEQS = _DEFAULT_SEARCH.max_seqs
 DEFAULT_EXHAUSTIVE = _DEFAULT_SEARCH.exhaustive
 DEFAULT_MAX_CANDIDATES = _DEFAULT_SEARCH.max_candidates
+DEFAULT_AA_WEIGHT = _DEFAULT_SEARCH.aa_weight
 DEFAULT_FORMAT_OUTPUT = DEFAULT_COLUMNS

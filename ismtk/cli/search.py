@@ -9,6 +9,7 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import (
+    DEFAULT_AA_WEIGHT,
     DEFAULT_CHAIN_NAMES,
     DEFAULT_EVALUE,
     DEFAULT_EXHAUSTIVE,
@@ -21,6 +22,7 @@ from ismtk.cli.options import (
     DEFAULT_MODEL,
     DEFAULT_THREADS,
     DEFAULT_TOKENIZER,
+    AaWeightOpt,
     ChainNamesOpt,
     EvalueOpt,
     ExhaustiveOpt,
@@ -82,6 +84,7 @@ def search(
     max_seqs: MaxSeqsOpt = DEFAULT_MAX_SEQS,
     exhaustive: ExhaustiveOpt = DEFAULT_EXHAUSTIVE,
     max_candidates: MaxCandidatesOpt = DEFAULT_MAX_CANDIDATES,
+    aa_weight: AaWeightOpt = DEFAULT_AA_WEIGHT,
     gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
     gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
     format_output: FormatOutputOpt = DEFAULT_FORMAT_OUTPUT,
@@ -108,13 +111,16 @@ def search(
     """
     options = SearchOptions(
         gap_open=gap_open, gap_extend=gap_extend, max_evalue=evalue, max_seqs=max_seqs, exhaustive=exhaustive,
-        max_candidates=max_candidates, threads=threads,
+        max_candidates=max_candidates, threads=threads, aa_weight=aa_weight,
     )
     run = search_to_m8(
         [query], [target], output, matrix, tokenizer, mode, format_output, options, read_options(model, chain_names),
         _skip, predictor,
     )
-    if run.evd_fitted:
+    if run.evd_fitted and aa_weight > 0:
+        console.info(f"E-values of token + {aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, K {run.evd.k:.4g}"
+                     " (fitted on the target)")
+    elif run.evd_fitted:
         console.warn(
             f"the matrix has no E-value parameters for gaps {gap_open}/{gap_extend}; fitted on the target "
             f"(lambda {run.evd.lam:.4g}, K {run.evd.k:.4g}); store them with 'ismtk fit-evalue'"
@@ -135,6 +141,7 @@ def easy_search(
     max_seqs: MaxSeqsOpt = DEFAULT_MAX_SEQS,
     exhaustive: ExhaustiveOpt = DEFAULT_EXHAUSTIVE,
     max_candidates: MaxCandidatesOpt = DEFAULT_MAX_CANDIDATES,
+    aa_weight: AaWeightOpt = DEFAULT_AA_WEIGHT,
     gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
     gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
     format_output: FormatOutputOpt = DEFAULT_FORMAT_OUTPUT,
@@ -146,5 +153,5 @@ def easy_search(
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
-    search(query, target, output, matrix, mode, tokenizer, evalue, max_seqs, exhaustive, max_candidates, gap_open,
-           gap_extend, format_output, threads, model, chain_names)
+    search(query, target, output, matrix, mode, tokenizer, evalue, max_seqs, exhaustive, max_candidates, aa_weight,
+           gap_open, gap_extend, format_output, threads, model, chain_names)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.matrix import SubstitutionMatrix
+
+if TYPE_CHECKING:
+    from ismtk.search.db import SequenceDB
 
 __all__ = [
     "DEFAULT_GAP_EXTEND",
@@ -22,6 +26,8 @@ __all__ = [
     "Aligner",
     "Alignment",
     "QueryProfile",
+    "alignment_from_runs",
+    "check_gaps",
 ]
 
 #: Gap penalties of Foldseek's 3Di search; parasail charges ``open + (n - 1) * extend`` for a gap of ``n``.
@@ -51,6 +57,35 @@ class Alignment:
     cigar: str
 
 
+def check_gaps(gap_open: int, gap_extend: int) -> None:
+    """Raise :class:`InputError` unless ``1 <= gap_extend <= gap_open``."""
+    if gap_open < 1 or gap_extend < 1 or gap_extend > gap_open:
+        raise InputError(f"gap penalties must satisfy 1 <= extend <= open, got open {gap_open} extend {gap_extend}")
+
+
+def alignment_from_runs(score: int, qstart: int, tstart: int, runs: list[tuple[int, str]]) -> Alignment:
+    """An :class:`Alignment` from its start and its operation runs ``(n, op)``: ``M`` (or ``=``/``X``) aligned
+    pairs, ``I`` query residues and ``D`` target residues left unaligned."""
+    i, j, pairs, columns, gap_opens = qstart, tstart, [], 0, 0
+    merged: list[list] = []
+    for n, op in runs:
+        columns += n
+        if op in "=XM":
+            pairs.append(np.stack([np.arange(i, i + n), np.arange(j, j + n)], axis=1))
+            i, j = i + n, j + n
+            op = "M"
+        else:
+            gap_opens += 1
+            i, j = (i + n, j) if op == "I" else (i, j + n)
+        if merged and merged[-1][1] == op:
+            merged[-1][0] += n
+        else:
+            merged.append([n, op])
+    pairs_array = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    cigar = "".join(f"{n}{op}" for n, op in merged)
+    return Alignment(score, qstart, i, tstart, j, pairs_array, columns, gap_opens, cigar)
+
+
 @dataclass
 class QueryProfile:
     """parasail profiles of one query and of its reverse (16-bit; 32-bit ones are made on saturation)."""
@@ -70,8 +105,7 @@ class Aligner:
         gap_open: int = DEFAULT_GAP_OPEN,
         gap_extend: int = DEFAULT_GAP_EXTEND,
     ) -> None:
-        if gap_open < 1 or gap_extend < 1 or gap_extend > gap_open:
-            raise InputError(f"gap penalties must satisfy 1 <= extend <= open, got open {gap_open} extend {gap_extend}")
+        check_gaps(gap_open, gap_extend)
         self.matrix = matrix
         self.alphabet_symbols = alphabet_symbols
         self.gap_open = gap_open
@@ -92,6 +126,15 @@ class Aligner:
             parasail.profile_create_16(text, self._pmatrix),
             parasail.profile_create_16(text[::-1], self._pmatrix),
         )
+
+    def query(self, db: SequenceDB, i: int) -> QueryProfile:
+        """The profile of entry ``i`` of ``db`` as a query."""
+        return self.profile(db.token_seq(i))
+
+    def target(self, db: SequenceDB, j: int, reverse: bool = False) -> bytes:
+        """Entry ``j`` of ``db`` as a target (reversed: a null target of the same composition)."""
+        tokens = db.token_seq(j)
+        return self.symbols(tokens[::-1] if reverse else tokens)
 
     def _wide(self, text: bytes, target: bytes) -> int:
         import parasail
@@ -119,11 +162,11 @@ class Aligner:
             out.append((raw, raw - backward))
         return out
 
-    def trace(self, query: bytes, target: bytes) -> Alignment:
-        """Full alignment of two symbol strings (striped SW with traceback)."""
+    def trace(self, query: QueryProfile, target: bytes) -> Alignment:
+        """Full alignment of a query and a target (striped SW with traceback)."""
         import parasail
 
-        result = parasail.sw_trace_striped_32(query, target, self.gap_open, self.gap_extend, self._pmatrix)
+        result = parasail.sw_trace_striped_32(query.symbols, target, self.gap_open, self.gap_extend, self._pmatrix)
         cigar = result.get_cigar()
         ops = [(int(n), op.decode()) for n, op in _CIGAR.findall(cigar.decode)]
         i, j = cigar.beg_query, cigar.beg_ref
@@ -133,22 +176,4 @@ class Aligner:
             i, j = (i + n, j) if op == "I" else (i, j + n)
         while ops and ops[-1][1] in "ID":
             ops.pop()
-        qstart, tstart, pairs, columns, gap_opens = i, j, [], 0, 0
-        for n, op in ops:
-            columns += n
-            if op in "=XM":
-                pairs.append(np.stack([np.arange(i, i + n), np.arange(j, j + n)], axis=1))
-                i, j = i + n, j + n
-            else:
-                gap_opens += 1
-                i, j = (i + n, j) if op == "I" else (i, j + n)
-        pairs_array = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-        merged: list[list] = []
-        for n, op in ops:
-            op = "M" if op in "=X" else op
-            if merged and merged[-1][1] == op:
-                merged[-1][0] += n
-            else:
-                merged.append([n, op])
-        text = "".join(f"{n}{op}" for n, op in merged)
-        return Alignment(int(result.score), qstart, i, tstart, j, pairs_array, columns, gap_opens, text)
+        return alignment_from_runs(int(result.score), i, j, ops)

@@ -34,6 +34,7 @@ __all__ = [
     "DB_FORMAT",
     "DB_VERSION",
     "SequenceDB",
+    "aa_indices",
     "is_db",
     "load_input",
 ]
@@ -85,11 +86,7 @@ class SequenceDB:
         """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""
         if self.aa is None:
             raise InputError("amino-acid search needs a database with amino acids")
-        letters = np.frombuffer(np.asarray(self.aa).tobytes().upper(), dtype=np.uint8)
-        table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
-        for i, c in enumerate(AA_ALPHABET.symbols):
-            table[ord(c)] = i
-        return SequenceDB(self.names, self.offsets, table[letters], AA_ALPHABET, "aa", self.aa)
+        return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa)
 
     @classmethod
     def from_records(
@@ -174,6 +171,14 @@ class SequenceDB:
         if not names:
             raise InputError(f"{path}: the database is empty")
         return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
+
+
+def aa_indices(letters: np.ndarray) -> np.ndarray:
+    """``(R,) uint8`` indices into :data:`AA_ALPHABET` of ASCII amino-acid letters (any case; others: ``X``)."""
+    table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
+    for i, c in enumerate(AA_ALPHABET.symbols):
+        table[ord(c)] = table[ord(c.lower())] = i
+    return table[np.asarray(letters, dtype=np.uint8)]
 
 
 def is_db(path: str | Path) -> bool:

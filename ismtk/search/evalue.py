@@ -17,6 +17,7 @@ import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import Aligner
+from ismtk.search.combined import CombinedAligner
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import EvdParams
 
@@ -78,7 +79,7 @@ def fit_gumbel(
 
 
 def null_scores(
-    aligner: Aligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
+    aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Corrected scores of ``pairs`` random (sequence, other reversed sequence) pairs of ``db``.
 
@@ -91,13 +92,12 @@ def null_scores(
     second = (first + rng.integers(1, len(db), pairs)) % len(db)
     scores = np.empty(pairs, dtype=np.float64)
     for k, (i, j) in enumerate(zip(first, second)):
-        profile = aligner.profile(db.token_seq(i))
-        scores[k] = aligner.score(profile, aligner.symbols(db.token_seq(j)[::-1]))[1]
+        scores[k] = aligner.score(aligner.query(db, i), aligner.target(db, j, reverse=True))[1]
     lengths = db.lengths()
     return scores, lengths[first], lengths[second]
 
 
-def fit_evd(aligner: Aligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0) -> EvdParams:
-    """Fit the E-value parameters of ``aligner`` (matrix + gaps) on null pairs drawn from ``db``."""
+def fit_evd(aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0) -> EvdParams:
+    """Fit the E-value parameters of ``aligner`` (matrix, amino-acid term, gaps) on null pairs drawn from ``db``."""
     lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed))
     return EvdParams(aligner.gap_open, aligner.gap_extend, lam, k, corrected=True)

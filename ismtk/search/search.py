@@ -10,9 +10,10 @@ import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner, Alignment
+from ismtk.search.combined import CombinedAligner
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_evd
-from ismtk.search.matrix import EvdParams, SubstitutionMatrix
+from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.prefilter import DEFAULT_KMER, DEFAULT_MAX_CANDIDATES, KmerIndex
 
 __all__ = ["DEFAULT_MAX_EVALUE", "DEFAULT_MAX_SEQS", "Hit", "SearchOptions", "Searcher"]
@@ -36,6 +37,8 @@ class SearchOptions:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     threads: int = 1
     trace: bool = True
+    #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`.
+    aa_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,20 +57,38 @@ class Hit:
 class Searcher:
     """Searches queries against one target database with one matrix.
 
-    The E-value parameters come from the matrix header for these gap penalties; if it has none they are
-    fitted on the target database (see :mod:`ismtk.search.evalue`) and :attr:`evd_fitted` is set.
+    The E-value parameters come from the matrix header for these gap penalties; if it has none, or an amino-acid
+    term is added (``options.aa_weight``, with ``aa_matrix``, default BLOSUM62), they are fitted on the target
+    database (see :mod:`ismtk.search.evalue`) and :attr:`evd_fitted` is set.
     """
 
-    def __init__(self, target: SequenceDB, matrix: SubstitutionMatrix, options: SearchOptions = SearchOptions()):
+    def __init__(
+        self,
+        target: SequenceDB,
+        matrix: SubstitutionMatrix,
+        options: SearchOptions = SearchOptions(),
+        aa_matrix: SubstitutionMatrix | None = None,
+    ):
         if options.max_seqs < 1 or options.threads < 1:
             raise InputError("--max-seqs and --threads must be at least 1")
+        if options.aa_weight < 0:
+            raise InputError(f"--aa-weight must be 0 (off) or positive, got {options.aa_weight}")
         self.target = target
         self.options = options
-        self.aligner = Aligner(matrix, target.alphabet.symbols, options.gap_open, options.gap_extend)
-        params = matrix.evd_for(options.gap_open, options.gap_extend)
+        symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
+        self.aligner: Aligner | CombinedAligner
+        if options.aa_weight > 0:
+            if target.tokenizer == "aa":
+                raise InputError("--aa-weight adds amino acids to structure tokens; it does not apply to --mode aa")
+            aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
+            self.aligner = CombinedAligner(matrix, symbols, aa_matrix, options.aa_weight, *gaps)
+            params = None
+        else:
+            self.aligner = Aligner(matrix, symbols, *gaps)
+            params = matrix.evd_for(*gaps)
+        self._targets = [self.aligner.target(target, j) for j in range(len(target))]
         self.evd_fitted = params is None
         self.evd: EvdParams = params if params is not None else fit_evd(self.aligner, target)
-        self._targets = [self.aligner.symbols(target.token_seq(j)) for j in range(len(target))]
         self._index = None if options.exhaustive else KmerIndex(target, options.kmer)
 
     def check_query(self, query: SequenceDB) -> None:
@@ -77,32 +98,34 @@ class Searcher:
                 f"query tokens ({query.tokenizer}, alphabet {query.alphabet.symbols!r}) do not match the target "
                 f"database ({self.target.tokenizer}, alphabet {self.target.alphabet.symbols!r}); encode both the same way"
             )
+        if self.options.aa_weight > 0 and query.aa is None:
+            raise InputError("--aa-weight needs the queries' amino acids: give structures or a database, not token FASTA")
 
     def search_one(self, query: SequenceDB, i: int) -> list[Hit]:
         """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index)."""
-        tokens = np.asarray(query.token_seq(i))
-        profile = self.aligner.profile(tokens)
+        profile = self.aligner.query(query, i)
         if self._index is None:
             candidates = range(len(self.target))
         else:
-            candidates = self._index.candidates(tokens, self.options.max_candidates)
+            candidates = self._index.candidates(np.asarray(query.token_seq(i)), self.options.max_candidates)
         targets = self._targets
         ids = np.asarray(candidates, dtype=np.int64)
         if not len(ids):
             return []
         raw, corrected = np.array(self.aligner.score_many(profile, [targets[j] for j in ids]), dtype=np.int64).T
-        e = evalue(corrected, len(tokens), self.target.residues, self.evd)
+        e = evalue(corrected, len(query.token_seq(i)), self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
         hits = []
         for k, b in zip(keep, bits):
-            alignment = self.aligner.trace(profile.symbols, targets[ids[k]]) if self.options.trace else None
+            alignment = self.aligner.trace(profile, targets[ids[k]]) if self.options.trace else None
             hits.append(Hit(i, int(ids[k]), int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
         return hits
 
     def search(self, query: SequenceDB) -> Iterator[list[Hit]]:
-        """Hits of every query in order, computed by ``options.threads`` threads (parasail releases the GIL)."""
+        """Hits of every query in order, computed by ``options.threads`` threads (parasail and the compiled
+        kernels release the GIL)."""
         self.check_query(query)
         if self.options.threads == 1:
             for i in range(len(query)):

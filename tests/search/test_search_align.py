@@ -41,7 +41,7 @@ def test_traceback_rescores_to_the_optimal_score():
     for _ in range(10):
         q = rng.integers(0, 20, 60).astype(np.uint8)
         t = np.concatenate([q[10:30], rng.integers(0, 20, 4), q[30:50]]).astype(np.uint8)
-        aln = aligner.trace(aligner.symbols(q), aligner.symbols(t))
+        aln = aligner.trace(aligner.profile(q), aligner.symbols(t))
         pairs = aln.pairs
         gap_cost = 0
         for (i0, j0), (i1, j1) in zip(pairs[:-1], pairs[1:]):

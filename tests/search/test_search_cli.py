@@ -42,6 +42,23 @@ def test_homolog_has_a_better_evalue_than_a_non_homolog(db, domains_dir, tmp_pat
     assert list(rows)[:2] == [HOMOLOGS[0], HOMOLOGS[1]]  # self first, then the homolog
 
 
+def test_amino_acid_term_ranks_the_homolog_first_and_traces_combined_scores(db, domains_dir, tmp_path):
+    out = tmp_path / "aa_term.m8"
+    query = domains_dir / f"{HOMOLOGS[0]}.pdb.gz"
+    columns = "query,target,raw,corrected,evalue,qaln,taln,cigar"
+    _run("search", query, db, "-o", out, "--aa-weight", "1", "-e", "1e9", "--format-output", columns, "-t", "1")
+    rows = {r[1]: r for r in _hits(out)}
+    assert list(rows)[:2] == [HOMOLOGS[0], HOMOLOGS[1]]
+    assert float(rows[HOMOLOGS[1]][4]) < 1e-3
+    assert OTHER not in rows or float(rows[OTHER][4]) > 1000 * float(rows[HOMOLOGS[1]][4])
+    plain = tmp_path / "plain.m8"
+    _run("search", query, db, "-o", plain, "-e", "1e9", "--format-output", columns, "-t", "1")
+    self_plain = next(r for r in _hits(plain) if r[1] == HOMOLOGS[0])
+    # the self-alignment gains every residue's BLOSUM62 diagonal score
+    assert int(rows[HOMOLOGS[0]][2]) > int(self_plain[2])
+    assert rows[HOMOLOGS[0]][5] == rows[HOMOLOGS[0]][6] and rows[HOMOLOGS[0]][7].endswith("M")
+
+
 def test_easy_search_with_chosen_columns_and_amino_acids(domains_dir, tmp_path):
     out = tmp_path / "aa.m8"
     query = domains_dir / f"{FAMILY_D58[0]}.pdb.gz"
@@ -66,11 +83,15 @@ def test_token_fasta_query_and_prefilter_find_the_same_top_hit(db, tmp_path):
 def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
     bad = tmp_path / "bad.fasta"
     bad.write_text(">x\nAC*D\n")
+    tokens_only = tmp_path / "tokens.fasta"
+    tokens_only.write_text(">x\nACDEFGHIKL\n")
     for args, message in [
         (["search", bad, db, "-o", tmp_path / "x.m8"], "not in the alphabet"),
         (["search", db, db, "-o", tmp_path / "x.m8", "--matrix", tmp_path / "missing.out"], "neither a file"),
         (["search", db, db, "-o", tmp_path / "x.m8", "--format-output", "query,nonsense"], "unknown output column"),
         (["search", db, tmp_path, "-o", tmp_path / "x.m8"], "holds no structure file"),
+        (["search", db, db, "-o", tmp_path / "x.m8", "--mode", "aa", "--aa-weight", "1"], "does not apply to --mode aa"),
+        (["search", tokens_only, db, "-o", tmp_path / "x.m8", "--aa-weight", "1"], "queries' amino acids"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])
         assert result.exit_code == EXIT_ERROR, (args, result.output)

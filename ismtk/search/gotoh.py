@@ -1,0 +1,144 @@
+"""Affine-gap Smith-Waterman over a query profile (Gotoh 1982), compiled with numba.
+
+For alphabets parasail cannot take: it indexes its matrices by byte, so at most 256 symbols, while a combined
+token x amino-acid alphabet has ``K * 21`` (420 for 3Di, 1,344 for K=64 ISM tokens). A profile is
+``(C, L) int32``: ``profile[c, i]`` is the score of query position ``i`` against a target symbol ``c``; targets
+are ``int32`` symbol codes. The recurrences are parasail's, so both give the same scores on the same matrix:
+
+    E(i, j) = max(E(i, j-1) - extend, H(i, j-1) - open)      # gap in the query (target residue j unaligned)
+    F(i, j) = max(F(i-1, j) - extend, H(i-1, j) - open)      # gap in the target (query residue i unaligned)
+    H(i, j) = max(0, H(i-1, j-1) + profile[t_j, i], E(i, j), F(i, j))
+
+A gap of ``n`` costs ``open + (n - 1) * extend``. Kernels release the GIL, so queries can run on threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["sw_score", "sw_score_many", "sw_trace"]
+
+# traceback bits of one cell: where H came from (2 bits), whether E and F extended a gap
+_FROM_ZERO, _FROM_DIAG, _FROM_E, _FROM_F = 0, 1, 2, 3
+_E_EXTENDED, _F_EXTENDED = 4, 8
+_NEG = -(2**30)
+
+
+@numba.njit(cache=True, nogil=True)
+def sw_score(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
+    """Best local score of the profile's query against ``target`` (``(n,) int32`` codes), linear memory."""
+    length = profile.shape[1]
+    h = np.zeros(length, np.int32)
+    e = np.full(length, _NEG, np.int32)
+    best = 0
+    for j in range(target.shape[0]):
+        column = profile[target[j]]
+        diagonal = 0
+        f = _NEG
+        up = 0
+        for i in range(length):
+            left = h[i]
+            e_i = max(e[i] - gap_extend, left - gap_open)
+            f = max(f - gap_extend, up - gap_open)
+            score = max(diagonal + column[i], e_i, f, 0)
+            diagonal = left
+            h[i] = score
+            e[i] = e_i
+            up = score
+            best = max(best, score)
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def sw_score_many(forward, reverse, targets, offsets, gap_open, gap_extend):  # pragma: no cover - numba
+    """``(N, 2) int64`` (raw, raw - reversed-query score) of the query against targets
+    ``targets[offsets[k]:offsets[k + 1]]``; ``reverse`` is the profile of the reversed query."""
+    out = np.empty((offsets.shape[0] - 1, 2), np.int64)
+    for k in range(offsets.shape[0] - 1):
+        target = targets[offsets[k] : offsets[k + 1]]
+        raw = sw_score(forward, target, gap_open, gap_extend)
+        out[k, 0] = raw
+        out[k, 1] = raw - sw_score(reverse, target, gap_open, gap_extend)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
+    """Score matrix pass keeping ``(L, n) uint8`` traceback bits; returns (bits, best, i_best, j_best)."""
+    length, n = profile.shape[1], target.shape[0]
+    bits = np.zeros((length, n), np.uint8)
+    h = np.zeros(length, np.int32)
+    e = np.full(length, _NEG, np.int32)
+    best, i_best, j_best = 0, -1, -1
+    for j in range(n):
+        column = profile[target[j]]
+        diagonal = 0
+        f = _NEG
+        up = 0
+        for i in range(length):
+            left = h[i]
+            cell = 0
+            opened, extended = left - gap_open, e[i] - gap_extend
+            e_i = opened
+            if extended > opened:
+                e_i = extended
+                cell |= _E_EXTENDED
+            opened, extended = up - gap_open, f - gap_extend
+            f = opened
+            if extended > opened:
+                f = extended
+                cell |= _F_EXTENDED
+            score, source = 0, _FROM_ZERO
+            match = diagonal + column[i]
+            if match > score:
+                score, source = match, _FROM_DIAG
+            if e_i > score:
+                score, source = e_i, _FROM_E
+            if f > score:
+                score, source = f, _FROM_F
+            bits[i, j] = cell | source
+            diagonal = left
+            h[i] = score
+            e[i] = e_i
+            up = score
+            if score > best:
+                best, i_best, j_best = score, i, j
+    return bits, best, i_best, j_best
+
+
+@numba.njit(cache=True, nogil=True)
+def sw_trace(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
+    """Optimal local alignment: ``(score, qstart, tstart, ops)`` with ``ops`` ``(m,) uint8`` in alignment order,
+    0 = aligned pair, 1 = query residue unaligned (``I``), 2 = target residue unaligned (``D``).
+
+    The best cell is the first maximum in target-major order; ties prefer a match, then E, then F.
+    """
+    bits, best, i, j = _fill(profile, target, gap_open, gap_extend)
+    ops = np.empty(profile.shape[1] + target.shape[0], np.uint8)
+    m = 0
+    state = _FROM_DIAG  # H
+    while i >= 0 and j >= 0:
+        cell = bits[i, j]
+        if state == _FROM_DIAG:
+            source = cell & 3
+            if source == _FROM_ZERO:
+                break
+            if source == _FROM_DIAG:
+                ops[m] = 0
+                m += 1
+                i -= 1
+                j -= 1
+            else:
+                state = source
+        elif state == _FROM_E:
+            ops[m] = 2
+            m += 1
+            state = _FROM_E if cell & _E_EXTENDED else _FROM_DIAG
+            j -= 1
+        else:
+            ops[m] = 1
+            m += 1
+            state = _FROM_F if cell & _F_EXTENDED else _FROM_DIAG
+            i -= 1
+    return best, i + 1, j + 1, ops[:m][::-1].copy()
