@@ -1,4 +1,4 @@
-"""The SCOPe40 table of docs/benchmarks.md: 3Di (Foldseek's and ismtk's matrix), amino acids, TM-align ceiling.
+"""The SCOPe40 table of docs/benchmarks.md: 3Di (Foldseek's and ismtk's matrix), amino acids, 3Di+AA, TM-align ceiling.
 
 Two settings:
 
@@ -15,13 +15,14 @@ Example::
 
     python benchmarks/scope40_table.py --db db3di --lookup lookup.tsv --queries bench.txt \\
         --foldseek-matrix mat3di.fitted.out --extra "ismtk ISM, learned matrix" db_ism ism \\
-        --tm tm_bench --out-dir scope40_report
+        --tm tm_bench --out-dir scope40_report --aa-weight 1
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--foldseek-matrix", required=True, help="Foldseek's mat3di.out (with fitted EVD line)")
     parser.add_argument("--extra", nargs=3, action="append", default=[], metavar=("LABEL", "DB", "MATRIX"),
                         help="one more method: a token database of the same entries and its matrix (e.g. ISM)")
+    parser.add_argument("--aa-weight", type=float, default=0.0,
+                        help="also rank each token method with this weight x BLOSUM62 added (3Di+AA); databases "
+                        "need amino acids (choose the weight with aa_weight_sweep.py, not on the bench)")
     parser.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=1)
@@ -60,11 +64,17 @@ def main() -> None:
         "ismtk AA, BLOSUM62": dict(matrix=None, mode="aa"),
         **{label: dict(matrix=matrix, db=db) for label, db, matrix in args.extra},
     }
+    if args.aa_weight > 0:
+        with_aa = {"ismtk 3Di+AA, learned matrix": dict(matrix=None)}
+        with_aa |= {f"{label} +AA": dict(matrix=matrix, db=db) for label, db, matrix in args.extra}
+        for label, kwargs in with_aa.items():
+            methods[f"{label} ({args.aa_weight:g} x BLOSUM62)"] = {**kwargs, "aa_weight": args.aa_weight}
     ranked, names = {}, None
     for label, kwargs in methods.items():
         start = time.perf_counter()
         db = kwargs.pop("db", args.db)
-        ranked[label], names = rank_by_search([db], queries, options=options, **kwargs)
+        method_options = replace(options, aa_weight=kwargs.pop("aa_weight", 0.0))
+        ranked[label], names = rank_by_search([db], queries, options=method_options, **kwargs)
         print(f"{label}: {len(queries)} queries x {len(names)} targets in {time.perf_counter() - start:.0f} s")
     out = Path(args.out_dir)
     a = write_report(out / "A_bench_vs_all", lookup, ranked, names)
