@@ -5,7 +5,8 @@ Prints alignments (query-target pairs) per second per core of:
 * a bare Python loop over parasail (``sw_striped_profile_16`` with a reused profile) scoring each pair once,
   and twice (forward + reversed query: the work ismtk does per pair);
 * ismtk's exhaustive search (``Searcher``, score only, 1 thread) on the same pairs, and with 2 threads (GIL check);
-* ismtk with the k-mer prefilter (pairs/s counted over all pairs, i.e. the effective rate).
+* ismtk with the ungapped prefilter (pairs/s counted over all pairs, i.e. the effective rate);
+* with ``--aa-weight``, ismtk's exhaustive search with the amino-acid term (numba Gotoh kernels, 1 thread).
 
 All variants run interleaved ``--repeats`` times and the fastest run of each is kept (the machine is shared).
 With ``--lookup``, also the SCOPe40 sensitivity (noselfhit, per level) of exhaustive vs prefiltered search
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--matrix", default=None)
     parser.add_argument("--speed-queries", type=int, default=30, help="queries timed for speed")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--aa-weight", type=float, default=0.0, help="also time token + weight x BLOSUM62 scoring")
     parser.add_argument("--max-candidates", type=int, default=SearchOptions().max_candidates)
     args = parser.parse_args()
 
@@ -96,9 +98,14 @@ def main() -> None:
     matrix = load_matrix(args.matrix, db.tokenizer)
     names = read_names(args.queries) if args.queries else db.names
     index = {n: i for i, n in enumerate(db.names)}
-    qdb = SequenceDB.from_records(((n, db.token_seq(index[n]), None) for n in names), db.alphabet, db.tokenizer)
+    qdb = SequenceDB.from_records(
+        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names), db.alphabet,
+        db.tokenizer,
+    )
     timed = SequenceDB.from_records(
-        ((qdb.names[i], qdb.token_seq(i), None) for i in range(min(args.speed_queries, len(qdb)))), db.alphabet,
+        ((qdb.names[i], qdb.token_seq(i), qdb.aa_seq(i) if qdb.aa is not None else None)
+         for i in range(min(args.speed_queries, len(qdb)))),
+        db.alphabet,
         db.tokenizer,
     )
     base = SearchOptions(exhaustive=True, trace=False, max_evalue=float("inf"), max_seqs=len(db), threads=1,
@@ -106,6 +113,7 @@ def main() -> None:
     exhaustive = Searcher(db, matrix, base)
     threaded = Searcher(db, matrix, replace(base, threads=2))
     prefiltered = Searcher(db, matrix, replace(base, exhaustive=False))
+    combined = Searcher(db, matrix, replace(base, aa_weight=args.aa_weight)) if args.aa_weight > 0 else None
     aligner = exhaustive.aligner
     qbytes = [aligner.symbols(timed.token_seq(i)) for i in range(len(timed))]
     tbytes = [aligner.symbols(db.token_seq(j)) for j in range(len(db))]
@@ -119,6 +127,8 @@ def main() -> None:
         best["ismtk exhaustive"] = min(best["ismtk exhaustive"], ismtk_run(exhaustive, timed)[0])
         best["ismtk 2 threads"] = min(best["ismtk 2 threads"], ismtk_run(threaded, timed)[0])
         best["ismtk prefilter"] = min(best["ismtk prefilter"], ismtk_run(prefiltered, timed)[0])
+        if combined is not None:
+            best["ismtk +AA"] = min(best.get("ismtk +AA", float("inf")), ismtk_run(combined, timed)[0])
     print(f"{len(timed)} queries x {len(db)} targets = {pairs:,} pairs; {db.residues:,} target residues; "
           f"best of {args.repeats}")
     for name, seconds in best.items():
@@ -126,6 +136,9 @@ def main() -> None:
         print(f"  {name:18s} {seconds:8.2f} s  {pairs / seconds:10,.0f} pairs/s  {pairs / seconds / cores:10,.0f} pairs/s/core")
     print(f"  exhaustive / bare x2 (same alignments): {best['ismtk exhaustive'] / best['bare x2']:.2f}x time")
     print(f"  exhaustive / bare x1 (forward only):    {best['ismtk exhaustive'] / best['bare x1']:.2f}x time")
+    if combined is not None:
+        print(f"  +AA ({args.aa_weight:g} x BLOSUM62, numba Gotoh) / exhaustive: "
+              f"{best['ismtk +AA'] / best['ismtk exhaustive']:.2f}x time")
     print(f"  2-thread speed-up: {best['ismtk exhaustive'] / best['ismtk 2 threads']:.2f}x")
     during, alone = gil_check(aligner, timed.token_seq(0))
     print(f"  GIL check: a Python thread runs at {during / alone:.0%} of its solo speed while parasail aligns "

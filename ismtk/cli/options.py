@@ -133,7 +133,7 @@ GapExtendOpt = Annotated[int, typer.Option("--gap-extend", min=1, help="Gap exte
 EvalueOpt = Annotated[float, typer.Option("-e", "--evalue", min=0.0, help="Report hits with an E-value up to this.")]
 MaxSeqsOpt = Annotated[int, typer.Option("--max-seqs", min=1, help="Report at most this many hits per query.")]
 ExhaustiveOpt = Annotated[
-    bool, typer.Option("--exhaustive/--prefilter", help="Align every pair, or only k-mer prefilter candidates.")
+    bool, typer.Option("--exhaustive/--prefilter", help="Align every pair, or only the best ungapped-diagonal candidates (prefilter).")
 ]
 MaxCandidatesOpt = Annotated[
     int, typer.Option("--max-candidates", min=1, help="Targets per query passed by the prefilter to Smith-Waterman.")

@@ -14,7 +14,7 @@ from ismtk.search.combined import CombinedAligner
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_evd
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
-from ismtk.search.prefilter import DEFAULT_KMER, DEFAULT_MAX_CANDIDATES, KmerIndex
+from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, UngappedPrefilter
 
 __all__ = ["DEFAULT_MAX_EVALUE", "DEFAULT_MAX_SEQS", "Hit", "SearchOptions", "Searcher"]
 
@@ -33,7 +33,6 @@ class SearchOptions:
     max_evalue: float = DEFAULT_MAX_EVALUE
     max_seqs: int = DEFAULT_MAX_SEQS
     exhaustive: bool = True
-    kmer: int = DEFAULT_KMER
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     threads: int = 1
     trace: bool = True
@@ -89,7 +88,7 @@ class Searcher:
         self._targets = [self.aligner.target(target, j) for j in range(len(target))]
         self.evd_fitted = params is None
         self.evd: EvdParams = params if params is not None else fit_evd(self.aligner, target)
-        self._index = None if options.exhaustive else KmerIndex(target, options.kmer)
+        self._prefilter = None if options.exhaustive else UngappedPrefilter(target, matrix)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database."""
@@ -104,10 +103,10 @@ class Searcher:
     def search_one(self, query: SequenceDB, i: int) -> list[Hit]:
         """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index)."""
         profile = self.aligner.query(query, i)
-        if self._index is None:
+        if self._prefilter is None:
             candidates = range(len(self.target))
         else:
-            candidates = self._index.candidates(np.asarray(query.token_seq(i)), self.options.max_candidates)
+            candidates = self._prefilter.candidates(np.asarray(query.token_seq(i)), self.options.max_candidates)
         targets = self._targets
         ids = np.asarray(candidates, dtype=np.int64)
         if not len(ids):

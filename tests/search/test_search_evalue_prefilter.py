@@ -1,4 +1,4 @@
-"""Extreme-value fitting and the k-mer prefilter."""
+"""Extreme-value fitting and the ungapped-diagonal prefilter."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_gumbel
-from ismtk.search.matrix import EvdParams
-from ismtk.search.prefilter import KmerIndex, kmer_codes
+from ismtk.search.matrix import EvdParams, SubstitutionMatrix
+from ismtk.search.prefilter import UngappedPrefilter
 from ismtk.tokenizers import Alphabet
 
 
@@ -35,24 +35,32 @@ def test_evalue_and_bits_are_monotone_and_consistent():
     assert np.allclose(e, 100 * 10_000 * 2.0 ** -bit_score(np.array([10.0, 20.0, 30.0]), p))
 
 
-def test_prefilter_votes_match_brute_force():
+def _best_ungapped(q: np.ndarray, t: np.ndarray, scores: np.ndarray) -> int:
+    """Best gap-free segment score over every diagonal, by brute force."""
+    best = 0
+    for d in range(-len(q) + 1, len(t)):
+        run = 0
+        for i in range(len(q)):
+            j = i + d
+            if 0 <= j < len(t):
+                run = max(0, run + int(scores[q[i], t[j]]))
+                best = max(best, run)
+    return best
+
+
+def test_ungapped_prefilter_scores_match_brute_force_and_keep_the_best():
     rng = np.random.default_rng(5)
     alphabet = Alphabet.of_size(6)
-    seqs = [rng.integers(0, 6, rng.integers(10, 60)).astype(np.uint8) for _ in range(30)]
-    db = SequenceDB.from_records(((f"s{i}", s, None) for i, s in enumerate(seqs)), alphabet, "t")
-    index = KmerIndex(db, k=3, band=4)
+    s = rng.integers(-4, 2, size=(6, 6))
+    s = np.triu(s) + np.triu(s, 1).T
+    np.fill_diagonal(s, 5)
+    matrix = SubstitutionMatrix(alphabet.symbols, s.astype(np.int32))
+    seqs = [rng.integers(0, 6, rng.integers(1, 60)).astype(np.uint8) for _ in range(30)]
+    db = SequenceDB.from_records(((f"s{i}", x, None) for i, x in enumerate(seqs)), alphabet, "t")
+    prefilter = UngappedPrefilter(db, matrix)
     query = rng.integers(0, 6, 40).astype(np.uint8)
-    got = index.scores(query)
-    q = kmer_codes(query, 3, 6)
-    all_codes = [c for s in seqs for c in kmer_codes(s, 3, 6)]
-    for t, s in enumerate(seqs):
-        c = kmer_codes(s, 3, 6)
-        votes: dict[int, float] = {}
-        for i, a in enumerate(q):
-            for j, b in enumerate(c):
-                if a == b:
-                    band = (j - i + len(q)) // 4
-                    votes[band] = votes.get(band, 0) + np.log(len(all_codes) / all_codes.count(a))
-        assert got[t] == pytest.approx(max(votes.values(), default=0))
-    kept = index.candidates(query, 5)
-    assert len(kept) == 5 and set(got[kept]) >= {got.max()}
+    got = prefilter.scores(query)
+    assert got.tolist() == [_best_ungapped(query, t, s) for t in seqs]
+    kept = prefilter.candidates(query, 5)
+    assert len(kept) == 5 and np.all(np.diff(kept) > 0)
+    assert got[kept].min() >= np.sort(got)[-5]
