@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--queries", required=True)
     parser.add_argument("--matrix", default=None)
     parser.add_argument("--mode", default="tokens", choices=["tokens", "aa"])
+    parser.add_argument("--aa-weight", type=float, default=0.0, help="token + weight x BLOSUM62 (E-values fitted)")
     args = parser.parse_args()
     db = SequenceDB.load(args.db)
     if args.mode == "aa":
@@ -37,9 +38,12 @@ def main() -> None:
     lookup = read_lookup(args.lookup)
     names = read_names(args.queries)
     index = {n: i for i, n in enumerate(db.names)}
-    query = SequenceDB.from_records(((n, db.token_seq(index[n]), None) for n in names), db.alphabet, db.tokenizer)
-    searcher = Searcher(db, load_matrix(args.matrix, db.tokenizer),
-                        SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db)))
+    query = SequenceDB.from_records(
+        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names), db.alphabet,
+        db.tokenizer,
+    )
+    options = SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db), aa_weight=args.aa_weight)
+    searcher = Searcher(db, load_matrix(args.matrix, db.tokenizer), options)
     counts = np.zeros(len(THRESHOLDS))
     for q, hits in zip(names, searcher.search(query)):
         fold = lookup[q].rsplit(".", 2)[0]
@@ -47,7 +51,7 @@ def main() -> None:
             label = lookup.get(db.names[h.target])
             if label is None or label.rsplit(".", 2)[0] != fold:
                 counts += np.array([h.evalue <= t for t in THRESHOLDS])
-    print(f"{args.matrix or 'default matrix'} ({args.mode}), {len(names)} queries vs {len(db)} entries, "
+    print(f"{args.matrix or 'default matrix'} ({args.mode}, aa weight {args.aa_weight:g}), {len(names)} queries vs {len(db)} entries, "
           f"lambda {searcher.evd.lam:.4g}, K {searcher.evd.k:.4g}")
     for t, c in zip(THRESHOLDS, counts / len(names)):
         print(f"  E <= {t:g}: {c:.4f} false-positive hits per query")

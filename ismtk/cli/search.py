@@ -45,6 +45,9 @@ from ismtk.tokenizers import load_tokenizer
 
 __all__ = ["createdb", "easy_search", "search"]
 
+#: Fewer target entries than this give a rough E-value fit (random pairs of few sequences repeat).
+_RELIABLE_FIT = 100
+
 SearchInput = Annotated[
     Path, typer.Argument(help="A database folder (createdb), a token FASTA, or a structure file/folder.")
 ]
@@ -117,6 +120,9 @@ def search(
         [query], [target], output, matrix, tokenizer, mode, format_output, options, read_options(model, chain_names),
         _skip, predictor,
     )
+    if run.evd_fitted and run.targets < _RELIABLE_FIT:
+        console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
+                     f"database or store parameters with 'ismtk fit-evalue' (E-values only, the ranking is unaffected)")
     if run.evd_fitted and aa_weight > 0:
         console.info(f"E-values of token + {aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, K {run.evd.k:.4g}"
                      " (fitted on the target)")

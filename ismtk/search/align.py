@@ -131,10 +131,9 @@ class Aligner:
         """The profile of entry ``i`` of ``db`` as a query."""
         return self.profile(db.token_seq(i))
 
-    def target(self, db: SequenceDB, j: int, reverse: bool = False) -> bytes:
-        """Entry ``j`` of ``db`` as a target (reversed: a null target of the same composition)."""
-        tokens = db.token_seq(j)
-        return self.symbols(tokens[::-1] if reverse else tokens)
+    def target(self, db: SequenceDB, j: int) -> bytes:
+        """Entry ``j`` of ``db`` as a target."""
+        return self.symbols(db.token_seq(j))
 
     def _wide(self, text: bytes, target: bytes) -> int:
         import parasail

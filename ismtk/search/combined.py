@@ -70,11 +70,10 @@ class CombinedAligner:
         forward = (self._tokens[tokens].T[:, None, :] + self._aa[aa].T[None, :, :]).reshape(-1, len(tokens))
         return CombinedProfile(np.ascontiguousarray(forward), np.ascontiguousarray(forward[:, ::-1]))
 
-    def target(self, db: SequenceDB, j: int, reverse: bool = False) -> np.ndarray:
-        """``(n,) int32`` product-alphabet codes of entry ``j`` (reversed: a null target)."""
+    def target(self, db: SequenceDB, j: int) -> np.ndarray:
+        """``(n,) int32`` product-alphabet codes of entry ``j``."""
         tokens, aa = self._residues(db, j)
-        codes = tokens.astype(np.int32) * len(AA_ALPHABET) + aa
-        return codes[::-1].copy() if reverse else codes
+        return tokens.astype(np.int32) * len(AA_ALPHABET) + aa
 
     def score(self, query: CombinedProfile, target: np.ndarray) -> tuple[int, int]:
         """``(raw, corrected)``: corrected = raw - score of the reversed query."""
