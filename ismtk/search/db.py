@@ -173,12 +173,20 @@ class SequenceDB:
         return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
 
 
-def aa_indices(letters: np.ndarray) -> np.ndarray:
-    """``(R,) uint8`` indices into :data:`AA_ALPHABET` of ASCII amino-acid letters (any case; others: ``X``)."""
+def _aa_table() -> np.ndarray:
     table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
     for i, c in enumerate(AA_ALPHABET.symbols):
         table[ord(c)] = table[ord(c.lower())] = i
-    return table[np.asarray(letters, dtype=np.uint8)]
+    return table
+
+
+#: :data:`AA_ALPHABET` index of every ASCII byte (built once: it is used for every entry of a +AA search).
+_AA_INDEX = _aa_table()
+
+
+def aa_indices(letters: np.ndarray) -> np.ndarray:
+    """``(R,) uint8`` indices into :data:`AA_ALPHABET` of ASCII amino-acid letters (any case; others: ``X``)."""
+    return _AA_INDEX[np.asarray(letters, dtype=np.uint8)]
 
 
 def is_db(path: str | Path) -> bool:

@@ -102,17 +102,18 @@ class Searcher:
 
     def search_one(self, query: SequenceDB, i: int) -> list[Hit]:
         """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index)."""
+        tokens = np.asarray(query.token_seq(i))
         profile = self.aligner.query(query, i)
         if self._prefilter is None:
             candidates = range(len(self.target))
         else:
-            candidates = self._prefilter.candidates(np.asarray(query.token_seq(i)), self.options.max_candidates)
+            candidates = self._prefilter.candidates(tokens, self.options.max_candidates)
         targets = self._targets
         ids = np.asarray(candidates, dtype=np.int64)
         if not len(ids):
             return []
         raw, corrected = np.array(self.aligner.score_many(profile, [targets[j] for j in ids]), dtype=np.int64).T
-        e = evalue(corrected, len(query.token_seq(i)), self.target.residues, self.evd)
+        e = evalue(corrected, len(tokens), self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
