@@ -1,4 +1,4 @@
-"""Speed of residue embeddings from the autoencoder (:func:`ismtk.models.inference.embed_chains`).
+"""Speed of residue embeddings from the autoencoder (:func:`ismtk.autoencoder.io.embed_chains`).
 
 Goal for the shipped model (issue 4): >= 300 residues/s on 2 CPU cores. Uses a trained model folder if
 given (``--model RUN``), else a randomly initialised model of the default size (same cost).
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ismtk.models import AtomicAutoencoder, AutoencoderConfig
-from ismtk.models.inference import embed_chains, load_autoencoder
+from ismtk.autoencoder.io import embed_chains, load_autoencoder
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.structure import find_structure_files, read_structure
 
 

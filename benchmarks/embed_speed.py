@@ -61,8 +61,8 @@ def run_reference(model, alphabet, fasta: Path, out: Path, toks: int) -> None:
 
 
 def run_ismtk(model, alphabet, fasta: Path, out: Path, toks: int) -> None:
-    from ismtk.embed import EmbedOptions, PtDirWriter, embed_sequences
-    from ismtk.sequences import read_protein_fasta
+    from ismtk.plm.embed import EmbedOptions, PtDirWriter, embed_sequences
+    from ismtk.sequence.protein import read_protein_fasta
 
     records, _ = read_protein_fasta(fasta)
     writer = PtDirWriter(out, [name for name, _ in records])

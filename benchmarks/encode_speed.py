@@ -23,9 +23,9 @@ from pathlib import Path
 from Bio.PDB import PDBParser
 from mini3di import Encoder
 
-from ismtk.encode import default_threads, encode_files, write_fasta
 from ismtk.structure import find_structure_files, read_structure
 from ismtk.tokenizers import ThreeDiTokenizer, read_fasta
+from ismtk.workflows.encode import default_threads, encode_files, write_fasta
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scope40_dev" / "pdb"
 
@@ -114,7 +114,7 @@ def ism_speed(paths: list[Path], threads: int) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ismtk.models.inference import embed_microenvironments
+    from ismtk.autoencoder.io import embed_microenvironments
     from ismtk.structure.microenv import collate, microenvironments
     from ismtk.tokenizers import load_tokenizer
 

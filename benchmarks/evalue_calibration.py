@@ -18,7 +18,7 @@ import numpy as np
 from ismtk.bench.scope40 import read_lookup, read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
-from ismtk.search.search import SearchOptions, Searcher
+from ismtk.search.search import Searcher, SearchOptions
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from ismtk.cluster import kmeans
+from ismtk.autoencoder.codebook import kmeans
 
 
 def mixture(n: int, dim: int, modes: int, seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, read_names, write_report
-from ismtk.predict import predicted_db
+from ismtk.plm.predict import predicted_db
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
 

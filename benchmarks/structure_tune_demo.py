@@ -35,7 +35,8 @@ from esm.modules import apc, symmetrize
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ismtk.models import load_esm, load_heads
+from ismtk.plm.esm import load_esm
+from ismtk.plm.heads import load_heads
 from ismtk.structure.read import ReadOptions, read_structure
 from ismtk.tokenizers import read_fasta
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from ismtk.cluster import Codebook
+from ismtk.autoencoder.codebook import Codebook
 from ismtk.tokenizers import read_fasta
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"

@@ -16,10 +16,10 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from ismtk.models.esm import EsmConfig
-from ismtk.models.heads import StreamInfo
-from ismtk.tune.data import TuneData, collate, make_example
-from ismtk.tune.model import StructureTuner, loss_sums
+from ismtk.plm.esm import EsmConfig
+from ismtk.plm.heads import StreamInfo
+from ismtk.plm.tune_data import TuneData, collate, make_example
+from ismtk.plm.tuner import StructureTuner, loss_sums
 
 SHAPES = {"t6": EsmConfig(6, 320, 20), "t12": EsmConfig(12, 480, 20), "t33": EsmConfig(33, 1280, 20)}
 THREEDI = "ACDEFGHIKLMNPQRSTVWY"

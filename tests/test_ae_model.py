@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from ismtk.autoencoder.geometry import kabsch_superpose
+from ismtk.autoencoder.io import embed_chains, load_autoencoder, save_autoencoder
+from ismtk.autoencoder.losses import aligned_msd, autoencoder_losses
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.errors import InputError
-from ismtk.models import AtomicAutoencoder, AutoencoderConfig, autoencoder_losses
-from ismtk.models.geometry import kabsch_superpose
-from ismtk.models.inference import embed_chains, load_autoencoder, save_autoencoder
-from ismtk.models.losses import aligned_msd
 from ismtk.structure import read_structure
 from ismtk.structure.microenv import microenvironments
 

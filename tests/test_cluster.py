@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ismtk.cluster import Codebook, _nearest, assign, choose_k, disorder_token, elbow, kmeans
+from ismtk.autoencoder.codebook import Codebook, _nearest, assign, choose_k, disorder_token, elbow, kmeans
 from ismtk.errors import InputError
 from ismtk.tokenizers import Alphabet
 

@@ -12,10 +12,18 @@ import torch
 from esm.data import FastaBatchedDataset
 from esm.model.esm2 import ESM2
 
-from ismtk.embed import EmbedOptions, H5Writer, PtDirWriter, embed_sequences, length_batches, normalise_layers, windows
 from ismtk.errors import InputError
-from ismtk.models.esm_forward import esm2_representations
-from ismtk.sequences import read_protein_fasta
+from ismtk.plm.embed import (
+    EmbedOptions,
+    H5Writer,
+    PtDirWriter,
+    embed_sequences,
+    length_batches,
+    normalise_layers,
+    windows,
+)
+from ismtk.plm.forward import esm2_representations
+from ismtk.sequence.protein import read_protein_fasta
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -148,7 +156,7 @@ def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
     from typer.testing import CliRunner
 
     from ismtk.cli import app
-    from ismtk.models import save_fair_esm
+    from ismtk.plm.esm import save_fair_esm
 
     model, alphabet = tiny_esm
     weights, _ = save_fair_esm(model, tmp_path / "esm2_t3_tiny.pt")

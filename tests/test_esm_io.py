@@ -10,7 +10,7 @@ import torch
 from tiny_models import TINY, tiny_esm
 
 from ismtk.errors import InputError
-from ismtk.models.esm import EsmConfig, fair_to_hf, load_esm, save_fair_esm, save_hf
+from ismtk.plm.esm import EsmConfig, fair_to_hf, load_esm, save_fair_esm, save_hf
 
 transformers = pytest.importorskip("transformers")
 

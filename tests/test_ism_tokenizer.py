@@ -11,12 +11,12 @@ import torch
 from structure_files import STRUCTURES
 from typer.testing import CliRunner
 
+from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, assign
+from ismtk.autoencoder.io import embed_chains, save_autoencoder
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
-from ismtk.cluster import CODEBOOK_FILE, Codebook, assign
 from ismtk.errors import InputError, StructureError
-from ismtk.models import AtomicAutoencoder, AutoencoderConfig
-from ismtk.models.inference import embed_chains, save_autoencoder
 from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.errors import InputError
-from ismtk.predict import resolve_model
+from ismtk.plm.predict import resolve_model
 
 THREEDI = "ACDEFGHIKLMNPQRSTVWY"
 

@@ -6,8 +6,8 @@ import io
 
 import pytest
 from Bio.PDB import PDBParser
-from structure_files import STRUCTURES, pdb_text
 from mini3di import Encoder
+from structure_files import STRUCTURES, pdb_text
 
 from ismtk.errors import StructureError
 from ismtk.structure import read_structure

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, stream_batches
+from ismtk.autoencoder.model import AutoencoderConfig
+from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
-from ismtk.models import AutoencoderConfig
-from ismtk.train.autoencoder import TrainAEConfig, latest_checkpoint, train_autoencoder
-from ismtk.train.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, stream_batches
 from ismtk.train.metrics import read_metrics
 
 DATA = Path(__file__).parent / "data" / "ae"

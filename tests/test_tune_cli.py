@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
-from ismtk.models.esm import save_fair_esm
+from ismtk.plm.esm import save_fair_esm
 
 runner = CliRunner()
 

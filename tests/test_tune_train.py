@@ -16,11 +16,12 @@ import pytest
 import torch
 from tiny_models import tiny_esm, write_pairs
 
-from ismtk.models.esm import save_fair_esm
-from ismtk.models.heads import StreamInfo, load_heads
+from ismtk.plm.esm import save_fair_esm
+from ismtk.plm.heads import StreamInfo, load_heads
+from ismtk.plm.tune import TuneConfig, structure_tune
+from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
+from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train import load_checkpoint, read_metrics
-from ismtk.tune import StructureTuner, TuneConfig, load_tune_data, loss_sums, parse_stream, structure_tune
-from ismtk.tune.data import collate, make_example
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ismtk.models.esm import EsmConfig
+from ismtk.plm.esm import EsmConfig
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 TINY = EsmConfig(num_layers=2, embed_dim=32, attention_heads=4)
@@ -48,8 +48,9 @@ def memorising_export(
     separable); one linear head is fitted on its last-layer features until it memorises each record's
     token string (the kind of model ``predict-tokens`` runs).
     """
-    from ismtk.models import StreamInfo, TokenHeads, esm_alphabet, save_fair_esm, save_heads
-    from ismtk.models.esm_forward import esm2_representations
+    from ismtk.plm.esm import esm_alphabet, save_fair_esm
+    from ismtk.plm.forward import esm2_representations
+    from ismtk.plm.heads import StreamInfo, TokenHeads, save_heads
 
     torch.manual_seed(0)
     model = EsmConfig(num_layers=2, embed_dim=width, attention_heads=4).build().eval()

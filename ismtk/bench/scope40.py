@@ -236,11 +236,11 @@ def rank_by_search(
     FASTA or structures). Returns (query -> every target with a hit, best first) and the database's names.
 
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
-    (:func:`ismtk.predict.predicted_db`); its names must be database entries, so they are scored as those.
+    (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
     """
     from ismtk.search.matrix import load_matrix
     from ismtk.search.search import Searcher
-    from ismtk.search.workflow import load_search_db
+    from ismtk.workflows.search import load_search_db
 
     db = load_search_db(database, tokenizer, mode, threads=options.threads)
     if query_db is not None and queries is not None:
@@ -319,7 +319,7 @@ def run_scope40(
     if queries is not None:
         wanted = read_names(queries)
     else:
-        from ismtk.search.workflow import load_search_db
+        from ismtk.workflows.search import load_search_db
 
         wanted = [n for n in load_search_db([database], tokenizer, "tokens").names if n in labels]
     ranked, names = rank_by_search([database], wanted, matrix, tokenizer, mode, options)

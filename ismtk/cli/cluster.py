@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ismtk.autoencoder.codebook import ELBOW_KS, build_codebook
 from ismtk.cli import console
 from ismtk.cli.options import Inputs
-from ismtk.cluster import ELBOW_KS, build_codebook
 
 
 def cluster(

@@ -9,7 +9,7 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import DeviceOpt
-from ismtk.embed import INCLUDE, EmbedOptions, LongMode, embed_fasta
+from ismtk.plm.embed import INCLUDE, EmbedOptions, LongMode, embed_fasta
 
 _D = EmbedOptions()
 

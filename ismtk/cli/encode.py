@@ -20,9 +20,9 @@ from ismtk.cli.options import (
     TokenizerOpt,
     read_options,
 )
-from ismtk.encode import encode_files, write_fasta
 from ismtk.structure.read import find_structure_files
 from ismtk.tokenizers import load_tokenizer
+from ismtk.workflows.encode import encode_files, write_fasta
 
 
 def encode(

@@ -30,7 +30,7 @@ from ismtk.search.evalue import DEFAULT_NULL_PAIRS
 from ismtk.search.learn import learn_matrix as learn
 from ismtk.search.matrix import write_matrix
 from ismtk.search.pairs import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_TM, align_structure_files
-from ismtk.search.workflow import fit_matrix_evd, load_search_db
+from ismtk.workflows.search import fit_matrix_evd, load_search_db
 
 __all__ = ["align_pairs", "fit_evalue", "learn_matrix"]
 

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ismtk.encode import default_threads
 from ismtk.errors import InputError
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
-from ismtk.search.workflow import Mode
 from ismtk.structure.read import ChainNames, ReadOptions
 from ismtk.tokenizers import TOKENIZERS
 from ismtk.train.distributed import Rendezvous, launch, under_launcher
+from ismtk.workflows.encode import default_threads
+from ismtk.workflows.search import Mode
 
 __all__ = [
     "ChainNamesOpt",

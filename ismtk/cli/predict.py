@@ -10,7 +10,7 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import DeviceOpt
-from ismtk.predict import PREDICT_DEFAULTS, predict_tokens
+from ismtk.plm.predict import PREDICT_DEFAULTS, predict_tokens
 
 
 def predict(

@@ -38,10 +38,9 @@ from ismtk.cli.options import (
     TokenizerOpt,
     read_options,
 )
-from ismtk.search.db import load_input
 from ismtk.search.search import SearchOptions
-from ismtk.search.workflow import search_to_m8
 from ismtk.tokenizers import load_tokenizer
+from ismtk.workflows.search import load_input, search_to_m8
 
 __all__ = ["createdb", "easy_search", "search"]
 

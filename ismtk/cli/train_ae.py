@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from ismtk.autoencoder.model import AutoencoderConfig
+from ismtk.autoencoder.train import TrainAEConfig, TrainProgress
 from ismtk.cli import console
 from ismtk.cli.options import (
     DEFAULT_DEVICE,
@@ -23,8 +25,6 @@ from ismtk.cli.options import (
     TorchThreads,
     relaunch,
 )
-from ismtk.models.autoencoder import AutoencoderConfig
-from ismtk.train.autoencoder import TrainAEConfig, TrainProgress
 
 _M = AutoencoderConfig()
 _T = TrainAEConfig()
@@ -90,7 +90,7 @@ def train_ae(
 
     [bold]Example[/bold]: ismtk train-ae data/structures -o runs/ae --width 64 --layers 2 --batch-size 64 --nproc 2
     """
-    from ismtk.train.autoencoder import train_autoencoder
+    from ismtk.autoencoder.train import train_autoencoder
 
     status, device = relaunch(gpus, nproc, device, nnodes, node_rank, rdzv_endpoint, rdzv_id)
     if status is not None:

@@ -21,9 +21,8 @@ from ismtk.cli.options import (
     TorchThreads,
     relaunch,
 )
-from ismtk.tune import TuneConfig
-from ismtk.tune import structure_tune as run_structure_tune
-from ismtk.tune.trainer import Precision
+from ismtk.plm.tune import Precision, TuneConfig
+from ismtk.plm.tune import structure_tune as run_structure_tune
 
 _D = TuneConfig(backbone="", aa="", tokens=(), out="")
 

@@ -17,33 +17,25 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ismtk.encode import EncodedChain, encode_files
 from ismtk.errors import InputError
-from ismtk.structure.read import ReadOptions, find_structure_files
-from ismtk.structure.residues import AMINO_ACIDS, UNKNOWN_AA
-from ismtk.tokenizers import Alphabet, Tokenizer, read_fasta
+from ismtk.sequence import AA_ALPHABET, Alphabet, aa_indices, read_fasta
 
 __all__ = [
-    "AA_ALPHABET",
     "DB_FORMAT",
     "DB_VERSION",
     "SequenceDB",
-    "aa_indices",
     "is_db",
-    "load_input",
 ]
 
 DB_FORMAT = "ismtk-db"
 DB_VERSION = 1
 _HEADER = "ismtk-db.json"
-#: Alphabet of amino-acid searches: the 20 amino acids and ``X`` for anything else.
-AA_ALPHABET = Alphabet(AMINO_ACIDS + UNKNOWN_AA)
 
 
 @dataclass(frozen=True)
@@ -111,10 +103,6 @@ class SequenceDB:
         return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa)
 
     @classmethod
-    def from_chains(cls, chains: Iterable[EncodedChain], tokenizer: Tokenizer) -> SequenceDB:
-        return cls.from_records(((c.name, c.tokens, c.sequence) for c in chains), tokenizer.alphabet, tokenizer.name)
-
-    @classmethod
     def from_fasta(cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None):
         """Read a token FASTA (symbols of ``alphabet``), optionally with the matching amino-acid FASTA."""
         aa = dict(read_fasta(aa_fasta)) if aa_fasta is not None else None
@@ -173,60 +161,6 @@ class SequenceDB:
         return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
 
 
-def _aa_table() -> np.ndarray:
-    table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
-    for i, c in enumerate(AA_ALPHABET.symbols):
-        table[ord(c)] = table[ord(c.lower())] = i
-    return table
-
-
-#: :data:`AA_ALPHABET` index of every ASCII byte (built once: it is used for every entry of a +AA search).
-_AA_INDEX = _aa_table()
-
-
-def aa_indices(letters: np.ndarray) -> np.ndarray:
-    """``(R,) uint8`` indices into :data:`AA_ALPHABET` of ASCII amino-acid letters (any case; others: ``X``)."""
-    return _AA_INDEX[np.asarray(letters, dtype=np.uint8)]
-
-
 def is_db(path: str | Path) -> bool:
     """True when ``path`` is a database folder."""
     return (Path(path) / _HEADER).is_file()
-
-
-_FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
-
-
-def load_input(
-    inputs: Sequence[str | Path],
-    tokenizer: Tokenizer,
-    options: ReadOptions = ReadOptions(),
-    threads: int = 1,
-    on_skip=None,
-) -> SequenceDB:
-    """A search input as a :class:`SequenceDB`: one database folder, token FASTA file(s), or structures.
-
-    Token FASTA are read with ``tokenizer``'s alphabet (no amino acids); structures are encoded with
-    ``tokenizer`` (chains it cannot use are passed to ``on_skip`` and left out).
-    """
-    paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and is_db(paths[0]):
-        return SequenceDB.load(paths[0])
-    fasta = [p for p in paths if p.name.lower().endswith(_FASTA_SUFFIXES)]
-    if fasta:
-        if len(fasta) != len(paths):
-            raise InputError("mix of FASTA and structure inputs; give one kind")
-        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.name) for p in fasta]
-        return SequenceDB.from_records(
-            ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names)), tokenizer.alphabet, tokenizer.name
-        )
-    files = find_structure_files(paths)
-    chains = []
-    for result in encode_files(files, tokenizer, options, threads):
-        chains.extend(result.chains)
-        if on_skip is not None:
-            for problem in result.skipped:
-                on_skip(problem)
-    if not chains:
-        raise InputError(f"no chain could be encoded from {len(files)} structure file(s)")
-    return SequenceDB.from_chains(chains, tokenizer)

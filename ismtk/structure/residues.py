@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from Bio.Data.PDBData import protein_letters_3to1_extended
 
+from ismtk.sequence.alphabet import AMINO_ACIDS, UNKNOWN_AA
+
 __all__ = [
     "AMINO_ACIDS",
     "UNKNOWN_AA",
@@ -13,10 +15,6 @@ __all__ = [
     "element_index",
 ]
 
-#: The 20 standard amino acids in the order used by every amino-acid head of ismtk.
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-#: One-letter code of residues that are amino acids of unknown or non-standard identity.
-UNKNOWN_AA = "X"
 #: Atom element vocabulary of the microenvironments (ISM paper); ``X`` collects every other element.
 ELEMENTS = ("C", "H", "N", "O", "P", "S", "X")
 #: Residue names of water molecules, never part of a chain.

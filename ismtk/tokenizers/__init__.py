@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ismtk.errors import InputError
-from ismtk.tokenizers.alphabet import MAX_TOKENS, SYMBOLS, Alphabet
+from ismtk.sequence.alphabet import MAX_TOKENS, SYMBOLS, Alphabet
+from ismtk.sequence.fasta import FastaWriter, read_fasta
 from ismtk.tokenizers.base import Tokenizer
-from ismtk.tokenizers.fasta import FastaWriter, read_fasta
 from ismtk.tokenizers.threedi import ThreeDiTokenizer
 
 __all__ = [

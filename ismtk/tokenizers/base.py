@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ismtk.errors import StructureError
+from ismtk.sequence.alphabet import Alphabet
 from ismtk.structure.chain import ProteinChain
-from ismtk.tokenizers.alphabet import Alphabet
 
 __all__ = ["MAX_MISSING_BACKBONE", "Tokenizer", "require_backbone"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ismtk.cluster import CODEBOOK_FILE, Codebook, file_sha256
+from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, file_sha256
 from ismtk.errors import InputError
 from ismtk.structure.chain import ProteinChain
 from ismtk.tokenizers.base import Tokenizer, require_backbone
@@ -31,7 +31,7 @@ class IsmTokenizer(Tokenizer):
     """
 
     def __init__(self, folder: str | Path = DEFAULT_ISM_MODEL, device: str = "cpu") -> None:
-        from ismtk.models.inference import MODEL_WEIGHTS, load_autoencoder
+        from ismtk.autoencoder.io import MODEL_WEIGHTS, load_autoencoder
 
         folder = Path(folder)
         codebook_path = folder / CODEBOOK_FILE
@@ -47,7 +47,7 @@ class IsmTokenizer(Tokenizer):
 
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
-        from ismtk.models.inference import embed_chains
+        from ismtk.autoencoder.io import embed_chains
 
         for chain in chains:
             require_backbone(chain, "ISM tokens are made from all-atom microenvironments")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from mini3di import Encoder
 
+from ismtk.sequence.alphabet import Alphabet
 from ismtk.structure.chain import ProteinChain
-from ismtk.tokenizers.alphabet import Alphabet
 from ismtk.tokenizers.base import Tokenizer, require_backbone
 
 __all__ = ["ThreeDiTokenizer"]

@@ -22,7 +22,7 @@ from ismtk.cli import app
 from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
-from ismtk.search.workflow import load_search_db
+from ismtk.workflows.search import load_search_db
 
 LOOKUP = {
     "q": "a.1.1.1",

@@ -11,8 +11,9 @@ from conftest import naive_sw
 from ismtk.errors import InputError
 from ismtk.search.align import Aligner
 from ismtk.search.combined import CombinedAligner
-from ismtk.search.db import AA_ALPHABET, SequenceDB
+from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import SubstitutionMatrix, load_matrix
+from ismtk.sequence import AA_ALPHABET
 from ismtk.tokenizers import Alphabet
 
 AA = AA_ALPHABET.symbols

@@ -7,7 +7,7 @@ import pytest
 from conftest import FAMILY_D58, HOMOLOGS, OTHER
 
 from ismtk.errors import InputError
-from ismtk.search.db import SequenceDB, is_db, load_input
+from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.learn import learn_matrix
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.pairs import (
@@ -18,6 +18,7 @@ from ismtk.search.pairs import (
 )
 from ismtk.search.search import Searcher
 from ismtk.tokenizers import Alphabet, ThreeDiTokenizer
+from ismtk.workflows.search import load_input
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from ismtk.errors import InputError
-from ismtk.tokenizers import MAX_TOKENS, Alphabet
 from ismtk.search.matrix import (
     EvdParams,
     SubstitutionMatrix,
@@ -18,6 +17,7 @@ from ismtk.search.matrix import (
     ungapped_lambda,
     write_matrix,
 )
+from ismtk.tokenizers import MAX_TOKENS, Alphabet
 
 FOLDSEEK_STYLE = """# 3Di bit/2
 # Background (precomputed optional): 0.5 0.3 0.2 0.00001

@@ -22,7 +22,7 @@ from torch import nn
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
-from ismtk.tokenizers.alphabet import Alphabet
+from ismtk.sequence.alphabet import Alphabet
 
 __all__ = ["HEADS_FORMAT", "StreamInfo", "TokenHeads", "load_heads", "save_heads"]
 

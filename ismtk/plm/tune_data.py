@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ismtk.errors import InputError
-from ismtk.models.esm import esm_alphabet
-from ismtk.models.heads import StreamInfo
+from ismtk.plm.esm import esm_alphabet
+from ismtk.plm.heads import StreamInfo
 from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta
 
 __all__ = [

@@ -9,7 +9,12 @@ import numpy as np
 
 from ismtk.errors import InputError
 
-__all__ = ["Alphabet", "MAX_TOKENS", "SYMBOLS"]
+__all__ = ["AA_ALPHABET", "AMINO_ACIDS", "Alphabet", "MAX_TOKENS", "SYMBOLS", "UNKNOWN_AA", "aa_indices"]
+
+#: The 20 standard amino acids in the order used by every amino-acid head of ismtk.
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+#: One-letter code of residues that are amino acids of unknown or non-standard identity.
+UNKNOWN_AA = "X"
 
 #: Symbols handed out to K-token alphabets, in order. parasail folds case, so no letter appears in two
 #: cases; FASTA and alignment syntax (``>``, ``;``, ``*``, ``-``) and whitespace are left out.
@@ -70,3 +75,23 @@ class Alphabet:
         if tokens.size and (tokens.min() < 0 or tokens.max() >= len(self)):
             raise InputError(f"token index out of range for an alphabet of {len(self)} symbols")
         return np.frombuffer(self.symbols.encode("ascii"), dtype=np.uint8)[tokens].tobytes().decode("ascii")
+
+
+#: Alphabet of amino-acid searches: the 20 amino acids and ``X`` for anything else.
+AA_ALPHABET = Alphabet(AMINO_ACIDS + UNKNOWN_AA)
+
+
+def _aa_table() -> np.ndarray:
+    table = np.full(256, AA_ALPHABET.symbols.index(UNKNOWN_AA), dtype=np.uint8)
+    for i, c in enumerate(AA_ALPHABET.symbols):
+        table[ord(c)] = table[ord(c.lower())] = i
+    return table
+
+
+#: :data:`AA_ALPHABET` index of every ASCII byte (built once: it is used for every entry of a +AA search).
+_AA_INDEX = _aa_table()
+
+
+def aa_indices(letters: np.ndarray) -> np.ndarray:
+    """``(R,) uint8`` indices into :data:`AA_ALPHABET` of ASCII amino-acid letters (any case; others: ``X``)."""
+    return _AA_INDEX[np.asarray(letters, dtype=np.uint8)]

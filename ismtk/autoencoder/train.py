@@ -23,13 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError
-from ismtk.models.autoencoder import AtomicAutoencoder, AutoencoderConfig
-from ismtk.models.inference import load_autoencoder, save_autoencoder
-from ismtk.models.losses import LOSS_NAMES, STAGE_LOSSES, autoencoder_losses
-from ismtk.structure.microenv import Microenvironments
-from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ismtk.train.corpus import (
+from ismtk.autoencoder.corpus import (
     Corpus,
     CorpusFilter,
     SkipLog,
@@ -39,6 +33,12 @@ from ismtk.train.corpus import (
     stream_batches,
     validation_batches,
 )
+from ismtk.autoencoder.io import load_autoencoder, save_autoencoder
+from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES, autoencoder_losses
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.errors import InputError
+from ismtk.structure.microenv import Microenvironments
+from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import shard
@@ -82,7 +82,7 @@ class TrainAEConfig:
     seed
         Seed of the data order and of the initial weights.
     drop_bench_homologs, drop_ts50_homologs
-        See :class:`ismtk.train.corpus.CorpusFilter`.
+        See :class:`ismtk.autoencoder.corpus.CorpusFilter`.
     """
 
     stage: Stage = "both"

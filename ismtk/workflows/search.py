@@ -11,15 +11,16 @@ from typing import Literal
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, StructureError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
-from ismtk.search.db import SequenceDB, load_input
+from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.m8 import DEFAULT_COLUMNS, needs_alignment, parse_columns, write_m8
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.structure.read import ReadOptions
-from ismtk.tokenizers import load_tokenizer
+from ismtk.structure.read import ReadOptions, find_structure_files
+from ismtk.tokenizers import Tokenizer, load_tokenizer
+from ismtk.workflows.encode import encode_files
 
-__all__ = ["Mode", "SearchRun", "fit_matrix_evd", "load_search_db", "search_to_m8"]
+__all__ = ["Mode", "SearchRun", "fit_matrix_evd", "load_input", "load_search_db", "search_to_m8"]
 
 #: What is aligned: the structure tokens, or the amino acids (with an amino-acid matrix).
 Mode = Literal["tokens", "aa"]
@@ -37,6 +38,45 @@ def load_search_db(
     """One search side as a database: a DB folder, token FASTA, or structures encoded with ``tokenizer``."""
     db = load_input(inputs, load_tokenizer(tokenizer), read_options, threads, on_skip)
     return db.as_amino_acids() if mode == "aa" else db
+
+
+_FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
+
+
+def load_input(
+    inputs: Sequence[str | Path],
+    tokenizer: Tokenizer,
+    options: ReadOptions = ReadOptions(),
+    threads: int = 1,
+    on_skip=None,
+) -> SequenceDB:
+    """A search input as a :class:`SequenceDB`: one database folder, token FASTA file(s), or structures.
+
+    Token FASTA are read with ``tokenizer``'s alphabet (no amino acids); structures are encoded with
+    ``tokenizer`` (chains it cannot use are passed to ``on_skip`` and left out).
+    """
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and is_db(paths[0]):
+        return SequenceDB.load(paths[0])
+    fasta = [p for p in paths if p.name.lower().endswith(_FASTA_SUFFIXES)]
+    if fasta:
+        if len(fasta) != len(paths):
+            raise InputError("mix of FASTA and structure inputs; give one kind")
+        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.name) for p in fasta]
+        return SequenceDB.from_records(
+            ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names)), tokenizer.alphabet, tokenizer.name
+        )
+    files = find_structure_files(paths)
+    chains = []
+    for result in encode_files(files, tokenizer, options, threads):
+        chains.extend(result.chains)
+        if on_skip is not None:
+            for problem in result.skipped:
+                on_skip(problem)
+    if not chains:
+        raise InputError(f"no chain could be encoded from {len(files)} structure file(s)")
+    records = ((c.name, c.tokens, c.sequence) for c in chains)
+    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.name)
 
 
 @dataclass(frozen=True)
@@ -68,14 +108,14 @@ def search_to_m8(
 
     ``matrix`` is a file or shipped name; by default the matrix of the target's tokenizer (or BLOSUM62 in
     ``aa`` mode). With ``predictor`` (a structure-tune export), ``query`` is a protein FASTA whose tokens
-    are predicted from sequence alone (:func:`ismtk.predict.predicted_db`). Raises :class:`InputError` for
+    are predicted from sequence alone (:func:`ismtk.plm.predict.predicted_db`). Raises :class:`InputError` for
     mismatched alphabets, empty inputs or an unusable matrix.
     """
     start = time.perf_counter()
     names = parse_columns(columns)
     target_db = load_search_db(target, tokenizer, mode, read_options, options.threads, on_skip)
     if predictor is not None:
-        from ismtk.predict import predicted_db
+        from ismtk.plm.predict import predicted_db
 
         if len(query) != 1 or mode != "tokens":
             raise InputError("--predictor takes one protein FASTA as the query and searches structure tokens (--mode tokens)")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ismtk.models.autoencoder import AutoencoderConfig
-from ismtk.models.geometry import kabsch_superpose, pairwise_distances
+from ismtk.autoencoder.geometry import kabsch_superpose, pairwise_distances
+from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.structure.microenv import IGNORE_AA
 
 __all__ = ["LOSS_NAMES", "STAGE_LOSSES", "autoencoder_losses", "aligned_msd"]

@@ -40,8 +40,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
-from ismtk.models.esm import load_esm, save_fair_esm, save_hf
-from ismtk.models.heads import save_heads
+from ismtk.plm.esm import load_esm, save_fair_esm, save_hf
+from ismtk.plm.heads import save_heads
+from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
+from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train import (
     DistEnv,
     MetricsLog,
@@ -56,8 +58,6 @@ from ismtk.train import (
     teardown,
     warmup_cosine,
 )
-from ismtk.tune.data import TuneData, collate, load_tune_data, make_example, parse_stream
-from ismtk.tune.model import StructureTuner, loss_sums
 
 __all__ = ["TuneConfig", "TuneResult", "epoch_items", "evaluate", "export", "read_groups", "split_validation",
            "structure_tune"]

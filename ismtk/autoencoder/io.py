@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ismtk.atomic import atomic_write
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.errors import InputError
-from ismtk.models.autoencoder import AtomicAutoencoder, AutoencoderConfig
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.microenv import Microenvironments, collate, microenvironments
 from ismtk.train.checkpoint import load_checkpoint, save_checkpoint

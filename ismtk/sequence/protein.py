@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ismtk.errors import InputError
-from ismtk.tokenizers.fasta import read_fasta
+from ismtk.sequence.fasta import read_fasta
 
 __all__ = ["ESM_RESIDUES", "read_protein_fasta"]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.errors import InputError, StructureError
+from ismtk.sequence.fasta import FastaWriter
 from ismtk.structure.read import ReadOptions, read_structure
 from ismtk.tokenizers.base import Tokenizer
-from ismtk.tokenizers.fasta import FastaWriter
 
 __all__ = ["EncodedChain", "FileResult", "EncodeSummary", "default_threads", "encode_file", "encode_files", "write_fasta"]
 

@@ -6,14 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ismtk.embed import EmbedOptions, embed_sequences
 from ismtk.errors import InputError
-from ismtk.models.esm import load_esm
-from ismtk.models.heads import TokenHeads, load_heads
+from ismtk.plm.embed import EmbedOptions, embed_sequences
+from ismtk.plm.esm import load_esm
+from ismtk.plm.heads import TokenHeads, load_heads
 from ismtk.search.db import SequenceDB
-from ismtk.sequences import read_protein_fasta
-from ismtk.tokenizers.alphabet import Alphabet
-from ismtk.tokenizers.fasta import FastaWriter
+from ismtk.sequence.alphabet import Alphabet
+from ismtk.sequence.fasta import FastaWriter
+from ismtk.sequence.protein import read_protein_fasta
 
 __all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "predicted_db", "resolve_model"]
 

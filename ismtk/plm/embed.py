@@ -19,8 +19,8 @@ from esm.model.esm2 import ESM2
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
-from ismtk.models.esm_forward import esm2_representations
-from ismtk.sequences import read_protein_fasta
+from ismtk.plm.forward import esm2_representations
+from ismtk.sequence.protein import read_protein_fasta
 
 __all__ = [
     "INCLUDE",
@@ -286,12 +286,12 @@ def embed_fasta(
     on_batch: Callable[[int], None] | None = None,
     on_start: Callable[[int, list[str]], None] | None = None,
 ) -> EmbedSummary:
-    """Embed every sequence of ``fasta`` with the model ``model_spec`` (see :func:`ismtk.models.load_esm`).
+    """Embed every sequence of ``fasta`` with the model ``model_spec`` (see :func:`ismtk.plm.esm.load_esm`).
 
     ``out`` ending in ``.h5``/``.hdf5`` is one HDF5 file (:class:`H5Writer`), otherwise a folder of
     esm-extract ``.pt`` files. ``on_start(n_sequences, notes)`` is called once the input is checked.
     """
-    from ismtk.models.esm import load_esm
+    from ismtk.plm.esm import load_esm
 
     records, notes = read_protein_fasta(fasta)
     loaded = load_esm(model_spec)

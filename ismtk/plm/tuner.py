@@ -15,8 +15,8 @@ from esm.model.esm2 import ESM2
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ismtk.models.heads import StreamInfo, TokenHeads
-from ismtk.tune.data import Batch
+from ismtk.plm.heads import StreamInfo, TokenHeads
+from ismtk.plm.tune_data import Batch
 
 __all__ = ["LossSums", "StructureTuner", "loss_sums"]
 

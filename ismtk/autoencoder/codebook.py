@@ -19,7 +19,7 @@ import torch
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
-from ismtk.tokenizers.alphabet import Alphabet
+from ismtk.sequence.alphabet import Alphabet
 
 __all__ = [
     "CODEBOOK_FILE",
@@ -308,12 +308,12 @@ def residue_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
 
-    Chains come from :func:`ismtk.train.corpus.load_corpus` (one per entry; benchmark homologs dropped
+    Chains come from :func:`ismtk.autoencoder.corpus.load_corpus` (one per entry; benchmark homologs dropped
     when an index says which); up to ``residues_per_chain`` random residues of each are embedded, and
     at most ``max_points`` residues in all are kept, drawn uniformly at random.
     """
-    from ismtk.models.inference import embed_microenvironments, load_autoencoder
-    from ismtk.train.corpus import SkipLog, chain_microenvironments, load_corpus
+    from ismtk.autoencoder.corpus import SkipLog, chain_microenvironments, load_corpus
+    from ismtk.autoencoder.io import embed_microenvironments, load_autoencoder
 
     model = load_autoencoder(model_dir)
     corpus = load_corpus(inputs, index)
@@ -357,7 +357,7 @@ def build_codebook(
     """
     import shutil
 
-    from ismtk.models.inference import MODEL_CONFIG, MODEL_WEIGHTS
+    from ismtk.autoencoder.io import MODEL_CONFIG, MODEL_WEIGHTS
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)

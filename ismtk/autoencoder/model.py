@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ismtk.autoencoder.geometry import pairwise_distances
 from ismtk.errors import InputError
-from ismtk.models.geometry import pairwise_distances
 from ismtk.structure.microenv import MAX_ATOMS, RADIUS
 from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS
 
