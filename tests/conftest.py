@@ -1,11 +1,11 @@
-"""Shared fixtures: paths of the real structures in tests/data and makers of broken files."""
+"""Shared fixtures: the real structures in tests/data and makers of broken files (helpers: tests/helpers.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from structure_files import STRUCTURES, pdb_text
+from helpers import STRUCTURES, pdb_text
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from structure_files import STRUCTURES
+from helpers import STRUCTURES
 
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from structure_files import STRUCTURES
+from helpers import STRUCTURES
 from typer.testing import CliRunner
 
 from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, assign

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from Bio.Data.PDBData import protein_letters_3to1_extended
-from structure_files import STRUCTURES, pdb_text
+from helpers import STRUCTURES, pdb_text
 
 from ismtk.errors import InputError, StructureError
 from ismtk.structure import ReadOptions, entry_name, find_structure_files, read_structure

@@ -7,7 +7,7 @@ import io
 import pytest
 from Bio.PDB import PDBParser
 from mini3di import Encoder
-from structure_files import STRUCTURES, pdb_text
+from helpers import STRUCTURES, pdb_text
 
 from ismtk.errors import StructureError
 from ismtk.structure import read_structure

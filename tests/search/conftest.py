@@ -1,36 +1,13 @@
-"""Fixtures of the search tests: small real SCOPe domains, a naive Smith-Waterman for checking parasail."""
+"""Fixtures of the search tests (their helpers live in tests/helpers.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-DATA = Path(__file__).parent.parent / "data" / "search"
-
-#: Two cytochromes c (a.3.1.1), two d.58.7.1 domains, one b.40.2.1 domain.
-HOMOLOGS = ("d1ycca_", "d451ca_")
-FAMILY_D58 = ("d1nu4a_", "d2hzca_")
-OTHER = "d1c4qa_"
+from helpers import SEARCH_DOMAINS
 
 
 @pytest.fixture(scope="session")
 def domains_dir() -> Path:
-    return DATA
-
-
-def naive_sw(a: np.ndarray, b: np.ndarray, scores: np.ndarray, gap_open: int, gap_extend: int) -> int:
-    """Gotoh's affine-gap Smith-Waterman, O(mn) in plain Python: a gap of n costs open + (n - 1) * extend."""
-    m, n = len(a), len(b)
-    h = np.zeros((m + 1, n + 1), dtype=np.int64)
-    e = np.full((m + 1, n + 1), -(10**9), dtype=np.int64)
-    f = np.full((m + 1, n + 1), -(10**9), dtype=np.int64)
-    best = 0
-    for i in range(1, m + 1):
-        for j in range(1, n + 1):
-            e[i, j] = max(e[i, j - 1] - gap_extend, h[i, j - 1] - gap_open)
-            f[i, j] = max(f[i - 1, j] - gap_extend, h[i - 1, j] - gap_open)
-            h[i, j] = max(0, h[i - 1, j - 1] + scores[a[i - 1], b[j - 1]], e[i, j], f[i, j])
-            best = max(best, h[i, j])
-    return int(best)
+    return SEARCH_DOMAINS

@@ -6,8 +6,8 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import HOMOLOGS
-from structure_files import SHARED_DATA as SHARED
+from helpers import HOMOLOGS
+from helpers import SHARED_DATA as SHARED
 from typer.testing import CliRunner
 
 from ismtk.bench.scope40 import (

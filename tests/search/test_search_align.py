@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import naive_sw
+from helpers import naive_sw
 
 from ismtk.errors import InputError
 from ismtk.search.align import Aligner

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FAMILY_D58, HOMOLOGS, OTHER
+from helpers import FAMILY_D58, HOMOLOGS, OTHER
 from typer.testing import CliRunner
 
 from ismtk.cli import app

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import naive_sw
+from helpers import naive_sw
 
 from ismtk.errors import InputError
 from ismtk.search.align import Aligner

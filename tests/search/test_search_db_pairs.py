@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FAMILY_D58, HOMOLOGS, OTHER
+from helpers import FAMILY_D58, HOMOLOGS, OTHER
 
 from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB, is_db

@@ -1,0 +1,44 @@
+"""Helpers shared by the tests: paths of the real fixtures in tests/data, the labelled SCOPe domains of the search
+tests, and a naive Smith-Waterman to check the aligners against. Tests import them from here; conftest files only
+hold fixtures."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FAMILY_D58", "HOMOLOGS", "OTHER", "SEARCH_DOMAINS", "SHARED_DATA", "STRUCTURES", "naive_sw", "pdb_text"]
+
+STRUCTURES = Path(__file__).parent / "data" / "structures"
+#: Small real SCOPe domains of the search tests.
+SEARCH_DOMAINS = Path(__file__).parent / "data" / "search"
+#: ``shared/data`` beside the checkout (CI places ``shared/`` next to the clone).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: Two cytochromes c (a.3.1.1), two d.58.7.1 domains, one b.40.2.1 domain (all in :data:`SEARCH_DOMAINS`).
+HOMOLOGS = ("d1ycca_", "d451ca_")
+FAMILY_D58 = ("d1nu4a_", "d2hzca_")
+OTHER = "d1c4qa_"
+
+
+def pdb_text(name: str) -> str:
+    """Text of a fixture PDB file."""
+    return gzip.open(STRUCTURES / f"{name}.pdb.gz", "rt").read()
+
+
+def naive_sw(a: np.ndarray, b: np.ndarray, scores: np.ndarray, gap_open: int, gap_extend: int) -> int:
+    """Gotoh's affine-gap Smith-Waterman, O(mn) in plain Python: a gap of n costs open + (n - 1) * extend."""
+    m, n = len(a), len(b)
+    h = np.zeros((m + 1, n + 1), dtype=np.int64)
+    e = np.full((m + 1, n + 1), -(10**9), dtype=np.int64)
+    f = np.full((m + 1, n + 1), -(10**9), dtype=np.int64)
+    best = 0
+    for i in range(1, m + 1):
+        for j in range(1, n + 1):
+            e[i, j] = max(e[i, j - 1] - gap_extend, h[i, j - 1] - gap_open)
+            f[i, j] = max(f[i - 1, j] - gap_extend, h[i - 1, j] - gap_open)
+            h[i, j] = max(0, h[i - 1, j - 1] + scores[a[i - 1], b[j - 1]], e[i, j], f[i, j])
+            best = max(best, h[i, j])
+    return int(best)
