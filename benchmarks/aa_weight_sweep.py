@@ -15,7 +15,8 @@ import argparse
 import time
 from dataclasses import replace
 
-from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, read_names, score_queries, summarize
+from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, score_queries, summarize
+from ismtk.names import read_names
 from ismtk.search.search import SearchOptions
 
 

@@ -15,7 +15,8 @@ import argparse
 
 import numpy as np
 
-from ismtk.bench.scope40 import read_lookup, read_names
+from ismtk.bench.scope40 import read_lookup
+from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions

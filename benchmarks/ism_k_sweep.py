@@ -20,7 +20,8 @@ import numpy as np
 
 from ismtk.autoencoder.codebook import assign, kmeans
 from ismtk.autoencoder.io import embed_chains, load_autoencoder
-from ismtk.bench.scope40 import rank_by_search, read_lookup, read_names, write_report
+from ismtk.bench.scope40 import rank_by_search, read_lookup, write_report
+from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.learn import learn_matrix
 from ismtk.search.matrix import write_matrix

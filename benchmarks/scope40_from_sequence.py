@@ -16,7 +16,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, read_names, write_report
+from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, write_report
+from ismtk.names import read_names
 from ismtk.plm.predict import predicted_db
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions

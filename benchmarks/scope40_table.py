@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, read_names, write_report
+from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, write_report
+from ismtk.names import read_names
 from ismtk.search.search import SearchOptions
 
 

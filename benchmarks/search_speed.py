@@ -27,7 +27,8 @@ from dataclasses import replace
 import numpy as np
 import parasail
 
-from ismtk.bench.scope40 import LEVELS, read_lookup, read_names, score_queries, summarize
+from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
+from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions

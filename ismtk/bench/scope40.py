@@ -27,6 +27,7 @@ import numpy as np
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
+from ismtk.names import read_names, read_rows
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
 
@@ -38,7 +39,6 @@ __all__ = [
     "plot_cumulative",
     "rank_by_search",
     "read_lookup",
-    "read_names",
     "read_query_results",
     "run_scope40",
     "score_queries",
@@ -55,21 +55,12 @@ _HEADER = ["NAME", "SCOP", "FAM", "SFAM", "FOLD", "FP", "FAMCNT", "SFAMCNT", "FO
 
 def read_lookup(path: str | Path) -> dict[str, str]:
     """``sid -> sccs`` of a ``sid<TAB>sccs`` lookup (Foldseek's ``scop_lookup.fix.tsv``); ``#`` lines skipped."""
-    path = Path(path)
+    expect = "'sid<TAB>class.fold.superfamily.family'"
     lookup = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read SCOP lookup ({exc.strerror or exc})") from exc
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) < 2 or fields[1].count(".") != 3:
-            raise InputError(f"{path}: line {number}: expected 'sid<TAB>class.fold.superfamily.family'")
-        lookup[fields[0]] = fields[1]
-    if not lookup:
-        raise InputError(f"{path}: no SCOP labels")
+    for number, (sid, sccs, *_) in read_rows(path, "SCOP labels", 2, expect):
+        if sccs.count(".") != 3:
+            raise InputError(f"{path}: line {number}: expected {expect}")
+        lookup[sid] = sccs
     return lookup
 
 
@@ -285,19 +276,6 @@ def write_report(
         write_summary(out_dir / f"summary.{variant}.tsv", summaries[variant])
         plot_cumulative(out_dir / f"cumulative.{variant}.png", results)
     return summaries
-
-
-def read_names(path: str | Path) -> list[str]:
-    """Entry names, one per line (first word; blank and ``#`` lines skipped)."""
-    path = Path(path)
-    try:
-        words = [line.split() for line in path.read_text().splitlines()]
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read names ({exc.strerror or exc})") from exc
-    names = [w[0] for w in words if w and not w[0].startswith("#")]
-    if not names:
-        raise InputError(f"{path}: no names")
-    return names
 
 
 def run_scope40(

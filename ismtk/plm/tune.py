@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
+from ismtk.names import read_names, read_rows
 from ismtk.plm.esm import load_esm, save_fair_esm, save_hf
 from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
@@ -115,7 +116,7 @@ class TuneResult:
 def split_validation(data: TuneData, fraction: float, names_file: str | None, seed: int) -> tuple[TuneData, TuneData]:
     """Train and held-out parts: the records listed in ``names_file``, else a seeded ``fraction``."""
     if names_file is not None:
-        wanted = {line.split()[0] for line in Path(names_file).read_text().splitlines() if line.strip()}
+        wanted = set(read_names(names_file, "record names"))
         held = [i for i, name in enumerate(data.names) if name in wanted]
         if not held:
             raise InputError(f"{names_file}: none of its names is in the training data")
@@ -131,14 +132,8 @@ def read_groups(path: str, names: list[str]) -> list[np.ndarray]:
 
     Records the file does not name form a group of their own. Groups are ordered by first member.
     """
-    group_of = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        fields = line.replace(",", " ").split()
-        if not fields or line.startswith("#"):
-            continue
-        if len(fields) < 2:
-            raise InputError(f"{path}: line {number}: expected a record name and a group")
-        group_of[fields[0]] = fields[1]
+    rows = read_rows(path, "groups", 2, "a record name and a group", commas=True)
+    group_of = {row.fields[0]: row.fields[1] for row in rows}
     if not set(group_of) & set(names):
         raise InputError(f"{path}: none of its names is a training record")
     members: dict[str, list[int]] = {}

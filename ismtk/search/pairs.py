@@ -22,6 +22,7 @@ import numpy as np
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
+from ismtk.names import read_rows
 from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
 
 __all__ = [
@@ -222,22 +223,7 @@ def write_alignments(path: str | Path, alignments: Iterable[StructuralAlignment]
 
 def read_pair_list(path: str | Path) -> list[tuple[str, str]]:
     """``(name1, name2)`` of a whitespace-separated file with two entry names per line (``#`` lines skipped)."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read pair list ({exc.strerror or exc})") from exc
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) < 2:
-            raise InputError(f"{path}: line {number}: expected two entry names")
-        pairs.append((fields[0], fields[1]))
-    if not pairs:
-        raise InputError(f"{path}: no pairs")
-    return pairs
+    return [(row.fields[0], row.fields[1]) for row in read_rows(path, "pairs", 2, "two entry names")]
 
 
 def align_structure_files(

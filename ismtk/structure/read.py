@@ -17,6 +17,7 @@ from Bio.PDB import MMCIFParser, PDBParser
 from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
 from ismtk.errors import InputError, StructureError
+from ismtk.names import read_lines
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.residues import WATER_NAMES, one_letter_code
 
@@ -84,8 +85,7 @@ def find_structure_files(inputs: Iterable[str | Path]) -> list[Path]:
                 raise InputError(f"{path}: folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)})")
             found.extend(files)
         elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
-            lines = [ln.strip() for ln in path.read_text().splitlines()]
-            found.extend(find_structure_files(path.parent / ln for ln in lines if ln and not ln.startswith("#")))
+            found.extend(find_structure_files(path.parent / line for _, line in read_lines(path, "path list")))
         elif path.is_file():
             found.append(path)
         else:
