@@ -11,7 +11,7 @@ from tiny_models import write_pairs
 from ismtk.errors import InputError
 from ismtk.plm.tune import epoch_items, read_groups
 from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
-from ismtk.train import epoch_permutation
+from ismtk.train.order import epoch_permutation
 
 
 def test_stream_spec_options_and_codebook(tmp_path):

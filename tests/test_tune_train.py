@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import esm
@@ -18,10 +18,11 @@ from tiny_models import tiny_esm, write_pairs
 
 from ismtk.plm.esm import save_fair_esm
 from ismtk.plm.heads import StreamInfo, load_heads
-from ismtk.plm.tune import TuneConfig, structure_tune
+from ismtk.plm.tune import TuneConfig, TuneRuntime, structure_tune
 from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
-from ismtk.train import load_checkpoint, read_metrics
+from ismtk.train.checkpoint import load_checkpoint
+from ismtk.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,13 +34,16 @@ def tiny_backbone(tmp_path):
     return path
 
 
-def _config(tmp_path, backbone, **changes) -> TuneConfig:
+def _config(tmp_path, backbone, **changes) -> tuple[TuneConfig, TuneRuntime]:
+    """A tiny run: the recipe (changes to :class:`TuneConfig` fields) and its runtime (changes to the others)."""
     tmp_path.mkdir(exist_ok=True)
     aa, tok = write_pairs(tmp_path, n=24)
-    base = TuneConfig(backbone=str(backbone), aa=str(aa), tokens=(f"{tok}:name=3di",), out=str(tmp_path / "run"),
-                      epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=8, micro_batch=4, crop=32,
-                      val_fraction=0.25, threads=1)
-    return replace(base, **changes)
+    config = TuneConfig(backbone=str(backbone), aa=str(aa), tokens=(f"{tok}:name=3di",), epochs=3,
+                        warmup_epochs=0.5, lr=2e-3, batch_size=8, crop=32, val_fraction=0.25)
+    runtime = TuneRuntime(out=str(tmp_path / "run"), micro_batch=4, threads=1)
+    recipe = {f.name for f in fields(TuneConfig)}
+    return (replace(config, **{k: v for k, v in changes.items() if k in recipe}),
+            replace(runtime, **{k: v for k, v in changes.items() if k not in recipe}))
 
 
 def test_disorder_token_positions_carry_no_gradient_from_their_stream(tmp_path):
@@ -61,7 +65,7 @@ def test_disorder_token_positions_carry_no_gradient_from_their_stream(tmp_path):
 
 def test_tiny_run_learns_validates_and_exports_drop_in_checkpoints(tmp_path, tiny_backbone):
     config = _config(tmp_path, tiny_backbone, epochs=8)
-    result = structure_tune(config)
+    result = structure_tune(*config)
     train = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     val = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "val"]
     assert len(train) == result.total_steps == 16 and len(val) == 8
@@ -84,10 +88,10 @@ def test_tiny_run_learns_validates_and_exports_drop_in_checkpoints(tmp_path, tin
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
-    whole = structure_tune(_config(tmp_path / "a", tiny_backbone))
-    first = structure_tune(_config(tmp_path / "b", tiny_backbone, stop_after=4))
+    whole = structure_tune(*_config(tmp_path / "a", tiny_backbone))
+    first = structure_tune(*_config(tmp_path / "b", tiny_backbone, stop_after=4))
     assert first.step == 4 and not first.exported
-    second = structure_tune(_config(tmp_path / "b", tiny_backbone, resume=True))
+    second = structure_tune(*_config(tmp_path / "b", tiny_backbone, resume=True))
     assert second.step == whole.step == 6
     a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
@@ -100,8 +104,8 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
 
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone, sharding):
-    config = _config(tmp_path, tiny_backbone, epochs=1)
-    structure_tune(replace(config, out=str(tmp_path / "one")))
+    config, runtime = _config(tmp_path, tiny_backbone, epochs=1)
+    structure_tune(config, replace(runtime, out=str(tmp_path / "one")))
     argv = [sys.executable, "-m", "ismtk", "structure-tune", config.backbone, "--aa", config.aa,
             "--tokens", config.tokens[0], "-o", str(tmp_path / "two"), "--epochs", "1", "--warmup-epochs", "0.5",
             "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0.25",

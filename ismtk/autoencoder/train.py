@@ -42,9 +42,10 @@ from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state,
 from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import shard
+from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
 
-__all__ = ["TrainAEConfig", "TrainProgress", "train_autoencoder", "latest_checkpoint"]
+__all__ = ["AutoencoderTrainer", "TrainAEConfig", "TrainProgress", "latest_checkpoint", "train_autoencoder"]
 
 Stage = Literal["1", "2", "both"]
 
@@ -125,19 +126,6 @@ RESUME_KEYS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class TrainProgress:
-    """What the trainer reports after every step and validation (for a progress bar or a log)."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    stage: int
-    losses: dict[str, float]
-    envs_per_second: float
-    val: dict[str, float] | None = None
-
-
 def latest_checkpoint(run: str | Path) -> Path | None:
     """The checkpoint with the highest step number in ``run/checkpoints``, if any."""
     found = sorted(Path(run, "checkpoints").glob("step_*.pt"))
@@ -180,12 +168,14 @@ def train_autoencoder(
         torch.set_num_threads(threads)
     env = setup(device)
     try:
-        return _Trainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
+        return AutoencoderTrainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
     finally:
         teardown()
 
 
-class _Trainer:
+class AutoencoderTrainer:
+    """One process's share of an autoencoder run: fit (the loop), validate, save and restore."""
+
     def __init__(
         self,
         inputs: Sequence[str | Path],

@@ -13,7 +13,8 @@ from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import ChainNames, ReadOptions
 from ismtk.tokenizers import TOKENIZERS
-from ismtk.train.distributed import Rendezvous, launch, under_launcher
+from ismtk.train.launch import DEFAULT_DEVICE, Processes, Rendezvous
+from ismtk.train.launch import relaunch as launch_processes
 from ismtk.workflows.encode import default_threads
 from ismtk.workflows.search import Mode
 
@@ -83,7 +84,6 @@ RdzvEndpointOpt = Annotated[
 ]
 RdzvIdOpt = Annotated[str | None, typer.Option("--rdzv-id", help="Job id shared by all nodes of a multi-node run.")]
 
-DEFAULT_DEVICE = "auto"
 DEFAULT_NNODES = Rendezvous().nnodes
 
 
@@ -93,15 +93,9 @@ def relaunch(
     """Re-run the current command under torchrun when several processes or nodes are asked for.
 
     Returns ``(exit status of the launcher, or None when this process should train itself, device)``.
-    ``--gpus N`` implies CUDA, ``--nproc N`` the CPU; asking for both is an error.
     """
-    if gpus and nproc:
-        raise InputError("use either --gpus N (one process per GPU) or --nproc N (CPU processes), not both")
-    count = max(gpus, nproc, 1)
-    device = "cuda" if gpus else "cpu" if nproc else device
-    if under_launcher() or (count == 1 and nnodes in ("1", "1:1")):
-        return None, device
-    return launch(count, sys.argv[1:], Rendezvous(nnodes, node_rank, endpoint, run_id)), device
+    processes = Processes(device, gpus, nproc, None, Rendezvous(nnodes, node_rank, endpoint, run_id))
+    return launch_processes(processes, sys.argv[1:]), processes.resolved_device
 
 
 # --- search options (defaults from ismtk.search) -------------------------------------------------------------

@@ -21,10 +21,11 @@ from ismtk.cli.options import (
     TorchThreads,
     relaunch,
 )
-from ismtk.plm.tune import Precision, TuneConfig
+from ismtk.plm.tune import Precision, TuneConfig, TuneRuntime
 from ismtk.plm.tune import structure_tune as run_structure_tune
 
-_D = TuneConfig(backbone="", aa="", tokens=(), out="")
+_D = TuneConfig(backbone="", aa="", tokens=())
+_R = TuneRuntime(out="")
 
 
 def structure_tune(
@@ -42,7 +43,7 @@ def structure_tune(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = _D.weight_decay,
     clip: Annotated[float, typer.Option(help="Gradient-norm clipping.")] = _D.clip,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch (sequences per optimizer step, all processes).")] = _D.batch_size,
-    micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per forward pass per process (accumulated).")] = _D.micro_batch,
+    micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per forward pass per process (accumulated).")] = _R.micro_batch,
     crop: Annotated[int, typer.Option(min=8, max=1022, help="Random crop length in residues.")] = _D.crop,
     mlm_weight: Annotated[float, typer.Option(help="Weight of the masked-language-model loss.")] = _D.mlm_weight,
     val_fraction: Annotated[float, typer.Option(min=0, max=0.9, help="Share of records held out for validation.")] = _D.val_fraction,
@@ -53,20 +54,20 @@ def structure_tune(
                      "random record per group."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of data order, crops, masks and new heads.")] = _D.seed,
-    precision: Annotated[Precision, typer.Option(help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _D.precision,
+    precision: Annotated[Precision, typer.Option(help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _R.precision,
     activation_checkpointing: Annotated[
         bool, typer.Option(help="Recompute layer activations in the backward pass (large backbones).")
-    ] = _D.activation_checkpointing,
+    ] = _R.activation_checkpointing,
     fsdp: Annotated[
         bool, typer.Option(help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
-    ] = _D.fsdp,
+    ] = _R.fsdp,
     stop_after: Annotated[int | None, typer.Option(help="Stop (with a checkpoint) after this many steps.")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,
     threads: TorchThreads = None,
     gpus: GpusOpt = 0,
     nproc: NprocOpt = 0,
     resume: ResumeOpt = False,
-    device: DeviceOpt = _D.device,
+    device: DeviceOpt = _R.device,
     nnodes: NnodesOpt = DEFAULT_NNODES,
     node_rank: NodeRankOpt = None,
     rdzv_endpoint: RdzvEndpointOpt = None,
@@ -83,14 +84,23 @@ def structure_tune(
     if status is not None:
         raise typer.Exit(status)
     config = TuneConfig(
-        backbone=backbone, aa=str(aa), tokens=tuple(tokens), out=str(out), epochs=epochs,
-        warmup_epochs=warmup_epochs, lr=lr, weight_decay=weight_decay, clip=clip, batch_size=batch_size,
-        micro_batch=micro_batch, crop=crop, mlm_weight=mlm_weight, val_fraction=val_fraction,
-        val_names=str(val_names) if val_names else None, groups=str(groups) if groups else None, seed=seed, precision=precision,
-        activation_checkpointing=activation_checkpointing, fsdp=fsdp, device=device, resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every,
+        backbone=backbone, aa=str(aa), tokens=tuple(tokens), epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
+        weight_decay=weight_decay, clip=clip, batch_size=batch_size, crop=crop, mlm_weight=mlm_weight,
+        val_fraction=val_fraction, val_names=str(val_names) if val_names else None,
+        groups=str(groups) if groups else None, seed=seed,
+    )
+    runtime = TuneRuntime(
+        out=str(out), micro_batch=micro_batch, precision=precision, activation_checkpointing=activation_checkpointing,
+        fsdp=fsdp, resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every, device=device,
         threads=threads,
     )
     with console.progress("structure-tune", total=None, unit="steps") as advance:
-        result = run_structure_tune(config, on_step=lambda step, total, metrics: advance(1), on_note=console.info)
+        done = [0]
+
+        def report(p) -> None:
+            advance(p.step - done[0])
+            done[0] = p.step
+
+        result = run_structure_tune(config, runtime, on_progress=report, on_note=console.info)
     if result.exported:
         console.info(f"exported {', '.join(str(p) for p in result.exported)}")

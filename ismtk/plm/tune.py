@@ -1,8 +1,9 @@
 """The structure-tuning trainer: one file that runs alone, under ``torchrun`` (DDP) or on gloo CPU ranks.
 
-Recipe of ISM's public code (DESIGN.md section 2): AdamW (lr 1e-4, weight decay 5e-3), linear warm-up then
-cosine decay counted in epochs (20 epochs, 4 warm-up), gradient clipping at 5, a global batch of 1536
-sequences reached by gradient accumulation, random crops of 512 residues, bf16 autocast on GPU.
+Recipe of ISM's public structure-tuning code (Ouyang-Zhang et al. 2024): AdamW (lr 1e-4, weight decay
+5e-3), linear warm-up then cosine decay counted in epochs (20 epochs, 4 warm-up), gradient clipping at 5, a
+global batch of 1536 sequences reached by gradient accumulation, random crops of 512 residues, bf16 autocast
+on GPU. :class:`TuneConfig` holds what fixes the result, :class:`TuneRuntime` where and how it is computed.
 
 The global batch of step ``t`` is a fixed slice of the permutation of its epoch; each rank takes every
 ``world``-th example of it, and every loss is normalised by the global count of its targets, so N
@@ -28,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -45,59 +47,81 @@ from ismtk.plm.esm import load_esm, save_fair_esm, save_hf
 from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
-from ismtk.train import (
-    DistEnv,
-    MetricsLog,
-    all_reduce_sum,
-    check_compatible,
-    epoch_permutation,
-    load_checkpoint,
-    plot_metrics,
-    save_checkpoint,
-    setup,
-    shard,
-    teardown,
-    warmup_cosine,
-)
+from ismtk.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
+from ismtk.train.launch import DEFAULT_DEVICE
+from ismtk.train.metrics import MetricsLog, plot_metrics
+from ismtk.train.order import epoch_permutation, shard
+from ismtk.train.progress import ProgressCallback, TrainProgress, ignore_progress
+from ismtk.train.schedule import warmup_cosine
 
-__all__ = ["TuneConfig", "TuneResult", "epoch_items", "evaluate", "export", "read_groups", "split_validation",
-           "structure_tune"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Precision",
+    "StructureTuneTrainer",
+    "TuneConfig",
+    "TuneResult",
+    "TuneRuntime",
+    "epoch_items",
+    "evaluate",
+    "export",
+    "read_groups",
+    "split_validation",
+    "structure_tune",
+]
 
 Precision = Literal["auto", "bf16", "fp32"]
-#: Configuration entries a resumed run must share with its checkpoint (they shape the trajectory).
-_TRAJECTORY = ("backbone", "aa", "tokens", "epochs", "warmup_epochs", "lr", "weight_decay", "clip",
-               "batch_size", "crop", "mlm_weight", "seed", "val_fraction", "val_names", "groups")
+#: Name of the checkpoint in the run folder (the latest one).
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Everything a structure-tuning run depends on; defaults follow ISM's recipe."""
+    """What fixes the mathematics and the data order of a run: its inputs and ISM's recipe (the defaults).
+
+    A resumed run must have the same values as its checkpoint.
+    """
 
     backbone: str
     aa: str
     tokens: tuple[str, ...]
-    out: str
     epochs: int = 20
     warmup_epochs: float = 4.0
     lr: float = 1e-4
     weight_decay: float = 5e-3
     clip: float = 5.0
     batch_size: int = 1536
-    micro_batch: int = 8
     crop: int = 512
     mlm_weight: float = 1.0
     val_fraction: float = 0.05
     val_names: str | None = None
     groups: str | None = None
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class TuneRuntime:
+    """Where and how a run computes; none of it changes the result beyond rounding.
+
+    ``out``: the run folder. ``micro_batch``: sequences per forward pass per process (the global batch is
+    reached by accumulation). ``precision``: ``auto`` = bf16 autocast on GPU, fp32 on CPU.
+    ``activation_checkpointing`` recomputes activations in the backward pass; ``fsdp`` shards weights,
+    gradients and optimizer state over the processes. ``resume`` continues from the run folder's checkpoint;
+    ``stop_after`` stops (with a checkpoint) after that many steps; ``checkpoint_every`` also checkpoints
+    every N steps (0: only at epoch ends); ``log_every``: steps between training records. ``device`` and
+    ``threads`` (torch threads per process, ``None``: torch's choice) place the process.
+    """
+
+    out: str
+    micro_batch: int = 8
     precision: Precision = "auto"
     activation_checkpointing: bool = False
     fsdp: bool = False
-    device: str = "auto"
     resume: bool = False
     stop_after: int | None = None
     checkpoint_every: int = 0
     log_every: int = 1
+    device: str = DEFAULT_DEVICE
     threads: int | None = None
 
 
@@ -205,168 +229,240 @@ def _optimizer(model: StructureTuner, config: TuneConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
-def structure_tune(config: TuneConfig, on_step: Callable[[int, int, dict], None] | None = None,
-                   on_note: Callable[[str], None] | None = None) -> TuneResult:
+def _plain(values: object) -> dict:
+    """A config dataclass as JSON-ready values (tuples as lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(values).items()}
+
+
+def structure_tune(
+    config: TuneConfig,
+    runtime: TuneRuntime,
+    on_progress: ProgressCallback = ignore_progress,
+    on_note: Callable[[str], None] | None = None,
+) -> TuneResult:
     """Structure-tune an ESM2 backbone on token streams; see the module docstring for the recipe.
 
-    ``on_step(step, total, metrics)`` and ``on_note(text)`` are called on rank 0 for progress reports.
+    ``on_progress`` receives a :class:`TrainProgress` after every logged step and every validation,
+    ``on_note`` one-line messages; both are called on rank 0 only. Works alone or under torchrun (each
+    rank calls this function).
     """
-    env = setup(config.device)
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    env = setup(runtime.device)
     try:
-        return _train(config, env, on_step, on_note)
+        return StructureTuneTrainer(config, runtime, env, on_note).fit(on_progress)
     finally:
         teardown()
 
 
-def _train(config: TuneConfig, env: DistEnv, on_step, on_note) -> TuneResult:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)  # new heads (and a created MLM head) start the same on every rank
-    note = (on_note if env.is_main and on_note else lambda text: None)
-    out = Path(config.out)
-    ckpt_path = out / "checkpoint.pt"
-    plain_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+class StructureTuneTrainer:
+    """One process's share of a structure-tuning run.
 
-    per_step = config.micro_batch * env.world_size
-    if config.batch_size % per_step:
-        raise InputError(
-            f"--batch-size {config.batch_size} is not a multiple of --micro-batch {config.micro_batch} x "
-            f"{env.world_size} processes; pick sizes that divide it"
-        )
-    accum = config.batch_size // per_step
+    :meth:`fit` is the recipe; :meth:`train_step`, :meth:`validate`, :meth:`save` and :meth:`restore` are
+    its steps. Building the trainer loads the backbone and the data and creates the model and optimizer
+    (seeded, so every rank starts the same).
+    """
 
-    loaded = load_esm(config.backbone)
-    for text in loaded.notes:
-        note(f"backbone: {text}")
-    data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
-    for text in data.notes:
-        note(text)
-    train, val = split_validation(data, config.val_fraction, config.val_names, config.seed)
-    groups = (read_groups(config.groups, train.names) if config.groups
-              else [np.array([i]) for i in range(len(train))])
-    steps_per_epoch = len(groups) // config.batch_size
-    if steps_per_epoch == 0:
-        raise InputError(f"{len(groups)} training groups/sequences are fewer than one batch of {config.batch_size}")
-    total = config.epochs * steps_per_epoch
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    note(f"{len(train):,} training sequences in {len(groups):,} groups, {len(val):,} validation; "
-         f"{steps_per_epoch} steps per epoch of {config.batch_size} sequences ({accum} micro-batches of "
-         f"{config.micro_batch} x {env.world_size} processes); {total} steps")
+    def __init__(
+        self, config: TuneConfig, runtime: TuneRuntime, env: DistEnv, on_note: Callable[[str], None] | None = None
+    ) -> None:
+        self.config, self.runtime, self.env = config, runtime, env
+        self.note = on_note if env.is_main and on_note else (lambda text: None)
+        self.out = Path(runtime.out)
+        self.checkpoint_path = self.out / CHECKPOINT_FILE
+        per_step = runtime.micro_batch * env.world_size
+        if config.batch_size % per_step:
+            raise InputError(
+                f"--batch-size {config.batch_size} is not a multiple of --micro-batch {runtime.micro_batch} x "
+                f"{env.world_size} processes; pick sizes that divide it"
+            )
+        torch.manual_seed(config.seed)  # new heads (and a created MLM head) start the same on every rank
+        self.backbone = load_esm(config.backbone)
+        for text in self.backbone.notes:
+            self.note(f"backbone: {text}")
+        data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
+        for text in data.notes:
+            self.note(text)
+        self.streams, self.notes = data.streams, self.backbone.notes + data.notes
+        self.train_data, self.val_data = split_validation(data, config.val_fraction, config.val_names, config.seed)
+        self.groups = (read_groups(config.groups, self.train_data.names) if config.groups
+                       else [np.array([i]) for i in range(len(self.train_data))])
+        self.steps_per_epoch = len(self.groups) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise InputError(f"{len(self.groups)} training groups/sequences are fewer than one batch of "
+                             f"{config.batch_size}")
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        self.note(f"{len(self.train_data):,} training sequences in {len(self.groups):,} groups, "
+                  f"{len(self.val_data):,} validation; {self.steps_per_epoch} steps per epoch of "
+                  f"{config.batch_size} sequences ({config.batch_size // per_step} micro-batches of "
+                  f"{runtime.micro_batch} x {env.world_size} processes); {self.total_steps} steps")
+        self.model = self._build_model()
+        self.optimizer = _optimizer(self.model, config)
+        self.net: nn.Module = self.model  # DistributedDataParallel once fit has restored the weights
+        bf16 = runtime.precision == "bf16" or (runtime.precision == "auto" and env.device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        self.log: MetricsLog | None = None
 
-    model = StructureTuner(loaded.model, data.streams, config.activation_checkpointing).to(env.device)
-    model.train()
-    if config.fsdp:
-        if not env.distributed:
-            raise InputError("--fsdp shards the model over processes; use it with --gpus N or --nproc N (N > 1)")
-        for layer in model.esm.layers:
-            fully_shard(layer)
-        fully_shard(model)
-    optimizer = _optimizer(model, config)
-    step = 0
-    if config.resume and ckpt_path.is_file():
-        saved = load_checkpoint(ckpt_path, map_location="cpu")
-        check_compatible(saved["config"], plain_config, _TRAJECTORY, str(ckpt_path))
-        options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(model, saved["model"], options=options)
-        set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=options)
-        step = saved["step"]
-        note(f"resumed from {ckpt_path} at step {step}")
-    elif config.resume:
-        note(f"--resume: no checkpoint in {out}; starting from the backbone")
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / "config.json", "w") as handle:
-            json.dump({**plain_config, "streams": [asdict(s) for s in data.streams]}, handle, indent=2)
-    log = MetricsLog(out / "metrics.jsonl", resume_step=step if config.resume else None) if env.is_main else None
-    net = DistributedDataParallel(model) if env.distributed and not config.fsdp else model
-    on_gpu = env.device.type == "cuda"
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
-    autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-    names = [s.name for s in data.streams]
-    weights = [s.weight for s in data.streams]
+    def _build_model(self) -> StructureTuner:
+        model = StructureTuner(self.backbone.model, self.streams, self.runtime.activation_checkpointing)
+        model = model.to(self.env.device)
+        model.train()
+        if self.runtime.fsdp:
+            if not self.env.distributed:
+                raise InputError("--fsdp shards the model over processes; use it with --gpus N or --nproc N (N > 1)")
+            for layer in model.esm.layers:
+                fully_shard(layer)
+            fully_shard(model)
+        return model
 
-    def save(step_done: int) -> dict:
-        """Checkpoint (collective under FSDP: every rank gathers, rank 0 writes); returns the full weights."""
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        state = get_model_state_dict(model, options=options)
-        optim = get_optimizer_state_dict(model, optimizer, options=options)
-        if env.is_main:
-            save_checkpoint(ckpt_path, {"model": state, "optimizer": optim, "step": step_done, "config": plain_config})
-        return state
+    # -- the recipe ---------------------------------------------------------------------------------------
+    def fit(self, on_progress: ProgressCallback = ignore_progress) -> TuneResult:
+        """Train from the start (or, with ``resume``, from the checkpoint) to the last step or ``stop_after``:
+        a validation at every epoch end, checkpoints at epoch ends, every ``checkpoint_every`` steps and when
+        stopping early; at the end the final checkpoint and the export."""
+        step = self.restore() if self.runtime.resume else 0
+        self.start_run(step)
+        result = TuneResult(self.out, step, self.total_steps, notes=list(self.notes))
+        while step < self.total_steps:
+            metrics = self.train_step(step)
+            step += 1
+            if self.env.is_main and (step % self.runtime.log_every == 0 or step == self.total_steps):
+                self.report("train", step, metrics, on_progress)
+            epoch_end = step % self.steps_per_epoch == 0
+            if epoch_end and len(self.val_data):
+                result.val = self.validate()
+                if self.env.is_main:
+                    self.report("val", step, result.val, on_progress)
+            stopping = self.runtime.stop_after is not None and self.runtime.stop_after <= step < self.total_steps
+            periodic = epoch_end or (self.runtime.checkpoint_every and step % self.runtime.checkpoint_every == 0)
+            if stopping or (periodic and step < self.total_steps):  # the last one is written by finish()
+                self.save(step)
+            if stopping:
+                self.note(f"stopped after step {step} of {self.total_steps}; continue with --resume")
+                break
+        result.step = step
+        if step >= self.total_steps:
+            result.exported = self.finish(step)
+        if self.env.is_main:
+            plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png")
+        return result
 
-    result = TuneResult(out, step, total, notes=loaded.notes + data.notes)
-    while step < total:
-        epoch, k = divmod(step, steps_per_epoch)
+    # -- its steps ---------------------------------------------------------------------------------------
+    def start_run(self, step: int) -> None:
+        """Write ``config.json``, open the metrics log (kept up to ``step`` on resume), wrap the model for DDP."""
+        if self.env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            settings = {**_plain(self.config), "runtime": _plain(self.runtime),
+                        "streams": [asdict(s) for s in self.streams]}
+            with atomic_write(self.out / "config.json", "w") as handle:
+                json.dump(settings, handle, indent=2)
+            self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=step if self.runtime.resume else None)
+        if self.env.distributed and not self.runtime.fsdp:
+            self.net = DistributedDataParallel(self.model)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Optimisation step ``step`` (0-based) on its global batch, a fixed slice of its epoch's order; every
+        rank takes every ``world``-th example. Returns the step's training figures (all ranks together)."""
+        config, env, names = self.config, self.env, [s.name for s in self.streams]
+        weights = [s.weight for s in self.streams]
+        epoch, k = divmod(step, self.steps_per_epoch)
         tic = time.perf_counter()
-        items = epoch_items(groups, epoch, config.seed)[k * config.batch_size : (k + 1) * config.batch_size]
+        items = epoch_items(self.groups, epoch, config.seed)[k * config.batch_size : (k + 1) * config.batch_size]
         mine = shard(items, env.rank, env.world_size)
-        micro = [collate([make_example(train, i, config.crop, _rng(config.seed, epoch, i))
-                          for i in mine[j : j + config.micro_batch]])
-                 for j in range(0, len(mine), config.micro_batch)]
+        size = self.runtime.micro_batch
+        micro = [collate([make_example(self.train_data, i, config.crop, _rng(config.seed, epoch, i))
+                          for i in mine[j : j + size]])
+                 for j in range(0, len(mine), size)]
         counts = torch.tensor([[float((b.mlm != -100).sum())] + [float((t != 0).sum()) for t in b.targets]
                                for b in micro]).sum(0)
         counts = all_reduce_sum(counts.to(env.device)).clamp(min=1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * warmup_cosine(step, total, warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
         stats = torch.zeros(2 + 3 * len(names), dtype=torch.float64, device=env.device)
+        ddp = isinstance(self.net, DistributedDataParallel)
         for j, batch in enumerate(micro):
             batch = batch.to(env.device)
             last = j == len(micro) - 1
-            if config.fsdp:
-                model.set_requires_gradient_sync(last)
-            sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else nullcontext()
-            with sync:
-                with autocast():
-                    mlm_logits, heads = net(batch.tokens)
+            if self.runtime.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            with self.net.no_sync() if ddp and not last else nullcontext():
+                with self.autocast():
+                    mlm_logits, heads = self.net(batch.tokens)
                 sums = loss_sums(mlm_logits, [heads[n] for n in names], batch)
                 loss = config.mlm_weight * sums.mlm / counts[0]
                 for s in range(len(names)):
                     loss = loss + weights[s] * sums.streams[s] / counts[1 + s]
                 (loss * env.world_size).backward()
             stats += sums.stats()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         reduced = all_reduce_sum(stats).cpu()  # every rank, every step: collectives stay matched
-        if env.is_main and (step % config.log_every == 0 or step == total):
-            seconds = time.perf_counter() - tic
-            metrics = _summarise(reduced, names, weights, config.mlm_weight)
-            tokens = float(sum(b.tokens.ne(1).sum() for b in micro)) * env.world_size
-            metrics.update(epoch=epoch + (k + 1) / steps_per_epoch, lr=optimizer.param_groups[0]["lr"],
-                           grad_norm=float(grad_norm), tokens_per_s=tokens / seconds)
-            log.write("train", step, **metrics)
-            if on_step:
-                on_step(step, total, metrics)
-        epoch_end = step % steps_per_epoch == 0
-        if epoch_end and len(val):
-            # a sharded model needs every rank in every forward: each then evaluates all of val
-            rank, world = (0, 1) if config.fsdp else (env.rank, env.world_size)
-            result.val = evaluate(model, val, config.crop, config.micro_batch, config.seed, rank, world,
-                                  env.device, autocast)
-            if env.is_main:
-                log.write("val", step, epoch=step / steps_per_epoch, **result.val)
-                note(f"epoch {step // steps_per_epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.val.items()))
-        stopping = config.stop_after is not None and step >= config.stop_after and step < total
-        periodic = epoch_end or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        if stopping or (periodic and step < total):  # the last one is written below, before the export
-            save(step)
-        if stopping:
-            note(f"stopped after step {step} of {total}; continue with --resume")
-            break
-    result.step = step
-    if step >= total:
-        state = save(step)
-        if env.is_main:
-            plain = model
-            if config.fsdp:
-                plain = StructureTuner(loaded.config.build(), data.streams)
-                plain.load_state_dict(state)
-            result.exported = export(plain, out / "export")
-    if env.is_main:
-        plot_metrics(out / "metrics.jsonl", out / "metrics.png")
-    return result
+        seconds = time.perf_counter() - tic
+        metrics = _summarise(reduced, names, weights, config.mlm_weight)
+        tokens = float(sum(b.tokens.ne(1).sum() for b in micro)) * env.world_size
+        metrics.update(epoch=epoch + (k + 1) / self.steps_per_epoch, lr=self.optimizer.param_groups[0]["lr"],
+                       grad_norm=float(grad_norm), tokens_per_s=tokens / seconds)
+        return metrics
+
+    def validate(self) -> dict[str, float]:
+        """Held-out figures (see :func:`evaluate`); a sharded model needs every rank in every forward, so under
+        FSDP each rank evaluates all of the validation records."""
+        rank, world = (0, 1) if self.runtime.fsdp else (self.env.rank, self.env.world_size)
+        return evaluate(self.model, self.val_data, self.config.crop, self.runtime.micro_batch, self.config.seed,
+                        rank, world, self.env.device, self.autocast)
+
+    def report(self, kind: str, step: int, figures: dict[str, float], on_progress: ProgressCallback) -> None:
+        """Rank 0: one ``train`` or ``val`` record in the metrics log, a progress report, a note per epoch."""
+        assert self.log is not None
+        if kind == "train":
+            self.log.write("train", step, **figures)
+            epoch = (step - 1) // self.steps_per_epoch
+            on_progress(TrainProgress(step, self.total_steps, epoch, 1, figures, figures["tokens_per_s"]))
+        else:
+            self.log.write("val", step, epoch=step / self.steps_per_epoch, **figures)
+            epoch = step // self.steps_per_epoch
+            self.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
+            on_progress(TrainProgress(step, self.total_steps, epoch, 1, {}, 0.0, figures))
+
+    def save(self, step: int) -> dict[str, torch.Tensor]:
+        """Checkpoint after ``step`` steps (collective under FSDP: every rank gathers, rank 0 writes); returns
+        the full weights."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(self.model, options=options)
+        optim = get_optimizer_state_dict(self.model, self.optimizer, options=options)
+        if self.env.is_main:
+            checkpoint = {"model": state, "optimizer": optim, "step": step, "config": _plain(self.config)}
+            save_checkpoint(self.checkpoint_path, checkpoint)
+        return state
+
+    def restore(self) -> int:
+        """Load the checkpoint of the run folder, if any (its :class:`TuneConfig` must be this run's); returns
+        the steps it had done (0 without a checkpoint)."""
+        if not self.checkpoint_path.is_file():
+            self.note(f"--resume: no checkpoint in {self.out}; starting from the backbone")
+            return 0
+        saved = load_checkpoint(self.checkpoint_path, map_location="cpu")
+        current = _plain(self.config)
+        check_compatible(saved["config"], current, tuple(current), str(self.checkpoint_path))
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, saved["model"], options=options)
+        set_optimizer_state_dict(self.model, self.optimizer, saved["optimizer"], options=options)
+        self.note(f"resumed from {self.checkpoint_path} at step {saved['step']}")
+        return saved["step"]
+
+    def finish(self, step: int) -> list[Path]:
+        """The last checkpoint, then (rank 0) the export of the tuned model; returns the exported files."""
+        state = self.save(step)
+        if not self.env.is_main:
+            return []
+        plain = self.model
+        if self.runtime.fsdp:
+            plain = StructureTuner(self.backbone.config.build(), self.streams)
+            plain.load_state_dict(state)
+        return export(plain, self.out / "export")
 
 
 def export(model: StructureTuner, folder: Path) -> list[Path]:

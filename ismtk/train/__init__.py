@@ -1,28 +1,8 @@
-"""Training building blocks shared by ``train-ae`` and ``structure-tune``."""
+"""Training plumbing shared by both trainers (``train-ae`` and ``structure-tune``), one module per concern.
 
-from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ismtk.train.distributed import DistEnv, Rendezvous, all_reduce_sum, launch, setup, teardown, under_launcher
-from ismtk.train.metrics import MetricsLog, plot_metrics, read_metrics
-from ismtk.train.order import epoch_permutation, shard
-from ismtk.train.schedule import warmup_cosine
-
-__all__ = [
-    "DistEnv",
-    "MetricsLog",
-    "Rendezvous",
-    "all_reduce_sum",
-    "check_compatible",
-    "epoch_permutation",
-    "launch",
-    "load_checkpoint",
-    "plot_metrics",
-    "read_metrics",
-    "rng_state",
-    "save_checkpoint",
-    "set_rng_state",
-    "setup",
-    "shard",
-    "teardown",
-    "under_launcher",
-    "warmup_cosine",
-]
+``launch`` (device and process count; re-running a command under torchrun), ``distributed`` (rank, device
+and process group inside each process; all-reduce), ``checkpoint`` (atomic save, ``weights_only`` load,
+random states), ``metrics`` (JSONL log and plot), ``schedule`` (learning rate as a function of the step),
+``order`` (the data order of an epoch, each rank's share), ``progress`` (the reports both trainers send).
+The package imports nothing itself, so that the command line can show training options without torch.
+"""

@@ -1,22 +1,21 @@
-"""Distributed training plumbing: rank from the environment, process-group set-up, torchrun launch.
+"""Distributed training plumbing inside each process: its rank, its device, the process group, all-reduce.
 
 A trainer runs unchanged alone or under ``torchrun`` (nanoGPT's pattern): :func:`setup` reads
-``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` that torchrun sets, and :func:`launch` re-runs the current
-command under ``torch.distributed.run`` when ``--gpus N`` or ``--nproc N`` asks for several processes.
+``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` that torchrun sets (:mod:`ismtk.train.launch` starts the processes).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from ismtk.errors import InputError
+from ismtk.train.launch import DEFAULT_DEVICE
 
-__all__ = ["DistEnv", "Rendezvous", "setup", "teardown", "under_launcher", "launch", "all_reduce_sum"]
+__all__ = ["DistEnv", "all_reduce_sum", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -38,22 +37,7 @@ class DistEnv:
         return self.world_size > 1
 
 
-@dataclass(frozen=True)
-class Rendezvous:
-    """torchrun's multi-node options (``--nnodes``, ``--node-rank``, ``--rdzv-endpoint``, ``--rdzv-id``)."""
-
-    nnodes: str = "1"
-    node_rank: int | None = None
-    endpoint: str | None = None
-    run_id: str | None = None
-
-
-def under_launcher() -> bool:
-    """True inside a process started by torchrun (or any launcher that sets ``WORLD_SIZE``)."""
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
-
-
-def setup(device: str = "auto") -> DistEnv:
+def setup(device: str = DEFAULT_DEVICE) -> DistEnv:
     """Initialise the process group if launched by torchrun and pick this rank's device.
 
     ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``. NCCL is used
@@ -88,36 +72,3 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
-
-
-def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous()) -> int:
-    """Run ``python -m ismtk <argv>`` in ``nproc`` processes per node under ``torch.distributed.run``.
-
-    Returns the launcher's exit status. Single-node runs use ``--standalone``; multi-node runs need
-    ``rendezvous.endpoint`` (``host:port`` of node 0) and the same ``run_id`` on every node.
-    """
-    if nproc < 1:
-        raise InputError(f"the number of processes must be at least 1, got {nproc}")
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    options = [f"--nproc-per-node={nproc}"]
-    if rendezvous.nnodes in ("1", "1:1"):
-        options.append("--standalone")
-    else:
-        if rendezvous.endpoint is None:
-            raise InputError("multi-node runs need --rdzv-endpoint HOST:PORT (the address of node 0)")
-        options += [f"--nnodes={rendezvous.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous.endpoint}"]
-        options.append(f"--rdzv-id={rendezvous.run_id or 'ismtk'}")
-        if rendezvous.node_rank is not None:
-            options.append(f"--node-rank={rendezvous.node_rank}")
-    args = get_args_parser().parse_args([*options, "-m", "ismtk"])
-    # set after parsing: torchrun's parser would take an option of ours such as --nproc for an
-    # abbreviation of its own --nproc-per-node
-    args.training_script_args = list(argv)
-    try:
-        run(args)
-    except ChildFailedError as exc:
-        codes = [failure.exitcode for failure in exc.failures.values()]
-        return next((c for c in codes if c > 0), 1)
-    return 0
