@@ -19,8 +19,8 @@ from pathlib import Path
 from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, write_report
 from ismtk.names import read_names
 from ismtk.plm.predict import predicted_db
-from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
+from ismtk.workflows.search import open_input
 
 
 def main() -> None:
@@ -33,14 +33,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    db = SequenceDB.load(args.db)
+    db, tokenizer = open_input([args.db])
     queries = read_names(args.queries)
     index = {n: i for i, n in enumerate(db.names)}
     options = SearchOptions(exhaustive=True, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         fasta = Path(tmp) / "queries.fasta"
         fasta.write_text("".join(f">{q}\n{db.aa_seq(index[q])}\n" for q in queries))
-        predicted = predicted_db(fasta, args.predictor, db.tokenizer, db.alphabet)
+        predicted = predicted_db(fasta, args.predictor, tokenizer)
     agree = sum(int((predicted.token_seq(k) == db.token_seq(index[q])).sum()) for k, q in enumerate(queries))
     print(f"predicted tokens equal the structure's at {agree / predicted.residues:.3f} of {predicted.residues:,} residues")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import STRUCTURES, pdb_text
+from helpers import ISM_FILES, STRUCTURES, pdb_text
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,26 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ism_folder(tmp_path_factory):
+    """A random autoencoder (width 16) clustered into K=6 tokens on four real structures: ``ae/`` the
+    autoencoder, ``structs/`` the structures, ``tok/`` the ISM tokenizer folder."""
+    import torch
+
+    from ismtk.autoencoder.io import save_autoencoder
+    from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+    from ismtk.cli import app
+
+    root = tmp_path_factory.mktemp("ism")
+    torch.manual_seed(0)
+    save_autoencoder(AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)), root / "ae")
+    structs = root / "structs"
+    structs.mkdir()
+    for name in ISM_FILES:
+        (structs / f"{name}.pdb.gz").write_bytes((STRUCTURES / f"{name}.pdb.gz").read_bytes())
+    result = CliRunner().invoke(app, ["cluster", str(root / "ae"), str(structs), "-o", str(root / "tok"), "-k", "6", "--elbow"])
+    assert result.exit_code == 0, result.output
+    assert "K=6" in result.output and "s* = token" in result.output
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILY_D58", "HOMOLOGS", "OTHER", "SEARCH_DOMAINS", "SHARED_DATA", "STRUCTURES", "naive_sw", "pdb_text"]
+__all__ = ["FAMILY_D58", "HOMOLOGS", "ISM_FILES", "OTHER", "SEARCH_DOMAINS", "SHARED_DATA", "STRUCTURES", "naive_sw", "pdb_text"]
 
 STRUCTURES = Path(__file__).parent / "data" / "structures"
 #: Small real SCOPe domains of the search tests.
@@ -21,6 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HOMOLOGS = ("d1ycca_", "d451ca_")
 FAMILY_D58 = ("d1nu4a_", "d2hzca_")
 OTHER = "d1c4qa_"
+#: Structures of the tiny ISM tokenizer of the ``ism_folder`` fixture.
+ISM_FILES = ("1FQJ_l_u", "3SGQ_r_u", "d1a32a_", "d1a1xa_")
 
 
 def pdb_text(name: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import STRUCTURES
+from helpers import ISM_FILES, STRUCTURES
 from typer.testing import CliRunner
 
 from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, assign
@@ -21,24 +21,6 @@ from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matr
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta
 from ismtk.tokenizers.ism import IsmTokenizer
-
-FILES = ["1FQJ_l_u", "3SGQ_r_u", "d1a32a_", "d1a1xa_"]
-
-
-@pytest.fixture(scope="module")
-def ism_folder(tmp_path_factory):
-    """A random autoencoder (width 16) clustered into K=6 tokens on four real structures."""
-    root = tmp_path_factory.mktemp("ism")
-    torch.manual_seed(0)
-    save_autoencoder(AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)), root / "ae")
-    structs = root / "structs"
-    structs.mkdir()
-    for name in FILES:
-        (structs / f"{name}.pdb.gz").write_bytes((STRUCTURES / f"{name}.pdb.gz").read_bytes())
-    result = CliRunner().invoke(app, ["cluster", str(root / "ae"), str(structs), "-o", str(root / "tok"), "-k", "6", "--elbow"])
-    assert result.exit_code == 0, result.output
-    assert "K=6" in result.output and "s* = token" in result.output
-    return root
 
 
 def test_cluster_writes_a_complete_tokenizer_folder(ism_folder):
@@ -53,7 +35,7 @@ def test_cluster_writes_a_complete_tokenizer_folder(ism_folder):
 def test_tokens_are_the_nearest_centroids_of_the_embeddings(ism_folder):
     tokenizer = load_tokenizer(ism_folder / "tok")
     assert isinstance(tokenizer, IsmTokenizer) and len(tokenizer.alphabet) == 6
-    chains = [c for name in FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
+    chains = [c for name in ISM_FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
     tokens = tokenizer.encode_many(chains)
     for chain, z, t in zip(chains, embed_chains(tokenizer.model, chains), tokens):
         assert t.shape == (len(chain),) and t.dtype == np.uint8
@@ -93,16 +75,23 @@ def test_codebook_of_another_encoder_is_refused(ism_folder, tmp_path):
     assert Codebook.load(ism_folder / "tok" / CODEBOOK_FILE).k == 6
 
 
-def test_a_database_remembers_its_ism_folder_and_finds_its_matrix_there(ism_folder, tmp_path):
-    """Query structures are encoded with the model that made the database; the folder's matrix.out is its default."""
+def test_a_database_names_its_ism_tokenizer_by_identity_and_finds_its_matrix_in_its_folder(ism_folder, tmp_path):
+    """Query structures are encoded with the model that made the database: the database names it by an identity
+    that does not depend on where the folder lies, and the folder (given with --tokenizer, as it is not shipped)
+    must have that identity; the folder's matrix.out is its default."""
     folder = tmp_path / "tok"
     shutil.copytree(ism_folder / "tok", folder)
-    assert load_tokenizer(folder).name == str(folder.resolve())
+    identity = load_tokenizer(folder).identity
+    assert identity == load_tokenizer(ism_folder / "tok").identity and identity.startswith("ism:")
     db, hits = tmp_path / "db", tmp_path / "hits.m8"
     runner = CliRunner()
     assert runner.invoke(app, ["createdb", str(ism_folder / "structs"), str(db), "--tokenizer", str(folder)]).exit_code == 0
+    assert json.loads((db / "ismtk-db.json").read_text())["tokenizer"] == identity
     query = ism_folder / "structs" / "d1a32a_.pdb.gz"
     search = ["search", str(query), str(db), "-o", str(hits), "--exhaustive", "-e", "1e9", "-t", "1"]
+    result = runner.invoke(app, search)
+    assert result.exit_code == EXIT_ERROR and "not the shipped model" in result.output and "--tokenizer FOLDER" in result.output
+    search += ["--tokenizer", str(folder)]
     result = runner.invoke(app, search)
     assert result.exit_code == EXIT_ERROR and "no matrix ships" in result.output
     symbols = load_tokenizer(folder).alphabet.symbols

@@ -6,8 +6,8 @@ import io
 
 import pytest
 from Bio.PDB import PDBParser
-from mini3di import Encoder
 from helpers import STRUCTURES, pdb_text
+from mini3di import Encoder
 
 from ismtk.errors import StructureError
 from ismtk.structure import read_structure

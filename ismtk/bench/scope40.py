@@ -32,6 +32,7 @@ from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
 
 __all__ = [
+    "DEFAULT_LABEL",
     "LEVELS",
     "QueryResult",
     "Summary",
@@ -50,6 +51,8 @@ __all__ = [
 
 Variant = Literal["selfhit", "noselfhit"]
 LEVELS = ("family", "superfamily", "fold")
+#: Method name of a run in the outputs.
+DEFAULT_LABEL = "ismtk"
 _HEADER = ["NAME", "SCOP", "FAM", "SFAM", "FOLD", "FP", "FAMCNT", "SFAMCNT", "FOLDCNT"]
 
 
@@ -218,7 +221,7 @@ def rank_by_search(
     database: Sequence[str | Path],
     queries: Sequence[str] | None = None,
     matrix: str | Path | None = None,
-    tokenizer: str = "3di",
+    tokenizer: str | Path | None = None,
     mode: Literal["tokens", "aa"] = "tokens",
     options: SearchOptions = SearchOptions(),
     query_db: SequenceDB | None = None,
@@ -229,11 +232,12 @@ def rank_by_search(
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
     (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
     """
-    from ismtk.search.matrix import load_matrix
     from ismtk.search.search import Searcher
-    from ismtk.workflows.search import load_search_db
+    from ismtk.tokenizers import load_tokenizer
+    from ismtk.workflows.search import open_input, resolve_matrix
 
-    db = load_search_db(database, tokenizer, mode, threads=options.threads)
+    chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
+    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
     if query_db is not None:
@@ -251,7 +255,7 @@ def rank_by_search(
             db.tokenizer,
         )
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
-    searcher = Searcher(db, load_matrix(matrix, db.tokenizer), options)
+    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options)
     ranked = {
         wanted[k]: [db.names[h.target] for h in hits] for k, hits in enumerate(searcher.search(query_db))
     }
@@ -283,9 +287,9 @@ def run_scope40(
     lookup: str | Path,
     out_dir: str | Path,
     queries: str | Path | None = None,
-    label: str = "ismtk",
+    label: str = DEFAULT_LABEL,
     matrix: str | Path | None = None,
-    tokenizer: str = "3di",
+    tokenizer: str | Path | None = None,
     mode: Literal["tokens", "aa"] = "tokens",
     options: SearchOptions = SearchOptions(),
 ) -> dict[str, dict[str, Summary]]:

@@ -1,21 +1,105 @@
-"""The ``ismtk`` command line: a table of commands, each a thin layer over one library call."""
+"""The ``ismtk`` command line: a table of commands, each a thin layer over library calls.
+
+Each command lives in a module of this package that is imported only when the command runs or shows its
+help, so ``ismtk --help`` and light commands start without torch. The command list of ``ismtk --help``
+reads each command's one-line summary (the first line of its docstring) from the module's source.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ismtk import __version__
 from ismtk.cli import console
 from ismtk.errors import IsmtkError
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """Where a command is defined (``module:object``, a function or a Typer app of subcommands) and the
+    panel of ``ismtk --help`` that lists it."""
+
+    target: str
+    panel: str
+
+    def load(self) -> object:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def summary(self) -> str:
+        """First line of the command's docstring (a function) or ``help`` (a Typer app), read without importing."""
+        module, _, name = self.target.partition(":")
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin is not None, module
+        for node in ast.parse(Path(spec.origin).read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                return (ast.get_docstring(node) or "").split("\n")[0]
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+                keywords = {k.arg: k.value for k in getattr(node.value, "keywords", [])}
+                return ast.literal_eval(keywords["help"]) if "help" in keywords else ""
+        return ""
+
+
+TOKENS, SEARCH, MATRICES, MODELS = "Structure tokens", "Search", "Substitution matrices", "Language models"
+#: Every command, in the order of ``ismtk --help``.
+COMMANDS = {
+    "encode": Command("ismtk.cli.encode:encode", TOKENS),
+    "train-ae": Command("ismtk.cli.train_ae:train_ae", TOKENS),
+    "cluster": Command("ismtk.cli.cluster:cluster", TOKENS),
+    "createdb": Command("ismtk.cli.search:createdb", SEARCH),
+    "search": Command("ismtk.cli.search:search", SEARCH),
+    "easy-search": Command("ismtk.cli.search:easy_search", SEARCH),
+    "benchmark": Command("ismtk.cli.benchmark:benchmark_app", SEARCH),
+    "align-pairs": Command("ismtk.cli.matrix:align_pairs", MATRICES),
+    "learn-matrix": Command("ismtk.cli.matrix:learn_matrix", MATRICES),
+    "fit-evalue": Command("ismtk.cli.matrix:fit_evalue", MATRICES),
+    "structure-tune": Command("ismtk.cli.tune:structure_tune", MODELS),
+    "embed": Command("ismtk.cli.embed:embed", MODELS),
+    "predict-tokens": Command("ismtk.cli.predict:predict", MODELS),
+}
 
 
 class _Commands(TyperGroup):
-    """Turns every :class:`IsmtkError` into one line on stderr and exit status 1."""
+    """Loads commands from :data:`COMMANDS` when needed, and turns every :class:`IsmtkError` into one line on
+    stderr and exit status 1."""
+
+    _listing = False
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name not in COMMANDS:
+            return None
+        entry = COMMANDS[name]
+        if self._listing and name not in self.commands:
+            return TyperCommand(name=name, short_help=entry.summary(), rich_help_panel=entry.panel)
+        if name not in self.commands:
+            self.commands[name] = _click_command(name, entry)
+        return self.commands[name]
+
+    @contextmanager
+    def _summaries_only(self):
+        self._listing = True
+        try:
+            yield
+        finally:
+            self._listing = False
+
+    def format_help(self, ctx, formatter) -> None:
+        with self._summaries_only():
+            return super().format_help(ctx, formatter)
 
     def invoke(self, ctx):
         try:
@@ -23,6 +107,22 @@ class _Commands(TyperGroup):
         except IsmtkError as exc:
             console.error(str(exc))
             raise typer.Exit(console.EXIT_ERROR) from None
+
+
+def _click_command(name: str, entry: Command):
+    """The click command of ``entry``: a Typer app becomes a group (its commands are declared with
+    :class:`~ismtk.cli.options.AliasedCommand`), a function a command that also accepts the hidden spellings of
+    :data:`ismtk.cli.options.HIDDEN_ALIASES`."""
+    from ismtk.cli.options import AliasedCommand
+
+    target = entry.load()
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name, group.rich_help_panel = name, entry.panel
+        return group
+    single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_show_locals=False, add_completion=False)
+    single.command(name, cls=AliasedCommand, rich_help_panel=entry.panel)(target)
+    return typer.main.get_command(single)
 
 
 app = typer.Typer(
@@ -48,31 +148,6 @@ def _root(
     ] = False,
 ) -> None:
     """Implicit structure models: structure tokens, structure-tuned ESM2 and token search."""
-
-
-from ismtk.cli.benchmark import benchmark_app  # noqa: E402  (commands import `console` from this package)
-from ismtk.cli.cluster import cluster  # noqa: E402
-from ismtk.cli.embed import embed  # noqa: E402
-from ismtk.cli.encode import encode  # noqa: E402
-from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix  # noqa: E402
-from ismtk.cli.predict import predict  # noqa: E402
-from ismtk.cli.search import createdb, easy_search, search  # noqa: E402
-from ismtk.cli.train_ae import train_ae  # noqa: E402
-from ismtk.cli.tune import structure_tune  # noqa: E402
-
-app.command("encode")(encode)
-app.command("align-pairs")(align_pairs)
-app.command("learn-matrix")(learn_matrix)
-app.command("fit-evalue")(fit_evalue)
-app.command("createdb")(createdb)
-app.command("search")(search)
-app.command("easy-search")(easy_search)
-app.command("train-ae")(train_ae)
-app.command("cluster")(cluster)
-app.add_typer(benchmark_app, name="benchmark")
-app.command("structure-tune")(structure_tune)
-app.command("embed")(embed)
-app.command("predict-tokens")(predict)
 
 
 def main() -> None:

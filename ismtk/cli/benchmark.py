@@ -7,50 +7,38 @@ from typing import Annotated
 
 import typer
 
-from ismtk.bench.scope40 import LEVELS, run_scope40
+from ismtk.bench.scope40 import DEFAULT_LABEL
 from ismtk.cli import console
 from ismtk.cli.options import (
-    DEFAULT_AA_WEIGHT,
-    DEFAULT_EXHAUSTIVE,
-    DEFAULT_GAP_EXTEND,
-    DEFAULT_GAP_OPEN,
-    DEFAULT_MAX_CANDIDATES,
-    DEFAULT_MODE,
     DEFAULT_THREADS,
-    DEFAULT_TOKENIZER,
-    AaWeightOpt,
-    ExhaustiveOpt,
-    GapExtendOpt,
-    GapOpenOpt,
-    MatrixOpt,
-    MaxCandidatesOpt,
-    ModeOpt,
+    INPUT,
+    OUTPUT,
+    AliasedCommand,
+    Alignment,
     Threads,
     TokenizerOpt,
+    output_option,
+    with_option_groups,
 )
-from ismtk.search.search import SearchOptions
 
 __all__ = ["benchmark_app", "scope40"]
 
-benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks of tokenizers and search.")
+benchmark_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help="Benchmarks of tokenizers and search.")
 
 
+@with_option_groups
 def scope40(
     database: Annotated[Path, typer.Argument(help="Searched entries: a DB folder, token FASTA or structure folder.")],
     lookup: Annotated[Path, typer.Argument(help="SCOP labels, 'sid<TAB>sccs' (unlabelled DB entries are decoys).")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for per-query TSVs, summaries, plots.")],
+    *,
     queries: Annotated[
-        Path | None, typer.Option("--queries", help="Query names, one per line.", show_default="every labelled entry")
+        Path | None, typer.Option("--queries", rich_help_panel=INPUT, help="Query names, one per line.",
+                                  show_default="every labelled entry")
     ] = None,
-    label: Annotated[str, typer.Option("--label", help="Method name in the outputs.")] = "ismtk",
-    matrix: MatrixOpt = None,
-    mode: ModeOpt = DEFAULT_MODE,
-    tokenizer: TokenizerOpt = DEFAULT_TOKENIZER,
-    exhaustive: ExhaustiveOpt = DEFAULT_EXHAUSTIVE,
-    max_candidates: MaxCandidatesOpt = DEFAULT_MAX_CANDIDATES,
-    aa_weight: AaWeightOpt = DEFAULT_AA_WEIGHT,
-    gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
-    gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
+    tokenizer: TokenizerOpt = None,
+    alignment: Alignment = Alignment(),  # noqa: B008 -- frozen
+    output: output_option("Folder for per-query TSVs, summaries, plots."),
+    label: Annotated[str, typer.Option("--label", rich_help_panel=OUTPUT, help="Method name in the outputs.")] = DEFAULT_LABEL,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """All-vs-all search, then Foldseek's sensitivity up to the first false positive per family/superfamily/fold.
@@ -59,16 +47,17 @@ def scope40(
 
     [bold]Example[/bold]: ismtk benchmark scope40 db/ lookup.tsv --queries bench.txt -o bench_out/
     """
-    options = SearchOptions(
-        gap_open=gap_open, gap_extend=gap_extend, exhaustive=exhaustive, max_candidates=max_candidates, threads=threads,
-        aa_weight=aa_weight,
-    )
-    summaries = run_scope40(database, lookup, out_dir, queries, label, matrix, tokenizer, mode, options)
+    from ismtk.bench.scope40 import LEVELS, run_scope40
+
+    options = alignment.search_options(threads)
+    summaries = run_scope40(database, lookup, output, queries, label, alignment.matrix, tokenizer, alignment.mode,
+                            options)
     for variant, by_method in summaries.items():
         s = by_method[label]
-        levels = ", ".join(f"{lv} {v:.3f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries))
+        levels = ", ".join(f"{lv} {v:.3f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries,
+                                                                       strict=True))
         console.info(f"{label} {variant}: {levels}")
-    console.info(f"per-query tables, summaries and plots -> {out_dir}")
+    console.info(f"per-query tables, summaries and plots -> {output}")
 
 
-benchmark_app.command("scope40")(scope40)
+benchmark_app.command("scope40", cls=AliasedCommand)(scope40)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -9,22 +10,35 @@ import typer
 
 from ismtk.autoencoder.codebook import ELBOW_KS, build_codebook
 from ismtk.cli import console
-from ismtk.cli.options import Inputs
+from ismtk.cli.options import OUTPUT, TRAINING, Index, Inputs, output_option
+
+__all__ = ["cluster"]
+
+#: The library's defaults (arguments of :func:`build_codebook`).
+_D = {name: p.default for name, p in inspect.signature(build_codebook).parameters.items()}
 
 
 def cluster(
     model: Annotated[Path, typer.Argument(help="Autoencoder folder (model.json + model.pt, e.g. a train-ae run).")],
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="ISM tokenizer folder to write (usable as --tokenizer).")],
-    k: Annotated[str, typer.Option("-k", help=f"Number of tokens, or 'auto' for the elbow over K in {list(ELBOW_KS)}.")] = "64",
-    max_points: Annotated[int, typer.Option("--max-points", min=1, help="Residues clustered (random sample).")] = 1_000_000,
+    *,
+    index: Index = _D["index"],
+    k: Annotated[str, typer.Option("-k", rich_help_panel=TRAINING,
+                                   help=f"Number of tokens, or 'auto' for the elbow over K in {list(ELBOW_KS)}.")
+                 ] = str(_D["k"]),
+    max_points: Annotated[int, typer.Option("--max-points", min=1, rich_help_panel=TRAINING,
+                                            help="Residues clustered (random sample).")] = _D["max_points"],
     residues_per_chain: Annotated[
-        int, typer.Option("--residues-per-chain", min=1, help="Random residues embedded per chain.")
-    ] = 1_000_000_000,
-    n_init: Annotated[int, typer.Option("--n-init", min=1, help="k-means restarts (k-means++ seeding).")] = 3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the seeding.")] = 0,
-    index: Annotated[Path | None, typer.Option("--index", help="Chain index CSV (default: index.csv of an input folder).")] = None,
-    elbow: Annotated[bool, typer.Option("--elbow", help="Also write the elbow curve (elbow.tsv/png) for a fixed K.")] = False,
+        int, typer.Option("--residues-per-chain", min=1, rich_help_panel=TRAINING,
+                          help="Random residues embedded per chain.")
+    ] = _D["residues_per_chain"],
+    n_init: Annotated[int, typer.Option("--n-init", min=1, rich_help_panel=TRAINING,
+                                        help="k-means restarts (k-means++ seeding).")] = _D["n_init"],
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
+                                      help="Seed of the sample and the seeding.")] = _D["seed"],
+    output: output_option("ISM tokenizer folder to write (usable as --tokenizer)."),
+    elbow: Annotated[bool, typer.Option("--elbow", rich_help_panel=OUTPUT,
+                                        help="Also write the elbow curve (elbow.tsv/png) for a fixed K.")] = False,
 ) -> None:
     """Cluster residue embeddings of experimental structures into K structure tokens (ISM: K = 64).
 
@@ -41,7 +55,8 @@ def cluster(
     for note in report.notes:
         console.info(note)
     if report.elbow_ks:
-        console.info("elbow: " + ", ".join(f"K={a}: {b:.4g}" for a, b in zip(report.elbow_ks, report.elbow_inertias)))
+        ks = zip(report.elbow_ks, report.elbow_inertias, strict=True)
+        console.info("elbow: " + ", ".join(f"K={a}: {b:.4g}" for a, b in ks))
     console.info(
         f"K={report.k} from {report.points:,} residues; s* = token {report.disorder_token} "
         f"({report.usage[report.disorder_token]:.1%} of residues); usage entropy {report.entropy_bits:.2f} bits; "

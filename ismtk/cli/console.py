@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["EXIT_ERROR", "EXIT_SKIPPED", "error", "info", "progress", "warn"]
+if TYPE_CHECKING:
+    from ismtk.train.progress import TrainProgress
+
+__all__ = ["EXIT_ERROR", "EXIT_SKIPPED", "error", "info", "progress", "step_reporter", "warn"]
 
 #: Exit status of a command that failed.
 EXIT_ERROR = 1
@@ -46,3 +50,15 @@ def progress(description: str, total: int | None, unit: str = "") -> Iterator[Ca
     with Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1, total=None: bar.update(task, advance=n, total=total)
+
+
+def step_reporter(advance: Callable[..., None]) -> Callable[[TrainProgress], None]:
+    """A trainer's progress callback that moves the bar of :func:`progress` to each reported step."""
+    done = 0
+
+    def report(progress: TrainProgress) -> None:
+        nonlocal done
+        advance(progress.step - done, total=progress.total_steps)
+        done = progress.step
+
+    return report

@@ -8,39 +8,53 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import DeviceOpt
-from ismtk.plm.embed import INCLUDE, EmbedOptions, LongMode, embed_fasta
+from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device
+from ismtk.plm.embed import EMBED_DEVICE, INCLUDE, EmbedOptions, LongMode
+
+__all__ = ["embed"]
 
 _D = EmbedOptions()
 
 
 def embed(
-    model: Annotated[str, typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict, HF ESM folder or ismtk export.")],
+    model: Annotated[
+        str, typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict, HF ESM folder or ismtk export.")
+    ],
     fasta: Annotated[Path, typer.Argument(help="Protein FASTA (names = first word of each header, unique).")],
     out: Annotated[Path, typer.Argument(help="Output folder of <name>.pt files (esm-extract format), or FILE.h5.")],
-    repr_layers: Annotated[
-        list[int], typer.Option("--repr-layers", help="Layers to return; negative counts from the end (-1 = last).")
-    ] = list(_D.repr_layers),
-    include: Annotated[
-        list[str], typer.Option("--include", help=f"What to save, repeatable: {', '.join(INCLUDE)}.")
-    ] = list(_D.include),
-    toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, help="Token budget of a batch.")] = _D.toks_per_batch,
+    *,
     truncation_seq_length: Annotated[
-        int, typer.Option("--truncation-seq-length", min=1, help="Longest sequence (residues) fed at once.")
+        int, typer.Option("--truncation-seq-length", min=1, rich_help_panel=INPUT,
+                          help="Longest sequence (residues) fed at once.")
     ] = _D.truncation_seq_length,
     long: Annotated[
-        LongMode, typer.Option("--long", help="Longer sequences: truncate (esm-extract) or overlapping windows, averaged.")
+        LongMode, typer.Option("--long", rich_help_panel=INPUT,
+                               help="Longer sequences: truncate (esm-extract) or overlapping windows, averaged.")
     ] = _D.long,
-    window_overlap: Annotated[int, typer.Option("--window-overlap", min=0, help="Residues shared by windows.")] = _D.window_overlap,
-    device: DeviceOpt = "cpu",
+    window_overlap: Annotated[int, typer.Option("--window-overlap", min=0, rich_help_panel=INPUT,
+                                                help="Residues shared by windows.")] = _D.window_overlap,
+    repr_layers: Annotated[
+        list[int], typer.Option("--repr-layers", rich_help_panel=OUTPUT,
+                                help="Layers to return; negative counts from the end (-1 = last).")
+    ] = list(_D.repr_layers),  # noqa: B006 -- Typer copies it
+    include: Annotated[
+        list[str], typer.Option("--include", rich_help_panel=OUTPUT, help=f"What to save, repeatable: "
+                                f"{', '.join(INCLUDE)}.")
+    ] = list(_D.include),  # noqa: B006 -- Typer copies it
+    toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
+                                                help="Token budget of a batch.")] = _D.toks_per_batch,
+    device: Device(EMBED_DEVICE) = EMBED_DEVICE,
 ) -> None:
     """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
 
-    Output files load as esm-extract's do: torch.load(OUT/name.pt) gives label, representations, mean_representations, bos_representations and contacts as asked by --include. OUT ending in .h5 writes one HDF5 file instead (see docs/embed.md).
+    Output files load as esm-extract's do: torch.load(OUT/name.pt) gives label, representations, mean_representations, bos_representations and contacts as asked by --include. OUT ending in .h5 writes one HDF5 file instead (see docs/embed.md). The arguments are esm-extract's: MODEL FASTA OUT.
 
     [bold]Example[/bold]: ismtk embed esm2_t33_650M_UR50D seqs.fasta emb/ --include mean --include per_tok
     """
-    options = EmbedOptions(tuple(repr_layers), tuple(include), toks_per_batch, truncation_seq_length, long, window_overlap)
+    from ismtk.plm.embed import embed_fasta
+
+    options = EmbedOptions(tuple(repr_layers), tuple(include), toks_per_batch, truncation_seq_length, long,
+                           window_overlap)
     with console.progress("embedding", total=None, unit="sequences") as advance:
 
         def start(n: int, notes: list[str]) -> None:

@@ -9,42 +9,47 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import (
-    DEFAULT_CHAIN_NAMES,
-    DEFAULT_MODEL,
     DEFAULT_THREADS,
-    ENCODE_TOKENIZER,
-    ChainNamesOpt,
+    OUTPUT,
+    EncodeTokenizer,
     Inputs,
-    ModelOpt,
+    StructureInput,
     Threads,
-    TokenizerOpt,
-    read_options,
+    output_option,
+    with_option_groups,
 )
-from ismtk.structure.read import find_structure_files
-from ismtk.tokenizers import load_tokenizer
-from ismtk.workflows.encode import encode_files, write_fasta
+from ismtk.tokenizers import ENCODE_TOKENIZER
+
+__all__ = ["encode"]
 
 
+@with_option_groups
 def encode(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Token FASTA to write (.gz compresses).")],
-    tokenizer: TokenizerOpt = ENCODE_TOKENIZER,
+    *,
+    tokenizer: EncodeTokenizer = ENCODE_TOKENIZER,
+    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
+    output: output_option("Token FASTA to write (.gz compresses); its records name the tokenizer (tokenizer=...)."),
     aa_output: Annotated[
-        Path | None, typer.Option("--aa-output", help="Also write the amino-acid FASTA of the encoded chains.")
+        Path | None,
+        typer.Option("--aa-output", rich_help_panel=OUTPUT, help="Also write the amino-acid FASTA of the encoded "
+                     "chains."),
     ] = None,
     threads: Threads = DEFAULT_THREADS,
-    model: ModelOpt = DEFAULT_MODEL,
-    chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
 ) -> None:
     """Encode protein structures as one structure token per residue, written as FASTA.
 
-    Each protein chain becomes one record, named as in Foldseek. Unreadable files and unusable chains are reported one line each and skipped; the exit status is 3 when anything was skipped.
+    Each protein chain becomes one record, named as in Foldseek; its header also names the tokenizer (tokenizer=3di, tokenizer=ism:...), so that search reads the tokens with it. Unreadable files and unusable chains are reported one line each and skipped; the exit status is 3 when anything was skipped.
 
     [bold]Example[/bold]: ismtk encode structs/ -o tokens.fasta --aa-output aa.fasta
     """
+    from ismtk.structure.read import find_structure_files
+    from ismtk.tokenizers import load_tokenizer
+    from ismtk.workflows.encode import encode_files, write_fasta
+
     tok = load_tokenizer(tokenizer)
     paths = find_structure_files(inputs)
-    results = encode_files(paths, tok, read_options(model, chain_names), threads=threads)
+    results = encode_files(paths, tok, reading.read_options(), threads=threads)
     with console.progress("encoding", total=len(paths), unit="files") as advance:
 
         def report(result) -> None:

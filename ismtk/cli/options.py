@@ -1,155 +1,310 @@
-"""Options shared by several commands, each declared once with its help text and library default."""
+"""Options of the command line: each declared once, with its help text and library default, in a help panel.
+
+Options that go together form a group (a frozen dataclass whose fields are Typer options); a command takes
+a group as one parameter and :func:`with_option_groups` lets Typer see the group's options one by one.
+Panels: ``Input`` (how inputs are read), ``Output``, ``Search``, ``Training``, ``Model``, ``Run`` (resume,
+stops, checkpoints) and ``Processes and devices``. Spellings of older versions stay accepted without being
+shown (:data:`HIDDEN_ALIASES`). This module imports no torch: ``ismtk --help`` and the search and encode
+commands start without it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
-from ismtk.errors import InputError
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import ChainNames, ReadOptions
-from ismtk.tokenizers import TOKENIZERS
-from ismtk.train.launch import DEFAULT_DEVICE, Processes, Rendezvous
-from ismtk.train.launch import relaunch as launch_processes
+from ismtk.tokenizers import DEFAULT_TOKENIZER, ENCODE_TOKENIZER, TOKENIZERS
+from ismtk.train.launch import DEFAULT_DEVICE, Processes, Rendezvous, relaunch
 from ismtk.workflows.encode import default_threads
-from ismtk.workflows.search import Mode
+from ismtk.workflows.search import DEFAULT_MODE, Mode
 
 __all__ = [
-    "ChainNamesOpt",
-    "DeviceOpt",
-    "GpusOpt",
+    "HIDDEN_ALIASES",
+    "INPUT",
+    "MODEL",
+    "OUTPUT",
+    "PROCESSES",
+    "RUN",
+    "SEARCH",
+    "TRAINING",
+    "AliasedCommand",
+    "Alignment",
+    "Device",
+    "EncodeTokenizer",
+    "FormatOutput",
+    "GapExtend",
+    "GapOpen",
+    "HitFilter",
+    "Index",
     "Inputs",
-    "ModelOpt",
-    "NnodesOpt",
-    "NodeRankOpt",
-    "NprocOpt",
-    "RdzvEndpointOpt",
-    "RdzvIdOpt",
-    "ResumeOpt",
+    "ModeOpt",
+    "SearchInput",
+    "StructureInput",
     "Threads",
-    "TorchThreads",
-    "read_options",
-    "relaunch",
+    "TokenizerOpt",
+    "TrainingProcesses",
+    "output_option",
+    "with_option_groups",
 ]
 
-_DEFAULT_READ = ReadOptions()
+INPUT = "Input"
+OUTPUT = "Output"
+SEARCH = "Search"
+TRAINING = "Training"
+MODEL = "Model"
+RUN = "Run"
+PROCESSES = "Processes and devices"
 
+#: Spellings of older versions, still accepted but not shown in ``--help``: old -> current.
+HIDDEN_ALIASES = {"--out": "--output", "--out-dir": "--output", "--model": "--nmr-model"}
+
+_READ = ReadOptions()
+_SEARCH = SearchOptions()
+
+# --- inputs ------------------------------------------------------------------------------------------------
 Inputs = Annotated[
     list[Path],
-    typer.Argument(help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or .txt path lists."),
+    typer.Argument(help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or .txt path "
+                   "lists."),
 ]
-Threads = Annotated[
-    int, typer.Option("--threads", "-t", min=1, help="Worker processes.", show_default="all cores")
+SearchInput = Annotated[
+    Path, typer.Argument(help="A database folder (createdb), a token FASTA, or a structure file/folder.")
 ]
-ModelOpt = Annotated[
-    int, typer.Option("--model", min=1, help="Model to read from multi-model (NMR) files, 1-based.")
-]
-ChainNamesOpt = Annotated[
-    ChainNames,
-    typer.Option("--chain-names", help="Add _CHAIN to entry names: auto (only for multi-chain files, as Foldseek)."),
-]
-
-DEFAULT_THREADS = default_threads()
-DEFAULT_MODEL = _DEFAULT_READ.model
-DEFAULT_CHAIN_NAMES = _DEFAULT_READ.chain_names
-
-
-def read_options(model: int, chain_names: ChainNames) -> ReadOptions:
-    """The library's reading options from the shared command-line options."""
-    return ReadOptions(model=model, chain_names=chain_names)
-
-# --- distributed training (train-ae, structure-tune) ----------------------------------------------------------
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N.")]
-GpusOpt = Annotated[
-    int, typer.Option("--gpus", min=0, help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")
-]
-NprocOpt = Annotated[
-    int, typer.Option("--nproc", min=0, help="CPU processes: N > 1 starts N processes under torchrun (DDP, gloo).")
-]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue from the checkpoint in the run folder, exactly where it stopped.")
-]
-TorchThreads = Annotated[
-    int | None,
-    typer.Option("--threads", "-t", min=1, help="Torch CPU threads per process.", show_default="torch's choice"),
-]
-NnodesOpt = Annotated[str, typer.Option("--nnodes", help="Nodes of a multi-node run (torchrun: N or MIN:MAX).")]
-NodeRankOpt = Annotated[int | None, typer.Option("--node-rank", help="This node's rank (static rendezvous).")]
-RdzvEndpointOpt = Annotated[
-    str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous on node 0 (multi-node runs).")
-]
-RdzvIdOpt = Annotated[str | None, typer.Option("--rdzv-id", help="Job id shared by all nodes of a multi-node run.")]
-
-DEFAULT_NNODES = Rendezvous().nnodes
-
-
-def relaunch(
-    gpus: int, nproc: int, device: str, nnodes: str, node_rank: int | None, endpoint: str | None, run_id: str | None
-) -> tuple[int | None, str]:
-    """Re-run the current command under torchrun when several processes or nodes are asked for.
-
-    Returns ``(exit status of the launcher, or None when this process should train itself, device)``.
-    """
-    processes = Processes(device, gpus, nproc, None, Rendezvous(nnodes, node_rank, endpoint, run_id))
-    return launch_processes(processes, sys.argv[1:]), processes.resolved_device
-
-
-# --- search options (defaults from ismtk.search) -------------------------------------------------------------
-
-_DEFAULT_SEARCH = SearchOptions()
-#: ``encode`` writes ISM tokens of the shipped model; databases, search and matrices default to the
-#: tokenizer that searches best on scope40_dev (docs/benchmarks.md).
-ENCODE_TOKENIZER = "ism"
-DEFAULT_TOKENIZER = "3di"
-DEFAULT_MODE: Mode = "tokens"
-
-TokenizerOpt = Annotated[
+EncodeTokenizer = Annotated[
     str,
-    typer.Option(
-        "--tokenizer", help=f"Structure tokenizer: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder (ismtk cluster)."
-    ),
+    typer.Option("--tokenizer", rich_help_panel=INPUT,
+                 help=f"Structure tokenizer: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder (ismtk cluster)."),
 ]
-MatrixOpt = Annotated[
+TokenizerOpt = Annotated[
     str | None,
     typer.Option(
-        "--matrix",
-        help="Substitution matrix file or shipped name (3di, ism, blosum62).",
-        show_default="the tokenizer's shipped matrix; blosum62 with --mode aa",
+        "--tokenizer", rich_help_panel=INPUT, show_default=f"what the inputs name, else {DEFAULT_TOKENIZER}",
+        help=f"Tokenizer of structure inputs: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder. Databases and "
+        "token FASTA written by ismtk name their own; give the folder here when theirs is not shipped.",
     ),
 ]
-ModeOpt = Annotated[Mode, typer.Option("--mode", help="Align structure tokens, or amino acids.")]
-GapOpenOpt = Annotated[int, typer.Option("--gap-open", min=1, help="Gap open penalty (a gap of n costs open + (n-1) extend).")]
-GapExtendOpt = Annotated[int, typer.Option("--gap-extend", min=1, help="Gap extension penalty.")]
-EvalueOpt = Annotated[float, typer.Option("-e", "--evalue", min=0.0, help="Report hits with an E-value up to this.")]
-MaxSeqsOpt = Annotated[int, typer.Option("--max-seqs", min=1, help="Report at most this many hits per query.")]
-ExhaustiveOpt = Annotated[
-    bool, typer.Option("--exhaustive/--prefilter", help="Align every pair, or only the best ungapped-diagonal candidates (prefilter).")
-]
-MaxCandidatesOpt = Annotated[
-    int, typer.Option("--max-candidates", min=1, help="Targets per query passed by the prefilter to Smith-Waterman.")
-]
-AaWeightOpt = Annotated[
-    float,
-    typer.Option(
-        "--aa-weight",
-        min=0.0,
-        help="Add this weight x BLOSUM62 of the amino acids to the token score (Foldseek's 3Di+AA); 0 = tokens "
-        "alone. Needs amino acids on both sides (structures or databases, not token FASTA).",
-    ),
-]
-FormatOutputOpt = Annotated[
-    str, typer.Option("--format-output", help="Comma-separated output columns (see docs/search.md).")
+Index = Annotated[
+    Path | None,
+    typer.Option("--index", rich_help_panel=INPUT,
+                 help="Chain index CSV (default: index.csv at the top of an input folder)."),
 ]
 
-DEFAULT_GAP_OPEN = _DEFAULT_SEARCH.gap_open
-DEFAULT_GAP_EXTEND = _DEFAULT_SEARCH.gap_extend
-DEFAULT_EVALUE = _DEFAULT_SEARCH.max_evalue
-DEFAULT_MAX_SEQS = _DEFAULT_SEARCH.max_seqs
-DEFAULT_EXHAUSTIVE = _DEFAULT_SEARCH.exhaustive
-DEFAULT_MAX_CANDIDATES = _DEFAULT_SEARCH.max_candidates
-DEFAULT_AA_WEIGHT = _DEFAULT_SEARCH.aa_weight
-DEFAULT_FORMAT_OUTPUT = DEFAULT_COLUMNS
+
+@dataclass(frozen=True)
+class StructureInput:
+    """How structure files are read (:class:`ismtk.structure.read.ReadOptions`)."""
+
+    nmr_model: Annotated[
+        int,
+        typer.Option("--nmr-model", min=1, rich_help_panel=INPUT,
+                     help="Model of multi-model files (NMR ensembles) to read, 1-based."),
+    ] = _READ.model
+    chain_names: Annotated[
+        ChainNames,
+        typer.Option("--chain-names", rich_help_panel=INPUT,
+                     help="Add _CHAIN to entry names: auto (only for multi-chain files, as Foldseek)."),
+    ] = _READ.chain_names
+
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(model=self.nmr_model, chain_names=self.chain_names)
+
+
+# --- outputs -----------------------------------------------------------------------------------------------
+def output_option(help: str) -> Any:
+    """The ``-o/--output`` option of a command, with what it writes."""
+    return Annotated[Path, typer.Option("--output", "-o", help=help, rich_help_panel=OUTPUT)]
+
+
+FormatOutput = Annotated[
+    str, typer.Option("--format-output", rich_help_panel=OUTPUT, help="Comma-separated output columns (see "
+                      "docs/search.md).")
+]
+
+# --- search ------------------------------------------------------------------------------------------------
+ModeOpt = Annotated[Mode, typer.Option("--mode", rich_help_panel=SEARCH, help="Align structure tokens, or amino "
+                                       "acids.")]
+GapOpen = Annotated[
+    int, typer.Option("--gap-open", min=1, rich_help_panel=SEARCH,
+                      help="Gap open penalty (a gap of n costs open + (n-1) extend).")
+]
+GapExtend = Annotated[int, typer.Option("--gap-extend", min=1, rich_help_panel=SEARCH, help="Gap extension penalty.")]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How queries and targets are scored and which pairs are aligned."""
+
+    matrix: Annotated[
+        str | None,
+        typer.Option("--matrix", rich_help_panel=SEARCH, help="Substitution matrix file or shipped name (3di, ism, "
+                     "blosum62).", show_default="the tokenizer's shipped matrix; blosum62 with --mode aa"),
+    ] = None
+    mode: ModeOpt = DEFAULT_MODE
+    aa_weight: Annotated[
+        float,
+        typer.Option("--aa-weight", min=0.0, rich_help_panel=SEARCH,
+                     help="Add this weight x BLOSUM62 of the amino acids to the token score (Foldseek's 3Di+AA); "
+                     "0 = tokens alone. Needs amino acids on both sides (structures or databases, not token FASTA)."),
+    ] = _SEARCH.aa_weight
+    gap_open: GapOpen = _SEARCH.gap_open
+    gap_extend: GapExtend = _SEARCH.gap_extend
+    exhaustive: Annotated[
+        bool,
+        typer.Option("--exhaustive/--prefilter", rich_help_panel=SEARCH,
+                     help="Align every pair, or only the best ungapped-diagonal candidates (prefilter)."),
+    ] = _SEARCH.exhaustive
+    max_candidates: Annotated[
+        int, typer.Option("--max-candidates", min=1, rich_help_panel=SEARCH,
+                          help="Targets per query passed by the prefilter to Smith-Waterman.")
+    ] = _SEARCH.max_candidates
+
+    def search_options(self, threads: int, hits: HitFilter | None = None) -> SearchOptions:
+        """The library's options (``hits``: the E-value and count limits, else the library's)."""
+        limits = {"max_evalue": hits.evalue, "max_seqs": hits.max_seqs} if hits is not None else {}
+        return SearchOptions(gap_open=self.gap_open, gap_extend=self.gap_extend, exhaustive=self.exhaustive,
+                             max_candidates=self.max_candidates, threads=threads, aa_weight=self.aa_weight, **limits)
+
+
+@dataclass(frozen=True)
+class HitFilter:
+    """Which hits are reported."""
+
+    evalue: Annotated[
+        float, typer.Option("-e", "--evalue", min=0.0, rich_help_panel=SEARCH,
+                            help="Report hits with an E-value up to this.")
+    ] = _SEARCH.max_evalue
+    max_seqs: Annotated[
+        int, typer.Option("--max-seqs", min=1, rich_help_panel=SEARCH, help="Report at most this many hits per query.")
+    ] = _SEARCH.max_seqs
+
+
+# --- processes and devices ---------------------------------------------------------------------------------
+Threads = Annotated[
+    int, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES, help="Worker processes.",
+                      show_default="all cores")
+]
+#: Default of :data:`Threads`: every core this process may use.
+DEFAULT_THREADS = default_threads()
+
+
+def Device(default: str) -> Any:  # noqa: N802 -- an annotation, named like the others
+    """The ``--device`` option (``default`` is the library's default of the command)."""
+    return Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES, show_default=default,
+                                       help="auto (CUDA if present), cpu, cuda or cuda:N.")]
+
+
+_RDZV = Rendezvous()
+
+
+@dataclass(frozen=True)
+class TrainingProcesses:
+    """Where a trainer runs: device, torch threads, processes per node and the nodes of a multi-node run."""
+
+    device: Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES,
+                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")] = DEFAULT_DEVICE
+    gpus: Annotated[int, typer.Option("--gpus", min=0, rich_help_panel=PROCESSES,
+                                      help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")] = 0
+    nproc: Annotated[int, typer.Option("--nproc", min=0, rich_help_panel=PROCESSES,
+                                       help="CPU processes: N > 1 starts N processes under torchrun (DDP, gloo).")] = 0
+    threads: Annotated[
+        int | None, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES,
+                                 help="Torch CPU threads per process.", show_default="torch's choice")
+    ] = None
+    nnodes: Annotated[str, typer.Option("--nnodes", rich_help_panel=PROCESSES,
+                                        help="Nodes of a multi-node run (torchrun: N or MIN:MAX).")] = _RDZV.nnodes
+    node_rank: Annotated[int | None, typer.Option("--node-rank", rich_help_panel=PROCESSES,
+                                                  help="This node's rank (static rendezvous).")] = _RDZV.node_rank
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option("--rdzv-endpoint", rich_help_panel=PROCESSES,
+                                 help="HOST:PORT of the rendezvous on node 0 (multi-node runs).")
+    ] = _RDZV.endpoint
+    rdzv_id: Annotated[str | None, typer.Option("--rdzv-id", rich_help_panel=PROCESSES,
+                                                help="Job id shared by all nodes of a multi-node run.")] = _RDZV.run_id
+
+    def processes(self) -> Processes:
+        rendezvous = Rendezvous(self.nnodes, self.node_rank, self.rdzv_endpoint, self.rdzv_id)
+        return Processes(self.device, self.gpus, self.nproc, self.threads, rendezvous)
+
+    def relaunch(self) -> str:
+        """Re-run this command under torchrun when several processes or nodes are asked for (then exit with the
+        launcher's status); returns the device this process trains on."""
+        status = relaunch(self.processes(), sys.argv[1:])
+        if status is not None:
+            raise typer.Exit(status)
+        return self.processes().resolved_device
+
+
+# --- composition -------------------------------------------------------------------------------------------
+def with_option_groups(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Let Typer see the options of every parameter of ``func`` typed with an option group, one by one; ``func``
+    is called with the group (a dataclass) built from them. Field names must be unique within a command."""
+    signature = inspect.signature(func, eval_str=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, list[str]]] = {}
+    for param in signature.parameters.values():
+        group = param.annotation
+        if isinstance(group, type) and dataclasses.is_dataclass(group):
+            hints = typing.get_type_hints(group, include_extras=True)
+            fields = dataclasses.fields(group)
+            groups[param.name] = (group, [f.name for f in fields])
+            params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                         annotation=hints[f.name]) for f in fields]
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise TypeError(f"{func.__name__}: option groups repeat a parameter name ({names})")
+
+    @functools.wraps(func)
+    def command(**values: Any) -> Any:
+        for name, (group, fields) in groups.items():
+            values[name] = group(**{field: values.pop(field) for field in fields})
+        return func(**values)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}
+    return command
+
+
+class AliasedCommand(TyperCommand):
+    """A command that also accepts the hidden spellings of :data:`HIDDEN_ALIASES` for its options."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, rename_aliases(self.params, args))
+
+
+def rename_aliases(params: list[Any], args: list[str]) -> list[str]:
+    """``args`` with every hidden alias in option position (not an option's value, not after ``--``) replaced
+    by the current spelling, when the command has that option and no option of the alias's name."""
+    takes_value = {name: not (p.is_flag or p.count) for p in params if isinstance(p, TyperOption)
+                   for name in [*p.opts, *p.secondary_opts]}
+    renamed: list[str] = []
+    value_next = False
+    for i, arg in enumerate(args):
+        if value_next:
+            renamed.append(arg)
+            value_next = False
+            continue
+        if arg == "--":
+            renamed += args[i:]
+            break
+        name, equals, value = arg.partition("=")
+        current = HIDDEN_ALIASES.get(name)
+        if current in takes_value and name not in takes_value:
+            name = current
+        renamed.append(name + equals + value)
+        value_next = takes_value.get(name, False) and not equals
+    return renamed

@@ -9,18 +9,27 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import DeviceOpt
-from ismtk.plm.predict import PREDICT_DEFAULTS, predict_tokens
+from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device, output_option
+from ismtk.plm.embed import EMBED_DEVICE
+from ismtk.plm.predict import PREDICT_DEFAULTS
+
+__all__ = ["predict"]
 
 
 def predict(
-    model: Annotated[str, typer.Argument(help="structure-tune export folder (backbone + heads.pt), or a backbone with --heads.")],
+    model: Annotated[
+        str, typer.Argument(help="structure-tune export folder (backbone + heads.pt), or a backbone with --heads.")
+    ],
     fasta: Annotated[Path, typer.Argument(help="Protein FASTA.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Token FASTA to write, in input order.")],
-    stream: Annotated[str | None, typer.Option("--stream", help="Token stream to predict (default: the first head).")] = None,
-    heads: Annotated[Path | None, typer.Option("--heads", help="Heads file (structure-tune's export/heads.pt).")] = None,
-    toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
-    device: DeviceOpt = "cpu",
+    *,
+    heads: Annotated[Path | None, typer.Option("--heads", rich_help_panel=INPUT,
+                                               help="Heads file (structure-tune's export/heads.pt).")] = None,
+    stream: Annotated[str | None, typer.Option("--stream", rich_help_panel=OUTPUT,
+                                               help="Token stream to predict.", show_default="the first head")] = None,
+    output: output_option("Token FASTA to write, in input order."),
+    toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
+                                                help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
+    device: Device(EMBED_DEVICE) = EMBED_DEVICE,
 ) -> None:
     """Predict structure tokens (3Di, ISM, ...) for protein sequences, without a structure.
 
@@ -28,9 +37,12 @@ def predict(
 
     [bold]Example[/bold]: ismtk predict-tokens run/export seqs.fasta -o predicted_3di.fasta --stream 3di
     """
+    from ismtk.plm.predict import predict_tokens
+
     options = replace(PREDICT_DEFAULTS, toks_per_batch=toks_per_batch)
     with console.progress("predicting", total=None, unit="sequences") as advance:
         summary = predict_tokens(model, fasta, output, stream, heads, options, device, on_batch=advance)
     for note in summary.notes:
         console.warn(note)
-    console.info(f"predicted {summary.stream} tokens for {summary.sequences:,} sequences ({summary.residues:,} residues) -> {output}")
+    console.info(f"predicted {summary.stream} tokens for {summary.sequences:,} sequences ({summary.residues:,} "
+                 f"residues) -> {output}")

@@ -8,81 +8,84 @@ from typing import Annotated, Literal
 import typer
 
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import TrainAEConfig, TrainProgress
+from ismtk.autoencoder.train import TrainAEConfig
 from ismtk.cli import console
 from ismtk.cli.options import (
-    DEFAULT_DEVICE,
-    DEFAULT_NNODES,
-    DeviceOpt,
-    GpusOpt,
+    INPUT,
+    MODEL,
+    RUN,
+    TRAINING,
+    Index,
     Inputs,
-    NnodesOpt,
-    NodeRankOpt,
-    NprocOpt,
-    RdzvEndpointOpt,
-    RdzvIdOpt,
-    ResumeOpt,
-    TorchThreads,
-    relaunch,
+    TrainingProcesses,
+    output_option,
+    with_option_groups,
 )
+
+__all__ = ["train_ae"]
 
 _M = AutoencoderConfig()
 _T = TrainAEConfig()
 
 
+@with_option_groups
 def train_ae(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (checkpoints, metrics, model).")],
-    stage: Annotated[
-        Literal["1", "2", "both"],
-        typer.Option("--stage", help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2."),
-    ] = _T.stage,
-    epochs_stage1: Annotated[int, typer.Option("--epochs-stage1", min=0, help="Epochs of stage 1.")] = _T.epochs_stage1,
-    epochs_stage2: Annotated[int, typer.Option("--epochs-stage2", min=0, help="Epochs of stage 2.")] = _T.epochs_stage2,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Microenvironments per step, all processes together.")
-    ] = _T.batch_size,
-    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = _T.lr,
-    warmup_epochs: Annotated[
-        float, typer.Option("--warmup-epochs", help="Warm-up of each stage, in epochs.")
-    ] = _T.warmup_epochs,
-    residues_per_chain: Annotated[
-        int, typer.Option("--residues-per-chain", min=1, help="Random residues per chain per epoch.")
-    ] = _T.residues_per_chain,
-    checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints (also at every epoch end).")
-    ] = _T.checkpoint_every,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the data order and the initial weights.")] = _T.seed,
-    width: Annotated[int, typer.Option("--width", min=8, help="Model width.")] = _M.width,
-    heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = _M.heads,
-    layers: Annotated[int, typer.Option("--layers", min=1, help="Encoder blocks.")] = _M.layers,
-    decoder_layers: Annotated[int, typer.Option("--decoder-layers", min=1, help="Decoder blocks.")] = _M.decoder_layers,
-    kernel: Annotated[
-        Literal["fixed", "learned"],
-        typer.Option("--kernel", help="Distance features: fixed radial basis + bins, or learned Gaussians."),
-    ] = _M.kernel,
-    index: Annotated[
-        Path | None, typer.Option("--index", help="Chain index CSV (default: index.csv at the top of an input folder).")
-    ] = None,
+    *,
+    index: Index = None,
     keep_bench_homologs: Annotated[
-        bool, typer.Option("--keep-bench-homologs", help="Keep chains homologous to scope40_dev bench domains.")
+        bool, typer.Option("--keep-bench-homologs", rich_help_panel=INPUT,
+                           help="Keep chains homologous to scope40_dev bench domains.")
     ] = not _T.drop_bench_homologs,
     keep_ts50_homologs: Annotated[
-        bool, typer.Option("--keep-ts50-homologs", help="Keep chains homologous to TS50 chains.")
+        bool, typer.Option("--keep-ts50-homologs", rich_help_panel=INPUT, help="Keep chains homologous to TS50 chains.")
     ] = not _T.drop_ts50_homologs,
+    stage: Annotated[
+        Literal["1", "2", "both"],
+        typer.Option("--stage", rich_help_panel=TRAINING, help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2."),
+    ] = _T.stage,
+    epochs_stage1: Annotated[int, typer.Option("--epochs-stage1", min=0, rich_help_panel=TRAINING,
+                                               help="Epochs of stage 1.")] = _T.epochs_stage1,
+    epochs_stage2: Annotated[int, typer.Option("--epochs-stage2", min=0, rich_help_panel=TRAINING,
+                                               help="Epochs of stage 2.")] = _T.epochs_stage2,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, rich_help_panel=TRAINING,
+                          help="Microenvironments per step, all processes together.")
+    ] = _T.batch_size,
+    lr: Annotated[float, typer.Option("--lr", rich_help_panel=TRAINING, help="Peak AdamW learning rate.")] = _T.lr,
+    warmup_epochs: Annotated[
+        float, typer.Option("--warmup-epochs", rich_help_panel=TRAINING, help="Warm-up of each stage, in epochs.")
+    ] = _T.warmup_epochs,
+    residues_per_chain: Annotated[
+        int, typer.Option("--residues-per-chain", min=1, rich_help_panel=TRAINING,
+                          help="Random residues per chain per epoch.")
+    ] = _T.residues_per_chain,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
+                                      help="Seed of the data order and the initial weights.")] = _T.seed,
+    width: Annotated[int, typer.Option("--width", min=8, rich_help_panel=MODEL, help="Model width.")] = _M.width,
+    heads: Annotated[int, typer.Option("--heads", min=1, rich_help_panel=MODEL, help="Attention heads.")] = _M.heads,
+    layers: Annotated[int, typer.Option("--layers", min=1, rich_help_panel=MODEL, help="Encoder blocks.")] = _M.layers,
+    decoder_layers: Annotated[int, typer.Option("--decoder-layers", min=1, rich_help_panel=MODEL,
+                                                help="Decoder blocks.")] = _M.decoder_layers,
+    kernel: Annotated[
+        Literal["fixed", "learned"],
+        typer.Option("--kernel", rich_help_panel=MODEL,
+                     help="Distance features: fixed radial basis + bins, or learned Gaussians."),
+    ] = _M.kernel,
     init: Annotated[
-        Path | None, typer.Option("--init", help="Start from this model's weights (a stage-1 run for --stage 2).")
+        Path | None, typer.Option("--init", rich_help_panel=RUN,
+                                  help="Start from this model's weights (a stage-1 run for --stage 2).")
     ] = None,
-    resume: ResumeOpt = False,
-    device: DeviceOpt = DEFAULT_DEVICE,
-    gpus: GpusOpt = 0,
-    nproc: NprocOpt = 0,
-    threads: TorchThreads = None,
-    nnodes: NnodesOpt = DEFAULT_NNODES,
-    node_rank: NodeRankOpt = None,
-    rdzv_endpoint: RdzvEndpointOpt = None,
-    rdzv_id: RdzvIdOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the newest checkpoint "
+                                         "in the run folder, exactly where it stopped.")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", rich_help_panel=RUN,
+                                                  help="Stop after this many steps in total.")] = _T.max_steps,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", min=1, rich_help_panel=RUN,
+                          help="Steps between checkpoints (also at every epoch end).")
+    ] = _T.checkpoint_every,
+    output: output_option("Run folder (checkpoints, metrics, model)."),
+    processes: TrainingProcesses = TrainingProcesses(),  # noqa: B008 -- frozen
 ) -> None:
     """Train the atomic autoencoder (ISM) on the masked microenvironments of protein structures.
 
@@ -92,9 +95,7 @@ def train_ae(
     """
     from ismtk.autoencoder.train import train_autoencoder
 
-    status, device = relaunch(gpus, nproc, device, nnodes, node_rank, rdzv_endpoint, rdzv_id)
-    if status is not None:
-        raise typer.Exit(status)
+    device = processes.relaunch()
     model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers, kernel=kernel)
     cfg = TrainAEConfig(
         stage=stage,
@@ -111,15 +112,9 @@ def train_ae(
         drop_ts50_homologs=not keep_ts50_homologs,
     )
     with console.progress("training", total=None, unit="steps") as advance:
-        done = [0]
-
-        def report(p: TrainProgress) -> None:
-            advance(p.step - done[0])
-            done[0] = p.step
-
         val = train_autoencoder(
             inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init,
-            threads=threads, log=console.info, on_progress=report,
+            threads=processes.threads, log=console.info, on_progress=console.step_reporter(advance),
         )  # fmt: skip
     if val:
         console.info("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()) + f" -> {output}")

@@ -8,70 +8,80 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import (
-    DEFAULT_NNODES,
-    DeviceOpt,
-    GpusOpt,
-    NnodesOpt,
-    NodeRankOpt,
-    NprocOpt,
-    RdzvEndpointOpt,
-    RdzvIdOpt,
-    ResumeOpt,
-    TorchThreads,
-    relaunch,
-)
+from ismtk.cli.options import INPUT, RUN, TRAINING, TrainingProcesses, output_option, with_option_groups
 from ismtk.plm.tune import Precision, TuneConfig, TuneRuntime
-from ismtk.plm.tune import structure_tune as run_structure_tune
+
+__all__ = ["structure_tune"]
 
 _D = TuneConfig(backbone="", aa="", tokens=())
 _R = TuneRuntime(out="")
 
 
+@with_option_groups
 def structure_tune(
     backbone: Annotated[str, typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict or HF ESM folder.")],
-    aa: Annotated[Path, typer.Option("--aa", help="Amino-acid FASTA of the training chains.")],
+    *,
+    aa: Annotated[Path, typer.Option("--aa", rich_help_panel=INPUT, help="Amino-acid FASTA of the training chains.")],
     tokens: Annotated[
         list[str],
-        typer.Option("--tokens", help="Token FASTA stream, repeatable: PATH[:name=N][:weight=W][:alphabet=3di|SYMBOLS]"
+        typer.Option("--tokens", rich_help_panel=INPUT,
+                     help="Token FASTA stream, repeatable: PATH[:name=N][:weight=W][:alphabet=3di|SYMBOLS]"
                      "[:codebook=JSON][:ignore=SYMBOL] (ignore = disorder token s*, left out of the loss)."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, metrics, export/).")],
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _D.epochs,
-    warmup_epochs: Annotated[float, typer.Option(min=0, help="Linear warm-up epochs before cosine decay.")] = _D.warmup_epochs,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = _D.lr,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = _D.weight_decay,
-    clip: Annotated[float, typer.Option(help="Gradient-norm clipping.")] = _D.clip,
-    batch_size: Annotated[int, typer.Option(min=1, help="Global batch (sequences per optimizer step, all processes).")] = _D.batch_size,
-    micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per forward pass per process (accumulated).")] = _R.micro_batch,
-    crop: Annotated[int, typer.Option(min=8, max=1022, help="Random crop length in residues.")] = _D.crop,
-    mlm_weight: Annotated[float, typer.Option(help="Weight of the masked-language-model loss.")] = _D.mlm_weight,
-    val_fraction: Annotated[float, typer.Option(min=0, max=0.9, help="Share of records held out for validation.")] = _D.val_fraction,
-    val_names: Annotated[Path | None, typer.Option(help="File of record names to hold out instead (one per line).")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=0.9, rich_help_panel=INPUT,
+                                                help="Share of records held out for validation.")] = _D.val_fraction,
+    val_names: Annotated[
+        Path | None, typer.Option("--val-names", rich_help_panel=INPUT,
+                                  help="File of record names to hold out instead (one per line).")
+    ] = _D.val_names,
     groups: Annotated[
         Path | None,
-        typer.Option(help="File of 'record group' lines (PDB entry or sequence cluster): each epoch trains on one "
+        typer.Option("--groups", rich_help_panel=INPUT,
+                     help="File of 'record group' lines (PDB entry or sequence cluster): each epoch trains on one "
                      "random record per group."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of data order, crops, masks and new heads.")] = _D.seed,
-    precision: Annotated[Precision, typer.Option(help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _R.precision,
+    ] = _D.groups,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, rich_help_panel=TRAINING,
+                                        help="Training epochs.")] = _D.epochs,
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", min=0, rich_help_panel=TRAINING,
+                                                 help="Linear warm-up epochs before cosine decay.")] = _D.warmup_epochs,
+    lr: Annotated[float, typer.Option("--lr", rich_help_panel=TRAINING, help="Peak AdamW learning rate.")] = _D.lr,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", rich_help_panel=TRAINING,
+                                                help="AdamW weight decay (matrices only).")] = _D.weight_decay,
+    clip: Annotated[float, typer.Option("--clip", rich_help_panel=TRAINING, help="Gradient-norm clipping.")] = _D.clip,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, rich_help_panel=TRAINING,
+                          help="Global batch (sequences per optimizer step, all processes).")
+    ] = _D.batch_size,
+    crop: Annotated[int, typer.Option("--crop", min=8, max=1022, rich_help_panel=TRAINING,
+                                      help="Random crop length in residues.")] = _D.crop,
+    mlm_weight: Annotated[float, typer.Option("--mlm-weight", rich_help_panel=TRAINING,
+                                              help="Weight of the masked-language-model loss.")] = _D.mlm_weight,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
+                                      help="Seed of data order, crops, masks and new heads.")] = _D.seed,
+    micro_batch: Annotated[
+        int, typer.Option("--micro-batch", min=1, rich_help_panel=RUN,
+                          help="Sequences per forward pass per process (accumulated to the batch).")
+    ] = _R.micro_batch,
+    precision: Annotated[Precision, typer.Option("--precision", rich_help_panel=RUN,
+                                                 help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _R.precision,
     activation_checkpointing: Annotated[
-        bool, typer.Option(help="Recompute layer activations in the backward pass (large backbones).")
+        bool, typer.Option("--activation-checkpointing/--no-activation-checkpointing", rich_help_panel=RUN,
+                           help="Recompute layer activations in the backward pass (large backbones).")
     ] = _R.activation_checkpointing,
     fsdp: Annotated[
-        bool, typer.Option(help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
+        bool, typer.Option("--fsdp/--no-fsdp", rich_help_panel=RUN,
+                           help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
     ] = _R.fsdp,
-    stop_after: Annotated[int | None, typer.Option(help="Stop (with a checkpoint) after this many steps.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,
-    threads: TorchThreads = None,
-    gpus: GpusOpt = 0,
-    nproc: NprocOpt = 0,
-    resume: ResumeOpt = False,
-    device: DeviceOpt = _R.device,
-    nnodes: NnodesOpt = DEFAULT_NNODES,
-    node_rank: NodeRankOpt = None,
-    rdzv_endpoint: RdzvEndpointOpt = None,
-    rdzv_id: RdzvIdOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the checkpoint in the "
+                                         "run folder, exactly where it stopped.")] = _R.resume,
+    stop_after: Annotated[int | None, typer.Option("--stop-after", rich_help_panel=RUN,
+                                                   help="Stop (with a checkpoint) after this many steps.")
+                          ] = _R.stop_after,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, rich_help_panel=RUN,
+                                                  help="Also checkpoint every N steps (0: each epoch).")
+                                ] = _R.checkpoint_every,
+    output: output_option("Run folder (checkpoint, metrics, export/)."),
+    processes: TrainingProcesses = TrainingProcesses(),  # noqa: B008 -- frozen
 ) -> None:
     """Structure-tune ESM2: MLM loss plus one linear token head per stream, then export for fair-esm and HF.
 
@@ -80,9 +90,9 @@ def structure_tune(
 
     [bold]Example[/bold]: ismtk structure-tune esm2_t6_8M_UR50D --aa aa.fasta --tokens tokens.fasta:alphabet=3di -o run/
     """
-    status, device = relaunch(gpus, nproc, device, nnodes, node_rank, rdzv_endpoint, rdzv_id)
-    if status is not None:
-        raise typer.Exit(status)
+    from ismtk.plm.tune import structure_tune as run_structure_tune
+
+    device = processes.relaunch()
     config = TuneConfig(
         backbone=backbone, aa=str(aa), tokens=tuple(tokens), epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
         weight_decay=weight_decay, clip=clip, batch_size=batch_size, crop=crop, mlm_weight=mlm_weight,
@@ -90,17 +100,11 @@ def structure_tune(
         groups=str(groups) if groups else None, seed=seed,
     )
     runtime = TuneRuntime(
-        out=str(out), micro_batch=micro_batch, precision=precision, activation_checkpointing=activation_checkpointing,
+        out=str(output), micro_batch=micro_batch, precision=precision, activation_checkpointing=activation_checkpointing,
         fsdp=fsdp, resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every, device=device,
-        threads=threads,
+        threads=processes.threads,
     )
     with console.progress("structure-tune", total=None, unit="steps") as advance:
-        done = [0]
-
-        def report(p) -> None:
-            advance(p.step - done[0])
-            done[0] = p.step
-
-        result = run_structure_tune(config, runtime, on_progress=report, on_note=console.info)
+        result = run_structure_tune(config, runtime, on_progress=console.step_reporter(advance), on_note=console.info)
     if result.exported:
         console.info(f"exported {', '.join(str(p) for p in result.exported)}")

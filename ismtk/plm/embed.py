@@ -23,7 +23,9 @@ from ismtk.plm.forward import esm2_representations
 from ismtk.sequence.protein import read_protein_fasta
 
 __all__ = [
+    "EMBED_DEVICE",
     "INCLUDE",
+    "LongMode",
     "EmbedOptions",
     "EmbedSummary",
     "embed_fasta",
@@ -35,6 +37,8 @@ __all__ = [
     "windows",
 ]
 
+#: Device of ``embed`` and ``predict-tokens`` unless told otherwise.
+EMBED_DEVICE = "cpu"
 #: What ``--include`` may ask for, as in esm-extract.
 INCLUDE = ("mean", "per_tok", "bos", "contacts")
 LongMode = Literal["truncate", "windows"]
@@ -108,7 +112,7 @@ def embed_sequences(
     alphabet: Alphabet,
     records: Sequence[tuple[str, str]],
     options: EmbedOptions = EmbedOptions(),
-    device: str | torch.device = "cpu",
+    device: str | torch.device = EMBED_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[dict, int]]:
     """Yield ``(result, n_residues)`` per record, in batch order (by length).
@@ -282,7 +286,7 @@ def embed_fasta(
     fasta: str | Path,
     out: str | Path,
     options: EmbedOptions = EmbedOptions(),
-    device: str = "cpu",
+    device: str = EMBED_DEVICE,
     on_batch: Callable[[int], None] | None = None,
     on_start: Callable[[int, list[str]], None] | None = None,
 ) -> EmbedSummary:

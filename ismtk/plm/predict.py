@@ -7,13 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ismtk.errors import InputError
-from ismtk.plm.embed import EmbedOptions, embed_sequences
+from ismtk.plm.embed import EMBED_DEVICE, EmbedOptions, embed_sequences
 from ismtk.plm.esm import load_esm
 from ismtk.plm.heads import TokenHeads, load_heads
 from ismtk.search.db import SequenceDB
-from ismtk.sequence.alphabet import Alphabet
 from ismtk.sequence.fasta import FastaWriter
 from ismtk.sequence.protein import read_protein_fasta
+from ismtk.tokenizers.base import Tokenizer
 
 __all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "predicted_db", "resolve_model"]
 
@@ -54,7 +54,7 @@ def _pick_stream(heads: TokenHeads, stream: str | None) -> str:
 
 
 def predict_records(
-    loaded, heads: TokenHeads, records, stream: str, options: EmbedOptions = PREDICT_DEFAULTS, device: str = "cpu",
+    loaded, heads: TokenHeads, records, stream: str, options: EmbedOptions = PREDICT_DEFAULTS, device: str = EMBED_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
     """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
@@ -76,7 +76,7 @@ def predict_tokens(
     stream: str | None = None,
     heads_path: str | Path | None = None,
     options: EmbedOptions = PREDICT_DEFAULTS,
-    device: str = "cpu",
+    device: str = EMBED_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> PredictSummary:
     """Predict one stream's tokens for every sequence of ``fasta``; write token FASTA in input order."""
@@ -91,23 +91,21 @@ def predict_tokens(
     return PredictSummary(len(records), sum(len(s) for _, s in records), stream, notes + list(loaded.notes))
 
 
-def _stream_for(heads: TokenHeads, tokenizer: str, alphabet: Alphabet) -> str:
+def _stream_for(heads: TokenHeads, tokenizer: Tokenizer) -> str:
     """The head predicting ``tokenizer``'s tokens: same name, else the same alphabet."""
     for info in heads.streams:
-        if info.name == tokenizer:
+        if info.name == tokenizer.name:
             return info.name
     for info in heads.streams:
-        if info.alphabet == alphabet.symbols:
+        if info.alphabet == tokenizer.alphabet.symbols:
             return info.name
     raise InputError(
-        f"the predictor's heads ({', '.join(s.name for s in heads.streams)}) predict no {tokenizer} tokens "
-        f"(alphabet {alphabet.symbols!r})"
+        f"the predictor's heads ({', '.join(s.name for s in heads.streams)}) predict no {tokenizer.identity} tokens "
+        f"(alphabet {tokenizer.alphabet.symbols!r})"
     )
 
 
-def predicted_db(
-    fasta: str | Path, predictor: str | Path, tokenizer: str, alphabet: Alphabet, device: str = "cpu"
-) -> SequenceDB:
+def predicted_db(fasta: str | Path, predictor: str | Path, tokenizer: Tokenizer, device: str = EMBED_DEVICE) -> SequenceDB:
     """A search database of protein sequences with tokens predicted by a structure-tuned model.
 
     The head of ``tokenizer`` (the target's tokenizer) is used, so the queries speak the target's
@@ -116,7 +114,8 @@ def predicted_db(
     records, _ = read_protein_fasta(fasta)
     spec, heads_file = resolve_model(predictor, None)
     loaded, heads = load_esm(spec), load_heads(heads_file)
-    tokens = predict_records(loaded, heads, records, _stream_for(heads, tokenizer, alphabet), device=device)
+    tokens = predict_records(loaded, heads, records, _stream_for(heads, tokenizer), device=device)
+    alphabet = tokenizer.alphabet
     return SequenceDB.from_records(
-        ((name, alphabet.encode(tokens[name], name), seq) for name, seq in records), alphabet, tokenizer
+        ((name, alphabet.encode(tokens[name], name), seq) for name, seq in records), alphabet, tokenizer.identity
     )

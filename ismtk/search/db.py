@@ -2,14 +2,22 @@
 
 On-disk format (``ismtk createdb``): a folder holding
 
-* ``ismtk-db.json``: ``{"format": "ismtk-db", "version": 1, "tokenizer": NAME, "alphabet": SYMBOLS,
-  "entries": N, "residues": R, "amino_acids": true|false}``
+* ``ismtk-db.json``: ``{"format": "ismtk-db", "version": 1, "tokenizer": IDENTITY, "alphabet": SYMBOLS,
+  "entries": N, "residues": R, "amino_acids": true|false}``; ``IDENTITY`` is the stable identity of the
+  tokenizer that made the tokens (``3di``, or ``ism:`` and 12 hex digits for an ISM tokenizer, see
+  :mod:`ismtk.tokenizers`), never a path. Databases of older versions hold ``ism`` (the shipped ISM model)
+  or the absolute path of an ISM tokenizer folder; they still load.
 * ``names.txt``: the N entry names, one per line;
 * ``offsets.npy``: ``(N + 1,) int64``, entry ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``;
 * ``tokens.npy``: ``(R,) uint8`` token indices into the alphabet, all entries concatenated;
 * ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``.
 
 Arrays are memory-mapped on load, so opening a database costs only reading its names.
+
+>>> from ismtk.sequence import Alphabet
+>>> db = SequenceDB.from_records([("a", np.array([0, 1, 2], np.uint8), "MKV")], Alphabet("ACD"), "3di")
+>>> len(db), db.residues, db.alphabet.decode(db.token_seq(0)), db.aa_seq(0)
+(1, 3, 'ACD', 'MKV')
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.errors import InputError
-from ismtk.sequence import AA_ALPHABET, Alphabet, aa_indices, read_fasta
+from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
 
 __all__ = [
     "DB_FORMAT",
@@ -43,7 +51,7 @@ class SequenceDB:
     """Named token sequences (and optionally their amino acids), concatenated.
 
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
-    ASCII letters or ``None``; ``tokenizer`` names what made the tokens.
+    ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids).
     """
 
     names: list[str]
@@ -103,11 +111,21 @@ class SequenceDB:
         return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa)
 
     @classmethod
-    def from_fasta(cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None):
-        """Read a token FASTA (symbols of ``alphabet``), optionally with the matching amino-acid FASTA."""
+    def from_fasta(
+        cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None
+    ) -> SequenceDB:
+        """Read a token FASTA (symbols of ``alphabet``), optionally with the matching amino-acid FASTA.
+
+        Records tagged with another tokenizer than ``tokenizer`` (``tokenizer=`` in the header, as ``ismtk
+        encode`` writes it) are an error; untagged records are taken as ``tokenizer``'s.
+        """
         aa = dict(read_fasta(aa_fasta)) if aa_fasta is not None else None
         records = []
-        for name, text in read_fasta(tokens_fasta):
+        for name, description, text in read_fasta_records(tokens_fasta):
+            tag = header_tag(description, TOKENIZER_TAG)
+            if tag is not None and tag != tokenizer:
+                raise InputError(f"{tokens_fasta}: record {name} holds {tag} tokens, but the file is read as "
+                                 f"{tokenizer} tokens; keep the tokens of one tokenizer per file")
             tokens = alphabet.encode(text, f"{tokens_fasta}: {name}")
             if aa is not None and name not in aa:
                 raise InputError(f"{aa_fasta}: no amino-acid record for {name!r}")

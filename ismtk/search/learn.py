@@ -15,7 +15,10 @@ from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.matrix import SubstitutionMatrix, count_pairs, log_odds
 from ismtk.search.pairs import DEFAULT_MIN_TM, read_alignments
 
-__all__ = ["LearnReport", "count_aligned_tokens", "learn_matrix"]
+__all__ = ["DEFAULT_PSEUDOCOUNT", "LearnReport", "count_aligned_tokens", "learn_matrix"]
+
+#: Added to every pair count; 0 as in Foldseek's 3Di matrix (pseudocounts only help tiny training sets).
+DEFAULT_PSEUDOCOUNT = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def learn_matrix(
     db: SequenceDB,
     alignment_files: Iterable[str | Path],
     min_tm: float = DEFAULT_MIN_TM,
-    pseudocount: float = 0.0,
+    pseudocount: float = DEFAULT_PSEUDOCOUNT,
     gap_open: int = DEFAULT_GAP_OPEN,
     gap_extend: int = DEFAULT_GAP_EXTEND,
     null_pairs: int = DEFAULT_NULL_PAIRS,

@@ -1,4 +1,19 @@
-"""Streaming FASTA reading and atomic FASTA writing for amino-acid and token strings."""
+"""Streaming FASTA reading and atomic FASTA writing for amino-acid and token strings.
+
+A record's name is the first word of its header; the rest is its description. ismtk writes ``key=value``
+tags there (as UniProt does, e.g. ``>1abc_A tokenizer=3di``): readers that take the first word as the name,
+ismtk's own older versions included, ignore them.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "tokens.fasta"
+>>> with FastaWriter(path) as out:
+...     out.write("1abc_A", "DPVVLVV", "tokenizer=3di")
+>>> print(path.read_text(), end="")
+>1abc_A tokenizer=3di
+DPVVLVV
+>>> [(r.name, header_tag(r.description, "tokenizer"), r.sequence) for r in read_fasta_records(path)]
+[('1abc_A', '3di', 'DPVVLVV')]
+"""
 
 from __future__ import annotations
 
@@ -6,11 +21,35 @@ import gzip
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import NamedTuple
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 
-__all__ = ["FastaWriter", "read_fasta"]
+__all__ = ["TOKENIZER_TAG", "FastaRecord", "FastaWriter", "header_tag", "read_fasta", "read_fasta_records", "tokenizer_tag"]
+
+#: Header tag of token FASTA records naming the tokenizer that made them (``>1abc_A tokenizer=ism:3f2a9c01d4e7``).
+TOKENIZER_TAG = "tokenizer"
+
+
+class FastaRecord(NamedTuple):
+    """One record: ``name`` (first word of the header), ``description`` (the rest of it) and ``sequence``."""
+
+    name: str
+    description: str
+    sequence: str
+
+
+def header_tag(description: str, key: str) -> str | None:
+    """The value of the ``key=value`` word of a header description, or ``None`` when it has none."""
+    prefix = f"{key}="
+    return next((word[len(prefix) :] for word in description.split() if word.startswith(prefix)), None)
+
+
+def tokenizer_tag(path: str | Path) -> str | None:
+    """The tokenizer identity tagged on the first record of a token FASTA (``None``: untagged or empty)."""
+    first = next(read_fasta_records(path), None)
+    return header_tag(first.description, TOKENIZER_TAG) if first is not None else None
 
 
 def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
@@ -19,6 +58,12 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
     The name is the header's first word; sequence lines are joined and stripped of whitespace.
     Raises :class:`InputError` naming the file when it is missing, binary or not FASTA.
     """
+    for name, _, sequence in read_fasta_records(path):
+        yield name, sequence
+
+
+def read_fasta_records(path: str | Path) -> Iterator[FastaRecord]:
+    """Yield the :class:`FastaRecord` of each record, as :func:`read_fasta` reads them, with descriptions."""
     path = Path(path)
     try:
         with path.open("rb") as probe:
@@ -28,6 +73,7 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
         raise InputError(f"{path}: cannot open FASTA ({exc.strerror or exc})") from exc
     with handle:
         name: str | None = None
+        description = ""
         chunks: list[str] = []
         try:
             for number, line in enumerate(handle, 1):
@@ -35,11 +81,11 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
                     raise InputError(f"{path}: binary data on line {number}, not a FASTA file")
                 if line.startswith(">"):
                     if name is not None:
-                        yield name, "".join(chunks)
-                    words = line[1:].split()
+                        yield FastaRecord(name, description, "".join(chunks))
+                    words = line[1:].split(maxsplit=1)
                     if not words:
                         raise InputError(f"{path}: line {number}: header without a name")
-                    name, chunks = words[0], []
+                    name, description, chunks = words[0], words[1].strip() if len(words) > 1 else "", []
                 elif line.strip():
                     if name is None:
                         raise InputError(f"{path}: line {number}: sequence before the first '>' header (not FASTA?)")
@@ -47,7 +93,7 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
         except (EOFError, OSError) as exc:
             raise InputError(f"{path}: truncated or corrupt file ({exc})") from exc
         if name is not None:
-            yield name, "".join(chunks)
+            yield FastaRecord(name, description, "".join(chunks))
 
 
 class FastaWriter(AbstractContextManager):
@@ -66,9 +112,9 @@ class FastaWriter(AbstractContextManager):
         self._handle = self._context.__enter__()
         return self
 
-    def write(self, name: str, sequence: str) -> None:
-        """Append one record."""
-        self._handle.write(f">{name}\n{sequence}\n")
+    def write(self, name: str, sequence: str, description: str = "") -> None:
+        """Append one record (``description``: the header's text after the name, e.g. tags)."""
+        self._handle.write(f">{name} {description}\n{sequence}\n" if description else f">{name}\n{sequence}\n")
         self.count += 1
 
     def __exit__(self, *exc_info) -> bool | None:

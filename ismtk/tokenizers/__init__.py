@@ -1,4 +1,16 @@
-"""Structure tokenizers, their alphabets, and token FASTA I/O."""
+"""Structure tokenizers, their alphabets, and token FASTA I/O.
+
+A tokenizer is chosen by name (``3di``, ``ism`` = the shipped ISM model) or as an ISM tokenizer folder
+(``ismtk cluster`` makes one). Token FASTA records and databases name the tokenizer that made them by its
+stable identity (:attr:`Tokenizer.identity`: ``3di``, or ``ism:`` and 12 hex digits), and
+:func:`tokenizer_for` finds the tokenizer again from it.
+
+>>> tokenizer = load_tokenizer("3di")
+>>> tokenizer.identity, tokenizer.fasta_tag, len(tokenizer.alphabet)
+('3di', 'tokenizer=3di', 20)
+>>> tokenizer_for("3di", source="tokens.fasta").name
+'3di'
+"""
 
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ from ismtk.tokenizers.base import Tokenizer
 from ismtk.tokenizers.threedi import ThreeDiTokenizer
 
 __all__ = [
+    "DEFAULT_TOKENIZER",
+    "ENCODE_TOKENIZER",
     "MAX_TOKENS",
     "SYMBOLS",
     "TOKENIZERS",
@@ -21,8 +35,8 @@ __all__ = [
     "Tokenizer",
     "load_tokenizer",
     "read_fasta",
+    "tokenizer_for",
 ]
-
 
 
 def _default_ism() -> Tokenizer:
@@ -33,14 +47,89 @@ def _default_ism() -> Tokenizer:
 
 #: Tokenizers selectable by name on the command line (``ism`` is the shipped default model).
 TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {"ism": _default_ism, ThreeDiTokenizer.name: ThreeDiTokenizer}
+#: What ``ismtk encode`` writes by default: ISM tokens of the shipped model.
+ENCODE_TOKENIZER = "ism"
+#: The tokenizer of databases, searches and matrices when nothing names one: the one that searches best on
+#: scope40_dev (docs/benchmarks.md).
+DEFAULT_TOKENIZER = "3di"
 
 
 def load_tokenizer(spec: str | Path) -> Tokenizer:
-    """A tokenizer by name (see :data:`TOKENIZERS`), or an ISM tokenizer folder made by ``ismtk cluster``."""
+    """A tokenizer by name (see :data:`TOKENIZERS`), an ISM tokenizer folder made by ``ismtk cluster``, or an
+    identity (``3di``; ``ism:...`` of the shipped model)."""
     if str(spec) in TOKENIZERS:
         return TOKENIZERS[str(spec)]()
     if Path(spec).is_dir():
         from ismtk.tokenizers.ism import IsmTokenizer
 
         return IsmTokenizer(spec)
+    if str(spec).startswith("ism:"):
+        return tokenizer_for(str(spec), source=f"--tokenizer {spec}")
     raise InputError(f"unknown tokenizer {str(spec)!r}; choose one of {', '.join(TOKENIZERS)} or an ISM model folder")
+
+
+def tokenizer_for(
+    identity: str, given: Tokenizer | None = None, source: str = "the input", given_by: str = "--tokenizer"
+) -> Tokenizer:
+    """The tokenizer that made the tokens of ``source`` (a database or token FASTA), which names it ``identity``.
+
+    ``given`` (the tokenizer the user chose, or the one of the other search side; ``given_by`` says which, for
+    messages) is returned when it is that tokenizer, and is an error otherwise. Without it, ``3di`` and the
+    shipped ISM model are found by their identity; another ISM tokenizer needs its folder (``--tokenizer
+    FOLDER``). Identities written by older versions still resolve: ``ism`` (the shipped model) and the absolute
+    path of an ISM folder.
+    """
+    legacy = _legacy_folder(identity)
+    current = legacy.identity if legacy is not None else _current_identity(identity)
+    if given is not None:
+        if given.identity == current or (current is None and given.name == "ism"):
+            return given
+        if given_by != "--tokenizer":
+            fix = f"make both with the same tokenizer (ismtk encode --tokenizer {_spelling(given)} for {source})"
+        elif current in TOKENIZERS or current == _shipped_identity():
+            fix = "leave out --tokenizer (the tokens name their tokenizer)"
+        else:
+            fix = f"give the folder of the ISM tokenizer {current} with --tokenizer FOLDER"
+        raise InputError(f"{source} holds {current or identity} tokens, not the {given.identity} tokens of "
+                         f"{given_by}; {fix}")
+    if legacy is not None:
+        return legacy
+    if current is None:
+        raise InputError(f"{source} was made with the ISM tokenizer in {identity}, which is not there any more; "
+                         "give the folder of that tokenizer with --tokenizer FOLDER")
+    if current in TOKENIZERS:
+        return TOKENIZERS[current]()
+    if current.startswith("ism:"):
+        if current == _shipped_identity():
+            return _default_ism()
+        raise InputError(f"{source} holds tokens of the ISM tokenizer {current}, which is not the shipped model; "
+                         "give the folder of that tokenizer with --tokenizer FOLDER")
+    raise InputError(f"{source} names an unknown tokenizer {identity!r}")
+
+
+def _shipped_identity() -> str:
+    from ismtk.tokenizers.ism import default_identity
+
+    return default_identity()
+
+
+def _legacy_folder(stored: str) -> Tokenizer | None:
+    """The ISM tokenizer of a folder that an older version stored by its absolute path, if it is still there."""
+    if stored in TOKENIZERS or stored.startswith("ism:") or not Path(stored).is_absolute():
+        return None
+    return load_tokenizer(stored) if Path(stored).is_dir() else None
+
+
+def _current_identity(stored: str) -> str | None:
+    """The identity of what was stored: ``ism`` of older versions is the shipped model; an absolute path (an ISM
+    folder of older versions) that is gone has none."""
+    if stored == "ism":
+        return _shipped_identity()
+    return None if Path(stored).is_absolute() and not stored.startswith("ism:") else stored
+
+
+def _spelling(tokenizer: Tokenizer) -> str:
+    """How ``--tokenizer`` selects ``tokenizer``: its name, or its folder."""
+    if tokenizer.name == "ism" and tokenizer.identity != _shipped_identity():
+        return str(getattr(tokenizer, "folder", "FOLDER"))
+    return tokenizer.name

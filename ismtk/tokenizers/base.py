@@ -9,6 +9,7 @@ import numpy as np
 
 from ismtk.errors import StructureError
 from ismtk.sequence.alphabet import Alphabet
+from ismtk.sequence.fasta import TOKENIZER_TAG
 from ismtk.structure.chain import ProteinChain
 
 __all__ = ["MAX_MISSING_BACKBONE", "Tokenizer", "require_backbone"]
@@ -33,13 +34,29 @@ def require_backbone(chain: ProteinChain, need: str) -> None:
 class Tokenizer(ABC):
     """Turns protein chains into one structure token per residue.
 
-    Subclasses set :attr:`name` and :attr:`alphabet` and implement :meth:`encode`; batched
-    tokenizers (neural ones) override :meth:`encode_many`. A chain the tokenizer cannot use raises
-    :class:`ismtk.errors.StructureError` naming the file and chain.
+    Subclasses set :attr:`name`, :attr:`alphabet` and :attr:`matrix` and implement :meth:`encode`; batched
+    tokenizers (neural ones) override :meth:`encode_many`, tokenizers with trained weights
+    :attr:`identity`. A chain the tokenizer cannot use raises :class:`ismtk.errors.StructureError` naming
+    the file and chain.
     """
 
+    #: The kind of tokens (``3di``, ``ism``).
     name: str
     alphabet: Alphabet
+    #: Default substitution matrix, as :func:`ismtk.search.matrix.load_matrix` takes it: a shipped matrix
+    #: name, or the tokenizer's folder (which may hold its own ``matrix.out``).
+    matrix: str
+
+    @property
+    def identity(self) -> str:
+        """A stable name of exactly these tokens (same identity, same tokens on every machine): databases and
+        token FASTA name their tokenizer by it. A tokenizer without trained weights is its :attr:`name`."""
+        return self.name
+
+    @property
+    def fasta_tag(self) -> str:
+        """The header tag of the token FASTA records it makes (``tokenizer=<identity>``)."""
+        return f"{TOKENIZER_TAG}={self.identity}"
 
     @abstractmethod
     def encode(self, chain: ProteinChain) -> np.ndarray:
@@ -50,5 +67,12 @@ class Tokenizer(ABC):
         return [self.encode(chain) for chain in chains]
 
     def to_string(self, chain: ProteinChain) -> str:
-        """The token string of one chain, as written to token FASTA."""
+        """The token string of one chain, as written to token FASTA.
+
+        >>> from ismtk.structure import read_structure
+        >>> from ismtk.tokenizers import ThreeDiTokenizer
+        >>> chain = read_structure("tests/data/structures/1FQJ_l_u.pdb.gz").chains[0]
+        >>> ThreeDiTokenizer().to_string(chain)[:12]
+        'DDDDADALLLVV'
+        """
         return self.alphabet.decode(self.encode(chain))

@@ -1,8 +1,17 @@
 """ISM structure tokens: autoencoder embeddings z of each residue's masked microenvironment, assigned to
-the nearest centroid of a k-means codebook (ISM paper; DESIGN.md section 2)."""
+the nearest centroid of a k-means codebook (ISM paper, Ouyang-Zhang et al. 2024; K = 64 by the elbow method).
+
+An ISM tokenizer is a folder: the encoder (``model.json`` + ``model.pt``) and ``codebook.json`` (made by
+``ismtk cluster``), optionally its substitution matrix ``matrix.out``. Its identity is ``ism:`` and the
+first 12 hex digits of the SHA-256 of the codebook's content (alphabet, disorder token, centroids and the
+SHA-256 of the encoder weights it was fitted on), so that it names the same tokens wherever the folder lies.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -12,26 +21,55 @@ import torch
 
 from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, file_sha256
 from ismtk.errors import InputError
+from ismtk.search.matrix import TOKENIZER_MATRIX
 from ismtk.structure.chain import ProteinChain
 from ismtk.tokenizers.base import Tokenizer, require_backbone
 
-__all__ = ["DEFAULT_ISM_MODEL", "IsmTokenizer"]
+__all__ = ["DEFAULT_ISM_MODEL", "IsmTokenizer", "codebook_identity", "default_identity"]
 
 #: The shipped default: encoder (``model.json`` + ``model.pt``) and ``codebook.json`` in one folder.
 DEFAULT_ISM_MODEL = Path(str(files("ismtk") / "data" / "ism"))
+#: Hex digits of the codebook's SHA-256 in an ISM identity (48 bits: collisions need ~10^7 codebooks).
+IDENTITY_DIGITS = 12
+
+
+def codebook_identity(codebook: Codebook) -> str:
+    """``ism:<12 hex digits>``: the SHA-256 of the codebook's content (not of its file, so re-saving or
+    line endings do not change it); it covers the encoder through the SHA-256 the codebook records."""
+    header = {
+        "alphabet": codebook.alphabet.symbols,
+        "disorder_token": codebook.disorder_token,
+        "encoder_sha256": codebook.encoder_sha256,
+        "shape": list(codebook.centroids.shape),
+    }
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(codebook.centroids, dtype="<f4").tobytes())
+    return f"ism:{digest.hexdigest()[:IDENTITY_DIGITS]}"
+
+
+@functools.cache
+def default_identity() -> str:
+    """The identity of the shipped default ISM tokenizer."""
+    return codebook_identity(Codebook.load(DEFAULT_ISM_MODEL / CODEBOOK_FILE))
 
 
 class IsmTokenizer(Tokenizer):
     """Tokens of a trained autoencoder + codebook folder (``model.json``, ``model.pt``, ``codebook.json``).
 
     The codebook records the SHA-256 of the encoder weights it was fitted on; a mismatch is an error.
-    Embeddings are assigned to centroids in float64, so tokens do not change with the thread count.
-    :attr:`name` is ``ism`` for the shipped default and the folder's absolute path otherwise, so that a
-    database remembers which model made its tokens and queries are encoded with the same one.
+    Embeddings are assigned to centroids in float64, so tokens do not change with the thread count. The
+    encoder is loaded when tokens are first made: reading a token FASTA or a database needs only the
+    codebook (:attr:`alphabet`, :attr:`identity`).
+
+    >>> tokenizer = IsmTokenizer()  # the shipped default
+    >>> tokenizer.identity == default_identity(), len(tokenizer.alphabet), tokenizer.matrix
+    (True, 64, 'ism')
     """
 
+    name = "ism"
+
     def __init__(self, folder: str | Path = DEFAULT_ISM_MODEL, device: str = "cpu") -> None:
-        from ismtk.autoencoder.io import MODEL_WEIGHTS, load_autoencoder
+        from ismtk.autoencoder.io import MODEL_WEIGHTS
 
         folder = Path(folder)
         codebook_path = folder / CODEBOOK_FILE
@@ -40,10 +78,23 @@ class IsmTokenizer(Tokenizer):
         self.codebook = Codebook.load(codebook_path)
         if self.codebook.encoder_sha256 != file_sha256(folder / MODEL_WEIGHTS):
             raise InputError(f"{codebook_path}: codebook was fitted on another encoder than {folder / MODEL_WEIGHTS}")
-        self.model = load_autoencoder(folder, device)
         self.alphabet = self.codebook.alphabet
         self.folder = folder
-        self.name = "ism" if folder.resolve() == DEFAULT_ISM_MODEL.resolve() else str(folder.resolve())
+        self.device = device
+        self._identity = codebook_identity(self.codebook)
+        shipped = self._identity == default_identity() and not (folder / TOKENIZER_MATRIX).is_file()
+        self.matrix = "ism" if shipped else str(folder.resolve())
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    @functools.cached_property
+    def model(self) -> torch.nn.Module:
+        """The encoder, loaded on first use."""
+        from ismtk.autoencoder.io import load_autoencoder
+
+        return load_autoencoder(self.folder, self.device)
 
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:

@@ -20,6 +20,7 @@ class ThreeDiTokenizer(Tokenizer):
 
     name = "3di"
     alphabet = Alphabet("ACDEFGHIKLMNPQRSTVWY")
+    matrix = "3di"
 
     def __init__(self) -> None:
         self._encoder = Encoder()

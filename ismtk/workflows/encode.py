@@ -156,7 +156,7 @@ def write_fasta(
             summary.failed_files += result.failed
             summary.skipped.extend(result.skipped)
             for chain in result.chains:
-                tokens_writer.write(chain.name, tokenizer.alphabet.decode(chain.tokens))
+                tokens_writer.write(chain.name, tokenizer.alphabet.decode(chain.tokens), tokenizer.fasta_tag)
                 if aa_writer is not None:
                     aa_writer.write(chain.name, chain.sequence)
                 summary.chains += 1

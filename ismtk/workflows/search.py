@@ -1,10 +1,19 @@
-"""The search workflows behind the commands: inputs (structures, token FASTA or databases) to hits on disk."""
+"""The search workflows behind the commands: inputs (structures, token FASTA or databases) to hits on disk.
+
+Each input names the tokenizer of its tokens (a database in its header, a token FASTA in its records'
+``tokenizer=`` tags); :func:`open_input` resolves that tokenizer once, and the search passes the object on:
+the query side is read (or encoded) with the target's tokenizer, and the default matrix is that tokenizer's.
+
+>>> db, tokenizer = open_input(["tests/data/search/d1ycca_.pdb.gz"])
+>>> tokenizer.identity, db.names, db.tokenizer, db.residues
+('3di', ['d1ycca_'], '3di', 108)
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,56 +25,75 @@ from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.m8 import DEFAULT_COLUMNS, needs_alignment, parse_columns, write_m8
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.search import Searcher, SearchOptions
+from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
-from ismtk.tokenizers import Tokenizer, load_tokenizer
+from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
 from ismtk.workflows.encode import encode_files
 
-__all__ = ["Mode", "SearchRun", "fit_matrix_evd", "load_input", "load_search_db", "search_to_m8"]
+__all__ = [
+    "DEFAULT_MODE",
+    "FASTA_SUFFIXES",
+    "Mode",
+    "SearchRun",
+    "fit_matrix_evd",
+    "load_input",
+    "load_search_db",
+    "open_input",
+    "resolve_matrix",
+    "search_to_m8",
+]
 
 #: What is aligned: the structure tokens, or the amino acids (with an amino-acid matrix).
 Mode = Literal["tokens", "aa"]
+DEFAULT_MODE: Mode = "tokens"
+#: Inputs read as token FASTA (anything else is a database folder or structures).
+FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
 SkipHandler = Callable[[StructureError], None]
+_READ = ReadOptions()
 
 
-def load_search_db(
+def open_input(
     inputs: Sequence[str | Path],
-    tokenizer: str,
-    mode: Mode = "tokens",
-    read_options: ReadOptions = ReadOptions(),
+    tokenizer: Tokenizer | None = None,
+    options: ReadOptions = _READ,
     threads: int = 1,
     on_skip: SkipHandler | None = None,
-) -> SequenceDB:
-    """One search side as a database: a DB folder, token FASTA, or structures encoded with ``tokenizer``."""
-    db = load_input(inputs, load_tokenizer(tokenizer), read_options, threads, on_skip)
-    return db.as_amino_acids() if mode == "aa" else db
+    given_by: str = "--tokenizer",
+    mode: Mode = DEFAULT_MODE,
+) -> tuple[SequenceDB, Tokenizer | None]:
+    """A search input as a :class:`SequenceDB`, with the tokenizer of its tokens (``None`` in ``aa`` mode).
 
-
-_FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
-
-
-def load_input(
-    inputs: Sequence[str | Path],
-    tokenizer: Tokenizer,
-    options: ReadOptions = ReadOptions(),
-    threads: int = 1,
-    on_skip=None,
-) -> SequenceDB:
-    """A search input as a :class:`SequenceDB`: one database folder, token FASTA file(s), or structures.
-
-    Token FASTA are read with ``tokenizer``'s alphabet (no amino acids); structures are encoded with
-    ``tokenizer`` (chains it cannot use are passed to ``on_skip`` and left out).
+    ``inputs``: one database folder, token FASTA file(s), or structure files/folders/path lists. A database
+    names its tokenizer in its header and a token FASTA in its records' tags (untagged FASTA are read as
+    ``tokenizer``'s, else as :data:`~ismtk.tokenizers.DEFAULT_TOKENIZER`'s); ``tokenizer`` (the user's choice,
+    or the target's for a query; ``given_by`` says which, for messages) must then be the same. Structures
+    are encoded with ``tokenizer`` (default 3Di); chains it cannot use go to ``on_skip`` and are left out.
+    In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved.
     """
+    if mode == "aa":
+        paths = [Path(p) for p in inputs]
+        db = SequenceDB.load(paths[0]) if len(paths) == 1 and is_db(paths[0]) else None
+        if db is None:
+            db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by)
+        return db.as_amino_acids(), None
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and is_db(paths[0]):
-        return SequenceDB.load(paths[0])
-    fasta = [p for p in paths if p.name.lower().endswith(_FASTA_SUFFIXES)]
+        db = SequenceDB.load(paths[0])
+        resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
+        return replace(db, tokenizer=resolved.identity), resolved
+    fasta = [p for p in paths if p.name.lower().endswith(FASTA_SUFFIXES)]
     if fasta:
         if len(fasta) != len(paths):
             raise InputError("mix of FASTA and structure inputs; give one kind")
-        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.name) for p in fasta]
-        return SequenceDB.from_records(
-            ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names)), tokenizer.alphabet, tokenizer.name
-        )
+        for path in fasta:
+            tag = tokenizer_tag(path)
+            if tag is not None:
+                tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
+        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.identity) for p in fasta]
+        records = ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names))
+        return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths)
     chains = []
     for result in encode_files(files, tokenizer, options, threads):
@@ -76,7 +104,40 @@ def load_input(
     if not chains:
         raise InputError(f"no chain could be encoded from {len(files)} structure file(s)")
     records = ((c.name, c.tokens, c.sequence) for c in chains)
-    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.name)
+    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
+
+
+def load_input(
+    inputs: Sequence[str | Path],
+    tokenizer: Tokenizer | None = None,
+    options: ReadOptions = _READ,
+    threads: int = 1,
+    on_skip: SkipHandler | None = None,
+) -> SequenceDB:
+    """The database of :func:`open_input`, without its tokenizer."""
+    return open_input(inputs, tokenizer, options, threads, on_skip)[0]
+
+
+def load_search_db(
+    inputs: Sequence[str | Path],
+    tokenizer: str | Path | None = None,
+    mode: Mode = DEFAULT_MODE,
+    read_options: ReadOptions = _READ,
+    threads: int = 1,
+    on_skip: SkipHandler | None = None,
+) -> SequenceDB:
+    """One search side as a database (see :func:`open_input`; ``tokenizer`` by name or folder)."""
+    chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
+    return open_input(inputs, chosen, read_options, threads, on_skip, mode=mode)[0]
+
+
+def resolve_matrix(
+    matrix: str | Path | None, tokenizer: Tokenizer | None, mode: Mode = DEFAULT_MODE
+) -> SubstitutionMatrix:
+    """``matrix`` (a file or shipped name), by default the matrix of ``tokenizer`` (BLOSUM62 in ``aa`` mode)."""
+    if mode == "aa" or tokenizer is None:
+        return load_matrix(matrix, "aa")
+    return load_matrix(matrix, tokenizer.matrix)
 
 
 @dataclass(frozen=True)
@@ -96,36 +157,41 @@ def search_to_m8(
     target: Sequence[str | Path],
     output: str | Path,
     matrix: str | Path | None = None,
-    tokenizer: str = "3di",
-    mode: Mode = "tokens",
+    tokenizer: str | Path | Tokenizer | None = None,
+    mode: Mode = DEFAULT_MODE,
     columns: str = DEFAULT_COLUMNS,
-    options: SearchOptions = SearchOptions(),
-    read_options: ReadOptions = ReadOptions(),
+    options: SearchOptions = SearchOptions(),  # noqa: B008 -- frozen
+    read_options: ReadOptions = _READ,
     on_skip: SkipHandler | None = None,
     predictor: str | Path | None = None,
 ) -> SearchRun:
     """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
 
-    ``matrix`` is a file or shipped name; by default the matrix of the target's tokenizer (or BLOSUM62 in
-    ``aa`` mode). With ``predictor`` (a structure-tune export), ``query`` is a protein FASTA whose tokens
-    are predicted from sequence alone (:func:`ismtk.plm.predict.predicted_db`). Raises :class:`InputError` for
-    mismatched alphabets, empty inputs or an unusable matrix.
+    The target's tokenizer (its own, else ``tokenizer``, else 3Di; see :func:`open_input`) reads or encodes
+    the queries, and gives the default matrix (BLOSUM62 in ``aa`` mode). With ``predictor`` (a
+    structure-tune export), ``query`` is a protein FASTA whose tokens are predicted from sequence alone
+    (:func:`ismtk.plm.predict.predicted_db`). Raises :class:`InputError` for mismatched tokenizers, empty
+    inputs or an unusable matrix.
     """
     start = time.perf_counter()
     names = parse_columns(columns)
-    target_db = load_search_db(target, tokenizer, mode, read_options, options.threads, on_skip)
+    chosen = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
+    target_db, target_tokenizer = open_input(target, chosen, read_options, options.threads, on_skip, mode=mode)
     if predictor is not None:
         from ismtk.plm.predict import predicted_db
 
-        if len(query) != 1 or mode != "tokens":
-            raise InputError("--predictor takes one protein FASTA as the query and searches structure tokens (--mode tokens)")
-        query_db = predicted_db(query[0], predictor, target_db.tokenizer, target_db.alphabet)
+        if len(query) != 1 or target_tokenizer is None:
+            raise InputError("--predictor takes one protein FASTA as the query and searches structure tokens "
+                             "(--mode tokens)")
+        query_db = predicted_db(query[0], predictor, target_tokenizer)
+    elif target_tokenizer is not None:  # the queries' tokens must be the target's
+        target_name = f"the target {', '.join(map(str, target))}"
+        query_db, _ = open_input(query, target_tokenizer, read_options, options.threads, on_skip, target_name)
     else:
-        query_db = load_search_db(query, target_db.tokenizer if mode == "tokens" else tokenizer, mode, read_options,
-                                  options.threads, on_skip)
-    substitution = load_matrix(matrix, target_db.tokenizer)
+        query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
+    substitution = resolve_matrix(matrix, target_tokenizer, mode)
     if needs_alignment(names) != options.trace:
-        options = SearchOptions(**{**options.__dict__, "trace": needs_alignment(names)})
+        options = replace(options, trace=needs_alignment(names))
     searcher = Searcher(target_db, substitution, options)
     searcher.check_query(query_db)
     with atomic_write(output, "w") as out:
@@ -134,13 +200,11 @@ def search_to_m8(
                      searcher.evd_fitted)
 
 
-
-
 def fit_matrix_evd(
     matrix: str | Path,
     sequences: Sequence[str | Path],
-    mode: Mode = "tokens",
-    tokenizer: str = "3di",
+    mode: Mode = DEFAULT_MODE,
+    tokenizer: str | Path | None = None,
     gap_open: int = DEFAULT_GAP_OPEN,
     gap_extend: int = DEFAULT_GAP_EXTEND,
     null_pairs: int = DEFAULT_NULL_PAIRS,
