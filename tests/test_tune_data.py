@@ -73,3 +73,20 @@ def test_groups_give_one_random_member_per_group_per_epoch(tmp_path):
     assert np.array_equal(epochs[3], epoch_items(groups, 3, seed=0))
     singletons = [np.array([i]) for i in range(6)]
     assert np.array_equal(epoch_items(singletons, 2, 0), epoch_permutation(6, 2, 0))
+
+
+def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_path):
+    from helpers import HOMOLOGS, SEARCH_DOMAINS
+    from typer.testing import CliRunner
+
+    from ismtk.cli import app
+    from ismtk.tokenizers import load_tokenizer
+
+    aa, tokens = tmp_path / "aa.fasta", tmp_path / "encoded.fasta"
+    args = ["encode", str(SEARCH_DOMAINS / f"{HOMOLOGS[0]}.pdb.gz"), "-o", str(tokens), "--aa-output", str(aa), "-t", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    data = load_tune_data(aa, [parse_stream(str(tokens))])
+    shipped = load_tokenizer("ism")
+    star = shipped.alphabet.symbols[shipped.codebook.disorder_token]
+    assert data.streams[0].alphabet == shipped.alphabet.symbols and data.streams[0].ignore == star
+    assert any(shipped.identity in note for note in data.notes)

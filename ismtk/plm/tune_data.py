@@ -4,8 +4,9 @@ A token stream is given as ``PATH[:key=value]...`` with keys ``name`` (default: 
 first dot), ``weight`` (loss weight, default 1), ``alphabet`` (a tokenizer name such as ``3di``, or the
 symbols in token order), ``codebook`` (a JSON file with ``alphabet`` and ``disorder_token``, as written
 for ISM tokens) and ``ignore`` (the symbol of the disorder token s*, excluded from the loss). Without
-``alphabet``/``codebook`` the stream name picks a known tokenizer's alphabet, else ``Alphabet.of_size(K)``
-with K the largest symbol seen.
+``alphabet``/``codebook`` the stream name picks a known tokenizer's alphabet, else the tokenizer the file's
+records name (``ismtk encode`` tags them; its s* is ignored unless ``ignore`` says otherwise), else
+``Alphabet.of_size(K)`` with K the largest symbol seen.
 
 Every random choice of an example (crop start, masked positions) is drawn from a generator seeded by
 ``(seed, epoch, index)``, so a batch is the same whatever the number of processes, and after a resume.
@@ -23,7 +24,8 @@ import torch
 from ismtk.errors import InputError
 from ismtk.plm.esm import esm_alphabet
 from ismtk.plm.heads import StreamInfo
-from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta
+from ismtk.sequence.fasta import tokenizer_tag
+from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta, tokenizer_for
 
 __all__ = [
     "MASK_FRACTION",
@@ -96,6 +98,17 @@ def _read_codebook(path: Path, ignore: str | None) -> tuple[str, str | None]:
     return symbols, ignore
 
 
+def _tagged_alphabet(spec: StreamSpec, tag: str) -> tuple[str, str | None]:
+    """Alphabet and s* symbol of the tokenizer a token FASTA names (``ismtk encode`` tags its records)."""
+    try:
+        tokenizer = tokenizer_for(tag, source=str(spec.path))
+    except InputError as exc:
+        raise InputError(f"{exc}, or give the stream as {spec.path}:codebook=FOLDER/codebook.json") from None
+    disorder = getattr(getattr(tokenizer, "codebook", None), "disorder_token", None)
+    ignore = spec.ignore or (tokenizer.alphabet.symbols[disorder] if disorder is not None else None)
+    return tokenizer.alphabet.symbols, ignore
+
+
 @dataclass
 class TuneData:
     """Paired records: ``aa[i]`` is ``(L_i,) int64`` ESM alphabet indices, ``tokens[s][i]`` ``(L_i,) int64`` classes.
@@ -150,7 +163,11 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
     infos, all_tokens, problems = [], [], []
     for spec in streams:
         records = dict(read_fasta(spec.path))
-        symbols = spec.alphabet
+        symbols, ignore_symbol = spec.alphabet, spec.ignore
+        tag = tokenizer_tag(spec.path) if symbols is None else None
+        if tag is not None:
+            symbols, ignore_symbol = _tagged_alphabet(spec, tag)
+            notes.append(f"stream {spec.name}: {tag} tokens (named by the file), s* = {ignore_symbol or 'none'}")
         if symbols is None:
             seen = {c.upper() for seq in records.values() for c in seq}
             unknown = seen - set(SYMBOLS)
@@ -159,7 +176,7 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
             symbols = SYMBOLS[: 1 + max(SYMBOLS.index(c) for c in seen)]
             notes.append(f"stream {spec.name}: alphabet not given; using the first {len(symbols)} token symbols")
         alphabet = Alphabet(symbols)
-        ignore = alphabet.encode(spec.ignore)[0] + 1 if spec.ignore else 0
+        ignore = alphabet.encode(ignore_symbol)[0] + 1 if ignore_symbol else 0
         columns = []
         for name, seq in zip(names, aa):
             tokens = records.get(name)
@@ -176,7 +193,7 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
         extra = len(set(records) - set(names))
         if extra:
             notes.append(f"stream {spec.name}: {extra} records without an amino-acid sequence ignored")
-        infos.append(StreamInfo(spec.name, symbols, spec.ignore, spec.weight))
+        infos.append(StreamInfo(spec.name, symbols, ignore_symbol, spec.weight))
         all_tokens.append(columns)
     if problems:
         shown = "; ".join(problems[:10])
