@@ -1,6 +1,6 @@
 """The atomic autoencoder of ISM: a distance-biased graph transformer over a masked microenvironment.
 
-Encoder (Stability Oracle's design, DESIGN.md section 2): atoms are tokens embedded by element; a learned
+Encoder (Stability Oracle's design, Diaz et al. 2024): atoms are tokens embedded by element; a learned
 mask node sits at the C-alpha of the masked residue; the only geometry is an additive per-head attention
 bias computed from pairwise distances, so the encoder is exactly invariant to rotations and
 translations. Each block has one attention restricted to pairs closer than ``local_radius`` and one

@@ -6,11 +6,9 @@ Local alignment scores of unrelated sequences of lengths ``m`` and ``n`` follow
 corrected score keeps the same exponential form, so the same two parameters are fitted to corrected scores.
 
 Null scores are the corrected scores of random pairs of real database sequences, exactly the statistic a search
-ranks; the lower half is treated as censored so only the tail shapes the fit. An earlier null of sequences against
-*reversed* sequences fitted a tail twice as steep (3Di: lambda 0.167 vs 0.078) because reversal destroys the
-ordered motifs (helix-turn-helix, beta hairpins) that unrelated real folds share, so its E-values were about 1,000
-times too small: 1.9 other-SCOP-class hits per bench query at E <= 0.001 (docs/benchmarks.md). The few homologous
-pairs among random pairs make the fit slightly conservative instead.
+ranks (not sequences against reversed sequences: reversal destroys the ordered motifs that unrelated real folds
+share, which makes the tail too steep; docs/search.md); the lower half is treated as censored so only the tail
+shapes the fit. The few homologous pairs among random pairs make the fit slightly conservative.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Masked atomic microenvironments: the atoms around each residue's C-alpha, its own atoms left out.
 
-The microenvironment of residue ``l`` (ISM paper, section 2 of DESIGN.md) holds every atom within
+The microenvironment of residue ``l`` (ISM paper, Ouyang-Zhang et al. 2024) holds every atom within
 ``radius`` Å of its C-alpha, at most ``max_atoms`` of them (nearest first), with the residue's own atoms
 removed so that its identity has to be inferred from the surroundings. Coordinates are given relative
 to the C-alpha. A cell list (cells of ``radius`` Å, numba) finds the neighbours in ``O(L * k)``.
