@@ -37,7 +37,7 @@ def main() -> None:
         start = time.perf_counter()
         ranked, names = rank_by_search([args.db], queries, args.matrix, options=replace(base, aa_weight=weight))
         s = summarize(score_queries(ranked, lookup, names, "noselfhit"))
-        cells = " | ".join(f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries))
+        cells = " | ".join(f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries, strict=True))
         print(f"| {weight:g} | {cells} | {time.perf_counter() - start:.0f} |", flush=True)
 
 

@@ -126,7 +126,7 @@ def main() -> None:
         for key in ("representations", "mean_representations"):
             for layer in a[key]:
                 worst = max(worst, (a[key][layer] - b[key][layer]).abs().max().item())
-    n_res = sum(len(l) for l in lines if not l.startswith(">"))
+    n_res = sum(len(line) for line in lines if not line.startswith(">"))
     print(f"{min(count, args.n)} sequences ({n_res} residues), threads={args.threads}, toks_per_batch={args.toks}")
     print(f"largest difference between the two outputs: {worst:.2e}")
     times = {side: statistics.median(r["seconds"] for r in runs) for side, runs in results.items()}

@@ -132,8 +132,10 @@ def ism_speed(paths: list[Path], threads: int) -> None:
     residues = sum(len(seq) for _, seq in read_fasta(out))
     peak = max(peak_before, matmul_flops(threads))
     rate = residues / seconds
-    print(f"ISM tokenizer ({tokenizer.model.cfg.width} wide, {tokenizer.model.cfg.layers} layers, K={len(tokenizer.alphabet)})")
-    print(f"files: {len(paths)}  residues: {residues}  workers: {threads}  time: {seconds:.1f} s  -> {rate:,.0f} residues/s")
+    cfg = tokenizer.model.cfg
+    print(f"ISM tokenizer ({cfg.width} wide, {cfg.layers} layers, K={len(tokenizer.alphabet)})")
+    print(f"files: {len(paths)}  residues: {residues}  workers: {threads}  time: {seconds:.1f} s  "
+          f"-> {rate:,.0f} residues/s")
     print(f"encoder FLOPs per residue: {flops_per_residue / 1e6:.1f} MFLOP (mean {envs.n_atoms.mean():.0f} atoms)")
     print(f"achieved {rate * flops_per_residue / 1e9:.2f} GFLOP/s of {peak / 1e9:.1f} GFLOP/s large-matmul peak "
           f"({threads} threads): {rate * flops_per_residue / peak:.1%}")

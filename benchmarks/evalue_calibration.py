@@ -46,15 +46,16 @@ def main() -> None:
     options = SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db), aa_weight=args.aa_weight)
     searcher = Searcher(db, load_matrix(args.matrix, db.tokenizer), options)
     counts = np.zeros(len(THRESHOLDS))
-    for q, hits in zip(names, searcher.search(query)):
+    for q, hits in zip(names, searcher.search(query), strict=True):
         fold = lookup[q].rsplit(".", 2)[0]
         for h in hits:
             label = lookup.get(db.names[h.target])
             if label is None or label.rsplit(".", 2)[0] != fold:
                 counts += np.array([h.evalue <= t for t in THRESHOLDS])
-    print(f"{args.matrix or 'default matrix'} ({args.mode}, aa weight {args.aa_weight:g}), {len(names)} queries vs {len(db)} entries, "
+    print(f"{args.matrix or 'default matrix'} ({args.mode}, aa weight {args.aa_weight:g}), {len(names)} queries vs "
+          f"{len(db)} entries, "
           f"lambda {searcher.evd.lam:.4g}, K {searcher.evd.k:.4g}")
-    for t, c in zip(THRESHOLDS, counts / len(names)):
+    for t, c in zip(THRESHOLDS, counts / len(names), strict=True):
         print(f"  E <= {t:g}: {c:.4f} false-positive hits per query")
 
 

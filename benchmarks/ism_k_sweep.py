@@ -51,13 +51,13 @@ def main() -> None:
     start = time.perf_counter()
     for path in find_structure_files([args.files]):
         chains = read_structure(path).chains
-        for chain, emb in zip(chains, embed_chains(model, chains)):
+        for chain, emb in zip(chains, embed_chains(model, chains), strict=True):
             names.append(chain.name)
             z.append(emb)
             is_train.append(Path(path).name in train)
     residues = sum(len(e) for e in z)
     print(f"embedded {len(z):,} chains ({residues:,} residues) in {time.perf_counter() - start:.0f} s")
-    pool = np.concatenate([e for e, t in zip(z, is_train) if t])
+    pool = np.concatenate([e for e, t in zip(z, is_train, strict=True) if t])
     sample = pool[np.random.default_rng(0).permutation(len(pool))[: args.max_points]]
 
     lookup, queries = read_lookup(args.lookup), read_names(args.queries)
@@ -67,9 +67,10 @@ def main() -> None:
         alphabet = Alphabet.of_size(k)
         tokens = [assign(e, fit.centroids) for e in z]
         with tempfile.TemporaryDirectory() as tmp:
-            db = SequenceDB.from_records(((n, t, None) for n, t in zip(names, tokens)), alphabet, f"ism-k{k}")
+            records = [(n, t, None) for n, t in zip(names, tokens, strict=True)]
+            db = SequenceDB.from_records(records, alphabet, f"ism-k{k}")
             train_db = SequenceDB.from_records(
-                ((n, t, None) for n, t, keep in zip(names, tokens, is_train) if keep), alphabet, f"ism-k{k}"
+                (r for r, keep in zip(records, is_train, strict=True) if keep), alphabet, f"ism-k{k}"
             )
             matrix, _ = learn_matrix(train_db, [args.alignments])
             write_matrix(Path(tmp) / "m.out", matrix)

@@ -58,7 +58,8 @@ def main() -> None:
     print(f"scikit-learn     : {t_ref:7.1f} s  inertia {ref.inertia_:.6e}  iterations {ref.n_iter_}")
     print(f"speed ratio (sklearn time / ismtk time): lloyd {t_ref / t_ours:.2f}x, mini-batch {t_ref / t_mini:.2f}x")
     print(
-        f"inertia vs sklearn: lloyd {ours.inertia / ref.inertia_ - 1:+.2%}, mini-batch {mini.inertia / ref.inertia_ - 1:+.2%}"
+        f"inertia vs sklearn: lloyd {ours.inertia / ref.inertia_ - 1:+.2%}, "
+        f"mini-batch {mini.inertia / ref.inertia_ - 1:+.2%}"
     )
 
 

@@ -37,7 +37,8 @@ def main() -> None:
                 fn(chain)
             best = min(best, time.perf_counter() - start)
         print(
-            f"{label:18s} {len(chains)} chains, {residues:,} residues: {residues / best:,.0f} residues/s (best of {args.repeats})"
+            f"{label:18s} {len(chains)} chains, {residues:,} residues: {residues / best:,.0f} residues/s "
+            f"(best of {args.repeats})"
         )
     envs = [microenvironments(c) for c in chains[:20]]
     atoms = sum(int(e.n_atoms.sum()) for e in envs) / sum(len(e) for e in envs)

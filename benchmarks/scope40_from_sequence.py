@@ -42,7 +42,8 @@ def main() -> None:
         fasta.write_text("".join(f">{q}\n{db.aa_seq(index[q])}\n" for q in queries))
         predicted = predicted_db(fasta, args.predictor, tokenizer)
     agree = sum(int((predicted.token_seq(k) == db.token_seq(index[q])).sum()) for k, q in enumerate(queries))
-    print(f"predicted tokens equal the structure's at {agree / predicted.residues:.3f} of {predicted.residues:,} residues")
+    print(f"predicted tokens equal the structure's at {agree / predicted.residues:.3f} of {predicted.residues:,} "
+          "residues")
 
     ranked, names = {}, []
     for label, kwargs in {
@@ -56,7 +57,8 @@ def main() -> None:
         print(f"\n{len(queries)} queries vs {len(names)} entries ({variant})\n")
         print("| method | " + " | ".join(LEVELS) + " |\n| --- | --- | --- | --- |")
         for method, s in rows.items():
-            print(f"| {method} | " + " | ".join(f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries)) + " |")
+            cells = (f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries, strict=True))
+            print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

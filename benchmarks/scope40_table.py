@@ -35,7 +35,7 @@ from ismtk.search.search import SearchOptions
 def _table(title: str, summaries) -> str:
     lines = [f"**{title}**", "", "| method | " + " | ".join(LEVELS) + " |", "| --- | --- | --- | --- |"]
     for method, s in summaries.items():
-        cells = [f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries)]
+        cells = [f"{v:.3f} (n={n})" for v, n in zip(s.per_level, s.per_level_queries, strict=True)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -134,7 +134,8 @@ def main() -> None:
           f"best of {args.repeats}")
     for name, seconds in best.items():
         cores = 2 if "2 threads" in name else 1
-        print(f"  {name:18s} {seconds:8.2f} s  {pairs / seconds:10,.0f} pairs/s  {pairs / seconds / cores:10,.0f} pairs/s/core")
+        print(f"  {name:18s} {seconds:8.2f} s  {pairs / seconds:10,.0f} pairs/s  "
+              f"{pairs / seconds / cores:10,.0f} pairs/s/core")
     print(f"  exhaustive / bare x2 (same alignments): {best['ismtk exhaustive'] / best['bare x2']:.2f}x time")
     print(f"  exhaustive / bare x1 (forward only):    {best['ismtk exhaustive'] / best['bare x1']:.2f}x time")
     if combined is not None:
@@ -156,12 +157,12 @@ def main() -> None:
             summaries[label] = summarize(score_queries(ranked, lookup, db.names, "noselfhit"))
             s = summaries[label]
             print(f"  {label:10s} sensitivity (noselfhit) " + ", ".join(
-                f"{lv} {v:.4f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries)
+                f"{lv} {v:.4f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries, strict=True)
             ) + f"  [{len(qdb)} queries in {seconds:.1f} s]")
         loss = np.array(summaries["exhaustive"].per_level) - np.array(summaries["prefilter"].per_level)
         rel = loss / np.maximum(np.array(summaries["exhaustive"].per_level), 1e-12)
         print("  prefilter sensitivity loss: " + ", ".join(
-            f"{lv} {d:+.4f} ({r:+.1%})" for lv, d, r in zip(LEVELS, loss, rel)))
+            f"{lv} {d:+.4f} ({r:+.1%})" for lv, d, r in zip(LEVELS, loss, rel, strict=True)))
 
 
 if __name__ == "__main__":

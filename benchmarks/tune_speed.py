@@ -1,6 +1,7 @@
 """Throughput of one structure-tuning step (forward + backward + AdamW) for ESM2 shapes.
 
-Prints tokens/s per shape (and on CPU the CPU seconds per step, which shared cores inflate less), measured side by side in one run on random weights and sequences:
+Prints tokens/s per shape (and on CPU the CPU seconds per step, which shared cores inflate less), measured side by side
+in one run on random weights and sequences:
 t6 (8M) and t12 (35M) on CPU; on a CUDA device also t33 (650M) with bf16 autocast, with the model
 FLOPs utilisation (MFU = 6 * parameters * tokens + attention FLOPs, over ``--peak-tflops``).
 

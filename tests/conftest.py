@@ -68,7 +68,8 @@ def ism_folder(tmp_path_factory):
     structs.mkdir()
     for name in ISM_FILES:
         (structs / f"{name}.pdb.gz").write_bytes((STRUCTURES / f"{name}.pdb.gz").read_bytes())
-    result = CliRunner().invoke(app, ["cluster", str(root / "ae"), str(structs), "-o", str(root / "tok"), "-k", "6", "--elbow"])
+    args = ["cluster", str(root / "ae"), str(structs), "-o", str(root / "tok"), "-k", "6", "--elbow"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "K=6" in result.output and "s* = token" in result.output
     return root

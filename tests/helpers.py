@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILY_D58", "HOMOLOGS", "ISM_FILES", "OTHER", "SEARCH_DOMAINS", "SHARED_DATA", "STRUCTURES", "naive_sw", "pdb_text"]
+__all__ = [
+    "FAMILY_D58",
+    "HOMOLOGS",
+    "ISM_FILES",
+    "OTHER",
+    "SEARCH_DOMAINS",
+    "SHARED_DATA",
+    "STRUCTURES",
+    "naive_sw",
+    "pdb_text",
+]
 
 STRUCTURES = Path(__file__).parent / "data" / "structures"
 #: Small real SCOPe domains of the search tests.

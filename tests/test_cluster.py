@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +34,7 @@ def test_kmeans_recovers_separated_clusters(batch_size):
     centres = np.random.default_rng(1).normal(0, 10, (6, 8))
     x, truth = blobs(300, centres, 0.5, seed=2)
     result = kmeans(x, 6, seed=0, batch_size=batch_size)
-    pairs = set(zip(truth.tolist(), result.labels.tolist()))
+    pairs = set(zip(truth.tolist(), result.labels.tolist(), strict=True))
     assert len(pairs) == 6  # a one-to-one map between true and found clusters
     expected_inertia = ((x - centres[truth]) ** 2).sum()
     assert result.inertia == pytest.approx(expected_inertia, rel=0.02)
@@ -52,7 +54,7 @@ def test_elbow_finds_the_number_of_clusters():
     x, _ = blobs(200, centres, 0.6, seed=5)
     ks = list(range(1, 13))
     inertias = elbow(x, ks, n_init=2)
-    assert all(a >= b - 1e-3 * a for a, b in zip(inertias, inertias[1:]))
+    assert all(a >= b - 1e-3 * a for a, b in itertools.pairwise(inertias))
     assert choose_k(ks, inertias) == 5
 
 

@@ -113,9 +113,10 @@ def test_h5_store_holds_the_same_numbers(tiny_esm, tmp_path):
     with h5py.File(tmp_path / "emb.h5") as h5:
         labels = [x.decode() for x in h5["labels"][:]]
         assert sorted(labels) == sorted(r[0] for r in records)
-        for (result, length), off, n in zip(results, h5["offsets"][:], h5["lengths"][:]):
+        for (result, _), off, n in zip(results, h5["offsets"][:], h5["lengths"][:], strict=True):
             np.testing.assert_array_equal(h5["per_tok/3"][off : off + n], result["representations"][3].numpy())
-        np.testing.assert_array_equal(h5["mean/3"][:], np.stack([r["mean_representations"][3].numpy() for r, _ in results]))
+        means = np.stack([r["mean_representations"][3].numpy() for r, _ in results])
+        np.testing.assert_array_equal(h5["mean/3"][:], means)
 
 
 def test_layers_and_bad_options(tiny_esm):
@@ -172,7 +173,8 @@ def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
         ref = model(tokens, repr_layers=[3])["representations"][3]
     for i, (name, seq) in enumerate(records):
         saved = torch.load(tmp_path / "out" / f"{name}.pt", weights_only=True)
-        torch.testing.assert_close(saved["mean_representations"][3], ref[i, 1 : len(seq) + 1].mean(0), atol=1e-5, rtol=1e-5)
+        expected = ref[i, 1 : len(seq) + 1].mean(0)
+        torch.testing.assert_close(saved["mean_representations"][3], expected, atol=1e-5, rtol=1e-5)
     result = runner.invoke(app, ["embed", str(weights), str(fasta), str(tmp_path / "all.h5"), "--include", "per_tok"])
     assert result.exit_code == 0, result.output
     with h5py.File(tmp_path / "all.h5") as h5:

@@ -30,7 +30,8 @@ def mixed_dir(tmp_path, structures_dir, bad_files):
 
 def test_encode_skips_bad_files_and_writes_the_rest(mixed_dir, tmp_path, structures_dir):
     out, aa = tmp_path / "tokens.fasta", tmp_path / "aa.fasta"
-    result = runner.invoke(app, ["encode", str(mixed_dir), "-o", str(out), "--aa-output", str(aa), "-t", "1", "--tokenizer", "3di"])
+    args = ["encode", str(mixed_dir), "-o", str(out), "--aa-output", str(aa), "-t", "1", "--tokenizer", "3di"]
+    result = runner.invoke(app, args)
     assert result.exit_code == EXIT_SKIPPED, result.output
     for bad in ("empty.pdb", "truncated.pdb.gz", "binary.pdb", "ca_only.pdb"):
         assert bad in result.output

@@ -37,7 +37,7 @@ def test_fair_esm_export_loads_in_fair_esm_with_its_contact_head(tmp_path):
     with torch.serialization.safe_globals([argparse.Namespace]):
         theirs, _ = esm.pretrained.load_model_and_alphabet_local(str(path))
     tokens = _tokens(model)
-    for ours, other in zip(_outputs(model, tokens), _outputs(theirs.eval(), tokens)):
+    for ours, other in zip(_outputs(model, tokens), _outputs(theirs.eval(), tokens), strict=True):
         torch.testing.assert_close(ours, other)
     again = load_esm(path)
     assert again.config == TINY and not again.notes

@@ -20,5 +20,6 @@ def test_shipped_tokenizers_reproduce_their_golden_tokens(tokenizer, golden):
         pytest.fail("the default ISM model is not in the package (ismtk/data/ism)")
     expected = dict(read_fasta(GOLDEN / golden))
     tok = load_tokenizer(tokenizer)
-    got = {c.name: tok.to_string(c) for name in ("1FQJ_l_u", "d1a32a_") for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains}
+    chains = [c for name in ("1FQJ_l_u", "d1a32a_") for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
+    got = {c.name: tok.to_string(c) for c in chains}
     assert got == expected

@@ -37,7 +37,7 @@ def test_tokens_are_the_nearest_centroids_of_the_embeddings(ism_folder):
     assert isinstance(tokenizer, IsmTokenizer) and len(tokenizer.alphabet) == 6
     chains = [c for name in ISM_FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
     tokens = tokenizer.encode_many(chains)
-    for chain, z, t in zip(chains, embed_chains(tokenizer.model, chains), tokens):
+    for chain, z, t in zip(chains, embed_chains(tokenizer.model, chains), tokens, strict=True):
         assert t.shape == (len(chain),) and t.dtype == np.uint8
         np.testing.assert_array_equal(t, assign(z, tokenizer.codebook.centroids))
     np.testing.assert_array_equal(tokenizer.encode(chains[0]), tokens[0])  # batching does not change tokens
@@ -49,9 +49,8 @@ def test_encode_output_is_the_same_for_any_worker_and_thread_count(ism_folder, t
     for threads in ("1", "2"):
         out = tmp_path / f"ism{threads}.fasta"
         torch.set_num_threads(int(threads))
-        result = CliRunner().invoke(
-            app, ["encode", str(ism_folder / "structs"), "-o", str(out), "--tokenizer", str(ism_folder / "tok"), "-t", threads]
-        )
+        args = ["encode", str(ism_folder / "structs"), "-o", str(out), "--tokenizer", str(ism_folder / "tok")]
+        result = CliRunner().invoke(app, [*args, "-t", threads])
         assert result.exit_code == 0, result.output
         outputs.append(out.read_bytes())
     torch.set_num_threads(1)
@@ -85,17 +84,20 @@ def test_a_database_names_its_ism_tokenizer_by_identity_and_finds_its_matrix_in_
     assert identity == load_tokenizer(ism_folder / "tok").identity and identity.startswith("ism:")
     db, hits = tmp_path / "db", tmp_path / "hits.m8"
     runner = CliRunner()
-    assert runner.invoke(app, ["createdb", str(ism_folder / "structs"), str(db), "--tokenizer", str(folder)]).exit_code == 0
+    createdb = ["createdb", str(ism_folder / "structs"), str(db), "--tokenizer", str(folder)]
+    assert runner.invoke(app, createdb).exit_code == 0
     assert json.loads((db / "ismtk-db.json").read_text())["tokenizer"] == identity
     query = ism_folder / "structs" / "d1a32a_.pdb.gz"
     search = ["search", str(query), str(db), "-o", str(hits), "--exhaustive", "-e", "1e9", "-t", "1"]
     result = runner.invoke(app, search)
-    assert result.exit_code == EXIT_ERROR and "not the shipped model" in result.output and "--tokenizer FOLDER" in result.output
+    assert result.exit_code == EXIT_ERROR
+    assert "not the shipped model" in result.output and "--tokenizer FOLDER" in result.output
     search += ["--tokenizer", str(folder)]
     result = runner.invoke(app, search)
     assert result.exit_code == EXIT_ERROR and "no matrix ships" in result.output
     symbols = load_tokenizer(folder).alphabet.symbols
-    write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)))
+    identity_scores = np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)
+    write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, identity_scores))
     result = runner.invoke(app, search)
     assert result.exit_code == 0, result.output
     first = hits.read_text().splitlines()[0].split("\t")

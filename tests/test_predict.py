@@ -43,5 +43,6 @@ def test_missing_heads_and_unknown_stream(export_folder, tmp_path):
         resolve_model(weights, None)
     fasta = tmp_path / "s.fa"
     fasta.write_text(">a\nACDE\n")
-    result = CliRunner().invoke(app, ["predict-tokens", str(folder), str(fasta), "-o", str(tmp_path / "o.fa"), "--stream", "ism"])
+    args = ["predict-tokens", str(folder), str(fasta), "-o", str(tmp_path / "o.fa"), "--stream", "ism"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "the heads predict 3di" in result.output

@@ -54,7 +54,7 @@ def test_modified_residues_map_to_parent():
 
 def test_altlocs_keep_one_atom_of_highest_occupancy():
     chain = read_structure(STRUCTURES / "2G77_r_u.pdb.gz").chains[0]
-    keys = list(zip(chain.atom_residue.tolist(), chain.atom_names.tolist()))
+    keys = list(zip(chain.atom_residue.tolist(), chain.atom_names.tolist(), strict=True))
     assert len(keys) == len(set(keys)), "an atom appears twice after altloc selection"
     # the oracle: for each (residue, atom) with altlocs, the kept coordinate is the most occupied one
     best: dict[tuple[str, str, str], tuple[float, tuple[float, float, float]]] = {}
@@ -65,7 +65,7 @@ def test_altlocs_keep_one_atom_of_highest_occupancy():
             if key not in best or occ > best[key][0]:
                 best[key] = (occ, (float(line[30:38]), float(line[38:46]), float(line[46:54])))
     assert best
-    labels = [f"{n:4d}{c or ' '}" for n, c in zip(chain.residue_numbers, chain.insertion_codes)]
+    labels = [f"{n:4d}{c or ' '}" for n, c in zip(chain.residue_numbers, chain.insertion_codes, strict=True)]
     for (res, atom, _), (_, xyz) in best.items():
         i = labels.index(res)
         hit = (chain.atom_residue == i) & (chain.atom_names == atom)
@@ -74,7 +74,7 @@ def test_altlocs_keep_one_atom_of_highest_occupancy():
 
 def test_insertion_codes_are_kept():
     chain = read_structure(STRUCTURES / "3SGQ_r_u.pdb.gz").chains[0]
-    labels = [f"{n}{c}" for n, c in zip(chain.residue_numbers, chain.insertion_codes)]
+    labels = [f"{n}{c}" for n, c in zip(chain.residue_numbers, chain.insertion_codes, strict=True)]
     assert len(labels) == len(set(labels))
     assert sum(c != "" for c in chain.insertion_codes) == 8
 
@@ -93,7 +93,7 @@ def test_mmcif_equals_pdb():
     pdb = read_structure(STRUCTURES / "1HZ6.pdb.gz").chains
     cif = read_structure(STRUCTURES / "1HZ6.cif.gz").chains
     assert [c.name for c in cif] == [c.name for c in pdb]
-    for a, b in zip(pdb, cif):
+    for a, b in zip(pdb, cif, strict=True):
         assert a.sequence == b.sequence
         np.testing.assert_allclose(a.coords, b.coords, atol=1e-3)
         assert (a.atom_names == b.atom_names).all()

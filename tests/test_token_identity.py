@@ -91,7 +91,8 @@ def test_databases_of_older_versions_keep_loading(ism_folder, tmp_path):
     folder = tmp_path / "tok"
     shutil.copytree(ism_folder / "tok", folder)
     symbols = load_tokenizer(folder).alphabet.symbols
-    write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)))
+    identity_scores = np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)
+    write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, identity_scores))
     custom = tmp_path / "custom_db"
     _run("createdb", ism_folder / "structs", custom, "--tokenizer", folder, "-t", "1")
     _set_header_tokenizer(custom, str(folder.resolve()))

@@ -39,7 +39,8 @@ def test_all_mismatches_are_listed_in_one_error(tmp_path):
 
 def test_disorder_token_becomes_class_zero_and_classes_are_shifted(tmp_path):
     aa, tok = write_pairs(tmp_path, n=3)
-    data = load_tune_data(aa, [parse_stream(f"{tok}:name=a:alphabet=3di"), parse_stream(f"{tok}:name=b:alphabet=3di:ignore=A")])
+    streams = [parse_stream(f"{tok}:name=a:alphabet=3di"), parse_stream(f"{tok}:name=b:alphabet=3di:ignore=A")]
+    data = load_tune_data(aa, streams)
     first = tok.read_text().splitlines()[1]
     expected = np.array(["ACDEFGHIKLMNPQRSTVWY".index(c) + 1 for c in first])
     np.testing.assert_array_equal(data.tokens[0][0], expected)
@@ -83,7 +84,8 @@ def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_pat
     from ismtk.tokenizers import load_tokenizer
 
     aa, tokens = tmp_path / "aa.fasta", tmp_path / "encoded.fasta"
-    args = ["encode", str(SEARCH_DOMAINS / f"{HOMOLOGS[0]}.pdb.gz"), "-o", str(tokens), "--aa-output", str(aa), "-t", "1"]
+    structure = SEARCH_DOMAINS / f"{HOMOLOGS[0]}.pdb.gz"
+    args = ["encode", str(structure), "-o", str(tokens), "--aa-output", str(aa), "-t", "1"]
     assert CliRunner().invoke(app, args).exit_code == 0
     data = load_tune_data(aa, [parse_stream(str(tokens))])
     shipped = load_tokenizer("ism")

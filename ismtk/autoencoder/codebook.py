@@ -73,7 +73,9 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
     Computed in float64, so the choice does not depend on the BLAS blocking (and thread count).
     """
-    labels, _ = _nearest(torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(centroids, np.float64)))
+    labels, _ = _nearest(
+        torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(centroids, np.float64))
+    )
     return labels.numpy()
 
 
@@ -106,7 +108,7 @@ def _lloyd(x, c, max_iter, tol, gen):
     """Lloyd iterations until the centroid shift (relative to the data variance) drops below ``tol``."""
     scale = float(x.var(0).mean()) or 1.0
     labels = torch.zeros(len(x), dtype=torch.int64)
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 -- the count is returned
         labels, dist = _nearest(x, c)
         sums = torch.zeros_like(c).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=len(c)).to(x.dtype)
@@ -129,7 +131,7 @@ def _minibatch(x, c, max_iter, tol, batch_size, gen):
     probe = x[torch.randint(len(x), (min(len(x), 8 * batch_size),), generator=gen)]
     previous = math.inf
     steps_per_pass = max(1, len(x) // batch_size)
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 -- the count is returned
         for _ in range(steps_per_pass):
             batch = x[torch.randint(len(x), (batch_size,), generator=gen)]
             labels, _ = _nearest(batch, c)
@@ -386,7 +388,7 @@ def _write_elbow(out_dir: Path, ks: Sequence[int], inertias: Sequence[float], ch
     import matplotlib.pyplot as plt
 
     with atomic_write(out_dir / "elbow.tsv") as handle:
-        handle.write("k\tinertia\n" + "".join(f"{k}\t{v:.6g}\n" for k, v in zip(ks, inertias)))
+        handle.write("k\tinertia\n" + "".join(f"{k}\t{v:.6g}\n" for k, v in zip(ks, inertias, strict=True)))
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(ks, inertias, marker="o")
     elbow_k = choose_k(ks, inertias)

@@ -102,4 +102,4 @@ def embed_chains(
         return []
     out = embed_microenvironments(model, collate([microenvironments(c) for c in chains]), batch_size)
     bounds = np.cumsum([0] + [len(c) for c in chains])
-    return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

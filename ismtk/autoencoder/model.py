@@ -177,7 +177,7 @@ class DistanceBias(nn.Module):
         else:
             out = self.proj(self.features(dist, tokens)).view(-1, self.cfg.layers * 2 * h)
             biases = [per_head(out[:, i : i + h]) for i in range(0, out.shape[1], h)]
-        return list(zip(biases[0::2], biases[1::2]))
+        return list(zip(biases[0::2], biases[1::2], strict=True))
 
 
 class _Attention(nn.Module):
@@ -275,7 +275,7 @@ class AtomicAutoencoder(nn.Module):
         blocked = torch.zeros_like(dist).masked_fill(~valid[:, None, :], float("-inf"))[:, None]
         local_block = blocked.masked_fill((dist >= self.cfg.local_radius)[:, None], float("-inf"))
         h = self.token_embed(tokens)
-        for block, (local_bias, global_bias) in zip(self.blocks, biases):
+        for block, (local_bias, global_bias) in zip(self.blocks, biases, strict=True):
             h = block(h, local_bias + local_block, global_bias + blocked)
         h = self.final_norm(h)
         weights = valid.to(h.dtype)[..., None]

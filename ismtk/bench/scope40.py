@@ -84,7 +84,7 @@ class QueryResult:
 
     def sensitivity(self) -> tuple[float, float, float]:
         """Per-level TP / possible (0 where nothing is possible)."""
-        return tuple(t / p if p else 0.0 for t, p in zip(self.tp, self.possible))
+        return tuple(t / p if p else 0.0 for t, p in zip(self.tp, self.possible, strict=True))
 
 
 def score_queries(
@@ -159,7 +159,8 @@ def write_query_results(path: str | Path, results: Iterable[QueryResult]) -> Non
         for r in results:
             s = r.sensitivity()
             cumulative = np.cumsum(r.possible)
-            out.write(f"{r.name}\t{r.sccs}\t{s[0]:.6g}\t{s[1]:.6g}\t{s[2]:.6g}\t{r.fp}\t" + "\t".join(map(str, cumulative)) + "\n")
+            fields = [r.name, r.sccs, *(f"{v:.6g}" for v in s), str(r.fp), *map(str, cumulative)]
+            out.write("\t".join(fields) + "\n")
 
 
 def read_query_results(path: str | Path) -> list[QueryResult]:
@@ -177,7 +178,7 @@ def read_query_results(path: str | Path) -> list[QueryResult]:
         for row in reader:
             fam, sfam, fold = (int(row[c]) for c in ("FAMCNT", "SFAMCNT", "FOLDCNT"))
             possible = (fam, sfam - fam, fold - sfam)
-            tp = tuple(int(round(float(row[c]) * p)) for c, p in zip(("FAM", "SFAM", "FOLD"), possible))
+            tp = tuple(int(round(float(row[c]) * p)) for c, p in zip(("FAM", "SFAM", "FOLD"), possible, strict=True))
             results.append(QueryResult(row["NAME"], row["SCOP"], tp, possible, int(row["FP"])))
     return results
 
@@ -201,7 +202,7 @@ def plot_cumulative(path: str | Path, results: Mapping[str, Sequence[QueryResult
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
-    for k, (ax, level) in enumerate(zip(axes, LEVELS)):
+    for k, (ax, level) in enumerate(zip(axes, LEVELS, strict=True)):
         for name, rows in results.items():
             s = np.sort([r.sensitivity()[k] for r in rows if r.possible[k] > 0])[::-1]
             if len(s):

@@ -38,13 +38,14 @@ class Command:
         return getattr(importlib.import_module(module), name)
 
     def summary(self) -> str:
-        """First line of the command's docstring (a function) or ``help`` (a Typer app), read without importing."""
+        """First paragraph of the command's docstring (a function) or ``help`` (a Typer app), read without importing
+        the module."""
         module, _, name = self.target.partition(":")
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin is not None, module
         for node in ast.parse(Path(spec.origin).read_text()).body:
             if isinstance(node, ast.FunctionDef) and node.name == name:
-                return (ast.get_docstring(node) or "").split("\n")[0]
+                return " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
             if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
                 keywords = {k.arg: k.value for k in getattr(node.value, "keywords", [])}
                 return ast.literal_eval(keywords["help"]) if "help" in keywords else ""
@@ -113,7 +114,7 @@ def _click_command(name: str, entry: Command):
     """The click command of ``entry``: a Typer app becomes a group (its commands are declared with
     :class:`~ismtk.cli.options.AliasedCommand`), a function a command that also accepts the hidden spellings of
     :data:`ismtk.cli.options.HIDDEN_ALIASES`."""
-    from ismtk.cli.options import AliasedCommand
+    from ismtk.cli.options import AliasedCommand, help_text
 
     target = entry.load()
     if isinstance(target, typer.Typer):
@@ -121,7 +122,7 @@ def _click_command(name: str, entry: Command):
         group.name, group.rich_help_panel = name, entry.panel
         return group
     single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_show_locals=False, add_completion=False)
-    single.command(name, cls=AliasedCommand, rich_help_panel=entry.panel)(target)
+    single.command(name, cls=AliasedCommand, rich_help_panel=entry.panel, help=help_text(target))(target)
     return typer.main.get_command(single)
 
 

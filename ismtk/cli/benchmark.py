@@ -17,6 +17,7 @@ from ismtk.cli.options import (
     Alignment,
     Threads,
     TokenizerOpt,
+    help_text,
     output_option,
     with_option_groups,
 )
@@ -36,9 +37,11 @@ def scope40(
                                   show_default="every labelled entry")
     ] = None,
     tokenizer: TokenizerOpt = None,
-    alignment: Alignment = Alignment(),  # noqa: B008 -- frozen
+    alignment: Alignment = Alignment(),
     output: output_option("Folder for per-query TSVs, summaries, plots."),
-    label: Annotated[str, typer.Option("--label", rich_help_panel=OUTPUT, help="Method name in the outputs.")] = DEFAULT_LABEL,
+    label: Annotated[
+        str, typer.Option("--label", rich_help_panel=OUTPUT, help="Method name in the outputs.")
+    ] = DEFAULT_LABEL,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """All-vs-all search, then Foldseek's sensitivity up to the first false positive per family/superfamily/fold.
@@ -60,4 +63,4 @@ def scope40(
     console.info(f"per-query tables, summaries and plots -> {output}")
 
 
-benchmark_app.command("scope40", cls=AliasedCommand)(scope40)
+benchmark_app.command("scope40", cls=AliasedCommand, help=help_text(scope40))(scope40)

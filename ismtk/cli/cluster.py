@@ -42,7 +42,9 @@ def cluster(
 ) -> None:
     """Cluster residue embeddings of experimental structures into K structure tokens (ISM: K = 64).
 
-    Writes OUT/codebook.json (centroids, alphabet, disorder token s*, SHA-256 of the encoder) beside a copy of the encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with the sparsest microenvironments (lowest median atom count).
+    Writes OUT/codebook.json (centroids, alphabet, disorder token s*, SHA-256 of the encoder) beside a copy of the
+    encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with
+    the sparsest microenvironments (lowest median atom count).
 
     [bold]Example[/bold]: ismtk cluster runs/ae data/structures -o my_ism/ -k auto
     """

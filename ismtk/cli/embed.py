@@ -47,7 +47,9 @@ def embed(
 ) -> None:
     """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
 
-    Output files load as esm-extract's do: torch.load(OUT/name.pt) gives label, representations, mean_representations, bos_representations and contacts as asked by --include. OUT ending in .h5 writes one HDF5 file instead (see docs/embed.md). The arguments are esm-extract's: MODEL FASTA OUT.
+    Output files load as esm-extract's do: torch.load(OUT/name.pt) gives label, representations, mean_representations,
+    bos_representations and contacts as asked by --include. OUT ending in .h5 writes one HDF5 file instead (see
+    docs/embed.md). The arguments are esm-extract's: MODEL FASTA OUT.
 
     [bold]Example[/bold]: ismtk embed esm2_t33_650M_UR50D seqs.fasta emb/ --include mean --include per_tok
     """

@@ -28,7 +28,7 @@ def encode(
     inputs: Inputs,
     *,
     tokenizer: EncodeTokenizer = ENCODE_TOKENIZER,
-    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
+    reading: StructureInput = StructureInput(),
     output: output_option("Token FASTA to write (.gz compresses); its records name the tokenizer (tokenizer=...)."),
     aa_output: Annotated[
         Path | None,
@@ -39,7 +39,9 @@ def encode(
 ) -> None:
     """Encode protein structures as one structure token per residue, written as FASTA.
 
-    Each protein chain becomes one record, named as in Foldseek; its header also names the tokenizer (tokenizer=3di, tokenizer=ism:...), so that search reads the tokens with it. Unreadable files and unusable chains are reported one line each and skipped; the exit status is 3 when anything was skipped.
+    Each protein chain becomes one record, named as in Foldseek; its header also names the tokenizer (tokenizer=3di,
+    tokenizer=ism:...), so that search reads the tokens with it. Unreadable files and unusable chains are reported one
+    line each and skipped; the exit status is 3 when anything was skipped.
 
     [bold]Example[/bold]: ismtk encode structs/ -o tokens.fasta --aa-output aa.fasta
     """

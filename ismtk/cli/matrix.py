@@ -41,7 +41,7 @@ def align_pairs(
     *,
     pairs: Annotated[Path, typer.Option("--pairs", rich_help_panel=INPUT, help="Candidate pairs: two entry names "
                                         "per line.")],
-    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
+    reading: StructureInput = StructureInput(),
     max_distance: Annotated[
         float, typer.Option("--max-distance", min=0.0, rich_help_panel=SEARCH,
                             help="Aligned residues farther apart (A) are not 'close'.")

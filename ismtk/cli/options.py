@@ -23,10 +23,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import ChainNames, ReadOptions
-from ismtk.tokenizers import DEFAULT_TOKENIZER, ENCODE_TOKENIZER, TOKENIZERS
+from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
 from ismtk.train.launch import DEFAULT_DEVICE, Processes, Rendezvous, relaunch
 from ismtk.workflows.encode import default_threads
 from ismtk.workflows.search import DEFAULT_MODE, Mode
@@ -56,6 +55,7 @@ __all__ = [
     "Threads",
     "TokenizerOpt",
     "TrainingProcesses",
+    "help_text",
     "output_option",
     "with_option_groups",
 ]
@@ -200,7 +200,7 @@ Threads = Annotated[
 DEFAULT_THREADS = default_threads()
 
 
-def Device(default: str) -> Any:  # noqa: N802 -- an annotation, named like the others
+def Device(default: str) -> Any:
     """The ``--device`` option (``default`` is the library's default of the command)."""
     return Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES, show_default=default,
                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")]
@@ -248,6 +248,13 @@ class TrainingProcesses:
 
 
 # --- composition -------------------------------------------------------------------------------------------
+def help_text(func: Callable[..., Any]) -> str:
+    """``func``'s docstring with the lines of each paragraph joined: the help wraps them to the terminal, so
+    docstrings can keep to the 120 columns of the source."""
+    doc = inspect.getdoc(func) or ""
+    return "\n\n".join(" ".join(paragraph.split("\n")) for paragraph in doc.split("\n\n"))
+
+
 def with_option_groups(func: Callable[..., Any]) -> Callable[..., Any]:
     """Let Typer see the options of every parameter of ``func`` typed with an option group, one by one; ``func``
     is called with the group (a dataclass) built from them. Field names must be unique within a command."""

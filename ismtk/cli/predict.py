@@ -33,7 +33,8 @@ def predict(
 ) -> None:
     """Predict structure tokens (3Di, ISM, ...) for protein sequences, without a structure.
 
-    Sequences longer than 1,022 residues are cut into overlapping windows whose outputs are averaged, so every residue gets a token.
+    Sequences longer than 1,022 residues are cut into overlapping windows whose outputs are averaged, so every residue
+    gets a token.
 
     [bold]Example[/bold]: ismtk predict-tokens run/export seqs.fasta -o predicted_3di.fasta --stream 3di
     """

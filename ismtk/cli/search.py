@@ -48,7 +48,7 @@ def createdb(
         list[Path], typer.Argument(help="Structure files/folders or token FASTA files, then the DB folder.")
     ],
     tokenizer: TokenizerOpt = None,
-    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
+    reading: StructureInput = StructureInput(),
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Encode structures once (or read token FASTA) into a search database folder (format: docs/search.md).
@@ -76,17 +76,19 @@ def search(
     target: SearchInput,
     *,
     tokenizer: TokenizerOpt = None,
-    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
+    reading: StructureInput = StructureInput(),
     predictor: Predictor = None,
-    alignment: Alignment = Alignment(),  # noqa: B008 -- frozen
-    hits: HitFilter = HitFilter(),  # noqa: B008 -- frozen
+    alignment: Alignment = Alignment(),
+    hits: HitFilter = HitFilter(),
     output: output_option("Hits table to write (.m8, tab-separated)."),
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Search queries against a target with Smith-Waterman over structure tokens; hits as a Foldseek-style .m8.
 
-    The target's tokenizer (named by a database or token FASTA, else --tokenizer) reads or encodes the queries and picks the default matrix. Scores are corrected by the reversed-query score; E-values come from the matrix header's fitted extreme-value parameters (fitted on the target when the header has none).
+    The target's tokenizer (named by a database or token FASTA, else --tokenizer) reads or encodes the queries and picks
+    the default matrix. Scores are corrected by the reversed-query score; E-values come from the matrix header's fitted
+    extreme-value parameters (fitted on the target when the header has none).
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
@@ -102,9 +104,9 @@ def easy_search(
     output: Annotated[Path, typer.Argument(help="Hits table to write (.m8).")],
     *,
     tokenizer: TokenizerOpt = None,
-    reading: StructureInput = StructureInput(),  # noqa: B008 -- frozen
-    alignment: Alignment = Alignment(),  # noqa: B008 -- frozen
-    hits: HitFilter = HitFilter(),  # noqa: B008 -- frozen
+    reading: StructureInput = StructureInput(),
+    alignment: Alignment = Alignment(),
+    hits: HitFilter = HitFilter(),
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:

@@ -42,7 +42,8 @@ def train_ae(
     ] = not _T.drop_ts50_homologs,
     stage: Annotated[
         Literal["1", "2", "both"],
-        typer.Option("--stage", rich_help_panel=TRAINING, help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2."),
+        typer.Option("--stage", rich_help_panel=TRAINING,
+                     help="1: L_AA + L_disto; 2: all four losses; both: 1 then 2."),
     ] = _T.stage,
     epochs_stage1: Annotated[int, typer.Option("--epochs-stage1", min=0, rich_help_panel=TRAINING,
                                                help="Epochs of stage 1.")] = _T.epochs_stage1,
@@ -85,11 +86,14 @@ def train_ae(
                           help="Steps between checkpoints (also at every epoch end).")
     ] = _T.checkpoint_every,
     output: output_option("Run folder (checkpoints, metrics, model)."),
-    processes: TrainingProcesses = TrainingProcesses(),  # noqa: B008 -- frozen
+    processes: TrainingProcesses = TrainingProcesses(),
 ) -> None:
     """Train the atomic autoencoder (ISM) on the masked microenvironments of protein structures.
 
-    With an index.csv (data/structures layout) one chain per 40% cluster is drawn each epoch and chains homologous to the scope40_dev bench or TS50 sets are left out (logged). Validation metrics (amino-acid recovery, aligned RMSD, distogram accuracy) are written to RUN/metrics.jsonl and RUN/metrics.png after every epoch; RUN/model.json + RUN/model.pt hold the model.
+    With an index.csv (data/structures layout) one chain per 40% cluster is drawn each epoch and chains homologous to
+    the scope40_dev bench or TS50 sets are left out (logged). Validation metrics (amino-acid recovery, aligned RMSD,
+    distogram accuracy) are written to RUN/metrics.jsonl and RUN/metrics.png after every epoch; RUN/model.json +
+    RUN/model.pt hold the model.
 
     [bold]Example[/bold]: ismtk train-ae data/structures -o runs/ae --width 64 --layers 2 --batch-size 64 --nproc 2
     """

@@ -81,7 +81,7 @@ def structure_tune(
                                                   help="Also checkpoint every N steps (0: each epoch).")
                                 ] = _R.checkpoint_every,
     output: output_option("Run folder (checkpoint, metrics, export/)."),
-    processes: TrainingProcesses = TrainingProcesses(),  # noqa: B008 -- frozen
+    processes: TrainingProcesses = TrainingProcesses(),
 ) -> None:
     """Structure-tune ESM2: MLM loss plus one linear token head per stream, then export for fair-esm and HF.
 
@@ -100,9 +100,9 @@ def structure_tune(
         groups=str(groups) if groups else None, seed=seed,
     )
     runtime = TuneRuntime(
-        out=str(output), micro_batch=micro_batch, precision=precision, activation_checkpointing=activation_checkpointing,
-        fsdp=fsdp, resume=resume, stop_after=stop_after, checkpoint_every=checkpoint_every, device=device,
-        threads=processes.threads,
+        out=str(output), micro_batch=micro_batch, precision=precision,
+        activation_checkpointing=activation_checkpointing, fsdp=fsdp, resume=resume, stop_after=stop_after,
+        checkpoint_every=checkpoint_every, device=device, threads=processes.threads,
     )
     with console.progress("structure-tune", total=None, unit="steps") as advance:
         result = run_structure_tune(config, runtime, on_progress=console.step_reporter(advance), on_note=console.info)

@@ -248,7 +248,8 @@ class H5Writer:
         return start
 
     def write(self, result: dict, length: int) -> None:
-        for key, group in (("representations", "per_tok"), ("mean_representations", "mean"), ("bos_representations", "bos")):
+        groups = (("representations", "per_tok"), ("mean_representations", "mean"), ("bos_representations", "bos"))
+        for key, group in groups:
             for layer, tensor in result.get(key, {}).items():
                 if group == "per_tok":
                     offset = self._append(f"per_tok/{layer}", tensor.numpy())

@@ -35,7 +35,8 @@ def resolve_model(model: str | Path, heads: str | Path | None) -> tuple[str, Pat
     folder = Path(model)
     if heads is None:
         if not (folder.is_dir() and (folder / "heads.pt").is_file()):
-            raise InputError(f"{model}: no heads.pt beside the model; pass --heads (structure-tune writes export/heads.pt)")
+            raise InputError(f"{model}: no heads.pt beside the model; pass --heads (structure-tune writes "
+                             "export/heads.pt)")
         heads = folder / "heads.pt"
     if folder.is_dir():
         weights = sorted(p for p in folder.glob("esm2_*.pt") if not p.name.endswith("-contact-regression.pt"))
@@ -54,7 +55,12 @@ def _pick_stream(heads: TokenHeads, stream: str | None) -> str:
 
 
 def predict_records(
-    loaded, heads: TokenHeads, records, stream: str, options: EmbedOptions = PREDICT_DEFAULTS, device: str = EMBED_DEVICE,
+    loaded,
+    heads: TokenHeads,
+    records,
+    stream: str,
+    options: EmbedOptions = PREDICT_DEFAULTS,
+    device: str = EMBED_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
     """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
@@ -105,7 +111,9 @@ def _stream_for(heads: TokenHeads, tokenizer: Tokenizer) -> str:
     )
 
 
-def predicted_db(fasta: str | Path, predictor: str | Path, tokenizer: Tokenizer, device: str = EMBED_DEVICE) -> SequenceDB:
+def predicted_db(
+    fasta: str | Path, predictor: str | Path, tokenizer: Tokenizer, device: str = EMBED_DEVICE
+) -> SequenceDB:
     """A search database of protein sequences with tokens predicted by a structure-tuned model.
 
     The head of ``tokenizer`` (the target's tokenizer) is used, so the queries speak the target's

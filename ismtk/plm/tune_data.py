@@ -178,7 +178,7 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
         alphabet = Alphabet(symbols)
         ignore = alphabet.encode(ignore_symbol)[0] + 1 if ignore_symbol else 0
         columns = []
-        for name, seq in zip(names, aa):
+        for name, seq in zip(names, aa, strict=True):
             tokens = records.get(name)
             if tokens is None:
                 problems.append(f"{name} missing from {spec.path}")

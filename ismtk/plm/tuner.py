@@ -67,7 +67,7 @@ def loss_sums(mlm_logits: torch.Tensor, stream_logits: list[torch.Tensor], batch
     """Cross-entropy sums: MLM over positions with ``batch.mlm != -100``, streams over targets ``!= 0``."""
     mlm = F.cross_entropy(mlm_logits.flatten(0, 1).float(), batch.mlm.flatten(), ignore_index=-100, reduction="sum")
     sums, counts, correct = [], [], []
-    for logits, target in zip(stream_logits, batch.targets):
+    for logits, target in zip(stream_logits, batch.targets, strict=False):  # evaluate() passes no streams for MLM
         valid = target != 0
         sums.append(F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=0, reduction="sum"))
         counts.append(valid.sum())

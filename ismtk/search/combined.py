@@ -94,5 +94,5 @@ class CombinedAligner:
         change = np.flatnonzero(np.diff(ops)) + 1
         starts = np.concatenate([[0], change])
         lengths = np.diff(np.concatenate([starts, [len(ops)]]))
-        runs = [(int(n), _OPS[ops[s]]) for s, n in zip(starts, lengths)]
+        runs = [(int(n), _OPS[ops[s]]) for s, n in zip(starts, lengths, strict=True)]
         return alignment_from_runs(int(score), int(qstart), int(tstart), runs)

@@ -167,7 +167,8 @@ class SequenceDB:
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: not an ismtk database (no readable {_HEADER}); make one with createdb") from exc
         if header.get("format") != DB_FORMAT or header.get("version") != DB_VERSION:
-            raise InputError(f"{path}: database format {header.get('format')} v{header.get('version')} is not supported")
+            found = f"{header.get('format')} v{header.get('version')}"
+            raise InputError(f"{path}: database format {found} is not supported")
         names = (path / "names.txt").read_text().splitlines()
         offsets = np.load(path / "offsets.npy")
         tokens = np.load(path / "tokens.npy", mmap_mode="r")

@@ -94,13 +94,15 @@ def null_scores(
     first = rng.integers(0, len(db), pairs)
     second = (first + rng.integers(1, len(db), pairs)) % len(db)
     scores = np.empty(pairs, dtype=np.float64)
-    for k, (i, j) in enumerate(zip(first, second)):
+    for k, (i, j) in enumerate(zip(first, second, strict=True)):
         scores[k] = aligner.score(aligner.query(db, i), aligner.target(db, j))[1]
     lengths = db.lengths()
     return scores, lengths[first], lengths[second]
 
 
-def fit_evd(aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0) -> EvdParams:
+def fit_evd(
+    aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
+) -> EvdParams:
     """Fit the E-value parameters of ``aligner`` (matrix, amino-acid term, gaps) on null pairs drawn from ``db``."""
     lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed))
     return EvdParams(aligner.gap_open, aligner.gap_extend, lam, k, corrected=True)

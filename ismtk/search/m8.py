@@ -72,7 +72,9 @@ def parse_columns(spec: str) -> list[str]:
     names = [c.strip() for c in spec.split(",") if c.strip()]
     unknown = [c for c in names if c not in COLUMNS]
     if unknown or not names:
-        raise InputError(f"unknown output column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)}")
+        raise InputError(
+            f"unknown output column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)}"
+        )
     return names
 
 

@@ -222,10 +222,11 @@ def write_matrix(path: str | Path, matrix: SubstitutionMatrix) -> None:
     if matrix.lam is not None:
         lines.append(f"# Lambda     (precomputed optional): {matrix.lam:.6g}")
     for e in matrix.evd:
-        lines.append(f"# EVD gap {e.gap_open} {e.gap_extend}: lambda={e.lam:.6g} K={e.k:.6g} corrected={int(e.corrected)}")
+        fit = f"lambda={e.lam:.6g} K={e.k:.6g} corrected={int(e.corrected)}"
+        lines.append(f"# EVD gap {e.gap_open} {e.gap_extend}: {fit}")
     width = max(4, len(str(int(np.abs(matrix.scores).max()))) + 2)
     lines.append(" " + "".join(f"{c:>{width}}" for c in matrix.symbols))
-    for c, row in zip(matrix.symbols, matrix.scores):
+    for c, row in zip(matrix.symbols, matrix.scores, strict=True):
         lines.append(c + "".join(f"{int(v):>{width}}" for v in row))
     with atomic_write(path, "w") as out:
         out.write("\n".join(lines) + "\n")

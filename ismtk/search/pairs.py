@@ -81,7 +81,8 @@ class StructuralAlignment:
             j += n if op in "MPI" else 0
         if (i, j) != (self.len1, self.len2):
             raise InputError(
-                f"alignment {self.name1} {self.name2}: CIGAR covers {i}/{j} residues, lengths say {self.len1}/{self.len2}"
+                f"alignment {self.name1} {self.name2}: CIGAR covers {i}/{j} residues, lengths say "
+                f"{self.len1}/{self.len2}"
             )
         if not first:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -123,7 +124,7 @@ def align_structures(
     result = tmtools.tm_align(x, y, seq1, seq2)
     moved = x @ np.asarray(result.u).T + np.asarray(result.t)
     ops, i, j = [], 0, 0
-    for a, b in zip(result.seqxA, result.seqyA):
+    for a, b in zip(result.seqxA, result.seqyA, strict=True):
         if a != "-" and b != "-":
             ops.append("P" if np.linalg.norm(moved[i] - y[j]) <= max_distance else "M")
         else:
@@ -198,7 +199,9 @@ def read_alignments(path: str | Path, min_tm: float = 0.0) -> Iterator[Structura
                 continue
             try:
                 name1, name2, _tm, tm1, tm2, rmsd, len1, len2, _alnlen, cigar = fields
-                aln = StructuralAlignment(name1, name2, float(tm1), float(tm2), float(rmsd), int(len1), int(len2), cigar)
+                aln = StructuralAlignment(
+                    name1, name2, float(tm1), float(tm2), float(rmsd), int(len1), int(len2), cigar
+                )
             except ValueError:
                 raise InputError(
                     f"{path}: line {number}: expected 'name1 name2 TM TM1 TM2 RMSD len1 len2 alnlen CIGAR'"

@@ -95,10 +95,13 @@ class Searcher:
         if query.alphabet.symbols != self.target.alphabet.symbols or query.tokenizer != self.target.tokenizer:
             raise InputError(
                 f"query tokens ({query.tokenizer}, alphabet {query.alphabet.symbols!r}) do not match the target "
-                f"database ({self.target.tokenizer}, alphabet {self.target.alphabet.symbols!r}); encode both the same way"
+                f"database ({self.target.tokenizer}, alphabet {self.target.alphabet.symbols!r}); encode both the "
+                "same way"
             )
         if self.options.aa_weight > 0 and query.aa is None:
-            raise InputError("--aa-weight needs the queries' amino acids: give structures or a database, not token FASTA")
+            raise InputError(
+                "--aa-weight needs the queries' amino acids: give structures or a database, not token FASTA"
+            )
 
     def search_one(self, query: SequenceDB, i: int) -> list[Hit]:
         """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index)."""
@@ -118,7 +121,7 @@ class Searcher:
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
         hits = []
-        for k, b in zip(keep, bits):
+        for k, b in zip(keep, bits, strict=True):
             alignment = self.aligner.trace(profile, targets[ids[k]]) if self.options.trace else None
             hits.append(Hit(i, int(ids[k]), int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
         return hits

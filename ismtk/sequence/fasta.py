@@ -26,7 +26,15 @@ from typing import NamedTuple
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 
-__all__ = ["TOKENIZER_TAG", "FastaRecord", "FastaWriter", "header_tag", "read_fasta", "read_fasta_records", "tokenizer_tag"]
+__all__ = [
+    "TOKENIZER_TAG",
+    "FastaRecord",
+    "FastaWriter",
+    "header_tag",
+    "read_fasta",
+    "read_fasta_records",
+    "tokenizer_tag",
+]
 
 #: Header tag of token FASTA records naming the tokenizer that made them (``>1abc_A tokenizer=ism:3f2a9c01d4e7``).
 TOKENIZER_TAG = "tokenizer"

@@ -1,4 +1,14 @@
-"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays, microenvironments."""
+"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays, microenvironments.
+
+:func:`read_structure` reads the protein chains of one model of a file, named as Foldseek names them:
+
+>>> structure = read_structure("tests/data/structures/1HZ6.pdb.gz")
+>>> [(chain.name, len(chain.sequence)) for chain in structure.chains]
+[('1HZ6_A', 67), ('1HZ6_B', 63), ('1HZ6_C', 63)]
+>>> chain = structure.chains[0]
+>>> chain.sequence[:10], chain.ca.shape
+('HHAMEEVTIK', (67, 3))
+"""
 
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.microenv import Microenvironments, microenvironments

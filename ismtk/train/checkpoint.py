@@ -38,7 +38,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], keys: tuple[str, ...], path: str) -> None:
     """Raise :class:`InputError` listing every key in ``keys`` whose value differs between two configs."""
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)
+    ]
     if diffs:
         raise InputError(f"{path}: checkpoint was made with another configuration ({'; '.join(diffs)})")
 

@@ -55,9 +55,9 @@ def plot_metrics(path: str | Path, out_png: str | Path) -> None:
     cols = min(3, len(series))
     rows = math.ceil(len(series) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
-    for ax, (key, by_kind) in zip(axes.flat, sorted(series.items())):
+    for ax, (key, by_kind) in zip(axes.flat, sorted(series.items()), strict=False):  # more axes than series
         for kind, points in sorted(by_kind.items()):
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o" if kind != "train" else None, markersize=3, label=kind)
         ax.set_title(key)
         ax.set_xlabel("step")

@@ -23,7 +23,15 @@ from ismtk.sequence.fasta import FastaWriter
 from ismtk.structure.read import ReadOptions, read_structure
 from ismtk.tokenizers.base import Tokenizer
 
-__all__ = ["EncodedChain", "FileResult", "EncodeSummary", "default_threads", "encode_file", "encode_files", "write_fasta"]
+__all__ = [
+    "EncodeSummary",
+    "EncodedChain",
+    "FileResult",
+    "default_threads",
+    "encode_file",
+    "encode_files",
+    "write_fasta",
+]
 
 
 def default_threads() -> int:

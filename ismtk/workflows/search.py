@@ -6,7 +6,19 @@ the query side is read (or encoded) with the target's tokenizer, and the default
 
 >>> db, tokenizer = open_input(["tests/data/search/d1ycca_.pdb.gz"])
 >>> tokenizer.identity, db.names, db.tokenizer, db.residues
-('3di', ['d1ycca_'], '3di', 108)
+('3di', ['d1ycca_'], '3di', 107)
+
+:func:`search_to_m8` is ``ismtk search``: two domains against the five of tests/data/search find themselves.
+
+>>> import tempfile
+>>> hits = Path(tempfile.mkdtemp()) / "hits.m8"
+>>> queries = ["tests/data/search/d1ycca_.pdb.gz", "tests/data/search/d1nu4a_.pdb.gz"]
+>>> run = search_to_m8(queries, ["tests/data/search"], hits, columns="query,target,evalue")
+>>> run.queries, run.targets
+(2, 5)
+>>> rows = [line.split() for line in hits.read_text().splitlines()]
+>>> [row[:2] for row in rows if row[0] == row[1]]
+[['d1ycca_', 'd1ycca_'], ['d1nu4a_', 'd1nu4a_']]
 """
 
 from __future__ import annotations
@@ -160,7 +172,7 @@ def search_to_m8(
     tokenizer: str | Path | Tokenizer | None = None,
     mode: Mode = DEFAULT_MODE,
     columns: str = DEFAULT_COLUMNS,
-    options: SearchOptions = SearchOptions(),  # noqa: B008 -- frozen
+    options: SearchOptions = SearchOptions(),
     read_options: ReadOptions = _READ,
     on_skip: SkipHandler | None = None,
     predictor: str | Path | None = None,

@@ -86,7 +86,7 @@ def test_summary_of_foldseek_fig2_rows_matches_their_means_and_the_published_auc
     assert np.allclose(s.per_level, means, atol=2e-6)
     published = [float(v) for v in (FIG2 / f"{method}_auc.out").read_text().split()]
     missing = 4229 - len(table)
-    implied = [(4229 * p - len(table) * m) / missing for p, m in zip(published, means)]
+    implied = [(4229 * p - len(table) * m) / missing for p, m in zip(published, means, strict=True)]
     assert all(-1e-3 <= v <= 1 + 1e-3 for v in implied)
 
 

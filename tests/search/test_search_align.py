@@ -44,7 +44,7 @@ def test_traceback_rescores_to_the_optimal_score():
         aln = aligner.trace(aligner.profile(q), aligner.symbols(t))
         pairs = aln.pairs
         gap_cost = 0
-        for (i0, j0), (i1, j1) in zip(pairs[:-1], pairs[1:]):
+        for (i0, j0), (i1, j1) in zip(pairs[:-1], pairs[1:], strict=True):
             for n in (i1 - i0 - 1, j1 - j0 - 1):
                 gap_cost += 5 + (n - 1) * 1 if n > 0 else 0
         rescored = int(matrix.scores[q[pairs[:, 0]], t[pairs[:, 1]]].sum()) - gap_cost

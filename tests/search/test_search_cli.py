@@ -91,7 +91,8 @@ def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
         (["search", db, db, "-o", tmp_path / "x.m8", "--matrix", tmp_path / "missing.out"], "neither a file"),
         (["search", db, db, "-o", tmp_path / "x.m8", "--format-output", "query,nonsense"], "unknown output column"),
         (["search", db, tmp_path, "-o", tmp_path / "x.m8"], "holds no structure file"),
-        (["search", db, db, "-o", tmp_path / "x.m8", "--mode", "aa", "--aa-weight", "1"], "does not apply to --mode aa"),
+        (["search", db, db, "-o", tmp_path / "x.m8", "--mode", "aa", "--aa-weight", "1"],
+         "does not apply to --mode aa"),
         (["search", tokens_only, db, "-o", tmp_path / "x.m8", "--aa-weight", "1"], "queries' amino acids"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])

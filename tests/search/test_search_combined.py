@@ -82,7 +82,10 @@ def test_traceback_rescores_to_the_optimal_score():
             aln = aligner.trace(profile, target)
             pairs = aln.pairs
             gap_cost = sum(
-                5 + (n - 1) for (i0, j0), (i1, j1) in zip(pairs[:-1], pairs[1:]) for n in (i1 - i0 - 1, j1 - j0 - 1) if n
+                5 + (n - 1)
+                for (i0, j0), (i1, j1) in zip(pairs[:-1], pairs[1:], strict=True)
+                for n in (i1 - i0 - 1, j1 - j0 - 1)
+                if n
             )
             rescored = int(profile.forward[target[pairs[:, 1]], pairs[:, 0]].sum()) - gap_cost
             assert rescored == aln.score == aligner.score(profile, target)[0]

@@ -47,7 +47,8 @@ def test_a_64_token_matrix_round_trips_although_one_symbol_is_the_comment_sign(t
     symbols = Alphabet.of_size(MAX_TOKENS).symbols
     assert "#" in symbols
     scores = np.random.default_rng(0).integers(-9, 9, (MAX_TOKENS, MAX_TOKENS)).astype(np.int32)
-    m = SubstitutionMatrix(symbols, scores, "K=64", np.full(MAX_TOKENS, 1 / MAX_TOKENS), 0.3, (EvdParams(10, 1, 0.2, 0.01),))
+    background = np.full(MAX_TOKENS, 1 / MAX_TOKENS)
+    m = SubstitutionMatrix(symbols, scores, "K=64", background, 0.3, (EvdParams(10, 1, 0.2, 0.01),))
     write_matrix(tmp_path / "k64.out", m)
     again = read_matrix(tmp_path / "k64.out")
     assert again.symbols == symbols and np.array_equal(again.scores, scores) and again.evd == m.evd
@@ -55,7 +56,12 @@ def test_a_64_token_matrix_round_trips_although_one_symbol_is_the_comment_sign(t
 
 @pytest.mark.parametrize(
     "text",
-    ["", "    A   C\nA 1 2\n", "    A   C\nA 1 x\nC 1 1\n", "# Background (precomputed optional): 0.5\n  A\nA 1\nB 2\n"],
+    [
+        "",
+        "    A   C\nA 1 2\n",
+        "    A   C\nA 1 x\nC 1 1\n",
+        "# Background (precomputed optional): 0.5\n  A\nA 1\nB 2\n",
+    ],
 )
 def test_bad_matrix_files_raise_input_errors(tmp_path, text):
     path = tmp_path / "bad.out"
