@@ -26,7 +26,7 @@ from typer.core import TyperCommand, TyperOption
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import ChainNames, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
-from ismtk.train.launch import DEFAULT_DEVICE, Processes, Rendezvous, relaunch
+from ismtk.train.launch import Processes, Rendezvous, relaunch
 from ismtk.workflows.encode import default_threads
 from ismtk.workflows.search import DEFAULT_MODE, Mode
 
@@ -50,6 +50,7 @@ __all__ = [
     "Index",
     "Inputs",
     "ModeOpt",
+    "Resume",
     "SearchInput",
     "StructureInput",
     "Threads",
@@ -191,6 +192,12 @@ class HitFilter:
     ] = _SEARCH.max_seqs
 
 
+# --- training runs -----------------------------------------------------------------------------------------
+Resume = Annotated[
+    bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the run folder's latest checkpoint, "
+                       "exactly where it stopped (with the same training options).")
+]
+
 # --- processes and devices ---------------------------------------------------------------------------------
 Threads = Annotated[
     int, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES, help="Worker processes.",
@@ -206,7 +213,8 @@ def Device(default: str) -> Any:
                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")]
 
 
-_RDZV = Rendezvous()
+_PROCESSES = Processes()
+_RDZV = _PROCESSES.rendezvous
 
 
 @dataclass(frozen=True)
@@ -214,15 +222,19 @@ class TrainingProcesses:
     """Where a trainer runs: device, torch threads, processes per node and the nodes of a multi-node run."""
 
     device: Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES,
-                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")] = DEFAULT_DEVICE
-    gpus: Annotated[int, typer.Option("--gpus", min=0, rich_help_panel=PROCESSES,
-                                      help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")] = 0
-    nproc: Annotated[int, typer.Option("--nproc", min=0, rich_help_panel=PROCESSES,
-                                       help="CPU processes: N > 1 starts N processes under torchrun (DDP, gloo).")] = 0
+                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")] = _PROCESSES.device
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=0, rich_help_panel=PROCESSES,
+                          help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")
+    ] = _PROCESSES.gpus
+    nproc: Annotated[
+        int, typer.Option("--nproc", min=0, rich_help_panel=PROCESSES,
+                          help="CPU processes: N > 1 starts N processes under torchrun (DDP, gloo).")
+    ] = _PROCESSES.nproc
     threads: Annotated[
         int | None, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES,
                                  help="Torch CPU threads per process.", show_default="torch's choice")
-    ] = None
+    ] = _PROCESSES.threads
     nnodes: Annotated[str, typer.Option("--nnodes", rich_help_panel=PROCESSES,
                                         help="Nodes of a multi-node run (torchrun: N or MIN:MAX).")] = _RDZV.nnodes
     node_rank: Annotated[int | None, typer.Option("--node-rank", rich_help_panel=PROCESSES,

@@ -17,6 +17,7 @@ from ismtk.cli.options import (
     TRAINING,
     Index,
     Inputs,
+    Resume,
     TrainingProcesses,
     output_option,
     with_option_groups,
@@ -77,8 +78,7 @@ def train_ae(
         Path | None, typer.Option("--init", rich_help_panel=RUN,
                                   help="Start from this model's weights (a stage-1 run for --stage 2).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the newest checkpoint "
-                                         "in the run folder, exactly where it stopped.")] = False,
+    resume: Resume = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", rich_help_panel=RUN,
                                                   help="Stop after this many steps in total.")] = _T.max_steps,
     checkpoint_every: Annotated[

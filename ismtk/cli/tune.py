@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import INPUT, RUN, TRAINING, TrainingProcesses, output_option, with_option_groups
+from ismtk.cli.options import INPUT, RUN, TRAINING, Resume, TrainingProcesses, output_option, with_option_groups
 from ismtk.plm.tune import Precision, TuneConfig, TuneRuntime
 
 __all__ = ["structure_tune"]
@@ -72,8 +72,7 @@ def structure_tune(
         bool, typer.Option("--fsdp/--no-fsdp", rich_help_panel=RUN,
                            help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
     ] = _R.fsdp,
-    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the checkpoint in the "
-                                         "run folder, exactly where it stopped.")] = _R.resume,
+    resume: Resume = _R.resume,
     stop_after: Annotated[int | None, typer.Option("--stop-after", rich_help_panel=RUN,
                                                    help="Stop (with a checkpoint) after this many steps.")
                           ] = _R.stop_after,
