@@ -238,7 +238,7 @@ def rank_by_search(
     from ismtk.workflows.search import open_input, resolve_matrix
 
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode)
+    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
     if query_db is not None:

@@ -72,6 +72,7 @@ def open_input(
     on_skip: SkipHandler | None = None,
     given_by: str = "--tokenizer",
     mode: Mode = DEFAULT_MODE,
+    need_tokenizer: bool = True,
 ) -> tuple[SequenceDB, Tokenizer | None]:
     """A search input as a :class:`SequenceDB`, with the tokenizer of its tokens (``None`` in ``aa`` mode).
 
@@ -80,7 +81,8 @@ def open_input(
     ``tokenizer``'s, else as :data:`~ismtk.tokenizers.DEFAULT_TOKENIZER`'s); ``tokenizer`` (the user's choice,
     or the target's for a query; ``given_by`` says which, for messages) must then be the same. Structures
     are encoded with ``tokenizer`` (default 3Di); chains it cannot use go to ``on_skip`` and are left out.
-    In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved.
+    In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
+    database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
     """
     if mode == "aa":
         paths = [Path(p) for p in inputs]
@@ -91,6 +93,8 @@ def open_input(
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and is_db(paths[0]):
         db = SequenceDB.load(paths[0])
+        if not need_tokenizer and tokenizer is None:
+            return db, None
         resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
         return replace(db, tokenizer=resolved.identity), resolved
     fasta = [p for p in paths if p.name.lower().endswith(FASTA_SUFFIXES)]
@@ -138,9 +142,10 @@ def load_search_db(
     threads: int = 1,
     on_skip: SkipHandler | None = None,
 ) -> SequenceDB:
-    """One search side as a database (see :func:`open_input`; ``tokenizer`` by name or folder)."""
+    """One search side as a database (see :func:`open_input`; ``tokenizer`` by name or folder). The tokenizer
+    of a database is not looked up unless ``tokenizer`` is given (and must then match)."""
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    return open_input(inputs, chosen, read_options, threads, on_skip, mode=mode)[0]
+    return open_input(inputs, chosen, read_options, threads, on_skip, mode=mode, need_tokenizer=False)[0]
 
 
 def resolve_matrix(
