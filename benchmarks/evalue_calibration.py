@@ -18,8 +18,8 @@ import numpy as np
 from ismtk.bench.scope40 import read_lookup
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
-from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions
+from ismtk.workflows.search import open_input, resolve_matrix
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -33,9 +33,7 @@ def main() -> None:
     parser.add_argument("--mode", default="tokens", choices=["tokens", "aa"])
     parser.add_argument("--aa-weight", type=float, default=0.0, help="token + weight x BLOSUM62 (E-values fitted)")
     args = parser.parse_args()
-    db = SequenceDB.load(args.db)
-    if args.mode == "aa":
-        db = db.as_amino_acids()
+    db, tokenizer = open_input([args.db], mode=args.mode)
     lookup = read_lookup(args.lookup)
     names = read_names(args.queries)
     index = {n: i for i, n in enumerate(db.names)}
@@ -44,7 +42,7 @@ def main() -> None:
         db.tokenizer,
     )
     options = SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db), aa_weight=args.aa_weight)
-    searcher = Searcher(db, load_matrix(args.matrix, db.tokenizer), options)
+    searcher = Searcher(db, resolve_matrix(args.matrix, tokenizer, args.mode), options)
     counts = np.zeros(len(THRESHOLDS))
     for q, hits in zip(names, searcher.search(query), strict=True):
         fold = lookup[q].rsplit(".", 2)[0]

@@ -30,8 +30,8 @@ import parasail
 from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
-from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions
+from ismtk.workflows.search import open_input, resolve_matrix
 
 
 def bare_loop(queries: list[bytes], targets: list[bytes], pmatrix, reversed_too: bool) -> float:
@@ -95,8 +95,8 @@ def main() -> None:
     parser.add_argument("--max-candidates", type=int, default=SearchOptions().max_candidates)
     args = parser.parse_args()
 
-    db = SequenceDB.load(args.db)
-    matrix = load_matrix(args.matrix, db.tokenizer)
+    db, tokenizer = open_input([args.db])
+    matrix = resolve_matrix(args.matrix, tokenizer)
     names = read_names(args.queries) if args.queries else db.names
     index = {n: i for i, n in enumerate(db.names)}
     qdb = SequenceDB.from_records(
