@@ -1,21 +1,17 @@
-"""Tokens know their tokenizer: token FASTA tags, database headers, errors that name the fix, older databases,
-and the command line's hidden spellings and light start."""
+"""Tokens know their tokenizer: token FASTA tags, database headers, errors that name the fix, older databases."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import HOMOLOGS, SEARCH_DOMAINS, STRUCTURES
+from helpers import HOMOLOGS, SEARCH_DOMAINS
 from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
-from ismtk.cli.options import rename_aliases
 from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
 from ismtk.sequence import read_fasta_records
 from ismtk.tokenizers import load_tokenizer
@@ -107,35 +103,3 @@ def test_databases_of_older_versions_keep_loading(ism_folder, tmp_path):
 def _set_header_tokenizer(db, value: str) -> None:
     header = json.loads((db / "ismtk-db.json").read_text())
     (db / "ismtk-db.json").write_text(json.dumps({**header, "tokenizer": value}))
-
-
-def test_hidden_spellings_of_older_versions_still_work(tmp_path):
-    import typer
-    from click import Context
-
-    group = typer.main.get_command(app)
-    tune = group.get_command(Context(group), "structure-tune")
-    args = ["m", "--tokens", "--out", "--out", "run", "--nmr-model", "2", "--", "--out"]
-    assert rename_aliases(tune.params, args) == ["m", "--tokens", "--out", "--output", "run", "--nmr-model", "2",
-                                                 "--", "--out"]
-    assert rename_aliases(tune.params, ["--out=run"]) == ["--output=run"]
-    out = tmp_path / "t.fasta"
-    _run("encode", STRUCTURES / "1FQJ_l_u.pdb.gz", "--out", out, "--model", "1", "--tokenizer", "3di", "-t", "1")
-    assert out.is_file()
-    assert "--out " not in _run("structure-tune", "--help") and "--model " not in _run("encode", "--help")
-
-
-def test_help_and_3di_encoding_start_without_torch(tmp_path):
-    script = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from ismtk.cli import app\n"
-        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
-        f"args = ['encode', {str(STRUCTURES / '1FQJ_l_u.pdb.gz')!r}, '--tokenizer', '3di', '-o', "
-        f"{str(tmp_path / 'x.fasta')!r}, '-t', '1']\n"
-        "assert CliRunner().invoke(app, args).exit_code == 0\n"
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-from contextlib import contextmanager
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -71,36 +71,57 @@ COMMANDS = {
 }
 
 
+class _LazyCommands(MutableMapping):
+    """The click commands of :data:`COMMANDS` by name, each built (its module imported) on first access."""
+
+    def __init__(self) -> None:
+        self.built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self.built[name] = _click_command(name, COMMANDS[name])
+        return self.built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(COMMANDS), **self.built})
+
+    def __len__(self) -> int:
+        return len({**dict.fromkeys(COMMANDS), **self.built})
+
+
 class _Commands(TyperGroup):
-    """Loads commands from :data:`COMMANDS` when needed, and turns every :class:`IsmtkError` into one line on
-    stderr and exit status 1."""
+    """The root command: its commands load when needed (:class:`_LazyCommands`), and every :class:`IsmtkError`
+    becomes one line on stderr and exit status 1."""
 
     _listing = False
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands()
+
     def list_commands(self, ctx) -> list[str]:
-        return list(COMMANDS)
+        return list(self.commands)
 
     def get_command(self, ctx, name: str):
-        if name not in COMMANDS:
-            return None
-        entry = COMMANDS[name]
-        if self._listing and name not in self.commands:
+        if self._listing and name in COMMANDS and name not in self.commands.built:
+            entry = COMMANDS[name]
             return TyperCommand(name=name, short_help=entry.summary(), rich_help_panel=entry.panel)
-        if name not in self.commands:
-            self.commands[name] = _click_command(name, entry)
-        return self.commands[name]
-
-    @contextmanager
-    def _summaries_only(self):
-        self._listing = True
-        try:
-            yield
-        finally:
-            self._listing = False
+        return super().get_command(ctx, name)
 
     def format_help(self, ctx, formatter) -> None:
-        with self._summaries_only():
-            return super().format_help(ctx, formatter)
+        self._listing = True  # list the commands by the summaries in their sources, importing none of them
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx):
         try:

@@ -1,0 +1,60 @@
+"""The command line: commands listed without importing them, hidden spellings of older versions, a light start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from click import Context
+from helpers import STRUCTURES
+from typer.testing import CliRunner
+
+from ismtk.cli import COMMANDS, app
+from ismtk.cli.options import rename_aliases
+
+runner = CliRunner()
+
+
+def _run(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_command_list_shows_each_command_s_own_summary():
+    group = typer.main.get_command(app)
+    for name, entry in COMMANDS.items():
+        command = group.get_command(Context(group), name)
+        assert entry.summary() and command.help.startswith(entry.summary()), name
+    listing = " ".join(_run("--help").split())
+    assert all(name in listing for name in COMMANDS)
+
+
+def test_hidden_spellings_of_older_versions_still_work(tmp_path):
+    group = typer.main.get_command(app)
+    tune = group.get_command(Context(group), "structure-tune")
+    args = ["m", "--tokens", "--out", "--out", "run", "--nmr-model", "2", "--", "--out"]
+    assert rename_aliases(tune.params, args) == ["m", "--tokens", "--out", "--output", "run", "--nmr-model", "2",
+                                                 "--", "--out"]
+    assert rename_aliases(tune.params, ["--out=run"]) == ["--output=run"]
+    out = tmp_path / "t.fasta"
+    _run("encode", STRUCTURES / "1FQJ_l_u.pdb.gz", "--out", out, "--model", "1", "--tokenizer", "3di", "-t", "1")
+    assert out.is_file()
+    assert "--out " not in _run("structure-tune", "--help") and "--model " not in _run("encode", "--help")
+
+
+def test_help_and_3di_encoding_start_without_torch(tmp_path):
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ismtk.cli import app\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        f"args = ['encode', {str(STRUCTURES / '1FQJ_l_u.pdb.gz')!r}, '--tokenizer', '3di', '-o', "
+        f"{str(tmp_path / 'x.fasta')!r}, '-t', '1']\n"
+        "assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
