@@ -43,7 +43,7 @@ def embed(
     ] = list(_D.include),  # noqa: B006 -- Typer copies it
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
                                                 help="Token budget of a batch.")] = _D.toks_per_batch,
-    device: Device(EMBED_DEVICE) = EMBED_DEVICE,
+    device: Device = EMBED_DEVICE,
 ) -> None:
     """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
 

@@ -31,6 +31,7 @@ from ismtk.workflows.encode import default_threads
 from ismtk.workflows.search import DEFAULT_MODE, Mode
 
 __all__ = [
+    "DEFAULT_THREADS",
     "HIDDEN_ALIASES",
     "INPUT",
     "MODEL",
@@ -58,6 +59,7 @@ __all__ = [
     "TrainingProcesses",
     "help_text",
     "output_option",
+    "rename_aliases",
     "with_option_groups",
 ]
 
@@ -207,10 +209,8 @@ Threads = Annotated[
 DEFAULT_THREADS = default_threads()
 
 
-def Device(default: str) -> Any:
-    """The ``--device`` option (``default`` is the library's default of the command)."""
-    return Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES, show_default=default,
-                                       help="auto (CUDA if present), cpu, cuda or cuda:N.")]
+Device = Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES,
+                                     help="auto (CUDA if present), cpu, cuda or cuda:N.")]
 
 
 _PROCESSES = Processes()
@@ -221,8 +221,7 @@ _RDZV = _PROCESSES.rendezvous
 class TrainingProcesses:
     """Where a trainer runs: device, torch threads, processes per node and the nodes of a multi-node run."""
 
-    device: Annotated[str, typer.Option("--device", rich_help_panel=PROCESSES,
-                                        help="auto (CUDA if present), cpu, cuda or cuda:N.")] = _PROCESSES.device
+    device: Device = _PROCESSES.device
     gpus: Annotated[
         int, typer.Option("--gpus", min=0, rich_help_panel=PROCESSES,
                           help="GPUs per node: N > 1 starts N processes under torchrun (DDP, NCCL).")

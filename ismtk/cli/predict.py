@@ -29,7 +29,7 @@ def predict(
     output: output_option("Token FASTA to write, in input order."),
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
                                                 help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
-    device: Device(EMBED_DEVICE) = EMBED_DEVICE,
+    device: Device = EMBED_DEVICE,
 ) -> None:
     """Predict structure tokens (3Di, ISM, ...) for protein sequences, without a structure.
 
