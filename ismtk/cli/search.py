@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ismtk.cli import console
+from ismtk.cli.encode import FormatOpt
 from ismtk.cli.options import (
     DEFAULT_AA_WEIGHT,
     DEFAULT_CHAIN_NAMES,
@@ -62,6 +64,7 @@ def createdb(
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
+    fmt: FormatOpt = "auto",
 ) -> None:
     """Encode structures once (or read token FASTA) into a search database folder (format: docs/search.md).
 
@@ -70,7 +73,8 @@ def createdb(
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
     *sources, target = inputs
-    db = load_input(sources, load_tokenizer(tokenizer), read_options(model, chain_names), threads, _skip)
+    options = replace(read_options(model, chain_names), format=fmt)
+    db = load_input(sources, load_tokenizer(tokenizer), options, threads, _skip)
     db.save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {db.tokenizer}) -> {target}")
 

@@ -1,7 +1,9 @@
-"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays, microenvironments."""
+"""Structures in: PDB/mmCIF reading, residue vocabularies, per-chain arrays, microenvironments.
+
+Microenvironments (numba kernels) are imported on first use, so reading structures stays light.
+"""
 
 from ismtk.structure.chain import ProteinChain
-from ismtk.structure.microenv import Microenvironments, microenvironments
 from ismtk.structure.read import (
     STRUCTURE_SUFFIXES,
     ReadOptions,
@@ -27,3 +29,13 @@ __all__ = [
     "one_letter_code",
     "read_structure",
 ]
+
+_LAZY = {"Microenvironments", "microenvironments"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from ismtk.structure import microenv
+
+        return getattr(microenv, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,6 +45,10 @@ class IsmTokenizer(Tokenizer):
         self.folder = folder
         self.name = "ism" if folder.resolve() == DEFAULT_ISM_MODEL.resolve() else str(folder.resolve())
 
+    def to(self, device: str) -> IsmTokenizer:
+        self.model = self.model.to(device)
+        return self
+
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
         from ismtk.autoencoder.io import embed_chains
