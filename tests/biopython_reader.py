@@ -1,17 +1,15 @@
 """The Biopython reader that ismtk used before its gemmi reader, kept frozen as the reference it was proven
 equal to (``tests/reader_equality.py``, ``tests/test_reader_equality.py``); not part of the package.
 
-``read_structure`` here is the package's reader as of commit 6aa9576, unchanged but for its imports.
+``read_structure`` here is the package's reader as of commit 6aa9576, unchanged but for its imports: the
+byte-level checks of a file, the element rule of amino-acid atoms, the naming of chains and the attachment
+of ligand atoms, unchanged, come from the package.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import io
 import warnings
-import zlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +17,22 @@ from Bio.PDB import MMCIFParser, PDBParser
 from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
 from ismtk.errors import StructureError
-from ismtk.structure.chain import ProteinChain
-from ismtk.structure.read import ReadOptions, StructureFile, entry_name
+from ismtk.structure.read import (
+    ReadOptions,
+    StructureFile,
+    _attach_ligands,
+    _element_of,
+    _named_chains,
+    _read_bytes,
+    entry_name,
+)
 from ismtk.structure.residues import WATER_NAMES, one_letter_code
 
 __all__ = ["read_structure"]
 
 
 def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> StructureFile:
-    """Read the protein chains of one model of a PDB or mmCIF file (plain or gzipped).
-
-    Residues are amino acids (modified ones mapped to their parent letter) that have a C-alpha;
-    waters are dropped, other hetero groups too unless ``options.ligands``. Alternate locations keep
-    the highest-occupancy atom (Biopython's default); insertion codes are kept per residue.
-
-    Raises
-    ------
-    StructureError
-        If the file is empty, binary, a corrupt gzip, unparsable, lacks the requested model or holds
-        no protein chain. Chains that are unusable on their own (amino acids but no C-alpha) are
-        returned in :attr:`StructureFile.skipped` instead.
-    """
+    """The former ``ismtk.structure.read_structure`` (same contract), built on Biopython's parsers."""
     path = Path(path)
     text = _read_text(path)
     is_cif = _looks_like_mmcif(path, text)
@@ -54,7 +47,6 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
         raise StructureError(path, f"has {len(models)} model(s); model {options.model} was requested")
     model = models[model_index]
 
-    base = entry_name(path)
     built: list[tuple[str, dict]] = []
     skipped: list[StructureError] = []
     ligand_atoms: list[tuple[np.ndarray, str, str]] = []
@@ -66,36 +58,19 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
             skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", bio_chain.id))
             continue
         built.append((bio_chain.id, arrays))
-    if not built:
-        reason = "no protein chain (no amino-acid residue with a C-alpha atom)"
-        if skipped:
-            reason = skipped[0].reason
-        raise StructureError(path, reason)
-
-    chains = []
-    for chain_id, arrays in built:
-        add_chain = options.chain_names == "always" or (options.chain_names == "auto" and len(built) > 1)
-        name = f"{base}_{chain_id.strip()}" if add_chain and chain_id.strip() else base
-        chains.append(ProteinChain(name=name, source=str(path), chain_id=chain_id, model=options.model, **arrays))
+    chains = _named_chains(path, built, skipped, options)
     if ligand_atoms:
-        chains = _attach_ligands(chains, ligand_atoms)
+        chains = _attach_ligands(
+            chains,
+            np.asarray([a[0] for a in ligand_atoms], dtype=np.float32),
+            np.asarray([a[1] for a in ligand_atoms], dtype="<U2"),
+            np.asarray([a[2] for a in ligand_atoms], dtype="<U4"),
+        )
     return StructureFile(str(path), chains, skipped)
 
 
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise StructureError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise StructureError(path, f"truncated or corrupt gzip data ({exc})") from exc
-    if not raw.strip():
-        raise StructureError(path, "empty file")
-    if b"\x00" in raw[:65536]:
-        raise StructureError(path, "binary file, not PDB or mmCIF text")
+    raw = _read_bytes(path)  # the same byte-level checks (empty, binary, corrupt gzip) as the package
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -217,36 +192,3 @@ def _element(atom) -> str:
     as element ``H``); in an amino acid the atom name always starts with the element symbol.
     """
     return _element_of(atom.get_name(), atom.element or "")
-
-
-@functools.lru_cache(maxsize=4096)
-def _element_of(atom_name: str, element_column: str) -> str:
-    """:func:`_element` of a name and element column (few distinct pairs, so cached: one call per atom)."""
-    name = atom_name.lstrip("0123456789")
-    element = element_column.strip().upper()
-    if element and name.upper().startswith(element):
-        return element
-    return "SE" if name.upper().startswith("SE") else name[:1].upper() or "X"
-
-
-def _attach_ligands(chains: list[ProteinChain], ligand_atoms: list) -> list[ProteinChain]:
-    """Give each ligand atom to the chain with the nearest C-alpha (atom_residue = -1)."""
-    lig_xyz = np.asarray([a[0] for a in ligand_atoms], dtype=np.float32)
-    nearest = np.stack([np.linalg.norm(lig_xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
-    owner = nearest.argmin(axis=0)
-    out = []
-    for k, chain in enumerate(chains):
-        sel = np.flatnonzero(owner == k)
-        if len(sel) == 0:
-            out.append(chain)
-            continue
-        out.append(
-            replace(
-                chain,
-                coords=np.concatenate([chain.coords, lig_xyz[sel]]),
-                elements=np.concatenate([chain.elements, [ligand_atoms[i][1] for i in sel]]).astype("<U2"),
-                atom_names=np.concatenate([chain.atom_names, [ligand_atoms[i][2] for i in sel]]).astype("<U4"),
-                atom_residue=np.concatenate([chain.atom_residue, np.full(len(sel), -1, np.int32)]),
-            )
-        )
-    return out

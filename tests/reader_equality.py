@@ -6,7 +6,7 @@ sequences, residue names, numbers and insertion codes, atom names, elements, own
 (bit for bit), C-alpha indices, skipped chains; files one reader refuses must be refused by the other.
 3Di tokens are compared too (ISM tokens are a function of the same arrays).
 
-    python tests/reader_equality.py ../shared/data [--mmcif] [--limit N] [--report diffs.txt]
+    python tests/reader_equality.py ../shared/data [--mmcif [--mmcif-every K]] [--limit N] [--report diffs.txt]
 
 Prints one line per disagreement and a summary; exits 1 if there is any.
 """
@@ -26,11 +26,11 @@ import gemmi
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import biopython_reader  # noqa: E402  (the frozen reference, beside this file)
+import biopython_reader
 
-from ismtk.errors import StructureError  # noqa: E402
-from ismtk.structure.read import ReadOptions, find_structure_files, read_structure  # noqa: E402
-from ismtk.tokenizers import ThreeDiTokenizer  # noqa: E402
+from ismtk.errors import StructureError
+from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
+from ismtk.tokenizers import ThreeDiTokenizer
 
 #: Option sets every file is read with; a multi-model file is also read as its second model.
 OPTION_SETS = (ReadOptions(), ReadOptions(hydrogens=True, ligands=True, chain_names="always"))
@@ -115,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", type=Path, help="structure files, folders or path lists")
     ap.add_argument("--mmcif", action="store_true", help="also compare on an mmCIF copy of every file")
+    ap.add_argument("--mmcif-every", type=int, default=1, metavar="K", help="with --mmcif: of every K-th file only")
     ap.add_argument("--limit", type=int, default=None, help="use the first N files")
     ap.add_argument("--report", type=Path, default=None, help="write every disagreement here too")
     args = ap.parse_args()
@@ -126,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(paths, 1):
             variants = [path]
-            if args.mmcif and (cif := as_mmcif(path, Path(tmp))) is not None:
+            if args.mmcif and i % args.mmcif_every == 0 and (cif := as_mmcif(path, Path(tmp))) is not None:
                 variants.append(cif)
             for variant in variants:
                 kind = "mmcif" if variant.suffix == ".cif" else "file"

@@ -17,8 +17,8 @@ from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS, element_index, one_l
 __all__ = [
     "AMINO_ACIDS",
     "ELEMENTS",
-    "Microenvironments",
     "STRUCTURE_SUFFIXES",
+    "Microenvironments",
     "ProteinChain",
     "ReadOptions",
     "StructureFile",

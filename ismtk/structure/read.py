@@ -161,7 +161,6 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
     if len(atoms.name) == 0:
         raise StructureError(path, "no protein chain (waters only)")
 
-    base = entry_name(path)
     built: list[tuple[str, dict]] = []
     skipped: list[StructureError] = []
     ligands: list[_Atoms] = []
@@ -173,20 +172,28 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
             skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", chain_id))
             continue
         built.append((chain_id, arrays))
+    chains = _named_chains(path, built, skipped, options)
+    if ligands:
+        lig = _Atoms.concatenate(ligands)
+        chains = _attach_ligands(chains, lig.pos.astype(np.float32), lig.element.astype("<U2"), _strings(lig.name, "<U4"))
+    return StructureFile(str(path), chains, skipped)
+
+
+def _named_chains(path: Path, built: list[tuple[str, dict]], skipped: list[StructureError],
+                  options: ReadOptions) -> list[ProteinChain]:
+    """The chains of ``(chain id, arrays)`` pairs, named as Foldseek names them; raises when there is none."""
     if not built:
         reason = "no protein chain (no amino-acid residue with a C-alpha atom)"
         if skipped:
             reason = skipped[0].reason
         raise StructureError(path, reason)
-
+    base = entry_name(path)
     chains = []
     for chain_id, arrays in built:
         add_chain = options.chain_names == "always" or (options.chain_names == "auto" and len(built) > 1)
         name = f"{base}_{chain_id.strip()}" if add_chain and chain_id.strip() else base
         chains.append(ProteinChain(name=name, source=str(path), chain_id=chain_id, model=options.model, **arrays))
-    if ligands:
-        chains = _attach_ligands(chains, _Atoms.concatenate(ligands))
-    return StructureFile(str(path), chains, skipped)
+    return chains
 
 
 # --- file to gemmi structure -----------------------------------------------------------------------------------
@@ -554,10 +561,11 @@ def _collect_ligands(atoms: _Atoms, source: np.ndarray, amino: np.ndarray, ligan
     ligands.append(atoms.take(src[heavy]))
 
 
-def _attach_ligands(chains: list[ProteinChain], ligand: _Atoms) -> list[ProteinChain]:
-    """Give each ligand atom to the chain with the nearest C-alpha (atom_residue = -1)."""
-    lig_xyz = ligand.pos.astype(np.float32)
-    nearest = np.stack([np.linalg.norm(lig_xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
+def _attach_ligands(chains: list[ProteinChain], xyz: np.ndarray, elements: np.ndarray,
+                    names: np.ndarray) -> list[ProteinChain]:
+    """Give each ligand atom (``(n, 3) float32`` coordinates, ``<U2`` elements, ``<U4`` names) to the chain with
+    the nearest C-alpha (atom_residue = -1)."""
+    nearest = np.stack([np.linalg.norm(xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
     owner = nearest.argmin(axis=0)
     out = []
     for k, chain in enumerate(chains):
@@ -568,9 +576,9 @@ def _attach_ligands(chains: list[ProteinChain], ligand: _Atoms) -> list[ProteinC
         out.append(
             replace(
                 chain,
-                coords=np.concatenate([chain.coords, lig_xyz[sel]]),
-                elements=np.concatenate([chain.elements, ligand.element[sel].astype("<U2")]),
-                atom_names=np.concatenate([chain.atom_names, _strings(ligand.name[sel], "<U4")]),
+                coords=np.concatenate([chain.coords, xyz[sel]]),
+                elements=np.concatenate([chain.elements, elements[sel]]),
+                atom_names=np.concatenate([chain.atom_names, names[sel]]),
                 atom_residue=np.concatenate([chain.atom_residue, np.full(len(sel), -1, np.int32)]),
             )
         )

@@ -35,6 +35,8 @@ from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
 
 __all__ = [
     "CHUNK_FILES",
+    "MIN_FILES_PER_WORKER",
+    "TASKS_PER_WORKER",
     "EncodeSummary",
     "EncodedChain",
     "FileResult",
@@ -51,6 +53,9 @@ __all__ = [
 CHUNK_FILES = 16
 #: Tasks in flight per worker: enough to keep it busy, few enough to bound memory.
 TASKS_PER_WORKER = 4
+#: Fewer files than this per worker are encoded in this process (with one torch thread per core asked
+#: for): starting workers costs more than it saves.
+MIN_FILES_PER_WORKER = 8
 
 
 def default_threads() -> int:
@@ -160,8 +165,9 @@ def encode_files(
 ) -> Iterator[FileResult]:
     """Encode many files, yielding results in input order.
 
-    ``threads`` worker processes share the files (``1``: this process), each using one core; or, with
-    ``devices`` (e.g. ``["cuda:0", "cuda:1"]``), one worker per device with the tokenizer moved there.
+    ``threads`` worker processes share the files, each using one core; or, with ``devices`` (e.g.
+    ``["cuda:0", "cuda:1"]``), one worker per device with the tokenizer moved there. With one worker, or
+    fewer than :data:`MIN_FILES_PER_WORKER` files per worker, this process encodes them itself.
     Workers take chunks of consecutive files; at most :data:`TASKS_PER_WORKER` chunks per worker are in
     flight. They die with this process, and stop at once when the caller stops iterating.
     """
@@ -169,9 +175,10 @@ def encode_files(
         raise InputError(f"--threads must be at least 1, got {threads}")
     paths = [str(p) for p in paths]
     devices = list(devices) if devices else ["cpu"] * threads
-    workers = min(len(devices), max(1, len(paths)))
+    workers = min(len(devices), max(1, len(paths) // MIN_FILES_PER_WORKER))
     if workers == 1:
-        yield from _encode_here(paths, tokenizer, options, devices[0])
+        torch_threads = len(devices) if all(d == "cpu" for d in devices) else 1
+        yield from _encode_here(paths, tokenizer, options, devices[0], torch_threads)
         return
     chunk = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
     context = _worker_context(tokenizer)
@@ -192,15 +199,17 @@ def encode_files(
         _stop(pool, pending)
 
 
-def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str) -> Iterator[FileResult]:
-    """Encode in this process, with one torch thread on the CPU (as every worker), restored afterwards."""
+def _encode_here(
+    paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str, torch_threads: int
+) -> Iterator[FileResult]:
+    """Encode in this process with ``torch_threads`` torch threads (restored afterwards)."""
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 0
     tokenizer.to(device)
     try:
         for path in paths:
             if torch is not None:
-                torch.set_num_threads(1)
+                torch.set_num_threads(torch_threads)
             yield encode_file(path, tokenizer, options)
     finally:
         if torch is not None:

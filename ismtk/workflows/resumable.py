@@ -119,7 +119,7 @@ class ResumableFasta:
     def __enter__(self) -> ResumableFasta:
         for target in self.targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-        self._journal = open(self.journal_path, "a+")  # noqa: SIM115 -- closed in __exit__
+        self._journal = open(self.journal_path, "a+")
         try:
             fcntl.flock(self._journal.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
