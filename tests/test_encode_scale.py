@@ -53,6 +53,8 @@ def test_shards_concatenate_to_one_run(many, tmp_path):
     assert amino_acids == (tmp_path / "all.aa").read_bytes()
     shares = [Shard(i, 5).select(list(range(13))) for i in range(1, 6)]
     assert [x for share in shares for x in share] == list(range(13))
+    summary = _encode(paths[:2], tmp_path / "empty.fasta", shard=Shard(1, 3))  # more shards than files
+    assert summary.files == 0 and (tmp_path / "empty.fasta").read_bytes() == b""
 
 
 def test_shard_option_on_the_command_line(many, tmp_path):

@@ -35,8 +35,8 @@ MODEL_WEIGHTS = "model.pt"
 #: Most microenvironments per forward pass of :func:`embed_chains`.
 EMBED_BATCH = 256
 #: Most (environments x (atoms + 1)^2) per forward pass: the attention biases grow with the square of the
-#: atoms, about 250 bytes per pair at width 64, so a batch holds at most ~250 MB of activations.
-EMBED_PAIRS = 1_000_000
+#: atoms, up to ~400 bytes per pair at width 64 (measured), so a batch holds at most ~100 MB of activations.
+EMBED_PAIRS = 250_000
 
 
 def save_autoencoder(model: AtomicAutoencoder, folder: str | Path) -> None:
