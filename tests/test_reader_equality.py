@@ -55,6 +55,8 @@ CORNER_CASES = {
     "two_models": ["MODEL        1", *ALA, "ENDMDL", "MODEL        2", *_residue("A", 1, "ALA", 1), "ENDMDL"],
     "junk_element_column": [line[:76] + " H" for line in ALA],
     "no_element_column": [line[:76] for line in ALA],
+    "deuterium": ALA + [_atom("ATOM", " D  ", " ", "ALA", "A", 1, 0.2, element="D"),
+                        _atom("HETATM", " D1 ", " ", "DOD", "A", 80, 9.0, element="D")],
     "ligand_with_hydrogen": ALA + [_atom("HETATM", " S  ", " ", "SO4", "A", 50, 8.0, element="S"),
                                    _atom("HETATM", " O1 ", " ", "SO4", "A", 50, 8.5, element="O"),
                                    _atom("HETATM", " H1 ", " ", "SO4", "A", 50, 9.0, element="H")],

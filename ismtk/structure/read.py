@@ -295,8 +295,9 @@ def _text(code: np.int64) -> str:
     return np.int64(code).tobytes().rstrip(b"\0").decode("latin-1")
 
 
-#: Upper-case element symbols by atomic number (gemmi's numbering: 0 is unknown, ``X``).
-_ELEMENT_SYMBOLS = np.array([gemmi.Element(z).name.upper() for z in range(gemmi.Element("Og").atomic_number + 1)], "S2")
+#: Upper-case element symbols by gemmi's element index: the atomic number (0 unknown, ``X``), then deuterium
+#: (gemmi keeps ``D`` apart from hydrogen, as index 119); anything beyond is unknown.
+_ELEMENT_SYMBOLS = np.array([gemmi.Element(z).name.upper() for z in range(119)] + ["D"] + ["X"] * 136, "S2")
 _WATER_CODES = np.array(sorted(_code(name) for name in WATER_NAMES), np.int64)
 _CA = _code("CA")
 

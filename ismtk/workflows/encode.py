@@ -55,8 +55,7 @@ __all__ = [
 CHUNK_FILES = 16
 #: Tasks in flight per worker: enough to keep it busy, few enough to bound memory.
 TASKS_PER_WORKER = 4
-#: Fewer files than this per worker are encoded in this process (with one torch thread per core asked
-#: for): starting workers costs more than it saves.
+#: Fewer files than this per worker are encoded in this process: starting workers costs more than it saves.
 MIN_FILES_PER_WORKER = 8
 
 
@@ -179,8 +178,7 @@ def encode_files(
     devices = list(devices) if devices else ["cpu"] * threads
     workers = min(len(devices), max(1, len(paths) // MIN_FILES_PER_WORKER))
     if workers == 1:
-        torch_threads = len(devices) if all(d == "cpu" for d in devices) else 1
-        yield from _encode_here(paths, tokenizer, options, devices[0], torch_threads)
+        yield from _encode_here(paths, tokenizer, options, devices[0])
         return
     chunk = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
     context = _worker_context(tokenizer)
@@ -201,17 +199,17 @@ def encode_files(
         _stop(pool, pending)
 
 
-def _encode_here(
-    paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str, torch_threads: int
-) -> Iterator[FileResult]:
-    """Encode in this process with ``torch_threads`` torch threads (restored afterwards)."""
+def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str) -> Iterator[FileResult]:
+    """Encode in this process with one torch thread, as every worker (restored afterwards): over the encoder's
+    small matmuls a second OpenMP thread gains little on a free machine and, spinning while the cores are
+    shared, made the README's 10 files 6x slower (61-78 s vs 10-14 s)."""
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 0
     tokenizer.to(device)
     try:
         for path in paths:
             if torch is not None:
-                torch.set_num_threads(torch_threads)
+                torch.set_num_threads(1)
             result = encode_file(path, tokenizer, options)
             _release_memory()
             yield result
