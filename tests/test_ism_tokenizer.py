@@ -109,3 +109,31 @@ def test_ca_only_chain_is_refused_naming_the_file(ism_folder, bad_files):
     with pytest.raises(StructureError, match="CA-only chain: ISM tokens") as info:
         load_tokenizer(ism_folder / "tok").encode(chain)
     assert "ca_only.pdb" in str(info.value)
+
+
+def _tokens(results) -> list[tuple[str, list[int]]]:
+    return [(c.name, c.tokens.tolist()) for r in results for c in r.chains]
+
+
+def test_one_worker_per_device_gives_the_same_tokens(ism_folder):
+    """``--gpus N`` runs one worker per device with the model moved there; two 'cpu' devices stand in."""
+    from ismtk.workflows.encode import encode_files, resolve_device
+
+    paths = sorted((ism_folder / "structs").glob("*.pdb.gz")) * 4
+    tokenizer = load_tokenizer(ism_folder / "tok")
+    assert resolve_device("cpu", tokenizer) == "cpu" and resolve_device("auto", tokenizer) in ("cpu", "cuda")
+    with pytest.raises(InputError, match="--device"):
+        resolve_device("tpu", tokenizer)
+    assert _tokens(encode_files(paths, tokenizer)) == _tokens(encode_files(paths, tokenizer, devices=["cpu", "cpu"]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tokens_agree_with_cpu_tokens(ism_folder):
+    from ismtk.workflows.encode import encode_files
+
+    paths = sorted((ism_folder / "structs").glob("*.pdb.gz"))
+    tokenizer = load_tokenizer(ism_folder / "tok")
+    cpu = _tokens(encode_files(paths, tokenizer))
+    gpu = _tokens(encode_files(paths, tokenizer, devices=["cuda:0"]))
+    same = sum(a == b for (_, x), (_, y) in zip(cpu, gpu, strict=False) for a, b in zip(x, y, strict=False))
+    assert [n for n, _ in cpu] == [n for n, _ in gpu] and same >= 0.99 * sum(len(x) for _, x in cpu)

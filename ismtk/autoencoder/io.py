@@ -32,8 +32,11 @@ __all__ = [
 
 MODEL_CONFIG = "model.json"
 MODEL_WEIGHTS = "model.pt"
-#: Microenvironments per forward pass of :func:`embed_chains`.
+#: Most microenvironments per forward pass of :func:`embed_chains`.
 EMBED_BATCH = 256
+#: Most (environments x (atoms + 1)^2) per forward pass: the attention biases grow with the square of the
+#: atoms, up to ~400 bytes per pair at width 64 (measured), so a batch holds at most ~100 MB of activations.
+EMBED_PAIRS = 250_000
 
 
 def save_autoencoder(model: AtomicAutoencoder, folder: str | Path) -> None:
@@ -69,18 +72,19 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> At
 
 @torch.inference_mode()
 def embed_microenvironments(
-    model: AtomicAutoencoder, envs: Microenvironments, batch_size: int = EMBED_BATCH
+    model: AtomicAutoencoder, envs: Microenvironments, batch_size: int = EMBED_BATCH, max_pairs: int = EMBED_PAIRS
 ) -> np.ndarray:
     """``(B, width) float32`` residue embeddings ``z`` of a batch of microenvironments.
 
-    Sorted by size (less padding) and encoded ``batch_size`` at a time on the model's device; the
-    result does not depend on the random state.
+    Sorted by size (less padding) and encoded on the model's device in batches of at most ``batch_size``
+    environments and ``max_pairs`` environments x (atoms + 1)^2, so memory is bounded whatever the sizes;
+    the result does not depend on the random state.
     """
     device = next(model.parameters()).device
     order = np.argsort(envs.n_atoms, kind="stable")
     out = np.empty((len(envs), model.cfg.width), np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for start, stop in _batches(envs.n_atoms[order], batch_size, max_pairs):
+        idx = order[start:stop]
         batch = envs.take(idx)
         z = model.encode(
             torch.from_numpy(batch.coords).to(device),
@@ -89,6 +93,19 @@ def embed_microenvironments(
         )
         out[idx] = z.float().cpu().numpy()
     return out
+
+
+def _batches(sizes: np.ndarray, batch_size: int, max_pairs: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive batches of ascending ``sizes``: at most ``batch_size`` items and
+    ``max_pairs`` items x (largest size + 1)^2 each (one item at least)."""
+    bounds, start = [], 0
+    while start < len(sizes):
+        stop = min(start + batch_size, len(sizes))
+        fits = np.arange(start + 1, stop + 1) - start <= max_pairs // (sizes[start:stop].astype(np.int64) + 1) ** 2
+        stop = start + max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 def embed_chains(

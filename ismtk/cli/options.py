@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperCommand, TyperOption
 
 from ismtk.search.search import SearchOptions
-from ismtk.structure.read import ChainNames, ReadOptions
+from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
 from ismtk.train.launch import Processes, Rendezvous, relaunch
 from ismtk.workflows.encode import default_threads
@@ -120,9 +120,14 @@ class StructureInput:
         typer.Option("--chain-names", rich_help_panel=INPUT,
                      help="Add _CHAIN to entry names: auto (only for multi-chain files, as Foldseek)."),
     ] = _READ.chain_names
+    format: Annotated[
+        Format,
+        typer.Option("--format", rich_help_panel=INPUT,
+                     help=f"Structure format ({', '.join(FORMATS)}: auto goes by the name, else by the content)."),
+    ] = _READ.format
 
     def read_options(self) -> ReadOptions:
-        return ReadOptions(model=self.nmr_model, chain_names=self.chain_names)
+        return ReadOptions(model=self.nmr_model, chain_names=self.chain_names, format=self.format)
 
 
 # --- outputs -----------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@
 >>> chain = structure.chains[0]
 >>> chain.sequence[:10], chain.ca.shape
 ('HHAMEEVTIK', (67, 3))
+
+Microenvironments (numba kernels) are imported on first use, so reading structures stays light.
 """
 
 from ismtk.structure.chain import ProteinChain
-from ismtk.structure.microenv import Microenvironments, microenvironments
 from ismtk.structure.read import (
     STRUCTURE_SUFFIXES,
     ReadOptions,
@@ -25,8 +26,8 @@ from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS, element_index, one_l
 __all__ = [
     "AMINO_ACIDS",
     "ELEMENTS",
-    "Microenvironments",
     "STRUCTURE_SUFFIXES",
+    "Microenvironments",
     "ProteinChain",
     "ReadOptions",
     "StructureFile",
@@ -37,3 +38,13 @@ __all__ = [
     "one_letter_code",
     "read_structure",
 ]
+
+_LAZY = {"Microenvironments", "microenvironments"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from ismtk.structure import microenv
+
+        return getattr(microenv, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,24 @@
-"""Reading PDB and mmCIF files (plain or gzipped) into :class:`ProteinChain` records with Biopython."""
+"""Reading PDB and mmCIF files (plain or gzipped) into :class:`ProteinChain` records.
+
+Files are parsed by gemmi (the library Foldseek reads with) and turned into chains by NumPy operations
+on gemmi's flat per-atom arrays, so reading costs about a millisecond per domain-sized file. The rules
+(altlocs, point mutations, duplicate records, chain order) are those of Biopython's structure builder,
+which ismtk used before; ``tests/reader_equality.py`` proves the two give identical chains.
+"""
 
 from __future__ import annotations
 
 import functools
 import gzip
-import io
-import warnings
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import gemmi
 import numpy as np
-from Bio.PDB import MMCIFParser, PDBParser
-from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
 from ismtk.errors import InputError, StructureError
 from ismtk.names import read_lines
@@ -22,21 +26,28 @@ from ismtk.structure.chain import ProteinChain
 from ismtk.structure.residues import WATER_NAMES, one_letter_code
 
 __all__ = [
+    "FORMATS",
     "STRUCTURE_SUFFIXES",
     "ChainNames",
+    "Format",
     "ReadOptions",
     "StructureFile",
-    "find_structure_files",
+    "detect_format",
     "entry_name",
+    "find_structure_files",
     "read_structure",
 ]
 
-#: File name endings recognised as structures when a folder is searched.
+#: File name endings recognised as structures when a folder is searched (files without any suffix are
+#: taken too when their content is PDB or mmCIF, e.g. ASTRAL's ``d1ogya2``).
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
 #: File name endings of path lists (one structure path per line, relative to the list's folder).
 LIST_SUFFIXES = (".txt", ".list")
 
 ChainNames = Literal["auto", "always", "never"]
+Format = Literal["auto", "pdb", "mmcif"]
+#: Values of :attr:`ReadOptions.format`: ``auto`` decides by file name, then by content.
+FORMATS: tuple[Format, ...] = ("auto", "pdb", "mmcif")
 
 
 @dataclass(frozen=True)
@@ -54,12 +65,15 @@ class ReadOptions:
     chain_names
         ``auto``: add ``_CHAIN`` to the entry name only when a file has several protein chains (Foldseek's
         default); ``always``; ``never``.
+    format
+        ``auto`` (by file name, else by content), ``pdb`` or ``mmcif`` for every file.
     """
 
     model: int = 1
     hydrogens: bool = False
     ligands: bool = False
     chain_names: ChainNames = "auto"
+    format: Format = "auto"
 
 
 class StructureFile(NamedTuple):
@@ -80,7 +94,7 @@ def find_structure_files(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_name(p.name))
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
             if not files:
                 raise InputError(f"{path}: folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)})")
             found.extend(files)
@@ -102,12 +116,30 @@ def entry_name(path: str | Path) -> str:
     return name
 
 
+def detect_format(path: str | Path, head: bytes) -> Literal["pdb", "mmcif"] | None:
+    """``pdb`` or ``mmcif`` from the file name, else from the first bytes of its (decompressed) text.
+
+    Returns ``None`` when neither the name nor the text looks like a structure.
+    """
+    name = Path(path).name.lower().removesuffix(".gz")
+    if name.endswith((".cif", ".mmcif")):
+        return "mmcif"
+    if name.endswith((".pdb", ".ent")):
+        return "pdb"
+    text = head.lstrip()
+    if text.startswith(b"data_"):
+        return "mmcif"
+    lines = text.splitlines()
+    return "pdb" if any(line.startswith(_PDB_RECORDS) for line in lines[:-1] or lines) else None
+
+
 def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> StructureFile:
     """Read the protein chains of one model of a PDB or mmCIF file (plain or gzipped).
 
     Residues are amino acids (modified ones mapped to their parent letter) that have a C-alpha;
     waters are dropped, other hetero groups too unless ``options.ligands``. Alternate locations keep
-    the highest-occupancy atom (Biopython's default); insertion codes are kept per residue.
+    the highest-occupancy atom (the first on ties) and, for point mutations, the residue variant whose
+    best atom has the highest occupancy; insertion codes are kept per residue.
 
     Raises
     ------
@@ -117,52 +149,80 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
         returned in :attr:`StructureFile.skipped` instead.
     """
     path = Path(path)
-    text = _read_text(path)
-    is_cif = _looks_like_mmcif(path, text)
-    model_index = options.model - 1
-    if not is_cif:
-        text, n_models = _pdb_lines_of_model(path, text, options.model)
-        if not 1 <= options.model <= n_models:
-            raise StructureError(path, f"has {n_models} model(s); model {options.model} was requested")
-        model_index = 0
-    models = list(_parse(path, text, is_cif))
-    if not 0 <= model_index < len(models):
-        raise StructureError(path, f"has {len(models)} model(s); model {options.model} was requested")
-    model = models[model_index]
+    raw = _read_bytes(path)
+    fmt = options.format if options.format != "auto" else detect_format(path, raw[:4096]) or "pdb"
+    structure = _parse(path, raw, fmt)
+    if not any(len(chain) for model in structure for chain in model):
+        raise StructureError(path, "no atoms found (not a PDB or mmCIF file?)")
+    if not 1 <= options.model <= len(structure):
+        raise StructureError(path, f"has {len(structure)} model(s); model {options.model} was requested")
+    atoms = _model_atoms(structure, options.model - 1)
+    blank_chain = " " if fmt == "pdb" else ""  # a blank chain column of PDB is one space, as in the file
+    if len(atoms.name) == 0:
+        raise StructureError(path, "no protein chain (waters only)")
 
-    base = entry_name(path)
     built: list[tuple[str, dict]] = []
     skipped: list[StructureError] = []
-    ligand_atoms: list[tuple[np.ndarray, str, str]] = []
-    for bio_chain in model:
-        arrays = _chain_arrays(bio_chain, options, ligand_atoms)
+    ligands: list[_Atoms] = []
+    for chain_id, chain_atoms in _chains(atoms, blank_chain):
+        arrays = _chain_arrays(chain_atoms, options, ligands)
         if arrays is None:
             continue
         if not arrays["sequence"]:
-            skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", bio_chain.id))
+            skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", chain_id))
             continue
-        built.append((bio_chain.id, arrays))
+        built.append((chain_id, arrays))
+    chains = _named_chains(path, built, skipped, options)
+    if ligands:
+        lig = _Atoms.concatenate(ligands)
+        chains = _attach_ligands(
+            chains, lig.pos.astype(np.float32), lig.element.astype("<U2"), _strings(lig.name, "<U4")
+        )
+    return StructureFile(str(path), chains, skipped)
+
+
+def _named_chains(
+    path: Path, built: list[tuple[str, dict]], skipped: list[StructureError], options: ReadOptions
+) -> list[ProteinChain]:
+    """The chains of ``(chain id, arrays)`` pairs, named as Foldseek names them; raises when there is none."""
     if not built:
         reason = "no protein chain (no amino-acid residue with a C-alpha atom)"
         if skipped:
             reason = skipped[0].reason
         raise StructureError(path, reason)
-
+    base = entry_name(path)
     chains = []
     for chain_id, arrays in built:
         add_chain = options.chain_names == "always" or (options.chain_names == "auto" and len(built) > 1)
         name = f"{base}_{chain_id.strip()}" if add_chain and chain_id.strip() else base
         chains.append(ProteinChain(name=name, source=str(path), chain_id=chain_id, model=options.model, **arrays))
-    if ligand_atoms:
-        chains = _attach_ligands(chains, ligand_atoms)
-    return StructureFile(str(path), chains, skipped)
+    return chains
 
 
-def _is_structure_name(name: str) -> bool:
-    return name.lower().endswith(STRUCTURE_SUFFIXES)
+# --- file to gemmi structure -----------------------------------------------------------------------------------
+
+#: Record names that start the lines of a PDB file (for recognising one without a suffix).
+_PDB_RECORDS = (b"ATOM  ", b"HETATM", b"HEADER", b"MODEL ", b"REMARK", b"CRYST1", b"COMPND", b"TITLE ", b"EXPDTA")
 
 
-def _read_text(path: Path) -> str:
+def _is_structure_file(path: Path) -> bool:
+    name = path.name.lower()
+    if name.endswith(STRUCTURE_SUFFIXES):
+        return True
+    if "." in name:
+        return False
+    try:  # no suffix at all (ASTRAL, Foldseek's examples): decide by content
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(4096)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return detect_format(path, head) is not None
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -176,132 +236,322 @@ def _read_text(path: Path) -> str:
         raise StructureError(path, "empty file")
     if b"\x00" in raw[:65536]:
         raise StructureError(path, "binary file, not PDB or mmCIF text")
+    return raw
+
+
+#: Columns 79-80 (formal charge, unused here) of coordinate records: re-cut files put junk there.
+_CHARGE_COLUMNS = re.compile(rb"^((?:ATOM  |HETATM).{72}).+$", re.MULTILINE)
+
+
+def _parse(path: Path, raw: bytes, fmt: str) -> gemmi.Structure:
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        if fmt == "mmcif":
+            text = raw.decode("utf-8", errors="replace")
+            return gemmi.make_structure_from_block(gemmi.cif.read_string(text).sole_block())
+        try:
+            return gemmi.read_pdb_string(raw)
+        except RuntimeError as exc:
+            if "charge" not in str(exc):
+                raise
+            return gemmi.read_pdb_string(_CHARGE_COLUMNS.sub(rb"\1", raw))
+    except (RuntimeError, ValueError, IndexError) as exc:  # gemmi's parse errors name the line
+        kind = "mmCIF" if fmt == "mmcif" else "PDB"
+        raise StructureError(path, f"cannot parse as {kind}: {str(exc).strip().splitlines()[0]}") from exc
 
 
-def _looks_like_mmcif(path: Path, text: str) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith((".cif", ".mmcif")):
-        return True
-    if name.endswith((".pdb", ".ent")):
-        return False
-    return text.lstrip().startswith("data_")
+# --- gemmi structure to per-atom arrays ------------------------------------------------------------------------
 
 
-def _pdb_lines_of_model(path: Path, text: str, model: int) -> tuple[str, int]:
-    """PDB text reduced to the coordinate records of the ``model``-th model, without waters.
+@dataclass(frozen=True)
+class _Atoms:
+    """Per-atom arrays of one model in file order (names and residue names as 8-byte codes)."""
 
-    Returns the text and the number of models in the file. Biopython's builder spends ~80% of the
-    reading time per atom record, so NMR ensembles and water-rich crystal structures parse many times
-    faster when it never sees the records ismtk would drop.
+    name: np.ndarray  # (A,) int64: atom name bytes, NUL-padded
+    element: np.ndarray  # (A,) S2: element symbol as read or inferred by gemmi
+    resname: np.ndarray  # (A,) int64: residue name bytes
+    chain: np.ndarray  # (A,) int64: chain id bytes
+    het: np.ndarray  # (A,) bool: HETATM record
+    resnum: np.ndarray  # (A,) int32
+    icode: np.ndarray  # (A,) int8: insertion code, 32 (blank) when none
+    altloc: np.ndarray  # (A,) int8: 0 when none
+    occ: np.ndarray  # (A,) float32
+    pos: np.ndarray  # (A, 3) float64
+
+    def take(self, index: np.ndarray) -> _Atoms:
+        return _Atoms(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concatenate(parts: list[_Atoms]) -> _Atoms:
+        return _Atoms(*(np.concatenate([getattr(p, f) for p in parts]) for f in _Atoms.__dataclass_fields__))
+
+
+def _codes(chars: np.ndarray) -> np.ndarray:
+    """``(A,) int64`` codes of gemmi's ``(A, 8) int8`` NUL-padded strings."""
+    return np.ascontiguousarray(chars).view(np.int64).reshape(-1)
+
+
+def _code(text: str) -> int:
+    return int(np.frombuffer(text.encode().ljust(8, b"\0")[:8], np.int64)[0])
+
+
+def _text(code: np.int64) -> str:
+    return np.int64(code).tobytes().rstrip(b"\0").decode("latin-1")
+
+
+#: Upper-case element symbols by gemmi's element index: the atomic number (0 unknown, ``X``), then deuterium
+#: (gemmi keeps ``D`` apart from hydrogen, as index 119); anything beyond is unknown.
+_ELEMENT_SYMBOLS = np.array([gemmi.Element(z).name.upper() for z in range(119)] + ["D"] + ["X"] * 136, "S2")
+_WATER_CODES = np.array(sorted(_code(name) for name in WATER_NAMES), np.int64)
+_CA = _code("CA")
+
+
+def _model_atoms(structure: gemmi.Structure, index: int) -> _Atoms:
+    """The atoms of model ``index`` (0-based, in file order), waters left out."""
+    for other in range(len(structure) - 1, -1, -1):
+        if other != index:
+            del structure[other]
+    flat = gemmi.FlatStructure(structure)
+    atoms = _Atoms(
+        name=_codes(flat.atom_names),
+        element=_ELEMENT_SYMBOLS[flat.elements],
+        resname=_codes(flat.residue_names),
+        chain=_codes(flat.chain_ids),
+        het=flat.het_flags == ord("H"),
+        resnum=flat.resnums,
+        icode=flat.icodes,
+        altloc=flat.altlocs,
+        occ=flat.occ,
+        pos=flat.pos,
+    )
+    return atoms.take(np.flatnonzero(~np.isin(atoms.resname, _WATER_CODES)))
+
+
+def _chains(atoms: _Atoms, blank: str) -> list[tuple[str, _Atoms]]:
+    """The atoms of each chain id, chains in order of first appearance (a chain's later parts join it)."""
+    codes, first, inverse = np.unique(atoms.chain, return_index=True, return_inverse=True)
+    out = []
+    for k in np.argsort(first, kind="stable"):
+        chain_id = _text(codes[k]) or blank
+        out.append((chain_id, atoms.take(np.flatnonzero(inverse == k)) if len(codes) > 1 else atoms))
+    return out
+
+
+# --- one chain's atoms to residues -----------------------------------------------------------------------------
+
+
+def _group_ids(*keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(n,) int64`` ids of equal key tuples (numbered in sorted order) and their number; integer keys only."""
+    order = np.lexsort(keys[::-1])
+    change = np.zeros(len(order), dtype=bool)
+    for key in keys:
+        sorted_key = key[order]
+        change[1:] |= sorted_key[1:] != sorted_key[:-1]
+    ids = np.empty(len(order), np.int64)
+    ids[order] = np.cumsum(change)
+    return ids, int(change.sum()) + 1 if len(order) else 0
+
+
+def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Residue of every atom, as ``(slot, variant)``: ``(A,) int64`` each, ``-1`` for atoms dropped.
+
+    A residue is a run of records with the same (record type, number, insertion code, name). Runs with
+    the id of an earlier residue join it: ATOM runs of the same name add atoms, of another name are a
+    point-mutation variant of it (each variant its own ``variant`` index); a repeated HETATM group is
+    dropped. Slots are numbered in order of first appearance.
     """
-    if "\nMODEL" not in text and not text.startswith("MODEL") and "HOH" not in text:
-        return text, 1
-    kept, current, n_models, n_records = [], 1, 0, 0
-    for line in text.splitlines(keepends=True):
-        if line.startswith("MODEL "):
-            n_models += 1
-            current = n_models
-        elif line.startswith(("ATOM", "HETATM", "TER")):
-            n_records += 1
-            if current == model and line[17:20].strip() not in WATER_NAMES:
-                kept.append(line)
-    if n_records and not kept and model <= max(n_models, 1):
-        raise StructureError(path, "no protein chain (waters only)")
-    return "".join(kept), max(n_models, 1)
-
-
-def _parse(path: Path, text: str, is_cif: bool):
-    parser = MMCIFParser(QUIET=True) if is_cif else PDBParser(QUIET=True, PERMISSIVE=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PDBConstructionWarning)
-            structure = parser.get_structure(entry_name(path), io.StringIO(text))
-    except Exception as exc:  # Biopython raises many types (ValueError, KeyError, PDBConstructionException)
-        kind = "mmCIF" if is_cif else "PDB"
-        raise StructureError(path, f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
-    if len(structure) == 0:
-        raise StructureError(path, "no atoms found (not a PDB or mmCIF file?)")
-    return structure
-
-
-def _select_best_residue(residue):
-    """For a point-mutation altloc (Biopython ``DisorderedResidue``), the variant of highest occupancy."""
-    if residue.is_disordered() != 2:
-        return residue
-    variants = [residue.disordered_get(name) for name in residue.disordered_get_id_list()]
-    return max(variants, key=lambda r: max((a.get_occupancy() or 0.0) for a in r))
-
-
-def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict | None:
-    """Per-atom and per-residue arrays of one Biopython chain, or ``None`` if it holds no amino acid."""
-    coords, elements, names, owner = [], [], [], []
-    letters, resnames, resnums, icodes, ca_index = [], [], [], [], []
-    n_amino = 0
-    for residue in bio_chain:
-        residue = _select_best_residue(residue)
-        resname = residue.get_resname().strip()
-        if resname in WATER_NAMES:
+    n = len(atoms.name)
+    change = np.ones(n, dtype=bool)
+    change[1:] = (
+        (atoms.het[1:] != atoms.het[:-1])
+        | (atoms.resnum[1:] != atoms.resnum[:-1])
+        | (atoms.icode[1:] != atoms.icode[:-1])
+        | (atoms.resname[1:] != atoms.resname[:-1])
+    )
+    run = np.cumsum(change) - 1
+    starts = np.flatnonzero(change)
+    inverse, groups = _group_ids(
+        np.where(atoms.het[starts], atoms.resname[starts], 0), atoms.resnum[starts], atoms.icode[starts]
+    )
+    if groups == len(starts):  # every run is its own residue (nearly every file)
+        return run, run
+    # repeated residue ids: follow the runs in order
+    slot_of_run = np.empty(len(starts), np.int64)
+    variant_of_run = np.empty(len(starts), np.int64)
+    slot_of_key: dict[int, int] = {}
+    variants: dict[tuple[int, int], int] = {}
+    for r, k in enumerate(inverse.tolist()):
+        resname = int(atoms.resname[starts[r]])
+        if k not in slot_of_key:
+            slot_of_key[k] = len(slot_of_key)
+        elif atoms.het[starts[r]]:
+            slot_of_run[r] = variant_of_run[r] = -1
             continue
-        letter = one_letter_code(resname)
-        if letter is None:
-            if options.ligands:
-                for atom in residue:
-                    if atom.element not in ("H", "D"):
-                        ligand_atoms.append((atom.coord, atom.element.upper(), atom.get_name()))
-            continue
-        n_amino += 1
-        start, ca = len(coords), -1
-        for atom in residue:
-            element = _element(atom)
-            if element in ("H", "D") and not options.hydrogens:
-                continue
-            name = atom.get_name()
-            if name == "CA":
-                ca = len(coords)
-            coords.append(atom.coord)
-            elements.append(element)
-            names.append(name)
-        if ca < 0:  # no C-alpha: not a residue of the chain
-            del coords[start:], elements[start:], names[start:]
-            continue
-        owner.extend([len(letters)] * (len(coords) - start))
-        ca_index.append(ca)
-        _, number, icode = residue.id
-        letters.append(letter)
-        resnames.append(resname)
-        resnums.append(number)
-        icodes.append(icode.strip())
-    if n_amino == 0:
+        slot = slot_of_key[k]
+        slot_of_run[r] = slot
+        variant_of_run[r] = variants.setdefault((slot, resname), len(variants))
+    return slot_of_run[run], variant_of_run[run]
+
+
+def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One atom per (residue variant, atom name): ``(keep, source)`` index arrays.
+
+    ``keep`` are the atoms whose place in the order is kept, ``source[i]`` the atom whose data fills it.
+    Of alternate locations the highest occupancy wins (the first on ties), in the place of the first one;
+    of duplicates without altloc the first, and those that follow altloc atoms are dropped. An atom
+    without altloc followed by altloc atoms of its name competes with them (after them on ties) and the
+    winner takes the place of the first altloc atom, as in Biopython.
+    """
+    n = len(variant)
+    order = np.lexsort((np.arange(n), atoms.name, variant))
+    v, nm = variant[order], atoms.name[order]
+    head = np.ones(n, dtype=bool)
+    head[1:] = (v[1:] != v[:-1]) | (nm[1:] != nm[:-1])
+    if head.all():
+        keep = np.flatnonzero(variant >= 0)
+        return keep, keep
+    group = np.cumsum(head) - 1
+    groups = int(group[-1]) + 1
+    alt = atoms.altloc[order] != 0
+    has_alt = np.zeros(groups, dtype=bool)
+    has_alt[group[alt]] = True
+    late = head & ~alt & has_alt[group]  # heads without altloc of groups whose altloc atoms come later
+    candidate = alt | head
+    occ = np.where(candidate, atoms.occ[order].astype(np.float64), -np.inf)
+    best = np.full(groups, -np.inf)
+    np.maximum.at(best, group, occ)
+    winners = np.flatnonzero(candidate & (occ == best[group]))
+    rank = winners + np.where(late[winners], n, 0)
+    winners = winners[np.lexsort((rank, group[winners]))]
+    _, first = np.unique(group[winners], return_index=True)
+    place = np.flatnonzero(head)
+    first_alt = np.full(groups, n)
+    np.minimum.at(first_alt, group[alt], np.flatnonzero(alt))
+    place = np.where(late[place], first_alt, place)
+    heads, sources = order[place], order[winners[first]]
+    valid = variant[heads] >= 0
+    by_place = np.argsort(heads[valid], kind="stable")
+    return heads[valid][by_place], sources[valid][by_place]
+
+
+def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms]) -> dict | None:
+    """Per-atom and per-residue arrays of one chain, or ``None`` if it holds no amino acid.
+
+    Residues that are not amino acids go to ``ligands`` (heavy atoms) when ``options.ligands``.
+    """
+    slot, variant = _residue_slots(atoms)
+    keep, source = _pick_atoms(atoms, variant)
+    if _has_point_mutations(slot, variant):
+        keep, source = _best_variants(atoms, slot, variant, keep, source)
+    # residue order: first appearance of each slot; atoms of a residue in file order
+    order = np.lexsort((keep, slot[keep]))
+    keep, source = keep[order], source[order]
+    res_of_atom = slot[keep]
+    new_res = np.ones(len(keep), dtype=bool)
+    new_res[1:] = res_of_atom[1:] != res_of_atom[:-1]
+    res_start = np.flatnonzero(new_res)
+    res_index = np.cumsum(new_res) - 1
+    first_atom = source[res_start]
+    resnames = atoms.resname[first_atom]
+    letters = _letters(resnames)
+    is_amino = letters != b""
+    if not is_amino.any():
+        if options.ligands:
+            _collect_ligands(atoms, source, is_amino[res_index], ligands)
         return None
+    if options.ligands and not is_amino.all():
+        _collect_ligands(atoms, source, is_amino[res_index], ligands)
+
+    src = source[is_amino[res_index]]
+    res_index = res_index[is_amino[res_index]]
+    elements = _elements(atoms.name[src], atoms.element[src])
+    if not options.hydrogens:
+        heavy = (elements != b"H") & (elements != b"D")
+        src, res_index, elements = src[heavy], res_index[heavy], elements[heavy]
+    is_ca = atoms.name[src] == _CA
+    has_ca = np.zeros(len(resnames), dtype=bool)
+    has_ca[res_index[is_ca]] = True
+    kept_res = np.flatnonzero(has_ca & is_amino)
+    with_ca = has_ca[res_index]
+    src, res_index, elements, is_ca = src[with_ca], res_index[with_ca], elements[with_ca], is_ca[with_ca]
+    new_number = np.full(len(resnames), -1, np.int64)
+    new_number[kept_res] = np.arange(len(kept_res))
+    owner = new_number[res_index]
+    ca_index = np.zeros(len(kept_res), np.int64)
+    ca_index[owner[is_ca]] = np.flatnonzero(is_ca)  # the last C-alpha of a residue, should it have two
+    icodes = atoms.icode[first_atom[kept_res]]
     return {
-        "sequence": "".join(letters),
-        "coords": np.asarray(coords, dtype=np.float32).reshape(-1, 3),
-        "elements": np.asarray(elements, dtype="<U2"),
-        "atom_names": np.asarray(names, dtype="<U4"),
-        "atom_residue": np.asarray(owner, dtype=np.int32),
-        "residue_names": np.asarray(resnames, dtype="<U3"),
-        "residue_numbers": np.asarray(resnums, dtype=np.int32),
-        "insertion_codes": np.asarray(icodes, dtype="<U1"),
-        "ca_index": np.asarray(ca_index, dtype=np.int32),
+        "sequence": letters[kept_res].tobytes().decode("ascii"),
+        "coords": atoms.pos[src].astype(np.float32).reshape(-1, 3),
+        "elements": elements.astype("<U2"),
+        "atom_names": _strings(atoms.name[src], "<U4"),
+        "atom_residue": owner.astype(np.int32),
+        "residue_names": _strings(resnames[kept_res], "<U3"),
+        "residue_numbers": atoms.resnum[first_atom[kept_res]].astype(np.int32),
+        "insertion_codes": np.where(icodes == 32, 0, icodes).astype(np.uint8).view("S1").astype("<U1"),
+        "ca_index": ca_index.astype(np.int32),
     }
 
 
-def _element(atom) -> str:
-    """Element of an amino-acid atom, from its name when the file's element column disagrees with it.
+def _has_point_mutations(slot: np.ndarray, variant: np.ndarray) -> bool:
+    return bool((slot != variant).any())
 
-    Old and re-cut PDB files often carry segment ids or junk in the element columns (a C-alpha written
-    as element ``H``); in an amino acid the atom name always starts with the element symbol.
-    """
-    return _element_of(atom.get_name(), atom.element or "")
+
+def _best_variants(
+    atoms: _Atoms, slot: np.ndarray, variant: np.ndarray, keep: np.ndarray, source: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of point-mutation variants, keep the one whose best atom has the highest occupancy (on ties the
+    first residue name in alphabetical order, as Biopython)."""
+    best_occ: dict[int, float] = {}
+    for v, occ in zip(variant[keep].tolist(), atoms.occ[source].tolist(), strict=False):
+        best_occ[v] = max(best_occ.get(v, -np.inf), occ)
+    slot_of: dict[int, int] = dict(zip(variant[keep].tolist(), slot[keep].tolist(), strict=False))
+    name_of: dict[int, str] = {v: _text(atoms.resname[keep][variant[keep] == v][0]) for v in best_occ}
+    winner: dict[int, tuple[float, int]] = {}
+    for v in sorted(best_occ, key=lambda v: (slot_of[v], name_of[v])):
+        s = slot_of[v]
+        if s not in winner or best_occ[v] > winner[s][0]:
+            winner[s] = (best_occ[v], v)
+    sel = np.isin(variant[keep], [v for _, v in winner.values()])
+    return keep[sel], source[sel]
+
+
+@functools.lru_cache(maxsize=4096)
+def _letter(resname: int) -> bytes:
+    letter = one_letter_code(_text(resname))
+    return letter.encode() if letter else b""
+
+
+def _letters(resnames: np.ndarray) -> np.ndarray:
+    """``(R,) S1`` one-letter codes of residue-name codes, empty for residues that are not amino acids."""
+    codes, inverse = np.unique(resnames, return_inverse=True)
+    return np.array([_letter(int(c)) for c in codes], dtype="S1")[inverse.reshape(-1)]
+
+
+def _strings(codes: np.ndarray, dtype: str) -> np.ndarray:
+    return np.ascontiguousarray(codes, dtype=np.int64).view("S8").astype(dtype)
+
+
+def _elements(names: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    """``(A,) S2`` element of each amino-acid atom (:func:`_element_of` of its name and element column)."""
+    ids, groups = _group_ids(names, elements.view(np.uint16))
+    first = np.empty(groups, np.int64)
+    first[ids] = np.arange(len(ids))
+    table = [_element_code(int(n), bytes(e)) for n, e in zip(names[first], elements[first], strict=False)]
+    return np.array(table, dtype="S2")[ids]
+
+
+@functools.lru_cache(maxsize=4096)
+def _element_code(name: int, element: bytes) -> str:
+    return _element_of(_text(name), element.decode())
 
 
 @functools.lru_cache(maxsize=4096)
 def _element_of(atom_name: str, element_column: str) -> str:
-    """:func:`_element` of a name and element column (few distinct pairs, so cached: one call per atom)."""
+    """Element of an amino-acid atom, from its name when the element column disagrees with it.
+
+    Old and re-cut PDB files often carry segment ids or junk in the element columns (a C-alpha written
+    as element ``H``); in an amino acid the atom name always starts with the element symbol.
+    """
     name = atom_name.lstrip("0123456789")
     element = element_column.strip().upper()
     if element and name.upper().startswith(element):
@@ -309,10 +559,18 @@ def _element_of(atom_name: str, element_column: str) -> str:
     return "SE" if name.upper().startswith("SE") else name[:1].upper() or "X"
 
 
-def _attach_ligands(chains: list[ProteinChain], ligand_atoms: list) -> list[ProteinChain]:
-    """Give each ligand atom to the chain with the nearest C-alpha (atom_residue = -1)."""
-    lig_xyz = np.asarray([a[0] for a in ligand_atoms], dtype=np.float32)
-    nearest = np.stack([np.linalg.norm(lig_xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
+def _collect_ligands(atoms: _Atoms, source: np.ndarray, amino: np.ndarray, ligands: list[_Atoms]) -> None:
+    src = source[~amino]
+    heavy = (atoms.element[src] != b"H") & (atoms.element[src] != b"D")
+    ligands.append(atoms.take(src[heavy]))
+
+
+def _attach_ligands(
+    chains: list[ProteinChain], xyz: np.ndarray, elements: np.ndarray, names: np.ndarray
+) -> list[ProteinChain]:
+    """Give each ligand atom (``(n, 3) float32`` coordinates, ``<U2`` elements, ``<U4`` names) to the chain with
+    the nearest C-alpha (atom_residue = -1)."""
+    nearest = np.stack([np.linalg.norm(xyz[:, None] - c.ca[None], axis=-1).min(axis=1) for c in chains])
     owner = nearest.argmin(axis=0)
     out = []
     for k, chain in enumerate(chains):
@@ -323,9 +581,9 @@ def _attach_ligands(chains: list[ProteinChain], ligand_atoms: list) -> list[Prot
         out.append(
             replace(
                 chain,
-                coords=np.concatenate([chain.coords, lig_xyz[sel]]),
-                elements=np.concatenate([chain.elements, [ligand_atoms[i][1] for i in sel]]).astype("<U2"),
-                atom_names=np.concatenate([chain.atom_names, [ligand_atoms[i][2] for i in sel]]).astype("<U4"),
+                coords=np.concatenate([chain.coords, xyz[sel]]),
+                elements=np.concatenate([chain.elements, elements[sel]]),
+                atom_names=np.concatenate([chain.atom_names, names[sel]]),
                 atom_residue=np.concatenate([chain.atom_residue, np.full(len(sel), -1, np.int32)]),
             )
         )

@@ -66,6 +66,10 @@ class Tokenizer(ABC):
         """Tokens of several chains; override to batch work across chains."""
         return [self.encode(chain) for chain in chains]
 
+    def to(self, device: str) -> Tokenizer:
+        """Run on ``device`` (``cpu``, ``cuda``, ``cuda:N``); tokenizers without a model ignore it."""
+        return self
+
     def to_string(self, chain: ProteinChain) -> str:
         """The token string of one chain, as written to token FASTA.
 

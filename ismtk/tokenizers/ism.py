@@ -96,6 +96,10 @@ class IsmTokenizer(Tokenizer):
 
         return load_autoencoder(self.folder, self.device)
 
+    def to(self, device: str) -> IsmTokenizer:
+        self.model = self.model.to(device)
+        return self
+
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
         from ismtk.autoencoder.io import embed_chains

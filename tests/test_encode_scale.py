@@ -1,0 +1,198 @@
+"""``encode`` at scale: job-array shards, streaming to ``.part`` files, resume after a kill, bounded work in
+flight, and workers that die with their parent."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ismtk.cli import app
+from ismtk.errors import InputError
+from ismtk.structure import find_structure_files
+from ismtk.tokenizers import ThreeDiTokenizer
+from ismtk.workflows import encode as encode_module
+from ismtk.workflows import resumable
+from ismtk.workflows.encode import Shard, encode_files, encode_to_fasta
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def many(tmp_path, structures_dir) -> Path:
+    """24 structure files: three copies of each fixture under new names."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(3):
+        for path in sorted(structures_dir.glob("*.pdb.gz"))[:8]:
+            shutil.copy(path, folder / f"c{k}_{path.name}")
+    return folder
+
+
+def _encode(paths, out, **kwargs):
+    return encode_to_fasta(paths, ThreeDiTokenizer(), out, **kwargs)
+
+
+def test_shards_concatenate_to_one_run(many, tmp_path):
+    paths = find_structure_files([many])
+    _encode(paths, tmp_path / "all.fasta", aa_out=tmp_path / "all.aa")
+    tokens, amino_acids = b"", b""
+    for i in (1, 2, 3):
+        _encode(paths, tmp_path / f"s{i}.fasta", aa_out=tmp_path / f"s{i}.aa", shard=Shard(i, 3))
+        tokens += (tmp_path / f"s{i}.fasta").read_bytes()
+        amino_acids += (tmp_path / f"s{i}.aa").read_bytes()
+    assert tokens == (tmp_path / "all.fasta").read_bytes() and tokens.count(b">") > 24
+    assert amino_acids == (tmp_path / "all.aa").read_bytes()
+    shares = [Shard(i, 5).select(list(range(13))) for i in range(1, 6)]
+    assert [x for share in shares for x in share] == list(range(13))
+    summary = _encode(paths[:2], tmp_path / "empty.fasta", shard=Shard(1, 3))  # more shards than files
+    assert summary.files == 0 and (tmp_path / "empty.fasta").read_bytes() == b""
+
+
+def test_shard_option_on_the_command_line(many, tmp_path):
+    whole = tmp_path / "whole.fasta"
+    assert runner.invoke(app, ["encode", str(many), "-o", str(whole), "--tokenizer", "3di", "-t", "1"]).exit_code == 0
+    parts = []
+    for i in (1, 2):
+        out = tmp_path / f"part{i}.fasta"
+        result = runner.invoke(app, ["encode", str(many), "-o", str(out), "--tokenizer", "3di", "--shard", f"{i}/2"])
+        assert result.exit_code == 0, result.output
+        parts.append(out.read_bytes())
+    assert b"".join(parts) == whole.read_bytes()
+    for bad in ("0/2", "3/2", "x"):
+        result = runner.invoke(app, ["encode", str(many), "-o", str(tmp_path / "x.fa"), "--shard", bad])
+        assert result.exit_code == 1 and "--shard" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".fasta", ".fasta.gz"])
+def test_interrupted_run_resumes_to_the_same_output(many, tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)  # a commit point after every file
+    paths = find_structure_files([many])
+    fresh, out = tmp_path / f"fresh{suffix}", tmp_path / f"out{suffix}"
+    _encode(paths, fresh, aa_out=tmp_path / "fresh.aa")
+    seen = []
+
+    def interrupt(result):
+        seen.append(result)
+        if len(seen) == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _encode(paths, out, aa_out=tmp_path / "out.aa", on_result=interrupt)
+    assert not out.exists() and Path(f"{out}.part").exists() and Path(f"{out}.resume").exists()
+    starts = []
+    summary = _encode(paths, out, aa_out=tmp_path / "out.aa", resume=True, on_start=lambda d, t: starts.append((d, t)))
+    assert starts == [(10, len(paths))] and summary.resumed_files == 10 and summary.files == len(paths)
+    read = gzip.decompress if suffix.endswith(".gz") else bytes
+    assert read(out.read_bytes()) == read(fresh.read_bytes())
+    assert (tmp_path / "out.aa").read_bytes() == (tmp_path / "fresh.aa").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["many", fresh.name, "fresh.aa", out.name, "out.aa"])
+
+
+def test_leftovers_are_removed_without_resume_and_other_inputs_are_refused(many, tmp_path, monkeypatch):
+    monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)
+    paths = find_structure_files([many])
+    out = tmp_path / "out.fasta"
+
+    def interrupt(result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _encode(paths, out, aa_out=tmp_path / "aa.fasta", on_result=interrupt)
+    with pytest.raises(InputError, match="other inputs"):
+        _encode(paths[:5], out, resume=True)
+    _encode(paths[:5], out)  # no --resume: start over, and the amino-acid leftover goes too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "out.fasta"]
+    assert out.read_text().count(">") >= 5
+
+
+def test_output_naming_a_folder_is_refused_before_any_work(many, tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        _encode(find_structure_files([many]), tmp_path)
+
+
+def test_work_in_flight_is_bounded(many, monkeypatch):
+    """The first result comes back after a few chunks were handed out, not the whole list."""
+    submitted = []
+    original = encode_module.ProcessPoolExecutor.submit
+
+    def counting_submit(self, fn, *args, **kwargs):
+        submitted.append(len(args[0]))
+        return original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(encode_module.ProcessPoolExecutor, "submit", counting_submit)
+    monkeypatch.setattr(encode_module, "CHUNK_FILES", 1)
+    paths = find_structure_files([many])
+    results = encode_files(paths, ThreeDiTokenizer(), threads=2)
+    first = next(results)
+    assert first.path == str(paths[0]) and len(submitted) == 2 * encode_module.TASKS_PER_WORKER < len(paths)
+    rest = list(results)
+    assert [r.path for r in [first, *rest]] == [str(p) for p in paths]
+
+
+def test_devices_path_gives_the_same_output(many):
+    """One worker per device (``--gpus``) runs the same code; here two 'cpu' devices stand in for GPUs."""
+    paths = find_structure_files([many])[:10]
+    one = [(c.name, c.tokens.tolist()) for r in encode_files(paths, ThreeDiTokenizer()) for c in r.chains]
+    two = [
+        (c.name, c.tokens.tolist())
+        for r in encode_files(paths, ThreeDiTokenizer(), devices=["cpu", "cpu"])
+        for c in r.chains
+    ]
+    assert one == two and len(one) >= 10
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_kill_9_leaves_no_worker_and_the_run_resumes(many, tmp_path):
+    copies = tmp_path / "more"
+    copies.mkdir()
+    for k in range(8):
+        for path in many.iterdir():
+            shutil.copy(path, copies / f"{k}_{path.name}")
+    out = tmp_path / "tokens.fasta"
+    command = [sys.executable, "-m", "ismtk", "encode", str(copies), "-o", str(out), "--tokenizer", "3di", "-t", "2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = Path(f"{out}.resume")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    workers = _descendants(process.pid)
+    assert len(journal.read_text().splitlines()) >= 2 and workers, "the run made no progress"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [
+        w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+    ]
+    assert not alive, f"workers outlived a kill -9 of their parent: {alive}"
+    assert not out.exists()
+    resumed = subprocess.run([*command, "--resume"], check=False, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming:" in resumed.stderr
+    fresh = tmp_path / "fresh.fasta"
+    subprocess.run([*command[:6], str(fresh), *command[7:]], env=env, check=True, capture_output=True)
+    assert out.read_bytes() == fresh.read_bytes()
