@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from click import Context
 from helpers import STRUCTURES
 from typer.testing import CliRunner
 
-from ismtk.cli import COMMANDS, app
+from ismtk.cli import COMMANDS, app, console
 from ismtk.cli.options import rename_aliases
 
 runner = CliRunner()
@@ -44,7 +45,7 @@ def test_hidden_spellings_of_older_versions_still_work(tmp_path):
     assert "--out " not in _run("structure-tune", "--help") and "--model " not in _run("encode", "--help")
 
 
-def test_help_and_3di_encoding_start_without_torch(tmp_path):
+def test_help_and_3di_encoding_start_without_torch_and_no_command_but_training_loads_fsdp(tmp_path):
     script = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -54,7 +55,26 @@ def test_help_and_3di_encoding_start_without_torch(tmp_path):
         f"{str(tmp_path / 'x.fasta')!r}, '-t', '1']\n"
         "assert CliRunner().invoke(app, args).exit_code == 0\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+        "args[3] = 'ism'\n"
+        "assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "for command in ['structure-tune', 'embed', 'predict-tokens', 'train-ae']:\n"
+        "    assert CliRunner().invoke(app, [command, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torch.distributed.fsdp')))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.split("\n")[:2] == ["[]", "[]"]
+    assert (tmp_path / "x.fasta").read_text().count(">") == 1
+
+
+def test_progress_bars_are_drawn_by_rank_zero_only(monkeypatch):
+    from rich.console import Console
+
+    shown = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setattr(console, "stderr", Console(file=io.StringIO(), force_terminal=True, width=80))
+        with console.progress("training", total=4, unit="steps") as advance:
+            advance(2)
+        shown[rank] = console.stderr.file.getvalue()
+    assert "training" in shown["0"] and shown["1"] == ""
