@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 from click import Context
@@ -15,6 +17,7 @@ from ismtk.cli import COMMANDS, app, console
 from ismtk.cli.options import rename_aliases
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args) -> str:
@@ -65,6 +68,18 @@ def test_help_and_3di_encoding_start_without_torch_and_no_command_but_training_l
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["[]", "[]"]
     assert (tmp_path / "x.fasta").read_text().count(">") == 1
+
+
+def test_bin_ismtk_runs_from_any_folder_with_worker_processes(tmp_path):
+    """Spawned workers import the launching script again: bin/ismtk must not run the command in them."""
+    files = [STRUCTURES / "1FQJ_l_u.pdb.gz", STRUCTURES / "d1a32a_.pdb.gz"]
+    out = tmp_path / "t.fasta"
+    argv = [sys.executable, str(ROOT / "bin" / "ismtk"), "encode", *map(str, files), "--tokenizer", "3di", "-o",
+            str(out), "-t", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_text().count(">") == 2
 
 
 def test_progress_bars_are_drawn_by_rank_zero_only(monkeypatch):
