@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 from click import Context
 from helpers import STRUCTURES
 from typer.testing import CliRunner
 
-from ismtk.cli import COMMANDS, app
+from ismtk.cli import COMMANDS, app, console
 from ismtk.cli.options import rename_aliases
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args) -> str:
@@ -44,7 +48,7 @@ def test_hidden_spellings_of_older_versions_still_work(tmp_path):
     assert "--out " not in _run("structure-tune", "--help") and "--model " not in _run("encode", "--help")
 
 
-def test_help_and_3di_encoding_start_without_torch(tmp_path):
+def test_help_and_3di_encoding_start_without_torch_and_no_command_but_training_loads_fsdp(tmp_path):
     script = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -54,7 +58,38 @@ def test_help_and_3di_encoding_start_without_torch(tmp_path):
         f"{str(tmp_path / 'x.fasta')!r}, '-t', '1']\n"
         "assert CliRunner().invoke(app, args).exit_code == 0\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+        "args[3] = 'ism'\n"
+        "assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "for command in ['structure-tune', 'embed', 'predict-tokens', 'train-ae']:\n"
+        "    assert CliRunner().invoke(app, [command, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torch.distributed.fsdp')))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.split("\n")[:2] == ["[]", "[]"]
+    assert (tmp_path / "x.fasta").read_text().count(">") == 1
+
+
+def test_bin_ismtk_runs_from_any_folder_with_worker_processes(tmp_path):
+    """Spawned workers import the launching script again: bin/ismtk must not run the command in them."""
+    files = [STRUCTURES / "1FQJ_l_u.pdb.gz", STRUCTURES / "d1a32a_.pdb.gz"]
+    out = tmp_path / "t.fasta"
+    argv = [sys.executable, str(ROOT / "bin" / "ismtk"), "encode", *map(str, files), "--tokenizer", "3di", "-o",
+            str(out), "-t", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_text().count(">") == 2
+
+
+def test_progress_bars_are_drawn_by_rank_zero_only(monkeypatch):
+    from rich.console import Console
+
+    shown = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setattr(console, "stderr", Console(file=io.StringIO(), force_terminal=True, width=80))
+        with console.progress("training", total=4, unit="steps") as advance:
+            advance(2)
+        shown[rank] = console.stderr.file.getvalue()
+    assert "training" in shown["0"] and shown["1"] == ""

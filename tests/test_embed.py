@@ -51,6 +51,25 @@ def test_fused_forward_equals_fair_esm(tiny_esm):
         torch.testing.assert_close(ours[layer][real], ref[layer][real], atol=1e-5, rtol=1e-5)
 
 
+def test_auto_device_is_a_visible_gpu_and_the_default(tiny_esm, monkeypatch):
+    model, alphabet = tiny_esm
+
+    class Moved(Exception):
+        pass
+
+    def record(self, device):
+        raise Moved(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(ESM2, "to", record)
+    for device, expected in ((None, "cuda:0"), ("auto", "cuda:0"), ("cuda", "cuda:0"), ("cpu", "cpu")):
+        given = {} if device is None else {"device": device}
+        with pytest.raises(Moved) as moved:
+            next(embed_sequences(model, alphabet, [("a", "ACDE")], **given))
+        assert moved.value.args[0] == torch.device(expected)
+
+
 def test_batches_follow_esm_extract():
     rng = random.Random(2)
     lengths = [rng.randint(5, 400) for _ in range(200)]

@@ -14,9 +14,11 @@ import esm
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny_models import tiny_esm, write_pairs
 
 from ismtk.plm.esm import save_fair_esm
+from ismtk.plm.forward import fused_layer_forward
 from ismtk.plm.heads import StreamInfo, load_heads
 from ismtk.plm.tune import TuneConfig, TuneRuntime, structure_tune
 from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
@@ -87,14 +89,16 @@ def test_tiny_run_learns_validates_and_exports_drop_in_checkpoints(tmp_path, tin
     assert json.loads((tmp_path / "run" / "export" / "hf" / "config.json").read_text())["num_hidden_layers"] == 2
 
 
-def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
-    whole = structure_tune(*_config(tmp_path / "a", tiny_backbone))
-    first = structure_tune(*_config(tmp_path / "b", tiny_backbone, stop_after=4))
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resume_equals_uninterrupted(tmp_path, tiny_backbone, precision):
+    whole = structure_tune(*_config(tmp_path / "a", tiny_backbone, precision=precision))
+    first = structure_tune(*_config(tmp_path / "b", tiny_backbone, stop_after=4, precision=precision))
     assert first.step == 4 and not first.exported
-    second = structure_tune(*_config(tmp_path / "b", tiny_backbone, resume=True))
+    second = structure_tune(*_config(tmp_path / "b", tiny_backbone, resume=True, precision=precision))
     assert second.step == whole.step == 6
     a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    assert ("scaler" in a) == ("scaler" in b) == (precision == "fp16")  # fp16: the loss scale is resumed too
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     logs = [[{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(t / "run" / "metrics.jsonl")]
@@ -104,15 +108,26 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone):
 
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_backbone, sharding):
+    """Two processes, stopped after one step and resumed, end where one uninterrupted process does. They are
+    started by bin/ismtk from another folder with a stale ismtk first on PYTHONPATH: the children must import
+    this checkout."""
     config, runtime = _config(tmp_path, tiny_backbone, epochs=1)
     structure_tune(config, replace(runtime, out=str(tmp_path / "one")))
-    argv = [sys.executable, "-m", "ismtk", "structure-tune", config.backbone, "--aa", config.aa,
+    stale = tmp_path / "stale" / "ismtk"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text("raise SystemExit('a stale copy of ismtk was imported')\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    argv = [sys.executable, str(ROOT / "bin" / "ismtk"), "structure-tune", config.backbone, "--aa", config.aa,
             "--tokens", config.tokens[0], "-o", str(tmp_path / "two"), "--epochs", "1", "--warmup-epochs", "0.5",
             "--lr", "2e-3", "--batch-size", "8", "--micro-batch", "2", "--crop", "32", "--val-fraction", "0.25",
             "--threads", "1", "--nproc", "2", *sharding]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(stale.parent)}
+    for extra in (["--stop-after", "1"], ["--resume"]):
+        done = subprocess.run(argv + extra, check=False, env=env, cwd=elsewhere, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from" in done.stderr and "stale" not in done.stderr
     one = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
     two = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
     assert one["step"] == two["step"] == 2
@@ -122,6 +137,31 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
         assert val[1][0][key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
     for key, value in one["model"].items():
         torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    for key, value in one["optimizer"]["state"].items():  # the optimizer state crossed the resume too
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(two["optimizer"]["state"][key][name], value[name], rtol=1e-3, atol=1e-6)
+
+
+def test_training_runs_fused_attention_with_fair_esm_s_outputs_and_gradients(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=4)
+    data = load_tune_data(aa, [parse_stream(f"{tok}:name=3di")])
+    batch = collate([make_example(data, i, 64, np.random.default_rng(i)) for i in range(4)])
+    assert batch.tokens.eq(1).any()  # padded: the key mask is exercised
+    naive, tuner = tiny_esm().train(), StructureTuner(tiny_esm(), data.streams).train()
+    assert all(layer.forward.func is fused_layer_forward for layer in tuner.esm.layers)
+    weights = torch.randn(*batch.tokens.shape, 32, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for esm2 in (naive, tuner.esm):
+        out = esm2(batch.tokens, repr_layers=[1, 2])
+        loss = F.cross_entropy(out["logits"].flatten(0, 1), batch.mlm.flatten(), ignore_index=-100)
+        (loss + (out["representations"][1] * weights).sum()).backward()
+        grads.append({k: p.grad for k, p in esm2.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for key, grad in grads[0].items():  # float rounding, relative to each gradient's scale
+        torch.testing.assert_close(grads[1][key], grad, rtol=0, atol=1e-5 * float(grad.abs().max()), msg=key)
+    with torch.no_grad():  # asking for attention maps runs fair-esm's own layers
+        contacts = [esm2(batch.tokens, return_contacts=True)["contacts"] for esm2 in (naive, tuner.esm)]
+    torch.testing.assert_close(contacts[1], contacts[0])
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tmp_path):

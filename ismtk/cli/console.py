@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ismtk.train.launch import is_main_process
+
 if TYPE_CHECKING:
     from ismtk.train.progress import TrainProgress
 
@@ -38,7 +40,7 @@ def error(message: str) -> None:
 @contextmanager
 def progress(description: str, total: int | None, unit: str = "") -> Iterator[Callable[..., None]]:
     """A progress bar on stderr; yields ``advance(n=1, total=None)`` (``total`` sets a total learnt
-    late). Hidden when stderr is not a terminal."""
+    late). Hidden when stderr is not a terminal, and in the processes of torchrun but rank 0."""
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -47,7 +49,8 @@ def progress(description: str, total: int | None, unit: str = "") -> Iterator[Ca
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal) as bar:
+    shown = stderr.is_terminal and is_main_process()
+    with Progress(*columns, console=stderr, transient=False, disable=not shown) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1, total=None: bar.update(task, advance=n, total=total)
 

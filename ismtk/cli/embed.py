@@ -9,7 +9,8 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device
-from ismtk.plm.embed import EMBED_DEVICE, INCLUDE, EmbedOptions, LongMode
+from ismtk.plm.embed import INCLUDE, EmbedOptions, LongMode
+from ismtk.train.launch import DEFAULT_DEVICE
 
 __all__ = ["embed"]
 
@@ -43,7 +44,7 @@ def embed(
     ] = list(_D.include),  # noqa: B006 -- Typer copies it
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
                                                 help="Token budget of a batch.")] = _D.toks_per_batch,
-    device: Device = EMBED_DEVICE,
+    device: Device = DEFAULT_DEVICE,
 ) -> None:
     """Embed protein sequences with ESM2 or a structure-tuned ISM model, without any structure.
 

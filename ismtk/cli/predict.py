@@ -10,8 +10,8 @@ import typer
 
 from ismtk.cli import console
 from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device, output_option
-from ismtk.plm.embed import EMBED_DEVICE
 from ismtk.plm.predict import PREDICT_DEFAULTS
+from ismtk.train.launch import DEFAULT_DEVICE
 
 __all__ = ["predict"]
 
@@ -29,7 +29,7 @@ def predict(
     output: output_option("Token FASTA to write, in input order."),
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
                                                 help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
-    device: Device = EMBED_DEVICE,
+    device: Device = DEFAULT_DEVICE,
 ) -> None:
     """Predict structure tokens (3Di, ISM, ...) for protein sequences, without a structure.
 

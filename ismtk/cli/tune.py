@@ -62,8 +62,11 @@ def structure_tune(
         int, typer.Option("--micro-batch", min=1, rich_help_panel=RUN,
                           help="Sequences per forward pass per process (accumulated to the batch).")
     ] = _R.micro_batch,
-    precision: Annotated[Precision, typer.Option("--precision", rich_help_panel=RUN,
-                                                 help="auto = bf16 autocast on GPU, fp32 on CPU.")] = _R.precision,
+    precision: Annotated[
+        Precision, typer.Option("--precision", rich_help_panel=RUN,
+                                help="Autocast: auto = bf16 on GPUs that have it, fp16 with loss scaling on older "
+                                "GPUs (V100, T4), fp32 on CPU.")
+    ] = _R.precision,
     activation_checkpointing: Annotated[
         bool, typer.Option("--activation-checkpointing/--no-activation-checkpointing", rich_help_panel=RUN,
                            help="Recompute layer activations in the backward pass (large backbones).")

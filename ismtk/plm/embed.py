@@ -21,9 +21,9 @@ from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 from ismtk.plm.forward import esm2_representations
 from ismtk.sequence.protein import read_protein_fasta
+from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
 __all__ = [
-    "EMBED_DEVICE",
     "INCLUDE",
     "LongMode",
     "EmbedOptions",
@@ -37,8 +37,6 @@ __all__ = [
     "windows",
 ]
 
-#: Device of ``embed`` and ``predict-tokens`` unless told otherwise.
-EMBED_DEVICE = "cpu"
 #: What ``--include`` may ask for, as in esm-extract.
 INCLUDE = ("mean", "per_tok", "bos", "contacts")
 LongMode = Literal["truncate", "windows"]
@@ -112,14 +110,15 @@ def embed_sequences(
     alphabet: Alphabet,
     records: Sequence[tuple[str, str]],
     options: EmbedOptions = EmbedOptions(),
-    device: str | torch.device = EMBED_DEVICE,
+    device: str | torch.device = DEFAULT_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[dict, int]]:
     """Yield ``(result, n_residues)`` per record, in batch order (by length).
 
     ``result`` is esm-extract's dict: it has ``label`` and, as asked by ``options.include``, ``representations`` /
     ``mean_representations`` / ``bos_representations`` (``{layer: tensor}``, float32, CPU) and
-    ``contacts`` ``(L, L)``. ``on_batch(n)`` is called after each batch with its number of records.
+    ``contacts`` ``(L, L)``. ``on_batch(n)`` is called after each batch with its number of records. ``device``:
+    ``auto`` (CUDA when visible), ``cpu``, ``cuda`` or ``cuda:N`` (:func:`ismtk.train.launch.resolve_device`).
     """
     unknown = set(options.include) - set(INCLUDE)
     if unknown or not options.include:
@@ -136,6 +135,7 @@ def embed_sequences(
     n_pieces = np.bincount([p[0] for p in pieces], minlength=len(records))
     partial: dict[int, _Partial] = {}
     converter = alphabet.get_batch_converter()
+    device = resolve_device(device)
     model = model.eval().to(device)
     for batch in length_batches([e - s for _, s, e in pieces], options.toks_per_batch):
         data = [(str(k), records[pieces[k][0]][1][pieces[k][1] : pieces[k][2]]) for k in batch]
@@ -287,7 +287,7 @@ def embed_fasta(
     fasta: str | Path,
     out: str | Path,
     options: EmbedOptions = EmbedOptions(),
-    device: str = EMBED_DEVICE,
+    device: str = DEFAULT_DEVICE,
     on_batch: Callable[[int], None] | None = None,
     on_start: Callable[[int, list[str]], None] | None = None,
 ) -> EmbedSummary:

@@ -7,13 +7,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ismtk.errors import InputError
-from ismtk.plm.embed import EMBED_DEVICE, EmbedOptions, embed_sequences
+from ismtk.plm.embed import EmbedOptions, embed_sequences
 from ismtk.plm.esm import load_esm
 from ismtk.plm.heads import TokenHeads, load_heads
 from ismtk.search.db import SequenceDB
 from ismtk.sequence.fasta import FastaWriter
 from ismtk.sequence.protein import read_protein_fasta
 from ismtk.tokenizers.base import Tokenizer
+from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
 __all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "predicted_db", "resolve_model"]
 
@@ -60,13 +61,14 @@ def predict_records(
     records,
     stream: str,
     options: EmbedOptions = PREDICT_DEFAULTS,
-    device: str = EMBED_DEVICE,
+    device: str = DEFAULT_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
     """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
     if heads.embed_dim != loaded.model.embed_dim:
         raise InputError(f"heads expect width {heads.embed_dim}, the backbone has {loaded.model.embed_dim}")
     options = replace(options, include=("per_tok",), repr_layers=(heads.layer,))
+    device = resolve_device(device)
     heads = heads.to(device)
     out = {}
     for result, _ in embed_sequences(loaded.model, loaded.alphabet, records, options, device, on_batch):
@@ -82,7 +84,7 @@ def predict_tokens(
     stream: str | None = None,
     heads_path: str | Path | None = None,
     options: EmbedOptions = PREDICT_DEFAULTS,
-    device: str = EMBED_DEVICE,
+    device: str = DEFAULT_DEVICE,
     on_batch: Callable[[int], None] | None = None,
 ) -> PredictSummary:
     """Predict one stream's tokens for every sequence of ``fasta``; write token FASTA in input order."""
@@ -112,7 +114,7 @@ def _stream_for(heads: TokenHeads, tokenizer: Tokenizer) -> str:
 
 
 def predicted_db(
-    fasta: str | Path, predictor: str | Path, tokenizer: Tokenizer, device: str = EMBED_DEVICE
+    fasta: str | Path, predictor: str | Path, tokenizer: Tokenizer, device: str = DEFAULT_DEVICE
 ) -> SequenceDB:
     """A search database of protein sequences with tokens predicted by a structure-tuned model.
 

@@ -5,6 +5,10 @@ Recipe of ISM's public structure-tuning code (Ouyang-Zhang et al. 2024): AdamW (
 global batch of 1536 sequences reached by gradient accumulation, random crops of 512 residues, bf16 autocast
 on GPU. :class:`TuneConfig` holds what fixes the result, :class:`TuneRuntime` where and how it is computed.
 
+Under torchrun, rank 0 alone reads the backbone and the checkpoint and broadcasts them; the other ranks build
+the model on the ``meta`` device and, with FSDP, shard it before any weight is allocated, so no process but
+rank 0 ever holds the whole model in host memory, and none holds it on its GPU under FSDP.
+
 The global batch of step ``t`` is a fixed slice of the permutation of its epoch; each rank takes every
 ``world``-th example of it, and every loss is normalised by the global count of its targets, so N
 processes compute the same update as one (up to float summation order). The learning rate is a pure
@@ -30,25 +34,17 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 from ismtk.names import read_names, read_rows
-from ismtk.plm.esm import load_esm, save_fair_esm, save_hf
+from ismtk.plm.esm import LoadedEsm, load_esm, save_fair_esm, save_hf
 from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
+from ismtk.train.distributed import DistEnv, all_reduce_sum, broadcast_object, materialise, on_main, setup, teardown
 from ismtk.train.launch import DEFAULT_DEVICE
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import epoch_permutation, shard
@@ -62,6 +58,7 @@ __all__ = [
     "TuneConfig",
     "TuneResult",
     "TuneRuntime",
+    "autocast_dtype",
     "epoch_items",
     "evaluate",
     "export",
@@ -70,7 +67,7 @@ __all__ = [
     "structure_tune",
 ]
 
-Precision = Literal["auto", "bf16", "fp32"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: Name of the checkpoint in the run folder (the latest one).
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -104,7 +101,8 @@ class TuneRuntime:
     """Where and how a run computes; none of it changes the result beyond rounding.
 
     ``out``: the run folder. ``micro_batch``: sequences per forward pass per process (the global batch is
-    reached by accumulation). ``precision``: ``auto`` = bf16 autocast on GPU, fp32 on CPU.
+    reached by accumulation). ``precision``: autocast dtype (:func:`autocast_dtype`); ``fp16`` also scales the
+    loss (``GradScaler``).
     ``activation_checkpointing`` recomputes activations in the backward pass; ``fsdp`` shards weights,
     gradients and optimizer state over the processes. ``resume`` continues from the run folder's checkpoint;
     ``stop_after`` stops (with a checkpoint) after that many steps; ``checkpoint_every`` also checkpoints
@@ -171,6 +169,26 @@ def epoch_items(groups: list[np.ndarray], epoch: int, seed: int) -> np.ndarray:
     pick = np.random.default_rng([seed, epoch + 1, 0, 1])
     chosen = np.array([g[pick.integers(len(g))] if len(g) > 1 else g[0] for g in groups])
     return chosen[epoch_permutation(len(groups), epoch, seed)]
+
+
+def autocast_dtype(precision: Precision, device: torch.device, fsdp: bool = False) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (``None``: fp32, no autocast).
+
+    ``auto``: bf16 on GPUs with native bf16 (Ampere and later), fp16 with loss scaling on older ones (V100,
+    T4; fp32 under FSDP, whose shards would each decide alone whether to skip a step), fp32 on the CPU.
+
+    >>> autocast_dtype("auto", torch.device("cpu")), autocast_dtype("bf16", torch.device("cpu"))
+    (None, torch.bfloat16)
+    """
+    if precision == "fp16" and fsdp:
+        raise InputError("--precision fp16 (with loss scaling) cannot be combined with --fsdp; use bf16 or fp32")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return torch.bfloat16
+        return None if fsdp else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -276,14 +294,17 @@ class StructureTuneTrainer:
                 f"--batch-size {config.batch_size} is not a multiple of --micro-batch {runtime.micro_batch} x "
                 f"{env.world_size} processes; pick sizes that divide it"
             )
-        torch.manual_seed(config.seed)  # new heads (and a created MLM head) start the same on every rank
-        self.backbone = load_esm(config.backbone)
-        for text in self.backbone.notes:
+        dtype = autocast_dtype(runtime.precision, env.device, runtime.fsdp)
+        torch.manual_seed(config.seed)  # new heads (and a created MLM head) start from the seed
+        backbone = on_main(lambda: load_esm(config.backbone))  # rank 0 reads (or downloads) it, once
+        self.esm_config, backbone_notes = broadcast_object(
+            (backbone.config, backbone.notes) if backbone is not None else None)
+        for text in backbone_notes:
             self.note(f"backbone: {text}")
         data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
         for text in data.notes:
             self.note(text)
-        self.streams, self.notes = data.streams, self.backbone.notes + data.notes
+        self.streams, self.notes = data.streams, backbone_notes + data.notes
         self.train_data, self.val_data = split_validation(data, config.val_fraction, config.val_names, config.seed)
         self.groups = (read_groups(config.groups, self.train_data.names) if config.groups
                        else [np.array([i]) for i in range(len(self.train_data))])
@@ -297,24 +318,35 @@ class StructureTuneTrainer:
                   f"{len(self.val_data):,} validation; {self.steps_per_epoch} steps per epoch of "
                   f"{config.batch_size} sequences ({config.batch_size // per_step} micro-batches of "
                   f"{runtime.micro_batch} x {env.world_size} processes); {self.total_steps} steps")
-        self.model = self._build_model()
+        self.model = self._build_model(backbone)
+        del backbone  # rank 0's host copy: the model holds the weights now
         self.optimizer = _optimizer(self.model, config)
         self.net: nn.Module = self.model  # DistributedDataParallel once fit has restored the weights
-        bf16 = runtime.precision == "bf16" or (runtime.precision == "auto" and env.device.type == "cuda")
-        self.autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        self.autocast = (lambda: torch.autocast(env.device.type, dtype=dtype)) if dtype else nullcontext
+        self.scaler = torch.amp.GradScaler(env.device.type) if dtype == torch.float16 else None
         self.log: MetricsLog | None = None
 
-    def _build_model(self) -> StructureTuner:
-        model = StructureTuner(self.backbone.model, self.streams, self.runtime.activation_checkpointing)
-        model = model.to(self.env.device)
-        model.train()
-        if self.runtime.fsdp:
-            if not self.env.distributed:
+    def _build_model(self, backbone: LoadedEsm | None) -> StructureTuner:
+        """The model on this rank's device. One process: the loaded backbone moved there. Several: a ``meta``
+        skeleton, sharded under FSDP, allocated on the device and filled from rank 0's weights (``backbone``,
+        ``None`` on the other ranks) one tensor at a time."""
+        checkpointing = self.runtime.activation_checkpointing
+        if not self.env.distributed:
+            if self.runtime.fsdp:
                 raise InputError("--fsdp shards the model over processes; use it with --gpus N or --nproc N (N > 1)")
-            for layer in model.esm.layers:
-                fully_shard(layer)
-            fully_shard(model)
-        return model
+            assert backbone is not None
+            return StructureTuner(backbone.model, self.streams, checkpointing).to(self.env.device).train()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        full = StructureTuner(backbone.model, self.streams).state_dict() if backbone is not None else {}
+        with torch.device("meta"):
+            model = StructureTuner(self.esm_config.build(), self.streams, checkpointing)
+        if self.runtime.fsdp:
+            _shard(model)
+        materialise(model, self.env.device)
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(model, full, options=options)
+        return model.train()
 
     # -- the recipe ---------------------------------------------------------------------------------------
     def fit(self, on_progress: ProgressCallback = ignore_progress) -> TuneResult:
@@ -393,11 +425,18 @@ class StructureTuneTrainer:
                 loss = config.mlm_weight * sums.mlm / counts[0]
                 for s in range(len(names)):
                     loss = loss + weights[s] * sums.streams[s] / counts[1 + s]
-                (loss * env.world_size).backward()
+                loss = loss * env.world_size
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
             stats += sums.stats()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed; the scale then shrinks
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         reduced = all_reduce_sum(stats).cpu()  # every rank, every step: collectives stay matched
         seconds = time.perf_counter() - tic
@@ -429,29 +468,58 @@ class StructureTuneTrainer:
 
     def save(self, step: int) -> dict[str, torch.Tensor]:
         """Checkpoint after ``step`` steps (collective under FSDP: every rank gathers, rank 0 writes); returns
-        the full weights."""
+        the full weights on rank 0 (and nothing elsewhere)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        if not (self.env.is_main or self.runtime.fsdp):
+            return {}  # replicas: rank 0 has the same weights, and no collective needs this rank
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(self.model, options=options)
         optim = get_optimizer_state_dict(self.model, self.optimizer, options=options)
         if self.env.is_main:
             checkpoint = {"model": state, "optimizer": optim, "step": step, "config": _plain(self.config)}
+            if self.scaler:
+                checkpoint["scaler"] = self.scaler.state_dict()
             save_checkpoint(self.checkpoint_path, checkpoint)
         return state
 
     def restore(self) -> int:
         """Load the checkpoint of the run folder, if any (its :class:`TuneConfig` must be this run's); returns
-        the steps it had done (0 without a checkpoint)."""
-        if not self.checkpoint_path.is_file():
+        the steps it had done (0 without a checkpoint). Rank 0 reads it and decides, the other ranks receive the
+        weights and optimizer state from it: only rank 0 needs to see the run folder."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        saved = on_main(self._read_checkpoint)
+        step = broadcast_object(saved["step"] if saved is not None else None)
+        if step is None:
             self.note(f"--resume: no checkpoint in {self.out}; starting from the backbone")
             return 0
+        saved = saved or {}
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=self.env.distributed)
+        set_model_state_dict(self.model, saved.get("model", {}), options=options)
+        set_optimizer_state_dict(self.model, self.optimizer, saved.get("optimizer", {}), options=options)
+        scale = broadcast_object(saved.get("scaler"))
+        if self.scaler and scale:
+            self.scaler.load_state_dict(scale)
+        self.note(f"resumed from {self.checkpoint_path} at step {step}")
+        return step
+
+    def _read_checkpoint(self) -> dict | None:
+        """The run folder's checkpoint, checked against this run's :class:`TuneConfig` (``None`` if absent)."""
+        if not self.checkpoint_path.is_file():
+            return None
         saved = load_checkpoint(self.checkpoint_path, map_location="cpu")
         current = _plain(self.config)
         check_compatible(saved["config"], current, tuple(current), str(self.checkpoint_path))
-        options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(self.model, saved["model"], options=options)
-        set_optimizer_state_dict(self.model, self.optimizer, saved["optimizer"], options=options)
-        self.note(f"resumed from {self.checkpoint_path} at step {saved['step']}")
-        return saved["step"]
+        return saved
 
     def finish(self, step: int) -> list[Path]:
         """The last checkpoint, then (rank 0) the export of the tuned model; returns the exported files."""
@@ -460,9 +528,22 @@ class StructureTuneTrainer:
             return []
         plain = self.model
         if self.runtime.fsdp:
-            plain = StructureTuner(self.backbone.config.build(), self.streams)
-            plain.load_state_dict(state)
+            with torch.device("meta"):
+                plain = StructureTuner(self.esm_config.build(), self.streams)
+            plain.load_state_dict(state, assign=True)  # the gathered tensors themselves, not a copy
+            plain.esm.lm_head.weight = plain.esm.embed_tokens.weight
         return export(plain, self.out / "export")
+
+
+def _shard(model: StructureTuner) -> None:
+    """FSDP2: one unit per transformer layer, one for the rest (embeddings, heads)."""
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError as exc:
+        raise InputError(f"--fsdp needs torch >= 2.6 (FSDP2's fully_shard); this is torch {torch.__version__}") from exc
+    for layer in model.esm.layers:
+        fully_shard(layer)
+    fully_shard(model)
 
 
 def export(model: StructureTuner, folder: Path) -> list[Path]:

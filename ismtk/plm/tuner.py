@@ -15,6 +15,7 @@ from esm.model.esm2 import ESM2
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ismtk.plm.forward import fused_layer_forward
 from ismtk.plm.heads import StreamInfo, TokenHeads
 from ismtk.plm.tune_data import Batch
 
@@ -25,7 +26,8 @@ class StructureTuner(nn.Module):
     """ESM2 with one token head per stream on its last (layer-normed) representation.
 
     ``forward(tokens)`` takes ``(B, T)`` ESM token ids and returns the MLM logits ``(B, T, 33)`` and
-    ``{stream: (B, T, K+1)}``. The contact head is frozen: it is not trained by this objective.
+    ``{stream: (B, T, K+1)}``. The contact head is frozen: it is not trained by this objective. The layers
+    of ``esm`` compute attention fused (:func:`ismtk.plm.forward.fused_layer_forward`), as inference does.
     """
 
     def __init__(self, esm: ESM2, streams: list[StreamInfo], activation_checkpointing: bool = False) -> None:
@@ -33,8 +35,9 @@ class StructureTuner(nn.Module):
         self.esm = esm
         self.heads = TokenHeads(esm.embed_dim, streams, esm.num_layers)
         self.esm.contact_head.requires_grad_(False)
-        if activation_checkpointing:
-            for layer in self.esm.layers:
+        for layer in self.esm.layers:
+            layer.forward = functools.partial(fused_layer_forward, layer)
+            if activation_checkpointing:
                 layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,21 +1,27 @@
-"""Distributed training plumbing inside each process: its rank, its device, the process group, all-reduce.
+"""Distributed training plumbing inside each process: its rank, its device, the process group, collectives.
 
 A trainer runs unchanged alone or under ``torchrun`` (nanoGPT's pattern): :func:`setup` reads
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` that torchrun sets (:mod:`ismtk.train.launch` starts the processes).
+:func:`on_main` and :func:`broadcast_object` let rank 0 alone read a file or decide, and tell the others.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-from ismtk.errors import InputError
-from ismtk.train.launch import DEFAULT_DEVICE
+from ismtk.errors import IsmtkError
+from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
-__all__ = ["DistEnv", "all_reduce_sum", "setup", "teardown"]
+__all__ = ["DistEnv", "all_reduce_sum", "broadcast_object", "materialise", "on_main", "setup", "teardown"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,21 +46,15 @@ class DistEnv:
 def setup(device: str = DEFAULT_DEVICE) -> DistEnv:
     """Initialise the process group if launched by torchrun and pick this rank's device.
 
-    ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``. NCCL is used
-    on CUDA, gloo on CPU.
+    ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` (GPU ``LOCAL_RANK``) or ``cuda:N``
+    (:func:`ismtk.train.launch.resolve_device`). NCCL is used on CUDA, gloo on CPU.
     """
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda was requested but no CUDA GPU is visible")
-        dev = torch.device("cuda", local if device == "cuda" else int(device.split(":")[1]))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
@@ -72,3 +72,42 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def broadcast_object(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object) on every rank; ``value`` itself when not distributed."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(work: Callable[[], T]) -> T | None:
+    """Run ``work`` on rank 0 only (reading a backbone or a checkpoint once, not once per process); other
+    ranks get ``None``. An :class:`~ismtk.errors.IsmtkError` it raises is raised on every rank, so no rank
+    waits forever for one that stopped."""
+    result, failure = None, None
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        try:
+            result = work()
+        except IsmtkError as exc:
+            failure = exc
+    failure = broadcast_object(failure)
+    if failure is not None:
+        raise failure
+    return result
+
+
+def materialise(model: nn.Module, device: torch.device) -> nn.Module:
+    """Allocate the parameters and buffers of a ``meta``-device ``model`` on ``device`` (values undefined until
+    loaded), keeping tied parameters tied (``Module.to_empty`` alone gives each module its own copy)."""
+    owners: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((module, name))
+    model.to_empty(device=device)
+    for (first, first_name), *others in (o for o in owners.values() if len(o) > 1):
+        for module, name in others:
+            setattr(module, name, getattr(first, first_name))
+    return model

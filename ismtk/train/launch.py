@@ -1,23 +1,89 @@
-"""Starting a training command: on which device, and in how many processes (``torchrun``, one or more nodes).
+"""Starting a command: on which device, and in how many processes (``torchrun``, one or more nodes).
 
-A trainer runs unchanged alone or under ``torchrun`` (nanoGPT's pattern): :func:`relaunch` re-runs the
-current command under ``torch.distributed.run`` when :class:`Processes` asks for several processes or
+:func:`resolve_device` turns a ``--device`` value into this process's device, for training and inference
+alike. A trainer runs unchanged alone or under ``torchrun`` (nanoGPT's pattern): :func:`relaunch` re-runs
+the current command under ``torch.distributed.run`` when :class:`Processes` asks for several processes or
 nodes, and every process then finds its rank in the environment (:func:`ismtk.train.distributed.setup`).
-This module imports no torch until it launches, so a command line can show these options cheaply.
+This module imports no torch until it resolves a device or launches, so a command line can show these
+options cheaply.
 """
 
 from __future__ import annotations
 
 import os
+import site
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import ismtk
 from ismtk.errors import InputError
 
-__all__ = ["DEFAULT_DEVICE", "Processes", "Rendezvous", "launch", "relaunch", "under_launcher"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_DEVICE",
+    "Processes",
+    "Rendezvous",
+    "is_main_process",
+    "launch",
+    "package_path",
+    "relaunch",
+    "resolve_device",
+    "under_launcher",
+]
 
 #: ``auto`` = CUDA if present, else the CPU.
 DEFAULT_DEVICE = "auto"
+
+
+def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
+    """This process's device for a ``--device`` value: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (or any
+    device torch knows).
+
+    ``auto`` is ``cuda`` when a CUDA GPU is visible, else the CPU; ``cuda`` is the GPU of this process's
+    ``LOCAL_RANK`` (0 outside torchrun), so the processes of a node use one GPU each. ``cuda:N`` names one
+    GPU, which only one process per node can use. Raises :class:`InputError` for a device that is not
+    there, with the reason.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type != "cuda":
+        return resolved
+    if not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA GPU is visible (CPU-only torch, no driver, or "
+                         "CUDA_VISIBLE_DEVICES empty); use --device cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if resolved.index is not None and local_processes > 1:
+        raise InputError(
+            f"--device {device} names one GPU, but this node runs {local_processes} processes; use --device cuda "
+            "(process i uses GPU i) and CUDA_VISIBLE_DEVICES to choose the GPUs"
+        )
+    index = local_rank if resolved.index is None else resolved.index
+    visible = torch.cuda.device_count()
+    if index >= visible:
+        why = f"local rank {local_rank}" if resolved.index is None else device
+        raise InputError(f"{why} needs GPU {index}, but only {visible} CUDA GPU(s) are visible")
+    return torch.device("cuda", index)
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and in its rank 0: the process that draws progress and prints results."""
+    return int(os.environ.get("RANK", 0)) == 0
 
 
 @dataclass(frozen=True)
@@ -69,16 +135,41 @@ def relaunch(processes: Processes, argv: Sequence[str]) -> int | None:
     """
     if processes.gpus and processes.nproc:
         raise InputError("use either --gpus N (one process per GPU) or --nproc N (CPU processes), not both")
+    if processes.gpus and not under_launcher():
+        _check_gpus(processes.gpus)
     if under_launcher() or (processes.count == 1 and processes.rendezvous.nnodes in ("1", "1:1")):
         return None
     return launch(processes.count, argv, processes.rendezvous)
+
+
+def _check_gpus(wanted: int) -> None:
+    """Fail before starting anything when fewer than ``wanted`` CUDA GPUs are visible."""
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if wanted > visible:
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={mask})" if mask is not None else ""
+        raise InputError(f"--gpus {wanted}: {visible} CUDA GPU(s) visible on this node{where}")
+
+
+def package_path() -> str:
+    """``PYTHONPATH`` for child processes that must import this very copy of ismtk: the folder holding the
+    package first (a source checkout run by ``bin/ismtk``, or any other copy), then the inherited path. An
+    installed copy in site-packages is found there already and adds nothing."""
+    root = str(Path(ismtk.__file__).resolve().parent.parent)
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    installed = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    first = [] if root in installed else [root]
+    return os.pathsep.join(first + [p for p in inherited if p != root])
 
 
 def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous()) -> int:
     """Run ``python -m ismtk <argv>`` in ``nproc`` processes per node under ``torch.distributed.run``.
 
     Returns the launcher's exit status. Single-node runs use ``--standalone``; multi-node runs need
-    ``rendezvous.endpoint`` (``host:port`` of node 0) and the same ``run_id`` on every node.
+    ``rendezvous.endpoint`` (``host:port`` of node 0) and the same ``run_id`` on every node. The processes
+    import the copy of ismtk this one runs (:func:`package_path`), whatever the working directory.
     """
     if nproc < 1:
         raise InputError(f"the number of processes must be at least 1, got {nproc}")
@@ -99,9 +190,19 @@ def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous(
     # set after parsing: torchrun's parser would take an option of ours such as --nproc for an
     # abbreviation of its own --nproc-per-node
     args.training_script_args = list(argv)
+    # Python >= 3.11: `-m` does not put the working directory first, where another checkout could shadow this one
+    children = {"PYTHONPATH": package_path(), "PYTHONSAFEPATH": "1"}
+    before = {name: os.environ.get(name) for name in children}
+    os.environ.update(children)
     try:
         run(args)
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((c for c in codes if c > 0), 1)
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return 0

@@ -1,0 +1,146 @@
+"""Devices and processes on a machine without a GPU: CUDA is monkeypatched in where the logic does not run on it.
+
+``--device`` resolution (shared by the trainers, ``embed`` and ``predict-tokens``), early ``--gpus`` checks, the
+children's import path, autocast choices, and rank 0 reading once for every rank (two gloo processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from tiny_models import TINY
+
+import ismtk
+from ismtk.errors import InputError
+from ismtk.plm.tune import autocast_dtype
+from ismtk.train import launch
+from ismtk.train.distributed import broadcast_object, materialise, on_main
+from ismtk.train.launch import Processes, is_main_process, package_path, relaunch, resolve_device
+
+ROOT = Path(ismtk.__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend ``n`` CUDA GPUs are visible (and no torchrun variables are set)."""
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def visible(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+    return visible
+
+
+def test_auto_is_cuda_when_visible_and_cuda_is_the_local_rank_s_gpu(gpus, monkeypatch):
+    gpus(0)
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device(torch.device("cpu"))
+    with pytest.raises(InputError, match="no CUDA GPU is visible"):
+        resolve_device("cuda")
+    with pytest.raises(InputError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+    gpus(2)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(InputError, match="needs GPU 2, but only 2"):
+        resolve_device("cuda:2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    with pytest.raises(InputError, match="names one GPU, but this node runs 2 processes"):
+        resolve_device("cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    with pytest.raises(InputError, match="local rank 2 needs GPU 2"):
+        resolve_device("cuda")
+
+
+def test_more_gpus_than_visible_fail_before_anything_starts(gpus, monkeypatch):
+    def no_launch(*args, **kwargs):
+        raise AssertionError("launched")
+
+    monkeypatch.setattr(launch, "launch", no_launch)
+    gpus(2)
+    with pytest.raises(InputError, match="--gpus 4: 2 CUDA GPU"):
+        relaunch(Processes(gpus=4), ["structure-tune"])
+    gpus(0)
+    with pytest.raises(InputError, match="--gpus 1: 0 CUDA GPU"):
+        relaunch(Processes(gpus=1), ["structure-tune"])
+    assert relaunch(Processes(device="cpu"), ["structure-tune"]) is None
+
+
+def test_children_import_this_copy(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(ROOT)]))
+    assert package_path().split(os.pathsep) == [str(ROOT), "/elsewhere"]
+    monkeypatch.delenv("PYTHONPATH")
+    assert package_path() == str(ROOT)
+
+
+def test_only_rank_zero_is_the_main_process(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+
+
+def test_autocast_follows_the_device_and_its_bf16_support(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp16", cpu) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert autocast_dtype("auto", cuda) == torch.bfloat16 == autocast_dtype("auto", cuda, fsdp=True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert autocast_dtype("auto", cuda) == torch.float16  # V100, T4: fp16 with loss scaling
+    assert autocast_dtype("auto", cuda, fsdp=True) is None
+    with pytest.raises(InputError, match="fp16 .* cannot be combined with --fsdp"):
+        autocast_dtype("fp16", cuda, fsdp=True)
+
+
+def test_materialising_a_meta_model_keeps_tied_weights_tied():
+    with torch.device("meta"):
+        model = TINY.build()
+    assert model.lm_head.weight is model.embed_tokens.weight
+    materialise(model, torch.device("cpu"))
+    assert model.lm_head.weight is model.embed_tokens.weight and model.lm_head.weight.device.type == "cpu"
+
+
+def _unreadable() -> None:
+    raise InputError("backbone.pt: not a readable weights file")
+
+
+def _rank_main(rank: int, init_file: str, out: str) -> None:
+    """Rank ``rank`` of two: rank 0 reads a "file" once, every rank gets it, and rank 0's error reaches rank 1."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    calls = []
+
+    def read() -> dict:
+        calls.append(rank)
+        return {"read by": rank}
+
+    try:
+        value = on_main(read)
+        shared = broadcast_object(value)
+        try:
+            on_main(_unreadable)
+            failure = None
+        except InputError as exc:
+            failure = str(exc)
+        Path(out, f"{rank}.json").write_text(json.dumps([calls, value, shared, failure]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_zero_reads_once_and_its_errors_reach_every_rank(tmp_path):
+    init = Path(tempfile.mkdtemp(dir=tmp_path)) / "init"
+    mp.start_processes(_rank_main, args=(str(init), str(tmp_path)), nprocs=2, start_method="spawn")
+    results = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    error = "backbone.pt: not a readable weights file"
+    assert results[0] == [[0], {"read by": 0}, {"read by": 0}, error]
+    assert results[1] == [[], None, {"read by": 0}, error]
