@@ -46,6 +46,8 @@ class Tokenizer(ABC):
     #: Default substitution matrix, as :func:`ismtk.search.matrix.load_matrix` takes it: a shipped matrix
     #: name, or the tokenizer's folder (which may hold its own ``matrix.out``).
     matrix: str
+    #: Whether it runs a torch model (and so can run on a GPU, see :meth:`to`).
+    uses_torch: bool = False
 
     @property
     def identity(self) -> str:

@@ -67,6 +67,7 @@ class IsmTokenizer(Tokenizer):
     """
 
     name = "ism"
+    uses_torch = True
 
     def __init__(self, folder: str | Path = DEFAULT_ISM_MODEL, device: str = "cpu") -> None:
         from ismtk.autoencoder.io import MODEL_WEIGHTS

@@ -119,21 +119,16 @@ class Shard:
 
 
 def resolve_device(device: str, tokenizer: Tokenizer) -> str:
-    """``auto`` -> ``cuda`` when the tokenizer runs on torch and CUDA is present, else ``cpu``; others as given.
+    """The device ``tokenizer`` runs on for a ``--device`` value (:func:`ismtk.train.launch.resolve_device`:
+    ``auto``, ``cpu``, ``cuda``, ``cuda:N``); tokenizers without a neural model (3Di) always run on the CPU.
 
-    Raises :class:`InputError` for a CUDA device where torch sees none.
+    Raises :class:`InputError` for a device that is not there.
     """
-    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device == "cpu" or "torch" not in sys.modules:  # only neural tokenizers import torch
+    if not tokenizer.uses_torch:
         return "cpu"
-    cuda = sys.modules["torch"].cuda
-    if device == "auto":
-        return "cuda" if cuda.is_available() else "cpu"
-    index = int(device.partition(":")[2] or 0)
-    if not cuda.is_available() or index >= cuda.device_count():
-        raise InputError(f"--device {device}: torch sees {cuda.device_count() if cuda.is_available() else 0} GPU(s)")
-    return device
+    from ismtk.train.launch import resolve_device as resolve
+
+    return str(resolve(device))
 
 
 def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = ReadOptions()) -> FileResult:
