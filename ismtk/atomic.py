@@ -1,17 +1,31 @@
-"""Atomic file output: readers never see a half-written file, and a failed run leaves the old one."""
+"""Atomic file output: readers never see a half-written file, and a failed run leaves the old one.
+
+An output is written to a temporary beside it, ``.NAME.part`` (a file, or a folder for :func:`atomic_folder`), and
+renamed onto it at the end. The writer holds a lock on its temporary while it writes. A run killed with
+``kill -9`` leaves its temporary behind; the next write of the same output finds its lock free and starts over in
+it, so leftovers do not pile up. A second live writer of the same output gets a temporary of its own.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_folder", "atomic_write", "temporary_of"]
+
+
+def temporary_of(path: str | Path) -> Path:
+    """The temporary that :func:`atomic_write` and :func:`atomic_folder` fill for ``path``: ``.NAME.part``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part")
 
 
 @contextmanager
@@ -22,8 +36,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    fd, tmp = _locked_file(path)
     try:
         with os.fdopen(fd, "wb") as raw:
             stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
@@ -34,10 +47,78 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
                 stream.close()
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)  # while locked: nobody takes the temporary over before it is renamed
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; it replaces ``path`` (a folder, or nothing) only when the block
+    succeeds. The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_of(path)
+    lock = _lock_leftover(tmp)
+    if lock is None and tmp.exists():  # another live writer: a folder of our own
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
+        os.chmod(tmp, 0o777 & ~_umask())
+    else:
+        if lock is not None:
+            os.close(lock)
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    lock = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        os.close(lock)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _locked_file(path: Path) -> tuple[int, Path]:
+    """A locked, empty temporary file for ``path``: ``.NAME.part`` (a killed writer's leftover taken over), or a
+    private one while another live writer holds that."""
+    tmp = temporary_of(path)
+    while True:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask applies
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600 files
+            return fd, Path(name)
+        try:
+            same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not renamed away by the writer that held it a moment ago
+            os.ftruncate(fd, 0)
+            os.chmod(tmp, 0o666 & ~_umask())
+            return fd, tmp
+        os.close(fd)
+
+
+def _lock_leftover(tmp: Path) -> int | None:
+    """A descriptor holding the lock of an existing temporary folder nobody writes, else ``None``."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _umask() -> int:

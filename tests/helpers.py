@@ -13,6 +13,7 @@ __all__ = [
     "FAMILY_D58",
     "HOMOLOGS",
     "ISM_FILES",
+    "MMCIF",
     "OTHER",
     "SEARCH_DOMAINS",
     "SHARED_DATA",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 STRUCTURES = Path(__file__).parent / "data" / "structures"
+#: mmCIF copies of fixtures (beside, not in, :data:`STRUCTURES`: the same entry twice would repeat its names).
+MMCIF = Path(__file__).parent / "data" / "mmcif"
 #: Small real SCOPe domains of the search tests.
 SEARCH_DOMAINS = Path(__file__).parent / "data" / "search"
 #: ``shared/data`` beside the checkout (CI places ``shared/`` next to the clone).

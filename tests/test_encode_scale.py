@@ -163,36 +163,78 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_kill_9_leaves_no_worker_and_the_run_resumes(many, tmp_path):
+def _alive(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running (zombies waiting for their reaper are not)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in pids):
+        time.sleep(0.05)
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.fixture()
+def lots(many, tmp_path) -> Path:
+    """192 files: enough work for two workers to be caught in the middle of it."""
     copies = tmp_path / "more"
     copies.mkdir()
     for k in range(8):
         for path in many.iterdir():
             shutil.copy(path, copies / f"{k}_{path.name}")
+    return copies
+
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_stopped_run_leaves_no_worker_and_resumes(lots, tmp_path, stop):
+    """kill -9 or Ctrl-C of encode with two workers: no process survives it, Ctrl-C says it stopped, and the
+    run resumes to the output of an uninterrupted one."""
     out = tmp_path / "tokens.fasta"
-    command = [sys.executable, "-m", "ismtk", "encode", str(copies), "-o", str(out), "--tokenizer", "3di", "-t", "2"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "ismtk", "encode", str(lots), "-o", str(out), "--tokenizer", "3di", "-t", "2"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     journal = Path(f"{out}.resume")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
         time.sleep(0.05)
     workers = _descendants(process.pid)
     assert len(journal.read_text().splitlines()) >= 2 and workers, "the run made no progress"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
-        time.sleep(0.05)
-    alive = [
-        w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
-    ]
-    assert not alive, f"workers outlived a kill -9 of their parent: {alive}"
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert not _alive(workers), f"workers outlived their parent: {_alive(workers)}"
+    if stop == signal.SIGINT:
+        assert process.returncode == 130 and "continue with the same command and --resume" in stderr, stderr
+        assert "error: interrupted (Ctrl-C): stopped" in stderr and "Traceback" not in stderr
     assert not out.exists()
-    resumed = subprocess.run([*command, "--resume"], check=False, env=env, capture_output=True, text=True)
+    resumed = subprocess.run([*command, "--resume"], check=False, env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming:" in resumed.stderr
     fresh = tmp_path / "fresh.fasta"
-    subprocess.run([*command[:6], str(fresh), *command[7:]], env=env, check=True, capture_output=True)
+    subprocess.run([*command[:6], str(fresh), *command[7:]], env=ENV, check=True, capture_output=True)
     assert out.read_bytes() == fresh.read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_kill_9_of_createdb_leaves_no_worker_and_no_database(lots, tmp_path):
+    db = tmp_path / "db"
+    # ISM tokens (the default): slow enough per file that the run is surely caught in the middle
+    command = [sys.executable, "-m", "ismtk", "createdb", str(lots), str(db), "--tokenizer", "ism", "-t", "2"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 4:  # resource tracker, fork server and two workers
+        workers = _descendants(process.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 4 and process.poll() is None, "the workers did not start"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not _alive(workers), f"workers outlived a kill -9 of their parent: {_alive(workers)}"
+    assert not db.exists()

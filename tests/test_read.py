@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from Bio.Data.PDBData import protein_letters_3to1_extended
-from helpers import STRUCTURES, pdb_text
+from helpers import MMCIF, STRUCTURES, pdb_text
 
 from ismtk.errors import InputError, StructureError
 from ismtk.structure import ReadOptions, entry_name, find_structure_files, read_structure
@@ -91,7 +91,7 @@ def test_multichain_names_follow_foldseek():
 
 def test_mmcif_equals_pdb():
     pdb = read_structure(STRUCTURES / "1HZ6.pdb.gz").chains
-    cif = read_structure(STRUCTURES / "1HZ6.cif.gz").chains
+    cif = read_structure(MMCIF / "1HZ6.cif.gz").chains
     assert [c.name for c in cif] == [c.name for c in pdb]
     for a, b in zip(pdb, cif, strict=True):
         assert a.sequence == b.sequence

@@ -16,6 +16,7 @@ from ismtk.tokenizers import ThreeDiTokenizer
 DATA = Path(__file__).parent / "data"
 REAL = (
     sorted(STRUCTURES.glob("*.gz"))
+    + sorted((DATA / "mmcif").glob("*.gz"))
     + sorted((DATA / "search").glob("*.gz"))
     + sorted((DATA / "ae" / "pdb").glob("*.gz"))
 )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tiny_models import tiny_esm, write_pairs
 
+from ismtk.errors import InputError
 from ismtk.plm.esm import save_fair_esm
 from ismtk.plm.forward import fused_layer_forward
 from ismtk.plm.heads import StreamInfo, load_heads
@@ -104,6 +105,27 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone, precision):
     logs = [[{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(t / "run" / "metrics.jsonl")]
             for t in (tmp_path / "a", tmp_path / "b")]
     assert logs[0] == logs[1]
+
+
+def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path, tiny_backbone):
+    """Without --resume or --overwrite a run never starts over in a folder that holds one; with --overwrite the
+    old run's files go (no export of the old model beside the new checkpoint); the export always holds the weights
+    of the checkpoint it is reported with."""
+    config, runtime = _config(tmp_path, tiny_backbone, epochs=1)
+    run = Path(runtime.out)
+    structure_tune(config, runtime)
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    with pytest.raises(InputError, match="not empty; add --resume to continue its run or --overwrite"):
+        structure_tune(replace(config, seed=1), replace(runtime, stop_after=1))
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    stopped = structure_tune(replace(config, seed=1), replace(runtime, overwrite=True, stop_after=1))
+    assert stopped.step == 1 and not (run / "export").exists()
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1]
+    finished = structure_tune(replace(config, seed=1), replace(runtime, resume=True))
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert finished.exported and state["step"] == finished.step == finished.total_steps
+    heads = load_heads(run / "export" / "heads.pt")
+    assert all(torch.equal(v, state["model"][f"heads.heads.{k}"]) for k, v in heads.heads.state_dict().items())
 
 
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])

@@ -99,7 +99,7 @@ class _LazyCommands(MutableMapping):
 
 class _Commands(TyperGroup):
     """The root command: its commands load when needed (:class:`_LazyCommands`), and every :class:`IsmtkError`
-    becomes one line on stderr and exit status 1."""
+    becomes one line on stderr and exit status 1, Ctrl-C one line and exit status 130."""
 
     _listing = False
 
@@ -129,6 +129,9 @@ class _Commands(TyperGroup):
         except IsmtkError as exc:
             console.error(str(exc))
             raise typer.Exit(console.EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            console.error("interrupted (Ctrl-C): stopped")
+            raise typer.Exit(console.EXIT_INTERRUPTED) from None
 
 
 def _click_command(name: str, entry: Command):

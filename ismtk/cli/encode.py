@@ -18,6 +18,7 @@ from ismtk.cli.options import (
     Inputs,
     StructureInput,
     Threads,
+    check_file_output,
     output_option,
     with_option_groups,
 )
@@ -33,11 +34,13 @@ def encode(
     *,
     tokenizer: EncodeTokenizer = ENCODE_TOKENIZER,
     reading: StructureInput = StructureInput(),
-    output: output_option("Token FASTA to write (.gz compresses); its records name the tokenizer (tokenizer=...)."),
+    output: output_option(
+        "Token FASTA to write (.gz compresses); its records name the tokenizer (tokenizer=...).", file=True
+    ),
     aa_output: Annotated[
         Path | None,
-        typer.Option("--aa-output", rich_help_panel=OUTPUT, help="Also write the amino-acid FASTA of the encoded "
-                     "chains."),
+        typer.Option("--aa-output", rich_help_panel=OUTPUT, callback=check_file_output,
+                     help="Also write the amino-acid FASTA of the encoded chains."),
     ] = None,
     shard: Annotated[
         str, typer.Option("--shard", rich_help_panel=RUN,
@@ -57,8 +60,9 @@ def encode(
     """Encode protein structures as one structure token per residue, written as FASTA.
 
     Each protein chain becomes one record, named as in Foldseek; its header also names the tokenizer (tokenizer=3di,
-    tokenizer=ism:...), so that search reads the tokens with it. Unreadable files and unusable chains are reported one
-    line each and skipped; the exit status is 3 when anything was skipped.
+    tokenizer=ism:...), so that search reads the tokens with it. Missing or unreadable files, unusable chains and chains
+    whose name an earlier chain has are reported one line each and skipped; the exit status is 3 when anything was
+    skipped. Atoms with non-finite coordinates are dropped (with their residue when a backbone atom), with a warning.
 
     A job array splits the inputs with --shard I/N; a killed run continues with --resume (docs/encode.md).
 
@@ -73,29 +77,39 @@ def encode(
     devices = [f"cuda:{i}" for i in range(gpus)] if gpus else [resolve_device(device, tok)] * threads
     if gpus:
         resolve_device(devices[-1], tok)
-    paths = find_structure_files(inputs)
+    paths = find_structure_files(inputs, keep_missing=True)
+    done = 0
     with console.progress("encoding", total=None, unit="files") as advance:
 
-        def start(done: int, total: int) -> None:
-            if done:
-                console.info(f"resuming: {done:,} of {total:,} files already encoded")
-            advance(done, total=total)
+        def start(before: int, total: int) -> None:
+            nonlocal done
+            done = before
+            if before:
+                console.info(f"resuming: {before:,} of {total:,} files already encoded")
+            advance(before, total=total)
 
         def report(result) -> None:
+            nonlocal done
             for problem in result.skipped:
                 console.warn(f"skipped {problem}")
+            for warning in result.warnings:
+                console.warn(warning)
+            done += 1
             advance(1)
 
-        summary = encode_to_fasta(
-            paths, tok, output, aa_output, reading.read_options(), devices=devices, shard=part, resume=resume,
-            on_start=start, on_result=report,
-        )
-    skipped_chains = summary.skip_count - summary.failed_files
+        try:
+            summary = encode_to_fasta(
+                paths, tok, output, aa_output, reading.read_options(), devices=devices, shard=part, resume=resume,
+                on_start=start, on_result=report,
+            )
+        except KeyboardInterrupt:
+            console.info(f"stopped after {done:,} files; continue with the same command and --resume")
+            raise
     console.info(
-        f"encoded {summary.chains:,} chains ({summary.residues:,} residues) from "
-        f"{summary.files - summary.failed_files:,} of {summary.files:,} files in {summary.seconds:.1f} s "
-        f"({summary.residues_per_second:,.0f} residues/s) -> {output}"
+        f"encoded {summary.chains:,} chains ({summary.residues:,} residues) from {summary.files:,} files in "
+        f"{summary.seconds:.1f} s ({summary.residues_per_second:,.0f} residues/s) -> {output}"
     )
     if summary.skip_count:
+        skipped_chains = summary.skip_count - summary.failed_files
         console.warn(f"skipped {summary.failed_files:,} file(s) and {skipped_chains:,} chain(s); see the lines above")
         raise typer.Exit(console.EXIT_SKIPPED)

@@ -46,7 +46,7 @@ def align_pairs(
         float, typer.Option("--max-distance", min=0.0, rich_help_panel=SEARCH,
                             help="Aligned residues farther apart (A) are not 'close'.")
     ] = DEFAULT_MAX_DISTANCE,
-    output: output_option("Alignments to write (tmaln-06.out format)."),
+    output: output_option("Alignments to write (tmaln-06.out format).", file=True),
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """TM-align candidate pairs of structures (tmtools) into the training alignments of learn-matrix.
@@ -73,7 +73,7 @@ def learn_matrix(
     gap_open: GapOpen = DEFAULT_GAP_OPEN,
     gap_extend: GapExtend = DEFAULT_GAP_EXTEND,
     null_pairs: NullPairs = DEFAULT_NULL_PAIRS,
-    output: output_option("Matrix to write (NCBI format with header)."),
+    output: output_option("Matrix to write (NCBI format with header).", file=True),
 ) -> None:
     """Learn a half-bit log-odds substitution matrix from structurally aligned residue pairs (Foldseek's 3Di recipe).
 
@@ -101,7 +101,7 @@ def fit_evalue(
     gap_open: GapOpen = DEFAULT_GAP_OPEN,
     gap_extend: GapExtend = DEFAULT_GAP_EXTEND,
     null_pairs: NullPairs = DEFAULT_NULL_PAIRS,
-    output: output_option("Matrix to write with the fitted header line."),
+    output: output_option("Matrix to write with the fitted header line.", file=True),
 ) -> None:
     """Fit extreme-value (E-value) parameters of a matrix and gap penalties on null pairs and store them in its header.
 

@@ -23,6 +23,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
+from ismtk.cli import console
+from ismtk.errors import InputError
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
@@ -51,12 +53,16 @@ __all__ = [
     "Index",
     "Inputs",
     "ModeOpt",
+    "Overwrite",
     "Resume",
     "SearchInput",
     "StructureInput",
     "Threads",
     "TokenizerOpt",
     "TrainingProcesses",
+    "check_file_output",
+    "check_folder_output",
+    "check_output",
     "help_text",
     "output_option",
     "rename_aliases",
@@ -131,9 +137,43 @@ class StructureInput:
 
 
 # --- outputs -----------------------------------------------------------------------------------------------
-def output_option(help: str) -> Any:
-    """The ``-o/--output`` option of a command, with what it writes."""
-    return Annotated[Path, typer.Option("--output", "-o", help=help, rich_help_panel=OUTPUT)]
+def output_option(help: str, file: bool = False) -> Any:
+    """The ``-o/--output`` option of a command, with what it writes; checked before any work
+    (:func:`check_output`; ``file``: it names a file, not a folder)."""
+    return Annotated[
+        Path,
+        typer.Option("--output", "-o", help=help, rich_help_panel=OUTPUT,
+                     callback=check_file_output if file else check_folder_output),
+    ]
+
+
+def check_output(path: Path | None, file: bool = False) -> Path | None:
+    """Check an output path before the work starts: with ``file``, a folder there is an error; a missing parent
+    folder is created, and the user told so. Returns ``path``."""
+    if path is None:
+        return None
+    if file and path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name for the output")
+    if not file and path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file; give a folder for the output")
+    parent = path.absolute().parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+        console.info(f"created folder {path.parent} for {path.name}")
+    return path
+
+
+def check_file_output(path: Path | None) -> Path | None:
+    """:func:`check_output` of a file output (a Typer callback)."""
+    return check_output(path, file=True)
+
+
+def check_folder_output(path: Path | None) -> Path | None:
+    """:func:`check_output` of a folder output (a Typer callback)."""
+    return check_output(path)
 
 
 FormatOutput = Annotated[
@@ -203,6 +243,10 @@ class HitFilter:
 Resume = Annotated[
     bool, typer.Option("--resume", rich_help_panel=RUN, help="Continue from the run folder's latest checkpoint, "
                        "exactly where it stopped (with the same training options).")
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", rich_help_panel=RUN,
+                       help="Start afresh in a run folder that holds a run (its files are removed).")
 ]
 
 # --- processes and devices ---------------------------------------------------------------------------------

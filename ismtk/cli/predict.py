@@ -26,7 +26,7 @@ def predict(
                                                help="Heads file (structure-tune's export/heads.pt).")] = None,
     stream: Annotated[str | None, typer.Option("--stream", rich_help_panel=OUTPUT,
                                                help="Token stream to predict.", show_default="the first head")] = None,
-    output: output_option("Token FASTA to write, in input order."),
+    output: output_option("Token FASTA to write, in input order.", file=True),
     toks_per_batch: Annotated[int, typer.Option("--toks-per-batch", min=1, rich_help_panel=PROCESSES,
                                                 help="Token budget of a batch.")] = PREDICT_DEFAULTS.toks_per_batch,
     device: Device = DEFAULT_DEVICE,

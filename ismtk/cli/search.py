@@ -18,9 +18,13 @@ from ismtk.cli.options import (
     StructureInput,
     Threads,
     TokenizerOpt,
+    check_file_output,
+    check_output,
     output_option,
     with_option_groups,
 )
+from ismtk.errors import InputError
+from ismtk.search.db import is_db
 from ismtk.search.m8 import DEFAULT_COLUMNS
 
 __all__ = ["createdb", "easy_search", "search"]
@@ -38,8 +42,20 @@ Predictor = Annotated[
 ]
 
 
-def _skip(problem) -> None:
-    console.warn(f"skipped {problem}")
+class _Skips:
+    """Reports each input left out, one line each, and at the end their count (exit status 3 when any)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, problem) -> None:
+        self.count += 1
+        console.warn(f"skipped {problem}")
+
+    def finish(self) -> None:
+        if self.count:
+            console.warn(f"skipped {self.count:,} input(s) (files, chains or records); see the lines above")
+            raise typer.Exit(console.EXIT_SKIPPED)
 
 
 @with_option_groups
@@ -54,7 +70,8 @@ def createdb(
     """Encode structures once (or read token FASTA) into a search database folder (format: docs/search.md).
 
     The database names its tokenizer (3di, or ism:... for ISM tokens) by an identity that does not depend on
-    where the tokenizer lies.
+    where the tokenizer lies. Missing or unreadable files, unusable chains, FASTA records without a sequence and
+    entries whose name an earlier entry has are reported one line each and left out; the exit status is 3 then.
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
@@ -64,10 +81,15 @@ def createdb(
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
     *sources, target = inputs
+    if target.exists() and not is_db(target):
+        raise InputError(f"{target} exists and is not an ismtk database; give a new folder for the database")
+    check_output(target)
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    db, _ = open_input(sources, chosen, reading.read_options(), threads, _skip)
+    skips = _Skips()
+    db, _ = open_input(sources, chosen, reading.read_options(), threads, skips)
     db.save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {db.tokenizer}) -> {target}")
+    skips.finish()
 
 
 @with_option_groups
@@ -80,7 +102,7 @@ def search(
     predictor: Predictor = None,
     alignment: Alignment = Alignment(),
     hits: HitFilter = HitFilter(),
-    output: output_option("Hits table to write (.m8, tab-separated)."),
+    output: output_option("Hits table to write (.m8, tab-separated).", file=True),
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
@@ -101,7 +123,7 @@ def search(
 def easy_search(
     query: SearchInput,
     target: SearchInput,
-    output: Annotated[Path, typer.Argument(help="Hits table to write (.m8).")],
+    output: Annotated[Path, typer.Argument(help="Hits table to write (.m8).", callback=check_file_output)],
     *,
     tokenizer: TokenizerOpt = None,
     reading: StructureInput = StructureInput(),
@@ -134,8 +156,9 @@ def _search(
     from ismtk.workflows.search import search_to_m8
 
     options = alignment.search_options(threads, hits)
+    skips = _Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
-                       options, reading.read_options(), _skip, predictor)
+                       options, reading.read_options(), skips, predictor)
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
                      f"database or store parameters with 'ismtk fit-evalue' (E-values only, the ranking is unaffected)")
@@ -150,3 +173,4 @@ def _search(
     console.info(
         f"{run.queries:,} queries x {run.targets:,} targets: {run.hits:,} hits in {run.seconds:.1f} s -> {output}"
     )
+    skips.finish()

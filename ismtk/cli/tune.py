@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import INPUT, RUN, TRAINING, Resume, TrainingProcesses, output_option, with_option_groups
+from ismtk.cli.options import (
+    INPUT,
+    RUN,
+    TRAINING,
+    Overwrite,
+    Resume,
+    TrainingProcesses,
+    output_option,
+    with_option_groups,
+)
 from ismtk.plm.tune import Precision, TuneConfig, TuneRuntime
 
 __all__ = ["structure_tune"]
@@ -76,6 +85,7 @@ def structure_tune(
                            help="Shard weights, gradients and optimizer state over processes (FSDP2; 3B/15B).")
     ] = _R.fsdp,
     resume: Resume = _R.resume,
+    overwrite: Overwrite = _R.overwrite,
     stop_after: Annotated[int | None, typer.Option("--stop-after", rich_help_panel=RUN,
                                                    help="Stop (with a checkpoint) after this many steps.")
                           ] = _R.stop_after,
@@ -103,8 +113,8 @@ def structure_tune(
     )
     runtime = TuneRuntime(
         out=str(output), micro_batch=micro_batch, precision=precision,
-        activation_checkpointing=activation_checkpointing, fsdp=fsdp, resume=resume, stop_after=stop_after,
-        checkpoint_every=checkpoint_every, device=device, threads=processes.threads,
+        activation_checkpointing=activation_checkpointing, fsdp=fsdp, resume=resume, overwrite=overwrite,
+        stop_after=stop_after, checkpoint_every=checkpoint_every, device=device, threads=processes.threads,
     )
     with console.progress("structure-tune", total=None, unit="steps") as advance:
         result = run_structure_tune(config, runtime, on_progress=console.step_reporter(advance), on_note=console.info)

@@ -25,6 +25,7 @@ from esm.model.esm2 import ESM2
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
+from ismtk.train.checkpoint import unreadable
 
 __all__ = [
     "EsmConfig",
@@ -195,7 +196,7 @@ def _torch_load(path: Path) -> object:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+        raise unreadable(path, "weights file", exc) from exc
 
 
 def _load_file(path: Path, source: str | None = None) -> LoadedEsm:

@@ -23,6 +23,7 @@ from torch import nn
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 from ismtk.sequence.alphabet import Alphabet
+from ismtk.train.checkpoint import unreadable
 
 __all__ = ["HEADS_FORMAT", "StreamInfo", "TokenHeads", "load_heads", "save_heads"]
 
@@ -95,7 +96,7 @@ def load_heads(path: str | Path) -> TokenHeads:
     except FileNotFoundError:
         raise InputError(f"{path}: heads file not found") from None
     except Exception as exc:
-        raise InputError(f"{path}: not a readable heads file ({type(exc).__name__}: {exc})") from exc
+        raise unreadable(path, "heads file", exc) from exc
     if not isinstance(data, dict) or data.get("format") != HEADS_FORMAT:
         raise InputError(f"{path}: not an ismtk token-heads file (written by structure-tune as heads.pt)")
     heads = TokenHeads(data["embed_dim"], [StreamInfo(**s) for s in data["streams"]], data["layer"])

@@ -36,14 +36,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ismtk.atomic import atomic_write
+from ismtk.atomic import atomic_folder, atomic_write
 from ismtk.errors import InputError
 from ismtk.names import read_names, read_rows
 from ismtk.plm.esm import LoadedEsm, load_esm, save_fair_esm, save_hf
 from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
-from ismtk.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from ismtk.train.checkpoint import check_compatible, load_checkpoint, prepare_run_folder, save_checkpoint
 from ismtk.train.distributed import DistEnv, all_reduce_sum, broadcast_object, materialise, on_main, setup, teardown
 from ismtk.train.launch import DEFAULT_DEVICE
 from ismtk.train.metrics import MetricsLog, plot_metrics
@@ -54,6 +54,7 @@ from ismtk.train.schedule import warmup_cosine
 __all__ = [
     "CHECKPOINT_FILE",
     "Precision",
+    "RUN_OUTPUTS",
     "StructureTuneTrainer",
     "TuneConfig",
     "TuneResult",
@@ -70,6 +71,8 @@ __all__ = [
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: Name of the checkpoint in the run folder (the latest one).
 CHECKPOINT_FILE = "checkpoint.pt"
+#: What a run writes into its folder (removed when a run overwrites the folder).
+RUN_OUTPUTS = (CHECKPOINT_FILE, "config.json", "metrics.jsonl", "metrics.png", "export")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class TuneRuntime:
     loss (``GradScaler``).
     ``activation_checkpointing`` recomputes activations in the backward pass; ``fsdp`` shards weights,
     gradients and optimizer state over the processes. ``resume`` continues from the run folder's checkpoint;
+    without it a folder that holds files is refused, unless ``overwrite`` (its run's files are removed).
     ``stop_after`` stops (with a checkpoint) after that many steps; ``checkpoint_every`` also checkpoints
     every N steps (0: only at epoch ends); ``log_every``: steps between training records. ``device`` and
     ``threads`` (torch threads per process, ``None``: torch's choice) place the process.
@@ -116,6 +120,7 @@ class TuneRuntime:
     activation_checkpointing: bool = False
     fsdp: bool = False
     resume: bool = False
+    overwrite: bool = False
     stop_after: int | None = None
     checkpoint_every: int = 0
     log_every: int = 1
@@ -288,6 +293,8 @@ class StructureTuneTrainer:
         self.note = on_note if env.is_main and on_note else (lambda text: None)
         self.out = Path(runtime.out)
         self.checkpoint_path = self.out / CHECKPOINT_FILE
+        # rank 0 decides (and clears an overwritten run) before any rank writes
+        on_main(lambda: prepare_run_folder(self.out, runtime.resume, runtime.overwrite, RUN_OUTPUTS))
         per_step = runtime.micro_batch * env.world_size
         if config.batch_size % per_step:
             raise InputError(
@@ -532,7 +539,9 @@ class StructureTuneTrainer:
                 plain = StructureTuner(self.esm_config.build(), self.streams)
             plain.load_state_dict(state, assign=True)  # the gathered tensors themselves, not a copy
             plain.esm.lm_head.weight = plain.esm.embed_tokens.weight
-        return export(plain, self.out / "export")
+        with atomic_folder(self.out / "export") as folder:  # never half of one model and half of another
+            files = export(plain, folder)
+        return [self.out / "export" / f.relative_to(folder) for f in files]
 
 
 def _shard(model: StructureTuner) -> None:

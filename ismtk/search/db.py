@@ -23,14 +23,13 @@ Arrays are memory-mapped on load, so opening a database costs only reading its n
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ismtk.atomic import atomic_folder
 from ismtk.errors import InputError
 from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
 
@@ -130,6 +129,8 @@ class SequenceDB:
             if aa is not None and name not in aa:
                 raise InputError(f"{aa_fasta}: no amino-acid record for {name!r}")
             records.append((name, tokens, aa[name] if aa is not None else None))
+        if not records:
+            raise InputError(f"{tokens_fasta}: no FASTA records (an empty file?)")
         return cls.from_records(records, alphabet, tokenizer)
 
     def save(self, path: str | Path) -> None:
@@ -137,9 +138,7 @@ class SequenceDB:
         path = Path(path)
         if path.exists() and not is_db(path):
             raise InputError(f"{path} exists and is not an ismtk database; refusing to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             (tmp / "names.txt").write_text("".join(f"{n}\n" for n in self.names))
             np.save(tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
             np.save(tmp / "tokens.npy", np.asarray(self.tokens, dtype=np.uint8))
@@ -151,33 +150,85 @@ class SequenceDB:
                 "amino_acids": self.aa is not None,
             }
             (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> SequenceDB:
-        """Open a database folder written by :meth:`save` (arrays memory-mapped)."""
+        """Open a database folder written by :meth:`save` (arrays memory-mapped).
+
+        Raises :class:`InputError` naming the file at fault when a file is missing, truncated, of another
+        type or shape than the format's, or when the files disagree.
+        """
         path = Path(path)
         try:
             header = json.loads((path / _HEADER).read_text())
+            if not isinstance(header, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: not an ismtk database (no readable {_HEADER}); make one with createdb") from exc
         if header.get("format") != DB_FORMAT or header.get("version") != DB_VERSION:
             found = f"{header.get('format')} v{header.get('version')}"
             raise InputError(f"{path}: database format {found} is not supported")
-        names = (path / "names.txt").read_text().splitlines()
-        offsets = np.load(path / "offsets.npy")
-        tokens = np.load(path / "tokens.npy", mmap_mode="r")
-        aa = np.load(path / "aa.npy", mmap_mode="r") if header["amino_acids"] else None
-        if len(names) != header["entries"] or offsets[-1] != len(tokens) or len(offsets) != len(names) + 1:
-            raise InputError(f"{path}: database files disagree on the number of entries/residues (damaged?)")
+        try:
+            entries, amino_acids = int(header["entries"]), bool(header["amino_acids"])
+            alphabet = Alphabet(str(header["alphabet"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path / _HEADER}: incomplete header ({exc}); make the database again with createdb"
+                             ) from exc
+        try:
+            names = (path / "names.txt").read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(_damaged(path / "names.txt", exc)) from exc
+        offsets = _load_array(path / "offsets.npy", np.int64, 1)
+        tokens = _load_array(path / "tokens.npy", np.uint8, 1, mmap=True)
+        aa = _load_array(path / "aa.npy", np.uint8, 1, mmap=True) if amino_acids else None
+        if len(names) != entries or len(offsets) != len(names) + 1 or offsets[0] != 0 or offsets[-1] != len(tokens):
+            raise InputError(f"{path}: database files disagree on the number of entries/residues (damaged?); "
+                             "make it again with createdb")
+        if aa is not None and len(aa) != len(tokens):
+            raise InputError(f"{path}: aa.npy and tokens.npy disagree (damaged?); make it again with createdb")
+        lengths = np.diff(offsets)
+        if (lengths < 0).any():
+            raise InputError(f"{path / 'offsets.npy'}: offsets go backwards (damaged?); make it again with createdb")
         if not names:
             raise InputError(f"{path}: the database is empty")
-        return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
+        if len(tokens) and int(tokens.max()) >= len(alphabet):
+            raise InputError(f"{path / 'tokens.npy'}: tokens beyond the alphabet of {len(alphabet)} (damaged?); make "
+                             "the database again with createdb")
+        if (lengths == 0).any():
+            empty = names[int(np.flatnonzero(lengths == 0)[0])]
+            raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "
+                             "again with createdb, which leaves such entries out")
+        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa)
+
+
+def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` array of the format's type and rank; :class:`InputError` naming the file otherwise."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(_damaged(path, exc)) from exc
+    if array.dtype != dtype or array.ndim != ndim:
+        raise InputError(f"{path}: a {array.ndim}-d {array.dtype} array where the database format has 1-d "
+                         f"{np.dtype(dtype)} (damaged, or not written by createdb); make it again with createdb")
+    return array
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    """Why database file ``path`` could not be read, and what to do, in one line."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError):
+        why = "missing"
+    elif "allow_pickle" in text:
+        why = "holds Python objects, which ismtk does not load (database arrays hold plain numbers)"
+    elif isinstance(exc, (EOFError, UnicodeDecodeError)) or any(s in text for s in _TRUNCATED):
+        why = "truncated or damaged"
+    else:
+        why = f"unreadable ({getattr(exc, 'strerror', None) or text})"
+    return f"{path}: {why}; make the database again with createdb"
+
+
+#: numpy's words for a file shorter than its header says.
+_TRUNCATED = ("mmap length", "cannot reshape", "Failed to read all data", "EOF")
 
 
 def is_db(path: str | Path) -> bool:

@@ -18,6 +18,7 @@ DPVVLVV
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -98,7 +99,7 @@ def read_fasta_records(path: str | Path) -> Iterator[FastaRecord]:
                     if name is None:
                         raise InputError(f"{path}: line {number}: sequence before the first '>' header (not FASTA?)")
                     chunks.append("".join(line.split()))
-        except (EOFError, OSError) as exc:
+        except (EOFError, OSError, zlib.error) as exc:
             raise InputError(f"{path}: truncated or corrupt file ({exc})") from exc
         if name is not None:
             yield FastaRecord(name, description, "".join(chunks))

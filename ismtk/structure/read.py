@@ -43,6 +43,7 @@ __all__ = [
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
 #: File name endings of path lists (one structure path per line, relative to the list's folder).
 LIST_SUFFIXES = (".txt", ".list")
+_EMPTY_FOLDER = f"folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)}, or PDB/mmCIF text without a suffix)"
 
 ChainNames = Literal["auto", "always", "never"]
 Format = Literal["auto", "pdb", "mmcif"]
@@ -77,30 +78,36 @@ class ReadOptions:
 
 
 class StructureFile(NamedTuple):
-    """The usable protein chains of one file and the chains that had to be skipped."""
+    """The usable protein chains of one file, the chains that had to be skipped, and warnings about what was
+    read (atoms dropped, a cut last line), one line each."""
 
     path: str
     chains: list[ProteinChain]
     skipped: list[StructureError]
+    warnings: tuple[str, ...] = ()
 
 
-def find_structure_files(inputs: Iterable[str | Path]) -> list[Path]:
+def find_structure_files(inputs: Iterable[str | Path], keep_missing: bool = False) -> list[Path]:
     """Expand files, folders (searched recursively by :data:`STRUCTURE_SUFFIXES`) and path lists.
 
     The order is the order of ``inputs``, each folder sorted by path, so results are reproducible.
-    Raises :class:`InputError` for a path that does not exist or a folder holding no structure.
+    Raises :class:`InputError` for a path that does not exist or a folder holding no structure; with
+    ``keep_missing`` such paths (a list's lines included) stay in the list in their place instead, so that a
+    batch reports them with the files that cannot be read (:func:`read_structure` raises
+    :class:`StructureError` for them) and goes on.
     """
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
-            if not files:
-                raise InputError(f"{path}: folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)})")
-            found.extend(files)
+            if not files and not keep_missing:
+                raise InputError(f"{path}: {_EMPTY_FOLDER}")
+            found.extend(files or [path])
         elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
-            found.extend(find_structure_files(path.parent / line for _, line in read_lines(path, "path list")))
-        elif path.is_file():
+            listed = (path.parent / line for _, line in read_lines(path, "path list"))
+            found.extend(find_structure_files(listed, keep_missing))
+        elif path.is_file() or keep_missing:
             found.append(path)
         else:
             raise InputError(f"{path}: no such file or folder")
@@ -151,6 +158,8 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
     path = Path(path)
     raw = _read_bytes(path)
     fmt = options.format if options.format != "auto" else detect_format(path, raw[:4096]) or "pdb"
+    warnings: list[str] = []
+    raw = _drop_cut_line(raw, fmt, warnings)
     structure = _parse(path, raw, fmt)
     if not any(len(chain) for model in structure for chain in model):
         raise StructureError(path, "no atoms found (not a PDB or mmCIF file?)")
@@ -164,21 +173,24 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
     built: list[tuple[str, dict]] = []
     skipped: list[StructureError] = []
     ligands: list[_Atoms] = []
+    dropped: list[str] = []
     for chain_id, chain_atoms in _chains(atoms, blank_chain):
-        arrays = _chain_arrays(chain_atoms, options, ligands)
+        arrays = _chain_arrays(chain_atoms, options, ligands, dropped)
         if arrays is None:
             continue
         if not arrays["sequence"]:
             skipped.append(StructureError(path, "amino-acid residues but none with a C-alpha atom", chain_id))
             continue
         built.append((chain_id, arrays))
+    if dropped:
+        warnings.append(_non_finite_warning(dropped))
     chains = _named_chains(path, built, skipped, options)
     if ligands:
         lig = _Atoms.concatenate(ligands)
         chains = _attach_ligands(
             chains, lig.pos.astype(np.float32), lig.element.astype("<U2"), _strings(lig.name, "<U4")
         )
-    return StructureFile(str(path), chains, skipped)
+    return StructureFile(str(path), chains, skipped, tuple(f"{path}: {w}" for w in warnings))
 
 
 def _named_chains(
@@ -223,8 +235,12 @@ def _is_structure_file(path: Path) -> bool:
 
 
 def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():  # a folder given as input that holds no structure (find_structure_files keep_missing)
+        raise StructureError(path, _EMPTY_FOLDER)
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StructureError(path, "no such file or folder") from None
     except OSError as exc:
         raise StructureError(path, f"cannot read file ({exc.strerror or exc})") from exc
     if raw[:2] == b"\x1f\x8b":
@@ -256,7 +272,41 @@ def _parse(path: Path, raw: bytes, fmt: str) -> gemmi.Structure:
             return gemmi.read_pdb_string(_CHARGE_COLUMNS.sub(rb"\1", raw))
     except (RuntimeError, ValueError, IndexError) as exc:  # gemmi's parse errors name the line
         kind = "mmCIF" if fmt == "mmcif" else "PDB"
-        raise StructureError(path, f"cannot parse as {kind}: {str(exc).strip().splitlines()[0]}") from exc
+        raise StructureError(path, f"cannot parse as {kind}: {_parse_message(str(exc))}") from exc
+
+
+#: Column where the z coordinate of a PDB ATOM/HETATM record ends.
+_PDB_COORDINATES_END = 54
+#: gemmi's position prefix of CIF syntax errors (``string:LINE:COLUMN(OFFSET): ``).
+_CIF_POSITION = re.compile(r"^string:(\d+):\d+(?:\(\d+\))?: ")
+
+
+def _parse_message(text: str) -> str:
+    """gemmi's parse error as one line: the reason with its line number (without gemmi's quoted line)."""
+    first = text.strip().splitlines()[0].rstrip(":") if text.strip() else "unreadable"
+    return _CIF_POSITION.sub(r"line \1: ", first)
+
+
+def _drop_cut_line(raw: bytes, fmt: str, warnings: list[str]) -> bytes:
+    """``raw`` without its last line when the file ends in the middle of a coordinate record (PDB: before the
+    end of the z coordinate, column 54; mmCIF: with fewer values than the row before), which would read as
+    wrong coordinates or not at all. Says so in ``warnings``."""
+    if raw.endswith((b"\n", b"\r")):
+        return raw
+    start = raw.rfind(b"\n") + 1
+    last = raw[start:]
+    if not last.startswith((b"ATOM", b"HETATM")):
+        return raw
+    if fmt == "pdb":
+        cut = len(last.rstrip()) < _PDB_COORDINATES_END
+    else:
+        previous = raw[raw.rfind(b"\n", 0, max(start - 1, 0)) + 1 : start]
+        cut = len(last.split()) < len(previous.split())
+    if not cut:
+        return raw
+    line = raw.count(b"\n") + 1
+    warnings.append(f"the file ends in the middle of line {line} (truncated?); read the lines before it")
+    return raw[:start]
 
 
 # --- gemmi structure to per-atom arrays ------------------------------------------------------------------------
@@ -433,10 +483,12 @@ def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndar
     return heads[valid][by_place], sources[valid][by_place]
 
 
-def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms]) -> dict | None:
+def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms], dropped: list[_Dropped]) -> dict | None:
     """Per-atom and per-residue arrays of one chain, or ``None`` if it holds no amino acid.
 
-    Residues that are not amino acids go to ``ligands`` (heavy atoms) when ``options.ligands``.
+    Residues that are not amino acids go to ``ligands`` (heavy atoms) when ``options.ligands``. Atoms with
+    non-finite coordinates are left out, and so is a residue whose backbone atom has them; each goes to
+    ``dropped``.
     """
     slot, variant = _residue_slots(atoms)
     keep, source = _pick_atoms(atoms, variant)
@@ -467,6 +519,10 @@ def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms]) ->
     if not options.hydrogens:
         heavy = (elements != b"H") & (elements != b"D")
         src, res_index, elements = src[heavy], res_index[heavy], elements[heavy]
+    finite = np.isfinite(atoms.pos[src]).all(axis=1)
+    if not finite.all():
+        keep_atom = _drop_non_finite(atoms, src, res_index, finite, resnames, first_atom, dropped)
+        src, res_index, elements = src[keep_atom], res_index[keep_atom], elements[keep_atom]
     is_ca = atoms.name[src] == _CA
     has_ca = np.zeros(len(resnames), dtype=bool)
     has_ca[res_index[is_ca]] = True
@@ -490,6 +546,49 @@ def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms]) ->
         "insertion_codes": np.where(icodes == 32, 0, icodes).astype(np.uint8).view("S1").astype("<U1"),
         "ca_index": ca_index.astype(np.int32),
     }
+
+
+class _Dropped(NamedTuple):
+    """An atom left out for non-finite coordinates: ``residue`` names its residue, ``atom`` the atom's name;
+    ``whole``: the residue went with it (a backbone atom)."""
+
+    residue: str
+    atom: str
+    whole: bool
+
+
+#: Backbone atoms: one with non-finite coordinates takes its residue out.
+_BACKBONE = np.array([_code(name) for name in ("N", "CA", "C", "O")], np.int64)
+
+
+def _drop_non_finite(
+    atoms: _Atoms,
+    src: np.ndarray,
+    res_index: np.ndarray,
+    finite: np.ndarray,
+    resnames: np.ndarray,
+    first_atom: np.ndarray,
+    dropped: list[_Dropped],
+) -> np.ndarray:
+    """``(n,) bool`` atoms of ``src`` to keep: those with finite coordinates in residues whose backbone atoms
+    (N, CA, C, O) all have them. Every atom with non-finite coordinates goes to ``dropped``."""
+    bad = np.flatnonzero(~finite)
+    bad_residues = np.unique(res_index[bad[np.isin(atoms.name[src[bad]], _BACKBONE)]])
+    for k in bad.tolist():
+        r = int(res_index[k])
+        first = first_atom[r]
+        residue = f"chain {_text(atoms.chain[first]) or '-'} {_text(resnames[r])} {atoms.resnum[first]}"
+        residue += chr(atoms.icode[first]).strip()
+        dropped.append(_Dropped(residue, _text(atoms.name[src[k]]), r in bad_residues))
+    return finite & ~np.isin(res_index, bad_residues)
+
+
+def _non_finite_warning(dropped: list[_Dropped]) -> str:
+    """One line about the atoms of :func:`_drop_non_finite`, the first few named."""
+    shown = "; ".join(f"{d.residue} {d.atom}" for d in dropped[:3]) + ("; ..." if len(dropped) > 3 else "")
+    residues = len({d.residue for d in dropped if d.whole})
+    whole = f", and {residues} residue(s) whose backbone atom was among them" if residues else ""
+    return f"dropped {len(dropped)} atom(s) with non-finite coordinates ({shown}){whole}"
 
 
 def _has_point_mutations(slot: np.ndarray, variant: np.ndarray) -> bool:
@@ -561,7 +660,7 @@ def _element_of(atom_name: str, element_column: str) -> str:
 
 def _collect_ligands(atoms: _Atoms, source: np.ndarray, amino: np.ndarray, ligands: list[_Atoms]) -> None:
     src = source[~amino]
-    heavy = (atoms.element[src] != b"H") & (atoms.element[src] != b"D")
+    heavy = (atoms.element[src] != b"H") & (atoms.element[src] != b"D") & np.isfinite(atoms.pos[src]).all(axis=1)
     ligands.append(atoms.take(src[heavy]))
 
 

@@ -21,6 +21,11 @@ ELEMENTS = ("C", "H", "N", "O", "P", "S", "X")
 WATER_NAMES = frozenset({"HOH", "WAT", "DOD", "H2O", "SOL", "TIP", "TIP3"})
 
 _ELEMENT_INDEX = {e: i for i, e in enumerate(ELEMENTS)}
+#: Elements counted as another one. Selenium is the crystallographer's stand-in for sulphur (selenomethionine,
+#: MSE, replaces methionine for phasing; selenocysteine is cysteine's twin): read as sulphur, such a residue and
+#: its neighbours get the tokens of the protein it stands for (as the unknown element X, a quarter of MSE tokens
+#: and a seventh of the tokens around them differed, benchmarks/mse_tokens.py).
+_ELEMENT_ALIASES = {"SE": "S"}
 
 
 def one_letter_code(resname: str) -> str | None:
@@ -41,5 +46,10 @@ def one_letter_code(resname: str) -> str | None:
 
 
 def element_index(element: str) -> int:
-    """Index of an element symbol in :data:`ELEMENTS` (``X`` for anything else)."""
-    return _ELEMENT_INDEX.get(element.strip().upper(), _ELEMENT_INDEX["X"])
+    """Index of an element symbol in :data:`ELEMENTS` (selenium counts as sulphur, ``X`` is anything else).
+
+    >>> [ELEMENTS[element_index(e)] for e in ("C", "se", "Fe")]
+    ['C', 'S', 'X']
+    """
+    symbol = element.strip().upper()
+    return _ELEMENT_INDEX.get(_ELEMENT_ALIASES.get(symbol, symbol), _ELEMENT_INDEX["X"])

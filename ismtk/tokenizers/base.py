@@ -20,10 +20,14 @@ MAX_MISSING_BACKBONE = 0.5
 
 
 def require_backbone(chain: ProteinChain, need: str) -> None:
-    """Raise :class:`StructureError` for CA-only traces and chains where most residues lack N or C.
+    """Raise :class:`StructureError` for CA-only traces, chains where most residues lack N or C, and chains
+    with non-finite coordinates (which tokenizers would turn into garbage; :func:`~ismtk.structure.read_structure`
+    drops such atoms).
 
     ``need`` says what the tokenizer needs, for the message (e.g. "3Di needs backbone N, CA and C atoms").
     """
+    if not np.isfinite(chain.coords).all():
+        raise StructureError(chain.source, "atoms with non-finite (NaN or infinite) coordinates", chain.chain_id)
     backbone = chain.has_atoms(("N", "C"))
     missing = 1.0 - backbone.mean()
     if missing > MAX_MISSING_BACKBONE:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,15 @@ import torch
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "rng_state", "set_rng_state"]
+__all__ = [
+    "check_compatible",
+    "load_checkpoint",
+    "prepare_run_folder",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "unreadable",
+]
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
@@ -33,7 +44,49 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise InputError(f"{path}: not a readable ismtk checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise unreadable(path, "ismtk checkpoint", exc) from exc
+
+
+#: The object torch's weights-only unpickler refused (``Unsupported global: GLOBAL builtins.print ...``).
+_REFUSED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def unreadable(path: str | Path, what: str, exc: BaseException) -> InputError:
+    """The error for a torch file (checkpoint, weights) that ``torch.load(weights_only=True)`` could not read:
+    one line naming the file and what is wrong with it, in ismtk's words (torch's own message advises loading
+    the file without ``weights_only``, which would run any code the file holds)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only" in text:
+        refused = _REFUSED.search(text)
+        found = f" ({refused.group(1)})" if refused else ""
+        why = (f"holds Python objects{found} besides tensors and plain values; ismtk loads weights only and does "
+               "not run code from files (a file of your own: save it as a plain state dict, "
+               "torch.save(model.state_dict()))")
+    elif isinstance(exc, (EOFError, KeyError)) or "central directory" in text or "zip archive" in text:
+        why = "truncated, damaged or not a torch file"
+    else:
+        why = text.strip().splitlines()[0] if text.strip() else "unreadable"
+    return InputError(f"{path}: not a readable {what}: {why}")
+
+
+def prepare_run_folder(folder: str | Path, resume: bool, overwrite: bool, outputs: tuple[str, ...],
+                       remove: bool = True) -> None:
+    """Refuse to start a run in a folder that holds files, unless the run resumes (the folder's run goes on) or
+    overwrites it: then the files and folders of ``outputs`` (what a run writes there) are removed, by the process
+    with ``remove`` (rank 0), so that nothing of the old run is taken for the new one's."""
+    folder = Path(folder)
+    if resume or not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder")
+    if not any(folder.iterdir()):
+        return
+    if not overwrite:
+        raise InputError(f"{folder}: folder is not empty; add --resume to continue its run or --overwrite")
+    if remove:
+        for name in outputs:
+            path = folder / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], keys: tuple[str, ...], path: str) -> None:

@@ -8,6 +8,10 @@
   concatenating the outputs of shards 1..N gives the output of one run.
 - **Streaming and resume**: records are written to ``OUT.part`` as they come and renamed onto ``OUT`` at
   the end (:mod:`ismtk.workflows.resumable`); a killed run is continued with ``resume=True``.
+- **One path for every input**: a path that does not exist, a list line naming one, an unreadable file
+  and an unusable chain are all skipped and reported (:attr:`FileResult.skipped`); the batch goes on.
+- **Unique names**: a chain whose entry name an earlier chain already has is skipped and reported
+  (:class:`EntryNames`), so every record of the output is told apart.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -37,10 +41,12 @@ from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
 
 __all__ = [
     "CHUNK_FILES",
+    "CHUNK_SECONDS",
     "MIN_FILES_PER_WORKER",
     "TASKS_PER_WORKER",
     "EncodeSummary",
     "EncodedChain",
+    "EntryNames",
     "FileResult",
     "Shard",
     "default_threads",
@@ -53,7 +59,10 @@ __all__ = [
 
 #: Largest number of files a worker encodes per task (fewer when there are few files per worker).
 CHUNK_FILES = 16
-#: Tasks in flight per worker: enough to keep it busy, few enough to bound memory.
+#: Work per task, in seconds: slow files (ISM tokens) go one per task, so results (and the progress shown)
+#: come steadily instead of in jumps of :data:`CHUNK_FILES`.
+CHUNK_SECONDS = 0.5
+#: Chunks (of the largest size) in flight per worker: enough to keep it busy, few enough to bound memory.
 TASKS_PER_WORKER = 4
 #: Fewer files than this per worker are encoded in this process: starting workers costs more than it saves.
 MIN_FILES_PER_WORKER = 8
@@ -71,24 +80,56 @@ class EncodedChain:
     name: str
     sequence: str
     tokens: np.ndarray
+    chain_id: str = ""
 
 
 @dataclass(frozen=True)
 class FileResult:
-    """What came out of one file: its encoded chains and the chains (or whole file) skipped.
+    """What came out of one file: its encoded chains, the chains (or whole file) skipped, and warnings about
+    what was read (atoms dropped, a cut last line).
 
-    ``peak_rss`` is the peak resident memory, in bytes, of the process that encoded it (so far).
+    ``peak_rss`` is the peak resident memory, in bytes, of the process that encoded it (so far), ``seconds``
+    the time that process spent on the file.
     """
 
     path: str
     chains: list[EncodedChain]
     skipped: list[StructureError]
     peak_rss: int = 0
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
-        """True when nothing of the file could be encoded."""
-        return not self.chains and bool(self.skipped)
+        """True when the file as a whole could not be used (missing, unreadable, no protein chain); a file
+        whose chains were skipped one by one (a CA-only chain) is not failed, its chains are skipped."""
+        return any(problem.chain is None for problem in self.skipped)
+
+
+class EntryNames:
+    """Entry names given out so far: a chain whose name is taken is skipped, the first one keeps it.
+
+    ``names`` are names already taken (the records of a resumed run).
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._source: dict[str, str | None] = dict.fromkeys(names)
+
+    def claim(self, result: FileResult) -> FileResult:
+        """``result`` with the chains whose names are taken moved to its skipped chains; takes the others'."""
+        kept, skipped = [], list(result.skipped)
+        for chain in result.chains:
+            if chain.name in self._source:
+                first = self._source[chain.name]
+                by = f"{first}, read earlier" if first is not None else "an earlier record"
+                skipped.append(StructureError(
+                    result.path, f"entry name {chain.name} is already taken by {by}; rename one of the files "
+                    "(or use --chain-names always where chains collide)", chain.chain_id or chain.name,
+                ))
+            else:
+                self._source[chain.name] = result.path
+                kept.append(chain)
+        return result if len(kept) == len(result.chains) else replace(result, chains=kept, skipped=skipped)
 
 
 @dataclass(frozen=True)
@@ -137,19 +178,21 @@ def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = R
     An unexpected exception (a bug, not bad input) is reported as a skip too, so one file never stops a
     batch of millions.
     """
+    start = time.perf_counter()
     try:
         structure = read_structure(path, options)
         encoded, skipped = [], list(structure.skipped)
         for chain in structure.chains:
             try:
-                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain)))
+                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain), chain.chain_id))
             except StructureError as exc:
                 skipped.append(exc)
     except StructureError as exc:
-        return FileResult(str(path), [], [exc])
+        return FileResult(str(path), [], [exc], seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 -- reported per file, see docstring
-        return FileResult(str(path), [], [StructureError(path, f"internal error, please report: {exc!r}")])
-    return FileResult(str(path), encoded, skipped)
+        problem = StructureError(path, f"internal error, please report it ({type(exc).__name__}: {exc})")
+        return FileResult(str(path), [], [problem], seconds=time.perf_counter() - start)
+    return FileResult(str(path), encoded, skipped, warnings=structure.warnings, seconds=time.perf_counter() - start)
 
 
 def encode_files(
@@ -164,8 +207,10 @@ def encode_files(
     ``threads`` worker processes share the files, each using one core; or, with ``devices`` (e.g.
     ``["cuda:0", "cuda:1"]``), one worker per device with the tokenizer moved there. With one worker, or
     fewer than :data:`MIN_FILES_PER_WORKER` files per worker, this process encodes them itself.
-    Workers take chunks of consecutive files; at most :data:`TASKS_PER_WORKER` chunks per worker are in
-    flight. They die with this process, and stop at once when the caller stops iterating.
+    Workers take chunks of consecutive files, each about :data:`CHUNK_SECONDS` of work (at most
+    :data:`CHUNK_FILES` files); at most :data:`TASKS_PER_WORKER` chunks of the largest size per worker are in
+    flight (as many files in smaller chunks). They die with this process, and stop at once when the caller stops
+    iterating.
     """
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
@@ -175,7 +220,7 @@ def encode_files(
     if workers == 1:
         yield from _encode_here(paths, tokenizer, options, devices[0])
         return
-    chunk = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
+    largest = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
     context = _worker_context(tokenizer)
     queue = context.Queue()
     for device in devices[:workers]:
@@ -183,17 +228,42 @@ def encode_files(
     pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(tokenizer, options, queue, os.getpid())
     )
-    pending: deque[Future] = deque()
-    starts = iter(range(0, len(paths), chunk))
+    pending: deque[tuple[Future, int]] = deque()
+    pace = _Pace()
+    start = in_flight = 0
+    limit = workers * TASKS_PER_WORKER * largest  # files in flight, however they are chunked
     try:
-        for start in starts:
-            pending.append(pool.submit(_encode_chunk, paths[start : start + chunk]))
-            if len(pending) >= workers * TASKS_PER_WORKER:
-                yield from pending.popleft().result()
+        while start < len(paths):
+            chunk = pace.files_per_chunk(largest)
+            pending.append((pool.submit(_encode_chunk, paths[start : start + chunk]), chunk))
+            start += chunk
+            in_flight += chunk
+            if in_flight >= limit:
+                future, done = pending.popleft()
+                in_flight -= done
+                yield from pace.timed(future.result())
         while pending:
-            yield from pending.popleft().result()
+            yield from pace.timed(pending.popleft()[0].result())
     finally:
-        _stop(pool, pending)
+        _stop(pool, [future for future, _ in pending])
+
+
+class _Pace:
+    """Seconds per file seen so far, and the chunk size that makes about :data:`CHUNK_SECONDS` of work."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.seconds = 0.0
+
+    def timed(self, results: list[FileResult]) -> list[FileResult]:
+        self.files += len(results)
+        self.seconds += sum(r.seconds for r in results)
+        return results
+
+    def files_per_chunk(self, largest: int) -> int:
+        if not self.files:
+            return 1
+        return max(1, min(largest, int(CHUNK_SECONDS * self.files / max(self.seconds, 1e-9))))
 
 
 def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str) -> Iterator[FileResult]:
@@ -245,7 +315,7 @@ def _encode_chunk(paths: list[str]) -> list[FileResult]:
         results.append(encode_file(path, *_worker_state))
         _release_memory()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return [FileResult(r.path, r.chains, r.skipped, rss) for r in results]
+    return [replace(r, peak_rss=rss) for r in results]
 
 
 @functools.cache
@@ -287,7 +357,7 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="ismtk-parent-watch", daemon=True).start()
 
 
-def _stop(pool: ProcessPoolExecutor, pending: deque[Future]) -> None:
+def _stop(pool: ProcessPoolExecutor, pending: list[Future]) -> None:
     """Shut the pool down; on an early stop (error, Ctrl-C, caller gone) kill the workers at once."""
     if not pending:
         pool.shutdown(wait=True)
@@ -381,7 +451,9 @@ def _write(results, tokenizer: Tokenizer, out: ResumableFasta, on_result) -> Enc
         skipped_before=before.skipped,
     )
     start = time.perf_counter()
+    names = EntryNames(out.names())
     for result in results:
+        result = names.claim(result)
         summary.files += 1
         summary.failed_files += result.failed
         summary.skipped.extend(result.skipped)

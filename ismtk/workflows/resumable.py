@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -184,6 +185,16 @@ class ResumableFasta:
             outputs = []
         for output in outputs:
             Path(output + ".part").unlink(missing_ok=True)
+
+    def names(self) -> Iterator[str]:
+        """Names of the records already in the token output: those a resumed run kept."""
+        part = self.parts[0]
+        if part.flush() == 0:
+            return
+        with (gzip.open if part.gzip else open)(part.path, "rb") as handle:
+            for line in handle:
+                if line.startswith(b">"):
+                    yield line[1:].split(maxsplit=1)[0].decode()
 
     def write(self, name: str, tokens: str, amino_acids: str | None = None, description: str = "") -> None:
         """Append one record (and its amino acids when there is an amino-acid output); ``description`` is the

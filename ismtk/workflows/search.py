@@ -24,13 +24,15 @@ the query side is read (or encoded) with the target's tokenizer, and the default
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError, StructureError
+from ismtk.errors import InputError, IsmtkError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
@@ -40,7 +42,7 @@ from ismtk.search.search import Searcher, SearchOptions
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
-from ismtk.workflows.encode import encode_files
+from ismtk.workflows.encode import EntryNames, encode_files
 
 __all__ = [
     "DEFAULT_MODE",
@@ -60,7 +62,8 @@ Mode = Literal["tokens", "aa"]
 DEFAULT_MODE: Mode = "tokens"
 #: Inputs read as token FASTA (anything else is a database folder or structures).
 FASTA_SUFFIXES = (".fa", ".fasta", ".faa", ".fa.gz", ".fasta.gz", ".faa.gz")
-SkipHandler = Callable[[StructureError], None]
+#: Called with each input left out (a file, chain or FASTA record), before the work goes on without it.
+SkipHandler = Callable[[IsmtkError], None]
 _READ = ReadOptions()
 
 
@@ -80,7 +83,9 @@ def open_input(
     names its tokenizer in its header and a token FASTA in its records' tags (untagged FASTA are read as
     ``tokenizer``'s, else as :data:`~ismtk.tokenizers.DEFAULT_TOKENIZER`'s); ``tokenizer`` (the user's choice,
     or the target's for a query; ``given_by`` says which, for messages) must then be the same. Structures
-    are encoded with ``tokenizer`` (default 3Di); chains it cannot use go to ``on_skip`` and are left out.
+    are encoded with ``tokenizer`` (default 3Di). What cannot be used goes to ``on_skip`` and is left out: missing
+    or unreadable structure files, chains the tokenizer cannot use, FASTA records without a sequence, and entries
+    whose name an earlier entry has (the first keeps it).
     In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
     database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
     """
@@ -106,21 +111,47 @@ def open_input(
             if tag is not None:
                 tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
-        dbs = [SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.identity) for p in fasta]
-        records = ((n, db.token_seq(i), None) for db in dbs for i, n in enumerate(db.names))
+        dbs = [(p, SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.identity)) for p in fasta]
+        records = _usable_records(dbs, on_skip)
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
-    files = find_structure_files(paths)
-    chains = []
+    files = find_structure_files(paths, keep_missing=True)
+    chains, problems = [], []
+    names = EntryNames()
     for result in encode_files(files, tokenizer, options, threads):
+        result = names.claim(result)
         chains.extend(result.chains)
-        if on_skip is not None:
-            for problem in result.skipped:
-                on_skip(problem)
+        problems += result.skipped
+        for problem in result.skipped:
+            _skip(problem, on_skip)
     if not chains:
-        raise InputError(f"no chain could be encoded from {len(files)} structure file(s)")
+        first = f" (first: {problems[0]})" if problems else ""
+        raise InputError(f"no chain could be encoded from {len(files)} structure file(s){first}")
     records = ((c.name, c.tokens, c.sequence) for c in chains)
     return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
+
+
+def _usable_records(
+    dbs: list[tuple[Path, SequenceDB]], on_skip: SkipHandler | None
+) -> Iterator[tuple[str, np.ndarray, None]]:
+    """The records of token FASTA files, without those that have no sequence (nothing to align) or repeat an
+    earlier record's name (hits could not be told apart); those go to ``on_skip``."""
+    seen: set[str] = set()
+    for path, db in dbs:
+        for i, name in enumerate(db.names):
+            tokens = db.token_seq(i)
+            if not len(tokens):
+                _skip(InputError(f"{path}: record {name} has no sequence"), on_skip)
+            elif name in seen:
+                _skip(InputError(f"{path}: record name {name} is already taken by an earlier record"), on_skip)
+            else:
+                seen.add(name)
+                yield name, tokens, None
+
+
+def _skip(problem: IsmtkError, on_skip: SkipHandler | None) -> None:
+    if on_skip is not None:
+        on_skip(problem)
 
 
 def load_input(

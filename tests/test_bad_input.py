@@ -1,0 +1,402 @@
+"""Bad input a new user gives, made here from the real fixtures: no crash, no silent garbage, no lost output.
+
+Each test names the failure it keeps fixed: empty FASTA records, non-finite coordinates, one path for every
+input of a batch, truncated and extension-less files, errors as one line, repeated entry names, leftovers of
+killed runs, output folders, progress in logs and the weights-only refusal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import MMCIF, STRUCTURES, pdb_text
+from typer.testing import CliRunner
+
+from ismtk.atomic import atomic_folder, atomic_write, temporary_of
+from ismtk.cli import app, console
+from ismtk.cli.console import EXIT_ERROR, EXIT_SKIPPED
+from ismtk.errors import InputError, StructureError
+from ismtk.search.db import SequenceDB
+from ismtk.structure import read_structure
+from ismtk.tokenizers import ThreeDiTokenizer, read_fasta
+from ismtk.train.checkpoint import load_checkpoint
+from ismtk.workflows import resumable
+from ismtk.workflows.encode import encode_to_fasta
+
+runner = CliRunner()
+TOKENIZER = ThreeDiTokenizer()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _atoms(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _one_error_line(output: str, *words: str) -> None:
+    """The output holds exactly one ``error:`` line, with ``words`` in it, and no traceback."""
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+
+
+def _tokens_of(path: Path) -> dict[str, str]:
+    return dict(read_fasta(path))
+
+
+# --- 1. empty FASTA records -------------------------------------------------------------------------------
+def test_empty_fasta_records_are_skipped_by_createdb_search_and_easy_search(tmp_path):
+    query, target = tmp_path / "q.fasta", tmp_path / "t.fasta"
+    query.write_text(">q1 tokenizer=3di\nDPVVLVVDPV\n>q_empty tokenizer=3di\n\n")
+    target.write_text(">t1 tokenizer=3di\nDPVVLVVDPVVLVV\n>t_empty tokenizer=3di\n>t2 tokenizer=3di\nACDEFGHIKL\n")
+    result = _cli("createdb", target, tmp_path / "db")
+    assert result.exit_code == EXIT_SKIPPED and "record t_empty has no sequence" in result.output, result.output
+    assert SequenceDB.load(tmp_path / "db").names == ["t1", "t2"]
+    for args in (["search", query, tmp_path / "db", "-o", tmp_path / "a.m8"],
+                 ["easy-search", query, target, tmp_path / "b.m8"]):
+        result = _cli(*args)
+        assert result.exit_code == EXIT_SKIPPED and "record q_empty has no sequence" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert (tmp_path / "a.m8").read_text().split()[:2] == ["q1", "t1"]
+    assert (tmp_path / "a.m8").read_text() == (tmp_path / "b.m8").read_text()
+
+
+def test_a_database_with_an_empty_entry_is_refused_naming_it(tmp_path):
+    """Databases of older versions could hold empty entries, which crashed the aligner."""
+    records = [("a", np.array([1, 2, 3], np.uint8), None), ("hollow", np.array([], np.uint8), None)]
+    SequenceDB.from_records(records, TOKENIZER.alphabet, "3di").save(tmp_path / "old")
+    with pytest.raises(InputError, match="entry hollow has no tokens"):
+        SequenceDB.load(tmp_path / "old")
+    result = _cli("search", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "old", "-o", tmp_path / "hits.m8")
+    assert result.exit_code == EXIT_ERROR
+    _one_error_line(result.output, "hollow", "createdb")
+
+
+# --- 4. non-finite coordinates ---------------------------------------------------------------------------
+def _with_coordinate(text: str, atom: str, value: str) -> tuple[str, str, str]:
+    """``text`` with the x of the first ``atom`` record set to ``value``; also the text without that atom's line,
+    and the text without its whole residue."""
+    lines = _atoms(text)
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("ATOM") and ln[12:16] == atom)
+    residue = lines[k][17:27]
+    changed = lines[:k] + [f"{lines[k][:30]}{value:>8}{lines[k][38:]}"] + lines[k + 1 :]
+    without_atom = lines[:k] + lines[k + 1 :]
+    without_residue = [ln for ln in lines if not (ln.startswith(("ATOM", "HETATM")) and ln[17:27] == residue)]
+    return "".join(changed), "".join(without_atom), "".join(without_residue)
+
+
+def _same_chains(a, b) -> None:
+    assert [c.chain_id for c in a.chains] == [c.chain_id for c in b.chains]
+    for x, y in zip(a.chains, b.chains, strict=True):
+        assert x.sequence == y.sequence
+        np.testing.assert_array_equal(x.coords, y.coords)
+        np.testing.assert_array_equal(x.atom_names, y.atom_names)
+        np.testing.assert_array_equal(x.atom_residue, y.atom_residue)
+
+
+@pytest.mark.parametrize(("atom", "value", "drops"), [(" CB ", "nan", "atom"), (" CA ", "inf", "residue"),
+                                                      (" O  ", "-inf", "residue")])
+def test_non_finite_coordinates_drop_the_atom_or_its_residue_with_a_warning(tmp_path, atom, value, drops):
+    changed, without_atom, without_residue = _with_coordinate(pdb_text("1FQJ_l_u"), atom, value)
+    paths = {}
+    for name, text in (("bad", changed), ("atom", without_atom), ("residue", without_residue)):
+        paths[name] = tmp_path / f"{name}.pdb"
+        paths[name].write_text(text)
+    bad = read_structure(paths["bad"])
+    _same_chains(bad, read_structure(paths["atom" if drops == "atom" else "residue"]))
+    [warning] = bad.warnings
+    assert str(paths["bad"]) in warning and "non-finite coordinates" in warning and atom.strip() in warning
+    assert ("residue(s) whose backbone" in warning) == (drops != "atom")
+    result = _cli("encode", paths["bad"], "-o", tmp_path / "bad.fasta", "-t", "1")  # ISM tokens
+    assert result.exit_code == 0 and "warning:" in result.output and "non-finite" in result.output, result.output
+    expected = paths["atom" if drops == "atom" else "residue"]
+    assert _cli("encode", expected, "-o", tmp_path / "expected.fasta", "-t", "1").exit_code == 0
+    assert list(_tokens_of(tmp_path / "bad.fasta").values()) == list(_tokens_of(tmp_path / "expected.fasta").values())
+
+
+def test_tokenizers_refuse_chains_with_non_finite_coordinates():
+    """Chains built by hand (not read) with NaN coordinates: an error, never garbage tokens or a crash."""
+    from dataclasses import replace
+
+    from ismtk.tokenizers import load_tokenizer
+
+    chain = read_structure(STRUCTURES / "d1a32a_.pdb.gz").chains[0]
+    coords = chain.coords.copy()
+    coords[7] = np.nan
+    for tokenizer in (TOKENIZER, load_tokenizer("ism")):
+        with pytest.raises(StructureError, match="non-finite"):
+            tokenizer.encode(replace(chain, coords=coords))
+
+
+# --- 5. one path for every input -----------------------------------------------------------------------
+@pytest.fixture()
+def batch(tmp_path, bad_files) -> list[Path]:
+    """Inputs of every kind, some good: a file, a missing path, a list with a good and a missing line, a folder
+    with an unreadable file, an empty folder, a CA-only file."""
+    good = tmp_path / "good"
+    good.mkdir()
+    for name in ("1FQJ_l_u", "d1a32a_", "2HPR"):
+        shutil.copy(STRUCTURES / f"{name}.pdb.gz", good)
+    (tmp_path / "list.txt").write_text("good/d1a32a_.pdb.gz\n# a comment\ngood/gone.pdb\n")
+    (tmp_path / "folder").mkdir()
+    shutil.copy(good / "2HPR.pdb.gz", tmp_path / "folder")
+    shutil.copy(bad_files["binary"], tmp_path / "folder" / "unreadable.pdb")
+    (tmp_path / "empty").mkdir()
+    return [good / "1FQJ_l_u.pdb.gz", tmp_path / "missing.pdb", tmp_path / "list.txt", tmp_path / "folder",
+            tmp_path / "empty", bad_files["ca_only"]]
+
+
+def test_encode_takes_every_input_through_one_path(batch, tmp_path):
+    out = tmp_path / "tokens.fasta"
+    result = _cli("encode", *batch, "-o", out, "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_SKIPPED, result.output
+    for named in ("missing.pdb: no such file", "gone.pdb: no such file", "unreadable.pdb: binary",
+                  "empty: folder holds no structure file", "ca_only.pdb chain"):
+        assert named in result.output, named
+    assert "skipped 4 file(s) and 1 chain(s)" in result.output
+    singles = {}
+    for path in (batch[0], batch[0].parent / "d1a32a_.pdb.gz", batch[0].parent / "2HPR.pdb.gz"):
+        encode_to_fasta([path], TOKENIZER, tmp_path / "one.fasta")
+        singles.update(_tokens_of(tmp_path / "one.fasta"))
+    assert _tokens_of(out) == singles
+
+
+def test_createdb_takes_every_input_through_one_path_and_sums_up(batch, tmp_path):
+    result = _cli("createdb", *batch, tmp_path / "db", "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_SKIPPED, result.output
+    for named in ("missing.pdb", "gone.pdb", "unreadable.pdb", "empty", "ca_only.pdb"):
+        assert named in result.output, named
+    assert "skipped 5 input(s)" in result.output and "wrote 3 entries" in result.output
+    assert sorted(SequenceDB.load(tmp_path / "db").names) == ["1FQJ_l_u", "2HPR", "d1a32a_"]
+
+
+# --- 6. truncated and odd files --------------------------------------------------------------------------
+@pytest.mark.parametrize("cut", [5, 20, 33, 53])
+def test_a_pdb_cut_in_a_coordinate_line_reads_the_lines_before_it(tmp_path, cut):
+    text = pdb_text("d1a32a_").encode()
+    start = text.index(b"\nATOM", len(text) // 2) + 1
+    (tmp_path / "cut.pdb").write_bytes(text[: start + cut])
+    (tmp_path / "whole_lines.pdb").write_bytes(text[:start])
+    cut_file = read_structure(tmp_path / "cut.pdb")
+    _same_chains(cut_file, read_structure(tmp_path / "whole_lines.pdb"))
+    line = text[:start].count(b"\n") + 1
+    assert cut_file.warnings == (f"{tmp_path / 'cut.pdb'}: the file ends in the middle of line {line} (truncated?); "
+                                 "read the lines before it",)
+    # cut after the coordinates, the line is whole enough: read as it is, without a warning
+    (tmp_path / "late.pdb").write_bytes(text[: start + 60])
+    assert read_structure(tmp_path / "late.pdb").warnings == ()
+
+
+def test_an_mmcif_cut_in_a_row_reads_the_rows_before_it(tmp_path):
+    text = gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes())
+    start = text.index(b"\nATOM", len(text) // 2) + 1
+    (tmp_path / "cut.cif").write_bytes(text[: start + 25])
+    (tmp_path / "rows.cif").write_bytes(text[:start])
+    cut_file = read_structure(tmp_path / "cut.cif")
+    _same_chains(cut_file, read_structure(tmp_path / "rows.cif"))
+    assert "ends in the middle of line" in cut_file.warnings[0]
+
+
+def test_unreadable_lines_are_named_without_exception_classes(tmp_path):
+    pdb = _atoms(pdb_text("d1a32a_"))
+    k = next(i for i, ln in enumerate(pdb) if ln.startswith("ATOM"))
+    (tmp_path / "short.pdb").write_text("".join(pdb[:k] + ["ATOM      1  N\n"] + pdb[k:]))
+    cif = gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()).decode().splitlines(keepends=True)
+    j = next(i for i, ln in enumerate(cif) if ln.startswith("ATOM"))
+    (tmp_path / "quote.cif").write_text("".join(cif[:j] + ['ATOM 1 "unterminated\n'] + cif[j:]))
+    for name, line in (("short.pdb", k + 1), ("quote.cif", j + 1)):
+        with pytest.raises(StructureError) as info:
+            read_structure(tmp_path / name)
+        message = str(info.value)
+        assert f"line {line}:" in message and "Error" not in message and "string:" not in message, message
+        assert "\n" not in message and not message.endswith(":")
+
+
+def test_files_without_a_suffix_are_read_by_content_and_format_forces_one(tmp_path):
+    folder = tmp_path / "astral"
+    folder.mkdir()
+    (folder / "d1a32a_").write_text(pdb_text("d1a32a_"))
+    (folder / "d1hz6__").write_bytes(gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()))
+    (folder / "README").write_text("not a structure\n")
+    out = tmp_path / "t.fasta"
+    result = _cli("encode", folder, "-o", out, "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(_tokens_of(out)) == ["d1a32a_", "d1hz6___A", "d1hz6___B", "d1hz6___C"]
+    misnamed = tmp_path / "really_mmcif.pdb"
+    misnamed.write_bytes((folder / "d1hz6__").read_bytes())
+    result = _cli("encode", misnamed, "-o", out, "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_ERROR and "cannot parse as PDB" in result.output
+    result = _cli("encode", misnamed, "-o", out, "--tokenizer", "3di", "-t", "1", "--format", "mmcif")
+    assert result.exit_code == 0 and len(_tokens_of(out)) == 3, result.output
+
+
+# --- 7. errors as one line --------------------------------------------------------------------------------
+def test_an_output_naming_a_folder_is_refused_before_any_work(tmp_path):
+    folder = tmp_path / "already_a_folder"
+    folder.mkdir()
+    inputs = [STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "missing.pdb"]  # work would report the missing file
+    for args in (["encode", *inputs, "-o", folder], ["encode", *inputs, "-o", tmp_path / "t.fa", "--aa-output", folder],
+                 ["search", *inputs[:1], *inputs[:1], "-o", folder], ["easy-search", *inputs[:1], *inputs[:1], folder]):
+        result = _cli(*args)
+        assert result.exit_code == EXIT_ERROR and "missing.pdb" not in result.output, result.output
+        _one_error_line(result.output, str(folder), "is a folder")
+    (tmp_path / "a_file").write_text("mine\n")
+    result = _cli("createdb", *inputs, tmp_path / "a_file")
+    assert result.exit_code == EXIT_ERROR and "missing.pdb" not in result.output
+    _one_error_line(result.output, "a_file", "not an ismtk database")
+    assert (tmp_path / "a_file").read_text() == "mine\n"
+
+
+def _damage(folder: Path, how: str) -> str:
+    """Damage a database folder; returns the file the error must name."""
+    if how == "truncated tokens":
+        data = (folder / "tokens.npy").read_bytes()
+        (folder / "tokens.npy").write_bytes(data[: len(data) - 50])
+        return "tokens.npy"
+    if how == "missing names":
+        (folder / "names.txt").unlink()
+        return "names.txt"
+    if how == "pickled offsets":
+        offsets = np.load(folder / "offsets.npy")
+        np.save(folder / "offsets.npy", np.array(offsets.tolist(), dtype=object), allow_pickle=True)
+        return "offsets.npy"
+    (folder / "offsets.npy").write_bytes((folder / "offsets.npy").read_bytes()[:-3])
+    return "offsets.npy"
+
+
+@pytest.mark.parametrize("how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets"])
+def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
+    assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", STRUCTURES / "2HPR.pdb.gz", tmp_path / "db").exit_code == 0
+    name = _damage(tmp_path / "db", how)
+    result = _cli("search", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "db", "-o", tmp_path / "hits.m8")
+    assert result.exit_code == EXIT_ERROR
+    _one_error_line(result.output, str(tmp_path / "db" / name), "createdb")
+
+
+def test_the_weights_only_refusal_does_not_advise_turning_safety_off(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would have run",))
+
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError) as info:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'evil.pt'}: ") and "\n" not in message
+    reason = message.removeprefix(f"{tmp_path / 'evil.pt'}: ")
+    assert "Python objects (builtins.print)" in reason or "Python objects (print)" in reason, reason
+    assert "weights_only" not in reason and "trust" not in reason and "UnpicklingError" not in reason
+
+
+# --- 8. repeated entry names -------------------------------------------------------------------------------
+@pytest.fixture()
+def twice(tmp_path) -> Path:
+    """The same entry as PDB and (later in the folder's order) as mmCIF: 1HZ6_A/B/C twice."""
+    folder = tmp_path / "twice"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(STRUCTURES / "1HZ6.pdb.gz", folder)
+    shutil.copy(MMCIF / "1HZ6.cif.gz", folder / "sub")
+    shutil.copy(STRUCTURES / "d1a32a_.pdb.gz", folder)
+    return folder
+
+
+def test_repeated_entry_names_are_skipped_and_said(twice, tmp_path):
+    out = tmp_path / "t.fasta"
+    result = _cli("encode", twice, "-o", out, "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_SKIPPED, result.output
+    assert result.output.count("is already taken by") == 3 and "1HZ6.pdb.gz" in result.output
+    names = [line[1:].split()[0] for line in out.read_text().splitlines() if line.startswith(">")]
+    assert sorted(names) == ["1HZ6_A", "1HZ6_B", "1HZ6_C", "d1a32a_"]
+    result = _cli("createdb", twice, tmp_path / "db", "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_SKIPPED and result.output.count("is already taken by") == 3
+    assert sorted(SequenceDB.load(tmp_path / "db").names) == sorted(names)
+    fasta = tmp_path / "dup.fasta"
+    fasta.write_text(">x tokenizer=3di\nDPVVL\n>x tokenizer=3di\nACDEF\n")
+    result = _cli("createdb", fasta, tmp_path / "db2")
+    assert result.exit_code == EXIT_SKIPPED and "record name x is already taken" in result.output
+
+
+def test_repeated_names_are_caught_across_a_resume(twice, tmp_path, monkeypatch):
+    monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)
+    files = [twice / "1HZ6.pdb.gz", twice / "d1a32a_.pdb.gz", twice / "sub" / "1HZ6.cif.gz"]
+
+    def stop_after_first(result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_fasta(files, TOKENIZER, tmp_path / "t.fasta", on_result=stop_after_first)
+    summary = encode_to_fasta(files, TOKENIZER, tmp_path / "t.fasta", resume=True)
+    assert summary.resumed_files == 1 and len(summary.skipped) == 3
+    assert all("already taken by an earlier record" in str(s) for s in summary.skipped)
+    assert len(_tokens_of(tmp_path / "t.fasta")) == 4
+
+
+# --- 3, 9. leftovers of killed runs, folders, progress ---------------------------------------------------
+def test_leftovers_of_killed_writers_are_taken_over_and_live_ones_left_alone(tmp_path):
+    out = tmp_path / "hits.m8"
+    temporary_of(out).write_text("half of a killed run's output")
+    with atomic_write(out) as handle:
+        handle.write("new\n")
+    assert out.read_text() == "new\n" and not temporary_of(out).exists()
+    live = os.open(temporary_of(out), os.O_RDWR | os.O_CREAT)  # a writer still at work
+    fcntl.flock(live, fcntl.LOCK_EX)
+    try:
+        with atomic_write(out) as handle:
+            handle.write("second\n")
+        assert out.read_text() == "second\n" and temporary_of(out).exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == [".hits.m8.part"]
+    finally:
+        os.close(live)
+    leftover = temporary_of(tmp_path / "db")
+    leftover.mkdir()
+    (leftover / "names.txt").write_text("stale\n")
+    with atomic_folder(tmp_path / "db") as folder:
+        (folder / "names.txt").write_text("fresh\n")
+    assert (tmp_path / "db" / "names.txt").read_text() == "fresh\n" and not leftover.exists()
+
+
+def test_database_folders_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "db").exit_code == 0
+        assert (tmp_path / "db").stat().st_mode & 0o777 == 0o755
+        assert (tmp_path / "db" / "names.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_missing_output_folders_are_created_and_said(tmp_path):
+    out = tmp_path / "new" / "deeper" / "t.fasta"
+    result = _cli("encode", STRUCTURES / "d1a32a_.pdb.gz", "-o", out, "--tokenizer", "3di")
+    assert result.exit_code == 0 and f"created folder {out.parent} for t.fasta" in result.output
+    assert out.is_file()
+
+
+def test_progress_is_logged_as_lines_when_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(console, "LOG_SECONDS", 0.0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("1FQJ_l_u", "d1a32a_", "2HPR"):
+        shutil.copy(STRUCTURES / f"{name}.pdb.gz", folder)
+    result = _cli("encode", folder, "-o", tmp_path / "t.fasta", "--tokenizer", "3di", "-t", "1")
+    lines = [line for line in result.output.splitlines() if line.startswith("encoding: ")]
+    assert [line.split(" (")[0] for line in lines] == [f"encoding: {n} of 3 files" for n in (1, 2, 3)]
+    assert "elapsed" in lines[-1] and "left" in lines[-1]
+
+
+def test_the_readme_command_writes_where_git_ignores(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if "ismtk encode tests/data/structures" in line)
+    output = command.split(" -o ")[1].split()[0]
+    assert output.split("/")[0] + "/" == "out/" and "/out/" in (ROOT / ".gitignore").read_text().split()
