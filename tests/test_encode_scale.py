@@ -181,10 +181,11 @@ def _alive(pids: set[int]) -> list[int]:
 
 @pytest.fixture()
 def lots(many, tmp_path) -> Path:
-    """192 files: enough work for two workers to be caught in the middle of it."""
+    """1,440 files, several seconds of work (about 1 s per 200 files on a quiet 2-core machine): enough for two
+    workers to be caught in the middle of it, past the journal's first commit point."""
     copies = tmp_path / "more"
     copies.mkdir()
-    for k in range(8):
+    for k in range(60):
         for path in many.iterdir():
             shutil.copy(path, copies / f"{k}_{path.name}")
     return copies
@@ -204,6 +205,7 @@ def test_a_stopped_run_leaves_no_worker_and_resumes(lots, tmp_path, stop):
     journal = Path(f"{out}.resume")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        assert process.poll() is None, "the run ended before it could be stopped: give it more files"
         time.sleep(0.05)
     workers = _descendants(process.pid)
     assert len(journal.read_text().splitlines()) >= 2 and workers, "the run made no progress"

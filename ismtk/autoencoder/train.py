@@ -39,7 +39,7 @@ from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
+from ismtk.train.distributed import DistEnv, all_reduce_sum, process_group
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import shard
 from ismtk.train.progress import TrainProgress
@@ -166,11 +166,8 @@ def train_autoencoder(
     """
     if threads is not None:
         torch.set_num_threads(threads)
-    env = setup(device)
-    try:
+    with process_group(device) as env:
         return AutoencoderTrainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
-    finally:
-        teardown()
 
 
 class AutoencoderTrainer:

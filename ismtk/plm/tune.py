@@ -44,7 +44,7 @@ from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, prepare_run_folder, save_checkpoint
-from ismtk.train.distributed import DistEnv, all_reduce_sum, broadcast_object, materialise, on_main, setup, teardown
+from ismtk.train.distributed import DistEnv, all_reduce_sum, broadcast_object, materialise, on_main, process_group
 from ismtk.train.launch import DEFAULT_DEVICE
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import epoch_permutation, shard
@@ -271,11 +271,8 @@ def structure_tune(
     """
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-    env = setup(runtime.device)
-    try:
+    with process_group(runtime.device) as env:
         return StructureTuneTrainer(config, runtime, env, on_note).fit(on_progress)
-    finally:
-        teardown()
 
 
 class StructureTuneTrainer:

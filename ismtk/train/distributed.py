@@ -8,7 +8,8 @@ A trainer runs unchanged alone or under ``torchrun`` (nanoGPT's pattern): :func:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,7 +20,16 @@ from torch import nn
 from ismtk.errors import IsmtkError
 from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
-__all__ = ["DistEnv", "all_reduce_sum", "broadcast_object", "materialise", "on_main", "setup", "teardown"]
+__all__ = [
+    "DistEnv",
+    "all_reduce_sum",
+    "broadcast_object",
+    "materialise",
+    "on_main",
+    "process_group",
+    "setup",
+    "teardown",
+]
 
 T = TypeVar("T")
 
@@ -64,6 +74,18 @@ def teardown() -> None:
     """Destroy the process group, if any."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group(device: str = DEFAULT_DEVICE) -> Iterator[DistEnv]:
+    """:func:`setup` for the block, then :func:`teardown` once every rank has ended it (a rank that leaves while
+    rank 0 still writes a checkpoint can be aborted by gloo). After an error the group is left as it is: destroying
+    it collectively could hang on ranks that are still training; the launcher stops them."""
+    env = setup(device)
+    yield env
+    if dist.is_initialized():
+        dist.barrier()
+    teardown()
 
 
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
