@@ -1,6 +1,8 @@
 """Training the autoencoder: corpus filter, skips, exact resume, 2-process gloo == 1 process, CLI."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -36,6 +38,31 @@ def test_corpus_drops_benchmark_homologs_and_logs_it():
     assert any("dropped 1 row(s): homologous to scope40_dev bench" in n for n in corpus.notes)
     kept = load_corpus([DATA], corpus_filter=CorpusFilter(drop_bench_homologs=False))
     assert "1AY7_l_u.pdb.gz" in {Path(e.path).name for e in kept.train}
+
+
+def test_several_inputs_each_with_its_own_index(tmp_path):
+    """A TSV without cluster or split (CATH-like): every kept row is its own training cluster."""
+    extra = tmp_path / "cath"
+    (extra / "pdb").mkdir(parents=True)
+    for name in ("1BVN_l_u.pdb.gz", "1ACB_l_u.pdb.gz", "1D6R_l_u.pdb.gz"):
+        shutil.copy(DATA / "pdb" / name, extra / "pdb" / name.replace("_l_u", "_dom"))
+    table = extra / "classification.tsv"
+    table.write_text(
+        "domain_id\tfile\tn_res\tscope40_dev_homolog\n"
+        "a\tpdb/1BVN_dom.pdb.gz\t74\tmatrix_train\n"
+        "b\tpdb/1ACB_dom.pdb.gz\t70\tbench\n"
+    )
+    corpus = load_corpus([DATA, extra], [table])
+    by_name = {Path(e.path).name: e for e in corpus.train}
+    assert "1BVN_dom.pdb.gz" in by_name and "1ACB_dom.pdb.gz" not in by_name  # the bench homolog is dropped
+    assert by_name["1BVN_dom.pdb.gz"].chain is None and by_name["1BVN_dom.pdb.gz"].n_residues == 74
+    # the data/structures-style index of the first input is still used
+    assert "1AY7_l_u.pdb.gz" not in by_name and by_name["1ACB_l_u.pdb.gz"].cluster == "61"
+    # a file in no table is its own cluster
+    assert Path(by_name.get("1D6R_dom.pdb.gz", corpus.val[-1]).path).name == "1D6R_dom.pdb.gz"
+    clusters = [e.cluster for e in corpus.train]
+    assert len(clusters) == len(set(clusters)) == len(corpus.clusters)
+    assert any("classification.tsv: 2 rows, 1 train chains in 1 clusters" in n for n in corpus.notes)
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
@@ -77,6 +104,55 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
         train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, batch_size=4), device="cpu", threads=1, resume=True)
     with pytest.raises(InputError, match="nothing to resume"):
         train_autoencoder([DATA], tmp_path / "empty", MODEL, TRAIN, device="cpu", threads=1, resume=True)
+
+
+def test_run_folder_is_not_overwritten_by_accident(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(InputError, match="not empty.*--resume.*--overwrite"):
+        train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=3), device="cpu", threads=1)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    (tmp_path / "notes.txt").write_text("mine")
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1, overwrite=True)
+    assert latest_checkpoint(tmp_path).name == "step_0000001.pt"
+    assert [c.name for c in (tmp_path / "checkpoints").iterdir()] == ["step_0000001.pt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+
+
+def test_model_file_matches_the_checkpoint_resumed_from(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
+    saved = params(tmp_path)
+    # a run killed after its checkpoint but with a later model.pt: resume restores the pair
+    torch.save({k: v + 1 for k, v in saved.items()}, tmp_path / "model.pt")
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1, resume=True)
+    assert all(torch.equal(saved[k], v) for k, v in params(tmp_path).items())
+
+
+def test_best_model_and_time_budget(tmp_path):
+    cfg = replace(TRAIN, max_minutes=0.0, best_metric="aa_recovery")
+    train_autoencoder([DATA], tmp_path, MODEL, cfg, device="cpu", threads=1)
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [1]  # the budget is checked every log_every (1) steps: it stopped after the first
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["step"] == 1 and best["metric"] == "aa_recovery"
+    assert {"model.json", "model.pt"} <= {p.name for p in (tmp_path / "best").iterdir()}
+    with pytest.raises(InputError, match="best-metric"):
+        TrainAEConfig(best_metric="speed")
+
+
+def test_init_takes_the_matching_tensors_of_another_decoder(tmp_path):
+    old = replace(MODEL, decoder_input="embedding")
+    train_autoencoder([DATA], tmp_path / "old", old, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    messages: list[str] = []
+    train_autoencoder(
+        [DATA], tmp_path / "new", MODEL, replace(TRAIN, max_steps=1, lr=0.0), device="cpu", threads=1,
+        init=tmp_path / "old", log=messages.append,
+    )  # fmt: skip
+    source, new = params(tmp_path / "old"), params(tmp_path / "new")
+    assert torch.equal(source["blocks.0.local.qkv.weight"], new["blocks.0.local.qkv.weight"])
+    assert not torch.equal(source["dec_in.weight"], new["dec_in.weight"])  # the decoder input changed: fresh
+    note = next(m for m in messages if m.startswith("initialised"))
+    assert "dec_element.weight" in note and "coord_head.weight" in note
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

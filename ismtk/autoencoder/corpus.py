@@ -1,9 +1,9 @@
 """The autoencoder's training corpus: which chains, sampled how, streamed as microenvironment batches.
 
-A corpus is a list of chains with a sequence cluster and a split. With an ``index.csv`` (the layout of
-``data/structures/``) each row is a chain; rows homologous to benchmark sets are dropped by default (see
-:class:`CorpusFilter`). Without one, every file is its own cluster and a seeded 5% of the files is held out
-for validation. Each epoch takes one random chain per cluster (so lysozymes and antibodies do not dominate)
+A corpus is a list of chains with a sequence cluster and a split. In a chain index (``index.csv``, the
+layout of ``data/structures/``; several inputs may each have their own) each row is a chain; rows
+homologous to benchmark sets are dropped by default (see :class:`CorpusFilter`). A file in no index is its
+own cluster, and a seeded 5% of such files is held out for validation. Each epoch takes one random chain per cluster (so lysozymes and antibodies do not dominate)
 and at most ``residues_per_chain`` random residues of it; chains are read a few at a time, their
 microenvironments shuffled in a buffer and cut into fixed-size batches. Everything random depends only on
 ``(seed, epoch)``, so every rank sees the same global batches and a resumed run the same order.
@@ -99,57 +99,91 @@ class SkipLog:
 
 def load_corpus(
     inputs: Sequence[str | Path],
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     corpus_filter: CorpusFilter = CorpusFilter(),
     val_fraction: float = 0.05,
     seed: int = 0,
 ) -> Corpus:
     """The chains of ``inputs`` (files, folders, path lists), split into train and validation.
 
-    ``index``: a chain index CSV (``file, chain, cluster40, split`` and optionally ``n_residues``,
-    ``scope40_dev_homolog``, ``ts50_homolog``; ``file`` relative to the CSV's folder); by default an
-    ``index.csv`` at the top of an input folder is used. Only rows whose file is among the inputs are kept.
+    ``index``: one or several chain index tables (CSV, or TSV when the name ends in ``.tsv``): column ``file``
+    (relative to the table's folder) and optionally ``chain``, ``cluster40``, ``split`` (``train``/``val``),
+    ``n_residues`` (or ``n_res``), ``scope40_dev_homolog``, ``ts50_homolog``. Besides these, the
+    ``index.csv`` at the top of every input folder is used. Only rows whose file is among the inputs are
+    kept. Cluster ids are shared by all tables (so tables clustered jointly keep their clusters); a row
+    without a cluster is its own cluster, a row without a split is for training, a row without a chain
+    stands for one chain of its file. Input files in no table are each their own cluster, and a seeded
+    ``val_fraction`` of them is held out for validation.
     """
     files = find_structure_files(inputs)
-    if index is None:
-        found = [Path(p) / INDEX_NAME for p in inputs if (Path(p) / INDEX_NAME).is_file()]
-        index = found[0] if found else None
-    if index is None:
-        return _corpus_from_files(files, val_fraction, seed)
-    return _corpus_from_index(Path(index), {str(Path(f).resolve()) for f in files}, corpus_filter)
+    given = [index] if isinstance(index, (str, Path)) else list(index or [])
+    tables = [Path(t) for t in given] + [Path(p) / INDEX_NAME for p in inputs if (Path(p) / INDEX_NAME).is_file()]
+    seen: set[Path] = set()
+    tables = [t for t in tables if not (t.resolve() in seen or seen.add(t.resolve()))]
+    wanted = {str(Path(f).resolve()) for f in files}
+    corpus = Corpus([], [])
+    covered: set[str] = set()
+    for table in tables:
+        part, mentioned = _corpus_from_index(table, wanted, corpus_filter)
+        corpus.train += part.train
+        corpus.val += part.val
+        corpus.notes += part.notes
+        covered |= mentioned
+    rest = [f for f in files if str(Path(f).resolve()) not in covered]
+    if rest:
+        part = _corpus_from_files(rest, val_fraction, seed)
+        corpus.train += part.train
+        corpus.val += part.val
+        corpus.notes += part.notes
+    if not corpus.train:
+        raise InputError(
+            "no training chains left among the inputs (check the paths, the chain indexes and the filters)"
+        )
+    return corpus
 
 
-def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter) -> Corpus:
+def _read_table(index: Path) -> list[dict[str, str]]:
     try:
         with index.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = list(csv.DictReader(handle, delimiter="\t" if index.name.lower().endswith(".tsv") else ","))
     except OSError as exc:
         raise InputError(f"{index}: cannot read the chain index ({exc.strerror})") from exc
-    missing = {"file", "chain", "cluster40", "split"} - set(rows[0] if rows else {})
-    if missing:
-        raise InputError(f"{index}: chain index lacks column(s) {', '.join(sorted(missing))}")
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(f"{index}: not a chain index table ({exc})") from exc
+    if "file" not in (rows[0] if rows else {}):
+        raise InputError(f"{index}: chain index lacks the column 'file'")
+    return rows
+
+
+def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter) -> tuple[Corpus, set[str]]:
+    """The kept rows of one table, and every input file the table mentions (kept or dropped)."""
+    rows = _read_table(index)
     kept: list[CorpusEntry] = []
+    mentioned: set[str] = set()
     dropped = Counter()
     for row in rows:
         path = str((index.parent / row["file"]).resolve())
         if path not in files:
             dropped["file not among the inputs"] += 1
             continue
-        if corpus_filter.drop_bench_homologs and "bench" in row.get("scope40_dev_homolog", ""):
+        mentioned.add(path)
+        if corpus_filter.drop_bench_homologs and "bench" in (row.get("scope40_dev_homolog") or ""):
             dropped["homologous to scope40_dev bench"] += 1
             continue
-        if corpus_filter.drop_ts50_homologs and row.get("ts50_homolog", "0").strip() == "1":
+        if corpus_filter.drop_ts50_homologs and (row.get("ts50_homolog") or "0").strip() == "1":
             dropped["homologous to ts50"] += 1
             continue
-        n = row.get("n_residues", "").strip()
-        kept.append(CorpusEntry(path, row["chain"], row["cluster40"], row["split"], int(n) if n.isdigit() else None))
+        chain = row.get("chain")
+        cluster = (row.get("cluster40") or "").strip() or f"{path}:{chain}"
+        n = (row.get("n_residues") or row.get("n_res") or "").strip()
+        split = (row.get("split") or "").strip() or "train"
+        kept.append(CorpusEntry(path, chain, cluster, split, int(n) if n.isdigit() else None))
     train = [e for e in kept if e.split == "train"]
     val = [e for e in kept if e.split == "val"]
-    notes = [f"chain index {index}: {len(rows)} rows, {len(train)} train / {len(val)} val chains kept"]
+    clusters = len({e.cluster for e in train})
+    notes = [f"chain index {index}: {len(rows)} rows, {len(train)} train chains in {clusters} clusters, {len(val)} val"]
     notes += [f"dropped {n} row(s): {why}" for why, n in sorted(dropped.items())]
-    if not train:
-        raise InputError(f"{index}: no training chains left among the inputs (check the paths and the filters)")
-    return Corpus(train, val, notes)
+    return Corpus(train, val, notes), mentioned
 
 
 def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Corpus:
@@ -159,7 +193,7 @@ def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Cor
     entries = [CorpusEntry(str(p), None, str(p), "val" if is_val(p) else "train") for p in files]
     train = [e for e in entries if e.split == "train"] or entries
     val = [e for e in entries if e.split == "val" and e not in train]
-    notes = [f"no chain index: {len(files)} files, each its own cluster; {len(val)} held out for validation"]
+    notes = [f"{len(files)} files in no chain index: each its own cluster; {len(val)} held out for validation"]
     return Corpus(train, val, notes)
 
 

@@ -5,9 +5,10 @@ mask node sits at the C-alpha of the masked residue; the only geometry is an add
 bias computed from pairwise distances, so the encoder is exactly invariant to rotations and
 translations. Each block has one attention restricted to pairs closer than ``local_radius`` and one
 global attention, then an MLP, all pre-norm. The residue embedding ``z`` is the mean of the final node
-features. The decoder is a plain transformer whose input for atom ``i`` is ``e_i + z`` (``e_i``: element
-plus nearest-first rank embedding, so ``z`` is the only geometric information it receives); it predicts
-coordinates and a distogram.
+features. The decoder is a plain transformer whose input for atom ``i`` is the encoder's final feature of
+that atom plus ``z`` (the paper's ``z_i + z^l``); it predicts coordinates and a distogram. The older
+decoder input, ``z`` plus element and nearest-first rank embeddings (``decoder_input="embedding"``), is
+kept for models trained with it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class AutoencoderConfig:
         Encoder width, attention heads, blocks (each: local + global attention + MLP) and MLP ratio.
     decoder_layers
         Blocks of the decoder transformer.
+    decoder_input
+        ``atoms``: atom ``i`` enters the decoder as ``h_i + z`` (``h_i``: the encoder's final feature of atom
+        ``i``; ISM paper); ``embedding``: as ``z`` + element and rank embeddings, so that ``z`` is its only
+        geometric input (the first models; configs without this key mean ``embedding``).
     local_radius
         Pairs at least this far apart (Å) are masked out of the local attention.
     kernel
@@ -67,6 +72,7 @@ class AutoencoderConfig:
     layers: int = 4
     mlp_ratio: float = 2.0
     decoder_layers: int = 2
+    decoder_input: Literal["atoms", "embedding"] = "atoms"
     local_radius: float = RADIUS
     kernel: Literal["fixed", "learned"] = "fixed"
     rbf_centres: int = 4
@@ -85,6 +91,8 @@ class AutoencoderConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise InputError(f"model width {self.width} is not a multiple of the number of heads {self.heads}")
+        if self.decoder_input not in ("atoms", "embedding"):
+            raise InputError(f"unknown decoder input {self.decoder_input!r}: use 'atoms' or 'embedding'")
         object.__setattr__(self, "bin_edges", tuple(float(e) for e in self.bin_edges))
 
     def to_json(self) -> str:
@@ -92,8 +100,10 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AutoencoderConfig:
-        """Build from a dict, ignoring unknown keys (configs written by newer versions)."""
+        """Build from a dict, ignoring unknown keys (configs written by newer versions); a config without
+        ``decoder_input`` predates it and means ``embedding``."""
         names = {f.name for f in fields(cls)}
+        values = {"decoder_input": "embedding"} | dict(values)
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})
 
     @property
@@ -160,20 +170,23 @@ class DistanceBias(nn.Module):
             return values.view(b, n, n, h).permute(0, 3, 1, 2)
 
         if self.cfg.kernel == "fixed":
-            size = int(dist.max().item() / TABLE_STEP) + 2
-            grid = torch.arange(size, device=dist.device, dtype=dist.dtype) * TABLE_STEP
-            table = self.proj(self.features(grid, tokens))
-            slope = table[1:] - table[:-1]
-            pos = dist.reshape(-1) / TABLE_STEP
-            low = pos.floor().long().clamp_max(size - 2)
-            frac = (pos - low)[:, None].to(table.dtype)
-            # one gather per attention: the backward then adds into small tables, not a full pair tensor
-            biases = [
-                per_head(
-                    torch.addcmul(table[:-1, cols].index_select(0, low), slope[:, cols].index_select(0, low), frac)
-                )
-                for cols in (slice(i, i + h) for i in range(0, table.shape[1], h))
-            ]
+            # float32 even under autocast: the backward of the gathers sums millions of pair gradients into a
+            # few hundred table rows, which bf16 would round after every addition
+            with torch.autocast(dist.device.type, enabled=False):
+                size = int(dist.max().item() / TABLE_STEP) + 2 if dist.numel() else 2
+                grid = torch.arange(size, device=dist.device, dtype=torch.float32) * TABLE_STEP
+                table = self.proj(self.features(grid, tokens))
+                slope = table[1:] - table[:-1]
+                pos = dist.reshape(-1).float() / TABLE_STEP
+                low = pos.floor().long().clamp_max(size - 2)
+                frac = (pos - low)[:, None]
+                # one gather per attention: the backward then adds into small tables, not a full pair tensor
+                biases = [
+                    per_head(
+                        torch.addcmul(table[:-1, cols].index_select(0, low), slope[:, cols].index_select(0, low), frac)
+                    )
+                    for cols in (slice(i, i + h) for i in range(0, table.shape[1], h))
+                ]
         else:
             out = self.proj(self.features(dist, tokens)).view(-1, self.cfg.layers * 2 * h)
             biases = [per_head(out[:, i : i + h]) for i in range(0, out.shape[1], h)]
@@ -251,8 +264,9 @@ class AtomicAutoencoder(nn.Module):
         self.blocks = nn.ModuleList(_EncoderBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(w)
         self.aa_head = nn.Linear(w, len(AMINO_ACIDS))
-        self.dec_element = nn.Embedding(len(ELEMENTS), w)
-        self.dec_rank = nn.Embedding(cfg.max_atoms, w)
+        if cfg.decoder_input == "embedding":
+            self.dec_element = nn.Embedding(len(ELEMENTS), w)
+            self.dec_rank = nn.Embedding(cfg.max_atoms, w)
         self.dec_in = nn.Linear(w, w)
         self.dec_blocks = nn.ModuleList(_DecoderBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.decoder_layers))
         self.dec_norm = nn.LayerNorm(w)
@@ -260,8 +274,11 @@ class AtomicAutoencoder(nn.Module):
         self.pair_proj = nn.Linear(w, cfg.pair_dim)
         self.disto_head = nn.Linear(cfg.pair_dim, cfg.disto_bins)
 
-    def encode(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Residue embeddings ``z`` ``(B, width)`` of microenvironments.
+    def encode_atoms(
+        self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final node features ``(B, N + 1, width)`` (node 0: the mask node) and residue embeddings ``z``
+        ``(B, width)`` of microenvironments.
 
         ``coords`` ``(B, N, 3)`` relative to the C-alpha, ``elements`` ``(B, N)`` int64, ``mask`` ``(B, N)`` bool.
         """
@@ -279,7 +296,11 @@ class AtomicAutoencoder(nn.Module):
             h = block(h, local_bias + local_block, global_bias + blocked)
         h = self.final_norm(h)
         weights = valid.to(h.dtype)[..., None]
-        return (h * weights).sum(1) / weights.sum(1)
+        return h, (h * weights).sum(1) / weights.sum(1)
+
+    def encode(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Residue embeddings ``z`` ``(B, width)`` of microenvironments (inputs as in :meth:`encode_atoms`)."""
+        return self.encode_atoms(coords, elements, mask)[1]
 
     def forward(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """All outputs for a batch of microenvironments (inputs as in :meth:`encode`).
@@ -288,10 +309,12 @@ class AtomicAutoencoder(nn.Module):
         positions), ``pair_index``/``pair_valid`` ``(B, K)`` (atoms of the pair losses, :func:`pair_subset`)
         and ``disto_logits`` ``(B, K, K, disto_bins)`` over those atoms.
         """
-        z = self.encode(coords, elements, mask)
-        n = coords.shape[1]
-        rank = torch.arange(n, device=coords.device).clamp_max(self.cfg.max_atoms - 1)
-        h = self.dec_in(z)[:, None, :] + self.dec_element(elements) + self.dec_rank(rank)[None]
+        atoms, z = self.encode_atoms(coords, elements, mask)
+        if self.cfg.decoder_input == "atoms":
+            h = self.dec_in(atoms[:, 1:] + z[:, None, :])
+        else:
+            rank = torch.arange(coords.shape[1], device=coords.device).clamp_max(self.cfg.max_atoms - 1)
+            h = self.dec_in(z)[:, None, :] + self.dec_element(elements) + self.dec_rank(rank)[None]
         blocked = torch.zeros(mask.shape, dtype=h.dtype, device=h.device).masked_fill(~mask, float("-inf"))
         blocked = blocked[:, None, None, :]
         # a row of padding only sees padding: let it see everything instead (its output is ignored)

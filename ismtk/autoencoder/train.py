@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -47,6 +48,10 @@ from ismtk.train.schedule import warmup_cosine
 __all__ = ["TrainAEConfig", "TrainProgress", "train_autoencoder", "latest_checkpoint"]
 
 Stage = Literal["1", "2", "both"]
+#: Validation metrics that can pick the best model.
+BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances")
+#: Files and folders a run writes into its folder (removed by ``overwrite``).
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,11 @@ class TrainAEConfig:
         Steps between training records in ``metrics.jsonl``.
     max_steps
         Stop after this many steps in total (``None``: run all epochs).
+    max_minutes
+        Stop after this many minutes of training (wall clock; validated and saved, resumable).
+    best_metric
+        Validation metric that picks the best model (``RUN/best/``): ``aa`` (amino-acid cross-entropy),
+        ``aa_recovery``, ``rmsd``, ``disto_acc`` or another validation loss.
     seed
         Seed of the data order and of the initial weights.
     drop_bench_homologs, drop_ts50_homologs
@@ -103,6 +113,8 @@ class TrainAEConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     max_steps: int | None = None
+    max_minutes: float | None = None
+    best_metric: str = "aa"
     seed: int = 0
     drop_bench_homologs: bool = True
     drop_ts50_homologs: bool = True
@@ -115,6 +127,15 @@ class TrainAEConfig:
         if self.stage not in plan:
             raise InputError(f"--stage must be 1, 2 or both, got {self.stage!r}")
         return [(s, e) for s, e in plan[self.stage] if e > 0]
+
+    def __post_init__(self) -> None:
+        if self.best_metric not in BEST_METRICS:
+            raise InputError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}")
+
+    @property
+    def best_sign(self) -> float:
+        """+1 when a larger ``best_metric`` is better, -1 when a smaller one is."""
+        return 1.0 if self.best_metric in ("aa_recovery", "disto_acc") else -1.0
 
 
 #: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
@@ -159,19 +180,22 @@ def train_autoencoder(
     run: str | Path,
     model_cfg: AutoencoderConfig = AutoencoderConfig(),
     cfg: TrainAEConfig = TrainAEConfig(),
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     device: str = "auto",
     resume: bool = False,
     init: str | Path | None = None,
+    overwrite: bool = False,
     threads: int | None = None,
     log: Callable[[str], None] = lambda message: None,
     on_progress: Callable[[TrainProgress], None] = lambda progress: None,
 ) -> dict[str, float]:
     """Train an autoencoder on the chains of ``inputs``; write everything into the folder ``run``.
 
-    ``index``: chain index CSV (default: ``index.csv`` of an input folder). ``resume``: continue from the
-    newest checkpoint in ``run`` (the options must be the same). ``init``: start from the weights of a saved
-    model (a stage-1 run for ``stage="2"``). ``log`` receives one-line messages (rank 0 only),
+    ``index``: chain index tables besides the ``index.csv`` of each input folder
+    (:func:`ismtk.autoencoder.corpus.load_corpus`). ``resume``: continue from the newest checkpoint in
+    ``run`` (the options must be the same). ``overwrite``: start afresh in a folder that holds a run (refused
+    otherwise). ``init``: start from the matching weights of a saved model (a stage-1 run for ``stage="2"``,
+    or an older model). ``log`` receives one-line messages (rank 0 only),
     ``on_progress`` a :class:`TrainProgress` after each step (rank 0 only). Returns the last validation
     metrics. ``threads``: torch threads of this process (default: torch's choice). Works alone or under
     torchrun (each rank calls this function).
@@ -180,7 +204,8 @@ def train_autoencoder(
         torch.set_num_threads(threads)
     env = setup(device)
     try:
-        return _Trainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
+        trainer = _Trainer(inputs, Path(run), model_cfg, cfg, index, env, log, resume, overwrite)
+        return trainer.fit(resume, init, on_progress)
     finally:
         teardown()
 
@@ -192,9 +217,11 @@ class _Trainer:
         run: Path,
         model_cfg: AutoencoderConfig,
         cfg: TrainAEConfig,
-        index: str | Path | None,
+        index: str | Path | Sequence[str | Path] | None,
         env: DistEnv,
         log: Callable[[str], None],
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         if cfg.batch_size % env.world_size or cfg.val_batch_size % env.world_size:
             raise InputError(
@@ -203,6 +230,7 @@ class _Trainer:
             )
         self.run, self.model_cfg, self.cfg, self.env = run, model_cfg, cfg, env
         self.log = log if env.is_main else (lambda message: None)
+        self.prepare_folder(resume, overwrite)
         corpus_filter = CorpusFilter(cfg.drop_bench_homologs, cfg.drop_ts50_homologs)
         self.corpus: Corpus = load_corpus(inputs, index, corpus_filter, seed=cfg.seed)
         for note in self.corpus.notes:
@@ -223,6 +251,8 @@ class _Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = env.device.type == "cuda"
         self.val_set: list[Microenvironments] | None = None
+        self.best: dict[str, Any] = {}
+        self.started = time.perf_counter()
 
     # -- schedule --------------------------------------------------------------------------------------
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -260,6 +290,8 @@ class _Trainer:
             "train_config": asdict(self.cfg),
             "rng": rng_state(),
             "skips": dict(self.skips.counts),
+            "skips_first": dict(self.skips.first),
+            "best": self.best,
         }
         path = self.run / "checkpoints" / f"step_{pos.step:07d}.pt"
         save_checkpoint(path, state)
@@ -280,19 +312,69 @@ class _Trainer:
         self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.skips.counts.update(state.get("skips", {}))
+        self.skips.first.update(state.get("skips_first", {}))
+        self.best = state.get("best") or {}
         pos = _Position(**state["position"])
         self.log(f"resuming from {path} at step {pos.step} (epoch {pos.epoch + 1}, batch {pos.batch})")
         return pos
 
     def initialise(self, init: str | Path) -> None:
+        """Copy every tensor of a saved model whose name and shape match this model's; log what was not taken.
+
+        The encoder of an older model thus warm-starts a model with another decoder; a decoder whose input
+        changed (``decoder_input``) starts afresh even where its shapes match.
+        """
         source = load_autoencoder(init)
-        if source.cfg != self.model_cfg:
-            raise InputError(f"{init}: its model configuration differs from this run's; use the same model options")
-        self.model.load_state_dict(source.state_dict())
-        self.log(f"initialised the weights from {init}")
+        mine = self.model.state_dict()
+        decoder = ("dec_", "coord_head.", "pair_proj.", "disto_head.")
+        fresh_decoder = source.cfg.decoder_input != self.model_cfg.decoder_input
+        taken, skipped = {}, []
+        for name, tensor in source.state_dict().items():
+            if name not in mine or mine[name].shape != tensor.shape or (fresh_decoder and name.startswith(decoder)):
+                skipped.append(name)
+            else:
+                taken[name] = tensor
+        if not taken:
+            raise InputError(f"{init}: none of its tensors fits this model (other width or layers?)")
+        self.model.load_state_dict(taken, strict=False)
+        untouched = sorted(set(mine) - set(taken))
+        self.log(
+            f"initialised {len(taken)} of {len(mine)} tensors from {init}"
+            + (f"; not in it or not matching (newly initialised): {_names(untouched)}" if untouched else "")
+            + (f"; of its tensors not taken: {_names(skipped)}" if skipped else "")
+        )
 
     # -- loop ------------------------------------------------------------------------------------------
-    def fit(self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]) -> dict:
+    def prepare_folder(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to train into a folder that holds a run unless resuming, or overwriting it (its files removed)."""
+        if resume or not self.run.exists():
+            return
+        if not self.run.is_dir():
+            raise InputError(f"{self.run}: exists and is not a folder")
+        if any(self.run.iterdir()):
+            if not overwrite:
+                raise InputError(f"{self.run}: folder is not empty; add --resume to continue its run or --overwrite")
+            if self.env.is_main:
+                for name in RUN_OUTPUTS:
+                    path = self.run / name
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def keep_best(self, pos: _Position, val: dict[str, float]) -> None:
+        """Save the model into ``RUN/best/`` when ``val`` beats the best validation so far."""
+        value = val.get(self.cfg.best_metric)
+        if value is None or not self.env.is_main:
+            return
+        if self.best and self.cfg.best_sign * (value - self.best["value"]) <= 0:
+            return
+        self.best = {"step": pos.step, "epoch": pos.epoch, "metric": self.cfg.best_metric, "value": value, "val": val}
+        save_autoencoder(self.model, self.run / "best")
+        with atomic_write(self.run / "best" / "best.json", "w") as handle:
+            handle.write(json.dumps(self.best, indent=2) + "\n")
+
+    def fit(
+        self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]
+    ) -> dict[str, float]:
+        self.started = time.perf_counter()
         pos = _Position()
         if resume:
             pos = self.restore()
@@ -303,6 +385,8 @@ class _Trainer:
             config = {"model": json.loads(self.model_cfg.to_json()), "train": asdict(self.cfg)}
             with atomic_write(self.run / "config.json", "w") as handle:
                 handle.write(json.dumps(config, indent=2) + "\n")
+            if resume:  # model.pt of the checkpoint resumed from, whatever a killed run left
+                save_autoencoder(self.model, self.run)
         metrics = MetricsLog(self.run / "metrics.jsonl", pos.step if resume else None) if self.env.is_main else None
         val: dict[str, float] = {}
         while pos.epoch < self.total_epochs and pos.step < self.total_steps:
@@ -314,28 +398,36 @@ class _Trainer:
                 break
             val = self.validate()
             pos.epoch, pos.batch = pos.epoch + 1, 0
-            if metrics is not None:
-                metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
-                self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
-                on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
-            self.save(pos)
-            if self.env.is_main:
-                plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
-        if pos.step >= self.total_steps and pos.batch > 0:  # stopped inside an epoch by max_steps
+            self.record_val(pos, stage, val, metrics, on_progress)
+        if pos.batch > 0:  # stopped inside an epoch by max_steps or max_minutes
             val = self.validate()
-            if metrics is not None:
-                metrics.write("val", pos.step, epoch=pos.epoch, stage=self.stage_at(pos.epoch)[0], **val)
-            self.save(pos)
-        if self.env.is_main:
-            plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
-            if self.skips.counts:
-                self.log(
-                    f"skipped while streaming: {self.skips.summary()} (first: {next(iter(self.skips.first.values()))})"
-                )
+            self.record_val(pos, self.stage_at(pos.epoch)[0], val, metrics, on_progress)
+        if self.env.is_main and self.skips.counts:
+            first = next(iter(self.skips.first.values()), "")
+            self.log(f"skipped while streaming: {self.skips.summary()}" + (f" (first: {first})" if first else ""))
         return val
 
+    def record_val(self, pos: _Position, stage: int, val: dict[str, float], metrics, on_progress) -> None:
+        """Log a validation, keep the best model, checkpoint and plot."""
+        if metrics is not None:
+            metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
+            self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
+            on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
+        self.keep_best(pos, val)
+        self.save(pos)
+        if self.env.is_main:
+            plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
+
+    def out_of_time(self) -> bool:
+        """True once ``max_minutes`` have passed (rank 0's clock decides for every rank)."""
+        if self.cfg.max_minutes is None:
+            return False
+        late = torch.tensor(float(time.perf_counter() - self.started > 60 * self.cfg.max_minutes))
+        return bool(all_reduce_sum(late.to(self.env.device)).item() > 0) if self.env.distributed else bool(late)
+
     def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
-        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` stopped it."""
+        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` or
+        ``max_minutes`` stopped it (the time is checked every ``log_every`` steps)."""
         cfg = self.cfg
         weights = {name: float(name in STAGE_LOSSES[stage]) for name in LOSS_NAMES}
         entries = epoch_entries(self.corpus, pos.epoch, cfg.seed)
@@ -378,6 +470,8 @@ class _Trainer:
                 window, tick = [], time.perf_counter()
             if pos.step % cfg.checkpoint_every == 0:
                 self.save(pos)
+            if pos.step % cfg.log_every == 0 and self.out_of_time():
+                return False
         return True
 
     @torch.no_grad()
@@ -419,6 +513,12 @@ class _Trainer:
 def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
     arrays = {"coords": batch.coords, "elements": batch.elements, "mask": batch.mask, "aa": batch.aa}
     return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
+
+
+def _names(names: Sequence[str], shown: int = 6) -> str:
+    """``a, b, c ... (+N more)``: a short list of tensor names for the log."""
+    more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _fmt(values: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import TrainAEConfig, TrainProgress
+from ismtk.autoencoder.train import BEST_METRICS, TrainAEConfig, TrainProgress
 from ismtk.cli import console
 from ismtk.cli.options import (
     DEFAULT_DEVICE,
@@ -53,17 +53,30 @@ def train_ae(
         int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints (also at every epoch end).")
     ] = _T.checkpoint_every,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", min=0, help="Stop after this many minutes (validated, saved).")
+    ] = None,
+    best_metric: Annotated[
+        str, typer.Option("--best-metric", help=f"Validation metric that picks RUN/best/: {', '.join(BEST_METRICS)}.")
+    ] = _T.best_metric,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the data order and the initial weights.")] = _T.seed,
     width: Annotated[int, typer.Option("--width", min=8, help="Model width.")] = _M.width,
     heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = _M.heads,
     layers: Annotated[int, typer.Option("--layers", min=1, help="Encoder blocks.")] = _M.layers,
     decoder_layers: Annotated[int, typer.Option("--decoder-layers", min=1, help="Decoder blocks.")] = _M.decoder_layers,
+    decoder_input: Annotated[
+        Literal["atoms", "embedding"],
+        typer.Option("--decoder-input", help="Decoder input: encoder atom features + z (paper), or z + embeddings."),
+    ] = _M.decoder_input,
     kernel: Annotated[
         Literal["fixed", "learned"],
         typer.Option("--kernel", help="Distance features: fixed radial basis + bins, or learned Gaussians."),
     ] = _M.kernel,
     index: Annotated[
-        Path | None, typer.Option("--index", help="Chain index CSV (default: index.csv at the top of an input folder).")
+        list[Path] | None,
+        typer.Option(
+            "--index", help="Chain index table (.csv/.tsv), repeatable; index.csv atop input folders is used too."
+        ),
     ] = None,
     keep_bench_homologs: Annotated[
         bool, typer.Option("--keep-bench-homologs", help="Keep chains homologous to scope40_dev bench domains.")
@@ -75,6 +88,9 @@ def train_ae(
         Path | None, typer.Option("--init", help="Start from this model's weights (a stage-1 run for --stage 2).")
     ] = None,
     resume: ResumeOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start afresh in a run folder that holds a run.")
+    ] = False,
     device: DeviceOpt = DEFAULT_DEVICE,
     gpus: GpusOpt = 0,
     nproc: NprocOpt = 0,
@@ -95,7 +111,14 @@ def train_ae(
     status, device = relaunch(gpus, nproc, device, nnodes, node_rank, rdzv_endpoint, rdzv_id)
     if status is not None:
         raise typer.Exit(status)
-    model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers, kernel=kernel)
+    model_cfg = AutoencoderConfig(
+        width=width,
+        heads=heads,
+        layers=layers,
+        decoder_layers=decoder_layers,
+        decoder_input=decoder_input,
+        kernel=kernel,
+    )
     cfg = TrainAEConfig(
         stage=stage,
         epochs_stage1=epochs_stage1,
@@ -106,6 +129,8 @@ def train_ae(
         residues_per_chain=residues_per_chain,
         checkpoint_every=checkpoint_every,
         max_steps=max_steps,
+        max_minutes=max_minutes,
+        best_metric=best_metric,
         seed=seed,
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
@@ -118,7 +143,7 @@ def train_ae(
             done[0] = p.step
 
         val = train_autoencoder(
-            inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init,
+            inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init, overwrite=overwrite,
             threads=threads, log=console.info, on_progress=report,
         )  # fmt: skip
     if val:
