@@ -10,8 +10,9 @@ import torch
 
 from ismtk.autoencoder.geometry import kabsch_superpose
 from ismtk.autoencoder.io import embed_chains, load_autoencoder, save_autoencoder
+from ismtk.autoencoder.kernels import fused_attention_biases
 from ismtk.autoencoder.losses import aligned_msd, autoencoder_losses
-from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.autoencoder.model import MASK_TOKEN, AtomicAutoencoder, AutoencoderConfig
 from ismtk.errors import InputError
 from ismtk.structure import read_structure
 from ismtk.structure.microenv import microenvironments
@@ -138,6 +139,84 @@ def test_distance_bias_table_gradient_is_float32_under_bf16_autocast(chain):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         biases = model.bias(torch.rand(2, 5, 5) * 10, torch.zeros(2, 5, dtype=torch.int64))
     assert all(b.dtype == torch.float32 for pair in biases for b in pair)
+
+
+def node_inputs(envs):
+    coords, elements, mask = tensors(envs)
+    b = len(coords)
+    pos = torch.cat([torch.zeros(b, 1, 3), coords], 1)
+    tokens = torch.cat([torch.full((b, 1), MASK_TOKEN), elements], 1)
+    return pos, tokens, torch.cat([torch.ones(b, 1, dtype=torch.bool), mask], 1)
+
+
+def test_fused_cpu_biases_equal_the_torch_path(chain):
+    """The numba pass gives the gathers' biases and masks, and the same table gradient on any thread count."""
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(TINY)
+    pos, tokens, valid = node_inputs(microenvironments(chain, np.arange(0, 70, 3)))
+    weights = [torch.randn(len(pos), TINY.heads, pos.shape[1], pos.shape[1]) for _ in range(2 * TINY.layers)]
+
+    def run(fused: bool, threads: int):
+        torch.set_num_threads(threads)
+        model.zero_grad()
+        biases = [b for pair in model.bias.attention_biases(pos, tokens, valid, fused=fused) for b in pair]
+        sum((b.masked_fill(b.isinf(), 0) * w).sum() for b, w in zip(biases, weights)).backward()
+        grads = [p.grad.clone() for p in model.bias.parameters()]
+        return [b.detach() for b in biases], grads
+
+    def table_grad(threads: int) -> torch.Tensor:
+        torch.set_num_threads(threads)
+        table = torch.randn(900, 2 * TINY.layers * TINY.heads, generator=torch.Generator().manual_seed(1))
+        table.requires_grad_()
+        biases = fused_attention_biases(table, pos, valid, 0.02, TINY.local_radius, TINY.heads)
+        sum((b.masked_fill(b.isinf(), 0) * w).sum() for b, w in zip(biases, weights)).backward()
+        return table.grad
+
+    previous = torch.get_num_threads()
+    try:
+        (reference, exact), (fused, grads) = run(False, 2), run(True, 2)
+        assert torch.equal(table_grad(1), table_grad(2))
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(reference, fused):
+        assert torch.equal(a.isinf(), b.isinf()) and a.isinf().any()
+        torch.testing.assert_close(a.masked_fill(a.isinf(), 0), b.masked_fill(b.isinf(), 0), atol=2e-5, rtol=1e-5)
+    for a, b in zip(exact, grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_attention_with_a_trainable_bias_equals_sdpa():
+    from ismtk.autoencoder.model import _Attention
+
+    torch.manual_seed(0)
+    attention = _Attention(32, 4)
+    x = torch.randn(3, 9, 32)
+    bias = torch.randn(3, 4, 9, 9).masked_fill(torch.rand(3, 1, 1, 9) < 0.3, float("-inf"))
+    bias[..., 0] = 0.0  # every row sees a node
+    mine = attention(x, bias.requires_grad_())
+    with torch.no_grad():
+        torch.testing.assert_close(mine, attention(x, bias.detach()), atol=1e-5, rtol=1e-5)
+
+
+def test_micro_batches_give_the_batch_gradient(chain):
+    from ismtk.autoencoder.losses import LOSS_NAMES
+    from ismtk.autoencoder.train import forward_backward, micro_batches
+
+    envs = microenvironments(chain, np.arange(0, 70, 2))
+    parts = micro_batches(envs, 20_000)
+    assert len(parts) > 2 and sorted(np.concatenate([p.aa for p in parts])) == sorted(envs.aa)
+    assert all(len(p) * (p.mask.shape[1] + 1) ** 2 <= 20_000 or len(p) == 1 for p in parts)
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(TINY)
+    weights = dict.fromkeys(LOSS_NAMES, 1.0)
+    grads, losses = [], []
+    for split in ([envs], parts):
+        model.zero_grad()
+        losses.append(forward_backward(model, TINY, split, weights, len(envs), torch.device("cpu")))
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-4, rtol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
 def test_empty_batch_encodes_to_nothing():

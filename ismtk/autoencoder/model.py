@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ismtk.autoencoder.geometry import pairwise_distances
+from ismtk.autoencoder.kernels import fused_attention_biases
 from ismtk.errors import InputError
 from ismtk.structure.microenv import MAX_ATOMS, RADIUS
 from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS
@@ -192,6 +193,30 @@ class DistanceBias(nn.Module):
             biases = [per_head(out[:, i : i + h]) for i in range(0, out.shape[1], h)]
         return list(zip(biases[0::2], biases[1::2]))
 
+    def attention_biases(
+        self, pos: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor, fused: bool | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block, the ``(B, heads, N, N)`` biases of its local and its global attention with the masks
+        added: ``-inf`` at padding (``valid`` ``(B, N)`` False) and, for the local one, at pairs at least
+        ``local_radius`` apart. ``pos`` ``(B, N, 3)`` node positions, ``tokens`` ``(B, N)``.
+
+        On the CPU the fixed kernel runs as one fused pass (:mod:`ismtk.autoencoder.kernels`) over the same
+        table, without pair tensors of distances, indices or masks (``fused``: None = there, False = never).
+        """
+        if fused is None:
+            fused = self.cfg.kernel == "fixed" and pos.device.type == "cpu"
+        if fused:
+            with torch.autocast("cpu", enabled=False):
+                reach = 2 * float(pos.detach().norm(dim=-1).max()) if pos.numel() else 0.0
+                grid = torch.arange(int(reach / TABLE_STEP) + 2, dtype=torch.float32) * TABLE_STEP
+                table = self.proj(self.features(grid, tokens))
+                out = fused_attention_biases(table, pos, valid, TABLE_STEP, self.cfg.local_radius, self.cfg.heads)
+            return list(zip(out[0::2], out[1::2]))
+        dist = pairwise_distances(pos.float())
+        blocked = torch.zeros_like(dist).masked_fill(~valid[:, None, :], float("-inf"))[:, None]
+        local_block = blocked.masked_fill((dist >= self.cfg.local_radius)[:, None], float("-inf"))
+        return [(local + local_block, glob + blocked) for local, glob in self(dist, tokens)]
+
 
 class _Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
@@ -201,9 +226,23 @@ class _Attention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d) + attn_mask) v`` per head; ``x`` ``(B, N, W)``, ``attn_mask`` broadcastable
+        to ``(B, heads, N, N)``."""
         b, n, w = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
+        d = w // self.heads
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        if attn_mask.requires_grad and x.device.type == "cpu" and attn_mask.shape == (b, self.heads, n, n):
+            # a bias that needs a gradient sends CPU SDPA to its reference path, which also scans every row
+            # for -inf: the same maths in three calls is faster
+            scores = torch.baddbmm(
+                attn_mask.reshape(b * self.heads, n, n),
+                q.reshape(b * self.heads, n, d),
+                k.reshape(b * self.heads, n, d).transpose(1, 2),
+                alpha=d**-0.5,
+            )
+            y = torch.bmm(scores.softmax(-1), v.reshape(b * self.heads, n, d)).view(b, self.heads, n, d)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
         return self.out(y.transpose(1, 2).reshape(b, n, w))
 
 
@@ -287,13 +326,9 @@ class AtomicAutoencoder(nn.Module):
         pos = torch.cat([coords.new_zeros(b, 1, 3), coords], dim=1)
         tokens = torch.cat([elements.new_full((b, 1), MASK_TOKEN), elements], dim=1)
         valid = torch.cat([mask.new_ones(b, 1), mask], dim=1)
-        dist = pairwise_distances(pos.float())
-        biases = self.bias(dist, tokens)
-        blocked = torch.zeros_like(dist).masked_fill(~valid[:, None, :], float("-inf"))[:, None]
-        local_block = blocked.masked_fill((dist >= self.cfg.local_radius)[:, None], float("-inf"))
         h = self.token_embed(tokens)
-        for block, (local_bias, global_bias) in zip(self.blocks, biases):
-            h = block(h, local_bias + local_block, global_bias + blocked)
+        for block, (local_bias, global_bias) in zip(self.blocks, self.bias.attention_biases(pos, tokens, valid)):
+            h = block(h, local_bias, global_bias)
         h = self.final_norm(h)
         weights = valid.to(h.dtype)[..., None]
         return h, (h * weights).sum(1) / weights.sum(1)

@@ -10,6 +10,7 @@ with the same global batch. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -45,7 +46,15 @@ from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import shard
 from ismtk.train.schedule import warmup_cosine
 
-__all__ = ["TrainAEConfig", "TrainProgress", "train_autoencoder", "latest_checkpoint"]
+__all__ = [
+    "BEST_METRICS",
+    "TrainAEConfig",
+    "TrainProgress",
+    "forward_backward",
+    "latest_checkpoint",
+    "micro_batches",
+    "train_autoencoder",
+]
 
 Stage = Literal["1", "2", "both"]
 #: Validation metrics that can pick the best model.
@@ -78,6 +87,10 @@ class TrainAEConfig:
         Chains read together and shuffled into one pool before batching.
     val_batch_size
         Microenvironments per validation forward pass (over all ranks).
+    micro_batch_pairs
+        A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
+        largest environment squared), each padded to its own largest size; their gradients add up to the
+        batch's (:func:`micro_batches`). Changes speed and memory, not the result.
     checkpoint_every
         Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
     log_every
@@ -109,6 +122,7 @@ class TrainAEConfig:
     min_residues: int = 20
     shuffle_chains: int = 16
     val_batch_size: int = 256
+    micro_batch_pairs: int = 250_000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
@@ -447,23 +461,21 @@ class _Trainer:
             lr = self.lr_at(pos)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            x = _tensors(batch.take(mine), self.env.device)
-            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.ddp(x["coords"], x["elements"], x["mask"])
-            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
-            loss = sum(weights[k] * v for k, v in losses.items())
+            parts = micro_batches(batch.take(mine), cfg.micro_batch_pairs)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            losses = forward_backward(
+                self.ddp, self.model_cfg, parts, weights, cfg.batch_size / self.env.world_size, self.env.device,
+                self.autocast,
+            )  # fmt: skip
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.opt.step()
             pos.step, pos.batch = pos.step + 1, b + 1
-            window.append(
-                {k: v.item() for k, v in losses.items()} | {"loss": loss.item(), "grad_norm": grad_norm.item()}
-            )
+            window.append(losses | {"grad_norm": grad_norm.detach()})
             if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
                 elapsed = time.perf_counter() - tick
                 rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
-                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0).tolist()  # one sync
+                mean = dict(zip(window[0], stacked))
                 if metrics is not None:
                     metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
                     on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, mean, rate))
@@ -508,6 +520,50 @@ class _Trainer:
             "disto_acc": t["disto_correct"] / max(t["disto_total"], 1),
         }
         return result | {k: t[f"loss_{k}"] / max(t["n"], 1) for k in LOSS_NAMES}
+
+
+def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenvironments]:
+    """``batch`` in parts of similar size: sorted by atom count and cut where a part would exceed ``max_pairs``
+    padded pairs (its size x (its largest environment + the mask node) squared); each part is padded to its own
+    largest environment, so the attention's work follows the real sizes instead of the batch's largest."""
+    n = batch.n_atoms + 1
+    order = np.argsort(n, kind="stable")
+    parts, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or (end - start + 1) * int(n[order[end]]) ** 2 > max_pairs:
+            parts.append(order[start:end])
+            start = end
+    return [batch.take(index) for index in parts]
+
+
+def forward_backward(
+    module: torch.nn.Module,
+    model_cfg: AutoencoderConfig,
+    parts: Sequence[Microenvironments],
+    weights: dict[str, float],
+    denominator: float,
+    device: torch.device,
+    autocast: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward passes over the parts of one batch; gradients accumulate in the parameters.
+
+    Each part's losses are divided by ``denominator`` (the batch's size on this rank), so the gradient is that
+    of the whole batch. Under DDP only the last part's backward synchronises the gradients. Returns the
+    batch's losses and their weighted sum ``loss`` as detached 0-d tensors on ``device`` (no host sync).
+    """
+    totals: dict[str, torch.Tensor] = {}
+    for i, part in enumerate(parts):
+        x = _tensors(part, device)
+        last = i == len(parts) - 1
+        with module.no_sync() if hasattr(module, "no_sync") and not last else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = module(x["coords"], x["elements"], x["mask"])
+            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], model_cfg, denominator, metrics=False)
+            sum(weights[k] * v for k, v in losses.items()).backward()
+        for k, v in losses.items():
+            totals[k] = totals[k] + v.detach() if k in totals else v.detach()
+    totals["loss"] = sum(weights[k] * totals[k] for k in LOSS_NAMES)
+    return totals
 
 
 def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
