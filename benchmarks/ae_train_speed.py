@@ -32,10 +32,10 @@ SHAPES = {64: {"heads": 4, "layers": 3}, 128: {"heads": 8, "layers": 4}}
 
 
 def make_batches(data: str, n: int, batch_size: int, path: Path) -> None:
-    from ismtk.autoencoder.corpus import SkipLog, epoch_entries, load_corpus, stream_batches
+    from ismtk.autoencoder.corpus import SkipLog, epoch_entries, load_corpus, shard_stream
 
     corpus = load_corpus([data])
-    stream = stream_batches(epoch_entries(corpus, 0, 0), batch_size, 128, 20, 16, 0, 0, SkipLog())
+    stream = shard_stream(epoch_entries(corpus, 0, 0), batch_size, 128, 20, 16, np.random.default_rng(0), SkipLog())
     batches = [next(stream) for _ in range(n)]
     np.savez(
         path, **{f"{k}{i}": getattr(b, k) for i, b in enumerate(batches) for k in ("coords", "elements", "mask", "aa")}
@@ -84,17 +84,17 @@ def worker(args: argparse.Namespace) -> None:
             return loss.item()
     else:
         from ismtk.autoencoder.losses import LOSS_NAMES
-        from ismtk.autoencoder.train import forward_backward, micro_batches
+        from ismtk.autoencoder.step import forward_backward, micro_batches
         from ismtk.structure.microenv import Microenvironments
 
         batches = [Microenvironments(*(saved[f"{k}{i}"] for k in keys)) for i in range(n)]
-        weights = {k: 1.0 for k in LOSS_NAMES}
+        weights = dict.fromkeys(LOSS_NAMES, 1.0)
+        torch.set_num_threads(1)  # as train-ae on the CPU: micro-batches on `threads` threads of 1-thread ops
 
         def step(batch) -> float:  # today's trainer step
             opt.zero_grad(set_to_none=True)
-            losses = forward_backward(
-                model, cfg, micro_batches(batch, args.micro_pairs), weights, len(batch), torch.device("cpu")
-            )
+            parts = micro_batches(batch, args.micro_pairs)
+            losses = forward_backward(model, cfg, parts, weights, len(batch), torch.device("cpu"), workers=args.threads)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             return losses["loss"].item()

@@ -200,7 +200,7 @@ def test_attention_with_a_trainable_bias_equals_sdpa():
 
 def test_micro_batches_give_the_batch_gradient(chain):
     from ismtk.autoencoder.losses import LOSS_NAMES
-    from ismtk.autoencoder.train import forward_backward, micro_batches
+    from ismtk.autoencoder.step import forward_backward, micro_batches
 
     envs = microenvironments(chain, np.arange(0, 70, 2))
     parts = micro_batches(envs, 20_000)

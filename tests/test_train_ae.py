@@ -8,10 +8,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, stream_batches
+from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, shard_stream
+from ismtk.autoencoder.loader import EpochSpec, rank_batches
 from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
@@ -21,7 +23,7 @@ DATA = Path(__file__).parent / "data" / "ae"
 ROOT = Path(__file__).parents[1]
 MODEL = AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1, pair_atoms=8, pair_dim=8)
 TRAIN = TrainAEConfig(
-    batch_size=8, residues_per_chain=12, val_residues_per_chain=4, val_batch_size=8, epochs_stage1=1,
+    batch_size=8, residues_per_chain=12, val_residues_per_chain=4, epochs_stage1=1, data_shards=2,
     epochs_stage2=1, shuffle_chains=2, checkpoint_every=2, log_every=1,
 )  # fmt: skip
 
@@ -75,10 +77,14 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 def test_bad_files_are_skipped_and_counted():
     corpus = load_corpus([DATA])
     skips = SkipLog()
-    batches = list(stream_batches(corpus.train, 8, 12, 20, 2, 0, 0, skips))
-    assert skips.counts["unreadable files"] == 2  # corrupt.pdb.gz and broken.pdb.gz
-    assert len(batches) == (2 * 12) // 8
+    stream = shard_stream(corpus.train, 8, 12, 20, 2, np.random.default_rng(0), skips)
+    batches = [next(stream) for _ in range(7)]  # 24 microenvironments a pass: the chains are read again
+    assert skips.counts["unreadable files"] == 4  # corrupt.pdb.gz and broken.pdb.gz, twice
     assert all(len(b) == 8 for b in batches)
+    bad = [e for e in corpus.train if "corrupt" in e.path or "broken" in e.path]
+    assert len(next(shard_stream(bad, 8, 12, 20, 2, np.random.default_rng(0), SkipLog(), corpus.train))) == 8
+    with pytest.raises(InputError, match="no usable training chain"):
+        next(shard_stream(bad, 8, 12, 20, 2, np.random.default_rng(0), SkipLog()))
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
@@ -163,13 +169,53 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+def test_three_gloo_processes_equal_one_process(tmp_path):
+    """An odd process count: uneven batch shares, and ranks whose validation share is empty (one val chain)."""
+    one, three = tmp_path / "one", tmp_path / "three"
     done = cli("-o", str(one))
     assert done.returncode == 0, done.stderr
     assert "homologous to scope40_dev bench" in done.stderr
-    done = cli("-o", str(two), "--nproc", "2")
+    done = cli("-o", str(three), "--nproc", "3")
     assert done.returncode == 0, done.stderr
-    a, b = params(one), params(two)
+    assert done.stderr.count("final validation") == 1  # only rank 0 reports
+    a, b = params(one), params(three)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    val = [[r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"] for run in (one, three)]
+    assert val[0][-1]["aa_recovery"] == pytest.approx(val[1][-1]["aa_recovery"])
+    assert val[0][-1]["rmsd"] == pytest.approx(val[1][-1]["rmsd"], rel=1e-4)
+
+
+def test_ranks_read_their_shards_and_together_make_the_batch():
+    corpus = load_corpus([DATA])
+    spec = EpochSpec(tuple(epoch_entries(corpus, 0, 0)), 8, 4, 12, 20, 2, 0, 0, steps=3)
+
+    def batches(rank: int, world: int, workers: int) -> list:
+        return list(rank_batches(replace(spec, rank=rank, world_size=world), workers, SkipLog()))
+
+    whole = batches(0, 1, 0)
+    assert [len(b) for b in whole] == [8, 8, 8]
+    in_workers = batches(0, 1, 2)
+    shares = [batches(r, 3, 0) for r in range(3)]
+    for step, batch in enumerate(whole):
+        key = sorted(batch.coords.sum((1, 2)).round(3).tolist())
+        assert sorted(in_workers[step].coords.sum((1, 2)).round(3).tolist()) == key
+        joined = np.concatenate([share[step].coords.sum((1, 2)) for share in shares])
+        assert sorted(joined.round(3).tolist()) == key and [len(s[step]) for s in shares] == [4, 2, 2]
+    resumed = list(rank_batches(replace(spec, start=2), 0, SkipLog()))
+    np.testing.assert_array_equal(resumed[0].coords, whole[2].coords)
+    with pytest.raises(InputError, match="data-shards 4 must be at least the number of processes"):
+        batches(0, 5, 0)
+
+
+def test_resume_reads_the_checkpoint_on_the_cpu(tmp_path, monkeypatch):
+    """A GPU run's checkpoint is read on the CPU (random states must stay CPU tensors); load_state_dict moves
+    the model and optimizer state to the training device."""
+    import ismtk.autoencoder.train as trainer
+
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    seen = []
+    real = trainer.load_checkpoint
+    monkeypatch.setattr(trainer, "load_checkpoint", lambda path, map_location: seen.append(map_location) or real(path))
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1, resume=True)
+    assert seen == ["cpu"]

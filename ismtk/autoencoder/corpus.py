@@ -3,10 +3,12 @@
 A corpus is a list of chains with a sequence cluster and a split. In a chain index (``index.csv``, the
 layout of ``data/structures/``; several inputs may each have their own) each row is a chain; rows
 homologous to benchmark sets are dropped by default (see :class:`CorpusFilter`). A file in no index is its
-own cluster, and a seeded 5% of such files is held out for validation. Each epoch takes one random chain per cluster (so lysozymes and antibodies do not dominate)
-and at most ``residues_per_chain`` random residues of it; chains are read a few at a time, their
-microenvironments shuffled in a buffer and cut into fixed-size batches. Everything random depends only on
-``(seed, epoch)``, so every rank sees the same global batches and a resumed run the same order.
+own cluster, and a seeded 5% of such files is held out for validation. Each epoch takes one random chain
+per cluster (so lysozymes and antibodies do not dominate) and at most ``residues_per_chain`` random residues of it; chains are read a few at a time, their
+microenvironments shuffled in a buffer and cut into fixed-size parts (:func:`shard_stream`; a batch is made of
+the parts of several data shards, see :mod:`ismtk.autoencoder.loader`). Everything random depends only on
+the seed, the epoch and the shard, so a resumed run, or a run over any number of processes, sees the same
+batches.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ __all__ = [
     "epoch_entries",
     "expected_envs",
     "chain_microenvironments",
-    "stream_batches",
-    "validation_batches",
+    "shard_stream",
+    "validation_set",
 ]
 
 #: Name of the chain index looked for in input folders.
@@ -258,57 +260,63 @@ def chain_microenvironments(
         yield microenvironments(chain, residues)
 
 
-def stream_batches(
+def shard_stream(
     entries: Sequence[CorpusEntry],
-    batch_size: int,
+    part_size: int,
     residues_per_chain: int,
     min_residues: int,
     shuffle_chains: int,
-    seed: int,
-    epoch: int,
+    rng: np.random.Generator,
     skips: SkipLog,
+    fallback: Sequence[CorpusEntry] = (),
     options: ReadOptions = ReadOptions(),
 ) -> Iterator[Microenvironments]:
-    """Full batches of ``batch_size`` shuffled microenvironments of ``entries`` (the last partial one dropped).
+    """Endless parts of ``part_size`` shuffled microenvironments of ``entries``, read again when used up.
 
     Chains are read ``shuffle_chains`` at a time; their microenvironments, with what was left over from the
-    previous group, are shuffled together before being cut, so a batch mixes several chains while only a
-    few chains are in memory.
+    previous group, are shuffled together before being cut, so a part mixes several chains while only a
+    few chains are in memory. Each new pass draws new residues. If a whole pass yields nothing (no entries,
+    or none usable), the stream reads ``fallback`` instead; if that yields nothing either, it raises
+    :class:`InputError`.
     """
-    rng = np.random.default_rng([seed, epoch, 2])
     pending: Microenvironments | None = None
-    for start in range(0, len(entries), shuffle_chains):
-        parts = list(
-            chain_microenvironments(
-                entries[start : start + shuffle_chains], residues_per_chain, min_residues, rng, skips, options
-            )
-        )
-        if pending is not None:
-            parts.insert(0, pending)
-        if not parts:
-            continue
-        pool = collate(parts)
-        pool = pool.take(rng.permutation(len(pool)))
-        n_full = len(pool) // batch_size
-        for b in range(n_full):
-            yield pool.take(np.arange(b * batch_size, (b + 1) * batch_size))
-        pending = pool.take(np.arange(n_full * batch_size, len(pool)))
+    sources = [list(entries), list(fallback)]
+    while sources:
+        found = False
+        for start in range(0, len(sources[0]), shuffle_chains):
+            group = sources[0][start : start + shuffle_chains]
+            parts = list(chain_microenvironments(group, residues_per_chain, min_residues, rng, skips, options))
+            found = found or bool(parts)
+            if pending is not None:
+                parts.insert(0, pending)
+            if not parts:
+                continue
+            pool = collate(parts)
+            pool = pool.take(rng.permutation(len(pool)))
+            n_full = len(pool) // part_size
+            for b in range(n_full):
+                yield pool.take(np.arange(b * part_size, (b + 1) * part_size))
+            pending = pool.take(np.arange(n_full * part_size, len(pool)))
+        if not found:
+            sources.pop(0)
+    raise InputError(f"no usable training chain among {len(fallback) or len(entries)} (skipped: {skips.summary()})")
 
 
-def validation_batches(
+def validation_set(
     entries: Sequence[CorpusEntry],
-    batch_size: int,
     residues_per_chain: int,
     min_residues: int,
     seed: int,
     skips: SkipLog,
+    first: int = 0,
+    step: int = 1,
     options: ReadOptions = ReadOptions(),
-) -> list[Microenvironments]:
-    """The fixed validation set: up to ``residues_per_chain`` seeded residues of every validation chain."""
-    rng = np.random.default_rng([seed, 3])
-    parts = list(chain_microenvironments(entries, residues_per_chain, min_residues, rng, skips, options))
-    if not parts:
-        return []
-    pool = collate(parts)
-    order = np.argsort(pool.n_atoms, kind="stable")  # similar sizes together: less padding
-    return [pool.take(order[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
+) -> Microenvironments:
+    """The fixed validation microenvironments of ``entries[first::step]``: up to ``residues_per_chain``
+    residues of each chain, drawn with a seed per entry, so that the shares of several ranks together are
+    exactly the set one process reads."""
+    parts: list[Microenvironments] = []
+    for i in range(first, len(entries), step):
+        rng = np.random.default_rng([seed, 3, i])
+        parts += chain_microenvironments(entries[i : i + 1], residues_per_chain, min_residues, rng, skips, options)
+    return collate(parts)

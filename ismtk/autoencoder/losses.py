@@ -56,7 +56,8 @@ def autoencoder_losses(
     ``out`` is :meth:`AtomicAutoencoder.forward`'s result for ``coords`` ``(B, N, 3)``, ``mask`` ``(B, N)``,
     ``aa`` ``(B,)``. Returns ``(losses, sums)``: each loss a scalar (the sum of per-microenvironment means
     divided by ``denominator``, by default ``B``: the batch mean; a part of a batch passes the batch's
-    size, so that the parts' losses add up to the batch's), and (if ``metrics``, else ``{}``) summed counts for metrics: ``aa_correct``/``aa_total`` (recovery of the masked residue),
+    size, so that the parts' losses add up to the batch's), and (if ``metrics``, else ``{}``) summed counts
+    for metrics: ``aa_correct``/``aa_total`` (recovery of the masked residue),
     ``msd``/``rmsd``/``envs`` (aligned coordinate error), ``disto_correct``/``disto_total``.
 
     * L_AA: cross-entropy of the masked residue's amino acid from ``z``.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -337,14 +338,23 @@ class AtomicAutoencoder(nn.Module):
         """Residue embeddings ``z`` ``(B, width)`` of microenvironments (inputs as in :meth:`encode_atoms`)."""
         return self.encode_atoms(coords, elements, mask)[1]
 
-    def forward(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All outputs for a batch of microenvironments (inputs as in :meth:`encode`).
+    def forward(
+        self,
+        coords: torch.Tensor,
+        elements: torch.Tensor,
+        mask: torch.Tensor,
+        z_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """All outputs for a batch of microenvironments (inputs as in :meth:`encode`); ``z_map``, if given,
+        replaces ``z`` before the amino-acid head and the decoder (e.g. by its token's centroid).
 
         Returns ``z`` ``(B, W)``, ``aa_logits`` ``(B, 20)``, ``coords`` ``(B, N, 3)`` (decoded atom
         positions), ``pair_index``/``pair_valid`` ``(B, K)`` (atoms of the pair losses, :func:`pair_subset`)
         and ``disto_logits`` ``(B, K, K, disto_bins)`` over those atoms.
         """
         atoms, z = self.encode_atoms(coords, elements, mask)
+        if z_map is not None:
+            z = z_map(z)
         if self.cfg.decoder_input == "atoms":
             h = self.dec_in(atoms[:, 1:] + z[:, None, :])
         else:

@@ -1,16 +1,16 @@
 """Training the atomic autoencoder (``ismtk train-ae``): one process, or many under torchrun.
 
 Two stages as in the ISM paper: stage 1 optimises L_AA + L_disto, stage 2 all four losses; each stage has
-its own linear warm-up and cosine decay (a pure function of the step). Every rank builds the same global
-batch from ``(seed, epoch)`` and keeps its share; DDP averages gradients, so N processes equal one process
-with the same global batch. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, checkpoints
+its own linear warm-up and cosine decay (a pure function of the step). A global batch is made of the parts
+of ``data_shards`` data shards (:mod:`ismtk.autoencoder.loader`); each rank reads only its shards, in
+DataLoader workers, and DDP averages gradients, so N processes equal one process with the same global
+batch. Losses stay on the device between log lines. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, checkpoints
 (``checkpoints/step_NNNNNNN.pt``: model, optimizer, position in the data, random states) and the model
 (``model.json`` + ``model.pt``). A resumed run restarts at the exact batch where its checkpoint was taken.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -32,29 +31,21 @@ from ismtk.autoencoder.corpus import (
     epoch_entries,
     expected_envs,
     load_corpus,
-    stream_batches,
-    validation_batches,
+    validation_set,
 )
 from ismtk.autoencoder.io import load_autoencoder, save_autoencoder
-from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES, autoencoder_losses
+from ismtk.autoencoder.loader import EpochSpec, rank_batches, rank_shards
+from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.autoencoder.step import SUM_KEYS, evaluate, forward_backward, micro_batches, summarise
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ismtk.train.distributed import DistEnv, all_reduce_sum, setup, teardown
 from ismtk.train.metrics import MetricsLog, plot_metrics
-from ismtk.train.order import shard
 from ismtk.train.schedule import warmup_cosine
 
-__all__ = [
-    "BEST_METRICS",
-    "TrainAEConfig",
-    "TrainProgress",
-    "forward_backward",
-    "latest_checkpoint",
-    "micro_batches",
-    "train_autoencoder",
-]
+__all__ = ["BEST_METRICS", "TrainAEConfig", "TrainProgress", "latest_checkpoint", "train_autoencoder"]
 
 Stage = Literal["1", "2", "both"]
 #: Validation metrics that can pick the best model.
@@ -79,18 +70,23 @@ class TrainAEConfig:
     lr, weight_decay, warmup_epochs, min_lr_ratio, clip
         AdamW learning rate and weight decay; linear warm-up then cosine decay to ``min_lr_ratio * lr``, per
         stage; gradient-norm clipping.
+    coord_weight
+        Weight of the two coordinate losses (L_MSE-aligned, L_distances) against L_AA and L_disto (weight 1).
     residues_per_chain, val_residues_per_chain
         Random residues taken from each chain per epoch (training) and once (validation).
     min_residues
         Shorter chains are skipped.
     shuffle_chains
         Chains read together and shuffled into one pool before batching.
-    val_batch_size
-        Microenvironments per validation forward pass (over all ranks).
+    data_shards
+        Streams of chains a batch is drawn from (each adds ``batch_size / data_shards`` microenvironments);
+        at least the number of processes, which each read their own shards.
+    loader_workers
+        DataLoader processes per rank that read and featurise chains ahead of the training step (0: none).
     micro_batch_pairs
         A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
         largest environment squared), each padded to its own largest size; their gradients add up to the
-        batch's (:func:`micro_batches`). Changes speed and memory, not the result.
+        batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, not the result.
     checkpoint_every
         Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
     log_every
@@ -117,11 +113,13 @@ class TrainAEConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     clip: float = 1.0
+    coord_weight: float = 1.0
     residues_per_chain: int = 128
     val_residues_per_chain: int = 32
     min_residues: int = 20
     shuffle_chains: int = 16
-    val_batch_size: int = 256
+    data_shards: int = 8
+    loader_workers: int = 1
     micro_batch_pairs: int = 250_000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -154,9 +152,9 @@ class TrainAEConfig:
 
 #: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
 RESUME_KEYS = (
-    "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs",
-    "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "seed", "drop_bench_homologs",
-    "drop_ts50_homologs",
+    "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
+    "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
+    "drop_bench_homologs", "drop_ts50_homologs",
 )  # fmt: skip
 
 
@@ -219,7 +217,12 @@ def train_autoencoder(
     env = setup(device)
     try:
         trainer = _Trainer(inputs, Path(run), model_cfg, cfg, index, env, log, resume, overwrite)
-        return trainer.fit(resume, init, on_progress)
+        try:
+            return trainer.fit(resume, init, on_progress)
+        finally:
+            # drop DDP's reducer while the process group is still registered: a reducer that destroys a gloo
+            # group joins its threads holding the GIL, which a thread freeing a finished work's tensor needs
+            trainer.ddp = trainer.model
     finally:
         teardown()
 
@@ -237,11 +240,9 @@ class _Trainer:
         resume: bool = False,
         overwrite: bool = False,
     ) -> None:
-        if cfg.batch_size % env.world_size or cfg.val_batch_size % env.world_size:
-            raise InputError(
-                f"--batch-size {cfg.batch_size} and the validation batch {cfg.val_batch_size} must be multiples "
-                f"of the number of processes ({env.world_size})"
-            )
+        rank_shards(cfg.data_shards, env.rank, env.world_size)  # at least one shard per rank
+        if cfg.batch_size < cfg.data_shards:
+            raise InputError(f"--batch-size {cfg.batch_size} must be at least --data-shards {cfg.data_shards}")
         self.run, self.model_cfg, self.cfg, self.env = run, model_cfg, cfg, env
         self.log = log if env.is_main else (lambda message: None)
         self.prepare_folder(resume, overwrite)
@@ -264,7 +265,11 @@ class _Trainer:
         self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = env.device.type == "cuda"
-        self.val_set: list[Microenvironments] | None = None
+        # one process on the CPU: micro-batches on threads of single-threaded torch ops (see step.py)
+        self.workers = torch.get_num_threads() if env.device.type == "cpu" and not env.distributed else 1
+        if self.workers > 1:
+            torch.set_num_threads(1)
+        self.val_set: Microenvironments | None = None
         self.best: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -317,7 +322,8 @@ class _Trainer:
         path = latest_checkpoint(self.run)
         if path is None:
             raise InputError(f"{self.run}: nothing to resume (no checkpoints/step_*.pt)")
-        state = load_checkpoint(path, map_location=self.env.device)
+        # on the CPU: random states stay CPU tensors, load_state_dict puts the rest where it belongs
+        state = load_checkpoint(path, map_location="cpu")
         saved_model = state.get("model_config", {})
         current_model = json.loads(self.model_cfg.to_json())
         check_compatible(saved_model, current_model, tuple(current_model), str(path))
@@ -443,29 +449,26 @@ class _Trainer:
         """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` or
         ``max_minutes`` stopped it (the time is checked every ``log_every`` steps)."""
         cfg = self.cfg
-        weights = {name: float(name in STAGE_LOSSES[stage]) for name in LOSS_NAMES}
-        entries = epoch_entries(self.corpus, pos.epoch, cfg.seed)
-        stream = stream_batches(
-            entries, cfg.batch_size, cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains,
-            cfg.seed, pos.epoch, self.skips,
+        coords = {"aligned_mse": cfg.coord_weight, "distances": cfg.coord_weight}
+        weights = {name: float(name in STAGE_LOSSES[stage]) * coords.get(name, 1.0) for name in LOSS_NAMES}
+        spec = EpochSpec(
+            tuple(epoch_entries(self.corpus, pos.epoch, cfg.seed)), cfg.batch_size, cfg.data_shards,
+            cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains, cfg.seed, pos.epoch, self.steps_per_epoch,
+            pos.batch, self.env.rank, self.env.world_size,
         )  # fmt: skip
-        mine = shard(np.arange(cfg.batch_size), self.env.rank, self.env.world_size)
         self.ddp.train()
-        window: list[dict[str, float]] = []
+        window: list[dict[str, torch.Tensor]] = []
         tick = time.perf_counter()
-        for b, batch in enumerate(stream):
-            if b < pos.batch:
-                continue  # resumed run: these batches were used before the checkpoint
+        for b, batch in enumerate(rank_batches(spec, cfg.loader_workers, self.skips), start=pos.batch):
             if pos.step >= self.total_steps:
                 return False
             lr = self.lr_at(pos)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            parts = micro_batches(batch.take(mine), cfg.micro_batch_pairs)
             self.opt.zero_grad(set_to_none=True)
             losses = forward_backward(
-                self.ddp, self.model_cfg, parts, weights, cfg.batch_size / self.env.world_size, self.env.device,
-                self.autocast,
+                self.ddp, self.model_cfg, micro_batches(batch, cfg.micro_batch_pairs), weights,
+                cfg.batch_size / self.env.world_size, self.env.device, self.autocast, self.workers,
             )  # fmt: skip
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.opt.step()
@@ -486,89 +489,23 @@ class _Trainer:
                 return False
         return True
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Amino-acid recovery, aligned RMSD (Å) and distogram accuracy on the validation chains."""
-        cfg = self.cfg
+        """Amino-acid recovery, aligned RMSD (Å), distogram accuracy and losses on the validation chains;
+        each rank evaluates its share of the chains (possibly none)."""
+        cfg, env = self.cfg, self.env
         if self.val_set is None:
             skips = SkipLog()
-            self.val_set = validation_batches(
-                self.corpus.val, cfg.val_batch_size, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips
-            )
-            n = sum(len(b) for b in self.val_set)
+            self.val_set = validation_set(
+                self.corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips, env.rank,
+                env.world_size,
+            )  # fmt: skip
+            n = int(all_reduce_sum(torch.tensor(float(len(self.val_set)), device=env.device)).item())
             self.log(
                 f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})"
             )
-        if not self.val_set:
-            return {}
-        self.model.eval()
-        totals: dict[str, torch.Tensor] = {}
-        for batch in self.val_set:
-            mine = shard(np.arange(len(batch)), self.env.rank, self.env.world_size)
-            x = _tensors(batch.take(mine), self.env.device)
-            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.model(x["coords"], x["elements"], x["mask"])
-            losses, sums = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
-            sums |= {f"loss_{k}": v * len(mine) for k, v in losses.items()} | {"n": torch.tensor(float(len(mine)))}
-            for k, v in sums.items():
-                totals[k] = totals.get(k, 0) + v.detach().double().cpu()
-        self.model.train()
-        t = {k: all_reduce_sum(v.to(self.env.device)).item() for k, v in totals.items()}
-        result = {
-            "aa_recovery": t["aa_correct"] / max(t["aa_total"], 1),
-            "rmsd": t["rmsd"] / max(t["envs"], 1),
-            "disto_acc": t["disto_correct"] / max(t["disto_total"], 1),
-        }
-        return result | {k: t[f"loss_{k}"] / max(t["n"], 1) for k in LOSS_NAMES}
-
-
-def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenvironments]:
-    """``batch`` in parts of similar size: sorted by atom count and cut where a part would exceed ``max_pairs``
-    padded pairs (its size x (its largest environment + the mask node) squared); each part is padded to its own
-    largest environment, so the attention's work follows the real sizes instead of the batch's largest."""
-    n = batch.n_atoms + 1
-    order = np.argsort(n, kind="stable")
-    parts, start = [], 0
-    for end in range(1, len(order) + 1):
-        if end == len(order) or (end - start + 1) * int(n[order[end]]) ** 2 > max_pairs:
-            parts.append(order[start:end])
-            start = end
-    return [batch.take(index) for index in parts]
-
-
-def forward_backward(
-    module: torch.nn.Module,
-    model_cfg: AutoencoderConfig,
-    parts: Sequence[Microenvironments],
-    weights: dict[str, float],
-    denominator: float,
-    device: torch.device,
-    autocast: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Forward and backward passes over the parts of one batch; gradients accumulate in the parameters.
-
-    Each part's losses are divided by ``denominator`` (the batch's size on this rank), so the gradient is that
-    of the whole batch. Under DDP only the last part's backward synchronises the gradients. Returns the
-    batch's losses and their weighted sum ``loss`` as detached 0-d tensors on ``device`` (no host sync).
-    """
-    totals: dict[str, torch.Tensor] = {}
-    for i, part in enumerate(parts):
-        x = _tensors(part, device)
-        last = i == len(parts) - 1
-        with module.no_sync() if hasattr(module, "no_sync") and not last else contextlib.nullcontext():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = module(x["coords"], x["elements"], x["mask"])
-            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], model_cfg, denominator, metrics=False)
-            sum(weights[k] * v for k, v in losses.items()).backward()
-        for k, v in losses.items():
-            totals[k] = totals[k] + v.detach() if k in totals else v.detach()
-    totals["loss"] = sum(weights[k] * totals[k] for k in LOSS_NAMES)
-    return totals
-
-
-def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = {"coords": batch.coords, "elements": batch.elements, "mask": batch.mask, "aa": batch.aa}
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
+        sums = evaluate(self.model, self.val_set, env.device, cfg.micro_batch_pairs, self.autocast, self.workers)
+        totals = all_reduce_sum(torch.stack([sums[k] for k in SUM_KEYS]).to(env.device)).tolist()
+        return summarise(dict(zip(SUM_KEYS, totals)))
 
 
 def _names(names: Sequence[str], shown: int = 6) -> str:

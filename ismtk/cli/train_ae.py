@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -46,6 +48,9 @@ def train_ae(
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", help="Warm-up of each stage, in epochs.")
     ] = _T.warmup_epochs,
+    coord_weight: Annotated[
+        float, typer.Option("--coord-weight", min=0.0, help="Weight of the two coordinate losses (stage 2).")
+    ] = _T.coord_weight,
     residues_per_chain: Annotated[
         int, typer.Option("--residues-per-chain", min=1, help="Random residues per chain per epoch.")
     ] = _T.residues_per_chain,
@@ -53,6 +58,12 @@ def train_ae(
         int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints (also at every epoch end).")
     ] = _T.checkpoint_every,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
+    data_shards: Annotated[
+        int, typer.Option("--data-shards", min=1, help="Chain streams per batch; at least the number of processes.")
+    ] = _T.data_shards,
+    loader_workers: Annotated[
+        int, typer.Option("--loader-workers", min=0, help="Processes per rank reading chains ahead (0: none).")
+    ] = _T.loader_workers,
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", min=0, help="Stop after this many minutes (validated, saved).")
     ] = None,
@@ -126,16 +137,21 @@ def train_ae(
         batch_size=batch_size,
         lr=lr,
         warmup_epochs=warmup_epochs,
+        coord_weight=coord_weight,
         residues_per_chain=residues_per_chain,
         checkpoint_every=checkpoint_every,
         max_steps=max_steps,
         max_minutes=max_minutes,
         best_metric=best_metric,
+        data_shards=data_shards,
+        loader_workers=loader_workers,
         seed=seed,
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
     )
-    with console.progress("training", total=None, unit="steps") as advance:
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 draws and reports
+    bar = console.progress("training", total=None, unit="steps") if main else nullcontext(lambda n=1: None)
+    with bar as advance:
         done = [0]
 
         def report(p: TrainProgress) -> None:
@@ -146,5 +162,5 @@ def train_ae(
             inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init, overwrite=overwrite,
             threads=threads, log=console.info, on_progress=report,
         )  # fmt: skip
-    if val:
+    if val and main:
         console.info("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()) + f" -> {output}")
