@@ -169,6 +169,30 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_gpu_command_on_a_cpu_budget(tmp_path):
+    """docs/autoencoder.md's GPU command (paper-width model, --max-minutes), scaled down and on the CPU: it stops
+    on its budget mid-schedule and leaves a usable model folder, which --resume continues."""
+    from ismtk.autoencoder.io import load_autoencoder
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--width", "16", "--heads", "2"]
+    cmd += ["--layers", "1", "--stage", "both", "--epochs-stage1", "1", "--epochs-stage2", "400", "--batch-size", "8"]
+    cmd += ["--residues-per-chain", "12", "--lr", "1e-3", "--coord-weight", "0.05", "--loader-workers", "2"]
+    cmd += ["--max-minutes", "0.2", "--device", "cpu", "--checkpoint-every", "1000"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    last = max(r["step"] for r in records)
+    assert 0 < last < 401 * 5 and records[-1]["kind"] == "val"  # stopped by the budget, validated
+    model = load_autoencoder(tmp_path)
+    assert model.cfg.width == 16 and model.cfg.decoder_input == "atoms"
+    assert latest_checkpoint(tmp_path).name == f"step_{last:07d}.pt" and (tmp_path / "best" / "model.pt").is_file()
+    again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr
+    assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) > last
+
+
 def test_three_gloo_processes_equal_one_process(tmp_path):
     """An odd process count: uneven batch shares, and ranks whose validation share is empty (one val chain)."""
     one, three = tmp_path / "one", tmp_path / "three"
