@@ -7,7 +7,9 @@ measurement is a fresh process; old and new alternate (interleaved repeats) so t
 
     python benchmarks/ae_train_speed.py --data ../shared/data/structures --old-rev 6aa9576 --widths 64 128
 
-Prints envs/s of each side per width and the ratio (median of the repeats), and the step-0 losses.
+Prints envs/s of each side per width and the ratio (median of the repeats), and the step-0 losses. Both sides run
+with ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is set: on a busy machine torch's spinning OpenMP threads
+would slow the old trainer's two intra-op threads several-fold.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ def run_side(side: str, tree: Path, args: argparse.Namespace, width: int, weight
     cmd = [sys.executable, __file__, "--worker", side, "--batches", str(args.batches_file), "--width", str(width)]
     cmd += ["--weights", str(weights), "--threads", str(args.threads), "--steps", str(args.steps)]
     cmd += ["--decoder", decoder, "--micro-pairs", str(args.micro_pairs)]
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads))
+    # passive OpenMP waits on both sides: on a shared machine spinning threads would penalise the old trainer
+    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY=policy)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{side} side failed:\n{done.stderr}")
