@@ -1,15 +1,19 @@
 """Training the autoencoder: corpus filter, skips, exact resume, 2-process gloo == 1 process, CLI."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, stream_batches
+from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, shard_stream
+from ismtk.autoencoder.loader import EpochSpec, rank_batches
 from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
@@ -19,7 +23,7 @@ DATA = Path(__file__).parent / "data" / "ae"
 ROOT = Path(__file__).parents[1]
 MODEL = AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1, pair_atoms=8, pair_dim=8)
 TRAIN = TrainAEConfig(
-    batch_size=8, residues_per_chain=12, val_residues_per_chain=4, val_batch_size=8, epochs_stage1=1,
+    batch_size=8, residues_per_chain=12, val_residues_per_chain=4, epochs_stage1=1, data_shards=2,
     epochs_stage2=1, shuffle_chains=2, checkpoint_every=2, log_every=1,
 )  # fmt: skip
 
@@ -38,6 +42,31 @@ def test_corpus_drops_benchmark_homologs_and_logs_it():
     assert "1AY7_l_u.pdb.gz" in {Path(e.path).name for e in kept.train}
 
 
+def test_several_inputs_each_with_its_own_index(tmp_path):
+    """A TSV without cluster or split (CATH-like): every kept row is its own training cluster."""
+    extra = tmp_path / "cath"
+    (extra / "pdb").mkdir(parents=True)
+    for name in ("1BVN_l_u.pdb.gz", "1ACB_l_u.pdb.gz", "1D6R_l_u.pdb.gz"):
+        shutil.copy(DATA / "pdb" / name, extra / "pdb" / name.replace("_l_u", "_dom"))
+    table = extra / "classification.tsv"
+    table.write_text(
+        "domain_id\tfile\tn_res\tscope40_dev_homolog\n"
+        "a\tpdb/1BVN_dom.pdb.gz\t74\tmatrix_train\n"
+        "b\tpdb/1ACB_dom.pdb.gz\t70\tbench\n"
+    )
+    corpus = load_corpus([DATA, extra], [table])
+    by_name = {Path(e.path).name: e for e in corpus.train}
+    assert "1BVN_dom.pdb.gz" in by_name and "1ACB_dom.pdb.gz" not in by_name  # the bench homolog is dropped
+    assert by_name["1BVN_dom.pdb.gz"].chain is None and by_name["1BVN_dom.pdb.gz"].n_residues == 74
+    # the data/structures-style index of the first input is still used
+    assert "1AY7_l_u.pdb.gz" not in by_name and by_name["1ACB_l_u.pdb.gz"].cluster == "61"
+    # a file in no table is its own cluster
+    assert Path(by_name.get("1D6R_dom.pdb.gz", corpus.val[-1]).path).name == "1D6R_dom.pdb.gz"
+    clusters = [e.cluster for e in corpus.train]
+    assert len(clusters) == len(set(clusters)) == len(corpus.clusters)
+    assert any("classification.tsv: 2 rows, 1 train chains in 1 clusters" in n for n in corpus.notes)
+
+
 def test_epoch_order_is_a_function_of_seed_and_epoch():
     corpus = load_corpus([DATA])
     assert epoch_entries(corpus, 3, 0) == epoch_entries(corpus, 3, 0)
@@ -48,10 +77,14 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 def test_bad_files_are_skipped_and_counted():
     corpus = load_corpus([DATA])
     skips = SkipLog()
-    batches = list(stream_batches(corpus.train, 8, 12, 20, 2, 0, 0, skips))
-    assert skips.counts["unreadable files"] == 2  # corrupt.pdb.gz and broken.pdb.gz
-    assert len(batches) == (2 * 12) // 8
+    stream = shard_stream(corpus.train, 8, 12, 20, 2, np.random.default_rng(0), skips)
+    batches = [next(stream) for _ in range(7)]  # 24 microenvironments a pass: the chains are read again
+    assert skips.counts["unreadable files"] == 4  # corrupt.pdb.gz and broken.pdb.gz, twice
     assert all(len(b) == 8 for b in batches)
+    bad = [e for e in corpus.train if "corrupt" in e.path or "broken" in e.path]
+    assert len(next(shard_stream(bad, 8, 12, 20, 2, np.random.default_rng(0), SkipLog(), corpus.train))) == 8
+    with pytest.raises(InputError, match="no usable training chain"):
+        next(shard_stream(bad, 8, 12, 20, 2, np.random.default_rng(0), SkipLog()))
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
@@ -79,6 +112,55 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
         train_autoencoder([DATA], tmp_path / "empty", MODEL, TRAIN, device="cpu", threads=1, resume=True)
 
 
+def test_run_folder_is_not_overwritten_by_accident(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(InputError, match="not empty.*--resume.*--overwrite"):
+        train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=3), device="cpu", threads=1)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    (tmp_path / "notes.txt").write_text("mine")
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1, overwrite=True)
+    assert latest_checkpoint(tmp_path).name == "step_0000001.pt"
+    assert [c.name for c in (tmp_path / "checkpoints").iterdir()] == ["step_0000001.pt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+
+
+def test_model_file_matches_the_checkpoint_resumed_from(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
+    saved = params(tmp_path)
+    # a run killed after its checkpoint but with a later model.pt: resume restores the pair
+    torch.save({k: v + 1 for k, v in saved.items()}, tmp_path / "model.pt")
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1, resume=True)
+    assert all(torch.equal(saved[k], v) for k, v in params(tmp_path).items())
+
+
+def test_best_model_and_time_budget(tmp_path):
+    cfg = replace(TRAIN, max_minutes=0.0, best_metric="aa_recovery")
+    train_autoencoder([DATA], tmp_path, MODEL, cfg, device="cpu", threads=1)
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [1]  # the budget is checked every log_every (1) steps: it stopped after the first
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["step"] == 1 and best["metric"] == "aa_recovery"
+    assert {"model.json", "model.pt"} <= {p.name for p in (tmp_path / "best").iterdir()}
+    with pytest.raises(InputError, match="best-metric"):
+        TrainAEConfig(best_metric="speed")
+
+
+def test_init_takes_the_matching_tensors_of_another_decoder(tmp_path):
+    old = replace(MODEL, decoder_input="embedding")
+    train_autoencoder([DATA], tmp_path / "old", old, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    messages: list[str] = []
+    train_autoencoder(
+        [DATA], tmp_path / "new", MODEL, replace(TRAIN, max_steps=1, lr=0.0), device="cpu", threads=1,
+        init=tmp_path / "old", log=messages.append,
+    )  # fmt: skip
+    source, new = params(tmp_path / "old"), params(tmp_path / "new")
+    assert torch.equal(source["blocks.0.local.qkv.weight"], new["blocks.0.local.qkv.weight"])
+    assert not torch.equal(source["dec_in.weight"], new["dec_in.weight"])  # the decoder input changed: fresh
+    note = next(m for m in messages if m.startswith("initialised"))
+    assert "dec_element.weight" in note and "coord_head.weight" in note
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "--width", "16", "--heads", "2", "--layers", "1"]
@@ -87,13 +169,77 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+def test_gpu_command_on_a_cpu_budget(tmp_path):
+    """docs/autoencoder.md's GPU command (paper-width model, --max-minutes), scaled down and on the CPU: it stops
+    on its budget mid-schedule and leaves a usable model folder, which --resume continues."""
+    from ismtk.autoencoder.io import load_autoencoder
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--width", "16", "--heads", "2"]
+    cmd += ["--layers", "1", "--stage", "both", "--epochs-stage1", "1", "--epochs-stage2", "400", "--batch-size", "8"]
+    cmd += ["--residues-per-chain", "12", "--lr", "1e-3", "--coord-weight", "0.05", "--loader-workers", "2"]
+    cmd += ["--max-minutes", "0.2", "--device", "cpu", "--checkpoint-every", "1000"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    last = max(r["step"] for r in records)
+    assert 0 < last < 401 * 5 and records[-1]["kind"] == "val"  # stopped by the budget, validated
+    model = load_autoencoder(tmp_path)
+    assert model.cfg.width == 16 and model.cfg.decoder_input == "atoms"
+    assert latest_checkpoint(tmp_path).name == f"step_{last:07d}.pt" and (tmp_path / "best" / "model.pt").is_file()
+    again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr
+    assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) > last
+
+
+def test_three_gloo_processes_equal_one_process(tmp_path):
+    """An odd process count: uneven batch shares, and ranks whose validation share is empty (one val chain)."""
+    one, three = tmp_path / "one", tmp_path / "three"
     done = cli("-o", str(one))
     assert done.returncode == 0, done.stderr
     assert "homologous to scope40_dev bench" in done.stderr
-    done = cli("-o", str(two), "--nproc", "2")
+    done = cli("-o", str(three), "--nproc", "3")
     assert done.returncode == 0, done.stderr
-    a, b = params(one), params(two)
+    assert done.stderr.count("final validation") == 1  # only rank 0 reports
+    a, b = params(one), params(three)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    val = [[r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"] for run in (one, three)]
+    assert val[0][-1]["aa_recovery"] == pytest.approx(val[1][-1]["aa_recovery"])
+    assert val[0][-1]["rmsd"] == pytest.approx(val[1][-1]["rmsd"], rel=1e-4)
+
+
+def test_ranks_read_their_shards_and_together_make_the_batch():
+    corpus = load_corpus([DATA])
+    spec = EpochSpec(tuple(epoch_entries(corpus, 0, 0)), 8, 4, 12, 20, 2, 0, 0, steps=3)
+
+    def batches(rank: int, world: int, workers: int) -> list:
+        return list(rank_batches(replace(spec, rank=rank, world_size=world), workers, SkipLog()))
+
+    whole = batches(0, 1, 0)
+    assert [len(b) for b in whole] == [8, 8, 8]
+    in_workers = batches(0, 1, 2)
+    shares = [batches(r, 3, 0) for r in range(3)]
+    for step, batch in enumerate(whole):
+        key = sorted(batch.coords.sum((1, 2)).round(3).tolist())
+        assert sorted(in_workers[step].coords.sum((1, 2)).round(3).tolist()) == key
+        joined = np.concatenate([share[step].coords.sum((1, 2)) for share in shares])
+        assert sorted(joined.round(3).tolist()) == key and [len(s[step]) for s in shares] == [4, 2, 2]
+    resumed = list(rank_batches(replace(spec, start=2), 0, SkipLog()))
+    np.testing.assert_array_equal(resumed[0].coords, whole[2].coords)
+    with pytest.raises(InputError, match="data-shards 4 must be at least the number of processes"):
+        batches(0, 5, 0)
+
+
+def test_resume_reads_the_checkpoint_on_the_cpu(tmp_path, monkeypatch):
+    """A GPU run's checkpoint is read on the CPU (random states must stay CPU tensors); load_state_dict moves
+    the model and optimizer state to the training device."""
+    import ismtk.autoencoder.train as trainer
+
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    seen = []
+    real = trainer.load_checkpoint
+    monkeypatch.setattr(trainer, "load_checkpoint", lambda path, map_location: seen.append(map_location) or real(path))
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1, resume=True)
+    assert seen == ["cpu"]

@@ -305,7 +305,7 @@ def residue_embeddings(
     max_points: int,
     residues_per_chain: int = 10**9,
     seed: int = 0,
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
@@ -346,7 +346,7 @@ def build_codebook(
     residues_per_chain: int = 10**9,
     seed: int = 0,
     n_init: int = 3,
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     progress: Callable[[int], None] | None = None,
     elbow_ks: Sequence[int] = (),
 ) -> ClusterReport:

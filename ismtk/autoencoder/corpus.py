@@ -1,12 +1,15 @@
 """The autoencoder's training corpus: which chains, sampled how, streamed as microenvironment batches.
 
-A corpus is a list of chains with a sequence cluster and a split. With an ``index.csv`` (the layout of
-``data/structures/``) each row is a chain; rows homologous to benchmark sets are dropped by default (see
-:class:`CorpusFilter`). Without one, every file is its own cluster and a seeded 5% of the files is held out
-for validation. Each epoch takes one random chain per cluster (so lysozymes and antibodies do not dominate)
-and at most ``residues_per_chain`` random residues of it; chains are read a few at a time, their
-microenvironments shuffled in a buffer and cut into fixed-size batches. Everything random depends only on
-``(seed, epoch)``, so every rank sees the same global batches and a resumed run the same order.
+A corpus is a list of chains with a sequence cluster and a split. In a chain index (``index.csv``, the
+layout of ``data/structures/``; several inputs may each have their own) each row is a chain; rows
+homologous to benchmark sets are dropped by default (see :class:`CorpusFilter`). A file in no index is its
+own cluster, and a seeded 5% of such files is held out for validation. Each epoch takes one random chain
+per cluster (so lysozymes and antibodies do not dominate) and at most ``residues_per_chain`` random residues
+of it; chains are read a few at a time, their
+microenvironments shuffled in a buffer and cut into fixed-size parts (:func:`shard_stream`; a batch is made of
+the parts of several data shards, see :mod:`ismtk.autoencoder.loader`). Everything random depends only on
+the seed, the epoch and the shard, so a resumed run, or a run over any number of processes, sees the same
+batches.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ __all__ = [
     "epoch_entries",
     "expected_envs",
     "chain_microenvironments",
-    "stream_batches",
-    "validation_batches",
+    "shard_stream",
+    "validation_set",
 ]
 
 #: Name of the chain index looked for in input folders.
@@ -99,57 +102,91 @@ class SkipLog:
 
 def load_corpus(
     inputs: Sequence[str | Path],
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     corpus_filter: CorpusFilter = CorpusFilter(),
     val_fraction: float = 0.05,
     seed: int = 0,
 ) -> Corpus:
     """The chains of ``inputs`` (files, folders, path lists), split into train and validation.
 
-    ``index``: a chain index CSV (``file, chain, cluster40, split`` and optionally ``n_residues``,
-    ``scope40_dev_homolog``, ``ts50_homolog``; ``file`` relative to the CSV's folder); by default an
-    ``index.csv`` at the top of an input folder is used. Only rows whose file is among the inputs are kept.
+    ``index``: one or several chain index tables (CSV, or TSV when the name ends in ``.tsv``): column ``file``
+    (relative to the table's folder) and optionally ``chain``, ``cluster40``, ``split`` (``train``/``val``),
+    ``n_residues`` (or ``n_res``), ``scope40_dev_homolog``, ``ts50_homolog``. Besides these, the
+    ``index.csv`` at the top of every input folder is used. Only rows whose file is among the inputs are
+    kept. Cluster ids are shared by all tables (so tables clustered jointly keep their clusters); a row
+    without a cluster is its own cluster, a row without a split is for training, a row without a chain
+    stands for one chain of its file. Input files in no table are each their own cluster, and a seeded
+    ``val_fraction`` of them is held out for validation.
     """
     files = find_structure_files(inputs)
-    if index is None:
-        found = [Path(p) / INDEX_NAME for p in inputs if (Path(p) / INDEX_NAME).is_file()]
-        index = found[0] if found else None
-    if index is None:
-        return _corpus_from_files(files, val_fraction, seed)
-    return _corpus_from_index(Path(index), {str(Path(f).resolve()) for f in files}, corpus_filter)
+    given = [index] if isinstance(index, (str, Path)) else list(index or [])
+    tables = [Path(t) for t in given] + [Path(p) / INDEX_NAME for p in inputs if (Path(p) / INDEX_NAME).is_file()]
+    seen: set[Path] = set()
+    tables = [t for t in tables if not (t.resolve() in seen or seen.add(t.resolve()))]
+    wanted = {str(Path(f).resolve()) for f in files}
+    corpus = Corpus([], [])
+    covered: set[str] = set()
+    for table in tables:
+        part, mentioned = _corpus_from_index(table, wanted, corpus_filter)
+        corpus.train += part.train
+        corpus.val += part.val
+        corpus.notes += part.notes
+        covered |= mentioned
+    rest = [f for f in files if str(Path(f).resolve()) not in covered]
+    if rest:
+        part = _corpus_from_files(rest, val_fraction, seed)
+        corpus.train += part.train
+        corpus.val += part.val
+        corpus.notes += part.notes
+    if not corpus.train:
+        raise InputError(
+            "no training chains left among the inputs (check the paths, the chain indexes and the filters)"
+        )
+    return corpus
 
 
-def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter) -> Corpus:
+def _read_table(index: Path) -> list[dict[str, str]]:
     try:
         with index.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = list(csv.DictReader(handle, delimiter="\t" if index.name.lower().endswith(".tsv") else ","))
     except OSError as exc:
         raise InputError(f"{index}: cannot read the chain index ({exc.strerror})") from exc
-    missing = {"file", "chain", "cluster40", "split"} - set(rows[0] if rows else {})
-    if missing:
-        raise InputError(f"{index}: chain index lacks column(s) {', '.join(sorted(missing))}")
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(f"{index}: not a chain index table ({exc})") from exc
+    if "file" not in (rows[0] if rows else {}):
+        raise InputError(f"{index}: chain index lacks the column 'file'")
+    return rows
+
+
+def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter) -> tuple[Corpus, set[str]]:
+    """The kept rows of one table, and every input file the table mentions (kept or dropped)."""
+    rows = _read_table(index)
     kept: list[CorpusEntry] = []
+    mentioned: set[str] = set()
     dropped = Counter()
     for row in rows:
         path = str((index.parent / row["file"]).resolve())
         if path not in files:
             dropped["file not among the inputs"] += 1
             continue
-        if corpus_filter.drop_bench_homologs and "bench" in row.get("scope40_dev_homolog", ""):
+        mentioned.add(path)
+        if corpus_filter.drop_bench_homologs and "bench" in (row.get("scope40_dev_homolog") or ""):
             dropped["homologous to scope40_dev bench"] += 1
             continue
-        if corpus_filter.drop_ts50_homologs and row.get("ts50_homolog", "0").strip() == "1":
+        if corpus_filter.drop_ts50_homologs and (row.get("ts50_homolog") or "0").strip() == "1":
             dropped["homologous to ts50"] += 1
             continue
-        n = row.get("n_residues", "").strip()
-        kept.append(CorpusEntry(path, row["chain"], row["cluster40"], row["split"], int(n) if n.isdigit() else None))
+        chain = row.get("chain")
+        cluster = (row.get("cluster40") or "").strip() or f"{path}:{chain}"
+        n = (row.get("n_residues") or row.get("n_res") or "").strip()
+        split = (row.get("split") or "").strip() or "train"
+        kept.append(CorpusEntry(path, chain, cluster, split, int(n) if n.isdigit() else None))
     train = [e for e in kept if e.split == "train"]
     val = [e for e in kept if e.split == "val"]
-    notes = [f"chain index {index}: {len(rows)} rows, {len(train)} train / {len(val)} val chains kept"]
+    clusters = len({e.cluster for e in train})
+    notes = [f"chain index {index}: {len(rows)} rows, {len(train)} train chains in {clusters} clusters, {len(val)} val"]
     notes += [f"dropped {n} row(s): {why}" for why, n in sorted(dropped.items())]
-    if not train:
-        raise InputError(f"{index}: no training chains left among the inputs (check the paths and the filters)")
-    return Corpus(train, val, notes)
+    return Corpus(train, val, notes), mentioned
 
 
 def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Corpus:
@@ -159,7 +196,7 @@ def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Cor
     entries = [CorpusEntry(str(p), None, str(p), "val" if is_val(p) else "train") for p in files]
     train = [e for e in entries if e.split == "train"] or entries
     val = [e for e in entries if e.split == "val" and e not in train]
-    notes = [f"no chain index: {len(files)} files, each its own cluster; {len(val)} held out for validation"]
+    notes = [f"{len(files)} files in no chain index: each its own cluster; {len(val)} held out for validation"]
     return Corpus(train, val, notes)
 
 
@@ -224,57 +261,63 @@ def chain_microenvironments(
         yield microenvironments(chain, residues)
 
 
-def stream_batches(
+def shard_stream(
     entries: Sequence[CorpusEntry],
-    batch_size: int,
+    part_size: int,
     residues_per_chain: int,
     min_residues: int,
     shuffle_chains: int,
-    seed: int,
-    epoch: int,
+    rng: np.random.Generator,
     skips: SkipLog,
+    fallback: Sequence[CorpusEntry] = (),
     options: ReadOptions = ReadOptions(),
 ) -> Iterator[Microenvironments]:
-    """Full batches of ``batch_size`` shuffled microenvironments of ``entries`` (the last partial one dropped).
+    """Endless parts of ``part_size`` shuffled microenvironments of ``entries``, read again when used up.
 
     Chains are read ``shuffle_chains`` at a time; their microenvironments, with what was left over from the
-    previous group, are shuffled together before being cut, so a batch mixes several chains while only a
-    few chains are in memory.
+    previous group, are shuffled together before being cut, so a part mixes several chains while only a
+    few chains are in memory. Each new pass draws new residues. If a whole pass yields nothing (no entries,
+    or none usable), the stream reads ``fallback`` instead; if that yields nothing either, it raises
+    :class:`InputError`.
     """
-    rng = np.random.default_rng([seed, epoch, 2])
     pending: Microenvironments | None = None
-    for start in range(0, len(entries), shuffle_chains):
-        parts = list(
-            chain_microenvironments(
-                entries[start : start + shuffle_chains], residues_per_chain, min_residues, rng, skips, options
-            )
-        )
-        if pending is not None:
-            parts.insert(0, pending)
-        if not parts:
-            continue
-        pool = collate(parts)
-        pool = pool.take(rng.permutation(len(pool)))
-        n_full = len(pool) // batch_size
-        for b in range(n_full):
-            yield pool.take(np.arange(b * batch_size, (b + 1) * batch_size))
-        pending = pool.take(np.arange(n_full * batch_size, len(pool)))
+    sources = [list(entries), list(fallback)]
+    while sources:
+        found = False
+        for start in range(0, len(sources[0]), shuffle_chains):
+            group = sources[0][start : start + shuffle_chains]
+            parts = list(chain_microenvironments(group, residues_per_chain, min_residues, rng, skips, options))
+            found = found or bool(parts)
+            if pending is not None:
+                parts.insert(0, pending)
+            if not parts:
+                continue
+            pool = collate(parts)
+            pool = pool.take(rng.permutation(len(pool)))
+            n_full = len(pool) // part_size
+            for b in range(n_full):
+                yield pool.take(np.arange(b * part_size, (b + 1) * part_size))
+            pending = pool.take(np.arange(n_full * part_size, len(pool)))
+        if not found:
+            sources.pop(0)
+    raise InputError(f"no usable training chain among {len(fallback) or len(entries)} (skipped: {skips.summary()})")
 
 
-def validation_batches(
+def validation_set(
     entries: Sequence[CorpusEntry],
-    batch_size: int,
     residues_per_chain: int,
     min_residues: int,
     seed: int,
     skips: SkipLog,
+    first: int = 0,
+    step: int = 1,
     options: ReadOptions = ReadOptions(),
-) -> list[Microenvironments]:
-    """The fixed validation set: up to ``residues_per_chain`` seeded residues of every validation chain."""
-    rng = np.random.default_rng([seed, 3])
-    parts = list(chain_microenvironments(entries, residues_per_chain, min_residues, rng, skips, options))
-    if not parts:
-        return []
-    pool = collate(parts)
-    order = np.argsort(pool.n_atoms, kind="stable")  # similar sizes together: less padding
-    return [pool.take(order[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
+) -> Microenvironments:
+    """The fixed validation microenvironments of ``entries[first::step]``: up to ``residues_per_chain``
+    residues of each chain, drawn with a seed per entry, so that the shares of several ranks together are
+    exactly the set one process reads."""
+    parts: list[Microenvironments] = []
+    for i in range(first, len(entries), step):
+        rng = np.random.default_rng([seed, 3, i])
+        parts += chain_microenvironments(entries[i : i + 1], residues_per_chain, min_residues, rng, skips, options)
+    return collate(parts)

@@ -48,12 +48,16 @@ def autoencoder_losses(
     mask: torch.Tensor,
     aa: torch.Tensor,
     cfg: AutoencoderConfig,
+    denominator: float | None = None,
+    metrics: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Losses and metric sums of one batch.
 
     ``out`` is :meth:`AtomicAutoencoder.forward`'s result for ``coords`` ``(B, N, 3)``, ``mask`` ``(B, N)``,
-    ``aa`` ``(B,)``. Returns ``(losses, sums)``: each loss a scalar (batch mean of per-microenvironment
-    means), and summed counts for metrics: ``aa_correct``/``aa_total`` (recovery of the masked residue),
+    ``aa`` ``(B,)``. Returns ``(losses, sums)``: each loss a scalar (the sum of per-microenvironment means
+    divided by ``denominator``, by default ``B``: the batch mean; a part of a batch passes the batch's
+    size, so that the parts' losses add up to the batch's), and (if ``metrics``, else ``{}``) summed counts
+    for metrics: ``aa_correct``/``aa_total`` (recovery of the masked residue),
     ``msd``/``rmsd``/``envs`` (aligned coordinate error), ``disto_correct``/``disto_total``.
 
     * L_AA: cross-entropy of the masked residue's amino acid from ``z``.
@@ -62,7 +66,7 @@ def autoencoder_losses(
       the true ones (Kabsch), so the loss ignores the (unobservable) orientation.
     * L_distances: mean squared error between predicted and true pairwise distances.
     """
-    b = coords.shape[0]
+    b = coords.shape[0] if denominator is None else denominator
     has_atoms = mask.any(1)
     logits = out["aa_logits"].float()
     known = aa != IGNORE_AA
@@ -82,6 +86,8 @@ def autoencoder_losses(
         "aligned_mse": msd.sum() / b,
         "distances": dist_loss.sum() / b,
     }
+    if not metrics:
+        return losses, {}
     with torch.no_grad():
         sums = {
             "aa_correct": ((logits.argmax(-1) == aa) & known).sum().float(),

@@ -5,15 +5,17 @@ mask node sits at the C-alpha of the masked residue; the only geometry is an add
 bias computed from pairwise distances, so the encoder is exactly invariant to rotations and
 translations. Each block has one attention restricted to pairs closer than ``local_radius`` and one
 global attention, then an MLP, all pre-norm. The residue embedding ``z`` is the mean of the final node
-features. The decoder is a plain transformer whose input for atom ``i`` is ``e_i + z`` (``e_i``: element
-plus nearest-first rank embedding, so ``z`` is the only geometric information it receives); it predicts
-coordinates and a distogram.
+features. The decoder is a plain transformer whose input for atom ``i`` is the encoder's final feature of
+that atom plus ``z`` (the paper's ``z_i + z^l``); it predicts coordinates and a distogram. The older
+decoder input, ``z`` plus element and nearest-first rank embeddings (``decoder_input="embedding"``), is
+kept for models trained with it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ismtk.autoencoder.geometry import pairwise_distances
+from ismtk.autoencoder.kernels import fused_attention_biases
 from ismtk.errors import InputError
 from ismtk.structure.microenv import MAX_ATOMS, RADIUS
 from ismtk.structure.residues import AMINO_ACIDS, ELEMENTS
@@ -44,6 +47,10 @@ class AutoencoderConfig:
         Encoder width, attention heads, blocks (each: local + global attention + MLP) and MLP ratio.
     decoder_layers
         Blocks of the decoder transformer.
+    decoder_input
+        ``atoms``: atom ``i`` enters the decoder as ``h_i + z`` (``h_i``: the encoder's final feature of atom
+        ``i``; ISM paper); ``embedding``: as ``z`` + element and rank embeddings, so that ``z`` is its only
+        geometric input (the first models; configs without this key mean ``embedding``).
     local_radius
         Pairs at least this far apart (Å) are masked out of the local attention.
     kernel
@@ -67,6 +74,7 @@ class AutoencoderConfig:
     layers: int = 4
     mlp_ratio: float = 2.0
     decoder_layers: int = 2
+    decoder_input: Literal["atoms", "embedding"] = "atoms"
     local_radius: float = RADIUS
     kernel: Literal["fixed", "learned"] = "fixed"
     rbf_centres: int = 4
@@ -85,6 +93,8 @@ class AutoencoderConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise InputError(f"model width {self.width} is not a multiple of the number of heads {self.heads}")
+        if self.decoder_input not in ("atoms", "embedding"):
+            raise InputError(f"unknown decoder input {self.decoder_input!r}: use 'atoms' or 'embedding'")
         object.__setattr__(self, "bin_edges", tuple(float(e) for e in self.bin_edges))
 
     def to_json(self) -> str:
@@ -92,8 +102,10 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AutoencoderConfig:
-        """Build from a dict, ignoring unknown keys (configs written by newer versions)."""
+        """Build from a dict, ignoring unknown keys (configs written by newer versions); a config without
+        ``decoder_input`` predates it and means ``embedding``."""
         names = {f.name for f in fields(cls)}
+        values = {"decoder_input": "embedding"} | dict(values)
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})
 
     @property
@@ -160,24 +172,51 @@ class DistanceBias(nn.Module):
             return values.view(b, n, n, h).permute(0, 3, 1, 2)
 
         if self.cfg.kernel == "fixed":
-            size = int(dist.max().item() / TABLE_STEP) + 2
-            grid = torch.arange(size, device=dist.device, dtype=dist.dtype) * TABLE_STEP
-            table = self.proj(self.features(grid, tokens))
-            slope = table[1:] - table[:-1]
-            pos = dist.reshape(-1) / TABLE_STEP
-            low = pos.floor().long().clamp_max(size - 2)
-            frac = (pos - low)[:, None].to(table.dtype)
-            # one gather per attention: the backward then adds into small tables, not a full pair tensor
-            biases = [
-                per_head(
-                    torch.addcmul(table[:-1, cols].index_select(0, low), slope[:, cols].index_select(0, low), frac)
-                )
-                for cols in (slice(i, i + h) for i in range(0, table.shape[1], h))
-            ]
+            # float32 even under autocast: the backward of the gathers sums millions of pair gradients into a
+            # few hundred table rows, which bf16 would round after every addition
+            with torch.autocast(dist.device.type, enabled=False):
+                size = int(dist.max().item() / TABLE_STEP) + 2 if dist.numel() else 2
+                grid = torch.arange(size, device=dist.device, dtype=torch.float32) * TABLE_STEP
+                table = self.proj(self.features(grid, tokens))
+                slope = table[1:] - table[:-1]
+                pos = dist.reshape(-1).float() / TABLE_STEP
+                low = pos.floor().long().clamp_max(size - 2)
+                frac = (pos - low)[:, None]
+                # one gather per attention: the backward then adds into small tables, not a full pair tensor
+                biases = [
+                    per_head(
+                        torch.addcmul(table[:-1, cols].index_select(0, low), slope[:, cols].index_select(0, low), frac)
+                    )
+                    for cols in (slice(i, i + h) for i in range(0, table.shape[1], h))
+                ]
         else:
             out = self.proj(self.features(dist, tokens)).view(-1, self.cfg.layers * 2 * h)
             biases = [per_head(out[:, i : i + h]) for i in range(0, out.shape[1], h)]
         return list(zip(biases[0::2], biases[1::2], strict=True))
+
+    def attention_biases(
+        self, pos: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor, fused: bool | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block, the ``(B, heads, N, N)`` biases of its local and its global attention with the masks
+        added: ``-inf`` at padding (``valid`` ``(B, N)`` False) and, for the local one, at pairs at least
+        ``local_radius`` apart. ``pos`` ``(B, N, 3)`` node positions, ``tokens`` ``(B, N)``.
+
+        On the CPU the fixed kernel runs as one fused pass (:mod:`ismtk.autoencoder.kernels`) over the same
+        table, without pair tensors of distances, indices or masks (``fused``: None = there, False = never).
+        """
+        if fused is None:
+            fused = self.cfg.kernel == "fixed" and pos.device.type == "cpu"
+        if fused:
+            with torch.autocast("cpu", enabled=False):
+                reach = 2 * float(pos.detach().norm(dim=-1).max()) if pos.numel() else 0.0
+                grid = torch.arange(int(reach / TABLE_STEP) + 2, dtype=torch.float32) * TABLE_STEP
+                table = self.proj(self.features(grid, tokens))
+                out = fused_attention_biases(table, pos, valid, TABLE_STEP, self.cfg.local_radius, self.cfg.heads)
+            return list(zip(out[0::2], out[1::2], strict=True))
+        dist = pairwise_distances(pos.float())
+        blocked = torch.zeros_like(dist).masked_fill(~valid[:, None, :], float("-inf"))[:, None]
+        local_block = blocked.masked_fill((dist >= self.cfg.local_radius)[:, None], float("-inf"))
+        return [(local + local_block, glob + blocked) for local, glob in self(dist, tokens)]
 
 
 class _Attention(nn.Module):
@@ -188,9 +227,23 @@ class _Attention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d) + attn_mask) v`` per head; ``x`` ``(B, N, W)``, ``attn_mask`` broadcastable
+        to ``(B, heads, N, N)``."""
         b, n, w = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
+        d = w // self.heads
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        if attn_mask.requires_grad and x.device.type == "cpu" and attn_mask.shape == (b, self.heads, n, n):
+            # a bias that needs a gradient sends CPU SDPA to its reference path, which also scans every row
+            # for -inf: the same maths in three calls is faster
+            scores = torch.baddbmm(
+                attn_mask.reshape(b * self.heads, n, n),
+                q.reshape(b * self.heads, n, d),
+                k.reshape(b * self.heads, n, d).transpose(1, 2),
+                alpha=d**-0.5,
+            )
+            y = torch.bmm(scores.softmax(-1), v.reshape(b * self.heads, n, d)).view(b, self.heads, n, d)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
         return self.out(y.transpose(1, 2).reshape(b, n, w))
 
 
@@ -251,8 +304,9 @@ class AtomicAutoencoder(nn.Module):
         self.blocks = nn.ModuleList(_EncoderBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(w)
         self.aa_head = nn.Linear(w, len(AMINO_ACIDS))
-        self.dec_element = nn.Embedding(len(ELEMENTS), w)
-        self.dec_rank = nn.Embedding(cfg.max_atoms, w)
+        if cfg.decoder_input == "embedding":
+            self.dec_element = nn.Embedding(len(ELEMENTS), w)
+            self.dec_rank = nn.Embedding(cfg.max_atoms, w)
         self.dec_in = nn.Linear(w, w)
         self.dec_blocks = nn.ModuleList(_DecoderBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.decoder_layers))
         self.dec_norm = nn.LayerNorm(w)
@@ -260,8 +314,11 @@ class AtomicAutoencoder(nn.Module):
         self.pair_proj = nn.Linear(w, cfg.pair_dim)
         self.disto_head = nn.Linear(cfg.pair_dim, cfg.disto_bins)
 
-    def encode(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Residue embeddings ``z`` ``(B, width)`` of microenvironments.
+    def encode_atoms(
+        self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final node features ``(B, N + 1, width)`` (node 0: the mask node) and residue embeddings ``z``
+        ``(B, width)`` of microenvironments.
 
         ``coords`` ``(B, N, 3)`` relative to the C-alpha, ``elements`` ``(B, N)`` int64, ``mask`` ``(B, N)`` bool.
         """
@@ -270,28 +327,41 @@ class AtomicAutoencoder(nn.Module):
         pos = torch.cat([coords.new_zeros(b, 1, 3), coords], dim=1)
         tokens = torch.cat([elements.new_full((b, 1), MASK_TOKEN), elements], dim=1)
         valid = torch.cat([mask.new_ones(b, 1), mask], dim=1)
-        dist = pairwise_distances(pos.float())
-        biases = self.bias(dist, tokens)
-        blocked = torch.zeros_like(dist).masked_fill(~valid[:, None, :], float("-inf"))[:, None]
-        local_block = blocked.masked_fill((dist >= self.cfg.local_radius)[:, None], float("-inf"))
         h = self.token_embed(tokens)
-        for block, (local_bias, global_bias) in zip(self.blocks, biases, strict=True):
-            h = block(h, local_bias + local_block, global_bias + blocked)
+        for block, (local_bias, global_bias) in zip(
+            self.blocks, self.bias.attention_biases(pos, tokens, valid), strict=True
+        ):
+            h = block(h, local_bias, global_bias)
         h = self.final_norm(h)
         weights = valid.to(h.dtype)[..., None]
-        return (h * weights).sum(1) / weights.sum(1)
+        return h, (h * weights).sum(1) / weights.sum(1)
 
-    def forward(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All outputs for a batch of microenvironments (inputs as in :meth:`encode`).
+    def encode(self, coords: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Residue embeddings ``z`` ``(B, width)`` of microenvironments (inputs as in :meth:`encode_atoms`)."""
+        return self.encode_atoms(coords, elements, mask)[1]
+
+    def forward(
+        self,
+        coords: torch.Tensor,
+        elements: torch.Tensor,
+        mask: torch.Tensor,
+        z_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """All outputs for a batch of microenvironments (inputs as in :meth:`encode`); ``z_map``, if given,
+        replaces ``z`` before the amino-acid head and the decoder (e.g. by its token's centroid).
 
         Returns ``z`` ``(B, W)``, ``aa_logits`` ``(B, 20)``, ``coords`` ``(B, N, 3)`` (decoded atom
         positions), ``pair_index``/``pair_valid`` ``(B, K)`` (atoms of the pair losses, :func:`pair_subset`)
         and ``disto_logits`` ``(B, K, K, disto_bins)`` over those atoms.
         """
-        z = self.encode(coords, elements, mask)
-        n = coords.shape[1]
-        rank = torch.arange(n, device=coords.device).clamp_max(self.cfg.max_atoms - 1)
-        h = self.dec_in(z)[:, None, :] + self.dec_element(elements) + self.dec_rank(rank)[None]
+        atoms, z = self.encode_atoms(coords, elements, mask)
+        if z_map is not None:
+            z = z_map(z)
+        if self.cfg.decoder_input == "atoms":
+            h = self.dec_in(atoms[:, 1:] + z[:, None, :])
+        else:
+            rank = torch.arange(coords.shape[1], device=coords.device).clamp_max(self.cfg.max_atoms - 1)
+            h = self.dec_in(z)[:, None, :] + self.dec_element(elements) + self.dec_rank(rank)[None]
         blocked = torch.zeros(mask.shape, dtype=h.dtype, device=h.device).masked_fill(~mask, float("-inf"))
         blocked = blocked[:, None, None, :]
         # a row of padding only sees padding: let it see everything instead (its output is ignored)

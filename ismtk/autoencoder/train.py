@@ -1,9 +1,10 @@
 """Training the atomic autoencoder (``ismtk train-ae``): one process, or many under torchrun.
 
 Two stages as in the ISM paper: stage 1 optimises L_AA + L_disto, stage 2 all four losses; each stage has
-its own linear warm-up and cosine decay (a pure function of the step). Every rank builds the same global
-batch from ``(seed, epoch)`` and keeps its share; DDP averages gradients, so N processes equal one process
-with the same global batch. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, checkpoints
+its own linear warm-up and cosine decay (a pure function of the step). A global batch is made of the parts
+of ``data_shards`` data shards (:mod:`ismtk.autoencoder.loader`); each rank reads only its shards, in
+DataLoader workers, and DDP averages gradients, so N processes equal one process with the same global
+batch. Losses stay on the device between log lines. Rank 0 writes ``metrics.jsonl``, ``metrics.png``, checkpoints
 (``checkpoints/step_NNNNNNN.pt``: model, optimizer, position in the data, random states) and the model
 (``model.json`` + ``model.pt``). A resumed run restarts at the exact batch where its checkpoint was taken.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -30,24 +31,35 @@ from ismtk.autoencoder.corpus import (
     epoch_entries,
     expected_envs,
     load_corpus,
-    stream_batches,
-    validation_batches,
+    validation_set,
 )
 from ismtk.autoencoder.io import load_autoencoder, save_autoencoder
-from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES, autoencoder_losses
+from ismtk.autoencoder.loader import EpochSpec, rank_batches, rank_shards
+from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.autoencoder.step import SUM_KEYS, evaluate, forward_backward, micro_batches, summarise
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ismtk.train.distributed import DistEnv, all_reduce_sum, process_group
 from ismtk.train.metrics import MetricsLog, plot_metrics
-from ismtk.train.order import shard
 from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
 
-__all__ = ["AutoencoderTrainer", "TrainAEConfig", "TrainProgress", "latest_checkpoint", "train_autoencoder"]
+__all__ = [
+    "BEST_METRICS",
+    "AutoencoderTrainer",
+    "TrainAEConfig",
+    "TrainProgress",
+    "latest_checkpoint",
+    "train_autoencoder",
+]
 
 Stage = Literal["1", "2", "both"]
+#: Validation metrics that can pick the best model.
+BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances")
+#: Files and folders a run writes into its folder (removed by ``overwrite``).
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 
 
 @dataclass(frozen=True)
@@ -66,20 +78,34 @@ class TrainAEConfig:
     lr, weight_decay, warmup_epochs, min_lr_ratio, clip
         AdamW learning rate and weight decay; linear warm-up then cosine decay to ``min_lr_ratio * lr``, per
         stage; gradient-norm clipping.
+    coord_weight
+        Weight of the two coordinate losses (L_MSE-aligned, L_distances) against L_AA and L_disto (weight 1).
     residues_per_chain, val_residues_per_chain
         Random residues taken from each chain per epoch (training) and once (validation).
     min_residues
         Shorter chains are skipped.
     shuffle_chains
         Chains read together and shuffled into one pool before batching.
-    val_batch_size
-        Microenvironments per validation forward pass (over all ranks).
+    data_shards
+        Streams of chains a batch is drawn from (each adds ``batch_size / data_shards`` microenvironments);
+        at least the number of processes, which each read their own shards.
+    loader_workers
+        DataLoader processes per rank that read and featurise chains ahead of the training step (0: none).
+    micro_batch_pairs
+        A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
+        largest environment squared), each padded to its own largest size; their gradients add up to the
+        batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, not the result.
     checkpoint_every
         Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
     log_every
         Steps between training records in ``metrics.jsonl``.
     max_steps
         Stop after this many steps in total (``None``: run all epochs).
+    max_minutes
+        Stop after this many minutes of training (wall clock; validated and saved, resumable).
+    best_metric
+        Validation metric that picks the best model (``RUN/best/``): ``aa`` (amino-acid cross-entropy),
+        ``aa_recovery``, ``rmsd``, ``disto_acc`` or another validation loss.
     seed
         Seed of the data order and of the initial weights.
     drop_bench_homologs, drop_ts50_homologs
@@ -95,15 +121,20 @@ class TrainAEConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     clip: float = 1.0
+    coord_weight: float = 1.0
     residues_per_chain: int = 128
     val_residues_per_chain: int = 32
     min_residues: int = 20
     shuffle_chains: int = 16
-    val_batch_size: int = 256
+    data_shards: int = 8
+    loader_workers: int = 1
+    micro_batch_pairs: int = 250_000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
     max_steps: int | None = None
+    max_minutes: float | None = None
+    best_metric: str = "aa"
     seed: int = 0
     drop_bench_homologs: bool = True
     drop_ts50_homologs: bool = True
@@ -117,12 +148,21 @@ class TrainAEConfig:
             raise InputError(f"--stage must be 1, 2 or both, got {self.stage!r}")
         return [(s, e) for s, e in plan[self.stage] if e > 0]
 
+    def __post_init__(self) -> None:
+        if self.best_metric not in BEST_METRICS:
+            raise InputError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}")
+
+    @property
+    def best_sign(self) -> float:
+        """+1 when a larger ``best_metric`` is better, -1 when a smaller one is."""
+        return 1.0 if self.best_metric in ("aa_recovery", "disto_acc") else -1.0
+
 
 #: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
 RESUME_KEYS = (
-    "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs",
-    "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "seed", "drop_bench_homologs",
-    "drop_ts50_homologs",
+    "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
+    "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
+    "drop_bench_homologs", "drop_ts50_homologs",
 )  # fmt: skip
 
 
@@ -147,19 +187,22 @@ def train_autoencoder(
     run: str | Path,
     model_cfg: AutoencoderConfig = AutoencoderConfig(),
     cfg: TrainAEConfig = TrainAEConfig(),
-    index: str | Path | None = None,
+    index: str | Path | Sequence[str | Path] | None = None,
     device: str = "auto",
     resume: bool = False,
     init: str | Path | None = None,
+    overwrite: bool = False,
     threads: int | None = None,
     log: Callable[[str], None] = lambda message: None,
     on_progress: Callable[[TrainProgress], None] = lambda progress: None,
 ) -> dict[str, float]:
     """Train an autoencoder on the chains of ``inputs``; write everything into the folder ``run``.
 
-    ``index``: chain index CSV (default: ``index.csv`` of an input folder). ``resume``: continue from the
-    newest checkpoint in ``run`` (the options must be the same). ``init``: start from the weights of a saved
-    model (a stage-1 run for ``stage="2"``). ``log`` receives one-line messages (rank 0 only),
+    ``index``: chain index tables besides the ``index.csv`` of each input folder
+    (:func:`ismtk.autoencoder.corpus.load_corpus`). ``resume``: continue from the newest checkpoint in
+    ``run`` (the options must be the same). ``overwrite``: start afresh in a folder that holds a run (refused
+    otherwise). ``init``: start from the matching weights of a saved model (a stage-1 run for ``stage="2"``,
+    or an older model). ``log`` receives one-line messages (rank 0 only),
     ``on_progress`` a :class:`TrainProgress` after each step (rank 0 only). Returns the last validation
     metrics. ``threads``: torch threads of this process (default: torch's choice). Works alone or under
     torchrun (each rank calls this function).
@@ -167,7 +210,13 @@ def train_autoencoder(
     if threads is not None:
         torch.set_num_threads(threads)
     with process_group(device) as env:
-        return AutoencoderTrainer(inputs, Path(run), model_cfg, cfg, index, env, log).fit(resume, init, on_progress)
+        trainer = AutoencoderTrainer(inputs, Path(run), model_cfg, cfg, index, env, log, resume, overwrite)
+        try:
+            return trainer.fit(resume, init, on_progress)
+        finally:
+            # drop DDP's reducer while the process group is still registered: a reducer that destroys a gloo
+            # group joins its threads holding the GIL, which a thread freeing a finished work's tensor needs
+            trainer.ddp = trainer.model
 
 
 class AutoencoderTrainer:
@@ -179,17 +228,18 @@ class AutoencoderTrainer:
         run: Path,
         model_cfg: AutoencoderConfig,
         cfg: TrainAEConfig,
-        index: str | Path | None,
+        index: str | Path | Sequence[str | Path] | None,
         env: DistEnv,
         log: Callable[[str], None],
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
-        if cfg.batch_size % env.world_size or cfg.val_batch_size % env.world_size:
-            raise InputError(
-                f"--batch-size {cfg.batch_size} and the validation batch {cfg.val_batch_size} must be multiples "
-                f"of the number of processes ({env.world_size})"
-            )
+        rank_shards(cfg.data_shards, env.rank, env.world_size)  # at least one shard per rank
+        if cfg.batch_size < cfg.data_shards:
+            raise InputError(f"--batch-size {cfg.batch_size} must be at least --data-shards {cfg.data_shards}")
         self.run, self.model_cfg, self.cfg, self.env = run, model_cfg, cfg, env
         self.log = log if env.is_main else (lambda message: None)
+        self.prepare_folder(resume, overwrite)
         corpus_filter = CorpusFilter(cfg.drop_bench_homologs, cfg.drop_ts50_homologs)
         self.corpus: Corpus = load_corpus(inputs, index, corpus_filter, seed=cfg.seed)
         for note in self.corpus.notes:
@@ -209,7 +259,13 @@ class AutoencoderTrainer:
         self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = env.device.type == "cuda"
-        self.val_set: list[Microenvironments] | None = None
+        # one process on the CPU: micro-batches on threads of single-threaded torch ops (see step.py)
+        self.workers = torch.get_num_threads() if env.device.type == "cpu" and not env.distributed else 1
+        if self.workers > 1:
+            torch.set_num_threads(1)
+        self.val_set: Microenvironments | None = None
+        self.best: dict[str, Any] = {}
+        self.started = time.perf_counter()
 
     # -- schedule --------------------------------------------------------------------------------------
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -247,6 +303,8 @@ class AutoencoderTrainer:
             "train_config": asdict(self.cfg),
             "rng": rng_state(),
             "skips": dict(self.skips.counts),
+            "skips_first": dict(self.skips.first),
+            "best": self.best,
         }
         path = self.run / "checkpoints" / f"step_{pos.step:07d}.pt"
         save_checkpoint(path, state)
@@ -258,7 +316,8 @@ class AutoencoderTrainer:
         path = latest_checkpoint(self.run)
         if path is None:
             raise InputError(f"{self.run}: nothing to resume (no checkpoints/step_*.pt)")
-        state = load_checkpoint(path, map_location=self.env.device)
+        # on the CPU: random states stay CPU tensors, load_state_dict puts the rest where it belongs
+        state = load_checkpoint(path, map_location="cpu")
         saved_model = state.get("model_config", {})
         current_model = json.loads(self.model_cfg.to_json())
         check_compatible(saved_model, current_model, tuple(current_model), str(path))
@@ -267,19 +326,69 @@ class AutoencoderTrainer:
         self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.skips.counts.update(state.get("skips", {}))
+        self.skips.first.update(state.get("skips_first", {}))
+        self.best = state.get("best") or {}
         pos = _Position(**state["position"])
         self.log(f"resuming from {path} at step {pos.step} (epoch {pos.epoch + 1}, batch {pos.batch})")
         return pos
 
     def initialise(self, init: str | Path) -> None:
+        """Copy every tensor of a saved model whose name and shape match this model's; log what was not taken.
+
+        The encoder of an older model thus warm-starts a model with another decoder; a decoder whose input
+        changed (``decoder_input``) starts afresh even where its shapes match.
+        """
         source = load_autoencoder(init)
-        if source.cfg != self.model_cfg:
-            raise InputError(f"{init}: its model configuration differs from this run's; use the same model options")
-        self.model.load_state_dict(source.state_dict())
-        self.log(f"initialised the weights from {init}")
+        mine = self.model.state_dict()
+        decoder = ("dec_", "coord_head.", "pair_proj.", "disto_head.")
+        fresh_decoder = source.cfg.decoder_input != self.model_cfg.decoder_input
+        taken, skipped = {}, []
+        for name, tensor in source.state_dict().items():
+            if name not in mine or mine[name].shape != tensor.shape or (fresh_decoder and name.startswith(decoder)):
+                skipped.append(name)
+            else:
+                taken[name] = tensor
+        if not taken:
+            raise InputError(f"{init}: none of its tensors fits this model (other width or layers?)")
+        self.model.load_state_dict(taken, strict=False)
+        untouched = sorted(set(mine) - set(taken))
+        self.log(
+            f"initialised {len(taken)} of {len(mine)} tensors from {init}"
+            + (f"; not in it or not matching (newly initialised): {_names(untouched)}" if untouched else "")
+            + (f"; of its tensors not taken: {_names(skipped)}" if skipped else "")
+        )
 
     # -- loop ------------------------------------------------------------------------------------------
-    def fit(self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]) -> dict:
+    def prepare_folder(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to train into a folder that holds a run unless resuming, or overwriting it (its files removed)."""
+        if resume or not self.run.exists():
+            return
+        if not self.run.is_dir():
+            raise InputError(f"{self.run}: exists and is not a folder")
+        if any(self.run.iterdir()):
+            if not overwrite:
+                raise InputError(f"{self.run}: folder is not empty; add --resume to continue its run or --overwrite")
+            if self.env.is_main:
+                for name in RUN_OUTPUTS:
+                    path = self.run / name
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def keep_best(self, pos: _Position, val: dict[str, float]) -> None:
+        """Save the model into ``RUN/best/`` when ``val`` beats the best validation so far."""
+        value = val.get(self.cfg.best_metric)
+        if value is None or not self.env.is_main:
+            return
+        if self.best and self.cfg.best_sign * (value - self.best["value"]) <= 0:
+            return
+        self.best = {"step": pos.step, "epoch": pos.epoch, "metric": self.cfg.best_metric, "value": value, "val": val}
+        save_autoencoder(self.model, self.run / "best")
+        with atomic_write(self.run / "best" / "best.json", "w") as handle:
+            handle.write(json.dumps(self.best, indent=2) + "\n")
+
+    def fit(
+        self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]
+    ) -> dict[str, float]:
+        self.started = time.perf_counter()
         pos = _Position()
         if resume:
             pos = self.restore()
@@ -290,6 +399,8 @@ class AutoencoderTrainer:
             config = {"model": json.loads(self.model_cfg.to_json()), "train": asdict(self.cfg)}
             with atomic_write(self.run / "config.json", "w") as handle:
                 handle.write(json.dumps(config, indent=2) + "\n")
+            if resume:  # model.pt of the checkpoint resumed from, whatever a killed run left
+                save_autoencoder(self.model, self.run)
         metrics = MetricsLog(self.run / "metrics.jsonl", pos.step if resume else None) if self.env.is_main else None
         val: dict[str, float] = {}
         while pos.epoch < self.total_epochs and pos.step < self.total_steps:
@@ -301,111 +412,100 @@ class AutoencoderTrainer:
                 break
             val = self.validate()
             pos.epoch, pos.batch = pos.epoch + 1, 0
-            if metrics is not None:
-                metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
-                self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
-                on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
-            self.save(pos)
-            if self.env.is_main:
-                plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
-        if pos.step >= self.total_steps and pos.batch > 0:  # stopped inside an epoch by max_steps
+            self.record_val(pos, stage, val, metrics, on_progress)
+        if pos.batch > 0:  # stopped inside an epoch by max_steps or max_minutes
             val = self.validate()
-            if metrics is not None:
-                metrics.write("val", pos.step, epoch=pos.epoch, stage=self.stage_at(pos.epoch)[0], **val)
-            self.save(pos)
-        if self.env.is_main:
-            plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
-            if self.skips.counts:
-                self.log(
-                    f"skipped while streaming: {self.skips.summary()} (first: {next(iter(self.skips.first.values()))})"
-                )
+            self.record_val(pos, self.stage_at(pos.epoch)[0], val, metrics, on_progress)
+        if self.env.is_main and self.skips.counts:
+            first = next(iter(self.skips.first.values()), "")
+            self.log(f"skipped while streaming: {self.skips.summary()}" + (f" (first: {first})" if first else ""))
         return val
 
+    def record_val(self, pos: _Position, stage: int, val: dict[str, float], metrics, on_progress) -> None:
+        """Log a validation, keep the best model, checkpoint and plot."""
+        if metrics is not None:
+            metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
+            self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
+            on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
+        self.keep_best(pos, val)
+        self.save(pos)
+        if self.env.is_main:
+            plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
+
+    def out_of_time(self) -> bool:
+        """True once ``max_minutes`` have passed (rank 0's clock decides for every rank)."""
+        if self.cfg.max_minutes is None:
+            return False
+        late = torch.tensor(float(time.perf_counter() - self.started > 60 * self.cfg.max_minutes))
+        return bool(all_reduce_sum(late.to(self.env.device)).item() > 0) if self.env.distributed else bool(late)
+
     def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
-        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` stopped it."""
+        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` or
+        ``max_minutes`` stopped it (the time is checked every ``log_every`` steps)."""
         cfg = self.cfg
-        weights = {name: float(name in STAGE_LOSSES[stage]) for name in LOSS_NAMES}
-        entries = epoch_entries(self.corpus, pos.epoch, cfg.seed)
-        stream = stream_batches(
-            entries, cfg.batch_size, cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains,
-            cfg.seed, pos.epoch, self.skips,
+        coords = {"aligned_mse": cfg.coord_weight, "distances": cfg.coord_weight}
+        weights = {name: float(name in STAGE_LOSSES[stage]) * coords.get(name, 1.0) for name in LOSS_NAMES}
+        spec = EpochSpec(
+            tuple(epoch_entries(self.corpus, pos.epoch, cfg.seed)), cfg.batch_size, cfg.data_shards,
+            cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains, cfg.seed, pos.epoch, self.steps_per_epoch,
+            pos.batch, self.env.rank, self.env.world_size,
         )  # fmt: skip
-        mine = shard(np.arange(cfg.batch_size), self.env.rank, self.env.world_size)
         self.ddp.train()
-        window: list[dict[str, float]] = []
+        window: list[dict[str, torch.Tensor]] = []
         tick = time.perf_counter()
-        for b, batch in enumerate(stream):
-            if b < pos.batch:
-                continue  # resumed run: these batches were used before the checkpoint
+        for b, batch in enumerate(rank_batches(spec, cfg.loader_workers, self.skips), start=pos.batch):
             if pos.step >= self.total_steps:
                 return False
             lr = self.lr_at(pos)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            x = _tensors(batch.take(mine), self.env.device)
-            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.ddp(x["coords"], x["elements"], x["mask"])
-            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
-            loss = sum(weights[k] * v for k, v in losses.items())
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            losses = forward_backward(
+                self.ddp, self.model_cfg, micro_batches(batch, cfg.micro_batch_pairs), weights,
+                cfg.batch_size / self.env.world_size, self.env.device, self.autocast, self.workers,
+            )  # fmt: skip
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.opt.step()
             pos.step, pos.batch = pos.step + 1, b + 1
-            window.append(
-                {k: v.item() for k, v in losses.items()} | {"loss": loss.item(), "grad_norm": grad_norm.item()}
-            )
+            window.append(losses | {"grad_norm": grad_norm.detach()})
             if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
                 elapsed = time.perf_counter() - tick
                 rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
-                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0).tolist()  # one sync
+                mean = dict(zip(window[0], stacked, strict=True))
                 if metrics is not None:
                     metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
                     on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, mean, rate))
                 window, tick = [], time.perf_counter()
             if pos.step % cfg.checkpoint_every == 0:
                 self.save(pos)
+            if pos.step % cfg.log_every == 0 and self.out_of_time():
+                return False
         return True
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Amino-acid recovery, aligned RMSD (Å) and distogram accuracy on the validation chains."""
-        cfg = self.cfg
+        """Amino-acid recovery, aligned RMSD (Å), distogram accuracy and losses on the validation chains;
+        each rank evaluates its share of the chains (possibly none)."""
+        cfg, env = self.cfg, self.env
         if self.val_set is None:
             skips = SkipLog()
-            self.val_set = validation_batches(
-                self.corpus.val, cfg.val_batch_size, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips
-            )
-            n = sum(len(b) for b in self.val_set)
+            self.val_set = validation_set(
+                self.corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips, env.rank,
+                env.world_size,
+            )  # fmt: skip
+            n = int(all_reduce_sum(torch.tensor(float(len(self.val_set)), device=env.device)).item())
             self.log(
                 f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})"
             )
-        if not self.val_set:
-            return {}
-        self.model.eval()
-        totals: dict[str, torch.Tensor] = {}
-        for batch in self.val_set:
-            mine = shard(np.arange(len(batch)), self.env.rank, self.env.world_size)
-            x = _tensors(batch.take(mine), self.env.device)
-            with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.model(x["coords"], x["elements"], x["mask"])
-            losses, sums = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], self.model_cfg)
-            sums |= {f"loss_{k}": v * len(mine) for k, v in losses.items()} | {"n": torch.tensor(float(len(mine)))}
-            for k, v in sums.items():
-                totals[k] = totals.get(k, 0) + v.detach().double().cpu()
-        self.model.train()
-        t = {k: all_reduce_sum(v.to(self.env.device)).item() for k, v in totals.items()}
-        result = {
-            "aa_recovery": t["aa_correct"] / max(t["aa_total"], 1),
-            "rmsd": t["rmsd"] / max(t["envs"], 1),
-            "disto_acc": t["disto_correct"] / max(t["disto_total"], 1),
-        }
-        return result | {k: t[f"loss_{k}"] / max(t["n"], 1) for k in LOSS_NAMES}
+        sums = evaluate(self.model, self.val_set, env.device, cfg.micro_batch_pairs, self.autocast, self.workers)
+        totals = all_reduce_sum(torch.stack([sums[k] for k in SUM_KEYS]).to(env.device)).tolist()
+        return summarise(dict(zip(SUM_KEYS, totals, strict=True)))
 
 
-def _tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = {"coords": batch.coords, "elements": batch.elements, "mask": batch.mask, "aa": batch.aa}
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
+def _names(names: Sequence[str], shown: int = 6) -> str:
+    """``a, b, c ... (+N more)``: a short list of tensor names for the log."""
+    more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _fmt(values: dict[str, Any]) -> str:

@@ -106,9 +106,10 @@ TokenizerOpt = Annotated[
     ),
 ]
 Index = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option("--index", rich_help_panel=INPUT,
-                 help="Chain index CSV (default: index.csv at the top of an input folder)."),
+                 help="Chain index table (.csv, or .tsv), repeatable; the index.csv at the top of an input folder "
+                 "is used too."),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import TrainAEConfig
+from ismtk.autoencoder.train import BEST_METRICS, TrainAEConfig
 from ismtk.cli import console
 from ismtk.cli.options import (
     INPUT,
@@ -22,6 +22,7 @@ from ismtk.cli.options import (
     output_option,
     with_option_groups,
 )
+from ismtk.train.launch import is_main_process
 
 __all__ = ["train_ae"]
 
@@ -41,6 +42,14 @@ def train_ae(
     keep_ts50_homologs: Annotated[
         bool, typer.Option("--keep-ts50-homologs", rich_help_panel=INPUT, help="Keep chains homologous to TS50 chains.")
     ] = not _T.drop_ts50_homologs,
+    data_shards: Annotated[
+        int, typer.Option("--data-shards", min=1, rich_help_panel=INPUT,
+                          help="Chain streams per batch; at least the number of processes.")
+    ] = _T.data_shards,
+    loader_workers: Annotated[
+        int, typer.Option("--loader-workers", min=0, rich_help_panel=INPUT,
+                          help="Processes per rank reading chains ahead (0: none).")
+    ] = _T.loader_workers,
     stage: Annotated[
         Literal["1", "2", "both"],
         typer.Option("--stage", rich_help_panel=TRAINING,
@@ -58,6 +67,10 @@ def train_ae(
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", rich_help_panel=TRAINING, help="Warm-up of each stage, in epochs.")
     ] = _T.warmup_epochs,
+    coord_weight: Annotated[
+        float, typer.Option("--coord-weight", min=0.0, rich_help_panel=TRAINING,
+                            help="Weight of the two coordinate losses (stage 2).")
+    ] = _T.coord_weight,
     residues_per_chain: Annotated[
         int, typer.Option("--residues-per-chain", min=1, rich_help_panel=TRAINING,
                           help="Random residues per chain per epoch.")
@@ -69,6 +82,11 @@ def train_ae(
     layers: Annotated[int, typer.Option("--layers", min=1, rich_help_panel=MODEL, help="Encoder blocks.")] = _M.layers,
     decoder_layers: Annotated[int, typer.Option("--decoder-layers", min=1, rich_help_panel=MODEL,
                                                 help="Decoder blocks.")] = _M.decoder_layers,
+    decoder_input: Annotated[
+        Literal["atoms", "embedding"],
+        typer.Option("--decoder-input", rich_help_panel=MODEL,
+                     help="Decoder input: encoder atom features + z (paper), or z + embeddings."),
+    ] = _M.decoder_input,
     kernel: Annotated[
         Literal["fixed", "learned"],
         typer.Option("--kernel", rich_help_panel=MODEL,
@@ -79,12 +97,23 @@ def train_ae(
                                   help="Start from this model's weights (a stage-1 run for --stage 2).")
     ] = None,
     resume: Resume = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", rich_help_panel=RUN, help="Start afresh in a run folder that holds a run.")
+    ] = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", rich_help_panel=RUN,
                                                   help="Stop after this many steps in total.")] = _T.max_steps,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", min=0, rich_help_panel=RUN,
+                                   help="Stop after this many minutes (validated, saved).")
+    ] = _T.max_minutes,
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", min=1, rich_help_panel=RUN,
                           help="Steps between checkpoints (also at every epoch end).")
     ] = _T.checkpoint_every,
+    best_metric: Annotated[
+        str, typer.Option("--best-metric", rich_help_panel=RUN,
+                          help=f"Validation metric that picks RUN/best/: {', '.join(BEST_METRICS)}.")
+    ] = _T.best_metric,
     output: output_option("Run folder (checkpoints, metrics, model)."),
     processes: TrainingProcesses = TrainingProcesses(),
 ) -> None:
@@ -93,14 +122,15 @@ def train_ae(
     With an index.csv (data/structures layout) one chain per 40% cluster is drawn each epoch and chains homologous to
     the scope40_dev bench or TS50 sets are left out (logged). Validation metrics (amino-acid recovery, aligned RMSD,
     distogram accuracy) are written to RUN/metrics.jsonl and RUN/metrics.png after every epoch; RUN/model.json +
-    RUN/model.pt hold the model.
+    RUN/model.pt hold the model, RUN/best/ the best validation so far.
 
     [bold]Example[/bold]: ismtk train-ae data/structures -o runs/ae --width 64 --layers 2 --batch-size 64 --nproc 2
     """
     from ismtk.autoencoder.train import train_autoencoder
 
     device = processes.relaunch()
-    model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers, kernel=kernel)
+    model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers,
+                                  decoder_input=decoder_input, kernel=kernel)
     cfg = TrainAEConfig(
         stage=stage,
         epochs_stage1=epochs_stage1,
@@ -108,17 +138,22 @@ def train_ae(
         batch_size=batch_size,
         lr=lr,
         warmup_epochs=warmup_epochs,
+        coord_weight=coord_weight,
         residues_per_chain=residues_per_chain,
         checkpoint_every=checkpoint_every,
         max_steps=max_steps,
+        max_minutes=max_minutes,
+        best_metric=best_metric,
+        data_shards=data_shards,
+        loader_workers=loader_workers,
         seed=seed,
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
     )
     with console.progress("training", total=None, unit="steps") as advance:
         val = train_autoencoder(
-            inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init,
+            inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init, overwrite=overwrite,
             threads=processes.threads, log=console.info, on_progress=console.step_reporter(advance),
         )  # fmt: skip
-    if val:
+    if val and is_main_process():
         console.info("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()) + f" -> {output}")

@@ -272,7 +272,13 @@ def structure_tune(
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     with process_group(runtime.device) as env:
-        return StructureTuneTrainer(config, runtime, env, on_note).fit(on_progress)
+        trainer = StructureTuneTrainer(config, runtime, env, on_note)
+        try:
+            return trainer.fit(on_progress)
+        finally:
+            # drop DDP's reducer while the process group is still registered: a reducer that destroys a gloo
+            # group joins its threads holding the GIL, which a thread freeing a finished work's tensor needs
+            trainer.net = trainer.model
 
 
 class StructureTuneTrainer:

@@ -1,0 +1,159 @@
+"""CPU kernels of the encoder's distance bias: the per-pair lookup and its gradient in one pass each (numba).
+
+The encoder's attention biases depend on pairwise distances only through a table ``T`` of biases on a
+grid of step ``s`` Å (:class:`ismtk.autoencoder.model.DistanceBias`): the bias of a pair at distance ``d``
+in column ``c`` is the linear interpolation ``T[k, c] + f (T[k+1, c] - T[k, c])`` with ``k = floor(d / s)``,
+``f = d / s - k``. In torch this is a gather per attention and, in the backward, a scatter-add of every
+pair's gradient into the table, plus a pair tensor of distances and two of masks. Here one pass over the
+pairs computes the distances, the interpolated biases of all attentions and the masks (``-inf`` for padding
+and, in local attentions, for pairs at least ``radius`` apart), written straight into the ``(B, H, N, N)``
+layout attention wants; one pass computes the table gradient, accumulated in float64 in a fixed number of
+partial tables (so it does not depend on the thread count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["fused_attention_biases"]
+
+#: Fixed slices of the batch, each with its own partial gradient table, summed in order at the end: the
+#: gradient is the same for any thread count.
+_PARTS = 8
+
+
+@numba.njit(inline="always")
+def _distance(pos, b, i, j):  # pragma: no cover - numba
+    """``|x_i - x_j|`` as :func:`ismtk.autoencoder.geometry.pairwise_distances`: exactly 0 for equal points."""
+    dx = pos[b, i, 0] - pos[b, j, 0]
+    dy = pos[b, i, 1] - pos[b, j, 1]
+    dz = pos[b, i, 2] - pos[b, j, 2]
+    if dx == 0 and dy == 0 and dz == 0:
+        return np.float32(0.0)
+    return np.float32(np.sqrt(max(dx * dx + dy * dy + dz * dz, np.float32(1e-12))))
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_cells(pos, valid, b, step, radius, last, cell, frac, state):  # pragma: no cover - numba
+    """Table row ``cell``, interpolation weight ``frac`` and ``state`` (0 near, 1 far, 2 padding) of every
+    pair of batch row ``b``."""
+    n = valid.shape[1]
+    for i in range(n):
+        for j in range(n):
+            if not valid[b, j]:
+                state[i, j] = 2
+                continue
+            d = _distance(pos, b, i, j)
+            p = d / step
+            k = min(int(np.floor(p)), last)
+            cell[i, j] = k
+            frac[i, j] = np.float32(p - k)
+            state[i, j] = 1 if d >= radius else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  # pragma: no cover - numba
+    n = valid.shape[1]
+    cell = np.empty((n, n), np.int64)
+    frac = np.empty((n, n), np.float32)
+    state = np.empty((n, n), np.int8)
+    ninf = np.float32(-np.inf)
+    for b in range(first, stop):
+        _pair_cells(pos, valid, b, step, radius, table.shape[0] - 2, cell, frac, state)
+        for a in range(out.shape[0]):
+            blocked = 1 if a % 2 == 0 else 2  # local attentions also block far pairs
+            for h in range(heads):
+                c = a * heads + h
+                for i in range(n):
+                    for j in range(n):
+                        k = cell[i, j]
+                        out[a, b, h, i, j] = ninf if state[i, j] >= blocked else table[k, c] + frac[i, j] * slope[k, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward(pos, valid, grad, step, radius, heads, acc, first, stop):  # pragma: no cover - numba
+    n = valid.shape[1]
+    cell = np.empty((n, n), np.int64)
+    frac = np.empty((n, n), np.float32)
+    state = np.empty((n, n), np.int8)
+    for b in range(first, stop):
+        _pair_cells(pos, valid, b, step, radius, acc.shape[0] - 2, cell, frac, state)
+        for a in range(grad.shape[0]):
+            blocked = 1 if a % 2 == 0 else 2
+            for h in range(heads):
+                c = a * heads + h
+                for i in range(n):
+                    for j in range(n):
+                        if state[i, j] >= blocked:
+                            continue
+                        g = np.float64(grad[a, b, h, i, j])
+                        f = np.float64(frac[i, j])
+                        k = cell[i, j]
+                        acc[k, c] += g - f * g
+                        acc[k + 1, c] += f * g
+
+
+def _in_parts(run: Callable[[int, int, int], None], n_rows: int) -> None:
+    """Call ``run(part, first, stop)`` for :data:`_PARTS` fixed slices of ``n_rows`` batch rows, on up to
+    ``torch.get_num_threads()`` threads (the kernels release the GIL). Plain threads rather than numba's
+    parallel loops: an OpenMP pool of numba's spinning beside torch's slows every torch op that follows."""
+    bounds = np.linspace(0, n_rows, _PARTS + 1).astype(np.int64)
+    jobs = [(i, int(bounds[i]), int(bounds[i + 1])) for i in range(_PARTS) if bounds[i + 1] > bounds[i]]
+    workers = min(torch.get_num_threads(), len(jobs))
+    if workers <= 1:
+        for job in jobs:
+            run(*job)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda job: run(*job), jobs))
+
+
+class _FusedBiases(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table, pos, valid, step: float, radius: float, heads: int):
+        t = table.detach().float().contiguous()
+        slope = (t[1:] - t[:-1]).contiguous()
+        pos_np = pos.detach().float().contiguous().numpy()
+        valid_np = valid.contiguous().numpy()
+        b, n = valid.shape
+        out = torch.empty((t.shape[1] // heads, b, heads, n, n), dtype=torch.float32)
+        args = (pos_np, valid_np, t.numpy(), slope.numpy(), np.float32(step), np.float32(radius), heads, out.numpy())
+        _in_parts(lambda part, first, stop: _forward(*args, first, stop), b)
+        ctx.save_for_backward(pos, valid)
+        ctx.settings = (step, radius, heads, t.shape[0])
+        return out.unbind(0)  # one tensor per attention: the backward then needs no full-size zero grads
+
+    @staticmethod
+    def backward(ctx, *grads):
+        pos, valid = ctx.saved_tensors
+        step, radius, heads, rows = ctx.settings
+        shape = (len(valid), heads, valid.shape[1], valid.shape[1])
+        g = torch.stack([torch.zeros(()).expand(shape) if x is None else x.float() for x in grads])
+        g = g.contiguous().numpy()
+        pos_np = pos.detach().float().contiguous().numpy()
+        valid_np = valid.contiguous().numpy()
+        acc = np.zeros((_PARTS, rows, g.shape[0] * heads), np.float64)
+        settings = (np.float32(step), np.float32(radius), heads)
+        _in_parts(
+            lambda part, first, stop: _backward(pos_np, valid_np, g, *settings, acc[part], first, stop), len(valid)
+        )
+        return torch.from_numpy(acc.sum(0)).float(), None, None, None, None, None
+
+
+def fused_attention_biases(
+    table: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, step: float, radius: float, heads: int
+) -> tuple[torch.Tensor, ...]:
+    """``A`` tensors ``(B, heads, N, N) float32``: the masked biases of ``A = table.shape[1] / heads`` attentions.
+
+    ``table`` ``(R, A * heads)``: biases at distances ``0, step, ..., (R - 1) step`` (R must exceed the
+    largest pair distance / step + 1); ``pos`` ``(B, N, 3)`` node positions; ``valid`` ``(B, N)`` bool.
+    Attentions ``0, 2, 4...`` are local (pairs at least ``radius`` apart get ``-inf``), the others global;
+    columns of invalid nodes get ``-inf`` everywhere. Differentiable with respect to ``table`` only.
+    CPU tensors only.
+    """
+    return _FusedBiases.apply(table, pos, valid, step, radius, heads)

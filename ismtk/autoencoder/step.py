@@ -1,0 +1,162 @@
+"""One training step and one evaluation pass of the autoencoder over a batch of microenvironments.
+
+A batch is cut into size-sorted parts (:func:`micro_batches`), each padded to its own largest environment, so
+that the attention's work follows the real sizes (a batch padded to its largest environment wastes about 60 %
+of the pair work on real data). Each part's losses are divided by the batch size, so the parts' gradients add
+up to the batch's. On the CPU the parts can run on several threads at once, each with single-threaded torch
+ops: the result is the same (gradients are summed in part order) and, unlike torch's intra-op threads, a busy
+machine does not stall them at barriers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from ismtk.autoencoder.losses import LOSS_NAMES, autoencoder_losses
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.structure.microenv import Microenvironments
+
+__all__ = ["SUM_KEYS", "evaluate", "forward_backward", "micro_batches", "summarise", "to_tensors"]
+
+#: What :func:`evaluate` sums: metric counts, losses times microenvironments, and ``n`` microenvironments.
+SUM_KEYS = (
+    "aa_correct", "aa_total", "msd", "rmsd", "envs", "disto_correct", "disto_total",
+    *(f"loss_{k}" for k in LOSS_NAMES), "n",
+)  # fmt: skip
+
+_T = TypeVar("_T")
+
+
+def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenvironments]:
+    """``batch`` in parts of similar size: sorted by atom count and cut where a part would exceed ``max_pairs``
+    padded pairs (its size x (its largest environment + the mask node) squared); each part is padded to its own
+    largest environment. A batch without microenvironments gives no part."""
+    n = batch.n_atoms + 1
+    order = np.argsort(n, kind="stable")
+    parts, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or (end - start + 1) * int(n[order[end]]) ** 2 > max_pairs:
+            parts.append(order[start:end])
+            start = end
+    return [batch.take(index) for index in parts]
+
+
+def to_tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
+    """``coords``, ``elements``, ``mask``, ``aa`` of a batch as tensors on ``device``."""
+    arrays = {"coords": batch.coords, "elements": batch.elements, "mask": batch.mask, "aa": batch.aa}
+    pin = device.type == "cuda"
+    out = {}
+    for k, v in arrays.items():
+        t = torch.from_numpy(np.ascontiguousarray(v))
+        out[k] = (t.pin_memory() if pin else t).to(device, non_blocking=pin)
+    return out
+
+
+def _map(fn: Callable[[Microenvironments], _T], parts: Sequence[Microenvironments], workers: int) -> list[_T]:
+    """``[fn(part) for part in parts]``, on ``workers`` threads (largest parts first) when above 1."""
+    if workers <= 1 or len(parts) <= 1:
+        return [fn(part) for part in parts]
+    with ThreadPoolExecutor(min(workers, len(parts))) as pool:
+        by_size = sorted(range(len(parts)), key=lambda i: -len(parts[i]) * parts[i].mask.shape[1] ** 2)
+        futures = {i: pool.submit(fn, parts[i]) for i in by_size}
+        return [futures[i].result() for i in range(len(parts))]
+
+
+def forward_backward(
+    module: torch.nn.Module,
+    model_cfg: AutoencoderConfig,
+    parts: Sequence[Microenvironments],
+    weights: dict[str, float],
+    denominator: float,
+    device: torch.device,
+    autocast: bool = False,
+    workers: int = 1,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward passes over the parts of one batch; gradients accumulate in the parameters.
+
+    Each part's losses are divided by ``denominator`` (the batch's size on this rank), so the gradient is that
+    of the whole batch. Under DDP only the last part's backward synchronises the gradients. ``workers > 1``
+    (a plain module on the CPU, torch set to one thread): parts run on that many threads, their gradients
+    summed in part order. Returns the batch's losses and their weighted sum ``loss`` as detached 0-d tensors
+    on ``device`` (no host sync).
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def run(part: Microenvironments, sync: bool = True, grads: bool = False):
+        x = to_tensors(part, device)
+        with module.no_sync() if hasattr(module, "no_sync") and not sync else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = module(x["coords"], x["elements"], x["mask"])
+            losses, _ = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], model_cfg, denominator, metrics=False)
+            loss = sum(weights[k] * v for k, v in losses.items())
+            if grads:
+                return {k: v.detach() for k, v in losses.items()}, torch.autograd.grad(loss, params, allow_unused=True)
+            loss.backward()
+        return {k: v.detach() for k, v in losses.items()}, None
+
+    if workers > 1 and not hasattr(module, "no_sync"):
+        results = _map(lambda part: run(part, grads=True), parts, workers)
+        for i, p in enumerate(params):
+            found = [g[i] for _, g in results if g[i] is not None]
+            if found:
+                total = found[0].clone()
+                for g in found[1:]:
+                    total += g
+                p.grad = total if p.grad is None else p.grad + total
+    else:
+        results = [run(part, sync=i == len(parts) - 1) for i, part in enumerate(parts)]
+    totals = {k: sum(losses[k] for losses, _ in results) for k in LOSS_NAMES}
+    totals["loss"] = sum(weights[k] * totals[k] for k in LOSS_NAMES)
+    return totals
+
+
+@torch.no_grad()
+def evaluate(
+    model: AtomicAutoencoder,
+    envs: Microenvironments,
+    device: torch.device,
+    max_pairs: int,
+    autocast: bool = False,
+    workers: int = 1,
+    z_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Summed losses (times the part size) and metric counts of ``envs`` (float64, on the CPU; see
+    :func:`ismtk.autoencoder.losses.autoencoder_losses`), plus ``n``. ``z_map`` replaces the residue
+    embeddings before the amino-acid head and the decoder (e.g. by their token's centroid). Every key of
+    :data:`SUM_KEYS` is present, zero for an empty ``envs``."""
+    was_training = model.training
+    model.eval()
+
+    def run(part: Microenvironments) -> dict[str, torch.Tensor]:
+        x = to_tensors(part, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(x["coords"], x["elements"], x["mask"], z_map=z_map)
+        losses, sums = autoencoder_losses(out, x["coords"], x["mask"], x["aa"], model.cfg)
+        sums |= {f"loss_{k}": v * len(part) for k, v in losses.items()}
+        return {k: v.detach().double().cpu() for k, v in sums.items()} | {"n": torch.tensor(float(len(part)))}
+
+    totals = {k: torch.zeros((), dtype=torch.float64) for k in SUM_KEYS}
+    for sums in _map(run, micro_batches(envs, max_pairs), workers):
+        for k in SUM_KEYS:
+            totals[k] += sums[k]
+    model.train(was_training)
+    return totals
+
+
+def summarise(totals: dict[str, float]) -> dict[str, float]:
+    """Validation metrics from :func:`evaluate`'s sums (over all ranks): ``aa_recovery``, ``rmsd`` (Å, mean
+    over microenvironments), ``disto_acc`` and the mean of every loss."""
+    if not totals or not totals.get("n"):
+        return {}
+    result = {
+        "aa_recovery": totals["aa_correct"] / max(totals["aa_total"], 1),
+        "rmsd": totals["rmsd"] / max(totals["envs"], 1),
+        "disto_acc": totals["disto_correct"] / max(totals["disto_total"], 1),
+    }
+    return result | {k: totals[f"loss_{k}"] / totals["n"] for k in LOSS_NAMES}

@@ -1,0 +1,96 @@
+"""``ismtk benchmark tokens``: the window probe on learnable and unlearnable tokens, and the report card end to end
+on a tiny copy of the shared data layout."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from helpers import STRUCTURES
+from typer.testing import CliRunner
+
+from ismtk.autoencoder.io import save_autoencoder
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
+from ismtk.bench.tokens import fit_window_probe
+from ismtk.cli import app
+from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
+from ismtk.tokenizers import load_tokenizer
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+AE_DATA = STRUCTURES.parent / "ae"
+
+
+def records(n: int, seed: int, learnable: bool) -> list[tuple[np.ndarray, str]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        seq = "".join(rng.choice(list(AMINO), size=40))
+        tokens = [AMINO.index(c) % 5 for c in seq] if learnable else rng.integers(0, 5, size=40)
+        out.append((np.asarray(tokens), seq))
+    return out
+
+
+def test_window_probe_sees_learnable_tokens_and_not_random_ones():
+    good = fit_window_probe(records(60, 0, True), records(20, 1, True), 5)
+    assert good.accuracy > 0.95 and good.bits_over_baseline > 2.0 and good.test_residues == 800
+    noise = fit_window_probe(records(60, 0, False), records(20, 1, False), 5)
+    assert noise.accuracy < 0.35 and noise.bits_over_baseline < 0.1
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """scope40_dev (2 bench + 2 matrix_train domains, two families), cath2738 (1 decoy) and structures."""
+    root = tmp_path_factory.mktemp("data")
+    domains = {  # sid: (sccs, role, source structure)
+        "d1a32a_": ("a.1.1.1", "bench", "d1a32a_"),
+        "d1a32b_": ("a.1.1.1", "bench", "d1a32a_"),
+        "d1a1xa_": ("b.1.1.1", "matrix_train", "d1a1xa_"),
+        "d1a1xb_": ("b.1.1.1", "matrix_train", "d1a1xa_"),
+    }
+    (root / "scope40_dev" / "pdb").mkdir(parents=True)
+    rows = ["sid\tsccs\trole\tfile"]
+    for sid, (sccs, role, source) in domains.items():
+        shutil.copy(STRUCTURES / f"{source}.pdb.gz", root / "scope40_dev" / "pdb" / f"{sid}.pdb.gz")
+        rows.append(f"{sid}\t{sccs}\t{role}\tpdb/{sid}.pdb.gz")
+    (root / "scope40_dev" / "classification.tsv").write_text("\n".join(rows) + "\n")
+    (root / "scope40_dev" / "lookup.tsv").write_text("".join(f"{s}\t{v[0]}\n" for s, v in domains.items()))
+    (root / "cath2738" / "pdb").mkdir(parents=True)
+    shutil.copy(STRUCTURES / "2HPR.pdb.gz", root / "cath2738" / "pdb" / "2hprA00.pdb.gz")
+    (root / "cath2738" / "classification.tsv").write_text(
+        "domain_id\tfile\tscope40_dev_homolog\n2hprA00\tpdb/2hprA00.pdb.gz\t\n"
+    )
+    shutil.copytree(AE_DATA, root / "structures")  # its index.csv holds one val chain
+    return root
+
+
+@pytest.fixture(scope="module")
+def ism_folder(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("ism")
+    torch.manual_seed(0)
+    save_autoencoder(AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)), root / "ae")
+    args = ["cluster", str(root / "ae"), str(data / "scope40_dev" / "pdb"), "-o", str(root / "tok"), "-k", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    symbols = load_tokenizer(root / "tok").alphabet.symbols
+    scores = np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)
+    write_matrix(root / "tok" / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, scores))
+    return root / "tok"
+
+
+def test_report_card_end_to_end(tmp_path, data, ism_folder):
+    out = tmp_path / "card"
+    args = ["benchmark", "tokens", str(data), "-o", str(out), "--tokenizer", "3di", "--tokenizer", str(ism_folder)]
+    result = CliRunner().invoke(app, [*args, "-t", "1"])
+    assert result.exit_code == 0, result.output
+    lines = (out / "report.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    assert [r["name"] for r in rows] == ["3di", "tok"] and [r["k"] for r in rows] == ["20", "4"]
+    assert {"family", "superfamily", "fold", "rmsd_z", "rmsd_centroid", "probe_accuracy", "probe_bits"} <= set(header)
+    # identical twins in one family: each bench query finds its twin first
+    assert float(rows[0]["family"]) == 1.0 and rows[0]["n_family"] == "2"
+    assert rows[0]["rmsd_z"] == "" and float(rows[1]["rmsd_z"]) > 0 and float(rows[1]["rmsd_centroid"]) > 0
+    assert (out / "report.png").stat().st_size > 0
+    assert "3di | 20 |" in result.output
