@@ -19,6 +19,7 @@ the targets that share a similar k-mer. Settings were chosen on the ``matrix_tra
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -40,18 +41,18 @@ __all__ = [
 ]
 
 #: Targets kept per query for Smith-Waterman.
-DEFAULT_MAX_CANDIDATES = 300
+DEFAULT_MAX_CANDIDATES = 100
 #: k-mer length of the index.
 DEFAULT_KMER = 4
 #: A query k-mer's similar k-mers score at least this under the token matrix (half-bits).
-DEFAULT_KMER_THRESHOLD = 20
+DEFAULT_KMER_THRESHOLD = 22
 #: Gap-free segments of seeded diagonals scoring below this are not chained (half-bits).
 DEFAULT_MIN_SEGMENT = 20
 #: Two hits on one diagonal count as a double hit when they start at least this far apart.
 DEFAULT_SPACING = 1
 _SHIFT = 1 << 31
 _MAX_SEGMENTS = 256
-_SLOTS = 8
+_SLOTS = 4
 _X_DROP = 20
 
 
@@ -135,17 +136,19 @@ def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _double_hits(keys, where, starts, entries, positions, entry_count, spacing):  # pragma: no cover - numba
-    """Double hits as ``(seeds, at)``: ``seeds`` ``(target << 32) + (diagonal + 2**31)`` sorted (stably), ``at`` the
-    query position of the second hit; two hits are at least ``spacing`` query positions apart. Each target remembers the diagonals of its last :data:`_SLOTS` hits (MMseqs2 keeps one),
-    so hits of other diagonals in between do not hide a double hit; a hit closer than ``spacing`` to the remembered
-    one of its diagonal is skipped."""
-    diagonals = np.full((entry_count, _SLOTS), np.iinfo(np.int32).min, np.int32)
-    at = np.zeros((entry_count, _SLOTS), np.int32)
-    turn = np.zeros(entry_count, np.uint8)  # the slot to overwrite next, per target
+def _double_hits(keys, where, starts, entries, positions, spacing, diagonals, at, turn):  # pragma: no cover - numba
+    """Double hits as ``(seeds, second)``: ``seeds`` ``(target << 32) + (diagonal + 2**31)`` sorted (stably),
+    ``second`` the query position of the second hit; the two hits are at least ``spacing`` query positions apart.
+
+    Each target remembers the diagonals of its last :data:`_SLOTS` hits (MMseqs2 keeps one), so hits on other
+    diagonals in between do not hide a double hit; a hit closer than ``spacing`` to the remembered one of its
+    diagonal is skipped. ``diagonals``/``at`` ``(N, _SLOTS) int32`` and ``turn`` ``(N,) uint8`` are scratch that
+    must hold no diagonal (the minimum int32) on entry; they are left that way."""
+    empty = np.iinfo(np.int32).min
+    touched = np.empty(1024, np.int64)
     found = np.empty(1024, np.int64)
     second = np.empty(1024, np.int32)
-    n = 0
+    n = m = 0
     for h in range(keys.shape[0]):
         key, i = keys[h], where[h]
         for p in range(starts[key], starts[key + 1]):
@@ -165,9 +168,17 @@ def _double_hits(keys, where, starts, entries, positions, entry_count, spacing):
                 second[n] = i
                 n += 1
             else:
+                if turn[t] == 0 and diagonals[t, 0] == empty:
+                    if m == touched.shape[0]:
+                        touched = np.concatenate((touched, np.empty(m, np.int64)))
+                    touched[m] = t
+                    m += 1
                 slot = turn[t]
                 turn[t] = (slot + 1) % _SLOTS
             diagonals[t, slot], at[t, slot] = d, i
+    for t in touched[:m]:
+        diagonals[t] = empty
+        turn[t] = 0
     order = np.argsort(found[:n], kind="mergesort")
     return found[order], second[order]
 
@@ -227,18 +238,20 @@ def _chain(segments, n, gap_open, gap_extend):  # pragma: no cover - numba
 
 @numba.njit(cache=True, nogil=True)
 def prefilter_scores(
-    keys, where, starts, entries, positions, profile, targets, offsets, spacing, min_segment, gap_open, gap_extend
+    keys, where, starts, entries, positions, profile, targets, offsets, spacing, min_segment, gap_open, gap_extend,
+    diagonals, at, turn,
 ):  # pragma: no cover - numba
-    """``(N,) int64`` prefilter score of every target (0: not seeded): the best chain of the gap-free segments
-    (X-drop extensions of its double hits scoring at least ``min_segment``).
+    """``(seeded, scores)``: the targets with a double hit (sorted) and their prefilter scores, the best chain of
+    the gap-free segments (X-drop extensions of their double hits scoring at least ``min_segment``; 0 if none).
 
     ``keys``/``where`` the query's similar k-mers (:func:`similar_kmers`), ``starts``/``entries``/``positions`` the
-    index, ``profile`` ``(T, C, L)`` the query's column scores per track, ``targets`` ``(T, R)`` target codes."""
-    entry_count = offsets.shape[0] - 1
-    seeds, at = _double_hits(keys, where, starts, entries, positions, entry_count, spacing)
-    out = np.zeros(entry_count, np.int64)
+    index, ``profile`` ``(T, C, L)`` the query's column scores per track, ``targets`` ``(T, R)`` target codes,
+    ``diagonals``/``at``/``turn`` the scratch of :func:`_double_hits`."""
+    seeds, at_second = _double_hits(keys, where, starts, entries, positions, spacing, diagonals, at, turn)
+    seeded = np.empty(seeds.shape[0], np.int64)
+    scores = np.zeros(seeds.shape[0], np.int64)
     segments = np.empty((_MAX_SEGMENTS, 4), np.int64)
-    g = 0
+    g = count = 0
     while g < seeds.shape[0]:
         t = seeds[g] >> 32
         n = 0
@@ -248,16 +261,18 @@ def prefilter_scores(
             diagonal = (seeds[g] & 0xFFFFFFFF) - _SHIFT
             if g > 0 and seeds[g] != seeds[g - 1]:
                 covered = -1
-            if at[g] >= covered:
-                begin, end, score = _extend(profile, targets, start, length, diagonal, at[g], _X_DROP)
+            if at_second[g] >= covered:
+                begin, end, score = _extend(profile, targets, start, length, diagonal, at_second[g], _X_DROP)
                 covered = end
                 if score >= min_segment and n < _MAX_SEGMENTS:
                     segments[n, 0], segments[n, 1], segments[n, 2], segments[n, 3] = begin, end, diagonal, score
                     n += 1
             g += 1
+        seeded[count] = t
         if n:
-            out[t] = _chain(segments, n, gap_open, gap_extend)
-    return out
+            scores[count] = _chain(segments, n, gap_open, gap_extend)
+        count += 1
+    return seeded[:count], scores[:count]
 
 
 @dataclass(frozen=True)
@@ -301,7 +316,8 @@ class KmerPrefilter:
     """The prefilter over the entries ``ids`` of a target database; :meth:`candidates` picks a query's targets.
 
     ``scores`` is the ``(K, K)`` token matrix that seeds; ``codes``/``offsets`` are the target's ``(T, R)`` track
-    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search.
+    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search. Thread-safe:
+    each thread keeps its own scratch.
     """
 
     def __init__(
@@ -318,19 +334,26 @@ class KmerPrefilter:
         self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
         self.gap_open, self.gap_extend = gap_open, gap_extend
         self.index = KmerIndex.build(codes[0], offsets, ids, settings.kmer, self.scores.shape[0])
+        self._local = threading.local()
 
-    def scores_of(self, query: np.ndarray, profile: np.ndarray) -> np.ndarray:
-        """``(N,) int64`` prefilter score of every database entry (0 = not seeded, or not indexed) for ``(T, L)``
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not hasattr(self._local, "scratch"):
+            entries = len(self.offsets) - 1
+            self._local.scratch = (np.full((entries, _SLOTS), np.iinfo(np.int32).min, np.int32),
+                                   np.zeros((entries, _SLOTS), np.int32), np.zeros(entries, np.uint8))
+        return self._local.scratch
+
+    def seeded(self, query: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(targets, scores)``: the seeded database entries (sorted) and their prefilter scores, for ``(T, L)``
         query codes and their ``(T, C, L)`` profile."""
         index, settings = self.index, self.settings
         keys, where = similar_kmers(np.ascontiguousarray(query[0]), self.scores, index.k, settings.kmer_threshold)
         return prefilter_scores(keys, where, index.starts, index.entries, index.positions, profile, self.codes,
-                                self.offsets, settings.spacing, settings.min_segment, self.gap_open, self.gap_extend)
+                                self.offsets, settings.spacing, settings.min_segment, self.gap_open, self.gap_extend,
+                                *self._scratch())
 
     def candidates(self, query: np.ndarray, profile: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> np.ndarray:
         """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-scoring seeded targets (ties: lower
-        index first)."""
-        s = self.scores_of(query, profile)
-        seeded = np.flatnonzero(s)
-        best = seeded[np.argsort(-s[seeded], kind="stable")[:max_candidates]]
-        return np.sort(best).astype(np.int64)
+        index first; a seeded target whose segments all fall below the minimum scores 0 and comes last)."""
+        targets, scores = self.seeded(query, profile)
+        return np.sort(targets[np.argsort(-scores, kind="stable")[:max_candidates]])

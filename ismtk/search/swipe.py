@@ -30,12 +30,14 @@ __all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "swipe_scores"]
 LANE_CHOICES = (64, 32, 16)
 #: Relative cost of one column step per lane count (measured: fewer lanes use the registers less fully).
 _LANE_COST = {64: 1.0, 32: 0.65, 16: 0.45}
+#: Up to this many targets are aligned one by one by the scalar kernel.
+_SCALAR_MAX = 2
 #: Score of any query symbol against a padding column (only in the first track's table).
 PAD_SCORE = -(1 << 14)
 #: Largest |score| of one column and largest gap penalty the 16-bit kernel takes (else callers use 32 bits).
 MAX_STEP = 1 << 12
 _NEG = np.int16(-(1 << 14))
-_DIAG, _F, _UP, _BEST, _BEST_REVERSED, _SUM = range(6)
+_DIAG, _F, _UP, _BEST, _BEST_REVERSED = range(5)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -65,34 +67,20 @@ def _exact(query, table, offsets, target, gap_open, gap_extend):  # pragma: no c
     return sw_score(forward, target, gap_open, gap_extend), sw_score(reverse, target, gap_open, gap_extend)
 
 
+@numba.njit(cache=True, nogil=True)
+def _one_by_one(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend):  # pragma: no cover - numba
+    """:func:`swipe_scores` of a few targets with the scalar kernel (lanes would mostly idle)."""
+    out = np.empty((ids.shape[0], 2), np.int64)
+    for k in range(ids.shape[0]):
+        raw, backward = _exact(query, table, offsets, targets[:, target_offsets[ids[k]] : target_offsets[ids[k] + 1]],
+                               gap_open, gap_extend)
+        out[k, 0] = raw
+        out[k, 1] = raw - backward
+    return out
+
+
 def _kernel(lanes: int):
     """The compiled kernel for ``lanes`` lanes (a compile-time constant, so the lane loops become SIMD code)."""
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def _rows(query, offsets, start, stop, col, he, v, best, gap_open, gap_extend):  # pragma: no cover - numba
-        """Query rows ``start:stop`` (of the query or the reversed query) against one target column of all lanes."""
-        for lane in range(lanes):
-            v[_DIAG, lane] = 0
-            v[_F, lane] = _NEG
-            v[_UP, lane] = 0
-        tracks = query.shape[0]
-        for i in range(start, stop):
-            first = col[query[0, i]]
-            if tracks == 1:
-                for lane in range(lanes):
-                    _cell(he, v, i, lane, best, first[lane], gap_open, gap_extend)
-                continue
-            if tracks == 2:
-                second = col[offsets[1] + query[1, i]]
-            else:
-                second = v[_SUM]
-                second[:] = col[offsets[1] + query[1, i]]
-                for t in range(2, tracks):
-                    other = col[offsets[t] + query[t, i]]
-                    for lane in range(lanes):
-                        second[lane] = np.int16(second[lane] + other[lane])
-            for lane in range(lanes):
-                _cell(he, v, i, lane, best, np.int16(first[lane] + second[lane]), gap_open, gap_extend)
 
     @numba.njit(cache=True, nogil=True)
     def kernel(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit):  # pragma: no cover
@@ -107,11 +95,11 @@ def _kernel(lanes: int):
         lengths = target_offsets[ids + 1] - target_offsets[ids]
         order = np.argsort(-lengths, kind="mergesort")
         out = np.zeros((ids.shape[0], 2), np.int64)
-        col = np.empty((table.shape[0], lanes), np.int16)
+        col = np.empty((table.shape[0] + 1, lanes), np.int16)
         he = np.empty((2 * length, 2, lanes), np.int16)
         he[:, 0, :] = 0
         he[:, 1, :] = _NEG
-        v = np.zeros((6, lanes), np.int16)
+        v = np.zeros((5, lanes), np.int16)
         symbols = np.full((tracks, lanes), pad, np.uint8)
         current = np.full(lanes, -1, np.int64)  # index into ids of each lane's target
         position = np.zeros(lanes, np.int64)  # residue (in targets) of the lane's next column
@@ -138,8 +126,28 @@ def _kernel(lanes: int):
                     row, gathered = table[a], col[a]
                     for lane in range(lanes):
                         gathered[lane] = row[symbols[t, lane]]
-            _rows(both, offsets, 0, length, col, he, v, _BEST, gap_open, gap_extend)
-            _rows(both, offsets, length, 2 * length, col, he, v, _BEST_REVERSED, gap_open, gap_extend)
+            for best in (_BEST, _BEST_REVERSED):  # rows of the query, then of the reversed query
+                for lane in range(lanes):
+                    v[_DIAG, lane] = 0
+                    v[_F, lane] = _NEG
+                    v[_UP, lane] = 0
+                for i in range((best - _BEST) * length, (best - _BEST + 1) * length):
+                    first = col[both[0, i]]
+                    if tracks == 1:
+                        for lane in range(lanes):
+                            _cell(he, v, i, lane, best, first[lane], gap_open, gap_extend)
+                        continue
+                    if tracks == 2:
+                        second = col[offsets[1] + both[1, i]]
+                    else:  # tracks 2.. summed into the spare last row of col
+                        second = col[-1]
+                        second[:] = col[offsets[1] + both[1, i]]
+                        for t in range(2, tracks):
+                            other = col[offsets[t] + both[t, i]]
+                            for lane in range(lanes):
+                                second[lane] = np.int16(second[lane] + other[lane])
+                    for lane in range(lanes):
+                        _cell(he, v, i, lane, best, np.int16(first[lane] + second[lane]), gap_open, gap_extend)
             for lane in range(lanes):
                 k = current[lane]
                 if k < 0:
@@ -183,7 +191,9 @@ def swipe_scores(query, table, offsets, targets, target_offsets, ids, gap_open, 
     The kernel with the most lanes that the work fills: a lane can finish no sooner than its longest target, so
     few targets (a prefilter's candidates) run on fewer, cheaper lanes.
     """
+    if len(ids) <= _SCALAR_MAX:
+        return _one_by_one(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
     lengths = target_offsets[ids + 1] - target_offsets[ids]
-    longest, total = (int(lengths.max()), int(lengths.sum())) if len(ids) else (0, 0)
+    longest, total = int(lengths.max()), int(lengths.sum())
     lanes = max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * _LANE_COST[n])
     return _KERNELS[lanes](query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit)

@@ -87,6 +87,8 @@ class ScoreTracks:
         of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL."""
         query = np.ascontiguousarray(self.check(query, "query"))
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
+            raise InputError(f"target ids must lie in 0..{len(offsets) - 2}")
         if self._limit < 0 or max(gap_open, gap_extend) > MAX_STEP:
             return self._score_exact(query, targets, offsets, ids, gap_open, gap_extend)
         return swipe_scores(
