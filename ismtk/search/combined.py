@@ -77,22 +77,28 @@ class TrackAligner:
         """``(T, n) uint8`` codes of entry ``j`` of ``db``."""
         return track_codes(db, self.names, j)
 
-    def score(self, query: np.ndarray, target: np.ndarray) -> tuple[int, int]:
-        """``(raw, corrected)``: corrected = raw - score of the reversed query."""
-        raw, corrected = self.score_many(query, [target])[0]
+    def score(self, query: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None) -> tuple[int, int]:
+        """``(raw, corrected)``: corrected = raw - score of the reversed query (``bias``: see
+        :meth:`ScoreTracks.score_many`)."""
+        raw, corrected = self.score_many(query, [target], bias)[0]
         return int(raw), int(corrected)
 
-    def score_many(self, query: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
+    def score_many(self, query: np.ndarray, targets: list[np.ndarray], bias: np.ndarray | None = None) -> np.ndarray:
         """``(N, 2) int64`` :meth:`score` of ``query`` against each target, in one compiled call."""
         offsets = np.zeros(len(targets) + 1, np.int64)
         np.cumsum([t.shape[1] for t in targets], out=offsets[1:])
         codes = np.concatenate(targets, axis=1) if targets else np.zeros((len(self.tracks), 0), np.uint8)
         ids = np.arange(len(targets), dtype=np.int64)
-        return self.tracks.score_many(query, codes, offsets, ids, self.gap_open, self.gap_extend)
+        return self.tracks.score_many(query, codes, offsets, ids, self.gap_open, self.gap_extend, bias)
 
-    def trace(self, query: np.ndarray, target: np.ndarray) -> Alignment:
-        """The optimal local alignment with its traceback."""
-        score, qstart, tstart, ops = self.tracks.trace(query, target, self.gap_open, self.gap_extend)
+    def background(self, db: SequenceDB) -> list[np.ndarray]:
+        """Per-track symbol frequencies of ``db`` (the background of :meth:`ScoreTracks.composition_bias`)."""
+        sizes = [m.shape[1] for m in self.tracks.matrices]
+        return [np.bincount(row, minlength=k)[:k] / max(len(row), 1) for row, k in zip(self.codes(db), sizes)]
+
+    def trace(self, query: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None) -> Alignment:
+        """The optimal local alignment with its traceback (``bias``: see :meth:`ScoreTracks.score_many`)."""
+        score, qstart, tstart, ops = self.tracks.trace(query, target, self.gap_open, self.gap_extend, bias)
         if not len(ops):
             return alignment_from_runs(int(score), int(qstart), int(tstart), [])
         change = np.flatnonzero(np.diff(ops)) + 1

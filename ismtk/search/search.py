@@ -8,7 +8,7 @@ amino-acid term.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,6 +49,9 @@ class SearchOptions:
     prefilter: PrefilterSettings = PrefilterSettings()
     #: ``(I, N)``: search only shard I (1-based) of N of the target database; E-values still count all of it.
     split: tuple[int, int] | None = None
+    #: Scale of the composition-bias correction of the query's column scores (0: off), see
+    #: :meth:`ismtk.search.tracks.ScoreTracks.composition_bias`.
+    comp_bias: float = 0.0
 
 
 def parse_split(text: str) -> tuple[int, int]:
@@ -101,6 +104,8 @@ class Searcher:
     ):
         if options.max_seqs < 1 or options.threads < 1:
             raise InputError("--max-seqs and --threads must be at least 1")
+        if options.comp_bias < 0:
+            raise InputError(f"the composition-bias scale must be 0 (off) or positive, got {options.comp_bias}")
         if options.split is not None and not 1 <= options.split[0] <= options.split[1]:
             raise InputError(f"--split takes I/N with 1 <= I <= N, got {options.split[0]}/{options.split[1]}")
         if options.aa_weight < 0:
@@ -121,11 +126,16 @@ class Searcher:
             self.scorer = TrackAligner(ScoreTracks((matrix.restricted(symbols).astype(np.int32),)), ("tokens",), *gaps)
             params = matrix.evd_for(*gaps)
         self._codes = self.scorer.codes(target)
+        self._background = self.scorer.background(target) if options.comp_bias > 0 else []
         self._offsets = np.ascontiguousarray(target.offsets, dtype=np.int64)
         start, stop = (0, len(target)) if options.split is None else shard(target.offsets, *options.split)
         self.entries = np.arange(start, stop, dtype=np.int64)
+        if options.comp_bias > 0:  # scores change: fit their statistics on the target
+            params = None
         self.evd_fitted = params is None
-        self.evd: EvdParams = params if params is not None else fit_evd(self.aligner, target)
+        if params is None:
+            params = fit_evd(self.scorer if options.comp_bias > 0 else self.aligner, target, comp_bias=options.comp_bias)
+        self.evd: EvdParams = params
         self._prefilter = None
         if not options.exhaustive:
             seeds = matrix.restricted(symbols)
@@ -146,25 +156,36 @@ class Searcher:
 
         ``codes``: the query's ``(T, L)`` track codes when the caller has them (:meth:`search` does)."""
         codes = self.scorer.query(query, i) if codes is None else codes
+        tracks, bias = self.scorer.tracks, None
+        if self.options.comp_bias > 0:
+            bias = tracks.composition_bias(codes, self._background, self.options.comp_bias)
         if self._prefilter is None:
             ids = self.entries
         else:
-            ids = self._prefilter.candidates(codes, self.scorer.tracks.profile(codes), self.options.max_candidates)
+            ids = self._prefilter.candidates(codes, tracks.profile(codes, bias), self.options.max_candidates)
         if not len(ids):
             return []
         gaps = self.options.gap_open, self.options.gap_extend
-        raw, corrected = self.scorer.tracks.score_many(codes, self._codes, self._offsets, ids, *gaps).T
+        raw, corrected = tracks.score_many(codes, self._codes, self._offsets, ids, *gaps, bias).T
         e = evalue(corrected, codes.shape[1], self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
-        profile = self.aligner.query(query, i) if self.options.trace and len(keep) else None
+        trace = self._tracer(query, i, codes, bias) if self.options.trace and len(keep) else None
         hits = []
         for k, b in zip(keep, bits):
             j = int(ids[k])
-            alignment = self.aligner.trace(profile, self.aligner.target(self.target, j)) if profile is not None else None
+            alignment = trace(j) if trace is not None else None
             hits.append(Hit(i, j, int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
         return hits
+
+    def _tracer(self, query: SequenceDB, i: int, codes: np.ndarray, bias: np.ndarray | None) -> Callable[[int], Alignment]:
+        """Traceback of query ``i`` (``codes``) against a target index: parasail for tokens alone, else the
+        reference kernel (which also takes the composition bias)."""
+        if bias is None and isinstance(self.aligner, Aligner):
+            profile = self.aligner.query(query, i)
+            return lambda j: self.aligner.trace(profile, self.aligner.target(self.target, j))
+        return lambda j: self.scorer.trace(codes, self.scorer.target(self.target, j), bias)
 
     def search(self, query: SequenceDB) -> Iterator[list[Hit]]:
         """Hits of every query in order, computed by ``options.threads`` threads (the kernels release the GIL)."""

@@ -56,24 +56,26 @@ def _cell(he, v, i, lane, best, score, gap_open, gap_extend):  # pragma: no cove
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact(query, table, offsets, target, gap_open, gap_extend):  # pragma: no cover - numba
+def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma: no cover - numba
     """``(raw, reversed-query raw)`` of one target in 32 bits with the reference kernel."""
     tracks, length = query.shape
     forward = np.empty((tracks, table.shape[1], length), np.int32)
     for t in range(tracks):
         for i in range(length):
             forward[t, :, i] = table[offsets[t] + query[t, i]]
+    for i in range(length):
+        forward[0, :, i] += bias[i]
     reverse = np.ascontiguousarray(forward[:, :, ::-1])
     return sw_score(forward, target, gap_open, gap_extend), sw_score(reverse, target, gap_open, gap_extend)
 
 
 @numba.njit(cache=True, nogil=True)
-def _one_by_one(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend):  # pragma: no cover - numba
+def _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend):  # pragma: no cover
     """:func:`swipe_scores` of a few targets with the scalar kernel (lanes would mostly idle)."""
     out = np.empty((ids.shape[0], 2), np.int64)
     for k in range(ids.shape[0]):
-        raw, backward = _exact(query, table, offsets, targets[:, target_offsets[ids[k]] : target_offsets[ids[k] + 1]],
-                               gap_open, gap_extend)
+        target = targets[:, target_offsets[ids[k]] : target_offsets[ids[k] + 1]]
+        raw, backward = _exact(query, bias, table, offsets, target, gap_open, gap_extend)
         out[k, 0] = raw
         out[k, 1] = raw - backward
     return out
@@ -83,7 +85,7 @@ def _kernel(lanes: int):
     """The compiled kernel for ``lanes`` lanes (a compile-time constant, so the lane loops become SIMD code)."""
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit):  # pragma: no cover
+    def kernel(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit):  # pragma: no cover
         """:func:`swipe_scores` on ``lanes`` lanes. Each lane streams targets, longest first: when its target ends,
         its scores are read, its column of states is reset and the next target starts in the following column, so
         lanes idle only at the very end."""
@@ -92,6 +94,9 @@ def _kernel(lanes: int):
         both = np.empty((tracks, 2 * length), np.uint8)  # the query, then the reversed query
         both[:, :length] = query
         both[:, length:] = query[:, ::-1]
+        shift = np.empty(2 * length, np.int16)  # the per-position bias of the query and of the reversed query
+        shift[:length] = bias
+        shift[length:] = bias[::-1]
         lengths = target_offsets[ids + 1] - target_offsets[ids]
         order = np.argsort(-lengths, kind="mergesort")
         out = np.zeros((ids.shape[0], 2), np.int64)
@@ -132,10 +137,10 @@ def _kernel(lanes: int):
                     v[_F, lane] = _NEG
                     v[_UP, lane] = 0
                 for i in range((best - _BEST) * length, (best - _BEST + 1) * length):
-                    first = col[both[0, i]]
+                    first, b = col[both[0, i]], shift[i]
                     if tracks == 1:
                         for lane in range(lanes):
-                            _cell(he, v, i, lane, best, first[lane], gap_open, gap_extend)
+                            _cell(he, v, i, lane, best, np.int16(first[lane] + b), gap_open, gap_extend)
                         continue
                     if tracks == 2:
                         second = col[offsets[1] + both[1, i]]
@@ -147,7 +152,7 @@ def _kernel(lanes: int):
                             for lane in range(lanes):
                                 second[lane] = np.int16(second[lane] + other[lane])
                     for lane in range(lanes):
-                        _cell(he, v, i, lane, best, np.int16(first[lane] + second[lane]), gap_open, gap_extend)
+                        _cell(he, v, i, lane, best, np.int16(first[lane] + second[lane] + b), gap_open, gap_extend)
             for lane in range(lanes):
                 k = current[lane]
                 if k < 0:
@@ -157,7 +162,7 @@ def _kernel(lanes: int):
                     continue
                 raw, backward = np.int64(v[_BEST, lane]), np.int64(v[_BEST_REVERSED, lane])
                 if raw >= limit or backward >= limit:
-                    raw, backward = _exact(query, table, offsets, targets[:, end[lane] - lengths[k] : end[lane]], gap_open,
+                    raw, backward = _exact(query, bias, table, offsets, targets[:, end[lane] - lengths[k] : end[lane]], gap_open,
                                            gap_extend)
                 out[k, 0] = raw
                 out[k, 1] = raw - backward
@@ -180,10 +185,11 @@ def _kernel(lanes: int):
 _KERNELS = {lanes: _kernel(lanes) for lanes in LANE_CHOICES}
 
 
-def swipe_scores(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:
+def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:
     """``(n, 2) int64`` (raw, raw - reversed-query raw) Smith-Waterman scores of one query against targets ``ids``.
 
-    ``query`` ``(T, L) uint8`` symbol codes per track; ``table`` ``(rows, P + 1) int16`` with
+    ``query`` ``(T, L) uint8`` symbol codes per track; ``bias`` ``(L,) int16`` added to every column score of a
+    query position (composition-bias correction; zeros for none); ``table`` ``(rows, P + 1) int16`` with
     ``table[offsets[t] + a, c]`` the (weighted) score of query symbol ``a`` against target symbol ``c`` of track
     ``t``, column ``P`` the padding column; ``targets`` ``(T, R) uint8`` codes (< P) of all entries, entry ``k`` at
     ``target_offsets[k]:target_offsets[k + 1]``; ``ids`` ``(n,) int64`` entries to score, any order.
@@ -192,8 +198,8 @@ def swipe_scores(query, table, offsets, targets, target_offsets, ids, gap_open, 
     few targets (a prefilter's candidates) run on fewer, cheaper lanes.
     """
     if len(ids) <= _SCALAR_MAX:
-        return _one_by_one(query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
+        return _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
     lengths = target_offsets[ids + 1] - target_offsets[ids]
     longest, total = int(lengths.max()), int(lengths.sum())
     lanes = max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * _LANE_COST[n])
-    return _KERNELS[lanes](query, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit)
+    return _KERNELS[lanes](query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit)

@@ -23,7 +23,10 @@ from ismtk.errors import InputError
 from ismtk.search.gotoh import sw_score, sw_trace
 from ismtk.search.swipe import MAX_STEP, PAD_SCORE, swipe_scores
 
-__all__ = ["ScoreTracks"]
+__all__ = ["BIAS_WINDOW", "ScoreTracks"]
+
+#: Positions around a residue whose scores against it estimate its local compositional bias (MMseqs2's window).
+BIAS_WINDOW = 40
 
 
 @dataclass(frozen=True)
@@ -73,30 +76,66 @@ class ScoreTracks:
             raise InputError(f"{what}: expected {len(self)} track(s) of symbol codes, got shape {codes.shape}")
         return codes.astype(np.uint8, copy=False)
 
-    def profile(self, query: np.ndarray) -> np.ndarray:
+    def profile(self, query: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         """``(T, C, L) int32`` per-track profile of ``(T, L)`` query codes: ``[t, c, i]`` = score of position ``i``
-        against symbol ``c`` of track ``t`` (the scalar kernels' input)."""
+        against symbol ``c`` of track ``t`` (the scalar kernels' input); ``bias`` ``(L,)`` is added to track 0."""
         query = self.check(query, "query")
         rows = self._table[self._offsets[:-1, None] + query.astype(np.int64)]  # (T, L, C + 1)
-        return np.ascontiguousarray(rows[:, :, :-1].transpose(0, 2, 1))
+        profile = np.ascontiguousarray(rows[:, :, :-1].transpose(0, 2, 1))
+        if bias is not None:
+            profile[0] += np.asarray(bias, np.int32)[None, :]
+        return profile
+
+    def composition_bias(
+        self, query: np.ndarray, background: Sequence[np.ndarray], scale: float, window: int = BIAS_WINDOW
+    ) -> np.ndarray:
+        """``(L,) int16`` composition-bias correction of a query (MMseqs2/Foldseek's ``--comp-bias-corr``):
+
+            delta(i) = scale * sum_t [ sum_c p_t(c) S_t(q_t(i), c) - mean_{j in W(i), j != i} S_t(q_t(i), q_t(j)) ]
+
+        with ``W(i)`` the ``window`` positions centred on ``i`` and ``p_t`` the background frequencies of track
+        ``t``: a residue in a run of residues it scores well against (a low-complexity stretch, a long helix of
+        one 3Di state) loses what that run would give it against any sequence, and regains what a background
+        residue would score. Added to every column score of position ``i``, rounded once."""
+        query = self.check(query, "query")
+        length = query.shape[1]
+        delta = np.zeros(length)
+        half = window // 2
+        lo = np.maximum(np.arange(length) - half, 0)
+        hi = np.minimum(np.arange(length) + half, length)
+        for t, m in enumerate(self.matrices):
+            scores = m[query[t][:, None], query[t][None, :]].astype(np.float64)  # (L, L): S(q_i, q_j)
+            cumulative = np.concatenate([np.zeros((length, 1)), np.cumsum(scores, axis=1)], axis=1)
+            local = cumulative[np.arange(length), hi] - cumulative[np.arange(length), lo] - np.diag(scores)
+            local /= np.maximum(hi - lo - 1, 1)
+            delta += m[query[t]].astype(np.float64) @ np.asarray(background[t], np.float64) - local
+        return np.rint(scale * delta).astype(np.int16)
 
     def score_many(
-        self, query: np.ndarray, targets: np.ndarray, offsets: np.ndarray, ids: np.ndarray, gap_open: int, gap_extend: int
+        self,
+        query: np.ndarray,
+        targets: np.ndarray,
+        offsets: np.ndarray,
+        ids: np.ndarray,
+        gap_open: int,
+        gap_extend: int,
+        bias: np.ndarray | None = None,
     ) -> np.ndarray:
         """``(n, 2) int64`` (raw, raw - reversed-query raw) of ``(T, L)`` query codes against the entries ``ids``
-        of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL."""
+        of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL. ``bias``
+        ``(L,)`` is added to every column score of a query position (:meth:`composition_bias`)."""
         query = np.ascontiguousarray(self.check(query, "query"))
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
             raise InputError(f"target ids must lie in 0..{len(offsets) - 2}")
-        if self._limit < 0 or max(gap_open, gap_extend) > MAX_STEP:
-            return self._score_exact(query, targets, offsets, ids, gap_open, gap_extend)
-        return swipe_scores(
-            query, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, self._limit
-        )
+        bias = np.zeros(query.shape[1], np.int16) if bias is None else np.ascontiguousarray(bias, dtype=np.int16)
+        limit = self._limit - (int(np.abs(bias).max()) if len(bias) else 0)
+        if self._limit < 0 or limit < 1 << 14 or max(gap_open, gap_extend) > MAX_STEP:
+            return self._score_exact(query, bias, targets, offsets, ids, gap_open, gap_extend)
+        return swipe_scores(query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit)
 
-    def _score_exact(self, query, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
-        forward = self.profile(query)
+    def _score_exact(self, query, bias, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
+        forward = self.profile(query, bias)
         reverse = np.ascontiguousarray(forward[:, :, ::-1])
         out = np.empty((len(ids), 2), np.int64)
         for k, j in enumerate(ids):
@@ -105,7 +144,8 @@ class ScoreTracks:
             out[k] = raw, raw - sw_score(reverse, target, gap_open, gap_extend)
         return out
 
-    def trace(self, query: np.ndarray, target: np.ndarray, gap_open: int, gap_extend: int):
+    def trace(self, query: np.ndarray, target: np.ndarray, gap_open: int, gap_extend: int, bias: np.ndarray | None = None):
         """The optimal local alignment of two ``(T, n)`` code arrays: ``(score, qstart, tstart, ops)`` as
         :func:`ismtk.search.gotoh.sw_trace`."""
-        return sw_trace(self.profile(query), np.ascontiguousarray(self.check(target, "target")), gap_open, gap_extend)
+        target = np.ascontiguousarray(self.check(target, "target"))
+        return sw_trace(self.profile(query, bias), target, gap_open, gap_extend)

@@ -24,8 +24,8 @@ def _random_matrix(rng, k: int) -> np.ndarray:
     return s
 
 
-def _reference(tracks: ScoreTracks, query, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
-    forward = tracks.profile(query)
+def _reference(tracks: ScoreTracks, query, targets, offsets, ids, gap_open, gap_extend, bias=None) -> np.ndarray:
+    forward = tracks.profile(query, bias)
     reverse = np.ascontiguousarray(forward[:, :, ::-1])
     out = []
     for j in ids:
@@ -64,8 +64,38 @@ def test_swipe_equals_the_reference_kernel_on_random_tracks(sizes):
     assert (got[:, 0] > 20).sum() > 10  # the planted pieces were found
     expected = _reference(tracks, query, targets, offsets, ids[:40], 10, 1).tolist()
     for lanes, kernel in _KERNELS.items():  # every lane count, whichever swipe_scores picks for these sizes
-        out = kernel(query, tracks._table16, tracks._offsets, targets, offsets, ids[:40], 10, 1, tracks._limit)
+        zero = np.zeros(query.shape[1], np.int16)
+        out = kernel(query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], 10, 1, tracks._limit)
         assert out.tolist() == expected, lanes
+
+
+def test_a_per_position_bias_is_scored_like_the_reference_profile():
+    rng = np.random.default_rng(9)
+    tracks = ScoreTracks.weighted([_random_matrix(rng, 20), _random_matrix(rng, 21)], [1.0, 0.5])
+    query = np.stack([rng.integers(0, 20, 70), rng.integers(0, 21, 70)]).astype(np.uint8)
+    targets, offsets = _random_targets(rng, (20, 21), rng.integers(1, 150, 100), query)
+    bias = rng.integers(-3, 4, 70).astype(np.int16)
+    ids = np.arange(100)
+    for subset in (ids, ids[:2]):  # the lanes and the one-by-one path
+        got = tracks.score_many(query, targets, offsets, subset, 10, 1, bias)
+        assert got.tolist() == _reference(tracks, query, targets, offsets, subset, 10, 1, bias).tolist()
+    assert got.tolist() != tracks.score_many(query, targets, offsets, ids[:2], 10, 1).tolist()
+
+
+def test_composition_bias_follows_its_formula():
+    rng = np.random.default_rng(10)
+    matrices = [_random_matrix(rng, 6), _random_matrix(rng, 4)]
+    tracks = ScoreTracks(tuple(m.astype(np.int32) for m in matrices))
+    query = np.stack([rng.integers(0, 6, 30), rng.integers(0, 4, 30)]).astype(np.uint8)
+    query[0, 10:20] = 2  # a low-complexity run: its residues are corrected down
+    background = [np.full(6, 1 / 6), np.array([0.1, 0.2, 0.3, 0.4])]
+    got = tracks.composition_bias(query, background, 0.5, window=8)
+    for i in range(30):
+        window = [j for j in range(max(0, i - 4), min(30, i + 4)) if j != i]
+        delta = sum(m[query[t, i]] @ background[t] - np.mean([m[query[t, i], query[t, j]] for j in window])
+                    for t, m in enumerate(matrices))
+        assert got[i] == np.rint(0.5 * delta)
+    assert got[12:18].mean() < got[:8].mean()
 
 
 def test_two_tracks_are_smith_waterman_over_the_product_alphabet():
@@ -134,3 +164,17 @@ def test_tracks_are_checked():
     tracks = ScoreTracks((np.eye(3, dtype=np.int32),))
     with pytest.raises(InputError, match="1 track"):
         tracks.score_many(np.zeros((2, 5), np.uint8), np.zeros((1, 5), np.uint8), np.array([0, 5]), np.array([0]), 10, 1)
+
+
+def test_search_with_composition_bias_traces_the_scores_it_ranks(domains_dir):
+    from ismtk.search.search import Searcher, SearchOptions
+
+    db = load_search_db([domains_dir], "3di")
+    for weight in (0.0, 0.5):
+        searcher = Searcher(db, load_matrix(None, "3di"), SearchOptions(aa_weight=weight, comp_bias=0.5, max_evalue=1e9))
+        assert searcher.evd_fitted
+        hits = searcher.search_one(db, 0)
+        assert hits[0].target == 0 and len(hits) == len(db)
+        assert all(h.alignment.score == h.raw for h in hits)
+        plain = Searcher(db, load_matrix(None, "3di"), SearchOptions(aa_weight=weight, max_evalue=1e9)).search_one(db, 0)
+        assert [h.raw for h in hits] != [h.raw for h in plain]
