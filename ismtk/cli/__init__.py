@@ -56,7 +56,7 @@ from ismtk.cli.embed import embed  # noqa: E402
 from ismtk.cli.encode import encode  # noqa: E402
 from ismtk.cli.matrix import align_pairs, fit_evalue, learn_matrix  # noqa: E402
 from ismtk.cli.predict import predict  # noqa: E402
-from ismtk.cli.search import createdb, easy_search, search  # noqa: E402
+from ismtk.cli.search import createdb, easy_search, merge_hits, search  # noqa: E402
 from ismtk.cli.train_ae import train_ae  # noqa: E402
 from ismtk.cli.tune import structure_tune  # noqa: E402
 
@@ -67,6 +67,7 @@ app.command("fit-evalue")(fit_evalue)
 app.command("createdb")(createdb)
 app.command("search")(search)
 app.command("easy-search")(easy_search)
+app.command("merge-hits")(merge_hits)
 app.command("train-ae")(train_ae)
 app.command("cluster")(cluster)
 app.add_typer(benchmark_app, name="benchmark")

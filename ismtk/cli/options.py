@@ -150,6 +150,15 @@ AaWeightOpt = Annotated[
 FormatOutputOpt = Annotated[
     str, typer.Option("--format-output", help="Comma-separated output columns (see docs/search.md).")
 ]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="I/N: search only shard I of N of the target database (for job arrays); E-values count the whole "
+        "database. Join the N outputs with 'ismtk merge-hits'.",
+        show_default="the whole database",
+    ),
+]
 
 DEFAULT_GAP_OPEN = _DEFAULT_SEARCH.gap_open
 DEFAULT_GAP_EXTEND = _DEFAULT_SEARCH.gap_extend
@@ -159,3 +168,4 @@ DEFAULT_EXHAUSTIVE = _DEFAULT_SEARCH.exhaustive
 DEFAULT_MAX_CANDIDATES = _DEFAULT_SEARCH.max_candidates
 DEFAULT_AA_WEIGHT = _DEFAULT_SEARCH.aa_weight
 DEFAULT_FORMAT_OUTPUT = DEFAULT_COLUMNS
+DEFAULT_SPLIT = None

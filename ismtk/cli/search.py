@@ -20,6 +20,7 @@ from ismtk.cli.options import (
     DEFAULT_MAX_SEQS,
     DEFAULT_MODE,
     DEFAULT_MODEL,
+    DEFAULT_SPLIT,
     DEFAULT_THREADS,
     DEFAULT_TOKENIZER,
     AaWeightOpt,
@@ -34,15 +35,17 @@ from ismtk.cli.options import (
     MaxSeqsOpt,
     ModelOpt,
     ModeOpt,
+    SplitOpt,
     Threads,
     TokenizerOpt,
     read_options,
 )
-from ismtk.search.search import SearchOptions
+from ismtk.search.merge import merge_hits as merge_shards
+from ismtk.search.search import SearchOptions, parse_split
 from ismtk.tokenizers import load_tokenizer
 from ismtk.workflows.search import load_input, search_to_m8
 
-__all__ = ["createdb", "easy_search", "search"]
+__all__ = ["createdb", "easy_search", "merge_hits", "search"]
 
 #: Fewer target entries than this give a rough E-value fit (random pairs of few sequences repeat).
 _RELIABLE_FIT = 100
@@ -93,6 +96,7 @@ def search(
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
+    split: SplitOpt = DEFAULT_SPLIT,
     predictor: Annotated[
         Path | None,
         typer.Option(
@@ -109,11 +113,14 @@ def search(
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
+    In 3 jobs: ismtk search q.pdb db/ -o s2.m8 --split 2/3 (and 1/3, 3/3); ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
+
     [bold]Example[/bold]: ismtk search query.pdb db/ -o hits.m8 -e 0.001
     """
     options = SearchOptions(
         gap_open=gap_open, gap_extend=gap_extend, max_evalue=evalue, max_seqs=max_seqs, exhaustive=exhaustive,
         max_candidates=max_candidates, threads=threads, aa_weight=aa_weight,
+        split=parse_split(split) if split is not None else None,
     )
     run = search_to_m8(
         [query], [target], output, matrix, tokenizer, mode, format_output, options, read_options(model, chain_names),
@@ -153,10 +160,25 @@ def easy_search(
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
+    split: SplitOpt = DEFAULT_SPLIT,
 ) -> None:
     """Structures in, hits out, in one step (Foldseek's easy-search layout: QUERY TARGET OUTPUT).
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
     search(query, target, output, matrix, mode, tokenizer, evalue, max_seqs, exhaustive, max_candidates, aa_weight,
-           gap_open, gap_extend, format_output, threads, model, chain_names)
+           gap_open, gap_extend, format_output, threads, model, chain_names, split)
+
+
+def merge_hits(
+    shards: Annotated[list[Path], typer.Argument(help="The .m8 outputs of all N shards of one 'search --split I/N'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Merged hits table to write (.m8).")],
+) -> None:
+    """Join the outputs of a split search into exactly the .m8 that one run over the whole database writes.
+
+    Each shard's .m8 needs its key file beside it (<shard>.m8.shard, written by --split).
+
+    [bold]Example[/bold]: ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
+    """
+    hits = merge_shards(shards, output)
+    console.info(f"{len(shards)} shards: {hits:,} hits -> {output}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class SearchOptions:
     #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`.
     aa_weight: float = 0.0
     #: Prefilter k-mer length, similar-k-mer threshold, segment minimum (:mod:`ismtk.search.prefilter`).
-    prefilter: PrefilterSettings = PrefilterSettings()
+    prefilter: PrefilterSettings = field(default_factory=PrefilterSettings)
     #: ``(I, N)``: search only shard I (1-based) of N of the target database; E-values still count all of it.
     split: tuple[int, int] | None = None
     #: Scale of the composition-bias correction of the query's column scores (0: off), see

@@ -7,10 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
+from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_gumbel
-from ismtk.search.matrix import EvdParams, SubstitutionMatrix
+from ismtk.search.matrix import EvdParams
 from ismtk.search.prefilter import KmerIndex, KmerPrefilter, PrefilterSettings, similar_kmers
+from ismtk.search.search import parse_split, shard
 from ismtk.search.tracks import ScoreTracks
 from ismtk.tokenizers import Alphabet
 
@@ -109,3 +111,19 @@ def test_prefilter_ranks_a_gapped_homolog_first_and_ignores_unrelated_targets():
     assert half.seeded(query[None, :], profile)[0].min() >= 20
     # the scratch is left clean: the same query gives the same answer again
     assert [x.tolist() for x in prefilter.seeded(query[None, :], profile)] == [seeded.tolist(), scores.tolist()]
+
+
+def test_shards_are_consecutive_cover_every_entry_and_balance_residues():
+    rng = np.random.default_rng(12)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(50, 400, 1000))])
+    for count in (1, 2, 3, 7, 1000, 1500):
+        bounds = [shard(offsets, i, count) for i in range(1, count + 1)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == 1000
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+        if count <= 7:
+            sizes = [offsets[b] - offsets[a] for a, b in bounds]
+            assert max(sizes) - min(sizes) <= 2 * 400
+    assert parse_split("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(InputError, match="I/N"):
+            parse_split(bad)
