@@ -195,8 +195,24 @@ class Searcher:
         def one(i: int) -> list[Hit]:
             return self.search_one(query, i, codes[:, query.offsets[i] : query.offsets[i + 1]])
 
-        if self.options.threads == 1:
+        if self.options.threads == 1 or len(query) < 2:
             yield from map(one, range(len(query)))
             return
+        self._load_kernels(codes[:, query.offsets[0] : query.offsets[1]])
         with ThreadPoolExecutor(self.options.threads) as pool:
             yield from pool.map(one, range(len(query)))
+
+    def _load_kernels(self, codes: np.ndarray) -> None:
+        """Run every compiled function of a search once on this thread (see :func:`ismtk.search.swipe.load_kernels`),
+        with the argument types of the search: ``codes`` is a query's ``(T, L)`` slice of its database's codes."""
+        codes = np.ascontiguousarray(codes)
+        tracks, bias = self.scorer.tracks, None
+        if self.options.comp_bias > 0:
+            bias = tracks.composition_bias(codes, self._background, self.options.comp_bias)
+        gaps = self.options.gap_open, self.options.gap_extend
+        tracks.score_many(codes, self._codes, self._offsets, self.entries[:1], *gaps, bias, warm_up=True)
+        if self._prefilter is not None:
+            self._prefilter.candidates(codes, tracks.profile(codes, bias), 1)
+        if self.options.trace and len(self.entries):
+            self.scorer.trace(codes, self.scorer.target(self.target, int(self.entries[0])), bias)
+

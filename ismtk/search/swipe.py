@@ -24,7 +24,7 @@ import numpy as np
 
 from ismtk.search.gotoh import sw_score
 
-__all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "swipe_scores"]
+__all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "load_kernels", "swipe_scores"]
 
 #: Targets aligned at once: 64 16-bit lanes (two AVX-512 or four AVX2 registers per loop turn), or fewer.
 LANE_CHOICES = (64, 32, 16)
@@ -183,6 +183,14 @@ def _kernel(lanes: int):
 
 
 _KERNELS = {lanes: _kernel(lanes) for lanes in LANE_CHOICES}
+
+
+def load_kernels(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> None:
+    """Compile (or load from the cache) every kernel :func:`swipe_scores` may pick for these argument types: do it
+    on one thread before many threads score (numba loading one function on two threads at once can fail)."""
+    _one_by_one(query, bias, table, offsets, targets, target_offsets, ids[:1], gap_open, gap_extend)
+    for kernel in _KERNELS.values():
+        kernel(query, bias, table, offsets, targets, target_offsets, ids[:1], gap_open, gap_extend, limit)
 
 
 def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:

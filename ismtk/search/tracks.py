@@ -21,7 +21,7 @@ import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.gotoh import sw_score, sw_trace
-from ismtk.search.swipe import MAX_STEP, PAD_SCORE, swipe_scores
+from ismtk.search.swipe import MAX_STEP, PAD_SCORE, load_kernels, swipe_scores
 
 __all__ = ["BIAS_WINDOW", "ScoreTracks"]
 
@@ -120,10 +120,12 @@ class ScoreTracks:
         gap_open: int,
         gap_extend: int,
         bias: np.ndarray | None = None,
-    ) -> np.ndarray:
+        warm_up: bool = False,
+    ) -> np.ndarray | None:
         """``(n, 2) int64`` (raw, raw - reversed-query raw) of ``(T, L)`` query codes against the entries ``ids``
         of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL. ``bias``
-        ``(L,)`` is added to every column score of a query position (:meth:`composition_bias`)."""
+        ``(L,)`` is added to every column score of a query position (:meth:`composition_bias`). ``warm_up``:
+        only load every kernel these arguments may use (see :func:`ismtk.search.swipe.load_kernels`)."""
         query = np.ascontiguousarray(self.check(query, "query"))
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
@@ -132,7 +134,8 @@ class ScoreTracks:
         limit = self._limit - (int(np.abs(bias).max()) if len(bias) else 0)
         if self._limit < 0 or limit < 1 << 14 or max(gap_open, gap_extend) > MAX_STEP:
             return self._score_exact(query, bias, targets, offsets, ids, gap_open, gap_extend)
-        return swipe_scores(query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit)
+        run = load_kernels if warm_up else swipe_scores
+        return run(query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit)
 
     def _score_exact(self, query, bias, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
         forward = self.profile(query, bias)
