@@ -1,17 +1,23 @@
-"""k-mer prefilter: similar k-mers of the query in an index of the database, double hits, ungapped diagonals.
+"""k-mer prefilter: similar k-mers of the query in an index of the database, double hits, chained diagonals.
 
-The prefilter of MMseqs2 and Foldseek (Steinegger & Soeding 2017, van Kempen et al. 2024), in three stages:
+The prefilter of MMseqs2 and Foldseek (Steinegger & Soeding 2017, van Kempen et al. 2024), with FASTA's joining of
+diagonal regions (Pearson & Lipman 1988) to rank, in four stages:
 
 1. **Similar k-mers.** For every query position ``i`` all k-mers ``x`` scoring
    ``sum_m S(q_{i+m}, x_m) >= threshold`` under the token matrix are enumerated (depth-first over symbols sorted by
    score, pruned once even the best remaining symbols cannot reach the threshold).
 2. **Index lookup, double hits.** Each similar k-mer is looked up in :class:`KmerIndex` (every k-mer of the token
    track of the database, as entry and position lists); a hit of target ``t`` at position ``j`` lies on diagonal
-   ``j - i``. A target is seeded on a diagonal when two hits fall on it (MMseqs2's double-hit rule: the previous hit
-   of the target, kept in one slot per target, lay on the same diagonal).
-3. **Ungapped diagonal score.** Each seeded diagonal is scored by its best gap-free segment under the search's
-   full column score (all tracks, e.g. tokens + amino acids): ``U(i) = max(0, U(i-1) + S(i, i + d))``. A target's
-   prefilter score is its best seeded diagonal; the ``max_candidates`` best go on to Smith-Waterman.
+   ``j - i``. All hits are grouped by (target, diagonal) with a radix sort; a diagonal is seeded when it holds two
+   hits (MMseqs2's double-hit rule, exact here: MMseqs2 remembers one diagonal per target).
+3. **Gap-free segments.** Each double hit is extended both ways along its diagonal until the running score falls
+   :data:`_X_DROP` below its best (BLAST's ungapped X-drop extension), under the search's full column score (all
+   tracks, e.g. tokens + amino acids).
+4. **Chaining.** A target's prefilter score is the best chain of its segments in alignment order, a change of
+   diagonal by ``g`` costing a gap of ``g`` (``open + (g - 1) * extend``). 3Di alignments of remote homologs are
+   gapped: their best single diagonal often scores like noise (29 half-bits for a Smith-Waterman score of 232), so
+   ranking by the best diagonal alone lost homologs that the chain keeps. The ``max_candidates`` best targets go on
+   to Smith-Waterman.
 
 Work per query grows with the number of k-mer hits, not with the size of the database: an index lookup touches only
 the targets that share a similar k-mer. Settings were chosen on the ``matrix_train`` domains (docs/benchmarks.md).
@@ -19,7 +25,6 @@ the targets that share a similar k-mer. Settings were chosen on the ``matrix_tra
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numba
@@ -45,15 +50,14 @@ DEFAULT_MAX_CANDIDATES = 100
 #: k-mer length of the index.
 DEFAULT_KMER = 4
 #: A query k-mer's similar k-mers score at least this under the token matrix (half-bits).
-DEFAULT_KMER_THRESHOLD = 22
+DEFAULT_KMER_THRESHOLD = 20
 #: Gap-free segments of seeded diagonals scoring below this are not chained (half-bits).
 DEFAULT_MIN_SEGMENT = 20
 #: Two hits on one diagonal count as a double hit when they start at least this far apart.
 DEFAULT_SPACING = 1
 _SHIFT = 1 << 31
 _MAX_SEGMENTS = 256
-_SLOTS = 4
-_X_DROP = 20
+_X_DROP = 10
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,51 +140,50 @@ def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _double_hits(keys, where, starts, entries, positions, spacing, diagonals, at, turn):  # pragma: no cover - numba
-    """Double hits as ``(seeds, second)``: ``seeds`` ``(target << 32) + (diagonal + 2**31)`` sorted (stably),
-    ``second`` the query position of the second hit; the two hits are at least ``spacing`` query positions apart.
+def _radix_sort(keys, payload):  # pragma: no cover - numba
+    """Sort ``uint64`` keys (and ``payload`` alongside) stably, least significant byte first, as many passes as the
+    largest key has bytes."""
+    n = keys.shape[0]
+    other_keys, other_payload = np.empty_like(keys), np.empty_like(payload)
+    top = keys.max() if n else np.uint64(0)
+    shift = 0
+    while shift < 64 and (top >> np.uint64(shift)) > 0:
+        counts = np.zeros(257, np.int64)
+        for x in range(n):
+            counts[((keys[x] >> np.uint64(shift)) & np.uint64(255)) + 1] += 1
+        for c in range(256):
+            counts[c + 1] += counts[c]
+        for x in range(n):
+            bucket = (keys[x] >> np.uint64(shift)) & np.uint64(255)
+            other_keys[counts[bucket]] = keys[x]
+            other_payload[counts[bucket]] = payload[x]
+            counts[bucket] += 1
+        keys, other_keys = other_keys, keys
+        payload, other_payload = other_payload, payload
+        shift += 8
+    return keys, payload
 
-    Each target remembers the diagonals of its last :data:`_SLOTS` hits (MMseqs2 keeps one), so hits on other
-    diagonals in between do not hide a double hit; a hit closer than ``spacing`` to the remembered one of its
-    diagonal is skipped. ``diagonals``/``at`` ``(N, _SLOTS) int32`` and ``turn`` ``(N,) uint8`` are scratch that
-    must hold no diagonal (the minimum int32) on entry; they are left that way."""
-    empty = np.iinfo(np.int32).min
-    touched = np.empty(1024, np.int64)
-    found = np.empty(1024, np.int64)
-    second = np.empty(1024, np.int32)
-    n = m = 0
+
+@numba.njit(cache=True, nogil=True)
+def _hits(keys, where, starts, entries, positions, length, span):  # pragma: no cover - numba
+    """Every index hit of the similar k-mers, grouped: ``(groups, at)`` with ``groups`` the sorted ``target *
+    span + diagonal + length`` (``span`` > query + longest target length covers every diagonal) and ``at`` the
+    query positions, ascending within a group (the sort is stable and hits come in query order)."""
+    total = 0
+    for h in range(keys.shape[0]):
+        total += starts[keys[h] + 1] - starts[keys[h]]
+    span = np.uint64(span)
+    groups = np.empty(total, np.uint64)
+    at = np.empty(total, np.int32)
+    n = 0
     for h in range(keys.shape[0]):
         key, i = keys[h], where[h]
         for p in range(starts[key], starts[key + 1]):
-            t = entries[p]
-            d = positions[p] - i
-            slot = -1
-            for s in range(_SLOTS):
-                if diagonals[t, s] == d:
-                    slot = s
-            if slot >= 0:
-                if i - at[t, slot] < spacing:
-                    continue
-                if n == found.shape[0]:
-                    found = np.concatenate((found, np.empty(n, np.int64)))
-                    second = np.concatenate((second, np.empty(n, np.int32)))
-                found[n] = (np.int64(t) << 32) + d + _SHIFT
-                second[n] = i
-                n += 1
-            else:
-                if turn[t] == 0 and diagonals[t, 0] == empty:
-                    if m == touched.shape[0]:
-                        touched = np.concatenate((touched, np.empty(m, np.int64)))
-                    touched[m] = t
-                    m += 1
-                slot = turn[t]
-                turn[t] = (slot + 1) % _SLOTS
-            diagonals[t, slot], at[t, slot] = d, i
-    for t in touched[:m]:
-        diagonals[t] = empty
-        turn[t] = 0
-    order = np.argsort(found[:n], kind="mergesort")
-    return found[order], second[order]
+            groups[n] = np.uint64(entries[p]) * span + np.uint64(positions[p] - i + length)
+            at[n] = i
+            n += 1
+    groups, at = _radix_sort(groups, at)
+    return groups, at
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -238,40 +241,57 @@ def _chain(segments, n, gap_open, gap_extend):  # pragma: no cover - numba
 
 @numba.njit(cache=True, nogil=True)
 def prefilter_scores(
-    keys, where, starts, entries, positions, profile, targets, offsets, spacing, min_segment, gap_open, gap_extend,
-    diagonals, at, turn,
+    keys, where, starts, entries, positions, profile, targets, offsets, longest, spacing, min_segment, gap_open,
+    gap_extend,
 ):  # pragma: no cover - numba
     """``(seeded, scores)``: the targets with a double hit (sorted) and their prefilter scores, the best chain of
     the gap-free segments (X-drop extensions of their double hits scoring at least ``min_segment``; 0 if none).
 
-    ``keys``/``where`` the query's similar k-mers (:func:`similar_kmers`), ``starts``/``entries``/``positions`` the
-    index, ``profile`` ``(T, C, L)`` the query's column scores per track, ``targets`` ``(T, R)`` target codes,
-    ``diagonals``/``at``/``turn`` the scratch of :func:`_double_hits`."""
-    seeds, at_second = _double_hits(keys, where, starts, entries, positions, spacing, diagonals, at, turn)
-    seeded = np.empty(seeds.shape[0], np.int64)
-    scores = np.zeros(seeds.shape[0], np.int64)
+    A double hit is two hits on one diagonal whose query positions are at least ``spacing`` apart; it is extended
+    from its second hit unless an earlier extension of the diagonal already covers that position. ``keys``/``where``
+    the query's similar k-mers (:func:`similar_kmers`), ``starts``/``entries``/``positions`` the index, ``profile``
+    ``(T, C, L)`` the query's column scores per track, ``targets`` ``(T, R)`` target codes, ``longest`` the length
+    of the longest target."""
+    length = profile.shape[2]
+    span = length + longest + 2
+    groups, at = _hits(keys, where, starts, entries, positions, length, span)
+    seeded = np.empty(1024, np.int64)
+    scores = np.zeros(1024, np.int64)
     segments = np.empty((_MAX_SEGMENTS, 4), np.int64)
-    g = count = 0
-    while g < seeds.shape[0]:
-        t = seeds[g] >> 32
-        n = 0
-        start, length = offsets[t], offsets[t + 1] - offsets[t]
-        covered = -1  # end of the last segment of this diagonal: hits inside it are already extended
-        while g < seeds.shape[0] and seeds[g] >> 32 == t:
-            diagonal = (seeds[g] & 0xFFFFFFFF) - _SHIFT
-            if g > 0 and seeds[g] != seeds[g - 1]:
-                covered = -1
-            if at_second[g] >= covered:
-                begin, end, score = _extend(profile, targets, start, length, diagonal, at_second[g], _X_DROP)
-                covered = end
-                if score >= min_segment and n < _MAX_SEGMENTS:
-                    segments[n, 0], segments[n, 1], segments[n, 2], segments[n, 3] = begin, end, diagonal, score
-                    n += 1
-            g += 1
-        seeded[count] = t
-        if n:
-            scores[count] = _chain(segments, n, gap_open, gap_extend)
-        count += 1
+    count = n = 0
+    current = -1
+    g = 0
+    while g < groups.shape[0]:
+        h = g  # the hits of one diagonal: groups[g:h]
+        while h < groups.shape[0] and groups[h] == groups[g]:
+            h += 1
+        t = np.int64(groups[g] // span)
+        if t != current:
+            if n:
+                scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
+            current, n = t, 0
+        first, covered, seed = at[g], -1, False
+        diagonal = np.int64(groups[g] % span) - length
+        start, size = offsets[t], offsets[t + 1] - offsets[t]
+        for x in range(g + 1, h):
+            if at[x] - first < spacing or at[x] < covered:
+                continue
+            if not seed:
+                seed = True
+                if count == seeded.shape[0]:
+                    seeded = np.concatenate((seeded, np.empty(count, np.int64)))
+                    scores = np.concatenate((scores, np.zeros(count, np.int64)))
+                if count == 0 or seeded[count - 1] != t:
+                    seeded[count] = t
+                    count += 1
+            begin, end, score = _extend(profile, targets, start, size, diagonal, at[x], _X_DROP)
+            covered = end
+            if score >= min_segment and n < _MAX_SEGMENTS:
+                segments[n, 0], segments[n, 1], segments[n, 2], segments[n, 3] = begin, end, diagonal, score
+                n += 1
+        g = h
+    if n:
+        scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
     return seeded[:count], scores[:count]
 
 
@@ -316,8 +336,7 @@ class KmerPrefilter:
     """The prefilter over the entries ``ids`` of a target database; :meth:`candidates` picks a query's targets.
 
     ``scores`` is the ``(K, K)`` token matrix that seeds; ``codes``/``offsets`` are the target's ``(T, R)`` track
-    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search. Thread-safe:
-    each thread keeps its own scratch.
+    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search.
     """
 
     def __init__(
@@ -334,14 +353,7 @@ class KmerPrefilter:
         self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
         self.gap_open, self.gap_extend = gap_open, gap_extend
         self.index = KmerIndex.build(codes[0], offsets, ids, settings.kmer, self.scores.shape[0])
-        self._local = threading.local()
-
-    def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not hasattr(self._local, "scratch"):
-            entries = len(self.offsets) - 1
-            self._local.scratch = (np.full((entries, _SLOTS), np.iinfo(np.int32).min, np.int32),
-                                   np.zeros((entries, _SLOTS), np.int32), np.zeros(entries, np.uint8))
-        return self._local.scratch
+        self.longest = int(np.diff(self.offsets).max()) if len(self.offsets) > 1 else 0
 
     def seeded(self, query: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(targets, scores)``: the seeded database entries (sorted) and their prefilter scores, for ``(T, L)``
@@ -349,8 +361,8 @@ class KmerPrefilter:
         index, settings = self.index, self.settings
         keys, where = similar_kmers(np.ascontiguousarray(query[0]), self.scores, index.k, settings.kmer_threshold)
         return prefilter_scores(keys, where, index.starts, index.entries, index.positions, profile, self.codes,
-                                self.offsets, settings.spacing, settings.min_segment, self.gap_open, self.gap_extend,
-                                *self._scratch())
+                                self.offsets, self.longest, settings.spacing, settings.min_segment, self.gap_open,
+                                self.gap_extend)
 
     def candidates(self, query: np.ndarray, profile: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> np.ndarray:
         """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-scoring seeded targets (ties: lower
