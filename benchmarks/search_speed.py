@@ -1,26 +1,33 @@
-"""Search speed against a bare parasail loop, and what the prefilter costs in sensitivity.
+"""Search speed on 1 and 2 cores, the multi-track kernel against parasail, and what the prefilter costs.
 
-Prints alignments (query-target pairs) per second per core of:
+Prints, each variant run interleaved ``--repeats`` times and the fastest run kept (the machine is shared; the load
+is printed):
 
-* a bare Python loop over parasail (``sw_striped_profile_16`` with a reused profile) scoring each pair once,
-  and twice (forward + reversed query: the work ismtk does per pair);
-* ismtk's exhaustive search (``Searcher``, score only, 1 thread) on the same pairs, and with 2 threads (GIL check);
-* ismtk with the ungapped prefilter (pairs/s counted over all pairs, i.e. the effective rate);
-* with ``--aa-weight``, ismtk's exhaustive search with the amino-acid term (numba Gotoh kernels, 1 thread).
-
-All variants run interleaved ``--repeats`` times and the fastest run of each is kept (the machine is shared).
-With ``--lookup``, also the SCOPe40 sensitivity (noselfhit, per level) of exhaustive vs prefiltered search
-over the queries. Goals (issue 7): exhaustive within 1.2x of the bare loop doing the same alignments; the
-prefilter >= 5x faster with <= 1 % sensitivity loss at every level.
+1. **Kernels on the same pairs** (``--speed-queries`` queries x every target): a bare Python loop over parasail
+   (``sw_striped_profile_16``, reused profile) scoring tokens forward only and forward + reversed query (ismtk's
+   work per pair), against ismtk's vectorised kernel for tokens alone and for tokens + amino acids
+   (``--aa-weight``). Goal: tokens + amino acids within 1.5x of parasail's token-only time.
+2. **Search on 1 and 2 threads** (the same queries): exhaustive and prefiltered, tokens and tokens + amino acids,
+   side by side, with a check that the ``.m8`` written on 2 threads is byte-identical to 1 thread. Goal: >= 1.8x.
+   CPU/wall is the process's CPU seconds (all threads) per wall second of the many-thread run: near the thread
+   count when nothing serialises the threads, lower when the GIL or other jobs on the machine hold them back.
+3. With ``--lookup``: the SCOPe40 sensitivity (noselfhit) of exhaustive and prefiltered search over all
+   ``--queries`` and the prefilter's speed-up (goal: >= 5x at <= 1 % loss per level).
+4. With ``--foldseek`` and ``--structures``: Foldseek's sensitivity and times (createdb, search) on the same files,
+   queries and core count, exhaustive and with its prefilter, next to ismtk's.
 
 Example::
 
-    python benchmarks/search_speed.py --db db3di --queries bench.txt --lookup lookup.tsv --speed-queries 40
+    python benchmarks/search_speed.py --db db3di --queries bench.txt --lookup lookup.tsv --aa-weight 0.5 \\
+        --foldseek ../shared/tools/foldseek/foldseek --structures $D/scope40_dev/pdb $D/cath2738/pdb
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import resource
 import time
 from dataclasses import replace
 
@@ -30,11 +37,25 @@ import parasail
 from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
+from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.workflows.search import open_input, resolve_matrix
 
 
-def bare_loop(queries: list[bytes], targets: list[bytes], pmatrix, reversed_too: bool) -> float:
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def subset(db: SequenceDB, names: list[str]) -> SequenceDB:
+    index = {n: i for i, n in enumerate(db.names)}
+    return SequenceDB.from_records(
+        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names),
+        db.alphabet,
+        db.tokenizer,
+    )
+
+
+def parasail_loop(queries: list[bytes], targets: list[bytes], pmatrix, reversed_too: bool) -> float:
     start = time.perf_counter()
     for q in queries:
         forward = parasail.profile_create_16(q, pmatrix)
@@ -46,123 +67,172 @@ def bare_loop(queries: list[bytes], targets: list[bytes], pmatrix, reversed_too:
     return time.perf_counter() - start
 
 
-def gil_check(aligner, tokens: np.ndarray) -> tuple[float, float]:
-    """Count loop turns of a pure-Python thread while another thread runs one long parasail alignment, and alone
-    for the same time: similar rates mean the GIL is released during parasail calls (ctypes drops it)."""
-    import threading
-
-    long = np.tile(tokens, max(1, 20_000 // len(tokens)))
-    profile = aligner.profile(long)
-    target = aligner.symbols(long[::-1])
-    done, ticks = threading.Event(), [0]
-
-    def align() -> None:
-        aligner.score(profile, target)
-        done.set()
-
-    def count() -> None:
-        while not done.is_set():
-            ticks[0] += 1
-
-    threads = [threading.Thread(target=count), threading.Thread(target=align)]
+def kernel_loop(searcher: Searcher, query: SequenceDB) -> float:
+    codes, scorer = searcher.scorer.codes(query), searcher.scorer
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
-    alone, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        alone += 1
-    return ticks[0] / seconds, alone / seconds
+    for i in range(len(query)):
+        one = codes[:, query.offsets[i] : query.offsets[i + 1]]
+        scorer.tracks.score_many(one, searcher._codes, searcher._offsets, searcher.entries, 10, 1)
+    return time.perf_counter() - start
 
 
-def ismtk_run(searcher: Searcher, query: SequenceDB) -> tuple[float, list]:
-    start = time.perf_counter()
+def timed_search(searcher: Searcher, query: SequenceDB) -> tuple[float, list, float]:
+    """Wall seconds, hits, and CPU seconds of all the process's threads."""
+    start, cpu = time.perf_counter(), time.process_time()
     hits = list(searcher.search(query))
-    return time.perf_counter() - start, hits
+    return time.perf_counter() - start, hits, time.process_time() - cpu
+
+
+def m8_bytes(searcher: Searcher, query: SequenceDB) -> bytes:
+    """The ``.m8`` (default columns, raw score, CIGAR; E <= 10) of ``searcher``'s settings with tracebacks."""
+    traced = Searcher(searcher.target, searcher.aligner.matrix, replace(searcher.options, trace=True, max_evalue=10))
+    out = io.StringIO()
+    write_m8(out, traced.search(query), query, searcher.target, parse_columns(DEFAULT_COLUMNS + ",raw,cigar"))
+    return out.getvalue().encode()
+
+
+def sensitivity(hits: list, query: SequenceDB, db: SequenceDB, lookup: dict) -> tuple[float, ...]:
+    ranked = {query.names[i]: [db.names[h.target] for h in h_list] for i, h_list in enumerate(hits)}
+    return summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", required=True, help="database folder (createdb)")
-    parser.add_argument("--queries", help="query names (default: the first entries)")
-    parser.add_argument("--lookup", help="SCOP lookup: also measure the prefilter's sensitivity loss")
+    parser.add_argument("--db", required=True, help="database folder (createdb from structures)")
+    parser.add_argument("--queries", help="query names, database entries (default: every entry)")
+    parser.add_argument("--lookup", help="SCOP lookup: also measure sensitivities and the prefilter's loss")
     parser.add_argument("--matrix", default=None)
-    parser.add_argument("--speed-queries", type=int, default=30, help="queries timed for speed")
+    parser.add_argument("--aa-weight", type=float, default=0.5, help="weight of the amino-acid track (0: skip it)")
+    parser.add_argument("--speed-queries", type=int, default=30, help="queries of the timings of parts 1 and 2")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--aa-weight", type=float, default=0.0, help="also time token + weight x BLOSUM62 scoring")
-    parser.add_argument("--max-candidates", type=int, default=SearchOptions().max_candidates)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the many-core runs (and of Foldseek)")
+    parser.add_argument("--foldseek", help="path of the Foldseek binary: also run it side by side")
+    parser.add_argument("--structures", nargs="+", help="structure folders/files the database was made from")
     args = parser.parse_args()
+    if args.foldseek and not (args.structures and args.lookup):
+        parser.error("--foldseek needs --structures and --lookup")
 
     db, tokenizer = open_input([args.db])
     matrix = resolve_matrix(args.matrix, tokenizer)
     names = read_names(args.queries) if args.queries else db.names
-    index = {n: i for i, n in enumerate(db.names)}
-    qdb = SequenceDB.from_records(
-        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names), db.alphabet,
-        db.tokenizer,
-    )
-    timed = SequenceDB.from_records(
-        ((qdb.names[i], qdb.token_seq(i), qdb.aa_seq(i) if qdb.aa is not None else None)
-         for i in range(min(args.speed_queries, len(qdb)))),
-        db.alphabet,
-        db.tokenizer,
-    )
-    base = SearchOptions(exhaustive=True, trace=False, max_evalue=float("inf"), max_seqs=len(db), threads=1,
-                         max_candidates=args.max_candidates)
-    exhaustive = Searcher(db, matrix, base)
-    threaded = Searcher(db, matrix, replace(base, threads=2))
-    prefiltered = Searcher(db, matrix, replace(base, exhaustive=False))
-    combined = Searcher(db, matrix, replace(base, aa_weight=args.aa_weight)) if args.aa_weight > 0 else None
-    aligner = exhaustive.aligner
-    qbytes = [aligner.symbols(timed.token_seq(i)) for i in range(len(timed))]
-    tbytes = [aligner.symbols(db.token_seq(j)) for j in range(len(db))]
-    pmatrix = matrix.to_parasail(db.alphabet.symbols)
+    queries, timed = subset(db, names), subset(db, names[: args.speed_queries])
     pairs = len(timed) * len(db)
+    print(f"{len(db):,} targets ({db.residues:,} residues); {len(queries)} queries; {load()}")
+    base = SearchOptions(trace=False, max_evalue=float("inf"), max_seqs=len(db), threads=1)
+    weights = [0.0] + ([args.aa_weight] if args.aa_weight > 0 else [])
+    label = {0.0: "tokens", args.aa_weight: f"tokens+{args.aa_weight:g}xAA"}
+    searchers = {
+        (w, mode, t): Searcher(db, matrix, replace(base, aa_weight=w, exhaustive=mode == "exhaustive", threads=t))
+        for w in weights
+        for mode in ("exhaustive", "prefilter")
+        for t in (1, args.threads)
+    }
+    for s in searchers.values():  # compile / load the kernels before timing
+        list(s.search(subset(db, names[:2])))
 
-    best = {k: float("inf") for k in ("bare x1", "bare x2", "ismtk exhaustive", "ismtk 2 threads", "ismtk prefilter")}
+    # 1. kernels on the same pairs
+    pmatrix = matrix.to_parasail(db.alphabet.symbols)
+    symbols = np.frombuffer(db.alphabet.symbols.encode(), np.uint8)
+    qbytes = [symbols[timed.token_seq(i)].tobytes() for i in range(len(timed))]
+    tbytes = [symbols[db.token_seq(j)].tobytes() for j in range(len(db))]
+    runs = {
+        "parasail tokens, forward only": lambda: parasail_loop(qbytes, tbytes, pmatrix, False),
+        "parasail tokens, forward + reversed": lambda: parasail_loop(qbytes, tbytes, pmatrix, True),
+        **{
+            f"ismtk kernel {label[w]}, forward + reversed": (
+                lambda w=w: kernel_loop(searchers[w, "exhaustive", 1], timed)
+            )
+            for w in weights
+        },
+    }
+    best = {k: float("inf") for k in runs}
     for _ in range(args.repeats):
-        best["bare x1"] = min(best["bare x1"], bare_loop(qbytes, tbytes, pmatrix, False))
-        best["bare x2"] = min(best["bare x2"], bare_loop(qbytes, tbytes, pmatrix, True))
-        best["ismtk exhaustive"] = min(best["ismtk exhaustive"], ismtk_run(exhaustive, timed)[0])
-        best["ismtk 2 threads"] = min(best["ismtk 2 threads"], ismtk_run(threaded, timed)[0])
-        best["ismtk prefilter"] = min(best["ismtk prefilter"], ismtk_run(prefiltered, timed)[0])
-        if combined is not None:
-            best["ismtk +AA"] = min(best.get("ismtk +AA", float("inf")), ismtk_run(combined, timed)[0])
-    print(f"{len(timed)} queries x {len(db)} targets = {pairs:,} pairs; {db.residues:,} target residues; "
-          f"best of {args.repeats}")
-    for name, seconds in best.items():
-        cores = 2 if "2 threads" in name else 1
-        print(f"  {name:18s} {seconds:8.2f} s  {pairs / seconds:10,.0f} pairs/s  "
-              f"{pairs / seconds / cores:10,.0f} pairs/s/core")
-    print(f"  exhaustive / bare x2 (same alignments): {best['ismtk exhaustive'] / best['bare x2']:.2f}x time")
-    print(f"  exhaustive / bare x1 (forward only):    {best['ismtk exhaustive'] / best['bare x1']:.2f}x time")
-    if combined is not None:
-        print(f"  +AA ({args.aa_weight:g} x BLOSUM62, numba Gotoh) / exhaustive: "
-              f"{best['ismtk +AA'] / best['ismtk exhaustive']:.2f}x time")
-    print(f"  2-thread speed-up: {best['ismtk exhaustive'] / best['ismtk 2 threads']:.2f}x")
-    during, alone = gil_check(aligner, timed.token_seq(0))
-    print(f"  GIL check: a Python thread runs at {during / alone:.0%} of its solo speed while parasail aligns "
-          f"(near 100% = GIL released; near 0% = held)")
-    print(f"  prefilter speed-up over exhaustive: {best['ismtk exhaustive'] / best['ismtk prefilter']:.2f}x "
-          f"(max {args.max_candidates} candidates of {len(db)})")
+        for k, run in runs.items():
+            best[k] = min(best[k], run())
+    print(
+        f"\n1. kernels: {len(timed)} queries x {len(db):,} targets = {pairs:,} pairs, 1 thread, "
+        f"best of {args.repeats}; "
+        f"{load()}"
+    )
+    for k, seconds in best.items():
+        print(f"  {k:45s} {seconds:7.2f} s {pairs / seconds:10,.0f} pairs/s")
+    reference = best["parasail tokens, forward + reversed"]
+    for w in weights:
+        mine = best[f"ismtk kernel {label[w]}, forward + reversed"]
+        print(
+            f"  ismtk {label[w]} / parasail tokens (same work, forward + reversed): {mine / reference:.2f}x time; "
+            f"/ parasail forward only: {mine / best['parasail tokens, forward only']:.2f}x"
+        )
 
-    if args.lookup:
-        lookup = read_lookup(args.lookup)
-        summaries = {}
-        for label, searcher in (("exhaustive", exhaustive), ("prefilter", prefiltered)):
-            seconds, hits = ismtk_run(searcher, qdb)
-            ranked = {qdb.names[i]: [db.names[h.target] for h in h_list] for i, h_list in enumerate(hits)}
-            summaries[label] = summarize(score_queries(ranked, lookup, db.names, "noselfhit"))
-            s = summaries[label]
-            print(f"  {label:10s} sensitivity (noselfhit) " + ", ".join(
-                f"{lv} {v:.4f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries, strict=True)
-            ) + f"  [{len(qdb)} queries in {seconds:.1f} s]")
-        loss = np.array(summaries["exhaustive"].per_level) - np.array(summaries["prefilter"].per_level)
-        rel = loss / np.maximum(np.array(summaries["exhaustive"].per_level), 1e-12)
-        print("  prefilter sensitivity loss: " + ", ".join(
-            f"{lv} {d:+.4f} ({r:+.1%})" for lv, d, r in zip(LEVELS, loss, rel, strict=True)))
+    # 2. search on 1 and n threads
+    times, cpu = {k: float("inf") for k in searchers}, {}
+    for _ in range(args.repeats):
+        for k, s in searchers.items():
+            seconds, _, used = timed_search(s, timed)
+            if seconds < times[k]:
+                times[k], cpu[k] = seconds, used
+    print(f"\n2. search: the same {len(timed)} queries, every hit kept, best of {args.repeats}; {load()}")
+    print(
+        f"  {'':28s} {'1 thread':>10s} {f'{args.threads} threads':>10s} {'speed-up':>9s} {'CPU/wall':>9s}  "
+        ".m8 identical"
+    )
+    for w in weights:
+        for mode in ("exhaustive", "prefilter"):
+            one, many = times[w, mode, 1], times[w, mode, args.threads]
+            same = m8_bytes(searchers[w, mode, 1], timed) == m8_bytes(searchers[w, mode, args.threads], timed)
+            print(
+                f"  {label[w] + ', ' + mode:28s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
+                f"{cpu[w, mode, args.threads] / many:8.2f}  {same}"
+            )
+
+    if not args.lookup:
+        return
+    # 3. sensitivity and prefilter speed-up over all queries
+    lookup = read_lookup(args.lookup)
+    print(f"\n3. {len(queries)} queries, {args.threads} threads, noselfhit sensitivity ({', '.join(LEVELS)}); {load()}")
+    for w in weights:
+        result = {}
+        for mode in ("exhaustive", "prefilter"):
+            seconds, hits, _ = timed_search(searchers[w, mode, args.threads], queries)
+            result[mode] = seconds, np.array(sensitivity(hits, queries, db, lookup))
+            print(
+                f"  {label[w] + ', ' + mode:28s} {seconds:7.1f} s  " + " / ".join(f"{v:.4f}" for v in result[mode][1])
+            )
+        loss = 1 - result["prefilter"][1] / np.maximum(result["exhaustive"][1], 1e-12)
+        print(
+            f"  {label[w]}: prefilter {result['exhaustive'][0] / result['prefilter'][0]:.2f}x faster, loss "
+            + " / ".join(f"{x:+.2%}" for x in loss)
+        )
+
+    if args.foldseek:
+        from foldseek_peer import entry_files, run_foldseek
+
+        from ismtk.tokenizers import load_tokenizer
+        from ismtk.workflows.search import load_input
+
+        files = entry_files(args.structures)
+        missing = [n for n in db.names if n not in files]
+        if missing:
+            raise SystemExit(f"{len(missing)} database entries have no structure file, e.g. {missing[:3]}")
+        print(
+            f"\n4. Foldseek ({args.foldseek}) on the same {len(db):,} files and {len(queries)} queries, "
+            f"{args.threads} threads; {load()}"
+        )
+        start = time.perf_counter()
+        load_input([files[n] for n in db.names], load_tokenizer(db.tokenizer), threads=args.threads)
+        print(f"  ismtk createdb (encode the {len(db):,} files, {db.tokenizer}): {time.perf_counter() - start:.1f} s")
+        for exhaustive in (True, False):
+            run = run_foldseek(
+                args.foldseek, [files[n] for n in db.names], [files[n] for n in queries.names], args.threads, exhaustive
+            )
+            ranked = {q: run.ranked.get(q, []) for q in queries.names}
+            sens = summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level
+            print(
+                f"  Foldseek {'exhaustive' if exhaustive else 'prefilter (default)':20s} createdb "
+                f"{run.createdb_seconds:5.1f} s, search {run.search_seconds:6.1f} s  "
+                + " / ".join(f"{v:.4f}" for v in sens)
+            )
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB; {load()}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ COMMANDS = {
     "createdb": Command("ismtk.cli.search:createdb", SEARCH),
     "search": Command("ismtk.cli.search:search", SEARCH),
     "easy-search": Command("ismtk.cli.search:easy_search", SEARCH),
+    "merge-hits": Command("ismtk.cli.search:merge_hits", SEARCH),
     "benchmark": Command("ismtk.cli.benchmark:benchmark_app", SEARCH),
     "align-pairs": Command("ismtk.cli.matrix:align_pairs", MATRICES),
     "learn-matrix": Command("ismtk.cli.matrix:learn_matrix", MATRICES),

@@ -222,7 +222,7 @@ class Alignment:
 
     def search_options(self, threads: int, hits: HitFilter | None = None) -> SearchOptions:
         """The library's options (``hits``: the E-value and count limits, else the library's)."""
-        limits = {"max_evalue": hits.evalue, "max_seqs": hits.max_seqs} if hits is not None else {}
+        limits = {"max_evalue": hits.evalue, "max_seqs": hits.max_seqs, "split": hits.shard()} if hits else {}
         return SearchOptions(gap_open=self.gap_open, gap_extend=self.gap_extend, exhaustive=self.exhaustive,
                              max_candidates=self.max_candidates, threads=threads, aa_weight=self.aa_weight, **limits)
 
@@ -238,6 +238,17 @@ class HitFilter:
     max_seqs: Annotated[
         int, typer.Option("--max-seqs", min=1, rich_help_panel=SEARCH, help="Report at most this many hits per query.")
     ] = _SEARCH.max_seqs
+    split: Annotated[
+        str | None, typer.Option("--split", rich_help_panel=SEARCH, show_default="the whole database",
+                                 help="I/N: search only shard I of N of the target database (for job arrays); "
+                                 "E-values count the whole database. Join the N outputs with 'ismtk merge-hits'.")
+    ] = None
+
+    def shard(self) -> tuple[int, int] | None:
+        """``(I, N)`` of ``--split``, if given."""
+        from ismtk.search.search import parse_split
+
+        return parse_split(self.split) if self.split is not None else None
 
 
 # --- training runs -----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ismtk.errors import InputError
 from ismtk.search.db import is_db
 from ismtk.search.m8 import DEFAULT_COLUMNS
 
-__all__ = ["createdb", "easy_search", "search"]
+__all__ = ["createdb", "easy_search", "merge_hits", "search"]
 
 #: Fewer target entries than this give a rough E-value fit (random pairs of few sequences repeat).
 _RELIABLE_FIT = 100
@@ -114,6 +114,8 @@ def search(
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
+    In 3 jobs: ismtk search q.pdb db/ -o s2.m8 --split 2/3 (and 1/3, 3/3); ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
+
     [bold]Example[/bold]: ismtk search query.pdb db/ -o hits.m8 -e 0.001
     """
     _search(query, target, output, alignment, hits, format_output, tokenizer, reading, threads, predictor)
@@ -174,3 +176,21 @@ def _search(
         f"{run.queries:,} queries x {run.targets:,} targets: {run.hits:,} hits in {run.seconds:.1f} s -> {output}"
     )
     skips.finish()
+
+
+@with_option_groups
+def merge_hits(
+    shards: Annotated[list[Path], typer.Argument(help="The .m8 outputs of all N shards of one 'search --split I/N'.")],
+    *,
+    output: output_option("Merged hits table to write (.m8).", file=True),
+) -> None:
+    """Join the outputs of a split search into exactly the .m8 that one run over the whole database writes.
+
+    Each shard's .m8 needs its key file beside it (<shard>.m8.shard, written by --split).
+
+    [bold]Example[/bold]: ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
+    """
+    from ismtk.search.merge import merge_hits as merge_shards
+
+    hits = merge_shards(shards, output)
+    console.info(f"{len(shards)} shards: {hits:,} hits -> {output}")

@@ -1,40 +1,122 @@
-"""Structure tokens and amino acids in one alignment score, as Foldseek's 3Di+AA (van Kempen et al. 2024).
+"""Aligners over several tracks of a database: structure tokens and amino acids in one score (Foldseek's 3Di+AA).
 
 Aligning query residue ``i`` with target residue ``j`` scores ``S_tok(q_i, t_j) + rint(w * S_aa(a_i, b_j))``: the
-token matrix plus the amino-acid matrix (BLOSUM62 by default; half-bits, like the learned token matrices)
-weighted by ``w`` (``--aa-weight``). A residue is then one symbol of the product alphabet
-``token * 21 + amino acid``, too large for parasail's byte-indexed matrices, so the numba Gotoh kernels of
-:mod:`ismtk.search.gotoh` align it. The reversed-query correction is the same as for tokens alone (the reversed
-query keeps its token/amino-acid pairs); E-value parameters are fitted for the combined score.
+token matrix plus the amino-acid matrix (BLOSUM62 by default; half-bits, like the learned token matrices) weighted
+by ``w`` (``--aa-weight``), the two-track case of :class:`ismtk.search.tracks.ScoreTracks`. A sequence is a
+``(T, n) uint8`` array of symbol codes, one row per track (:func:`track_codes`). Scores come from the vectorised
+kernel, tracebacks from the scalar reference (:mod:`ismtk.search.gotoh`). The reversed-query correction is the same
+as for tokens alone (the reversed query keeps each residue's symbols together); E-value parameters are fitted for
+the combined score.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Alignment, alignment_from_runs, check_gaps
-from ismtk.search.db import AA_ALPHABET, SequenceDB, aa_indices
-from ismtk.search.gotoh import sw_score_many, sw_trace
+from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import SubstitutionMatrix
+from ismtk.search.tracks import ScoreTracks
+from ismtk.sequence import AA_ALPHABET, aa_indices
 
-__all__ = ["CombinedAligner", "CombinedProfile"]
+__all__ = ["TRACKS", "CombinedAligner", "TrackAligner", "track_codes"]
 
+#: Tracks a database holds today: its structure tokens and (when made from structures) its amino acids.
+TRACKS = ("tokens", "aa")
 _OPS = "MID"
 
 
-@dataclass
-class CombinedProfile:
-    """``(K * 21, L) int32`` profiles of one query and of its reverse."""
+def track_codes(db: SequenceDB, tracks: Sequence[str], entry: int | None = None) -> np.ndarray:
+    """``(T, R) uint8`` symbol codes of every residue of ``db`` (or of one ``entry``, ``(T, n)``), one row per named
+    track (see :data:`TRACKS`)."""
+    span = slice(None) if entry is None else slice(db.offsets[entry], db.offsets[entry + 1])
+    rows = []
+    for name in tracks:
+        if name == "tokens":
+            rows.append(np.asarray(db.tokens[span], dtype=np.uint8))
+        elif name == "aa":
+            if db.aa is None:
+                raise InputError(
+                    "scoring with amino acids (--aa-weight) needs them on both sides: give structures or a database "
+                    "made from structures, not token FASTA"
+                )
+            rows.append(aa_indices(np.asarray(db.aa[span])))
+        else:
+            raise InputError(f"unknown track {name!r}; choose from {', '.join(TRACKS)}")
+    return np.ascontiguousarray(rows[0][None, :]) if len(rows) == 1 else np.stack(rows)
 
-    forward: np.ndarray
-    reverse: np.ndarray
+
+class TrackAligner:
+    """Smith-Waterman over named tracks of databases with one :class:`ScoreTracks` and gap penalties.
+
+    The interface of :class:`ismtk.search.align.Aligner`: :meth:`query` and :meth:`target` give an entry's
+    ``(T, n)`` codes, :meth:`score`/:meth:`score_many` the (raw, corrected) scores, :meth:`trace` the alignment.
+    """
+
+    def __init__(
+        self,
+        tracks: ScoreTracks,
+        names: Sequence[str],
+        gap_open: int = DEFAULT_GAP_OPEN,
+        gap_extend: int = DEFAULT_GAP_EXTEND,
+    ) -> None:
+        check_gaps(gap_open, gap_extend)
+        if len(names) != len(tracks):
+            raise InputError(f"{len(tracks)} track matrices but {len(names)} track names")
+        self.tracks, self.names = tracks, tuple(names)
+        self.gap_open, self.gap_extend = gap_open, gap_extend
+
+    def codes(self, db: SequenceDB) -> np.ndarray:
+        """``(T, R) uint8`` codes of every residue of ``db``."""
+        return track_codes(db, self.names)
+
+    def query(self, db: SequenceDB, i: int) -> np.ndarray:
+        """``(T, L) uint8`` codes of entry ``i`` of ``db``."""
+        return track_codes(db, self.names, i)
+
+    def target(self, db: SequenceDB, j: int) -> np.ndarray:
+        """``(T, n) uint8`` codes of entry ``j`` of ``db``."""
+        return track_codes(db, self.names, j)
+
+    def score(self, query: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None) -> tuple[int, int]:
+        """``(raw, corrected)``: corrected = raw - score of the reversed query (``bias``: see
+        :meth:`ScoreTracks.score_many`)."""
+        raw, corrected = self.score_many(query, [target], bias)[0]
+        return int(raw), int(corrected)
+
+    def score_many(self, query: np.ndarray, targets: list[np.ndarray], bias: np.ndarray | None = None) -> np.ndarray:
+        """``(N, 2) int64`` :meth:`score` of ``query`` against each target, in one compiled call."""
+        offsets = np.zeros(len(targets) + 1, np.int64)
+        np.cumsum([t.shape[1] for t in targets], out=offsets[1:])
+        codes = np.concatenate(targets, axis=1) if targets else np.zeros((len(self.tracks), 0), np.uint8)
+        ids = np.arange(len(targets), dtype=np.int64)
+        return self.tracks.score_many(query, codes, offsets, ids, self.gap_open, self.gap_extend, bias)
+
+    def background(self, db: SequenceDB) -> list[np.ndarray]:
+        """Per-track symbol frequencies of ``db`` (the background of :meth:`ScoreTracks.composition_bias`)."""
+        sizes = [m.shape[1] for m in self.tracks.matrices]
+        return [
+            np.bincount(row, minlength=k)[:k] / max(len(row), 1)
+            for row, k in zip(self.codes(db), sizes, strict=True)
+        ]
+
+    def trace(self, query: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None) -> Alignment:
+        """The optimal local alignment with its traceback (``bias``: see :meth:`ScoreTracks.score_many`)."""
+        score, qstart, tstart, ops = self.tracks.trace(query, target, self.gap_open, self.gap_extend, bias)
+        if not len(ops):
+            return alignment_from_runs(int(score), int(qstart), int(tstart), [])
+        change = np.flatnonzero(np.diff(ops)) + 1
+        starts = np.concatenate([[0], change])
+        lengths = np.diff(np.concatenate([starts, [len(ops)]]))
+        runs = [(int(n), _OPS[ops[s]]) for s, n in zip(starts, lengths, strict=True)]
+        return alignment_from_runs(int(score), int(qstart), int(tstart), runs)
 
 
-class CombinedAligner:
-    """Smith-Waterman of (token, amino acid) sequences; the interface of :class:`ismtk.search.align.Aligner`."""
+class CombinedAligner(TrackAligner):
+    """Tokens scored by ``matrix`` plus ``aa_weight`` x ``aa_matrix`` of the amino acids (3Di+AA)."""
 
     def __init__(
         self,
@@ -45,54 +127,11 @@ class CombinedAligner:
         gap_open: int = DEFAULT_GAP_OPEN,
         gap_extend: int = DEFAULT_GAP_EXTEND,
     ) -> None:
-        check_gaps(gap_open, gap_extend)
         if not aa_weight > 0:
             raise InputError(f"the amino-acid weight must be positive, got {aa_weight}")
         self.matrix, self.aa_matrix, self.aa_weight = matrix, aa_matrix, aa_weight
         self.alphabet_symbols = alphabet_symbols
-        self.gap_open, self.gap_extend = gap_open, gap_extend
-        self._tokens = matrix.restricted(alphabet_symbols).astype(np.int32)
-        self._aa = np.rint(aa_weight * aa_matrix.restricted(AA_ALPHABET.symbols)).astype(np.int32)
-
-    @staticmethod
-    def _residues(db: SequenceDB, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if db.aa is None:
-            raise InputError(
-                "scoring with amino acids (--aa-weight) needs them on both sides: give structures or a database "
-                "made from structures, not token FASTA"
-            )
-        return db.token_seq(i), aa_indices(db.aa[db.offsets[i] : db.offsets[i + 1]])
-
-    def query(self, db: SequenceDB, i: int) -> CombinedProfile:
-        """Profiles of entry ``i`` of ``db``: ``forward[t * 21 + a, p]`` scores query position ``p`` against
-        token ``t`` with amino acid ``a``."""
-        tokens, aa = self._residues(db, i)
-        forward = (self._tokens[tokens].T[:, None, :] + self._aa[aa].T[None, :, :]).reshape(-1, len(tokens))
-        return CombinedProfile(np.ascontiguousarray(forward), np.ascontiguousarray(forward[:, ::-1]))
-
-    def target(self, db: SequenceDB, j: int) -> np.ndarray:
-        """``(n,) int32`` product-alphabet codes of entry ``j``."""
-        tokens, aa = self._residues(db, j)
-        return tokens.astype(np.int32) * len(AA_ALPHABET) + aa
-
-    def score(self, query: CombinedProfile, target: np.ndarray) -> tuple[int, int]:
-        """``(raw, corrected)``: corrected = raw - score of the reversed query."""
-        return tuple(int(v) for v in self.score_many(query, [target])[0])
-
-    def score_many(self, query: CombinedProfile, targets: list[np.ndarray]) -> np.ndarray:
-        """``(N, 2) int64`` :meth:`score` of ``query`` against each target, in one compiled loop."""
-        offsets = np.zeros(len(targets) + 1, np.int64)
-        np.cumsum([len(t) for t in targets], out=offsets[1:])
-        codes = np.concatenate(targets) if targets else np.zeros(0, np.int32)
-        return sw_score_many(query.forward, query.reverse, codes, offsets, self.gap_open, self.gap_extend)
-
-    def trace(self, query: CombinedProfile, target: np.ndarray) -> Alignment:
-        """The optimal local alignment with its traceback."""
-        score, qstart, tstart, ops = sw_trace(query.forward, target, self.gap_open, self.gap_extend)
-        if not len(ops):
-            return alignment_from_runs(int(score), int(qstart), int(tstart), [])
-        change = np.flatnonzero(np.diff(ops)) + 1
-        starts = np.concatenate([[0], change])
-        lengths = np.diff(np.concatenate([starts, [len(ops)]]))
-        runs = [(int(n), _OPS[ops[s]]) for s, n in zip(starts, lengths, strict=True)]
-        return alignment_from_runs(int(score), int(qstart), int(tstart), runs)
+        tracks = ScoreTracks.weighted(
+            [matrix.restricted(alphabet_symbols), aa_matrix.restricted(AA_ALPHABET.symbols)], [1.0, aa_weight]
+        )
+        super().__init__(tracks, TRACKS, gap_open, gap_extend)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import Aligner
-from ismtk.search.combined import CombinedAligner
+from ismtk.search.combined import TrackAligner
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import EvdParams
 
@@ -82,9 +82,15 @@ def fit_gumbel(
 
 
 def null_scores(
-    aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
+    aligner: Aligner | TrackAligner,
+    db: SequenceDB,
+    pairs: int = DEFAULT_NULL_PAIRS,
+    seed: int = 0,
+    comp_bias: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Corrected scores of ``pairs`` random (sequence, other sequence) pairs of ``db``.
+    """Corrected scores of ``pairs`` random (sequence, other sequence) pairs of ``db``; with ``comp_bias`` > 0
+    (a :class:`TrackAligner` only) the queries' scores are composition-bias corrected at that scale, with ``db``'s
+    background, as a search does.
 
     Returns ``(scores, query_lengths, target_lengths)``, each ``(pairs,)``.
     """
@@ -94,15 +100,26 @@ def null_scores(
     first = rng.integers(0, len(db), pairs)
     second = (first + rng.integers(1, len(db), pairs)) % len(db)
     scores = np.empty(pairs, dtype=np.float64)
+    background = aligner.background(db) if comp_bias > 0 else None
     for k, (i, j) in enumerate(zip(first, second, strict=True)):
-        scores[k] = aligner.score(aligner.query(db, i), aligner.target(db, j))[1]
+        query = aligner.query(db, i)
+        if background is None:
+            scores[k] = aligner.score(query, aligner.target(db, j))[1]
+        else:
+            bias = aligner.tracks.composition_bias(query, background, comp_bias)
+            scores[k] = aligner.score(query, aligner.target(db, j), bias)[1]
     lengths = db.lengths()
     return scores, lengths[first], lengths[second]
 
 
 def fit_evd(
-    aligner: Aligner | CombinedAligner, db: SequenceDB, pairs: int = DEFAULT_NULL_PAIRS, seed: int = 0
+    aligner: Aligner | TrackAligner,
+    db: SequenceDB,
+    pairs: int = DEFAULT_NULL_PAIRS,
+    seed: int = 0,
+    comp_bias: float = 0.0,
 ) -> EvdParams:
-    """Fit the E-value parameters of ``aligner`` (matrix, amino-acid term, gaps) on null pairs drawn from ``db``."""
-    lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed))
+    """Fit the E-value parameters of ``aligner`` (matrix, amino-acid term, gaps, composition bias) on null pairs
+    drawn from ``db``."""
+    lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed, comp_bias))
     return EvdParams(aligner.gap_open, aligner.gap_extend, lam, k, corrected=True)

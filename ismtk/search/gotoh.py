@@ -1,15 +1,21 @@
-"""Affine-gap Smith-Waterman over a query profile (Gotoh 1982), compiled with numba.
+"""Affine-gap Smith-Waterman (Gotoh 1982) over several score tracks: the scalar reference kernels, compiled with numba.
 
-For alphabets parasail cannot take: it indexes its matrices by byte, so at most 256 symbols, while a combined
-token x amino-acid alphabet has ``K * 21`` (420 for 3Di, 1,344 for K=64 ISM tokens). A profile is
-``(C, L) int32``: ``profile[c, i]`` is the score of query position ``i`` against a target symbol ``c``; targets
-are ``int32`` symbol codes. The recurrences are parasail's, so both give the same scores on the same matrix:
+A column aligning query residue ``i`` with target residue ``j`` scores the sum over tracks ``t`` (3Di tokens, ISM
+tokens, amino acids, ...) of a per-track substitution score:
+
+    S(i, j) = sum_t profile[t, target[t, j], i]
+
+``profile`` is ``(T, C, L) int32``: ``profile[t, c, i]`` scores query position ``i`` against symbol ``c`` of track
+``t`` (:meth:`ismtk.search.tracks.ScoreTracks.profile` builds it, weights applied); ``target`` is ``(T, n)`` symbol
+codes. The recurrences are parasail's, so both give the same scores on the same matrix:
 
     E(i, j) = max(E(i, j-1) - extend, H(i, j-1) - open)      # gap in the query (target residue j unaligned)
     F(i, j) = max(F(i-1, j) - extend, H(i-1, j) - open)      # gap in the target (query residue i unaligned)
-    H(i, j) = max(0, H(i-1, j-1) + profile[t_j, i], E(i, j), F(i, j))
+    H(i, j) = max(0, H(i-1, j-1) + S(i, j), E(i, j), F(i, j))
 
-A gap of ``n`` costs ``open + (n - 1) * extend``. Kernels release the GIL, so queries can run on threads.
+A gap of ``n`` costs ``open + (n - 1) * extend``. These kernels are exact in 32 bits and simple: they define the
+scores that the vectorised kernels of :mod:`ismtk.search.swipe` must reproduce, take over where 16 bits would
+overflow, and trace the reported hits. They release the GIL.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["sw_score", "sw_score_many", "sw_trace"]
+__all__ = ["sw_score", "sw_trace"]
 
 # traceback bits of one cell: where H came from (2 bits), whether E and F extended a gap
 _FROM_ZERO, _FROM_DIAG, _FROM_E, _FROM_F = 0, 1, 2, 3
@@ -26,14 +32,23 @@ _NEG = -(2**30)
 
 
 @numba.njit(cache=True, nogil=True)
+def _column(profile, target, j, out):  # pragma: no cover - numba
+    """``out[i] = S(i, j)``: the summed track scores of target column ``j`` against every query position."""
+    out[:] = profile[0, target[0, j]]
+    for t in range(1, profile.shape[0]):
+        out += profile[t, target[t, j]]
+
+
+@numba.njit(cache=True, nogil=True)
 def sw_score(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
-    """Best local score of the profile's query against ``target`` (``(n,) int32`` codes), linear memory."""
-    length = profile.shape[1]
+    """Best local score of the profile's query against ``target`` (``(T, n)`` codes), linear memory."""
+    length = profile.shape[2]
     h = np.zeros(length, np.int32)
     e = np.full(length, _NEG, np.int32)
+    column = np.empty(length, np.int32)
     best = 0
-    for j in range(target.shape[0]):
-        column = profile[target[j]]
+    for j in range(target.shape[1]):
+        _column(profile, target, j, column)
         diagonal = 0
         f = _NEG
         up = 0
@@ -51,28 +66,16 @@ def sw_score(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def sw_score_many(forward, reverse, targets, offsets, gap_open, gap_extend):  # pragma: no cover - numba
-    """``(N, 2) int64`` (raw, raw - reversed-query score) of the query against targets
-    ``targets[offsets[k]:offsets[k + 1]]``; ``reverse`` is the profile of the reversed query."""
-    out = np.empty((offsets.shape[0] - 1, 2), np.int64)
-    for k in range(offsets.shape[0] - 1):
-        target = targets[offsets[k] : offsets[k + 1]]
-        raw = sw_score(forward, target, gap_open, gap_extend)
-        out[k, 0] = raw
-        out[k, 1] = raw - sw_score(reverse, target, gap_open, gap_extend)
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def _fill(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     """Score matrix pass keeping ``(L, n) uint8`` traceback bits; returns (bits, best, i_best, j_best)."""
-    length, n = profile.shape[1], target.shape[0]
+    length, n = profile.shape[2], target.shape[1]
     bits = np.zeros((length, n), np.uint8)
     h = np.zeros(length, np.int32)
     e = np.full(length, _NEG, np.int32)
+    column = np.empty(length, np.int32)
     best, i_best, j_best = 0, -1, -1
     for j in range(n):
-        column = profile[target[j]]
+        _column(profile, target, j, column)
         diagonal = 0
         f = _NEG
         up = 0
@@ -115,7 +118,7 @@ def sw_trace(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     The best cell is the first maximum in target-major order; ties prefer a match, then E, then F.
     """
     bits, best, i, j = _fill(profile, target, gap_open, gap_extend)
-    ops = np.empty(profile.shape[1] + target.shape[0], np.uint8)
+    ops = np.empty(profile.shape[2] + target.shape[1], np.uint8)
     m = 0
     state = _FROM_DIAG  # H
     while i >= 0 and j >= 0:

@@ -87,12 +87,22 @@ def format_hit(hit: Hit, query: SequenceDB, target: SequenceDB, columns: list[st
     return "\t".join(str(COLUMNS[c](hit, query, target)) for c in columns)
 
 
-def write_m8(out: TextIO, hits: Iterable[list[Hit]], query: SequenceDB, target: SequenceDB, columns: list[str]) -> int:
-    """Write every hit, queries in order; returns the number of lines."""
+def write_m8(
+    out: TextIO,
+    hits: Iterable[list[Hit]],
+    query: SequenceDB,
+    target: SequenceDB,
+    columns: list[str],
+    keys: TextIO | None = None,
+) -> int:
+    """Write every hit, queries in order; returns the number of lines. ``keys`` (a shard's key file, see
+    :mod:`ismtk.search.merge`) gets ``query index, corrected score, target index`` of each line."""
     count = 0
     for query_hits in hits:
         for hit in query_hits:
             out.write(format_hit(hit, query, target, columns) + "\n")
+            if keys is not None:
+                keys.write(f"{hit.query}\t{hit.score}\t{hit.target}\n")
             count += 1
     return count
 

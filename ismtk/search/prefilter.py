@@ -1,67 +1,374 @@
-"""Ungapped-diagonal prefilter: rank targets by their best ungapped local diagonal, align only the best.
+"""k-mer prefilter: similar k-mers of the query in an index of the database, double hits, chained diagonals.
 
-The ungapped stage of BLAST and of MMseqs2/Foldseek's prefilter (Steinegger & Soeding 2017), run on every
-target: a target's prefilter score is the best score of a gap-free segment on any diagonal,
+The prefilter of MMseqs2 and Foldseek (Steinegger & Soeding 2017, van Kempen et al. 2024), with FASTA's joining of
+diagonal regions (Pearson & Lipman 1988) to rank, in four stages:
 
-    U(i, j) = max(0, U(i-1, j-1) + S(q_i, t_j)),    score = max_ij U(i, j)
+1. **Similar k-mers.** For every query position ``i`` all k-mers ``x`` scoring
+   ``sum_m S(q_{i+m}, x_m) >= threshold`` under the token matrix are enumerated (depth-first over symbols sorted by
+   score, pruned once even the best remaining symbols cannot reach the threshold).
+2. **Index lookup, double hits.** Each similar k-mer is looked up in :class:`KmerIndex` (every k-mer of the token
+   track of the database, as entry and position lists); a hit of target ``t`` at position ``j`` lies on diagonal
+   ``j - i``. All hits are grouped by (target, diagonal) with a radix sort; a diagonal is seeded when it holds two
+   hits (MMseqs2's double-hit rule, exact here: MMseqs2 remembers one diagonal per target).
+3. **Gap-free segments.** Each double hit is extended both ways along its diagonal until the running score falls
+   :data:`_X_DROP` below its best (BLAST's ungapped X-drop extension), under the search's full column score (all
+   tracks, e.g. tokens + amino acids).
+4. **Chaining.** A target's prefilter score is the best chain of its segments in alignment order, a change of
+   diagonal by ``g`` costing a gap of ``g`` (``open + (g - 1) * extend``). 3Di alignments of remote homologs are
+   gapped: their best single diagonal often scores like noise (29 half-bits for a Smith-Waterman score of 232), so
+   ranking by the best diagonal alone lost homologs that the chain keeps. The ``max_candidates`` best targets go on
+   to Smith-Waterman.
 
-with the search's token matrix. A cell needs no gap states and no dependency along the query, so the compiled loop
-runs on SIMD lanes in 16 bits (saturating at :data:`_CAP`, which only matters for ranking ties of huge identical
-chains). The ``max_candidates`` best targets go on to Smith-Waterman.
+Work per query grows with the number of k-mer hits, not with the size of the database: an index lookup touches only
+the targets that share a similar k-mer. Settings were chosen on the ``matrix_train`` domains (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
-from ismtk.search.db import SequenceDB
-from ismtk.search.matrix import SubstitutionMatrix
+from ismtk.errors import InputError
 
-__all__ = ["DEFAULT_MAX_CANDIDATES", "UngappedPrefilter", "ungapped_scores"]
+__all__ = [
+    "DEFAULT_KMER",
+    "DEFAULT_KMER_THRESHOLD",
+    "DEFAULT_MAX_CANDIDATES",
+    "DEFAULT_MIN_SEGMENT",
+    "KmerIndex",
+    "KmerPrefilter",
+    "PrefilterSettings",
+    "build_index",
+    "prefilter_scores",
+    "similar_kmers",
+]
 
 #: Targets kept per query for Smith-Waterman.
-DEFAULT_MAX_CANDIDATES = 300
-_CAP = 32000
+DEFAULT_MAX_CANDIDATES = 100
+#: k-mer length of the index.
+DEFAULT_KMER = 4
+#: A query k-mer's similar k-mers score at least this under the token matrix (half-bits).
+DEFAULT_KMER_THRESHOLD = 20
+#: Gap-free segments of seeded diagonals scoring below this are not chained (half-bits).
+DEFAULT_MIN_SEGMENT = 20
+#: Two hits on one diagonal count as a double hit when they start at least this far apart.
+DEFAULT_SPACING = 1
+_SHIFT = 1 << 31
+_MAX_SEGMENTS = 256
+_X_DROP = 10
 
 
 @numba.njit(cache=True, nogil=True)
-def ungapped_scores(profile, tokens, offsets):  # pragma: no cover - numba
-    """``(N,) int32`` best ungapped diagonal score of the query of ``profile`` (``(K, L) int16``,
-    ``profile[t, i]`` = score of query position ``i`` against token ``t``) against each target
-    ``tokens[offsets[k]:offsets[k + 1]]``."""
-    length = profile.shape[1]
-    out = np.zeros(offsets.shape[0] - 1, np.int32)
-    previous = np.zeros(length + 1, np.int16)
-    current = np.zeros(length + 1, np.int16)
-    for k in range(offsets.shape[0] - 1):
-        previous[:] = 0
-        best = np.int16(0)
-        for j in range(offsets[k], offsets[k + 1]):
-            column = profile[tokens[j]]
-            for i in range(length):
-                value = min(max(previous[i] + column[i], 0), _CAP)
-                current[i + 1] = value
-                best = max(best, value)
-            previous, current = current, previous
-        out[k] = best
-    return out
+def build_index(codes, offsets, ids, k, size):  # pragma: no cover - numba
+    """CSR k-mer index of entries ``ids``: ``(starts (size**k + 1,) int64, entries (M,) int32, positions (M,) int32)``;
+    the hits of k-mer ``key = sum_m x_m size**(k-1-m)`` are ``starts[key]:starts[key + 1]``, by entry then position."""
+    keys = size**k
+    starts = np.zeros(keys + 1, np.int64)
+    for e in ids:
+        key = 0
+        for p in range(offsets[e], offsets[e + 1]):
+            key = (key * size + codes[p]) % keys
+            if p - offsets[e] >= k - 1:
+                starts[key + 1] += 1
+    for key in range(keys):
+        starts[key + 1] += starts[key]
+    fill = starts[:-1].copy()
+    entries = np.empty(starts[-1], np.int32)
+    positions = np.empty(starts[-1], np.int32)
+    for e in ids:
+        key = 0
+        for p in range(offsets[e], offsets[e + 1]):
+            key = (key * size + codes[p]) % keys
+            at = p - offsets[e] - (k - 1)
+            if at >= 0:
+                entries[fill[key]] = e
+                positions[fill[key]] = at
+                fill[key] += 1
+    return starts, entries, positions
 
 
-class UngappedPrefilter:
-    """The prefilter over one target database and token matrix; :meth:`candidates` picks a query's targets."""
+@numba.njit(cache=True, nogil=True)
+def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
+    """Every k-mer scoring at least ``threshold`` against a query k-mer: ``(keys (n,) int64, positions (n,) int32)``
+    in order of query position; ``scores`` ``(K, K)`` the token matrix, ``query`` ``(L,)`` token codes."""
+    size = scores.shape[0]
+    order = np.empty((size, size), np.int64)  # order[a]: symbols by descending score against a
+    for a in range(size):
+        order[a] = np.argsort(-scores[a], kind="mergesort")
+    keys = np.empty(1024, np.int64)
+    where = np.empty(1024, np.int32)
+    n = 0
+    choice = np.zeros(k, np.int64)  # index into order[q] at each depth
+    partial = np.zeros(k + 1, np.int64)
+    rest = np.zeros(k + 1, np.int64)  # best score still reachable from depth m on
+    for i in range(query.shape[0] - k + 1):
+        for m in range(k - 1, -1, -1):
+            rest[m] = rest[m + 1] + scores[query[i + m], order[query[i + m], 0]]
+        if rest[0] < threshold:
+            continue
+        depth = 0
+        choice[0] = 0
+        while depth >= 0:
+            if choice[depth] == size:
+                depth -= 1
+                if depth >= 0:
+                    choice[depth] += 1
+                continue
+            a = query[i + depth]
+            value = partial[depth] + scores[a, order[a, choice[depth]]]
+            if value + rest[depth + 1] < threshold:  # symbols are sorted: no later choice does better
+                choice[depth] = size
+                continue
+            if depth == k - 1:
+                if n == keys.shape[0]:
+                    keys = np.concatenate((keys, np.empty(n, np.int64)))
+                    where = np.concatenate((where, np.empty(n, np.int32)))
+                key = 0
+                for m in range(k):
+                    key = key * size + order[query[i + m], choice[m]]
+                keys[n] = key
+                where[n] = i
+                n += 1
+                choice[depth] += 1
+            else:
+                partial[depth + 1] = value
+                depth += 1
+                choice[depth] = 0
+    return keys[:n], where[:n]
 
-    def __init__(self, db: SequenceDB, matrix: SubstitutionMatrix) -> None:
-        self._scores = matrix.restricted(db.alphabet.symbols).astype(np.int16)
-        self._tokens = np.ascontiguousarray(db.tokens, dtype=np.int64)
-        self._offsets = np.ascontiguousarray(db.offsets, dtype=np.int64)
 
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        """``(N,) int32`` prefilter score of every target for ``(L,) uint8`` query tokens."""
-        profile = np.ascontiguousarray(self._scores[np.asarray(query, dtype=np.int64)].T)
-        return ungapped_scores(profile, self._tokens, self._offsets)
+@numba.njit(cache=True, nogil=True)
+def _radix_sort(keys, payload):  # pragma: no cover - numba
+    """Sort ``uint64`` keys (and ``payload`` alongside) stably, least significant byte first, as many passes as the
+    largest key has bytes."""
+    n = keys.shape[0]
+    other_keys, other_payload = np.empty_like(keys), np.empty_like(payload)
+    top = keys.max() if n else np.uint64(0)
+    shift = 0
+    while shift < 64 and (top >> np.uint64(shift)) > 0:
+        counts = np.zeros(257, np.int64)
+        for x in range(n):
+            counts[((keys[x] >> np.uint64(shift)) & np.uint64(255)) + 1] += 1
+        for c in range(256):
+            counts[c + 1] += counts[c]
+        for x in range(n):
+            bucket = (keys[x] >> np.uint64(shift)) & np.uint64(255)
+            other_keys[counts[bucket]] = keys[x]
+            other_payload[counts[bucket]] = payload[x]
+            counts[bucket] += 1
+        keys, other_keys = other_keys, keys
+        payload, other_payload = other_payload, payload
+        shift += 8
+    return keys, payload
 
-    def candidates(self, query: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> np.ndarray:
-        """Sorted indices of the ``max_candidates`` best-scoring targets (ties: lower index first)."""
-        s = self.scores(query)
-        return np.sort(np.argsort(-s, kind="stable")[:max_candidates])
+
+@numba.njit(cache=True, nogil=True)
+def _hits(keys, where, starts, entries, positions, length, span):  # pragma: no cover - numba
+    """Every index hit of the similar k-mers, grouped: ``(groups, at)`` with ``groups`` the sorted ``target *
+    span + diagonal + length`` (``span`` > query + longest target length covers every diagonal) and ``at`` the
+    query positions, ascending within a group (the sort is stable and hits come in query order)."""
+    total = 0
+    for h in range(keys.shape[0]):
+        total += starts[keys[h] + 1] - starts[keys[h]]
+    span = np.uint64(span)
+    groups = np.empty(total, np.uint64)
+    at = np.empty(total, np.int32)
+    n = 0
+    for h in range(keys.shape[0]):
+        key, i = keys[h], where[h]
+        for p in range(starts[key], starts[key + 1]):
+            groups[n] = np.uint64(entries[p]) * span + np.uint64(positions[p] - i + length)
+            at[n] = i
+            n += 1
+    groups, at = _radix_sort(groups, at)
+    return groups, at
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _column_score(profile, targets, j, i):  # pragma: no cover - numba
+    s = 0
+    for t in range(profile.shape[0]):
+        s += profile[t, targets[t, j], i]
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _extend(profile, targets, start, length, diagonal, i, x_drop):  # pragma: no cover - numba
+    """Gap-free X-drop extension of a hit at query position ``i`` on ``diagonal`` (BLAST's ungapped extension):
+    ``(begin, end, score)`` of the best segment through ``i``, extending each way until the running score falls
+    ``x_drop`` below its best."""
+    first, last = max(0, -diagonal), min(profile.shape[2], length - diagonal)
+    run = best = 0
+    end = i
+    for q in range(i, last):
+        run += _column_score(profile, targets, start + q + diagonal, q)
+        if run > best:
+            best, end = run, q + 1
+        elif run < best - x_drop:
+            break
+    run = left = 0
+    begin = i
+    for q in range(i - 1, first - 1, -1):
+        run += _column_score(profile, targets, start + q + diagonal, q)
+        if run > left:
+            left, begin = run, q
+        elif run < left - x_drop:
+            break
+    return begin, end, best + left
+
+
+@numba.njit(cache=True, nogil=True)
+def _chain(segments, n, gap_open, gap_extend):  # pragma: no cover - numba
+    """Best chain of segments in alignment order (each starts after the previous ends in query and target), a
+    change of diagonal by ``g`` costing ``gap_open + (g - 1) * gap_extend``: FASTA's joining of regions."""
+    order = np.argsort(segments[:n, 0], kind="mergesort")
+    chain = np.empty(n, np.int64)
+    best = 0
+    for a in range(n):
+        sa = order[a]
+        value = segments[sa, 3]
+        for b in range(a):
+            sb = order[b]
+            if (segments[sb, 1] <= segments[sa, 0]
+                    and segments[sb, 1] + segments[sb, 2] <= segments[sa, 0] + segments[sa, 2]):
+                shift = abs(segments[sa, 2] - segments[sb, 2])
+                value = max(value, chain[sb] + segments[sa, 3] - (gap_open + (shift - 1) * gap_extend if shift else 0))
+        chain[sa] = value
+        best = max(best, value)
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def prefilter_scores(
+    keys, where, starts, entries, positions, profile, targets, offsets, longest, spacing, min_segment, gap_open,
+    gap_extend,
+):  # pragma: no cover - numba
+    """``(seeded, scores)``: the targets with a double hit (sorted) and their prefilter scores, the best chain of
+    the gap-free segments (X-drop extensions of their double hits scoring at least ``min_segment``; 0 if none).
+
+    A double hit is two hits on one diagonal whose query positions are at least ``spacing`` apart; it is extended
+    from its second hit unless an earlier extension of the diagonal already covers that position. ``keys``/``where``
+    the query's similar k-mers (:func:`similar_kmers`), ``starts``/``entries``/``positions`` the index, ``profile``
+    ``(T, C, L)`` the query's column scores per track, ``targets`` ``(T, R)`` target codes, ``longest`` the length
+    of the longest target."""
+    length = profile.shape[2]
+    span = length + longest + 2
+    groups, at = _hits(keys, where, starts, entries, positions, length, span)
+    seeded = np.empty(1024, np.int64)
+    scores = np.zeros(1024, np.int64)
+    segments = np.empty((_MAX_SEGMENTS, 4), np.int64)
+    count = n = 0
+    current = -1
+    g = 0
+    while g < groups.shape[0]:
+        h = g  # the hits of one diagonal: groups[g:h]
+        while h < groups.shape[0] and groups[h] == groups[g]:
+            h += 1
+        t = np.int64(groups[g] // span)
+        if t != current:
+            if n:
+                scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
+            current, n = t, 0
+        first, covered, seed = at[g], -1, False
+        diagonal = np.int64(groups[g] % span) - length
+        start, size = offsets[t], offsets[t + 1] - offsets[t]
+        for x in range(g + 1, h):
+            if at[x] - first < spacing or at[x] < covered:
+                continue
+            if not seed:
+                seed = True
+                if count == seeded.shape[0]:
+                    seeded = np.concatenate((seeded, np.empty(count, np.int64)))
+                    scores = np.concatenate((scores, np.zeros(count, np.int64)))
+                if count == 0 or seeded[count - 1] != t:
+                    seeded[count] = t
+                    count += 1
+            begin, end, score = _extend(profile, targets, start, size, diagonal, at[x], _X_DROP)
+            covered = end
+            if score >= min_segment and n < _MAX_SEGMENTS:
+                segments[n, 0], segments[n, 1], segments[n, 2], segments[n, 3] = begin, end, diagonal, score
+                n += 1
+        g = h
+    if n:
+        scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
+    return seeded[:count], scores[:count]
+
+
+@dataclass(frozen=True)
+class PrefilterSettings:
+    """The prefilter's knobs (defaults chosen on the ``matrix_train`` domains, docs/benchmarks.md)."""
+
+    kmer: int = DEFAULT_KMER
+    kmer_threshold: int = DEFAULT_KMER_THRESHOLD
+    min_segment: int = DEFAULT_MIN_SEGMENT
+    #: The two hits of a double hit start at least this many query positions apart (1: any two hits).
+    spacing: int = DEFAULT_SPACING
+
+
+@dataclass(frozen=True)
+class KmerIndex:
+    """Every k-mer of the token track of some database entries: ``hits of key`` =
+    ``entries[starts[key]:starts[key + 1]]`` at ``positions[...]`` (0-based start of the k-mer in its entry)."""
+
+    k: int
+    size: int
+    starts: np.ndarray
+    entries: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def build(cls, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, k: int, size: int) -> KmerIndex:
+        """Index the entries ``ids`` of ``(R,) uint8`` tokens over an alphabet of ``size`` symbols."""
+        if not 1 <= k <= 8 or size**k > 2**31:
+            raise InputError(f"k-mer length {k} is out of range for {size} symbols")
+        starts, entries, positions = build_index(
+            np.asarray(tokens), np.asarray(offsets, np.int64), np.asarray(ids, np.int64), k, size
+        )
+        return cls(k, size, starts, entries, positions)
+
+    @property
+    def nbytes(self) -> int:
+        return self.starts.nbytes + self.entries.nbytes + self.positions.nbytes
+
+
+class KmerPrefilter:
+    """The prefilter over the entries ``ids`` of a target database; :meth:`candidates` picks a query's targets.
+
+    ``scores`` is the ``(K, K)`` token matrix that seeds; ``codes``/``offsets`` are the target's ``(T, R)`` track
+    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search.
+    """
+
+    def __init__(
+        self,
+        scores: np.ndarray,
+        codes: np.ndarray,
+        offsets: np.ndarray,
+        ids: np.ndarray,
+        settings: PrefilterSettings = PrefilterSettings(),
+        gap_open: int = 10,
+        gap_extend: int = 1,
+    ) -> None:
+        self.scores = np.ascontiguousarray(scores, dtype=np.int64)
+        self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
+        self.gap_open, self.gap_extend = gap_open, gap_extend
+        self.index = KmerIndex.build(codes[0], offsets, ids, settings.kmer, self.scores.shape[0])
+        self.longest = int(np.diff(self.offsets).max()) if len(self.offsets) > 1 else 0
+
+    def seeded(self, query: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(targets, scores)``: the seeded database entries (sorted) and their prefilter scores, for ``(T, L)``
+        query codes and their ``(T, C, L)`` profile."""
+        index, settings = self.index, self.settings
+        keys, where = similar_kmers(np.ascontiguousarray(query[0]), self.scores, index.k, settings.kmer_threshold)
+        return prefilter_scores(keys, where, index.starts, index.entries, index.positions, profile, self.codes,
+                                self.offsets, self.longest, settings.spacing, settings.min_segment, self.gap_open,
+                                self.gap_extend)
+
+    def candidates(
+        self, query: np.ndarray, profile: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES
+    ) -> np.ndarray:
+        """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-scoring seeded targets (ties: lower
+        index first; a seeded target whose segments all fall below the minimum scores 0 and comes last)."""
+        targets, scores = self.seeded(query, profile)
+        return np.sort(targets[np.argsort(-scores, kind="stable")[:max_candidates]])

@@ -1,22 +1,29 @@
-"""Search: every query against every (prefiltered) target, scored, E-valued, ranked, optionally traced."""
+"""Search: every query against every (prefiltered) target, scored, E-valued, ranked, optionally traced.
+
+Scores come from the vectorised multi-track kernel (:mod:`ismtk.search.swipe`), one compiled call per query that
+releases the GIL, so queries run on threads and scale with cores; output does not depend on the thread count.
+Tracebacks (only for reported hits) come from parasail for tokens alone and from the reference kernel with the
+amino-acid term.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner, Alignment
-from ismtk.search.combined import CombinedAligner
+from ismtk.search.combined import CombinedAligner, TrackAligner
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_evd
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
-from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, UngappedPrefilter
+from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, KmerPrefilter, PrefilterSettings
+from ismtk.search.tracks import ScoreTracks
 
-__all__ = ["DEFAULT_MAX_EVALUE", "DEFAULT_MAX_SEQS", "Hit", "SearchOptions", "Searcher"]
+__all__ = ["DEFAULT_MAX_EVALUE", "DEFAULT_MAX_SEQS", "Hit", "SearchOptions", "Searcher", "parse_split", "shard"]
 
 #: Hits with a larger E-value are not reported (Foldseek's ``-e`` default).
 DEFAULT_MAX_EVALUE = 10.0
@@ -38,6 +45,33 @@ class SearchOptions:
     trace: bool = True
     #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`.
     aa_weight: float = 0.0
+    #: Prefilter k-mer length, similar-k-mer threshold, segment minimum (:mod:`ismtk.search.prefilter`).
+    prefilter: PrefilterSettings = field(default_factory=PrefilterSettings)
+    #: ``(I, N)``: search only shard I (1-based) of N of the target database; E-values still count all of it.
+    split: tuple[int, int] | None = None
+    #: Scale of the composition-bias correction of the query's column scores (0: off), see
+    #: :meth:`ismtk.search.tracks.ScoreTracks.composition_bias`.
+    comp_bias: float = 0.0
+
+
+def parse_split(text: str) -> tuple[int, int]:
+    """``"I/N"`` (1 <= I <= N) as ``(I, N)``; raises :class:`InputError` otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise InputError(f"--split takes I/N with 1 <= I <= N (shard I of N), got {text!r}")
+    return index, count
+
+
+def shard(offsets: np.ndarray, index: int, count: int) -> tuple[int, int]:
+    """Entries ``[start, stop)`` of shard ``index`` (1-based) of ``count``: consecutive entries, split where the
+    cumulative residue count crosses each ``k / count`` of the total, so shards hold about equal residues."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    cuts = np.searchsorted(offsets[1:], offsets[-1] * np.arange(count + 1) / count, side="left")
+    cuts[0], cuts[-1] = 0, len(offsets) - 1
+    return int(cuts[index - 1]), int(cuts[index])
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,10 @@ class Searcher:
     ):
         if options.max_seqs < 1 or options.threads < 1:
             raise InputError("--max-seqs and --threads must be at least 1")
+        if options.comp_bias < 0:
+            raise InputError(f"the composition-bias scale must be 0 (off) or positive, got {options.comp_bias}")
+        if options.split is not None and not 1 <= options.split[0] <= options.split[1]:
+            raise InputError(f"--split takes I/N with 1 <= I <= N, got {options.split[0]}/{options.split[1]}")
         if options.aa_weight < 0:
             raise InputError(f"--aa-weight must be 0 (off) or positive, got {options.aa_weight}")
         self.target = target
@@ -81,14 +119,28 @@ class Searcher:
                 raise InputError("--aa-weight adds amino acids to structure tokens; it does not apply to --mode aa")
             aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
             self.aligner = CombinedAligner(matrix, symbols, aa_matrix, options.aa_weight, *gaps)
+            self.scorer: TrackAligner = self.aligner
             params = None
         else:
             self.aligner = Aligner(matrix, symbols, *gaps)
+            self.scorer = TrackAligner(ScoreTracks((matrix.restricted(symbols).astype(np.int32),)), ("tokens",), *gaps)
             params = matrix.evd_for(*gaps)
-        self._targets = [self.aligner.target(target, j) for j in range(len(target))]
+        self._codes = self.scorer.codes(target)
+        self._background = self.scorer.background(target) if options.comp_bias > 0 else []
+        self._offsets = np.ascontiguousarray(target.offsets, dtype=np.int64)
+        start, stop = (0, len(target)) if options.split is None else shard(target.offsets, *options.split)
+        self.entries = np.arange(start, stop, dtype=np.int64)
+        if options.comp_bias > 0:  # scores change: fit their statistics on the target
+            params = None
         self.evd_fitted = params is None
-        self.evd: EvdParams = params if params is not None else fit_evd(self.aligner, target)
-        self._prefilter = None if options.exhaustive else UngappedPrefilter(target, matrix)
+        if params is None:
+            aligner = self.scorer if options.comp_bias > 0 else self.aligner
+            params = fit_evd(aligner, target, comp_bias=options.comp_bias)
+        self.evd: EvdParams = params
+        self._prefilter = None
+        if not options.exhaustive:
+            seeds = matrix.restricted(symbols)
+            self._prefilter = KmerPrefilter(seeds, self._codes, self._offsets, self.entries, options.prefilter, *gaps)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database."""
@@ -103,36 +155,70 @@ class Searcher:
                 "--aa-weight needs the queries' amino acids: give structures or a database, not token FASTA"
             )
 
-    def search_one(self, query: SequenceDB, i: int) -> list[Hit]:
-        """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index)."""
-        tokens = np.asarray(query.token_seq(i))
-        profile = self.aligner.query(query, i)
+    def search_one(self, query: SequenceDB, i: int, codes: np.ndarray | None = None) -> list[Hit]:
+        """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index).
+
+        ``codes``: the query's ``(T, L)`` track codes when the caller has them (:meth:`search` does)."""
+        codes = self.scorer.query(query, i) if codes is None else codes
+        tracks, bias = self.scorer.tracks, None
+        if self.options.comp_bias > 0:
+            bias = tracks.composition_bias(codes, self._background, self.options.comp_bias)
         if self._prefilter is None:
-            candidates = range(len(self.target))
+            ids = self.entries
         else:
-            candidates = self._prefilter.candidates(tokens, self.options.max_candidates)
-        targets = self._targets
-        ids = np.asarray(candidates, dtype=np.int64)
+            ids = self._prefilter.candidates(codes, tracks.profile(codes, bias), self.options.max_candidates)
         if not len(ids):
             return []
-        raw, corrected = np.array(self.aligner.score_many(profile, [targets[j] for j in ids]), dtype=np.int64).T
-        e = evalue(corrected, len(tokens), self.target.residues, self.evd)
+        gaps = self.options.gap_open, self.options.gap_extend
+        raw, corrected = tracks.score_many(codes, self._codes, self._offsets, ids, *gaps, bias).T
+        e = evalue(corrected, codes.shape[1], self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
+        trace = self._tracer(query, i, codes, bias) if self.options.trace and len(keep) else None
         hits = []
         for k, b in zip(keep, bits, strict=True):
-            alignment = self.aligner.trace(profile, targets[ids[k]]) if self.options.trace else None
-            hits.append(Hit(i, int(ids[k]), int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
+            j = int(ids[k])
+            alignment = trace(j) if trace is not None else None
+            hits.append(Hit(i, j, int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
         return hits
 
+    def _tracer(
+        self, query: SequenceDB, i: int, codes: np.ndarray, bias: np.ndarray | None
+    ) -> Callable[[int], Alignment]:
+        """Traceback of query ``i`` (``codes``) against a target index: parasail for tokens alone, else the
+        reference kernel (which also takes the composition bias)."""
+        if bias is None and isinstance(self.aligner, Aligner):
+            profile = self.aligner.query(query, i)
+            return lambda j: self.aligner.trace(profile, self.aligner.target(self.target, j))
+        return lambda j: self.scorer.trace(codes, self.scorer.target(self.target, j), bias)
+
     def search(self, query: SequenceDB) -> Iterator[list[Hit]]:
-        """Hits of every query in order, computed by ``options.threads`` threads (parasail and the compiled
-        kernels release the GIL)."""
+        """Hits of every query in order, computed by ``options.threads`` threads (the kernels release the GIL)."""
         self.check_query(query)
-        if self.options.threads == 1:
-            for i in range(len(query)):
-                yield self.search_one(query, i)
+        codes = self.scorer.codes(query)
+
+        def one(i: int) -> list[Hit]:
+            return self.search_one(query, i, codes[:, query.offsets[i] : query.offsets[i + 1]])
+
+        if self.options.threads == 1 or len(query) < 2:
+            yield from map(one, range(len(query)))
             return
+        self._load_kernels(codes[:, query.offsets[0] : query.offsets[1]])
         with ThreadPoolExecutor(self.options.threads) as pool:
-            yield from pool.map(lambda i: self.search_one(query, i), range(len(query)))
+            yield from pool.map(one, range(len(query)))
+
+    def _load_kernels(self, codes: np.ndarray) -> None:
+        """Run every compiled function of a search once on this thread (see :func:`ismtk.search.swipe.load_kernels`),
+        with the argument types of the search: ``codes`` is a query's ``(T, L)`` slice of its database's codes."""
+        codes = np.ascontiguousarray(codes)
+        tracks, bias = self.scorer.tracks, None
+        if self.options.comp_bias > 0:
+            bias = tracks.composition_bias(codes, self._background, self.options.comp_bias)
+        gaps = self.options.gap_open, self.options.gap_extend
+        tracks.score_many(codes, self._codes, self._offsets, self.entries[:1], *gaps, bias, warm_up=True)
+        if self._prefilter is not None:
+            self._prefilter.candidates(codes, tracks.profile(codes, bias), 1)
+        if self.options.trace and len(self.entries):
+            self.scorer.trace(codes, self.scorer.target(self.target, int(self.entries[0])), bias)
+

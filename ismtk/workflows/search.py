@@ -38,6 +38,7 @@ from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.m8 import DEFAULT_COLUMNS, needs_alignment, parse_columns, write_m8
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
+from ismtk.search.merge import shard_keys
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
@@ -242,8 +243,9 @@ def search_to_m8(
         options = replace(options, trace=needs_alignment(names))
     searcher = Searcher(target_db, substitution, options)
     searcher.check_query(query_db)
-    with atomic_write(output, "w") as out:
-        hits = write_m8(out, searcher.search(query_db), query_db, target_db, names)
+    keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs)
+    with atomic_write(output, "w") as out, keys as keys:
+        hits = write_m8(out, searcher.search(query_db), query_db, target_db, names, keys)
     return SearchRun(len(query_db), len(target_db), hits, time.perf_counter() - start, searcher.evd,
                      searcher.evd_fitted)
 

@@ -81,6 +81,44 @@ def test_token_fasta_query_and_prefilter_find_the_same_top_hit(db, tmp_path):
     assert _hits(out)[0][:2] == [HOMOLOGS[1], HOMOLOGS[1]]
 
 
+@pytest.mark.parametrize("extra", [[], ["--aa-weight", "0.5"]])
+def test_three_shards_merged_equal_one_run(db, tmp_path, extra):
+    columns = ["--format-output", DEFAULT_COLUMNS + ",raw,corrected,cigar", "-e", "1e9"]
+    _run("search", db, db, "-o", tmp_path / "one.m8", *columns, "-t", "1", *extra)
+    shards = [tmp_path / f"s{i}.m8" for i in (1, 2, 3)]
+    for i, shard in enumerate(shards, 1):
+        _run("search", db, db, "-o", shard, *columns, "-t", "1", "--split", f"{i}/3", *extra)
+    assert sum(len(_hits(s)) for s in shards) == len(_hits(tmp_path / "one.m8")) == 25
+    assert all(_hits(s) for s in shards)
+    _run("merge-hits", shards[2], shards[0], shards[1], "-o", tmp_path / "merged.m8")
+    assert (tmp_path / "merged.m8").read_text() == (tmp_path / "one.m8").read_text()
+    # at most --max-seqs hits per query survive the merge, as in one run
+    _run("search", db, db, "-o", tmp_path / "top2.m8", *columns, "-t", "1", "--max-seqs", "2", *extra)
+    for i, shard in enumerate(shards, 1):
+        _run("search", db, db, "-o", shard, *columns, "-t", "1", "--max-seqs", "2", "--split", f"{i}/3", *extra)
+    _run("merge-hits", *shards, "-o", tmp_path / "merged2.m8")
+    assert (tmp_path / "merged2.m8").read_text() == (tmp_path / "top2.m8").read_text()
+
+
+def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
+    shards = [tmp_path / f"s{i}.m8" for i in (1, 2)]
+    for i, shard in enumerate(shards, 1):
+        _run("search", db, db, "-o", shard, "-t", "1", "--split", f"{i}/2")
+    other = tmp_path / "other.m8"
+    _run("search", db, db, "-o", other, "-t", "1", "--split", "2/2", "--max-seqs", "3")
+    for args, message in [
+        (["merge-hits", shards[0], "-o", tmp_path / "m.m8"], "missing [2]"),
+        (["merge-hits", shards[0], shards[0], "-o", tmp_path / "m.m8"], "repeated [1]"),
+        (["merge-hits", shards[0], other, "-o", tmp_path / "m.m8"], "different searches"),
+        (["merge-hits", tmp_path / "one.m8", "-o", tmp_path / "m.m8"], "cannot read"),
+        (["search", db, db, "-o", tmp_path / "m.m8", "--split", "3/2"], "1 <= I <= N"),
+    ]:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == EXIT_ERROR, (args, result.output)
+        assert message in result.output
+    assert not (tmp_path / "m.m8").exists()
+
+
 def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
     bad = tmp_path / "bad.fasta"
     bad.write_text(">x\nAC*D\n")

@@ -87,7 +87,8 @@ def test_traceback_rescores_to_the_optimal_score():
                 for n in (i1 - i0 - 1, j1 - j0 - 1)
                 if n
             )
-            rescored = int(profile.forward[target[pairs[:, 1]], pairs[:, 0]].sum()) - gap_cost
+            table = aligner.tracks.profile(profile)  # (T, C, L)
+            rescored = sum(int(table[t, target[t, pairs[:, 1]], pairs[:, 0]].sum()) for t in range(2)) - gap_cost
             assert rescored == aln.score == aligner.score(profile, target)[0]
             assert (aln.qstart, aln.tstart) == tuple(pairs[0]) and (aln.qend, aln.tend) == tuple(pairs[-1] + 1)
             assert aln.columns == len(pairs) + sum(int(n) for n in re.findall(r"(\d+)[ID]", aln.cigar))

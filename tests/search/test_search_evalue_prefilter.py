@@ -1,14 +1,19 @@
-"""Extreme-value fitting and the ungapped-diagonal prefilter."""
+"""Extreme-value fitting and the k-mer prefilter."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 
+from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_gumbel
-from ismtk.search.matrix import EvdParams, SubstitutionMatrix
-from ismtk.search.prefilter import UngappedPrefilter
+from ismtk.search.matrix import EvdParams
+from ismtk.search.prefilter import KmerIndex, KmerPrefilter, PrefilterSettings, similar_kmers
+from ismtk.search.search import parse_split, shard
+from ismtk.search.tracks import ScoreTracks
 from ismtk.tokenizers import Alphabet
 
 
@@ -35,32 +40,91 @@ def test_evalue_and_bits_are_monotone_and_consistent():
     assert np.allclose(e, 100 * 10_000 * 2.0 ** -bit_score(np.array([10.0, 20.0, 30.0]), p))
 
 
-def _best_ungapped(q: np.ndarray, t: np.ndarray, scores: np.ndarray) -> int:
-    """Best gap-free segment score over every diagonal, by brute force."""
-    best = 0
-    for d in range(-len(q) + 1, len(t)):
-        run = 0
-        for i in range(len(q)):
-            j = i + d
-            if 0 <= j < len(t):
-                run = max(0, run + int(scores[q[i], t[j]]))
-                best = max(best, run)
-    return best
+def _brute_similar(query: np.ndarray, scores: np.ndarray, k: int, threshold: int) -> set[tuple[int, int]]:
+    """(query position, k-mer key) of every k-mer scoring at least ``threshold`` against a query k-mer."""
+    size = scores.shape[0]
+    out = set()
+    for i in range(len(query) - k + 1):
+        for kmer in itertools.product(range(size), repeat=k):
+            if sum(int(scores[query[i + m], kmer[m]]) for m in range(k)) >= threshold:
+                out.add((i, int(np.ravel_multi_index(kmer, (size,) * k))))
+    return out
 
 
-def test_ungapped_prefilter_scores_match_brute_force_and_keep_the_best():
-    rng = np.random.default_rng(5)
-    alphabet = Alphabet.of_size(6)
-    s = rng.integers(-4, 2, size=(6, 6))
+def _random_matrix(rng, k: int) -> np.ndarray:
+    s = rng.integers(-4, 2, size=(k, k))
     s = np.triu(s) + np.triu(s, 1).T
-    np.fill_diagonal(s, 5)
-    matrix = SubstitutionMatrix(alphabet.symbols, s.astype(np.int32))
-    seqs = [rng.integers(0, 6, rng.integers(1, 60)).astype(np.uint8) for _ in range(30)]
+    np.fill_diagonal(s, rng.integers(4, 7, size=k))
+    return s
+
+
+def test_similar_kmers_are_exactly_those_above_the_threshold():
+    rng = np.random.default_rng(5)
+    scores = _random_matrix(rng, 5)
+    query = rng.integers(0, 5, 12).astype(np.uint8)
+    for k, threshold in ((2, 4), (3, 6), (3, 11)):
+        keys, where = similar_kmers(query, scores.astype(np.int64), k, threshold)
+        assert set(zip(where.tolist(), keys.tolist(), strict=True)) == _brute_similar(query, scores, k, threshold)
+        assert len(keys) == len(set(zip(where.tolist(), keys.tolist(), strict=True)))  # each once
+
+
+def test_kmer_index_lists_every_kmer_of_the_indexed_entries():
+    rng = np.random.default_rng(6)
+    seqs = [rng.integers(0, 4, n).astype(np.uint8) for n in (0, 2, 3, 9, 20)]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in seqs])])
+    tokens = np.concatenate(seqs)
+    index = KmerIndex.build(tokens, offsets, np.array([1, 2, 3, 4]), 3, 4)
+    listed = {(int(e), int(p), key) for key in range(4**3)
+              for e, p in zip(index.entries[index.starts[key]:index.starts[key + 1]],
+                              index.positions[index.starts[key]:index.starts[key + 1]], strict=True)}
+    expected = {(e, p, int(np.ravel_multi_index(tuple(seqs[e][p:p + 3]), (4, 4, 4))))
+                for e in (1, 2, 3, 4) for p in range(len(seqs[e]) - 2)}
+    assert listed == expected
+
+
+def test_prefilter_ranks_a_gapped_homolog_first_and_ignores_unrelated_targets():
+    rng = np.random.default_rng(8)
+    alphabet = Alphabet.of_size(20)
+    scores = _random_matrix(rng, 20)
+    query = rng.integers(0, 20, 120).astype(np.uint8)
+    # the homolog: two query blocks with a 3-residue insertion between them, inside unrelated sequence
+    homolog = np.concatenate([rng.integers(0, 20, 30), query[10:50], rng.integers(0, 20, 3), query[50:100],
+                              rng.integers(0, 20, 30)]).astype(np.uint8)
+    seqs = [rng.integers(0, 20, int(n)).astype(np.uint8) for n in rng.integers(60, 200, 40)]
+    seqs.insert(17, homolog)
     db = SequenceDB.from_records(((f"s{i}", x, None) for i, x in enumerate(seqs)), alphabet, "t")
-    prefilter = UngappedPrefilter(db, matrix)
-    query = rng.integers(0, 6, 40).astype(np.uint8)
-    got = prefilter.scores(query)
-    assert got.tolist() == [_best_ungapped(query, t, s) for t in seqs]
-    kept = prefilter.candidates(query, 5)
-    assert len(kept) == 5 and np.all(np.diff(kept) > 0)
-    assert got[kept].min() >= np.sort(got)[-5]
+    codes = np.asarray(db.tokens)[None, :]
+    matrix = scores.astype(np.int32)
+    settings = PrefilterSettings(kmer=3, kmer_threshold=14)
+    prefilter = KmerPrefilter(matrix, codes, db.offsets, np.arange(len(db)), settings)
+    profile = ScoreTracks((matrix,)).profile(query[None, :])
+    seeded, scores = prefilter.seeded(query[None, :], profile)
+    got = np.zeros(len(db), np.int64)
+    got[seeded] = scores
+    assert int(np.argmax(got)) == 17
+    # both blocks are chained across the insertion: more than either block's own gap-free score
+    block = int(profile[0, query[10:50], np.arange(10, 50)].sum())
+    assert got[17] > block
+    kept = prefilter.candidates(query[None, :], profile, 5)
+    assert 17 in kept and len(kept) <= 5 and np.all(np.diff(kept) > 0)
+    # a shard's index sees only its entries
+    half = KmerPrefilter(matrix, codes, db.offsets, np.arange(20, len(db)), settings)
+    assert half.seeded(query[None, :], profile)[0].min() >= 20
+    # the scratch is left clean: the same query gives the same answer again
+    assert [x.tolist() for x in prefilter.seeded(query[None, :], profile)] == [seeded.tolist(), scores.tolist()]
+
+
+def test_shards_are_consecutive_cover_every_entry_and_balance_residues():
+    rng = np.random.default_rng(12)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(50, 400, 1000))])
+    for count in (1, 2, 3, 7, 1000, 1500):
+        bounds = [shard(offsets, i, count) for i in range(1, count + 1)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == 1000
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+        if count <= 7:
+            sizes = [offsets[b] - offsets[a] for a, b in bounds]
+            assert max(sizes) - min(sizes) <= 2 * 400
+    assert parse_split("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(InputError, match="I/N"):
+            parse_split(bad)
