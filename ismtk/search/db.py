@@ -7,7 +7,10 @@ On-disk format (``ismtk createdb``): a folder holding
 * ``names.txt``: the N entry names, one per line;
 * ``offsets.npy``: ``(N + 1,) int64``, entry ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``;
 * ``tokens.npy``: ``(R,) uint8`` token indices into the alphabet, all entries concatenated;
-* ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``.
+* ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``;
+* ``ca.npy`` and ``ca_frames.npy`` (when ``"ca": true``; databases made from structures): C-alpha coordinates
+  aligned with ``tokens``, ``(R, 3) int16`` on a per-entry grid, and ``(N, 4) float32`` each entry's grid centre
+  and step (:mod:`ismtk.search.ca`). Older databases have no ``"ca"`` key and no coordinates.
 
 Arrays are memory-mapped on load, so opening a database costs only reading its names.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.errors import InputError
+from ismtk.search.ca import CaCoords
 from ismtk.sequence import AA_ALPHABET, Alphabet, aa_indices, read_fasta
 
 __all__ = [
@@ -40,10 +44,10 @@ _HEADER = "ismtk-db.json"
 
 @dataclass(frozen=True)
 class SequenceDB:
-    """Named token sequences (and optionally their amino acids), concatenated.
+    """Named token sequences (and optionally their amino acids and C-alpha coordinates), concatenated.
 
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
-    ASCII letters or ``None``; ``tokenizer`` names what made the tokens.
+    ASCII letters or ``None``; ``tokenizer`` names what made the tokens; ``ca`` the coordinates or ``None``.
     """
 
     names: list[str]
@@ -52,6 +56,7 @@ class SequenceDB:
     alphabet: Alphabet
     tokenizer: str
     aa: np.ndarray | None = None
+    ca: CaCoords | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -74,17 +79,42 @@ class SequenceDB:
             raise InputError("this database holds no amino acids (made from token FASTA without --aa)")
         return self.aa[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("ascii")
 
+    def ca_coords(self, i: int) -> np.ndarray:
+        """``(L, 3) float64`` C-alpha coordinates (A) of entry ``i`` (raises :class:`InputError` if there are none)."""
+        if self.ca is None:
+            raise InputError("this database holds no C-alpha coordinates (made from token FASTA or by an older createdb)")
+        return self.ca.entry(i, int(self.offsets[i]), int(self.offsets[i + 1]))
+
     def as_amino_acids(self) -> SequenceDB:
         """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""
         if self.aa is None:
             raise InputError("amino-acid search needs a database with amino acids")
-        return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa)
+        return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa, self.ca)
+
+    def select(self, entries: list[int]) -> SequenceDB:
+        """Entries ``entries`` (indices) only, in that order, with everything they carry."""
+        ids = np.asarray(entries, dtype=np.int64)
+        if not len(ids):
+            raise InputError("no sequences: the database would be empty")
+        lengths = self.lengths()[ids]
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in ids])
+        aa = None if self.aa is None else np.asarray(self.aa[rows])
+        ca = None if self.ca is None else self.ca.select(ids, self.offsets)
+        return SequenceDB([self.names[i] for i in ids], offsets, np.asarray(self.tokens[rows]), self.alphabet,
+                          self.tokenizer, aa, ca)
 
     @classmethod
     def from_records(
-        cls, records: Iterable[tuple[str, np.ndarray, str | None]], alphabet: Alphabet, tokenizer: str
+        cls,
+        records: Iterable[tuple[str, np.ndarray, str | None]],
+        alphabet: Alphabet,
+        tokenizer: str,
+        ca: Iterable[np.ndarray] | None = None,
     ) -> SequenceDB:
-        """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids."""
+        """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids.
+        ``ca``: each record's ``(L, 3)`` C-alpha coordinates (A), in record order, if known."""
         names, chunks, aas = [], [], []
         for name, tokens, aa in records:
             if aa is not None and len(aa) != len(tokens):
@@ -100,7 +130,13 @@ class SequenceDB:
         offsets = np.zeros(len(names) + 1, dtype=np.int64)
         np.cumsum([len(c) for c in chunks], out=offsets[1:])
         aa = np.frombuffer("".join(aas).encode("ascii"), dtype=np.uint8).copy() if all(has_aa) else None
-        return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa)
+        coords = None
+        if ca is not None:
+            ca = list(ca)
+            if len(ca) != len(names) or any(len(c) != len(t) for c, t in zip(ca, chunks)):
+                raise InputError("C-alpha coordinates must be given for every residue of every entry")
+            coords = CaCoords.encode(ca)
+        return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa, coords)
 
     @classmethod
     def from_fasta(cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None):
@@ -127,10 +163,13 @@ class SequenceDB:
             np.save(tmp / "tokens.npy", np.asarray(self.tokens, dtype=np.uint8))
             if self.aa is not None:
                 np.save(tmp / "aa.npy", np.asarray(self.aa, dtype=np.uint8))
+            if self.ca is not None:
+                np.save(tmp / "ca.npy", np.asarray(self.ca.values, dtype=np.int16))
+                np.save(tmp / "ca_frames.npy", np.asarray(self.ca.frames, dtype=np.float32))
             header = {
                 "format": DB_FORMAT, "version": DB_VERSION, "tokenizer": self.tokenizer,
                 "alphabet": self.alphabet.symbols, "entries": len(self), "residues": self.residues,
-                "amino_acids": self.aa is not None,
+                "amino_acids": self.aa is not None, "ca": self.ca is not None,
             }
             (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
             if path.exists():
@@ -154,11 +193,16 @@ class SequenceDB:
         offsets = np.load(path / "offsets.npy")
         tokens = np.load(path / "tokens.npy", mmap_mode="r")
         aa = np.load(path / "aa.npy", mmap_mode="r") if header["amino_acids"] else None
+        ca = None
+        if header.get("ca", False):
+            ca = CaCoords(np.load(path / "ca.npy", mmap_mode="r"), np.load(path / "ca_frames.npy"))
         if len(names) != header["entries"] or offsets[-1] != len(tokens) or len(offsets) != len(names) + 1:
             raise InputError(f"{path}: database files disagree on the number of entries/residues (damaged?)")
+        if ca is not None and (len(ca.values) != len(tokens) or len(ca.frames) != len(names)):
+            raise InputError(f"{path}: ca.npy/ca_frames.npy disagree with the tokens (damaged?)")
         if not names:
             raise InputError(f"{path}: the database is empty")
-        return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa)
+        return cls(names, offsets, tokens, Alphabet(header["alphabet"]), header["tokenizer"], aa, ca)
 
 
 def is_db(path: str | Path) -> bool:

@@ -33,11 +33,13 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class EncodedChain:
-    """Tokens of one chain: ``tokens`` is ``(L,) uint8``, ``sequence`` its amino acids."""
+    """Tokens of one chain: ``tokens`` is ``(L,) uint8``, ``sequence`` its amino acids, ``ca`` its ``(L, 3)
+    float32`` C-alpha coordinates."""
 
     name: str
     sequence: str
     tokens: np.ndarray
+    ca: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = R
         encoded, skipped = [], list(structure.skipped)
         for chain in structure.chains:
             try:
-                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain)))
+                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain), chain.ca))
             except StructureError as exc:
                 skipped.append(exc)
     except StructureError as exc:
