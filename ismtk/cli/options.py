@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ismtk.errors import InputError
+from ismtk.search.hit3d import ALIGNMENT_TYPES, AlignmentType, JudgeOptions
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import ChainNames, ReadOptions
@@ -150,6 +151,24 @@ AaWeightOpt = Annotated[
 FormatOutputOpt = Annotated[
     str, typer.Option("--format-output", help="Comma-separated output columns (see docs/search.md).")
 ]
+AlignmentTypeOpt = Annotated[
+    AlignmentType,
+    typer.Option(
+        "--alignment-type",
+        help=f"Alignment reported for each hit ({', '.join(ALIGNMENT_TYPES)}): sw = the Smith-Waterman alignment "
+        "that ranked it; tmalign = TM-align's alignment of the two structures (the top --max-seqs hits are "
+        "realigned; needs C-alpha coordinates on both sides).",
+    ),
+]
+SortByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sort-by",
+        help="Order each query's hits by this numeric output column (e.g. alntmscore, lddt, prob; evalue, rmsd, "
+        "mismatch and gapopen smallest first, others largest first).",
+        show_default="the search score",
+    ),
+]
 
 DEFAULT_GAP_OPEN = _DEFAULT_SEARCH.gap_open
 DEFAULT_GAP_EXTEND = _DEFAULT_SEARCH.gap_extend
@@ -159,3 +178,5 @@ DEFAULT_EXHAUSTIVE = _DEFAULT_SEARCH.exhaustive
 DEFAULT_MAX_CANDIDATES = _DEFAULT_SEARCH.max_candidates
 DEFAULT_AA_WEIGHT = _DEFAULT_SEARCH.aa_weight
 DEFAULT_FORMAT_OUTPUT = DEFAULT_COLUMNS
+DEFAULT_ALIGNMENT_TYPE: AlignmentType = JudgeOptions().alignment_type
+DEFAULT_SORT_BY = JudgeOptions().sort_by

@@ -10,6 +10,7 @@ import typer
 from ismtk.cli import console
 from ismtk.cli.options import (
     DEFAULT_AA_WEIGHT,
+    DEFAULT_ALIGNMENT_TYPE,
     DEFAULT_CHAIN_NAMES,
     DEFAULT_EVALUE,
     DEFAULT_EXHAUSTIVE,
@@ -20,9 +21,11 @@ from ismtk.cli.options import (
     DEFAULT_MAX_SEQS,
     DEFAULT_MODE,
     DEFAULT_MODEL,
+    DEFAULT_SORT_BY,
     DEFAULT_THREADS,
     DEFAULT_TOKENIZER,
     AaWeightOpt,
+    AlignmentTypeOpt,
     ChainNamesOpt,
     EvalueOpt,
     ExhaustiveOpt,
@@ -34,10 +37,12 @@ from ismtk.cli.options import (
     MaxSeqsOpt,
     ModelOpt,
     ModeOpt,
+    SortByOpt,
     Threads,
     TokenizerOpt,
     read_options,
 )
+from ismtk.search.hit3d import JudgeOptions
 from ismtk.search.search import SearchOptions
 from ismtk.tokenizers import load_tokenizer
 from ismtk.workflows.search import load_input, search_to_m8
@@ -90,6 +95,8 @@ def search(
     gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
     gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
     format_output: FormatOutputOpt = DEFAULT_FORMAT_OUTPUT,
+    alignment_type: AlignmentTypeOpt = DEFAULT_ALIGNMENT_TYPE,
+    sort_by: SortByOpt = DEFAULT_SORT_BY,
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
@@ -109,6 +116,9 @@ def search(
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
+    Judged in 3D: ismtk search query.pdb db/ -o hits.m8 --format-output query,target,prob,lddt,alntmscore
+    --alignment-type tmalign --sort-by alntmscore
+
     [bold]Example[/bold]: ismtk search query.pdb db/ -o hits.m8 -e 0.001
     """
     options = SearchOptions(
@@ -117,7 +127,7 @@ def search(
     )
     run = search_to_m8(
         [query], [target], output, matrix, tokenizer, mode, format_output, options, read_options(model, chain_names),
-        _skip, predictor,
+        _skip, predictor, JudgeOptions(alignment_type, sort_by),
     )
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
@@ -150,6 +160,8 @@ def easy_search(
     gap_open: GapOpenOpt = DEFAULT_GAP_OPEN,
     gap_extend: GapExtendOpt = DEFAULT_GAP_EXTEND,
     format_output: FormatOutputOpt = DEFAULT_FORMAT_OUTPUT,
+    alignment_type: AlignmentTypeOpt = DEFAULT_ALIGNMENT_TYPE,
+    sort_by: SortByOpt = DEFAULT_SORT_BY,
     threads: Threads = DEFAULT_THREADS,
     model: ModelOpt = DEFAULT_MODEL,
     chain_names: ChainNamesOpt = DEFAULT_CHAIN_NAMES,
@@ -159,4 +171,4 @@ def easy_search(
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
     search(query, target, output, matrix, mode, tokenizer, evalue, max_seqs, exhaustive, max_candidates, aa_weight,
-           gap_open, gap_extend, format_output, threads, model, chain_names)
+           gap_open, gap_extend, format_output, alignment_type, sort_by, threads, model, chain_names)
