@@ -170,13 +170,25 @@ def _score(x, y, u, t, d0, distances):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
+def _set_key(chosen, m):  # pragma: no cover - numba
+    """A 64-bit fingerprint of the index set ``chosen[:m]`` (sum of mixed indices; collisions are negligible)."""
+    key = np.uint64(m)
+    for k in range(m):
+        z = np.uint64(chosen[k] + 1) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
+        key += z ^ (z >> np.uint64(29))
+    return key
+
+
+@numba.njit(cache=True, nogil=True)
 def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
-    """Best ``(sum, u, t)`` of the TM-score search over seed fragments (module docstring)."""
+    """Best ``(sum, u, t)`` of the TM-score search over seed fragments (module docstring). A refinement that reaches
+    a set of pairs already refined from another seed stops there: from a set on, the rounds are the same."""
     n = x.shape[0]
     best, best_u, best_t = -1.0, np.eye(3), np.zeros(3)
     distances = np.empty(n)
     chosen = np.empty(n, np.int64)
-    previous = np.empty(n, np.int64)
+    seen = numba.typed.Dict.empty(numba.types.uint64, numba.types.int64)
     seed = n
     while True:
         for start in range(0, n - seed + 1, max(1, seed // 4)):
@@ -188,9 +200,6 @@ def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
                 total = _score(x, y, u, t, d0, distances)
                 if total > best:
                     best, best_u, best_t = total, u, t
-                for k in range(m):
-                    previous[k] = chosen[k]
-                previous_m = m
                 cutoff = d0_search
                 while True:
                     m = 0
@@ -201,14 +210,10 @@ def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
                     if m >= 3 or m == n or cutoff > _MAX_CUTOFF:
                         break
                     cutoff += 0.5
-                same = m == previous_m
-                if same:
-                    for k in range(m):
-                        if chosen[k] != previous[k]:
-                            same = False
-                            break
-                if same:
+                key = _set_key(chosen, m)
+                if key in seen:
                     break
+                seen[key] = 1
         if seed <= _MIN_SEED:
             break
         seed = max(seed // 2, min(_MIN_SEED, n))
