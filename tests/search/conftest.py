@@ -88,3 +88,9 @@ def slow_lddt(query: np.ndarray, target: np.ndarray, pairs: np.ndarray) -> np.nd
                 preserved += sum(abs(d_ref - d_model) < cut for cut in (0.5, 1.0, 2.0, 4.0))
         out.append(preserved / (4 * neighbours) if neighbours else 0.0)
     return np.array(out)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q

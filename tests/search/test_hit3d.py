@@ -3,6 +3,7 @@ realignment and --sort-by; old databases without coordinates keep working for to
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -10,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import tmtools
-from conftest import FAMILY_D58, HOMOLOGS, gapped, slow_lddt, svd_kabsch, tmalign_pairs
+from conftest import FAMILY_D58, HOMOLOGS, gapped, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
 from test_search_cli import _hits as _rows
 from test_search_cli import _run, runner
 
@@ -124,6 +125,28 @@ def test_structural_columns_in_foldseek_formats_equal_independent_values(db, dom
     self_hit = next(r for r in rows if r[1] == HOMOLOGS[0])
     assert self_hit[8:13] == ["1.000E+00"] * 4 + ["0.000E+00"] and float(self_hit[16]) > 0.99
     assert self_hit[13] == "1.000,0.000,0.000,0.000,1.000,0.000,0.000,0.000,1.000"
+
+
+def test_u_and_t_undo_a_known_motion_of_the_target(domains_dir, tmp_path):
+    rotation = random_rotation(np.random.default_rng(2))
+    shift = np.array([25.0, -40.0, 12.5])
+    with gzip.open(domains_dir / f"{HOMOLOGS[0]}.pdb.gz", "rt") as handle:
+        lines = handle.readlines()
+    for k, line in enumerate(lines):
+        if line.startswith(("ATOM", "HETATM")):
+            moved = rotation @ np.array([float(line[30:38]), float(line[38:46]), float(line[46:54])]) + shift
+            lines[k] = line[:30] + "".join(f"{v:8.3f}" for v in moved) + line[54:]
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "moved.pdb").write_text("".join(lines))
+    out = tmp_path / "moved.m8"
+    _run("easy-search", domains_dir / f"{HOMOLOGS[0]}.pdb.gz", tmp_path / "moved", out, "--format-output",
+         "target,alntmscore,rmsd,u,t", "-t", "1")
+    ((target, aln, rms, u, t),) = _rows(out)
+    assert target == "moved"
+    assert float(aln) == pytest.approx(1.0) and float(rms) < 0.01
+    # the target is the query moved by (rotation, shift): u, t move it back
+    np.testing.assert_allclose(np.array(u.split(","), float).reshape(3, 3), rotation.T, atol=1.5e-3)
+    np.testing.assert_allclose(np.array(t.split(","), float), -rotation.T @ shift, atol=0.02)
 
 
 def test_tmalign_mode_reports_tmaligns_alignment_and_sort_by_ranks(db, domains_dir, chains, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tmtools
-from conftest import FAMILY_D58, HOMOLOGS, OTHER, gapped, slow_lddt, svd_kabsch, tmalign_pairs
+from conftest import FAMILY_D58, HOMOLOGS, OTHER, gapped, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
 
 from ismtk.search.ca import CA_STEP, CaCoords
 from ismtk.search.pairs import read_chains
@@ -18,12 +18,6 @@ PAIRS = [HOMOLOGS, FAMILY_D58, (HOMOLOGS[0], OTHER), (FAMILY_D58[1], HOMOLOGS[1]
 @pytest.fixture(scope="module")
 def chains(domains_dir):
     return {n: (ca.astype(np.float64), seq) for n, (ca, seq) in read_chains(sorted(domains_dir.glob("*.pdb.gz"))).items()}
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def test_kabsch_equals_an_svd_solution_and_recovers_a_known_motion():
