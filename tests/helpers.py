@@ -57,3 +57,62 @@ def naive_sw(a: np.ndarray, b: np.ndarray, scores: np.ndarray, gap_open: int, ga
             h[i, j] = max(0, h[i - 1, j - 1] + scores[a[i - 1], b[j - 1]], e[i, j], f[i, j])
             best = max(best, h[i, j])
     return int(best)
+
+
+def svd_kabsch(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference least-squares superposition of x onto y: SVD of the covariance, reflection removed."""
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    left, _, right = np.linalg.svd((y - my).T @ (x - mx))
+    d = np.sign(np.linalg.det(left @ right))
+    u = left @ np.diag([1.0, 1.0, d]) @ right
+    return u, my - u @ mx
+
+
+def tmalign_pairs(result) -> np.ndarray:
+    """(query, target) indices of the aligned columns of a tmtools result."""
+    i = j = 0
+    pairs = []
+    for a, b in zip(result.seqxA, result.seqyA, strict=True):
+        if a != "-" and b != "-":
+            pairs.append((i, j))
+        i += a != "-"
+        j += b != "-"
+    return np.array(pairs)
+
+
+def gapped(pairs: np.ndarray, seq1: str, seq2: str) -> list[str]:
+    """A fixed alignment for tmtools: both sequences with '-' so that exactly ``pairs`` share columns."""
+    a, b, i, j = [], [], 0, 0
+    for p, q in pairs:
+        a += list(seq1[i:p]) + ["-"] * (q - j)
+        b += ["-"] * (p - i) + list(seq2[j:q])
+        a.append(seq1[p])
+        b.append(seq2[q])
+        i, j = p + 1, q + 1
+    a += list(seq1[i:]) + ["-"] * (len(seq2) - j)
+    b += ["-"] * (len(seq1) - i) + list(seq2[j:])
+    return ["".join(a), "".join(b)]
+
+
+def slow_lddt(query: np.ndarray, target: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """LDDT per aligned pair, straight from the definition, the query as reference."""
+    partner = {int(i): int(j) for i, j in pairs}
+    out = []
+    for i, j in pairs:
+        neighbours = preserved = 0
+        for k in range(len(query)):
+            d_ref = float(np.linalg.norm(query[i] - query[k]))
+            if k == i or d_ref >= 15.0:
+                continue
+            neighbours += 1
+            if k in partner:
+                d_model = float(np.linalg.norm(target[j] - target[partner[k]]))
+                preserved += sum(abs(d_ref - d_model) < cut for cut in (0.5, 1.0, 2.0, 4.0))
+        out.append(preserved / (4 * neighbours) if neighbours else 0.0)
+    return np.array(out)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q

@@ -25,6 +25,7 @@ from typer.core import TyperCommand, TyperOption
 
 from ismtk.cli import console
 from ismtk.errors import InputError
+from ismtk.search.hit3d import ALIGNMENT_TYPES, AlignmentType, JudgeOptions
 from ismtk.search.search import SearchOptions
 from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
@@ -52,6 +53,7 @@ __all__ = [
     "HitFilter",
     "Index",
     "Inputs",
+    "Judging",
     "ModeOpt",
     "Overwrite",
     "Resume",
@@ -111,7 +113,6 @@ Index = Annotated[
                  help="Chain index table (.csv, or .tsv), repeatable; the index.csv at the top of an input folder "
                  "is used too."),
 ]
-
 
 @dataclass(frozen=True)
 class StructureInput:
@@ -249,6 +250,28 @@ class HitFilter:
         from ismtk.search.search import parse_split
 
         return parse_split(self.split) if self.split is not None else None
+
+
+@dataclass(frozen=True)
+class Judging:
+    """How reported hits are aligned and ordered (:class:`ismtk.search.hit3d.JudgeOptions`)."""
+
+    alignment_type: Annotated[
+        AlignmentType,
+        typer.Option("--alignment-type", rich_help_panel=SEARCH,
+                     help=f"Alignment reported for each hit ({', '.join(ALIGNMENT_TYPES)}): sw = the Smith-Waterman "
+                     "alignment that ranked it; tmalign = TM-align's alignment of the two structures (the top "
+                     "--max-seqs hits are realigned; needs C-alpha coordinates on both sides)."),
+    ] = JudgeOptions().alignment_type
+    sort_by: Annotated[
+        str | None,
+        typer.Option("--sort-by", rich_help_panel=SEARCH, show_default="the search score",
+                     help="Order each query's hits by this numeric output column (e.g. alntmscore, lddt, prob; "
+                     "evalue, rmsd, mismatch and gapopen smallest first, others largest first)."),
+    ] = JudgeOptions().sort_by
+
+    def options(self) -> JudgeOptions:
+        return JudgeOptions(self.alignment_type, self.sort_by)
 
 
 # --- training runs -----------------------------------------------------------------------------------------

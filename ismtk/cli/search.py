@@ -14,6 +14,7 @@ from ismtk.cli.options import (
     Alignment,
     FormatOutput,
     HitFilter,
+    Judging,
     SearchInput,
     StructureInput,
     Threads,
@@ -102,6 +103,7 @@ def search(
     predictor: Predictor = None,
     alignment: Alignment = Alignment(),
     hits: HitFilter = HitFilter(),
+    judging: Judging = Judging(),
     output: output_option("Hits table to write (.m8, tab-separated).", file=True),
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
@@ -116,9 +118,12 @@ def search(
 
     In 3 jobs: ismtk search q.pdb db/ -o s2.m8 --split 2/3 (and 1/3, 3/3); ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
 
+    Judged in 3D: ismtk search query.pdb db/ -o hits.m8 --format-output query,target,prob,lddt,alntmscore
+    --alignment-type tmalign --sort-by alntmscore
+
     [bold]Example[/bold]: ismtk search query.pdb db/ -o hits.m8 -e 0.001
     """
-    _search(query, target, output, alignment, hits, format_output, tokenizer, reading, threads, predictor)
+    _search(query, target, output, alignment, hits, judging, format_output, tokenizer, reading, threads, predictor)
 
 
 @with_option_groups
@@ -131,6 +136,7 @@ def easy_search(
     reading: StructureInput = StructureInput(),
     alignment: Alignment = Alignment(),
     hits: HitFilter = HitFilter(),
+    judging: Judging = Judging(),
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
@@ -140,7 +146,7 @@ def easy_search(
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
-    _search(query, target, output, alignment, hits, format_output, tokenizer, reading, threads)
+    _search(query, target, output, alignment, hits, judging, format_output, tokenizer, reading, threads)
 
 
 def _search(
@@ -149,6 +155,7 @@ def _search(
     output: Path,
     alignment: Alignment,
     hits: HitFilter,
+    judging: Judging,
     format_output: str,
     tokenizer: str | None,
     reading: StructureInput,
@@ -160,7 +167,7 @@ def _search(
     options = alignment.search_options(threads, hits)
     skips = _Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
-                       options, reading.read_options(), skips, predictor)
+                       options, reading.read_options(), skips, predictor, judging.options())
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
                      f"database or store parameters with 'ismtk fit-evalue' (E-values only, the ranking is unaffected)")

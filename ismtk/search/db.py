@@ -10,7 +10,10 @@ On-disk format (``ismtk createdb``): a folder holding
 * ``names.txt``: the N entry names, one per line;
 * ``offsets.npy``: ``(N + 1,) int64``, entry ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``;
 * ``tokens.npy``: ``(R,) uint8`` token indices into the alphabet, all entries concatenated;
-* ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``.
+* ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``;
+* ``ca.npy`` and ``ca_frames.npy`` (when ``"ca": true``; databases made from structures): C-alpha coordinates
+  aligned with ``tokens``, ``(R, 3) int16`` on a per-entry grid, and ``(N, 4) float32`` each entry's grid centre
+  and step (:mod:`ismtk.search.ca`). Older databases have no ``"ca"`` key and no coordinates.
 
 Arrays are memory-mapped on load, so opening a database costs only reading its names.
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from ismtk.atomic import atomic_folder
 from ismtk.errors import InputError
+from ismtk.search.ca import CaCoords
 from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
 
 __all__ = [
@@ -47,10 +51,11 @@ _HEADER = "ismtk-db.json"
 
 @dataclass(frozen=True)
 class SequenceDB:
-    """Named token sequences (and optionally their amino acids), concatenated.
+    """Named token sequences (and optionally their amino acids and C-alpha coordinates), concatenated.
 
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
-    ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids).
+    ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids);
+    ``ca`` the C-alpha coordinates or ``None``.
     """
 
     names: list[str]
@@ -59,6 +64,7 @@ class SequenceDB:
     alphabet: Alphabet
     tokenizer: str
     aa: np.ndarray | None = None
+    ca: CaCoords | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -81,17 +87,44 @@ class SequenceDB:
             raise InputError("this database holds no amino acids (made from token FASTA without --aa)")
         return self.aa[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("ascii")
 
+    def ca_coords(self, i: int) -> np.ndarray:
+        """``(L, 3) float64`` C-alpha coordinates (A) of entry ``i`` (raises :class:`InputError` if there are none)."""
+        if self.ca is None:
+            raise InputError(
+                "this database holds no C-alpha coordinates (made from token FASTA or by an older createdb)"
+            )
+        return self.ca.entry(i, int(self.offsets[i]), int(self.offsets[i + 1]))
+
     def as_amino_acids(self) -> SequenceDB:
         """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""
         if self.aa is None:
             raise InputError("amino-acid search needs a database with amino acids")
-        return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa)
+        return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa, self.ca)
+
+    def select(self, entries: list[int]) -> SequenceDB:
+        """Entries ``entries`` (indices) only, in that order, with everything they carry."""
+        ids = np.asarray(entries, dtype=np.int64)
+        if not len(ids):
+            raise InputError("no sequences: the database would be empty")
+        lengths = self.lengths()[ids]
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in ids])
+        aa = None if self.aa is None else np.asarray(self.aa[rows])
+        ca = None if self.ca is None else self.ca.select(ids, self.offsets)
+        return SequenceDB([self.names[i] for i in ids], offsets, np.asarray(self.tokens[rows]), self.alphabet,
+                          self.tokenizer, aa, ca)
 
     @classmethod
     def from_records(
-        cls, records: Iterable[tuple[str, np.ndarray, str | None]], alphabet: Alphabet, tokenizer: str
+        cls,
+        records: Iterable[tuple[str, np.ndarray, str | None]],
+        alphabet: Alphabet,
+        tokenizer: str,
+        ca: Iterable[np.ndarray] | None = None,
     ) -> SequenceDB:
-        """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids."""
+        """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids.
+        ``ca``: each record's ``(L, 3)`` C-alpha coordinates (A), in record order, if known."""
         names, chunks, aas = [], [], []
         for name, tokens, aa in records:
             if aa is not None and len(aa) != len(tokens):
@@ -107,7 +140,13 @@ class SequenceDB:
         offsets = np.zeros(len(names) + 1, dtype=np.int64)
         np.cumsum([len(c) for c in chunks], out=offsets[1:])
         aa = np.frombuffer("".join(aas).encode("ascii"), dtype=np.uint8).copy() if all(has_aa) else None
-        return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa)
+        coords = None
+        if ca is not None:
+            ca = list(ca)
+            if len(ca) != len(names) or any(len(c) != len(t) for c, t in zip(ca, chunks, strict=True)):
+                raise InputError("C-alpha coordinates must be given for every residue of every entry")
+            coords = CaCoords.encode(ca)
+        return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa, coords)
 
     @classmethod
     def from_fasta(
@@ -144,10 +183,13 @@ class SequenceDB:
             np.save(tmp / "tokens.npy", np.asarray(self.tokens, dtype=np.uint8))
             if self.aa is not None:
                 np.save(tmp / "aa.npy", np.asarray(self.aa, dtype=np.uint8))
+            if self.ca is not None:
+                np.save(tmp / "ca.npy", np.asarray(self.ca.values, dtype=np.int16))
+                np.save(tmp / "ca_frames.npy", np.asarray(self.ca.frames, dtype=np.float32))
             header = {
                 "format": DB_FORMAT, "version": DB_VERSION, "tokenizer": self.tokenizer,
                 "alphabet": self.alphabet.symbols, "entries": len(self), "residues": self.residues,
-                "amino_acids": self.aa is not None,
+                "amino_acids": self.aa is not None, "ca": self.ca is not None,
             }
             (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
 
@@ -181,11 +223,18 @@ class SequenceDB:
         offsets = _load_array(path / "offsets.npy", np.int64, 1)
         tokens = _load_array(path / "tokens.npy", np.uint8, 1, mmap=True)
         aa = _load_array(path / "aa.npy", np.uint8, 1, mmap=True) if amino_acids else None
+        ca = None
+        if header.get("ca", False):
+            ca = CaCoords(_load_array(path / "ca.npy", np.int16, 2, mmap=True),
+                          _load_array(path / "ca_frames.npy", np.float32, 2))
         if len(names) != entries or len(offsets) != len(names) + 1 or offsets[0] != 0 or offsets[-1] != len(tokens):
             raise InputError(f"{path}: database files disagree on the number of entries/residues (damaged?); "
                              "make it again with createdb")
         if aa is not None and len(aa) != len(tokens):
             raise InputError(f"{path}: aa.npy and tokens.npy disagree (damaged?); make it again with createdb")
+        if ca is not None and (ca.values.shape != (len(tokens), 3) or ca.frames.shape != (len(names), 4)):
+            raise InputError(f"{path}: ca.npy/ca_frames.npy disagree with the tokens (damaged?); make it again with "
+                             "createdb")
         lengths = np.diff(offsets)
         if (lengths < 0).any():
             raise InputError(f"{path / 'offsets.npy'}: offsets go backwards (damaged?); make it again with createdb")
@@ -198,7 +247,7 @@ class SequenceDB:
             empty = names[int(np.flatnonzero(lengths == 0)[0])]
             raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "
                              "again with createdb, which leaves such entries out")
-        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa)
+        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca)
 
 
 def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.ndarray:
@@ -208,7 +257,7 @@ def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.nd
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(_damaged(path, exc)) from exc
     if array.dtype != dtype or array.ndim != ndim:
-        raise InputError(f"{path}: a {array.ndim}-d {array.dtype} array where the database format has 1-d "
+        raise InputError(f"{path}: a {array.ndim}-d {array.dtype} array where the database format has {ndim}-d "
                          f"{np.dtype(dtype)} (damaged, or not written by createdb); make it again with createdb")
     return array
 

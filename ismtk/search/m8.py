@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TextIO
 
 from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
+from ismtk.search.hit3d import COLUMNS_3D, PROB_COLUMN, JudgedHit, column_3d, geometry_of
 from ismtk.search.search import Hit
 
-__all__ = ["COLUMNS", "DEFAULT_COLUMNS", "format_hit", "needs_alignment", "parse_columns", "write_m8"]
+__all__ = [
+    "ASCENDING_COLUMNS",
+    "COLUMNS",
+    "DEFAULT_COLUMNS",
+    "SORTABLE_COLUMNS",
+    "column_value",
+    "format_hit",
+    "needs_alignment",
+    "needs_coordinates",
+    "parse_columns",
+    "sort_hits",
+    "write_m8",
+]
 
 #: Foldseek's default output columns.
 DEFAULT_COLUMNS = "query,target,fident,alnlen,mismatch,gapopen,qstart,qend,tstart,tend,evalue,bits"
@@ -64,7 +78,15 @@ COLUMNS: dict[str, Column] = {
     "qaln": lambda h, q, t: _aligned(q, h.query, h, 0),
     "taln": lambda h, q, t: _aligned(t, h.target, h, 1),
 }
-_NEEDS_ALIGNMENT = set(COLUMNS) - {"query", "target", "evalue", "bits", "raw", "corrected", "qlen", "tlen"}
+# computed only when asked, from C-alpha coordinates (ismtk.search.hit3d)
+COLUMNS.update({name: partial(column_3d, name) for name in (*COLUMNS_3D, PROB_COLUMN)})
+_NEEDS_ALIGNMENT = set(COLUMNS) - {"query", "target", "evalue", "bits", "raw", "corrected", "qlen", "tlen", PROB_COLUMN}
+#: ``--sort-by`` puts the smallest first for these columns, the largest first for the other numeric ones.
+ASCENDING_COLUMNS = ("evalue", "rmsd", "mismatch", "gapopen")
+#: Numeric columns ``--sort-by`` accepts.
+SORTABLE_COLUMNS = tuple(
+    c for c in COLUMNS if c not in ("query", "target", "cigar", "qaln", "taln", "u", "t", "lddtfull")
+)
 
 
 def parse_columns(spec: str) -> list[str]:
@@ -81,6 +103,30 @@ def parse_columns(spec: str) -> list[str]:
 def needs_alignment(columns: Iterable[str]) -> bool:
     """Whether any of ``columns`` needs the traced alignment."""
     return bool(set(columns) & _NEEDS_ALIGNMENT)
+
+
+def needs_coordinates(columns: Iterable[str]) -> bool:
+    """Whether any of ``columns`` is computed from C-alpha coordinates."""
+    return bool(set(columns) & set(COLUMNS_3D))
+
+
+def column_value(hit: Hit, query: SequenceDB, target: SequenceDB, column: str) -> float:
+    """A numeric column of a hit as a float (3D columns and ``prob`` unrounded, the others as printed)."""
+    if column == PROB_COLUMN and isinstance(hit, JudgedHit):
+        return hit.prob
+    if column in COLUMNS_3D:
+        return geometry_of(hit, query, target).value(column)
+    return float(COLUMNS[column](hit, query, target))
+
+
+def sort_hits(hits: list[Hit], query: SequenceDB, target: SequenceDB, column: str) -> list[Hit]:
+    """One query's hits ordered by a :data:`SORTABLE_COLUMNS` column, best first (:data:`ASCENDING_COLUMNS`:
+    smallest first, others largest first); ties keep their order."""
+    if column not in SORTABLE_COLUMNS:
+        raise InputError(f"cannot sort by {column!r}; numeric columns: {', '.join(SORTABLE_COLUMNS)}")
+    sign = 1.0 if column in ASCENDING_COLUMNS else -1.0
+    keys = [sign * column_value(h, query, target, column) for h in hits]
+    return [hits[k] for k in sorted(range(len(hits)), key=keys.__getitem__)]
 
 
 def format_hit(hit: Hit, query: SequenceDB, target: SequenceDB, columns: list[str]) -> str:

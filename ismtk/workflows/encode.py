@@ -75,12 +75,14 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class EncodedChain:
-    """Tokens of one chain: ``tokens`` is ``(L,) uint8``, ``sequence`` its amino acids."""
+    """Tokens of one chain: ``tokens`` is ``(L,) uint8``, ``sequence`` its amino acids, ``ca`` its ``(L, 3)
+    float32`` C-alpha coordinates."""
 
     name: str
     sequence: str
     tokens: np.ndarray
     chain_id: str = ""
+    ca: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,8 @@ def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = R
         encoded, skipped = [], list(structure.skipped)
         for chain in structure.chains:
             try:
-                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain), chain.chain_id))
+                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain), chain.chain_id,
+                                            chain.ca))
             except StructureError as exc:
                 skipped.append(exc)
     except StructureError as exc:

@@ -24,7 +24,7 @@ the query side is read (or encoded) with the target's tokenizer, and the default
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -36,10 +36,20 @@ from ismtk.errors import InputError, IsmtkError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
-from ismtk.search.m8 import DEFAULT_COLUMNS, needs_alignment, parse_columns, write_m8
+from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
+from ismtk.search.m8 import (
+    DEFAULT_COLUMNS,
+    SORTABLE_COLUMNS,
+    needs_alignment,
+    needs_coordinates,
+    parse_columns,
+    sort_hits,
+    write_m8,
+)
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.merge import shard_keys
-from ismtk.search.search import Searcher, SearchOptions
+from ismtk.search.prob import ProbFit, find_fit
+from ismtk.search.search import Hit, Searcher, SearchOptions
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
@@ -50,7 +60,9 @@ __all__ = [
     "FASTA_SUFFIXES",
     "Mode",
     "SearchRun",
+    "check_judging",
     "fit_matrix_evd",
+    "judge_hits",
     "load_input",
     "load_search_db",
     "open_input",
@@ -129,7 +141,7 @@ def open_input(
         first = f" (first: {problems[0]})" if problems else ""
         raise InputError(f"no chain could be encoded from {len(files)} structure file(s){first}")
     records = ((c.name, c.tokens, c.sequence) for c in chains)
-    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
+    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity, [c.ca for c in chains]), tokenizer
 
 
 def _usable_records(
@@ -213,14 +225,16 @@ def search_to_m8(
     read_options: ReadOptions = _READ,
     on_skip: SkipHandler | None = None,
     predictor: str | Path | None = None,
+    judge: JudgeOptions = JudgeOptions(),
 ) -> SearchRun:
     """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
 
     The target's tokenizer (its own, else ``tokenizer``, else 3Di; see :func:`open_input`) reads or encodes
     the queries, and gives the default matrix (BLOSUM62 in ``aa`` mode). With ``predictor`` (a
     structure-tune export), ``query`` is a protein FASTA whose tokens are predicted from sequence alone
-    (:func:`ismtk.plm.predict.predicted_db`). Raises :class:`InputError` for mismatched tokenizers, empty
-    inputs or an unusable matrix.
+    (:func:`ismtk.plm.predict.predicted_db`). ``judge`` realigns (TM-align) and reorders the reported hits
+    (:func:`judge_hits`). Raises :class:`InputError` for mismatched tokenizers, empty inputs, an unusable matrix,
+    3D columns asked of inputs without C-alpha coordinates, or a split search sorted by another column.
     """
     start = time.perf_counter()
     names = parse_columns(columns)
@@ -239,15 +253,78 @@ def search_to_m8(
     else:
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
-    if needs_alignment(names) != options.trace:
-        options = replace(options, trace=needs_alignment(names))
+    prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target))
+    trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
+    if trace != options.trace:
+        options = replace(options, trace=trace)
     searcher = Searcher(target_db, substitution, options)
     searcher.check_query(query_db)
+    hits = searcher.search(query_db)
+    if prob_fit is not None or judge != JudgeOptions() or needs_coordinates(names):
+        hits = judge_hits(hits, query_db, target_db, judge, prob_fit)
     keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs)
     with atomic_write(output, "w") as out, keys as keys:
-        hits = write_m8(out, searcher.search(query_db), query_db, target_db, names, keys)
-    return SearchRun(len(query_db), len(target_db), hits, time.perf_counter() - start, searcher.evd,
+        count = write_m8(out, hits, query_db, target_db, names, keys)
+    return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
                      searcher.evd_fitted)
+
+
+def check_judging(
+    columns: Sequence[str],
+    judge: JudgeOptions,
+    query: SequenceDB,
+    target: SequenceDB,
+    matrix: SubstitutionMatrix,
+    options: SearchOptions,
+    sources: tuple[object, object] = ("query", "target"),
+) -> ProbFit | None:
+    """Check that ``columns`` and ``judge`` can be computed for these inputs before anything is searched; returns
+    the probability fit when ``prob`` is asked for. ``sources`` name the query and target in messages."""
+    if judge.alignment_type not in ALIGNMENT_TYPES:
+        raise InputError(f"--alignment-type must be one of {', '.join(ALIGNMENT_TYPES)}, got {judge.alignment_type!r}")
+    if judge.sort_by is not None and judge.sort_by not in SORTABLE_COLUMNS:
+        raise InputError(f"cannot sort by {judge.sort_by!r}; numeric columns: {', '.join(SORTABLE_COLUMNS)}")
+    if judge.sort_by is not None and options.split is not None:
+        raise InputError("--sort-by cannot be used with --split: merge-hits joins the shards by score")
+    asked = [*columns, *([judge.sort_by] if judge.sort_by else [])]
+    spatial = sorted(set(asked) & set(COLUMNS_3D))
+    if judge.alignment_type == "tmalign":
+        spatial.append("--alignment-type tmalign")
+    for db, source in zip((query, target), sources, strict=True):
+        if spatial and db.ca is None:
+            name = source[0] if isinstance(source, (list, tuple)) and len(source) == 1 else source
+            raise InputError(
+                f"{name}: {', '.join(spatial)} need C-alpha coordinates, which this input does not carry (token FASTA, "
+                f"predicted tokens, or a database made before createdb stored them); give structure files, or remake "
+                f"the database with 'ismtk createdb STRUCTURES... DB'"
+            )
+    if PROB_COLUMN not in asked:
+        return None
+    return find_fit(matrix, options.gap_open, options.gap_extend, options.aa_weight)
+
+
+def judge_hits(
+    hits: Iterable[list[Hit]],
+    query: SequenceDB,
+    target: SequenceDB,
+    judge: JudgeOptions = JudgeOptions(),
+    prob_fit: ProbFit | None = None,
+) -> Iterator[list[JudgedHit]]:
+    """Each query's hits realigned with TM-align (``judge.alignment_type == "tmalign"``), given their homology
+    probability (with ``prob_fit``) and a cache for their 3D columns, and reordered by ``judge.sort_by``."""
+    for query_hits in hits:
+        if judge.alignment_type == "tmalign":
+            query_hits = [tmalign_hit(h, query, target) for h in query_hits]
+        probs = None
+        if prob_fit is not None:
+            lengths = [(query.offsets[h.query + 1] - query.offsets[h.query], target.offsets[h.target + 1]
+                        - target.offsets[h.target]) for h in query_hits]
+            probs = prob_fit.probability([h.score for h in query_hits], *np.array(lengths).reshape(-1, 2).T)
+        judged = [
+            JudgedHit.of(h, query, target, float(probs[k]) if probs is not None else float("nan"))
+            for k, h in enumerate(query_hits)
+        ]
+        yield sort_hits(judged, query, target, judge.sort_by) if judge.sort_by else judged
 
 
 def fit_matrix_evd(

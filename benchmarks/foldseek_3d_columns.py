@@ -1,0 +1,126 @@
+"""Foldseek's structural columns beside ismtk's, on Foldseek's own alignments.
+
+Runs ``foldseek easy-search STRUCTURES STRUCTURES`` (exhaustive, all hits) asking for the alignment and the columns
+``lddt,lddtfull,alntmscore,qtmscore,ttmscore,rmsd``, recomputes each with ismtk (:class:`ismtk.search.hit3d.
+HitGeometry`) on the same aligned pairs and the same structures, and prints per column the largest and the mean
+absolute difference, and how often ismtk's value is the larger. TM-align (tmtools) scoring the same fixed alignment
+is printed beside the TM-scores. The Foldseek binary is only called here, never by ismtk or its tests.
+
+Example::
+
+    python benchmarks/foldseek_3d_columns.py --foldseek $T/foldseek/foldseek tests/data/search
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tmtools
+
+from ismtk.search.hit3d import HitGeometry
+from ismtk.search.pairs import read_chains
+from ismtk.structure.read import find_structure_files
+
+FIELDS = "query,target,qstart,tstart,cigar,alnlen,lddt,lddtfull,alntmscore,qtmscore,ttmscore,rmsd"
+
+
+def aligned_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
+    i, j, pairs = qstart - 1, tstart - 1, []
+    for n, op in re.findall(r"(\d+)([MID])", cigar):
+        n = int(n)
+        if op == "M":
+            pairs += [(i + k, j + k) for k in range(n)]
+        i += n if op in "MI" else 0
+        j += n if op in "MD" else 0
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def fixed_alignment(pairs: np.ndarray, seq1: str, seq2: str) -> list[str]:
+    """Both sequences gapped so that exactly ``pairs`` share columns (tmtools' fixed-alignment input)."""
+    a, b, i, j = [], [], 0, 0
+    for p, q in pairs:
+        a += list(seq1[i:p]) + ["-"] * (q - j)
+        b += ["-"] * (p - i) + list(seq2[j:q])
+        a.append(seq1[p])
+        b.append(seq2[q])
+        i, j = p + 1, q + 1
+    return [
+        "".join(a + list(seq1[i:]) + ["-"] * (len(seq2) - j)),
+        "".join(b + ["-"] * (len(seq1) - i) + list(seq2[j:])),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("structures", help="folder of structure files, searched all-versus-all")
+    parser.add_argument("--foldseek", required=True, help="path of the foldseek binary")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    chains = read_chains(find_structure_files([args.structures]))
+    with tempfile.TemporaryDirectory() as tmp:
+        hits = Path(tmp) / "hits.m8"
+        subprocess.run(
+            [
+                args.foldseek,
+                "easy-search",
+                args.structures,
+                args.structures,
+                str(hits),
+                str(Path(tmp) / "t"),
+                "--exhaustive-search",
+                "1",
+                "-e",
+                "inf",
+                "--threads",
+                str(args.threads),
+                "--format-output",
+                FIELDS,
+                "-v",
+                "1",
+            ],
+            check=True,
+        )
+        rows = [line.rstrip("\n").split("\t") for line in hits.open()]
+    diffs: dict[str, list[float]] = {
+        c: []
+        for c in (
+            "lddt",
+            "lddtfull",
+            "alntmscore",
+            "qtmscore",
+            "ttmscore",
+            "rmsd",
+            "qtmscore vs TM-align",
+            "ttmscore vs TM-align",
+        )
+    }
+    for q, t, qstart, tstart, cigar, alnlen, lddt, full, aln, qtm, ttm, rmsd in rows:
+        (x, sx), (y, sy) = chains[q], chains[t]
+        pairs = aligned_pairs(int(qstart), int(tstart), cigar)
+        ours = HitGeometry(x.astype(np.float64), y.astype(np.float64), pairs, int(alnlen))
+        for column, theirs in (
+            ("lddt", lddt),
+            ("alntmscore", aln),
+            ("qtmscore", qtm),
+            ("ttmscore", ttm),
+            ("rmsd", rmsd),
+        ):
+            diffs[column].append(ours.value(column) - float(theirs))
+        diffs["lddtfull"] += list(ours.lddtfull - np.array(full.split(","), float))
+        fixed = tmtools.tm_align(x.astype(np.float64), y.astype(np.float64), sx, sy, fixed_alignment(pairs, sx, sy))
+        diffs["qtmscore vs TM-align"].append(ours.qtmscore - fixed.tm_norm_chain1)
+        diffs["ttmscore vs TM-align"].append(ours.ttmscore - fixed.tm_norm_chain2)
+    print(f"{len(rows)} Foldseek hits among {len(chains)} structures; ismtk minus Foldseek (or minus TM-align):")
+    print("| column | max abs difference | mean abs difference | ismtk larger |\n| --- | --- | --- | --- |")
+    for column, values in diffs.items():
+        d = np.array(values)
+        print(f"| {column} | {np.abs(d).max():.4f} | {np.abs(d).mean():.4f} | {(d > 1e-9).mean():.0%} |")
+
+
+if __name__ == "__main__":
+    main()
