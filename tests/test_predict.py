@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ismtk.cli import app
 from ismtk.errors import InputError
 from ismtk.plm.predict import resolve_model
+from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
 
 THREEDI = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -21,7 +22,7 @@ def export_folder(tmp_path_factory):
     rng = random.Random(0)
     records = [(f"p{i}", "".join(rng.choice(THREEDI) for _ in range(rng.randint(15, 25)))) for i in range(3)]
     targets = {name: "".join(rng.choice(THREEDI) for _ in seq) for name, seq in records}
-    folder = memorising_export(tmp_path_factory.mktemp("export"), records, targets, THREEDI, "3di")
+    folder = memorising_export(tmp_path_factory.mktemp("export"), records, targets, THREEDI, "3di", tokenizer="3di")
     return folder, records, targets
 
 
@@ -32,8 +33,8 @@ def test_predict_tokens_returns_the_trained_tokens_in_input_order(export_folder,
     out = tmp_path / "pred.fasta"
     result = CliRunner().invoke(app, ["predict-tokens", str(folder), str(fasta), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    lines = out.read_text().split()
-    assert lines == [x for n, _ in reversed(records) for x in (f">{n}", targets[n])]
+    written = [(r.name, header_tag(r.description, TOKENIZER_TAG), r.sequence) for r in read_fasta_records(out)]
+    assert written == [(n, "3di", targets[n]) for n, _ in reversed(records)]  # tagged as the training tokens were
 
 
 def test_missing_heads_and_unknown_stream(export_folder, tmp_path):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
+from ismtk.plm.tune_data import StreamSpec, load_tune_data
 from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
 from ismtk.sequence import read_fasta_records
 from ismtk.tokenizers import load_tokenizer
@@ -51,6 +52,15 @@ def test_encode_tags_every_record_and_search_reads_ism_tokens_by_their_tag(ism_f
     db = tmp_path / "db"
     _run("createdb", ism_fasta, db)
     assert json.loads((db / "ismtk-db.json").read_text())["tokenizer"] == identity
+
+
+def test_structure_tuning_keeps_the_tag_for_predict_tokens(ism_fasta, tmp_path):
+    """Heads trained on tagged tokens record their tokenizer, so predict-tokens tags its output the same way."""
+    aa = tmp_path / "aa.fasta"
+    _run("encode", *(SEARCH_DOMAINS / f"{name}.pdb.gz" for name in HOMOLOGS), "-o", tmp_path / "t.fasta",
+         "--tokenizer", "3di", "--aa-output", aa, "-t", "1")
+    data = load_tune_data(aa, [StreamSpec(ism_fasta, "ism")])
+    assert [s.tokenizer for s in data.streams] == [load_tokenizer("ism").identity]
 
 
 def test_mismatched_tokens_are_errors_that_name_the_fix(ism_fasta, tmp_path):

@@ -40,9 +40,11 @@ def memorising_export(
     stream: str,
     width: int = 48,
     min_accuracy: float = 1.0,
+    tokenizer: str | None = None,
 ):
     """An export folder (fair-esm backbone + heads.pt) whose head reproduces ``targets`` (at least
-    ``min_accuracy`` of the positions; exactly by default).
+    ``min_accuracy`` of the positions; exactly by default); ``tokenizer``: the identity the head's stream records
+    as the maker of its training tokens.
 
     The backbone is random (2 layers, ``width`` wide: enough features for the positions to be linearly
     separable); one linear head is fitted on its last-layer features until it memorises each record's
@@ -59,7 +61,7 @@ def memorising_export(
         hidden = esm2_representations(model, tokens, [2])[2]
     x = torch.cat([hidden[i, 1 : len(s) + 1] for i, (_, s) in enumerate(records)]).clone()
     y = torch.cat([torch.tensor([alphabet.index(c) + 1 for c in targets[n]]) for n, _ in records])
-    heads = TokenHeads(width, [StreamInfo(stream, alphabet)], layer=2)
+    heads = TokenHeads(width, [StreamInfo(stream, alphabet, tokenizer=tokenizer)], layer=2)
     opt = torch.optim.Adam(heads.parameters(), lr=0.05)
     for _ in range(1000):
         opt.zero_grad()

@@ -4,7 +4,7 @@ Class 0 is padding (never a target); token ``i`` of a stream's alphabet is class
 file written by :func:`save_heads` holds only tensors and plain values::
 
     {"format": "ismtk-token-heads", "version": 1, "embed_dim": D, "layer": L,
-     "streams": [{"name", "alphabet", "ignore", "weight"}, ...],
+     "streams": [{"name", "alphabet", "ignore", "weight", "tokenizer"}, ...],
      "state": {"<name>.weight": (K+1, D), "<name>.bias": (K+1,)}}
 
 ``alphabet`` is the symbol string of the stream (token FASTA letters), ``ignore`` the symbol of the
@@ -32,12 +32,14 @@ HEADS_FORMAT = "ismtk-token-heads"
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """What a head predicts: stream name, token alphabet, the excluded s* symbol, its loss weight."""
+    """What a head predicts: stream name, token alphabet, the excluded s* symbol, its loss weight, and the identity
+    of the tokenizer that made its training tokens when their FASTA named it (``3di``, ``ism:<12 hex>``)."""
 
     name: str
     alphabet: str
     ignore: str | None = None
     weight: float = 1.0
+    tokenizer: str | None = None
 
     @property
     def num_classes(self) -> int:

@@ -11,7 +11,7 @@ from ismtk.plm.embed import EmbedOptions, embed_sequences
 from ismtk.plm.esm import load_esm
 from ismtk.plm.heads import TokenHeads, load_heads
 from ismtk.search.db import SequenceDB
-from ismtk.sequence.fasta import FastaWriter
+from ismtk.sequence.fasta import TOKENIZER_TAG, FastaWriter
 from ismtk.sequence.protein import read_protein_fasta
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
@@ -93,14 +93,20 @@ def predict_tokens(
     loaded, heads = load_esm(spec), load_heads(heads_file)
     stream = _pick_stream(heads, stream)
     tokens = predict_records(loaded, heads, records, stream, options, device, on_batch)
+    made_by = next(s.tokenizer for s in heads.streams if s.name == stream)
+    tag = f"{TOKENIZER_TAG}={made_by}" if made_by is not None else ""
     with FastaWriter(out) as writer:
         for name, _ in records:
-            writer.write(name, tokens[name])
+            writer.write(name, tokens[name], tag)
     return PredictSummary(len(records), sum(len(s) for _, s in records), stream, notes + list(loaded.notes))
 
 
 def _stream_for(heads: TokenHeads, tokenizer: Tokenizer) -> str:
-    """The head predicting ``tokenizer``'s tokens: same name, else the same alphabet."""
+    """The head predicting ``tokenizer``'s tokens: trained on its tokens, else of the same name, else of the same
+    alphabet."""
+    for info in heads.streams:
+        if info.tokenizer == tokenizer.identity:
+            return info.name
     for info in heads.streams:
         if info.name == tokenizer.name:
             return info.name

@@ -193,7 +193,7 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
         extra = len(set(records) - set(names))
         if extra:
             notes.append(f"stream {spec.name}: {extra} records without an amino-acid sequence ignored")
-        infos.append(StreamInfo(spec.name, symbols, ignore_symbol, spec.weight))
+        infos.append(StreamInfo(spec.name, symbols, ignore_symbol, spec.weight, tag))
         all_tokens.append(columns)
     if problems:
         shown = "; ".join(problems[:10])
