@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ismtk.structure.read import find_structure_files
+from ismtk.structure.read import entry_name, find_structure_files
 
 __all__ = ["FoldseekRun", "entry_files", "run_foldseek"]
 
@@ -30,8 +30,9 @@ class FoldseekRun:
 
 
 def entry_files(inputs: Sequence[str | Path]) -> dict[str, Path]:
-    """``entry name -> structure file`` of folders/files (the name is the file name up to its first dot)."""
-    return {p.name.split(".")[0]: p for p in find_structure_files(inputs)}
+    """``entry name -> structure file`` of folders/files, named as ismtk names entries (``d1avo.1.pdb.gz`` ->
+    ``d1avo.1``)."""
+    return {entry_name(p): p for p in find_structure_files(inputs)}
 
 
 def _run(args: list[str]) -> float:
