@@ -62,15 +62,6 @@ def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -
     )
 
 
-def subset(db: SequenceDB, names: list[str]) -> SequenceDB:
-    index = {n: i for i, n in enumerate(db.names)}
-    return SequenceDB.from_records(
-        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names),
-        db.alphabet,
-        db.tokenizer,
-    )
-
-
 def rss() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -85,7 +76,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
     names = (
         [names[i] for i in np.random.default_rng(1).permutation(len(names))[:sample]] if sample < len(names) else names
     )
-    query = subset(db, names)
+    query = db.named(names)
     options = SearchOptions(
         trace=False, max_evalue=float("inf"), max_seqs=args.max_seqs, threads=args.threads, aa_weight=args.aa_weight
     )
@@ -95,7 +86,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
         start = time.perf_counter()
         searcher = Searcher(db, matrix, replace(options, exhaustive=mode == "exhaustive"))
         setup = time.perf_counter() - start
-        list(searcher.search(subset(db, names[:2])))  # load the kernels
+        list(searcher.search(db.named(names[:2])))  # load the kernels
         start = time.perf_counter()
         hits = list(searcher.search(query))
         seconds = time.perf_counter() - start

@@ -46,15 +46,6 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def subset(db: SequenceDB, names: list[str]) -> SequenceDB:
-    index = {n: i for i, n in enumerate(db.names)}
-    return SequenceDB.from_records(
-        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names),
-        db.alphabet,
-        db.tokenizer,
-    )
-
-
 def parasail_loop(queries: list[bytes], targets: list[bytes], pmatrix, reversed_too: bool) -> float:
     start = time.perf_counter()
     for q in queries:
@@ -115,7 +106,7 @@ def main() -> None:
     db, tokenizer = open_input([args.db])
     matrix = resolve_matrix(args.matrix, tokenizer)
     names = read_names(args.queries) if args.queries else db.names
-    queries, timed = subset(db, names), subset(db, names[: args.speed_queries])
+    queries, timed = db.named(names), db.named(names[: args.speed_queries])
     pairs = len(timed) * len(db)
     print(f"{len(db):,} targets ({db.residues:,} residues); {len(queries)} queries; {load()}")
     base = SearchOptions(trace=False, max_evalue=float("inf"), max_seqs=len(db), threads=1)
@@ -128,7 +119,7 @@ def main() -> None:
         for t in (1, args.threads)
     }
     for s in searchers.values():  # compile / load the kernels before timing
-        list(s.search(subset(db, names[:2])))
+        list(s.search(db.named(names[:2])))
 
     # 1. kernels on the same pairs
     pmatrix = matrix.to_parasail(db.alphabet.symbols)

@@ -245,16 +245,12 @@ def rank_by_search(
         wanted = list(query_db.names)
     else:
         wanted = list(db.names) if queries is None else list(queries)
-    index = {name: i for i, name in enumerate(db.names)}
-    missing = [q for q in wanted if q not in index]
+    known = set(db.names)
+    missing = [q for q in wanted if q not in known]
     if missing:
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
-        query_db = SequenceDB.from_records(
-            ((q, db.token_seq(index[q]), db.aa_seq(index[q]) if db.aa is not None else None) for q in wanted),
-            db.alphabet,
-            db.tokenizer,
-        )
+        query_db = db.named(wanted)
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
     searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options)
     ranked = {

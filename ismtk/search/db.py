@@ -26,7 +26,7 @@ Arrays are memory-mapped on load, so opening a database costs only reading its n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +100,14 @@ class SequenceDB:
         if self.aa is None:
             raise InputError("amino-acid search needs a database with amino acids")
         return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa, self.ca)
+
+    def named(self, names: Sequence[str]) -> SequenceDB:
+        """The entries called ``names``, in that order (:meth:`select`); :class:`InputError` lists missing ones."""
+        index = {name: i for i, name in enumerate(self.names)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise InputError(f"{len(missing)} names are not in the database, e.g. {', '.join(missing[:5])}")
+        return self.select([index[n] for n in names])
 
     def select(self, entries: list[int]) -> SequenceDB:
         """Entries ``entries`` (indices) only, in that order, with everything they carry."""

@@ -39,6 +39,17 @@ def test_database_round_trips_and_memory_maps(db, tmp_path):
         db.save(tmp_path / "file")
 
 
+def test_entries_by_name_keep_everything_they_carry(db):
+    names = [db.names[2], db.names[0]]
+    picked = db.named(names)
+    assert picked.names == names
+    assert [picked.token_seq(k).tolist() for k in range(2)] == [db.token_seq(i).tolist() for i in (2, 0)]
+    assert [picked.aa_seq(k) for k in range(2)] == [db.aa_seq(i) for i in (2, 0)]
+    assert np.array_equal(picked.ca_coords(0), db.ca_coords(2))
+    with pytest.raises(InputError, match="1 names are not in the database, e.g. nothere"):
+        db.named(["nothere"])
+
+
 def test_bad_inputs_give_clear_errors(tmp_path, db):
     fasta = tmp_path / "t.fasta"
     fasta.write_text(">a\nACDZZ\n")
