@@ -3,12 +3,14 @@
 Runs ``foldseek easy-search STRUCTURES STRUCTURES`` (exhaustive, all hits) asking for the alignment and the columns
 ``lddt,lddtfull,alntmscore,qtmscore,ttmscore,rmsd``, recomputes each with ismtk (:class:`ismtk.search.hit3d.
 HitGeometry`) on the same aligned pairs and the same structures, and prints per column the largest and the mean
-absolute difference, and how often ismtk's value is the larger. TM-align (tmtools) scoring the same fixed alignment
-is printed beside the TM-scores. The Foldseek binary is only called here, never by ismtk or its tests.
+absolute difference, how often ismtk's value is the larger, and how many differences are not numbers (Foldseek's
+value is ``nan``: it prints that for ``alntmscore`` of one-pair alignments). TM-align (tmtools) scoring the same
+fixed alignment is printed beside the TM-scores. The Foldseek binary is only called here, never by ismtk or its tests.
 
-Example::
+Example (the second on the first 50 bench domains, linked into one folder)::
 
     python benchmarks/foldseek_3d_columns.py --foldseek $T/foldseek/foldseek tests/data/search
+    python benchmarks/foldseek_3d_columns.py --foldseek $T/foldseek/foldseek bench50/
 """
 
 from __future__ import annotations
@@ -116,10 +118,15 @@ def main() -> None:
         diffs["qtmscore vs TM-align"].append(ours.qtmscore - fixed.tm_norm_chain1)
         diffs["ttmscore vs TM-align"].append(ours.ttmscore - fixed.tm_norm_chain2)
     print(f"{len(rows)} Foldseek hits among {len(chains)} structures; ismtk minus Foldseek (or minus TM-align):")
-    print("| column | max abs difference | mean abs difference | ismtk larger |\n| --- | --- | --- | --- |")
+    print("| column | max abs difference | mean abs difference | ismtk larger | not a number |")
+    print("| --- | --- | --- | --- | --- |")
     for column, values in diffs.items():
         d = np.array(values)
-        print(f"| {column} | {np.abs(d).max():.4f} | {np.abs(d).mean():.4f} | {(d > 1e-9).mean():.0%} |")
+        finite = d[np.isfinite(d)]  # Foldseek prints nan for some columns of one-pair alignments
+        print(
+            f"| {column} | {np.abs(finite).max():.4f} | {np.abs(finite).mean():.4f} | {(finite > 1e-9).mean():.0%} | "
+            f"{len(d) - len(finite)} |"
+        )
 
 
 if __name__ == "__main__":
