@@ -293,10 +293,11 @@ def check_judging(
     for db, source in zip((query, target), sources, strict=True):
         if spatial and db.ca is None:
             name = source[0] if isinstance(source, (list, tuple)) and len(source) == 1 else source
+            verb = "needs" if len(spatial) == 1 else "need"
             raise InputError(
-                f"{name}: {', '.join(spatial)} need C-alpha coordinates, which this input does not carry (token FASTA, "
-                f"predicted tokens, or a database made before createdb stored them); give structure files, or remake "
-                f"the database with 'ismtk createdb STRUCTURES... DB'"
+                f"{name}: {', '.join(spatial)} {verb} C-alpha coordinates, which this input does not carry (token "
+                f"FASTA, predicted tokens, or a database made before createdb stored them); give structure files, or "
+                f"remake the database with 'ismtk createdb STRUCTURES... DB'"
             )
     if PROB_COLUMN not in asked:
         return None

@@ -92,7 +92,7 @@ def test_default_output_is_unchanged_and_old_databases_still_search(db, old_db, 
         app, ["search", str(query), str(old_db), "-o", str(tmp_path / "x.m8"), "--format-output", "query,target,lddt"]
     )
     assert result.exit_code == EXIT_ERROR
-    assert "need C-alpha coordinates" in result.output and "ismtk createdb" in result.output
+    assert "lddt needs C-alpha coordinates" in result.output and "ismtk createdb" in result.output
     assert not (tmp_path / "x.m8").exists()
 
 
