@@ -235,10 +235,13 @@ def rank_by_search(
     """
     from ismtk.search.search import Searcher
     from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.search import open_input, resolve_matrix
+    from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_mode, score_tokenizers
 
+    mode, options = score_mode(mode, options)
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None)
+    tracks = score_tokenizers(options)
+    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None,
+                                  tracks=tracks)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
     if query_db is not None:
@@ -250,13 +253,10 @@ def rank_by_search(
     if missing:
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
-        query_db = SequenceDB.from_records(
-            ((q, db.token_seq(index[q]), db.aa_seq(index[q]) if db.aa is not None else None) for q in wanted),
-            db.alphabet,
-            db.tokenizer,
-        )
+        query_db = db.select([index[q] for q in wanted])
+    options, matrices = resolve_score(options, db, tracks)
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
-    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options)
+    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options, matrices=matrices)
     ranked = {
         wanted[k]: [db.names[h.target] for h in hits] for k, hits in enumerate(searcher.search(query_db))
     }
