@@ -233,7 +233,7 @@ def rank_by_search(
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
     (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
     """
-    from ismtk.search.search import Searcher
+    from ismtk.search.search import Searcher, with_aa_weight
     from ismtk.tokenizers import load_tokenizer
     from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_mode, score_tokenizers
 
@@ -254,7 +254,7 @@ def rank_by_search(
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
         query_db = db.select([index[q] for q in wanted])
-    options, matrices = resolve_score(options, db, tracks)
+    options, matrices = resolve_score(with_aa_weight(options, db, query_db), db, tracks)
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
     searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options, matrices=matrices)
     ranked = {

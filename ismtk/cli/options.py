@@ -27,7 +27,7 @@ from ismtk.cli import console
 from ismtk.errors import InputError
 from ismtk.search.combined import parse_score
 from ismtk.search.hit3d import ALIGNMENT_TYPES, AlignmentType, JudgeOptions
-from ismtk.search.search import SearchOptions
+from ismtk.search.search import DEFAULT_AA_WEIGHT, DEFAULT_OPTIONS, SearchOptions
 from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
 from ismtk.train.launch import Processes, Rendezvous, relaunch
@@ -84,7 +84,7 @@ PROCESSES = "Processes and devices"
 HIDDEN_ALIASES = {"--out": "--output", "--out-dir": "--output", "--model": "--nmr-model"}
 
 _READ = ReadOptions()
-_SEARCH = SearchOptions()
+_SEARCH = DEFAULT_OPTIONS
 
 # --- inputs ------------------------------------------------------------------------------------------------
 Inputs = Annotated[
@@ -205,10 +205,11 @@ class Alignment:
     ] = None
     mode: ModeOpt = DEFAULT_MODE
     aa_weight: Annotated[
-        float,
+        float | None,
         typer.Option("--aa-weight", min=0.0, rich_help_panel=SEARCH,
                      help="Add this weight x BLOSUM62 of the amino acids to the token score (Foldseek's 3Di+AA); "
-                     "0 = tokens alone. Needs amino acids on both sides (structures or databases, not token FASTA)."),
+                     "0 = tokens alone (the fastest). Needs amino acids on both sides (structures or databases, not "
+                     "token FASTA).", show_default=f"{DEFAULT_AA_WEIGHT:g} where both sides carry amino acids, else 0"),
     ] = _SEARCH.aa_weight
     score: Annotated[
         str | None,

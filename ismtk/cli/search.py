@@ -191,8 +191,8 @@ def _search(
     if run.evd_fitted and alignment.score:
         console.info(f"E-values of --score {alignment.score}: lambda {run.evd.lam:.4g}, K {run.evd.k:.4g} (fitted on "
                      "the target)")
-    elif run.evd_fitted and options.aa_weight > 0:
-        console.info(f"E-values of token + {options.aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, "
+    elif run.evd_fitted and run.aa_weight > 0:
+        console.info(f"E-values of token + {run.aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, "
                      f"K {run.evd.k:.4g} (fitted on the target)")
     elif run.evd_fitted:
         console.warn(

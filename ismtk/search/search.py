@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET
 
 __all__ = [
+    "DEFAULT_AA_WEIGHT",
+    "DEFAULT_OPTIONS",
     "DEFAULT_MAX_EVALUE",
     "DEFAULT_MAX_SEQS",
     "Hit",
@@ -34,6 +36,7 @@ __all__ = [
     "plain_aa_weight",
     "score_tracks",
     "shard",
+    "with_aa_weight",
 ]
 
 #: Hits with a larger E-value are not reported (Foldseek's ``-e`` default).
@@ -55,8 +58,10 @@ class SearchOptions:
     threads: int = 1
     trace: bool = True
     #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`;
-    #: the same as ``score=(("tokens", 1.0), ("aa", aa_weight))``.
-    aa_weight: float = 0.0
+    #: the same as ``score=(("tokens", 1.0), ("aa", aa_weight))``. ``None`` (the commands' default,
+    #: :data:`DEFAULT_OPTIONS`): :data:`DEFAULT_AA_WEIGHT` where both sides carry amino acids, else 0
+    #: (:func:`with_aa_weight`).
+    aa_weight: float | None = 0.0
     #: ``((track, weight), ...)``: the weighted tracks summed per column (``--score``, :func:`ismtk.search.combined.
     #: parse_score`); a track is ``tokens`` (the target's main tokens), ``aa`` or a tokenizer identity of another
     #: token track of the target. Empty: the main tokens alone, plus ``aa_weight`` x amino acids.
@@ -79,6 +84,25 @@ def parse_split(text: str) -> tuple[int, int]:
     if not 1 <= index <= count:
         raise InputError(f"--split takes I/N with 1 <= I <= N (shard I of N), got {text!r}")
     return index, count
+
+
+#: The weight of the amino acids in the commands' default score, tokens + 0.5 x BLOSUM62 where both sides carry
+#: amino acids (Foldseek's 3Di+AA): chosen on the matrix-training domains of scope40_dev; the default because it finds
+#: more homologs than tokens alone on the bench at 1.2x their search time (docs/benchmarks.md).
+DEFAULT_AA_WEIGHT = 0.5
+#: The commands' search defaults (``search``, ``easy-search``, ``benchmark scope40``).
+DEFAULT_OPTIONS = SearchOptions(aa_weight=None)
+
+
+def with_aa_weight(options: SearchOptions, target: SequenceDB, query: SequenceDB | None = None) -> SearchOptions:
+    """``options`` with ``aa_weight=None`` made a number: :data:`DEFAULT_AA_WEIGHT` when the target (and ``query``,
+    if given) carry amino acids, structure tokens are searched (not amino acids alone) and no ``score`` is given;
+    else 0 (tokens alone: token FASTA carry no amino acids)."""
+    if options.aa_weight is not None:
+        return options
+    sides = [target] if query is None else [target, query]
+    auto = not options.score and target.tokenizer != AA_TRACK and all(db.aa is not None for db in sides)
+    return replace(options, aa_weight=DEFAULT_AA_WEIGHT if auto else 0.0)
 
 
 def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
@@ -145,6 +169,7 @@ class Searcher:
             raise InputError(f"the composition-bias scale must be 0 (off) or positive, got {options.comp_bias}")
         if options.split is not None and not 1 <= options.split[0] <= options.split[1]:
             raise InputError(f"--split takes I/N with 1 <= I <= N, got {options.split[0]}/{options.split[1]}")
+        options = with_aa_weight(options, target)
         if options.aa_weight < 0:
             raise InputError(f"--aa-weight must be 0 (off) or positive, got {options.aa_weight}")
         self.target = target

@@ -50,7 +50,7 @@ from ismtk.search.m8 import (
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.merge import shard_keys
 from ismtk.search.prob import ProbFit, find_fit
-from ismtk.search.search import Hit, Searcher, SearchOptions, plain_aa_weight, score_tracks
+from ismtk.search.search import Hit, Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
@@ -226,7 +226,7 @@ def score_mode(mode: Mode, options: SearchOptions) -> tuple[Mode, SearchOptions]
     :class:`InputError` when ``--mode aa`` comes with another score."""
     if options.score == ((AA_TRACK, 1.0),):
         return "aa", replace(options, score=())
-    if mode == "aa" and (options.score or options.aa_weight > 0):
+    if mode == "aa" and (options.score or (options.aa_weight or 0) > 0):
         raise InputError("adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
                          "(which is --score aa)")
     return mode, options
@@ -265,6 +265,8 @@ class SearchRun:
     seconds: float
     evd: EvdParams
     evd_fitted: bool
+    #: The weight of the amino acids searched (0: none; the default resolved, see :func:`with_aa_weight`).
+    aa_weight: float = 0.0
 
 
 def search_to_m8(
@@ -313,7 +315,7 @@ def search_to_m8(
     else:
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
-    options, matrices = resolve_score(options, target_db, tracks)
+    options, matrices = resolve_score(with_aa_weight(options, target_db, query_db), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target))
     trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
     if trace != options.trace:
@@ -327,7 +329,7 @@ def search_to_m8(
     with atomic_write(output, "w") as out, keys as keys:
         count = write_m8(out, hits, query_db, target_db, names, keys)
     return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
-                     searcher.evd_fitted)
+                     searcher.evd_fitted, searcher.options.aa_weight)
 
 
 def check_judging(

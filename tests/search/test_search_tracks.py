@@ -184,3 +184,25 @@ def test_scope40_ranking_takes_a_score(tracks_db):
     base = SearchOptions(threads=1)
     ranked, names = rank_by_search([tracks_db], options=replace(base, score=parse_score("3di:1,ism:0.3,aa:0.5")))
     assert set(ranked) == set(names) and all(ranked[q][0] == q for q in names)
+
+
+def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp_path):
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "default.m8", *EVERYTHING)
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "aa.m8", "--aa-weight", "0.5", *EVERYTHING)
+    assert (tmp_path / "default.m8").read_text() == (tmp_path / "aa.m8").read_text()
+    # token FASTA carry no amino acids: the default is tokens alone there, as --score 3di (the fast mode)
+    db = SequenceDB.load(tracks_db)
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text("".join(f">{n}\n{db.alphabet.decode(db.token_seq(i))}\n" for i, n in enumerate(db.names)))
+    _run("search", fasta, tracks_db, "-o", tmp_path / "fasta.m8", *EVERYTHING)
+    _run("search", fasta, tracks_db, "-o", tmp_path / "tokens.m8", "--score", "3di", *EVERYTHING)
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "db_tokens.m8", "--aa-weight", "0", *EVERYTHING)
+    tokens = (tmp_path / "tokens.m8").read_text()
+    assert (tmp_path / "fasta.m8").read_text() == tokens
+    # the same hits, ranges and scores as the database queries searched by tokens alone (fident and mismatch count
+    # amino acids where both sides carry them)
+    def kept(path):
+        rows = [line.split("\t") for line in path.read_text().splitlines()]
+        return [[c for k, c in enumerate(row) if k not in (2, 4)] for row in rows]
+
+    assert kept(tmp_path / "tokens.m8") == kept(tmp_path / "db_tokens.m8")
