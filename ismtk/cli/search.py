@@ -128,8 +128,13 @@ def search(
     """Search queries against a target with Smith-Waterman over structure tokens; hits as a Foldseek-style .m8.
 
     The target's tokenizer (named by a database or token FASTA, else --tokenizer) reads or encodes the queries and picks
-    the default matrix. Scores are corrected by the reversed-query score; E-values come from the matrix header's fitted
-    extreme-value parameters (fitted on the target when the header has none).
+    the default matrix. Each column scores tokens + 0.5 x BLOSUM62 of the amino acids where both sides carry them
+    (3Di+AA; tokens alone for token FASTA, or with --score 3di, the fastest); --score sums any weighted tracks. Scores
+    are corrected by the reversed-query score; E-values come from the matrix header for tokens alone, and are fitted on
+    the target for other scores.
+
+    Tokens, ISM tokens and amino acids: ismtk createdb structs/ db/ --tracks 3di,ism; ismtk search q.pdb db/ -o hits.m8
+    --score 3di:1,ism:1,aa:0.5
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 

@@ -97,11 +97,13 @@ DEFAULT_OPTIONS = SearchOptions(aa_weight=None)
 def with_aa_weight(options: SearchOptions, target: SequenceDB, query: SequenceDB | None = None) -> SearchOptions:
     """``options`` with ``aa_weight=None`` made a number: :data:`DEFAULT_AA_WEIGHT` when the target (and ``query``,
     if given) carry amino acids, structure tokens are searched (not amino acids alone) and no ``score`` is given;
-    else 0 (tokens alone: token FASTA carry no amino acids)."""
+    else 0, tokens alone (token FASTA carry no amino acids). Also 0 for a target of one entry: the E-value statistics
+    of the combined score are fitted on pairs of target entries, and tokens alone have them in the matrix header."""
     if options.aa_weight is not None:
         return options
     sides = [target] if query is None else [target, query]
-    auto = not options.score and target.tokenizer != AA_TRACK and all(db.aa is not None for db in sides)
+    auto = (not options.score and target.tokenizer != AA_TRACK and len(target) >= 2
+            and all(db.aa is not None for db in sides))
     return replace(options, aa_weight=DEFAULT_AA_WEIGHT if auto else 0.0)
 
 

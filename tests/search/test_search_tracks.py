@@ -16,7 +16,7 @@ from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import fit_evd
 from ismtk.search.matrix import load_matrix
-from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_tracks
+from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
 from ismtk.tokenizers import load_tokenizer
@@ -192,6 +192,9 @@ def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp
     assert (tmp_path / "default.m8").read_text() == (tmp_path / "aa.m8").read_text()
     # token FASTA carry no amino acids: the default is tokens alone there, as --score 3di (the fast mode)
     db = SequenceDB.load(tracks_db)
+    auto = SearchOptions(aa_weight=None)
+    assert with_aa_weight(auto, db).aa_weight == 0.5 and with_aa_weight(auto, db.select([0])).aa_weight == 0
+    assert with_aa_weight(auto, db, replace(db, aa=None)).aa_weight == 0
     fasta = tmp_path / "q.fasta"
     fasta.write_text("".join(f">{n}\n{db.alphabet.decode(db.token_seq(i))}\n" for i, n in enumerate(db.names)))
     _run("search", fasta, tracks_db, "-o", tmp_path / "fasta.m8", *EVERYTHING)
