@@ -110,9 +110,10 @@ def with_aa_weight(options: SearchOptions, target: SequenceDB, query: SequenceDB
 def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
     """The weighted tracks of a search: ``options.score``, else the main tokens (plus ``aa_weight`` x amino acids);
     a track named ``main`` (the target's tokenizer identity) is written ``tokens``."""
-    if options.score and options.aa_weight > 0:
+    aa_weight = options.aa_weight or 0.0  # None (not yet resolved, see with_aa_weight): none
+    if options.score and aa_weight > 0:
         raise InputError("give --score or --aa-weight, not both (--aa-weight W is --score TOKENIZER:1,aa:W)")
-    score = options.score or ((MAIN_TRACK, 1.0), *(((AA_TRACK, options.aa_weight),) if options.aa_weight > 0 else ()))
+    score = options.score or ((MAIN_TRACK, 1.0), *(((AA_TRACK, aa_weight),) if aa_weight > 0 else ()))
     return tuple((MAIN_TRACK if name == main else name, weight) for name, weight in score)
 
 
@@ -179,8 +180,10 @@ class Searcher:
         self.score = score_tracks(options, target.tokenizer)
         names = [name for name, _ in self.score]
         if target.tokenizer == AA_TRACK and len(names) > 1:
-            raise InputError("adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
-                         "(which is --score aa)")
+            raise InputError(
+                "adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
+                "(which is --score aa)"
+            )
         symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
         if self.score == ((MAIN_TRACK, 1.0),):
