@@ -233,12 +233,15 @@ def rank_by_search(
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
     (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
     """
-    from ismtk.search.search import Searcher
+    from ismtk.search.search import Searcher, with_aa_weight
     from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.search import open_input, resolve_matrix
+    from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_mode, score_tokenizers
 
+    mode, options = score_mode(mode, options)
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None)
+    tracks = score_tokenizers(options)
+    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None,
+                                  tracks=tracks)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
     if query_db is not None:
@@ -251,8 +254,9 @@ def rank_by_search(
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
         query_db = db.named(wanted)
+    options, matrices = resolve_score(with_aa_weight(options, db, query_db), db, tracks)
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
-    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options)
+    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options, matrices=matrices)
     ranked = {
         wanted[k]: [db.names[h.target] for h in hits] for k, hits in enumerate(searcher.search(query_db))
     }

@@ -25,8 +25,9 @@ from typer.core import TyperCommand, TyperOption
 
 from ismtk.cli import console
 from ismtk.errors import InputError
+from ismtk.search.combined import parse_score
 from ismtk.search.hit3d import ALIGNMENT_TYPES, AlignmentType, JudgeOptions
-from ismtk.search.search import SearchOptions
+from ismtk.search.search import DEFAULT_AA_WEIGHT, DEFAULT_OPTIONS, SearchOptions
 from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
 from ismtk.train.launch import Processes, Rendezvous, relaunch
@@ -83,7 +84,7 @@ PROCESSES = "Processes and devices"
 HIDDEN_ALIASES = {"--out": "--output", "--out-dir": "--output", "--model": "--nmr-model"}
 
 _READ = ReadOptions()
-_SEARCH = SearchOptions()
+_SEARCH = DEFAULT_OPTIONS
 
 # --- inputs ------------------------------------------------------------------------------------------------
 Inputs = Annotated[
@@ -204,11 +205,21 @@ class Alignment:
     ] = None
     mode: ModeOpt = DEFAULT_MODE
     aa_weight: Annotated[
-        float,
+        float | None,
         typer.Option("--aa-weight", min=0.0, rich_help_panel=SEARCH,
                      help="Add this weight x BLOSUM62 of the amino acids to the token score (Foldseek's 3Di+AA); "
-                     "0 = tokens alone. Needs amino acids on both sides (structures or databases, not token FASTA)."),
+                     "0 = tokens alone (the fastest). Needs amino acids on both sides (structures or databases, not "
+                     "token FASTA).", show_default=f"{DEFAULT_AA_WEIGHT:g} where both sides carry amino acids, else 0"),
     ] = _SEARCH.aa_weight
+    score: Annotated[
+        str | None,
+        typer.Option("--score", rich_help_panel=SEARCH,
+                     help="Weighted tracks summed per column, TRACK:WEIGHT,... (e.g. 3di:1,ism:0.3,aa:0.5); a track "
+                     "is a tokenizer (3di, ism, an ISM folder) or aa. Every track must be on both sides (structures, "
+                     "or databases made with createdb --tracks). --aa-weight W is TOKENIZER:1,aa:W; --mode aa is aa. "
+                     "--matrix scores the database's own tokenizer's track.",
+                     show_default="the tokenizer's tokens alone (plus --aa-weight)"),
+    ] = None
     gap_open: GapOpen = _SEARCH.gap_open
     gap_extend: GapExtend = _SEARCH.gap_extend
     exhaustive: Annotated[
@@ -225,8 +236,10 @@ class Alignment:
     def search_options(self, threads: int, hits: HitFilter | None = None) -> SearchOptions:
         """The library's options (``hits``: the E-value and count limits, else the library's)."""
         limits = {"max_evalue": hits.evalue, "max_seqs": hits.max_seqs, "split": hits.shard()} if hits else {}
+        score = parse_score(self.score) if self.score is not None else ()
         return SearchOptions(gap_open=self.gap_open, gap_extend=self.gap_extend, exhaustive=self.exhaustive,
-                             max_candidates=self.max_candidates, threads=threads, aa_weight=self.aa_weight, **limits)
+                             max_candidates=self.max_candidates, threads=threads, aa_weight=self.aa_weight,
+                             score=score, **limits)
 
 
 @dataclass(frozen=True)

@@ -59,20 +59,33 @@ class _Skips:
             raise typer.Exit(console.EXIT_SKIPPED)
 
 
+Tracks = Annotated[
+    str | None,
+    typer.Option(
+        "--tracks", rich_help_panel=INPUT, show_default="--tokenizer's alone",
+        help="Token tracks to store, comma-separated tokenizers (3di, ism, ISM folders), for search --score; the "
+        "first (or --tokenizer) is the database's main one. Amino acids are always stored from structures.",
+    ),
+]
+
+
 @with_option_groups
 def createdb(
     inputs: Annotated[
         list[Path], typer.Argument(help="Structure files/folders or token FASTA files, then the DB folder.")
     ],
     tokenizer: TokenizerOpt = None,
+    tracks: Tracks = None,
     reading: StructureInput = StructureInput(),
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Encode structures once (or read token FASTA) into a search database folder (format: docs/search.md).
 
-    The database names its tokenizer (3di, or ism:... for ISM tokens) by an identity that does not depend on
-    where the tokenizer lies. Missing or unreadable files, unusable chains, FASTA records without a sequence and
+    The database names its tokenizers (3di, or ism:... for ISM tokens) by identities that do not depend on
+    where a tokenizer lies. Missing or unreadable files, unusable chains, FASTA records without a sequence and
     entries whose name an earlier entry has are reported one line each and left out; the exit status is 3 then.
+
+    Several token tracks, for search --score 3di:1,ism:0.3,aa:0.5: ismtk createdb structs/ db/ --tracks 3di,ism
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
@@ -86,10 +99,14 @@ def createdb(
         raise InputError(f"{target} exists and is not an ismtk database; give a new folder for the database")
     check_output(target)
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
+    stored = [load_tokenizer(name.strip()) for name in tracks.split(",")] if tracks else []
     skips = _Skips()
-    db, _ = open_input(sources, chosen, reading.read_options(), threads, skips)
+    db, _ = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
+                       tracks=stored)
+    if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
+        raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
     db.save(target)
-    console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {db.tokenizer}) -> {target}")
+    console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")
     skips.finish()
 
 
@@ -111,8 +128,13 @@ def search(
     """Search queries against a target with Smith-Waterman over structure tokens; hits as a Foldseek-style .m8.
 
     The target's tokenizer (named by a database or token FASTA, else --tokenizer) reads or encodes the queries and picks
-    the default matrix. Scores are corrected by the reversed-query score; E-values come from the matrix header's fitted
-    extreme-value parameters (fitted on the target when the header has none).
+    the default matrix. Each column scores tokens + 0.5 x BLOSUM62 of the amino acids where both sides carry them
+    (3Di+AA; tokens alone for token FASTA, or with --score 3di, the fastest); --score sums any weighted tracks. Scores
+    are corrected by the reversed-query score; E-values come from the matrix header for tokens alone, and are fitted on
+    the target for other scores.
+
+    Tokens, ISM tokens and amino acids: ismtk createdb structs/ db/ --tracks 3di,ism; ismtk search q.pdb db/ -o hits.m8
+    --score 3di:1,ism:1,aa:0.5
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 
@@ -171,8 +193,11 @@ def _search(
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
                      f"database or store parameters with 'ismtk fit-evalue' (E-values only, the ranking is unaffected)")
-    if run.evd_fitted and options.aa_weight > 0:
-        console.info(f"E-values of token + {options.aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, "
+    if run.evd_fitted and alignment.score:
+        console.info(f"E-values of --score {alignment.score}: lambda {run.evd.lam:.4g}, K {run.evd.k:.4g} (fitted on "
+                     "the target)")
+    elif run.evd_fitted and run.aa_weight > 0:
+        console.info(f"E-values of token + {run.aa_weight:g} x amino-acid scores: lambda {run.evd.lam:.4g}, "
                      f"K {run.evd.k:.4g} (fitted on the target)")
     elif run.evd_fitted:
         console.warn(

@@ -1,4 +1,5 @@
-"""Aligners over several tracks of a database: structure tokens and amino acids in one score (Foldseek's 3Di+AA).
+"""Aligners over several tracks of a database: structure tokens of one or more tokenizers and amino acids in one
+score (Foldseek's 3Di+AA; ``--score 3di:1,ism:0.3,aa:0.5``).
 
 Aligning query residue ``i`` with target residue ``j`` scores ``S_tok(q_i, t_j) + rint(w * S_aa(a_i, b_j))``: the
 token matrix plus the amino-acid matrix (BLOSUM62 by default; half-bits, like the learned token matrices) weighted
@@ -11,41 +12,73 @@ the combined score.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Alignment, alignment_from_runs, check_gaps
-from ismtk.search.db import SequenceDB
+from ismtk.search.db import AA_TRACK, SequenceDB
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
 
-__all__ = ["TRACKS", "CombinedAligner", "TrackAligner", "track_codes"]
+__all__ = ["MAIN_TRACK", "TRACKS", "CombinedAligner", "TrackAligner", "parse_score", "track_codes"]
 
-#: Tracks a database holds today: its structure tokens and (when made from structures) its amino acids.
-TRACKS = ("tokens", "aa")
+#: The name of a database's main token track (its ``tokenizer``'s tokens) among the tracks of a score.
+MAIN_TRACK = "tokens"
+#: The tracks of 3Di+AA-style scores: the main structure tokens and the amino acids.
+TRACKS = (MAIN_TRACK, AA_TRACK)
 _OPS = "MID"
+
+
+def parse_score(text: str) -> tuple[tuple[str, float], ...]:
+    """``--score`` text as ``((track, weight), ...)``: comma-separated ``TRACK[:WEIGHT]`` (weight 1 when left out),
+    each track once, weights positive. A track is ``aa`` (the amino acids) or a tokenizer (``3di``, ``ism``, an
+    identity or an ISM folder), resolved by the caller.
+
+    >>> parse_score("3di:1,ism:0.3,aa:0.5")
+    (('3di', 1.0), ('ism', 0.3), ('aa', 0.5))
+    """
+    score = []
+    for part in text.split(","):
+        part = part.strip()
+        name, sep, weight = part.rpartition(":")
+        if not sep or _IDENTITY.fullmatch(part):  # no weight (an ISM identity ism:HEX has a colon of its own)
+            name, weight = part, "1"
+        try:
+            value = float(weight)
+        except ValueError:
+            value = float("nan")
+        if not name or not 0 < value < float("inf"):
+            raise InputError(f"--score takes TRACK:WEIGHT,... with positive weights (e.g. 3di:1,aa:0.5), got {text!r}")
+        if name in (n for n, _ in score):
+            raise InputError(f"--score names track {name} twice: {text!r}")
+        score.append((name, value))
+    return tuple(score)
+
+
+#: A tokenizer identity with a checksum (``ism:`` and 12 hex digits), see :mod:`ismtk.tokenizers`.
+_IDENTITY = re.compile(r"[a-z0-9]+:[0-9a-f]{12}")
 
 
 def track_codes(db: SequenceDB, tracks: Sequence[str], entry: int | None = None) -> np.ndarray:
     """``(T, R) uint8`` symbol codes of every residue of ``db`` (or of one ``entry``, ``(T, n)``), one row per named
-    track (see :data:`TRACKS`)."""
+    track: ``tokens`` (the main token track), ``aa``, or a tokenizer identity of another token track."""
     span = slice(None) if entry is None else slice(db.offsets[entry], db.offsets[entry + 1])
     rows = []
     for name in tracks:
-        if name == "tokens":
-            rows.append(np.asarray(db.tokens[span], dtype=np.uint8))
-        elif name == "aa":
+        if name == AA_TRACK:
             if db.aa is None:
                 raise InputError(
-                    "scoring with amino acids (--aa-weight) needs them on both sides: give structures or a database "
-                    "made from structures, not token FASTA"
+                    "scoring with amino acids (aa in --score, or --aa-weight) needs them on both sides: give "
+                    "structures or a database made from structures, not token FASTA"
                 )
             rows.append(aa_indices(np.asarray(db.aa[span])))
         else:
-            raise InputError(f"unknown track {name!r}; choose from {', '.join(TRACKS)}")
+            values = db.tokens if name == MAIN_TRACK else db.track(name).tokens
+            rows.append(np.asarray(values[span], dtype=np.uint8))
     return np.ascontiguousarray(rows[0][None, :]) if len(rows) == 1 else np.stack(rows)
 
 

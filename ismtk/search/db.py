@@ -10,6 +10,10 @@ On-disk format (``ismtk createdb``): a folder holding
 * ``names.txt``: the N entry names, one per line;
 * ``offsets.npy``: ``(N + 1,) int64``, entry ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``;
 * ``tokens.npy``: ``(R,) uint8`` token indices into the alphabet, all entries concatenated;
+* ``tokens.K.npy`` (K = 1, 2, ...; when the header lists ``"tracks"``): more token tracks of the same residues,
+  ``(R,) uint8`` like ``tokens.npy``; ``"tracks"`` is a list of ``{"tokenizer": IDENTITY, "alphabet": SYMBOLS}``,
+  the K-th entry describing ``tokens.K.npy`` (``createdb --tracks 3di,ism``). Databases without the key hold
+  one token track;
 * ``aa.npy`` (when ``amino_acids``): ``(R,) uint8`` ASCII amino-acid letters aligned with ``tokens``;
 * ``ca.npy`` and ``ca_frames.npy`` (when ``"ca": true``; databases made from structures): C-alpha coordinates
   aligned with ``tokens``, ``(R, 3) int16`` on a per-entry grid, and ``(N, 4) float32`` each entry's grid centre
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +42,27 @@ from ismtk.search.ca import CaCoords
 from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
 
 __all__ = [
+    "AA_TRACK",
     "DB_FORMAT",
     "DB_VERSION",
     "SequenceDB",
+    "TokenTrack",
     "is_db",
 ]
 
 DB_FORMAT = "ismtk-db"
 DB_VERSION = 1
 _HEADER = "ismtk-db.json"
+#: The name of the amino-acid track (every other track is named by its tokenizer's identity).
+AA_TRACK = "aa"
+
+
+@dataclass(frozen=True)
+class TokenTrack:
+    """One more token track of a database: ``tokens`` ``(R,) uint8`` indices into ``alphabet``, one per residue."""
+
+    alphabet: Alphabet
+    tokens: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,8 @@ class SequenceDB:
 
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
     ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids);
-    ``ca`` the C-alpha coordinates or ``None``.
+    ``ca`` the C-alpha coordinates or ``None``; ``tracks`` more token tracks of the same residues by their
+    tokenizer's identity (see :meth:`with_tracks`).
     """
 
     names: list[str]
@@ -65,6 +82,7 @@ class SequenceDB:
     tokenizer: str
     aa: np.ndarray | None = None
     ca: CaCoords | None = None
+    tracks: dict[str, TokenTrack] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -95,6 +113,45 @@ class SequenceDB:
             )
         return self.ca.entry(i, int(self.offsets[i]), int(self.offsets[i + 1]))
 
+    @property
+    def track_names(self) -> list[str]:
+        """The tracks this database holds: its tokenizer's identity, the other token tracks', then ``aa``."""
+        return [self.tokenizer, *self.tracks, *([AA_TRACK] if self.aa is not None else [])]
+
+    def track(self, name: str) -> TokenTrack:
+        """The token track made by tokenizer identity ``name`` (the main one or another); :class:`InputError`
+        naming the tracks held otherwise."""
+        if name == self.tokenizer:
+            return TokenTrack(self.alphabet, self.tokens)
+        if name in self.tracks:
+            return self.tracks[name]
+        raise InputError(
+            f"no {name} track in this input (it holds {', '.join(self.track_names)}); make the database with "
+            f"'ismtk createdb STRUCTURES... DB --tracks {self.tokenizer},{name}', or give structure files"
+        )
+
+    def with_tracks(self, others: Iterable[SequenceDB]) -> tuple[SequenceDB, list[str]]:
+        """This database with the main token track of each of ``others`` (the same structures encoded by other
+        tokenizers) added as a track, joined by entry name. Returns it and the names of the entries left out
+        because another database lacks them. :class:`InputError` if an entry's lengths disagree."""
+        others = [o for o in others if o.tokenizer != self.tokenizer]
+        held = [set(o.names) for o in others]
+        keep = [i for i, name in enumerate(self.names) if all(name in names for names in held)]
+        kept = set(keep)
+        left_out = [name for i, name in enumerate(self.names) if i not in kept]
+        joined = self.select(keep) if len(keep) < len(self) else self
+        tracks = dict(joined.tracks)
+        for other in others:
+            index = {name: i for i, name in enumerate(other.names)}
+            order = [index[name] for name in joined.names]
+            picked = other.select(order)
+            if not np.array_equal(picked.lengths(), joined.lengths()):
+                bad = joined.names[int(np.flatnonzero(picked.lengths() != joined.lengths())[0])]
+                raise InputError(f"entry {bad}: {other.tokenizer} and {self.tokenizer} tokens differ in length")
+            tracks[other.tokenizer] = TokenTrack(other.alphabet, np.asarray(picked.tokens))
+        return SequenceDB(joined.names, joined.offsets, joined.tokens, joined.alphabet, joined.tokenizer, joined.aa,
+                          joined.ca, tracks), left_out
+
     def as_amino_acids(self) -> SequenceDB:
         """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""
         if self.aa is None:
@@ -120,8 +177,9 @@ class SequenceDB:
         rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in ids])
         aa = None if self.aa is None else np.asarray(self.aa[rows])
         ca = None if self.ca is None else self.ca.select(ids, self.offsets)
+        tracks = {name: TokenTrack(t.alphabet, np.asarray(t.tokens[rows])) for name, t in self.tracks.items()}
         return SequenceDB([self.names[i] for i in ids], offsets, np.asarray(self.tokens[rows]), self.alphabet,
-                          self.tokenizer, aa, ca)
+                          self.tokenizer, aa, ca, tracks)
 
     @classmethod
     def from_records(
@@ -189,6 +247,8 @@ class SequenceDB:
             (tmp / "names.txt").write_text("".join(f"{n}\n" for n in self.names))
             np.save(tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
             np.save(tmp / "tokens.npy", np.asarray(self.tokens, dtype=np.uint8))
+            for k, track in enumerate(self.tracks.values(), 1):
+                np.save(tmp / f"tokens.{k}.npy", np.asarray(track.tokens, dtype=np.uint8))
             if self.aa is not None:
                 np.save(tmp / "aa.npy", np.asarray(self.aa, dtype=np.uint8))
             if self.ca is not None:
@@ -199,6 +259,8 @@ class SequenceDB:
                 "alphabet": self.alphabet.symbols, "entries": len(self), "residues": self.residues,
                 "amino_acids": self.aa is not None, "ca": self.ca is not None,
             }
+            if self.tracks:
+                header["tracks"] = [{"tokenizer": n, "alphabet": t.alphabet.symbols} for n, t in self.tracks.items()]
             (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
 
     @classmethod
@@ -221,6 +283,7 @@ class SequenceDB:
         try:
             entries, amino_acids = int(header["entries"]), bool(header["amino_acids"])
             alphabet = Alphabet(str(header["alphabet"]))
+            described = [(str(t["tokenizer"]), Alphabet(str(t["alphabet"]))) for t in header.get("tracks", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path / _HEADER}: incomplete header ({exc}); make the database again with createdb"
                              ) from exc
@@ -231,6 +294,13 @@ class SequenceDB:
         offsets = _load_array(path / "offsets.npy", np.int64, 1)
         tokens = _load_array(path / "tokens.npy", np.uint8, 1, mmap=True)
         aa = _load_array(path / "aa.npy", np.uint8, 1, mmap=True) if amino_acids else None
+        tracks = {}
+        for k, (name, track_alphabet) in enumerate(described, 1):
+            values = _load_array(path / f"tokens.{k}.npy", np.uint8, 1, mmap=True)
+            if len(values) != len(tokens) or (len(values) and int(values.max()) >= len(track_alphabet)):
+                raise InputError(f"{path / f'tokens.{k}.npy'}: disagrees with tokens.npy or its alphabet (damaged?); "
+                                 "make the database again with createdb")
+            tracks[name] = TokenTrack(track_alphabet, values)
         ca = None
         if header.get("ca", False):
             ca = CaCoords(_load_array(path / "ca.npy", np.int16, 2, mmap=True),
@@ -255,7 +325,7 @@ class SequenceDB:
             empty = names[int(np.flatnonzero(lengths == 0)[0])]
             raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "
                              "again with createdb, which leaves such entries out")
-        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca)
+        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca, tracks)
 
 
 def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.ndarray:

@@ -8,22 +8,36 @@ amino-acid term.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner, Alignment
-from ismtk.search.combined import CombinedAligner, TrackAligner
-from ismtk.search.db import SequenceDB
+from ismtk.search.combined import MAIN_TRACK, TrackAligner
+from ismtk.search.db import AA_TRACK, SequenceDB
 from ismtk.search.evalue import bit_score, evalue, fit_evd
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, KmerPrefilter, PrefilterSettings
 from ismtk.search.tracks import ScoreTracks
+from ismtk.sequence import AA_ALPHABET
 
-__all__ = ["DEFAULT_MAX_EVALUE", "DEFAULT_MAX_SEQS", "Hit", "SearchOptions", "Searcher", "parse_split", "shard"]
+__all__ = [
+    "DEFAULT_AA_WEIGHT",
+    "DEFAULT_OPTIONS",
+    "DEFAULT_MAX_EVALUE",
+    "DEFAULT_MAX_SEQS",
+    "Hit",
+    "SearchOptions",
+    "Searcher",
+    "parse_split",
+    "plain_aa_weight",
+    "score_tracks",
+    "shard",
+    "with_aa_weight",
+]
 
 #: Hits with a larger E-value are not reported (Foldseek's ``-e`` default).
 DEFAULT_MAX_EVALUE = 10.0
@@ -43,8 +57,15 @@ class SearchOptions:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     threads: int = 1
     trace: bool = True
-    #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`.
-    aa_weight: float = 0.0
+    #: Weight of the amino-acid matrix added to the token score (0: tokens alone), see :mod:`ismtk.search.combined`;
+    #: the same as ``score=(("tokens", 1.0), ("aa", aa_weight))``. ``None`` (the commands' default,
+    #: :data:`DEFAULT_OPTIONS`): :data:`DEFAULT_AA_WEIGHT` where both sides carry amino acids, else 0
+    #: (:func:`with_aa_weight`).
+    aa_weight: float | None = 0.0
+    #: ``((track, weight), ...)``: the weighted tracks summed per column (``--score``, :func:`ismtk.search.combined.
+    #: parse_score`); a track is ``tokens`` (the target's main tokens), ``aa`` or a tokenizer identity of another
+    #: token track of the target. Empty: the main tokens alone, plus ``aa_weight`` x amino acids.
+    score: tuple[tuple[str, float], ...] = ()
     #: Prefilter k-mer length, similar-k-mer threshold, segment minimum (:mod:`ismtk.search.prefilter`).
     prefilter: PrefilterSettings = field(default_factory=PrefilterSettings)
     #: ``(I, N)``: search only shard I (1-based) of N of the target database; E-values still count all of it.
@@ -63,6 +84,46 @@ def parse_split(text: str) -> tuple[int, int]:
     if not 1 <= index <= count:
         raise InputError(f"--split takes I/N with 1 <= I <= N (shard I of N), got {text!r}")
     return index, count
+
+
+#: The weight of the amino acids in the commands' default score, tokens + 0.5 x BLOSUM62 where both sides carry
+#: amino acids (Foldseek's 3Di+AA): chosen on the matrix-training domains of scope40_dev; the default because it finds
+#: more homologs than tokens alone on the bench at 1.2x their search time (docs/benchmarks.md).
+DEFAULT_AA_WEIGHT = 0.5
+#: The commands' search defaults (``search``, ``easy-search``, ``benchmark scope40``).
+DEFAULT_OPTIONS = SearchOptions(aa_weight=None)
+
+
+def with_aa_weight(options: SearchOptions, target: SequenceDB, query: SequenceDB | None = None) -> SearchOptions:
+    """``options`` with ``aa_weight=None`` made a number: :data:`DEFAULT_AA_WEIGHT` when the target (and ``query``,
+    if given) carry amino acids, structure tokens are searched (not amino acids alone) and no ``score`` is given;
+    else 0, tokens alone (token FASTA carry no amino acids). Also 0 for a target of one entry: the E-value statistics
+    of the combined score are fitted on pairs of target entries, and tokens alone have them in the matrix header."""
+    if options.aa_weight is not None:
+        return options
+    sides = [target] if query is None else [target, query]
+    auto = (not options.score and target.tokenizer != AA_TRACK and len(target) >= 2
+            and all(db.aa is not None for db in sides))
+    return replace(options, aa_weight=DEFAULT_AA_WEIGHT if auto else 0.0)
+
+
+def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
+    """The weighted tracks of a search: ``options.score``, else the main tokens (plus ``aa_weight`` x amino acids);
+    a track named ``main`` (the target's tokenizer identity) is written ``tokens``."""
+    aa_weight = options.aa_weight or 0.0  # None (not yet resolved, see with_aa_weight): none
+    if options.score and aa_weight > 0:
+        raise InputError("give --score or --aa-weight, not both (--aa-weight W is --score TOKENIZER:1,aa:W)")
+    score = options.score or ((MAIN_TRACK, 1.0), *(((AA_TRACK, aa_weight),) if aa_weight > 0 else ()))
+    return tuple((MAIN_TRACK if name == main else name, weight) for name, weight in score)
+
+
+def plain_aa_weight(score: tuple[tuple[str, float], ...]) -> float | None:
+    """The ``--aa-weight`` of a score of :func:`score_tracks` (0: tokens alone), or ``None`` when it has none."""
+    if not score or score[0] != (MAIN_TRACK, 1.0) or len(score) > 2:
+        return None
+    if len(score) == 1:
+        return 0.0
+    return score[1][1] if score[1][0] == AA_TRACK else None
 
 
 def shard(offsets: np.ndarray, index: int, count: int) -> tuple[int, int]:
@@ -88,11 +149,13 @@ class Hit:
 
 
 class Searcher:
-    """Searches queries against one target database with one matrix.
+    """Searches queries against one target database with one matrix per track.
 
-    The E-value parameters come from the matrix header for these gap penalties; if it has none, or an amino-acid
-    term is added (``options.aa_weight``, with ``aa_matrix``, default BLOSUM62), they are fitted on the target
-    database (see :mod:`ismtk.search.evalue`) and :attr:`evd_fitted` is set.
+    The tracks and their weights are :func:`score_tracks` of ``options``; ``matrix`` scores the main tokens,
+    ``aa_matrix`` (default BLOSUM62) the amino acids and ``matrices`` (by tokenizer identity) the other token
+    tracks. The E-value parameters come from the matrix header for these gap penalties when the main tokens alone
+    are scored; otherwise, or without such parameters, they are fitted on the target database for this combination
+    (see :mod:`ismtk.search.evalue`) and :attr:`evd_fitted` is set.
     """
 
     def __init__(
@@ -101,6 +164,7 @@ class Searcher:
         matrix: SubstitutionMatrix,
         options: SearchOptions = SearchOptions(),
         aa_matrix: SubstitutionMatrix | None = None,
+        matrices: Mapping[str, SubstitutionMatrix] | None = None,
     ):
         if options.max_seqs < 1 or options.threads < 1:
             raise InputError("--max-seqs and --threads must be at least 1")
@@ -108,23 +172,33 @@ class Searcher:
             raise InputError(f"the composition-bias scale must be 0 (off) or positive, got {options.comp_bias}")
         if options.split is not None and not 1 <= options.split[0] <= options.split[1]:
             raise InputError(f"--split takes I/N with 1 <= I <= N, got {options.split[0]}/{options.split[1]}")
+        options = with_aa_weight(options, target)
         if options.aa_weight < 0:
             raise InputError(f"--aa-weight must be 0 (off) or positive, got {options.aa_weight}")
         self.target = target
         self.options = options
+        self.score = score_tracks(options, target.tokenizer)
+        names = [name for name, _ in self.score]
+        if target.tokenizer == AA_TRACK and len(names) > 1:
+            raise InputError(
+                "adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
+                "(which is --score aa)"
+            )
         symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
-        self.aligner: Aligner | CombinedAligner
-        if options.aa_weight > 0:
-            if target.tokenizer == "aa":
-                raise InputError("--aa-weight adds amino acids to structure tokens; it does not apply to --mode aa")
-            aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
-            self.aligner = CombinedAligner(matrix, symbols, aa_matrix, options.aa_weight, *gaps)
-            self.scorer: TrackAligner = self.aligner
-            params = None
-        else:
+        self.aligner: Aligner | TrackAligner
+        if self.score == ((MAIN_TRACK, 1.0),):
             self.aligner = Aligner(matrix, symbols, *gaps)
-            self.scorer = TrackAligner(ScoreTracks((matrix.restricted(symbols).astype(np.int32),)), ("tokens",), *gaps)
+            self.scorer: TrackAligner = TrackAligner(
+                ScoreTracks((matrix.restricted(symbols).astype(np.int32),)), (MAIN_TRACK,), *gaps
+            )
             params = matrix.evd_for(*gaps)
+            seeds = matrix.restricted(symbols)
+        else:
+            aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
+            tables = [self._table(name, target, matrix, aa_matrix, matrices or {}) for name in names]
+            tracks = ScoreTracks.weighted(tables, [weight for _, weight in self.score])
+            self.aligner = self.scorer = TrackAligner(tracks, names, *gaps)
+            params, seeds = None, tables[0]
         self._codes = self.scorer.codes(target)
         self._background = self.scorer.background(target) if options.comp_bias > 0 else []
         self._offsets = np.ascontiguousarray(target.offsets, dtype=np.int64)
@@ -139,21 +213,49 @@ class Searcher:
         self.evd: EvdParams = params
         self._prefilter = None
         if not options.exhaustive:
-            seeds = matrix.restricted(symbols)
             self._prefilter = KmerPrefilter(seeds, self._codes, self._offsets, self.entries, options.prefilter, *gaps)
 
+    @staticmethod
+    def _table(
+        name: str,
+        target: SequenceDB,
+        matrix: SubstitutionMatrix,
+        aa_matrix: SubstitutionMatrix,
+        matrices: Mapping[str, SubstitutionMatrix],
+    ) -> np.ndarray:
+        """The ``(K, K)`` scores of track ``name`` over the target's symbols of that track."""
+        if name == MAIN_TRACK:
+            return matrix.restricted(target.alphabet.symbols)
+        if name == AA_TRACK:
+            return aa_matrix.restricted(AA_ALPHABET.symbols)
+        track = target.track(name)
+        if name not in matrices:
+            raise InputError(f"no substitution matrix for the {name} track")
+        return matrices[name].restricted(track.alphabet.symbols)
+
     def check_query(self, query: SequenceDB) -> None:
-        """Raise :class:`InputError` when the query's tokens are not those of the target database."""
+        """Raise :class:`InputError` when the query's tokens are not those of the target database, or it lacks a
+        track of the score."""
         if query.alphabet.symbols != self.target.alphabet.symbols or query.tokenizer != self.target.tokenizer:
             raise InputError(
                 f"query tokens ({query.tokenizer}, alphabet {query.alphabet.symbols!r}) do not match the target "
                 f"database ({self.target.tokenizer}, alphabet {self.target.alphabet.symbols!r}); encode both the "
                 "same way"
             )
-        if self.options.aa_weight > 0 and query.aa is None:
+        names = [name for name, _ in self.score]
+        if AA_TRACK in names and query.aa is None:
             raise InputError(
-                "--aa-weight needs the queries' amino acids: give structures or a database, not token FASTA"
+                "scoring amino acids (aa in --score, or --aa-weight) needs the queries' amino acids: give structures "
+                "or a database, not token FASTA"
             )
+        for name in names:
+            if name not in (MAIN_TRACK, AA_TRACK) and name not in query.tracks:
+                raise InputError(
+                    f"the queries have no {name} track (they hold {', '.join(query.track_names)}): give structures, "
+                    f"or a database made with 'ismtk createdb ... --tracks {query.tokenizer},{name}'"
+                )
+            if name in query.tracks and query.tracks[name].alphabet != self.target.track(name).alphabet:
+                raise InputError(f"the queries' {name} tokens have another alphabet than the target's")
 
     def search_one(self, query: SequenceDB, i: int, codes: np.ndarray | None = None) -> list[Hit]:
         """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index).

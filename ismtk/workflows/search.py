@@ -34,7 +34,8 @@ import numpy as np
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, IsmtkError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
-from ismtk.search.db import SequenceDB, is_db
+from ismtk.search.combined import MAIN_TRACK
+from ismtk.search.db import AA_TRACK, SequenceDB, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
 from ismtk.search.m8 import (
@@ -49,7 +50,7 @@ from ismtk.search.m8 import (
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.merge import shard_keys
 from ismtk.search.prob import ProbFit, find_fit
-from ismtk.search.search import Hit, Searcher, SearchOptions
+from ismtk.search.search import Hit, Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
@@ -67,6 +68,9 @@ __all__ = [
     "load_search_db",
     "open_input",
     "resolve_matrix",
+    "resolve_score",
+    "score_mode",
+    "score_tokenizers",
     "search_to_m8",
 ]
 
@@ -89,6 +93,7 @@ def open_input(
     given_by: str = "--tokenizer",
     mode: Mode = DEFAULT_MODE,
     need_tokenizer: bool = True,
+    tracks: Sequence[Tokenizer] = (),
 ) -> tuple[SequenceDB, Tokenizer | None]:
     """A search input as a :class:`SequenceDB`, with the tokenizer of its tokens (``None`` in ``aa`` mode).
 
@@ -101,6 +106,8 @@ def open_input(
     whose name an earlier entry has (the first keeps it).
     In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
     database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
+    Structures are also encoded by each of ``tracks``, stored as more token tracks (entries that one of them
+    cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA one.
     """
     if mode == "aa":
         paths = [Path(p) for p in inputs]
@@ -129,6 +136,19 @@ def open_input(
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
+    db = _encoded(files, tokenizer, options, threads, on_skip)
+    others = [_encoded(files, t, options, threads, None) for t in tracks if t.identity != tokenizer.identity]
+    if others:
+        db, left_out = db.with_tracks(others)
+        for name in left_out:
+            _skip(InputError(f"{name}: not encoded by every tokenizer of the tracks"), on_skip)
+    return db, tokenizer
+
+
+def _encoded(
+    files: list[Path], tokenizer: Tokenizer, options: ReadOptions, threads: int, on_skip: SkipHandler | None
+) -> SequenceDB:
+    """Every usable chain of ``files`` encoded by ``tokenizer``, with amino acids and C-alpha coordinates."""
     chains, problems = [], []
     names = EntryNames()
     for result in encode_files(files, tokenizer, options, threads):
@@ -141,7 +161,7 @@ def open_input(
         first = f" (first: {problems[0]})" if problems else ""
         raise InputError(f"no chain could be encoded from {len(files)} structure file(s){first}")
     records = ((c.name, c.tokens, c.sequence) for c in chains)
-    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity, [c.ca for c in chains]), tokenizer
+    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity, [c.ca for c in chains])
 
 
 def _usable_records(
@@ -201,6 +221,40 @@ def resolve_matrix(
     return load_matrix(matrix, tokenizer.matrix)
 
 
+def score_mode(mode: Mode, options: SearchOptions) -> tuple[Mode, SearchOptions]:
+    """``--score aa`` (the amino acids alone) is ``--mode aa``: the mode and options that search it that way;
+    :class:`InputError` when ``--mode aa`` comes with another score."""
+    if options.score == ((AA_TRACK, 1.0),):
+        return "aa", replace(options, score=())
+    if mode == "aa" and (options.score or (options.aa_weight or 0) > 0):
+        raise InputError("adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
+                         "(which is --score aa)")
+    return mode, options
+
+
+def score_tokenizers(options: SearchOptions) -> list[Tokenizer]:
+    """The tokenizers of the token tracks that ``options.score`` names (by name, identity or folder), in order."""
+    return [load_tokenizer(name) for name, _ in options.score if name not in (AA_TRACK, MAIN_TRACK)]
+
+
+def resolve_score(
+    options: SearchOptions, target: SequenceDB, tokenizers: Sequence[Tokenizer]
+) -> tuple[SearchOptions, dict[str, SubstitutionMatrix]]:
+    """``options`` with the tokenizers of ``--score`` named by their identity (``tokens`` for the target's own),
+    and the shipped matrices of the target's other token tracks it scores, by identity (:class:`Searcher`)."""
+    found = iter(tokenizers)
+    score, matrices = [], {}
+    for name, weight in options.score:
+        if name not in (AA_TRACK, MAIN_TRACK):
+            tokenizer = next(found)
+            name = MAIN_TRACK if tokenizer.identity == target.tokenizer else tokenizer.identity
+            if name != MAIN_TRACK:
+                target.track(name)  # the target must hold it
+                matrices[name] = load_matrix(None, tokenizer.matrix)
+        score.append((name, weight))
+    return replace(options, score=tuple(score)), matrices
+
+
 @dataclass(frozen=True)
 class SearchRun:
     """Counts of one search."""
@@ -211,6 +265,8 @@ class SearchRun:
     seconds: float
     evd: EvdParams
     evd_fitted: bool
+    #: The weight of the amino acids searched (0: none; the default resolved, see :func:`with_aa_weight`).
+    aa_weight: float = 0.0
 
 
 def search_to_m8(
@@ -238,8 +294,13 @@ def search_to_m8(
     """
     start = time.perf_counter()
     names = parse_columns(columns)
+    mode, options = score_mode(mode, options)
     chosen = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
-    target_db, target_tokenizer = open_input(target, chosen, read_options, options.threads, on_skip, mode=mode)
+    tracks = score_tokenizers(options)
+    if chosen is None and tracks and not (len(target) == 1 and is_db(target[0])):
+        chosen = tracks[0]  # structures are encoded with the first token track of the score as the main one
+    target_db, target_tokenizer = open_input(target, chosen, read_options, options.threads, on_skip, mode=mode,
+                                             tracks=tracks)
     if predictor is not None:
         from ismtk.plm.predict import predicted_db
 
@@ -249,15 +310,17 @@ def search_to_m8(
         query_db = predicted_db(query[0], predictor, target_tokenizer)
     elif target_tokenizer is not None:  # the queries' tokens must be the target's
         target_name = f"the target {', '.join(map(str, target))}"
-        query_db, _ = open_input(query, target_tokenizer, read_options, options.threads, on_skip, target_name)
+        query_db, _ = open_input(query, target_tokenizer, read_options, options.threads, on_skip, target_name,
+                                 tracks=tracks)
     else:
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
+    options, matrices = resolve_score(with_aa_weight(options, target_db, query_db), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target))
     trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
     if trace != options.trace:
         options = replace(options, trace=trace)
-    searcher = Searcher(target_db, substitution, options)
+    searcher = Searcher(target_db, substitution, options, matrices=matrices)
     searcher.check_query(query_db)
     hits = searcher.search(query_db)
     if prob_fit is not None or judge != JudgeOptions() or needs_coordinates(names):
@@ -266,7 +329,7 @@ def search_to_m8(
     with atomic_write(output, "w") as out, keys as keys:
         count = write_m8(out, hits, query_db, target_db, names, keys)
     return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
-                     searcher.evd_fitted)
+                     searcher.evd_fitted, searcher.options.aa_weight)
 
 
 def check_judging(
@@ -301,7 +364,11 @@ def check_judging(
             )
     if PROB_COLUMN not in asked:
         return None
-    return find_fit(matrix, options.gap_open, options.gap_extend, options.aa_weight)
+    aa_weight = plain_aa_weight(score_tracks(options, target.tokenizer))
+    if aa_weight is None:
+        raise InputError(f"column prob has fits for token and token+amino-acid scores only, not --score "
+                         f"{','.join(f'{n}:{w:g}' for n, w in options.score)}")
+    return find_fit(matrix, options.gap_open, options.gap_extend, aa_weight)
 
 
 def judge_hits(

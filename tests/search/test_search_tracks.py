@@ -1,0 +1,211 @@
+"""Multi-track databases (createdb --tracks) and weighted scores over tracks (search --score)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ismtk.cli import app
+from ismtk.cli.console import EXIT_ERROR
+from ismtk.errors import InputError
+from ismtk.search.combined import parse_score
+from ismtk.search.db import SequenceDB
+from ismtk.search.evalue import fit_evd
+from ismtk.search.matrix import load_matrix
+from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
+from ismtk.search.tracks import ScoreTracks
+from ismtk.sequence import AA_ALPHABET, aa_indices
+from ismtk.tokenizers import load_tokenizer
+from ismtk.workflows.search import resolve_score, score_tokenizers
+
+runner = CliRunner()
+EVERYTHING = ("-e", "1e9", "-t", "1")
+
+
+def _run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def tracks_db(domains_dir, tmp_path_factory):
+    """The five test domains with 3Di (main), ISM and amino-acid tracks."""
+    path = tmp_path_factory.mktemp("tracks") / "db"
+    _run("createdb", domains_dir, path, "--tracks", "3di,ism", "-t", "1")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ism_identity():
+    return load_tokenizer("ism").identity
+
+
+def test_createdb_stores_each_track_under_its_tokenizer_identity(tracks_db, domains_dir, tmp_path, ism_identity):
+    header = json.loads((tracks_db / "ismtk-db.json").read_text())
+    assert header["tokenizer"] == "3di"
+    assert [t["tokenizer"] for t in header["tracks"]] == [ism_identity]
+    db = SequenceDB.load(tracks_db)
+    assert db.track_names == ["3di", ism_identity, "aa"]
+    # each track holds the tokens the single-track databases of the same structures hold
+    _run("createdb", domains_dir, tmp_path / "ism", "--tokenizer", "ism", "-t", "1")
+    _run("createdb", domains_dir, tmp_path / "3di", "-t", "1")
+    alone = {name: SequenceDB.load(tmp_path / name) for name in ("ism", "3di")}
+    assert alone["ism"].names == db.names == alone["3di"].names
+    np.testing.assert_array_equal(db.track(ism_identity).tokens, alone["ism"].tokens)
+    np.testing.assert_array_equal(db.tokens, alone["3di"].tokens)
+    # a subset keeps every track aligned with its residues
+    part = db.select([3, 1])
+    np.testing.assert_array_equal(part.track(ism_identity).tokens, alone["ism"].select([3, 1]).tokens)
+
+
+def test_with_tracks_joins_by_name_and_reports_the_entries_left_out(tracks_db):
+    db = SequenceDB.load(tracks_db)
+    three = SequenceDB(db.names, db.offsets, db.tokens, db.alphabet, "3di", db.aa)
+    other = db.select([4, 2, 0])  # another order, two entries missing
+    other = SequenceDB(other.names, other.offsets, other.tokens, other.alphabet, "fake", other.aa)
+    joined, left_out = three.with_tracks([other])
+    assert joined.names == [db.names[0], db.names[2], db.names[4]]
+    assert left_out == [db.names[1], db.names[3]]
+    np.testing.assert_array_equal(joined.track("fake").tokens, joined.tokens)
+    short = SequenceDB.from_records([(db.names[0], np.zeros(3, np.uint8), None)], db.alphabet, "short")
+    with pytest.raises(InputError, match="differ in length"):
+        three.with_tracks([short])
+
+
+def test_score_text():
+    assert parse_score("3di:1,ism:0.3,aa:0.5") == (("3di", 1.0), ("ism", 0.3), ("aa", 0.5))
+    assert parse_score("3di, aa:.5") == (("3di", 1.0), ("aa", 0.5))
+    assert parse_score("ism:012345abcdef") == (("ism:012345abcdef", 1.0),)
+    assert parse_score("ism:012345abcdef:2") == (("ism:012345abcdef", 2.0),)
+    for bad in ("", "3di:0", "3di:x", "aa:-1", ":1", "aa:inf", "3di,3di:2"):
+        with pytest.raises(InputError, match="--score"):
+            parse_score(bad)
+
+
+def test_old_options_are_scores():
+    assert score_tracks(SearchOptions()) == (("tokens", 1.0),)
+    assert score_tracks(SearchOptions(aa_weight=0.5)) == (("tokens", 1.0), ("aa", 0.5))
+    assert score_tracks(SearchOptions(score=(("3di", 1.0), ("aa", 0.5))), "3di") == (("tokens", 1.0), ("aa", 0.5))
+    assert plain_aa_weight((("tokens", 1.0), ("aa", 0.5))) == 0.5
+    assert plain_aa_weight((("tokens", 1.0), ("ism:x", 0.5))) is None
+    with pytest.raises(InputError, match="not both"):
+        score_tracks(SearchOptions(aa_weight=0.5, score=(("3di", 1.0),)))
+
+
+def test_score_3di_aa_writes_what_aa_weight_writes(tracks_db, tmp_path):
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "old.m8", "--aa-weight", "0.5", *EVERYTHING)
+    new = _run("search", tracks_db, tracks_db, "-o", tmp_path / "new.m8", "--score", "3di:1,aa:0.5", *EVERYTHING)
+    assert "E-values of --score 3di:1,aa:0.5" in new.output
+    assert (tmp_path / "new.m8").read_text() == (tmp_path / "old.m8").read_text()
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "mode.m8", "--mode", "aa", *EVERYTHING)
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "aa.m8", "--score", "aa", *EVERYTHING)
+    assert (tmp_path / "aa.m8").read_text() == (tmp_path / "mode.m8").read_text()
+
+
+def _searcher(db: SequenceDB, text: str) -> Searcher:
+    options = SearchOptions(score=parse_score(text), max_evalue=1e9, trace=True)
+    options, matrices = resolve_score(options, db, score_tokenizers(options))
+    return Searcher(db, load_matrix(None, "3di"), options, matrices=matrices)
+
+
+def test_three_tracks_score_the_weighted_sum_of_each_column(tracks_db, ism_identity):
+    db = SequenceDB.load(tracks_db)
+    searcher = _searcher(db, "3di:1,ism:0.3,aa:0.5")
+    assert searcher.score == (("tokens", 1.0), (ism_identity, 0.3), ("aa", 0.5))
+    ism = load_matrix(None, load_tokenizer("ism").matrix)
+    tables = [
+        load_matrix(None, "3di").restricted(db.alphabet.symbols),
+        np.rint(0.3 * ism.restricted(db.track(ism_identity).alphabet.symbols)),
+        np.rint(0.5 * load_matrix(None, "aa").restricted(AA_ALPHABET.symbols)),
+    ]
+    rows = [db.tokens, db.track(ism_identity).tokens, aa_indices(np.asarray(db.aa))]
+    hits = searcher.search_one(db, 0)
+    assert len(hits) == len(db)
+    for hit in hits:
+        aln, options = hit.alignment, searcher.options
+        q = db.offsets[0] + aln.pairs[:, 0]
+        t = db.offsets[hit.target] + aln.pairs[:, 1]
+        columns = sum(int(m[r[q], r[t]].sum()) for m, r in zip(tables, rows, strict=True))
+        gap_columns = aln.columns - len(aln.pairs)
+        gaps = aln.gap_opens * options.gap_open + (gap_columns - aln.gap_opens) * options.gap_extend
+        assert columns - gaps == hit.raw == aln.score
+
+
+def test_evalues_are_fitted_for_each_combination(tracks_db):
+    db = SequenceDB.load(tracks_db)
+    plain = _searcher(db, "3di")
+    assert not plain.evd_fitted and plain.evd == load_matrix(None, "3di").evd_for(10, 1)
+    fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:1")}
+    assert all(s.evd_fitted for s in fitted.values())
+    assert len({(s.evd.lam, s.evd.k) for s in fitted.values()}) == 3
+    s = fitted["3di:1,ism:1"]
+    assert s.evd == fit_evd(s.scorer, db)
+    assert isinstance(s.scorer.tracks, ScoreTracks) and len(s.scorer.tracks) == 2
+
+
+def test_a_missing_track_is_a_clear_error(domains_dir, tracks_db, tmp_path, ism_identity):
+    single = tmp_path / "single"
+    _run("createdb", domains_dir, single, "-t", "1")
+    result = runner.invoke(app, ["search", str(tracks_db), str(single), "-o", str(tmp_path / "x.m8"),
+                                 "--score", "3di:1,ism:0.3"])
+    assert result.exit_code == EXIT_ERROR
+    assert f"no {ism_identity} track" in result.output and "--tracks 3di," in result.output
+    # queries without the track: token FASTA hold one track
+    fasta = tmp_path / "q.fasta"
+    db = SequenceDB.load(tracks_db)
+    fasta.write_text(f">q\n{db.alphabet.decode(db.token_seq(0))}\n")
+    result = runner.invoke(app, ["search", str(fasta), str(tracks_db), "-o", str(tmp_path / "x.m8"),
+                                 "--score", "3di:1,ism:0.3"])
+    assert result.exit_code == EXIT_ERROR
+    assert f"the queries have no {ism_identity} track" in result.output
+    with pytest.raises(InputError, match="no ism"):
+        _searcher(SequenceDB.load(single), "3di:1,ism:0.3")
+    result = runner.invoke(app, ["createdb", str(fasta), str(tmp_path / "f"), "--tracks", "3di,ism"])
+    assert result.exit_code == EXIT_ERROR and "token FASTA holds one" in result.output
+
+
+def test_structures_are_encoded_with_every_track_of_the_score(domains_dir, tracks_db, tmp_path):
+    query = domains_dir / "d1ycca_.pdb.gz"
+    _run("search", query, tracks_db, "-o", tmp_path / "db.m8", "--score", "3di:1,ism:0.3,aa:0.5", *EVERYTHING)
+    _run("easy-search", query, domains_dir, tmp_path / "easy.m8", "--score", "3di:1,ism:0.3,aa:0.5", *EVERYTHING)
+    assert (tmp_path / "db.m8").read_text() == (tmp_path / "easy.m8").read_text()
+    hits = [line.split("\t") for line in (tmp_path / "db.m8").read_text().splitlines()]
+    assert hits[0][:2] == ["d1ycca_", "d1ycca_"] and len(hits) == 5
+
+
+def test_scope40_ranking_takes_a_score(tracks_db):
+    from ismtk.bench.scope40 import rank_by_search
+
+    base = SearchOptions(threads=1)
+    ranked, names = rank_by_search([tracks_db], options=replace(base, score=parse_score("3di:1,ism:0.3,aa:0.5")))
+    assert set(ranked) == set(names) and all(ranked[q][0] == q for q in names)
+
+
+def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp_path):
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "default.m8", *EVERYTHING)
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "aa.m8", "--aa-weight", "0.5", *EVERYTHING)
+    assert (tmp_path / "default.m8").read_text() == (tmp_path / "aa.m8").read_text()
+    # token FASTA carry no amino acids: the default is tokens alone there, as --score 3di (the fast mode)
+    db = SequenceDB.load(tracks_db)
+    auto = SearchOptions(aa_weight=None)
+    assert with_aa_weight(auto, db).aa_weight == 0.5 and with_aa_weight(auto, db.select([0])).aa_weight == 0
+    assert with_aa_weight(auto, db, replace(db, aa=None)).aa_weight == 0
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text("".join(f">{n}\n{db.alphabet.decode(db.token_seq(i))}\n" for i, n in enumerate(db.names)))
+    _run("search", fasta, tracks_db, "-o", tmp_path / "fasta.m8", *EVERYTHING)
+    _run("search", fasta, tracks_db, "-o", tmp_path / "tokens.m8", "--score", "3di", *EVERYTHING)
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "db_tokens.m8", "--aa-weight", "0", *EVERYTHING)
+    tokens = (tmp_path / "tokens.m8").read_text()
+    assert (tmp_path / "fasta.m8").read_text() == tokens
+    # the same hits, ranges and scores as the database queries searched by tokens alone (fident and mismatch count
+    # amino acids where both sides carry them)
+    def kept(path):
+        rows = [line.split("\t") for line in path.read_text().splitlines()]
+        return [[c for k, c in enumerate(row) if k not in (2, 4)] for row in rows]
+
+    assert kept(tmp_path / "tokens.m8") == kept(tmp_path / "db_tokens.m8")
