@@ -38,6 +38,7 @@ from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
+from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.workflows.search import open_input, resolve_matrix
 
@@ -74,9 +75,10 @@ def timed_search(searcher: Searcher, query: SequenceDB) -> tuple[float, list, fl
     return time.perf_counter() - start, hits, time.process_time() - cpu
 
 
-def m8_bytes(searcher: Searcher, query: SequenceDB) -> bytes:
-    """The ``.m8`` (default columns, raw score, CIGAR; E <= 10) of ``searcher``'s settings with tracebacks."""
-    traced = Searcher(searcher.target, searcher.aligner.matrix, replace(searcher.options, trace=True, max_evalue=10))
+def m8_bytes(searcher: Searcher, matrix: SubstitutionMatrix, query: SequenceDB) -> bytes:
+    """The ``.m8`` (default columns, raw score, CIGAR; E <= 10) of ``searcher``'s settings (token ``matrix``) with
+    tracebacks."""
+    traced = Searcher(searcher.target, matrix, replace(searcher.options, trace=True, max_evalue=10))
     out = io.StringIO()
     write_m8(out, traced.search(query), query, searcher.target, parse_columns(DEFAULT_COLUMNS + ",raw,cigar"))
     return out.getvalue().encode()
@@ -170,7 +172,8 @@ def main() -> None:
     for w in weights:
         for mode in ("exhaustive", "prefilter"):
             one, many = times[w, mode, 1], times[w, mode, args.threads]
-            same = m8_bytes(searchers[w, mode, 1], timed) == m8_bytes(searchers[w, mode, args.threads], timed)
+            one_m8, many_m8 = (m8_bytes(searchers[w, mode, t], matrix, timed) for t in (1, args.threads))
+            same = one_m8 == many_m8
             print(
                 f"  {label[w] + ', ' + mode:28s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
                 f"{cpu[w, mode, args.threads] / many:8.2f}  {same}"
