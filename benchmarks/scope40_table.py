@@ -11,6 +11,10 @@ Two settings:
 Prints markdown tables (noselfhit and selfhit, per level over queries with a positive at that level) and writes
 per-query ``.rocx`` files, summaries and cumulative plots to ``--out-dir``.
 
+With ``--foldseek`` (the binary's path) and ``--structures`` (the files the database was made from), Foldseek
+searches the same files with the same queries and threads, exhaustively and with its prefilter; its rows join
+setting A.
+
 Example::
 
     python benchmarks/scope40_table.py --db db3di --lookup lookup.tsv --queries bench.txt \\
@@ -54,7 +58,11 @@ def main() -> None:
     parser.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--foldseek", help="path of the Foldseek binary: add its rows (exhaustive and its prefilter)")
+    parser.add_argument("--structures", nargs="+", help="structure folders/files of the database (with --foldseek)")
     args = parser.parse_args()
+    if args.foldseek and not args.structures:
+        parser.error("--foldseek needs --structures")
 
     lookup = read_lookup(args.lookup)
     queries = read_names(args.queries)
@@ -77,6 +85,17 @@ def main() -> None:
         method_options = replace(options, aa_weight=kwargs.pop("aa_weight", 0.0))
         ranked[label], names = rank_by_search([db], queries, options=method_options, **kwargs)
         print(f"{label}: {len(queries)} queries x {len(names)} targets in {time.perf_counter() - start:.0f} s")
+    if args.foldseek:
+        from foldseek_peer import entry_files, run_foldseek
+
+        files = entry_files(args.structures)
+        for exhaustive in (True, False):
+            run = run_foldseek(args.foldseek, [files[n] for n in names], [files[q] for q in queries], args.threads,
+                               exhaustive)
+            label = f"Foldseek 3Di+AA ({'exhaustive' if exhaustive else 'prefilter, its defaults'})"
+            ranked[label] = {q: run.ranked.get(q, []) for q in queries}
+            print(f"{label}: createdb {run.createdb_seconds:.1f} s, search {run.search_seconds:.1f} s on "
+                  f"{args.threads} threads")
     out = Path(args.out_dir)
     a = write_report(out / "A_bench_vs_all", lookup, ranked, names)
     for variant in ("noselfhit", "selfhit"):

@@ -83,6 +83,18 @@ def test_token_fasta_query_and_prefilter_find_the_same_top_hit(db, tmp_path):
     assert _hits(out)[0][:2] == [HOMOLOGS[1], HOMOLOGS[1]]
 
 
+@pytest.mark.parametrize(
+    "extra", [["--aa-weight", "0"], ["--aa-weight", "0", "--prefilter"], [], ["--prefilter"]],
+    ids=["tokens", "tokens-prefilter", "default", "default-prefilter"],
+)
+def test_two_threads_write_the_same_bytes_as_one(db, tmp_path, extra):
+    columns = ["--format-output", DEFAULT_COLUMNS + ",raw,corrected,cigar,qaln,taln", "-e", "1e9"]
+    _run("search", db, db, "-o", tmp_path / "t1.m8", *columns, "-t", "1", *extra)
+    _run("search", db, db, "-o", tmp_path / "t2.m8", *columns, "-t", "2", *extra)
+    assert (tmp_path / "t1.m8").read_bytes() == (tmp_path / "t2.m8").read_bytes()
+    assert len(_hits(tmp_path / "t1.m8")) >= 5
+
+
 @pytest.mark.parametrize("extra", [[], ["--aa-weight", "0.5"]])
 def test_three_shards_merged_equal_one_run(db, tmp_path, extra):
     columns = ["--format-output", DEFAULT_COLUMNS + ",raw,corrected,cigar", "-e", "1e9"]
