@@ -16,7 +16,6 @@ Example (the second on the first 50 bench domains, linked into one folder)::
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,22 +23,12 @@ from pathlib import Path
 import numpy as np
 import tmtools
 
+from ismtk.search.align import cigar_pairs
 from ismtk.search.hit3d import HitGeometry
 from ismtk.search.pairs import read_chains
 from ismtk.structure.read import find_structure_files
 
 FIELDS = "query,target,qstart,tstart,cigar,alnlen,lddt,lddtfull,alntmscore,qtmscore,ttmscore,rmsd"
-
-
-def aligned_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
-    i, j, pairs = qstart - 1, tstart - 1, []
-    for n, op in re.findall(r"(\d+)([MID])", cigar):
-        n = int(n)
-        if op == "M":
-            pairs += [(i + k, j + k) for k in range(n)]
-        i += n if op in "MI" else 0
-        j += n if op in "MD" else 0
-    return np.array(pairs, np.int64).reshape(-1, 2)
 
 
 def fixed_alignment(pairs: np.ndarray, seq1: str, seq2: str) -> list[str]:
@@ -103,7 +92,7 @@ def main() -> None:
     }
     for q, t, qstart, tstart, cigar, alnlen, lddt, full, aln, qtm, ttm, rmsd in rows:
         (x, sx), (y, sy) = chains[q], chains[t]
-        pairs = aligned_pairs(int(qstart), int(tstart), cigar)
+        pairs = cigar_pairs(int(qstart), int(tstart), cigar)
         ours = HitGeometry(x.astype(np.float64), y.astype(np.float64), pairs, int(alnlen))
         for column, theirs in (
             ("lddt", lddt),

@@ -28,6 +28,7 @@ __all__ = [
     "QueryProfile",
     "alignment_from_runs",
     "check_gaps",
+    "cigar_pairs",
 ]
 
 #: Gap penalties of Foldseek's 3Di search; parasail charges ``open + (n - 1) * extend`` for a gap of ``n``.
@@ -84,6 +85,17 @@ def alignment_from_runs(score: int, qstart: int, tstart: int, runs: list[tuple[i
     pairs_array = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
     cigar = "".join(f"{n}{op}" for n, op in merged)
     return Alignment(score, qstart, i, tstart, j, pairs_array, columns, gap_opens, cigar)
+
+
+def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
+    """``(n, 2) int64`` aligned (query, target) indices, 0-based, of a ``.m8`` alignment: its 1-based ``qstart``,
+    ``tstart`` and its CIGAR of ``M``/``I``/``D`` runs (as ismtk and Foldseek write them).
+
+    >>> cigar_pairs(3, 1, "2M1I1M").tolist()
+    [[2, 0], [3, 1], [5, 2]]
+    """
+    runs = [(int(n), op) for n, op in re.findall(r"(\d+)([MID=X])", cigar)]
+    return alignment_from_runs(0, qstart - 1, tstart - 1, runs).pairs
 
 
 @dataclass

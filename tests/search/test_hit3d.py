@@ -18,6 +18,7 @@ from test_search_cli import _run, runner
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
 from ismtk.errors import InputError
+from ismtk.search.align import cigar_pairs
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.pairs import read_chains
@@ -54,17 +55,6 @@ def old_db(db, tmp_path_factory):
 @pytest.fixture(scope="module")
 def chains(domains_dir):
     return read_chains(sorted(domains_dir.glob("*.pdb.gz")))
-
-
-def _pairs(qstart: str, tstart: str, cigar: str) -> np.ndarray:
-    i, j, out = int(qstart) - 1, int(tstart) - 1, []
-    for n, op in re.findall(r"(\d+)([MID])", cigar):
-        n = int(n)
-        if op == "M":
-            out += [(i + k, j + k) for k in range(n)]
-        i += n if op in "MI" else 0
-        j += n if op in "MD" else 0
-    return np.array(out)
 
 
 def test_createdb_stores_coordinates_and_structure_queries_carry_theirs(db, domains_dir, chains):
@@ -121,7 +111,7 @@ def test_structural_columns_in_foldseek_formats_equal_independent_values(db, dom
             assert re.fullmatch(r"\d\.\d{3}E[+-]\d\d", text)
         assert re.fullmatch(r"[01]\.\d{3}", prob)
         x, y = stored.ca_coords(stored.names.index(q)), stored.ca_coords(stored.names.index(t))
-        pairs = _pairs(qstart, tstart, cigar)
+        pairs = cigar_pairs(int(qstart), int(tstart), cigar)
         per_pair = np.array(full.split(","), float)
         assert len(per_pair) == len(pairs) and int(qlen) == len(x) and int(tlen) == len(y)
         np.testing.assert_allclose(per_pair, slow_lddt(x, y, pairs), atol=5e-4 + 1e-9)  # printed to 3 decimals
@@ -200,7 +190,7 @@ def test_tmalign_mode_reports_tmaligns_alignment_and_sort_by_ranks(db, domains_d
     for q, t, qstart, tstart, cigar, qtm, ttm, *_ in rows:
         x, y = chains[q][0].astype(np.float64), chains[t][0].astype(np.float64)
         reference = tmtools.tm_align(x, y, chains[q][1], chains[t][1])
-        assert _pairs(qstart, tstart, cigar).tolist() == tmalign_pairs(reference).tolist()
+        assert cigar_pairs(int(qstart), int(tstart), cigar).tolist() == tmalign_pairs(reference).tolist()
         assert float(qtm) == pytest.approx(reference.tm_norm_chain1, abs=0.01)
         assert float(ttm) == pytest.approx(reference.tm_norm_chain2, abs=0.01)
     by_evalue = tmp_path / "ev.m8"
