@@ -27,7 +27,7 @@ from ismtk.cli import console
 from ismtk.errors import InputError
 from ismtk.search.combined import parse_score
 from ismtk.search.hit3d import ALIGNMENT_TYPES, AlignmentType, JudgeOptions
-from ismtk.search.search import DEFAULT_AA_WEIGHT, DEFAULT_OPTIONS, SearchOptions
+from ismtk.search.search import DEFAULT_AA_WEIGHT, DEFAULT_OPTIONS, SearchOptions, parse_split
 from ismtk.structure.read import FORMATS, ChainNames, Format, ReadOptions
 from ismtk.tokenizers import DEFAULT_TOKENIZER, TOKENIZERS
 from ismtk.train.launch import Processes, Rendezvous, relaunch
@@ -261,8 +261,6 @@ class HitFilter:
 
     def shard(self) -> tuple[int, int] | None:
         """``(I, N)`` of ``--split``, if given."""
-        from ismtk.search.search import parse_split
-
         return parse_split(self.split) if self.split is not None else None
 
 
