@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ismtk.structure import read_structure
+from ismtk.structure import microenv, read_structure
 from ismtk.structure.microenv import IGNORE_AA, collate, microenvironments, neighbour_lists
 from ismtk.structure.residues import AMINO_ACIDS, element_index
 
@@ -33,6 +33,14 @@ def test_neighbours_match_brute_force(chain, radius, max_atoms):
         assert counts[r] == len(expected)
         np.testing.assert_array_equal(index[r, : counts[r]], expected)
         assert (index[r, counts[r] :] == -1).all()
+
+
+def test_neighbours_do_not_depend_on_the_chunk_size(chain, monkeypatch):
+    whole = neighbour_lists(chain)
+    monkeypatch.setattr(microenv, "_CHUNK", 7)
+    chunked = neighbour_lists(chain)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
 
 
 def test_microenvironment_radius_cap_and_own_atoms(chain):

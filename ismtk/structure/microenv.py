@@ -3,14 +3,14 @@
 The microenvironment of residue ``l`` (ISM paper, Ouyang-Zhang et al. 2024) holds every atom within
 ``radius`` Å of its C-alpha, at most ``max_atoms`` of them (nearest first), with the residue's own atoms
 removed so that its identity has to be inferred from the surroundings. Coordinates are given relative
-to the C-alpha. A cell list (cells of ``radius`` Å, numba) finds the neighbours in ``O(L * k)``.
+to the C-alpha. A cell list (cells of ``radius`` Å, vectorised over residues with NumPy) finds the neighbours in
+``O(L * k)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ismtk.structure.chain import ProteinChain
@@ -72,59 +72,62 @@ class Microenvironments:
         return Microenvironments(self.coords[index, :n], self.elements[index, :n], mask[:, :n], self.aa[index])
 
 
-@numba.njit(cache=True, nogil=True)
-def _neighbours(coords, lo, atom_residue, ca_index, residues, radius, max_atoms):  # pragma: no cover - numba
-    n_atoms = coords.shape[0]
-    cell = np.empty((n_atoms, 3), np.int64)
-    dims = np.ones(3, np.int64)
-    for a in range(n_atoms):
-        for k in range(3):
-            cell[a, k] = int((coords[a, k] - lo[k]) / radius)
-            dims[k] = max(dims[k], cell[a, k] + 1)
-    flat = (cell[:, 0] * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
-    order = np.argsort(flat, kind="mergesort")  # atoms grouped by cell, index order inside a cell
-    n_cells = dims[0] * dims[1] * dims[2]
-    start = np.zeros(n_cells + 1, np.int64)
-    for a in range(n_atoms):
-        start[flat[a] + 1] += 1
-    for c in range(n_cells):
-        start[c + 1] += start[c]
+#: Residues whose candidate pairs are gathered at once by :func:`neighbour_lists` (bounds its memory).
+_CHUNK = 1024
+#: The 27 cell offsets of a cell's neighbourhood.
+_OFFSETS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
-    r2 = radius * radius
-    out = np.full((residues.shape[0], max_atoms), -1, np.int32)
-    counts = np.zeros(residues.shape[0], np.int32)
-    cand = np.empty(n_atoms, np.int64)
-    cand_d2 = np.empty(n_atoms, np.float64)
-    for i in range(residues.shape[0]):
-        res = residues[i]
-        centre = coords[ca_index[res]]
-        c = np.empty(3, np.int64)
-        for k in range(3):
-            c[k] = int((centre[k] - lo[k]) / radius)
-        n = 0
-        for x in range(max(c[0] - 1, 0), min(c[0] + 2, dims[0])):
-            for y in range(max(c[1] - 1, 0), min(c[1] + 2, dims[1])):
-                for z in range(max(c[2] - 1, 0), min(c[2] + 2, dims[2])):
-                    f = (x * dims[1] + y) * dims[2] + z
-                    for j in range(start[f], start[f + 1]):
-                        a = order[j]
-                        if atom_residue[a] == res:
-                            continue
-                        d2 = 0.0
-                        for k in range(3):
-                            diff = float(coords[a, k]) - float(centre[k])
-                            d2 += diff * diff
-                        if d2 < r2:
-                            cand[n] = a
-                            cand_d2[n] = d2
-                            n += 1
-        # nearest first; ties by atom index, so the order does not depend on the cell layout
-        by_index = np.argsort(cand[:n], kind="mergesort")
-        ranked = by_index[np.argsort(cand_d2[:n][by_index], kind="mergesort")]
-        m = min(n, max_atoms)
-        for j in range(m):
-            out[i, j] = cand[ranked[j]]
-        counts[i] = m
+
+def _neighbours(
+    coords: np.ndarray,
+    atom_residue: np.ndarray,
+    centres: np.ndarray,
+    residues: np.ndarray,
+    radius: float,
+    max_atoms: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`neighbour_lists` for ``(A, 3) float64`` atoms and ``(R, 3) float64`` centres of ``residues``.
+
+    Atoms are sorted into cubic cells a little wider than ``radius``, so every neighbour of a centre lies in
+    the 27 cells around its own; each candidate pair's squared distance is ``(dx^2 + dy^2) + dz^2`` in
+    float64 whatever the cell layout, and candidates are ranked by it, ties by atom index.
+    """
+    out = np.full((len(residues), max_atoms), -1, np.int32)
+    counts = np.zeros(len(residues), np.int32)
+    if len(residues) == 0 or len(coords) == 0:
+        return out, counts
+    lo, size = coords.min(axis=0), radius * (1 + 1e-6) + 1e-6
+    dims = ((coords.max(axis=0) - lo) // size).astype(np.int64) + 1
+
+    def cell_ids(cells: np.ndarray) -> np.ndarray:
+        return (cells[..., 0] * dims[1] + cells[..., 1]) * dims[2] + cells[..., 2]
+
+    atom_cell = cell_ids(((coords - lo) // size).astype(np.int64))
+    order = np.argsort(atom_cell, kind="stable")
+    sorted_cells = atom_cell[order]
+    for first in range(0, len(residues), _CHUNK):
+        stop = min(first + _CHUNK, len(residues))
+        centre = centres[first:stop]
+        near = ((centre - lo) // size).astype(np.int64)[:, None, :] + _OFFSETS[None]  # (r, 27, 3)
+        inside = ((near >= 0) & (near < dims)).all(axis=-1)
+        ids = cell_ids(near)
+        begin = np.searchsorted(sorted_cells, ids, "left")
+        sizes = np.where(inside, np.searchsorted(sorted_cells, ids, "right") - begin, 0).ravel()
+        # one row per candidate pair: its residue row and its atom
+        row = np.repeat(np.repeat(np.arange(stop - first), len(_OFFSETS)), sizes)
+        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        atom = order[np.repeat(begin.ravel(), sizes) + within]
+        diff = coords[atom] - centre[row]
+        d2 = (diff[:, 0] * diff[:, 0] + diff[:, 1] * diff[:, 1]) + diff[:, 2] * diff[:, 2]
+        keep = (d2 < radius * radius) & (atom_residue[atom] != residues[first:stop][row])
+        row, atom, d2 = row[keep], atom[keep], d2[keep]
+        ranked = np.lexsort((atom, d2, row))
+        row, atom = row[ranked], atom[ranked]
+        n = np.bincount(row, minlength=stop - first)
+        rank = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)
+        kept = rank < max_atoms
+        out[first + row[kept], rank[kept]] = atom[kept]
+        counts[first:stop] = np.minimum(n, max_atoms)
     return out, counts
 
 
@@ -139,16 +142,10 @@ def neighbour_lists(
     """
     if residues is None:
         residues = np.arange(len(chain), dtype=np.int64)
-    coords = np.ascontiguousarray(chain.coords, dtype=np.float32)
-    return _neighbours(
-        coords,
-        coords.min(axis=0) if len(coords) else np.zeros(3, np.float32),
-        np.ascontiguousarray(chain.atom_residue, dtype=np.int32),
-        np.ascontiguousarray(chain.ca_index, dtype=np.int64),
-        np.ascontiguousarray(residues, dtype=np.int64),
-        float(radius),
-        int(max_atoms),
-    )
+    residues = np.asarray(residues, dtype=np.int64)
+    coords = np.asarray(chain.coords, dtype=np.float32).astype(np.float64)
+    atom_residue = np.asarray(chain.atom_residue, dtype=np.int64)
+    return _neighbours(coords, atom_residue, coords[chain.ca_index[residues]], residues, float(radius), int(max_atoms))
 
 
 def microenvironments(
