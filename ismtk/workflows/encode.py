@@ -33,6 +33,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ismtk.errors import InputError, StructureError
 from ismtk.structure.read import ReadOptions, read_structure
@@ -270,22 +271,24 @@ class _Pace:
 
 
 def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str) -> Iterator[FileResult]:
-    """Encode in this process with one torch thread, as every worker (restored afterwards): over the encoder's
-    small matmuls a second OpenMP thread gains little on a free machine and, spinning while the cores are
-    shared, made the README's 10 files 6x slower (61-78 s vs 10-14 s)."""
+    """Encode in this process with one torch thread and one BLAS thread, as every worker (restored afterwards):
+    over the encoder's small matmuls a second OpenMP thread gains little on a free machine and, spinning while
+    the cores are shared, made the README's 10 files 6x slower (61-78 s vs 10-14 s); NumPy's BLAS threads
+    (3Di's small matrix products) spin the same way."""
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 0
     tokenizer.to(device)
-    try:
-        for path in paths:
+    with threadpool_limits(limits=1, user_api="blas"):
+        try:
+            for path in paths:
+                if torch is not None:
+                    torch.set_num_threads(1)
+                result = encode_file(path, tokenizer, options)
+                _release_memory()
+                yield result
+        finally:
             if torch is not None:
-                torch.set_num_threads(1)
-            result = encode_file(path, tokenizer, options)
-            _release_memory()
-            yield result
-    finally:
-        if torch is not None:
-            torch.set_num_threads(threads)
+                torch.set_num_threads(threads)
 
 
 def _worker_context(tokenizer: Tokenizer):
@@ -306,7 +309,10 @@ def _init_worker(tokenizer: Tokenizer, options: ReadOptions, devices, parent: in
     global _worker_state
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
-    if "torch" in sys.modules:  # neural tokenizers: one core per worker instead of oversubscribing
+    # one core per worker instead of oversubscribing: BLAS threads spinning in each of two 3Di workers made
+    # them 1.27x one worker instead of 1.85x
+    threadpool_limits(limits=1, user_api="blas")
+    if "torch" in sys.modules:  # neural tokenizers
         sys.modules["torch"].set_num_threads(1)
     _worker_state = (tokenizer.to(devices.get()), options)
 
