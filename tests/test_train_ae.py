@@ -15,7 +15,7 @@ import torch
 from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, shard_stream
 from ismtk.autoencoder.loader import EpochSpec, rank_batches
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, train_autoencoder
+from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, resumed_configs, train_autoencoder
 from ismtk.errors import InputError
 from ismtk.train.metrics import read_metrics
 
@@ -125,6 +125,16 @@ def test_run_folder_is_not_overwritten_by_accident(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files are removed
 
 
+def test_resumed_configs_take_the_runs_options_unless_given(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    model, cfg, taken = resumed_configs(tmp_path, AutoencoderConfig(), TrainAEConfig(lr=0.5), given={"lr"})
+    assert model == MODEL and cfg.batch_size == TRAIN.batch_size and cfg.lr == 0.5
+    assert taken["width"] == MODEL.width and "lr" not in taken
+    # an explicit option that differs from the run is still refused by the checkpoint
+    with pytest.raises(InputError, match="lr"):
+        train_autoencoder([DATA], tmp_path, model, cfg, device="cpu", threads=1, resume=True)
+
+
 def test_model_file_matches_the_checkpoint_resumed_from(tmp_path):
     train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
     saved = params(tmp_path)
@@ -187,9 +197,12 @@ def test_gpu_command_on_a_cpu_budget(tmp_path):
     model = load_autoencoder(tmp_path)
     assert model.cfg.width == 16 and model.cfg.decoder_input == "atoms"
     assert latest_checkpoint(tmp_path).name == f"step_{last:07d}.pt" and (tmp_path / "best" / "model.pt").is_file()
-    again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    # --resume takes the model and schedule from the run: no option needs repeating
+    short = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--resume"]
+    short += ["--max-minutes", "0.2", "--device", "cpu"]
+    again = subprocess.run(short, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0, again.stderr
-    assert "resuming from" in again.stderr
+    assert "resuming from" in again.stderr and "width=16" in again.stderr and "epochs_stage2=400" in again.stderr
     assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) > last
 
 

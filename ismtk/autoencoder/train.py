@@ -15,8 +15,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,7 @@ __all__ = [
     "TrainAEConfig",
     "TrainProgress",
     "latest_checkpoint",
+    "resumed_configs",
     "train_autoencoder",
 ]
 
@@ -164,6 +165,32 @@ RESUME_KEYS = (
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
     "drop_bench_homologs", "drop_ts50_homologs",
 )  # fmt: skip
+
+
+def resumed_configs(
+    run: str | Path, model_cfg: AutoencoderConfig, cfg: TrainAEConfig, given: Collection[str]
+) -> tuple[AutoencoderConfig, TrainAEConfig, dict[str, Any]]:
+    """The configurations to resume the run in folder ``run`` with: every model option and every option of
+    :data:`RESUME_KEYS` not named in ``given`` (the options the caller set itself) comes from the run's
+    ``config.json``, so ``--resume`` needs no option repeated. Returns them and the values taken from the run
+    that differ from ``model_cfg``/``cfg``. A run without ``config.json`` leaves both as they are; options in
+    ``given`` that differ from the run's are still refused when the checkpoint is loaded."""
+    path = Path(run, "config.json")
+    if not path.is_file():
+        return model_cfg, cfg, {}
+    try:
+        saved = json.loads(path.read_text())
+        saved_model, saved_train = saved["model"], saved["train"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a train-ae run configuration ({exc})") from None
+    model_keys = [f.name for f in fields(AutoencoderConfig)]
+    model_values = {k: saved_model[k] for k in model_keys if k in saved_model and k not in given}
+    train_values = {k: saved_train[k] for k in RESUME_KEYS if k in saved_train and k not in given}
+    new_model = AutoencoderConfig.from_dict({**asdict(model_cfg), **model_values})
+    new_cfg = replace(cfg, **train_values)
+    taken = {k: v for k, v in {**asdict(new_model), **asdict(new_cfg)}.items()
+             if k in {**model_values, **train_values} and v != {**asdict(model_cfg), **asdict(cfg)}[k]}
+    return new_model, new_cfg, taken
 
 
 def latest_checkpoint(run: str | Path) -> Path | None:

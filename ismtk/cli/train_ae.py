@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import BEST_METRICS, TrainAEConfig
+from ismtk.autoencoder.train import BEST_METRICS, TrainAEConfig, resumed_configs
 from ismtk.cli import console
 from ismtk.cli.options import (
     INPUT,
@@ -17,7 +17,6 @@ from ismtk.cli.options import (
     TRAINING,
     Index,
     Inputs,
-    Resume,
     TrainingProcesses,
     output_option,
     with_option_groups,
@@ -32,6 +31,7 @@ _T = TrainAEConfig()
 
 @with_option_groups
 def train_ae(
+    ctx: typer.Context,
     inputs: Inputs,
     *,
     index: Index = None,
@@ -96,7 +96,11 @@ def train_ae(
         Path | None, typer.Option("--init", rich_help_panel=RUN,
                                   help="Start from this model's weights (a stage-1 run for --stage 2).")
     ] = None,
-    resume: Resume = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", rich_help_panel=RUN,
+                           help="Continue from the run folder's latest checkpoint, exactly where it stopped; model "
+                           "and schedule options not given come from the run's config.json.")
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", rich_help_panel=RUN, help="Start afresh in a run folder that holds a run.")
     ] = False,
@@ -150,6 +154,12 @@ def train_ae(
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
     )
+    if resume:
+        given = {name for name in ctx.params if (source := ctx.get_parameter_source(name)) and source.name != "DEFAULT"}
+        given |= {"drop_" + name.removeprefix("keep_") for name in given if name.startswith("keep_")}
+        model_cfg, cfg, taken = resumed_configs(output, model_cfg, cfg, given)
+        if taken and is_main_process():
+            console.info("resuming with the run's options: " + ", ".join(f"{k}={v}" for k, v in taken.items()))
     with console.progress("training", total=None, unit="steps") as advance:
         val = train_autoencoder(
             inputs, output, model_cfg, cfg, index=index, device=device, resume=resume, init=init, overwrite=overwrite,
