@@ -23,27 +23,12 @@ from pathlib import Path
 import numpy as np
 import tmtools
 
-from ismtk.search.align import cigar_pairs
+from ismtk.search.align import cigar_pairs, gapped_pair
 from ismtk.search.hit3d import HitGeometry
 from ismtk.search.pairs import read_chains
 from ismtk.structure.read import find_structure_files
 
 FIELDS = "query,target,qstart,tstart,cigar,alnlen,lddt,lddtfull,alntmscore,qtmscore,ttmscore,rmsd"
-
-
-def fixed_alignment(pairs: np.ndarray, seq1: str, seq2: str) -> list[str]:
-    """Both sequences gapped so that exactly ``pairs`` share columns (tmtools' fixed-alignment input)."""
-    a, b, i, j = [], [], 0, 0
-    for p, q in pairs:
-        a += list(seq1[i:p]) + ["-"] * (q - j)
-        b += ["-"] * (p - i) + list(seq2[j:q])
-        a.append(seq1[p])
-        b.append(seq2[q])
-        i, j = p + 1, q + 1
-    return [
-        "".join(a + list(seq1[i:]) + ["-"] * (len(seq2) - j)),
-        "".join(b + ["-"] * (len(seq1) - i) + list(seq2[j:])),
-    ]
 
 
 def main() -> None:
@@ -103,7 +88,7 @@ def main() -> None:
         ):
             diffs[column].append(ours.value(column) - float(theirs))
         diffs["lddtfull"] += list(ours.lddtfull - np.array(full.split(","), float))
-        fixed = tmtools.tm_align(x.astype(np.float64), y.astype(np.float64), sx, sy, fixed_alignment(pairs, sx, sy))
+        fixed = tmtools.tm_align(x.astype(np.float64), y.astype(np.float64), sx, sy, list(gapped_pair(pairs, sx, sy)))
         diffs["qtmscore vs TM-align"].append(ours.qtmscore - fixed.tm_norm_chain1)
         diffs["ttmscore vs TM-align"].append(ours.ttmscore - fixed.tm_norm_chain2)
     print(f"{len(rows)} Foldseek hits among {len(chains)} structures; ismtk minus Foldseek (or minus TM-align):")

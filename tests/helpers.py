@@ -80,20 +80,6 @@ def tmalign_pairs(result) -> np.ndarray:
     return np.array(pairs)
 
 
-def gapped(pairs: np.ndarray, seq1: str, seq2: str) -> list[str]:
-    """A fixed alignment for tmtools: both sequences with '-' so that exactly ``pairs`` share columns."""
-    a, b, i, j = [], [], 0, 0
-    for p, q in pairs:
-        a += list(seq1[i:p]) + ["-"] * (q - j)
-        b += ["-"] * (p - i) + list(seq2[j:q])
-        a.append(seq1[p])
-        b.append(seq2[q])
-        i, j = p + 1, q + 1
-    a += list(seq1[i:]) + ["-"] * (len(seq2) - j)
-    b += ["-"] * (len(seq1) - i) + list(seq2[j:])
-    return ["".join(a), "".join(b)]
-
-
 def slow_lddt(query: np.ndarray, target: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """LDDT per aligned pair, straight from the definition, the query as reference."""
     partner = {int(i): int(j) for i, j in pairs}

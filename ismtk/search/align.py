@@ -29,6 +29,7 @@ __all__ = [
     "alignment_from_runs",
     "check_gaps",
     "cigar_pairs",
+    "gapped_pair",
 ]
 
 #: Gap penalties of Foldseek's 3Di search; parasail charges ``open + (n - 1) * extend`` for a gap of ``n``.
@@ -96,6 +97,25 @@ def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
     """
     runs = [(int(n), op) for n, op in re.findall(r"(\d+)([MID=X])", cigar)]
     return alignment_from_runs(0, qstart - 1, tstart - 1, runs).pairs
+
+
+def gapped_pair(pairs: np.ndarray, seq1: str, seq2: str) -> tuple[str, str]:
+    """Both whole sequences written out with ``-`` so that exactly the aligned ``pairs`` (0-based, increasing)
+    share columns: the fixed-alignment input of TM-align (``-I``, tmtools' ``tm_align(..., alignment)``).
+
+    >>> gapped_pair(np.array([[0, 1], [2, 2]]), "ABC", "xyz")
+    ('-ABC', 'xy-z')
+    """
+    a, b, i, j = [], [], 0, 0
+    for p, q in pairs:
+        a += list(seq1[i:p]) + ["-"] * (q - j)
+        b += ["-"] * (p - i) + list(seq2[j:q])
+        a.append(seq1[p])
+        b.append(seq2[q])
+        i, j = p + 1, q + 1
+    a += list(seq1[i:]) + ["-"] * (len(seq2) - j)
+    b += ["-"] * (len(seq1) - i) + list(seq2[j:])
+    return "".join(a), "".join(b)
 
 
 @dataclass

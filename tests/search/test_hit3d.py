@@ -11,14 +11,14 @@ import shutil
 import numpy as np
 import pytest
 import tmtools
-from helpers import FAMILY_D58, HOMOLOGS, gapped, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
+from helpers import FAMILY_D58, HOMOLOGS, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
 from test_search_cli import _hits as _rows
 from test_search_cli import _run, runner
 
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
 from ismtk.errors import InputError
-from ismtk.search.align import cigar_pairs
+from ismtk.search.align import cigar_pairs, gapped_pair
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.pairs import read_chains
@@ -119,7 +119,7 @@ def test_structural_columns_in_foldseek_formats_equal_independent_values(db, dom
         xa, ya = x[pairs[:, 0]], y[pairs[:, 1]]
         u_ls, t_ls = svd_kabsch(xa, ya)
         assert float(rms) == pytest.approx(np.sqrt(np.mean(np.sum((xa @ u_ls.T + t_ls - ya) ** 2, 1))), rel=1e-3)
-        fixed = tmtools.tm_align(x, y, chains[q][1], chains[t][1], gapped(pairs, chains[q][1], chains[t][1]))
+        fixed = tmtools.tm_align(x, y, chains[q][1], chains[t][1], list(gapped_pair(pairs, chains[q][1], chains[t][1])))
         assert float(qtm) == pytest.approx(fixed.tm_norm_chain1, abs=0.01)
         assert float(ttm) == pytest.approx(fixed.tm_norm_chain2, abs=0.01)
         # u, t move the target onto the query, and reach alntmscore there (d0 of the alignment length)

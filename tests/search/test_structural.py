@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tmtools
-from helpers import FAMILY_D58, HOMOLOGS, OTHER, gapped, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
+from helpers import FAMILY_D58, HOMOLOGS, OTHER, random_rotation, slow_lddt, svd_kabsch, tmalign_pairs
 
+from ismtk.search.align import gapped_pair
 from ismtk.search.ca import CA_STEP, CaCoords
 from ismtk.search.pairs import read_chains
 from ismtk.search.structural import kabsch, lddt, rmsd, tm_d0, tm_score, tm_superpose
@@ -62,7 +63,7 @@ def test_tm_score_of_a_moved_copy_is_one_with_the_motion_recovered(chains):
 def test_tm_scores_match_tmalign_scoring_the_same_alignment(chains, pair):
     (x, sx), (y, sy) = chains[pair[0]], chains[pair[1]]
     pairs = tmalign_pairs(tmtools.tm_align(x, y, sx, sy))
-    fixed = tmtools.tm_align(x, y, sx, sy, gapped(pairs, sx, sy))  # TM-align keeps a given alignment
+    fixed = tmtools.tm_align(x, y, sx, sy, list(gapped_pair(pairs, sx, sy)))  # TM-align keeps a given alignment
     assert tmalign_pairs(fixed).tolist() == pairs.tolist()
     xa, ya = x[pairs[:, 0]], y[pairs[:, 1]]
     assert tm_score(xa, ya, len(x)) == pytest.approx(fixed.tm_norm_chain1, abs=0.01)
