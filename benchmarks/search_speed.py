@@ -9,6 +9,8 @@ is printed):
    (``--aa-weight``). Goal: tokens + amino acids within 1.5x of parasail's token-only time.
 2. **Search on 1 and 2 threads** (the same queries): exhaustive and prefiltered, tokens and tokens + amino acids,
    side by side, with a check that the ``.m8`` written on 2 threads is byte-identical to 1 thread. Goal: >= 1.8x.
+   Twice: every hit kept without tracebacks (the kernels' scaling; making a Python object per hit for all 2,369
+   targets is the serial part), and with the search's default options (E <= 10, tracebacks), as users run it.
    CPU/wall is the process's CPU seconds (all threads) per wall second of the many-thread run: near the thread
    count when nothing serialises the threads, lower when the GIL or other jobs on the machine hold them back.
 3. With ``--lookup``: the SCOPe40 sensitivity (noselfhit) of exhaustive and prefiltered search over all
@@ -89,6 +91,32 @@ def sensitivity(hits: list, query: SequenceDB, db: SequenceDB, lookup: dict) -> 
     return summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level
 
 
+def thread_scaling(searchers: dict, timed: SequenceDB, matrix: SubstitutionMatrix, weights: list[float],
+                   label: dict, args: argparse.Namespace, title: str) -> None:
+    """Part 2 for one set of searchers keyed by (aa weight, mode, threads): times on 1 and n threads and whether
+    their ``.m8`` is identical."""
+    times, cpu = {k: float("inf") for k in searchers}, {}
+    for _ in range(args.repeats):
+        for k, s in searchers.items():
+            seconds, _, used = timed_search(s, timed)
+            if seconds < times[k]:
+                times[k], cpu[k] = seconds, used
+    print(f"\n2. search: the same {len(timed)} queries, {title}, best of {args.repeats}; {load()}")
+    print(
+        f"  {'':28s} {'1 thread':>10s} {f'{args.threads} threads':>10s} {'speed-up':>9s} {'CPU/wall':>9s}  "
+        ".m8 identical"
+    )
+    for w in weights:
+        for mode in ("exhaustive", "prefilter"):
+            one, many = times[w, mode, 1], times[w, mode, args.threads]
+            one_m8, many_m8 = (m8_bytes(searchers[w, mode, t], matrix, timed) for t in (1, args.threads))
+            same = one_m8 == many_m8
+            print(
+                f"  {label[w] + ', ' + mode:28s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
+                f"{cpu[w, mode, args.threads] / many:8.2f}  {same}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", required=True, help="database folder (createdb from structures)")
@@ -120,7 +148,12 @@ def main() -> None:
         for mode in ("exhaustive", "prefilter")
         for t in (1, args.threads)
     }
-    for s in searchers.values():  # compile / load the kernels before timing
+    defaults = {
+        key: Searcher(db, matrix, replace(SearchOptions(), aa_weight=key[0], exhaustive=key[1] == "exhaustive",
+                                          threads=key[2]))
+        for key in searchers
+    }  # fmt: skip
+    for s in [*searchers.values(), *defaults.values()]:  # compile / load the kernels before timing
         list(s.search(db.named(names[:2])))
 
     # 1. kernels on the same pairs
@@ -158,26 +191,9 @@ def main() -> None:
         )
 
     # 2. search on 1 and n threads
-    times, cpu = {k: float("inf") for k in searchers}, {}
-    for _ in range(args.repeats):
-        for k, s in searchers.items():
-            seconds, _, used = timed_search(s, timed)
-            if seconds < times[k]:
-                times[k], cpu[k] = seconds, used
-    print(f"\n2. search: the same {len(timed)} queries, every hit kept, best of {args.repeats}; {load()}")
-    print(
-        f"  {'':28s} {'1 thread':>10s} {f'{args.threads} threads':>10s} {'speed-up':>9s} {'CPU/wall':>9s}  "
-        ".m8 identical"
-    )
-    for w in weights:
-        for mode in ("exhaustive", "prefilter"):
-            one, many = times[w, mode, 1], times[w, mode, args.threads]
-            one_m8, many_m8 = (m8_bytes(searchers[w, mode, t], matrix, timed) for t in (1, args.threads))
-            same = one_m8 == many_m8
-            print(
-                f"  {label[w] + ', ' + mode:28s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
-                f"{cpu[w, mode, args.threads] / many:8.2f}  {same}"
-            )
+    for title, variant in (("every hit kept, no tracebacks", searchers), ("default options (E <= 10, tracebacks)",
+                                                                           defaults)):
+        thread_scaling(variant, timed, matrix, weights, label, args, title)
 
     if not args.lookup:
         return

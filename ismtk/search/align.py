@@ -67,25 +67,33 @@ def check_gaps(gap_open: int, gap_extend: int) -> None:
 
 def alignment_from_runs(score: int, qstart: int, tstart: int, runs: list[tuple[int, str]]) -> Alignment:
     """An :class:`Alignment` from its start and its operation runs ``(n, op)``: ``M`` (or ``=``/``X``) aligned
-    pairs, ``I`` query residues and ``D`` target residues left unaligned."""
-    i, j, pairs, columns, gap_opens = qstart, tstart, [], 0, 0
+    pairs, ``I`` query residues and ``D`` target residues left unaligned.
+
+    >>> a = alignment_from_runs(7, 2, 0, [(2, "="), (1, "X"), (1, "I"), (1, "M")])
+    >>> a.cigar, a.pairs.tolist(), (a.qend, a.tend, a.columns, a.gap_opens)
+    ('3M1I1M', [[2, 0], [3, 1], [4, 2], [6, 3]], (7, 4, 5, 1))
+    """
     merged: list[list] = []
     for n, op in runs:
-        columns += n
-        if op in "=XM":
-            pairs.append(np.stack([np.arange(i, i + n), np.arange(j, j + n)], axis=1))
-            i, j = i + n, j + n
-            op = "M"
-        else:
-            gap_opens += 1
-            i, j = (i + n, j) if op == "I" else (i, j + n)
+        op = "M" if op in "=XM" else op
         if merged and merged[-1][1] == op:
             merged[-1][0] += n
         else:
             merged.append([n, op])
-    pairs_array = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    lengths = np.array([n for n, _ in merged], dtype=np.int64)
+    ops = np.array([op for _, op in merged], dtype="<U1")
+    aligned = ops == "M"
+    query_steps = np.where(aligned | (ops == "I"), lengths, 0)
+    target_steps = np.where(aligned | (ops == "D"), lengths, 0)
+    # each aligned run starts where the steps before it end; its pairs count up from there
+    qfirst = (qstart + np.cumsum(query_steps) - query_steps)[aligned]
+    tfirst = (tstart + np.cumsum(target_steps) - target_steps)[aligned]
+    sizes = lengths[aligned]
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    pairs = np.stack([np.repeat(qfirst, sizes) + within, np.repeat(tfirst, sizes) + within], axis=1)
     cigar = "".join(f"{n}{op}" for n, op in merged)
-    return Alignment(score, qstart, i, tstart, j, pairs_array, columns, gap_opens, cigar)
+    return Alignment(score, qstart, qstart + int(query_steps.sum()), tstart, tstart + int(target_steps.sum()),
+                     pairs, int(lengths.sum()), int((~aligned).sum()), cigar)  # fmt: skip
 
 
 def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
