@@ -95,7 +95,9 @@ def test_two_threads_write_the_same_bytes_as_one(db, tmp_path, extra):
     assert len(_hits(tmp_path / "t1.m8")) >= 5
 
 
-@pytest.mark.parametrize("extra", [[], ["--aa-weight", "0.5"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["--aa-weight", "0.5"], ["--alignment-type", "tmalign"]], ids=["tokens", "default", "tmalign"]
+)
 def test_three_shards_merged_equal_one_run(db, tmp_path, extra):
     columns = ["--format-output", DEFAULT_COLUMNS + ",raw,corrected,cigar", "-e", "1e9"]
     _run("search", db, db, "-o", tmp_path / "one.m8", *columns, "-t", "1", *extra)
