@@ -128,6 +128,7 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
         (["merge-hits", shards[0], other, "-o", tmp_path / "m.m8"], "different searches"),
         (["merge-hits", tmp_path / "one.m8", "-o", tmp_path / "m.m8"], "cannot read"),
         (["search", db, db, "-o", tmp_path / "m.m8", "--split", "3/2"], "1 <= I <= N"),
+        (["search", db, db, "-o", tmp_path / "m.m8", "--split", "1/2", "--sort-by", "alntmscore"], "joins the shards"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])
         assert result.exit_code == EXIT_ERROR, (args, result.output)
