@@ -142,9 +142,7 @@ class SequenceDB:
         joined = self.select(keep) if len(keep) < len(self) else self
         tracks = dict(joined.tracks)
         for other in others:
-            index = {name: i for i, name in enumerate(other.names)}
-            order = [index[name] for name in joined.names]
-            picked = other.select(order)
+            picked = other.named(joined.names)
             if not np.array_equal(picked.lengths(), joined.lengths()):
                 bad = joined.names[int(np.flatnonzero(picked.lengths() != joined.lengths())[0])]
                 raise InputError(f"entry {bad}: {other.tokenizer} and {self.tokenizer} tokens differ in length")
