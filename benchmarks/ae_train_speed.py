@@ -149,9 +149,9 @@ def main() -> None:
         return worker(args)
     if args.micro_pairs is None:
         sys.path.insert(0, str(ROOT))
-        from ismtk.autoencoder.train import TrainAEConfig
+        from ismtk.autoencoder.train import MICRO_BATCH_PAIRS
 
-        args.micro_pairs = TrainAEConfig().micro_batch_pairs
+        args.micro_pairs = MICRO_BATCH_PAIRS[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         old_tree = tmp / "old"

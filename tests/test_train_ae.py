@@ -188,9 +188,10 @@ def test_gpu_command_on_a_cpu_budget(tmp_path):
     cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--width", "16", "--heads", "2"]
     cmd += ["--layers", "1", "--stage", "both", "--epochs-stage1", "1", "--epochs-stage2", "400", "--batch-size", "8"]
     cmd += ["--residues-per-chain", "12", "--lr", "1e-3", "--coord-weight", "0.05", "--loader-workers", "2"]
-    cmd += ["--max-minutes", "0.2", "--device", "cpu", "--checkpoint-every", "1000"]
+    cmd += ["--max-minutes", "0.2", "--device", "cpu", "--checkpoint-every", "1000", "--micro-batch-pairs", "5000"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["micro_batch_pairs"] == 5000
     records = read_metrics(tmp_path / "metrics.jsonl")
     last = max(r["step"] for r in records)
     assert 0 < last < 401 * 5 and records[-1]["kind"] == "val"  # stopped by the budget, validated

@@ -48,6 +48,7 @@ from ismtk.train.schedule import warmup_cosine
 
 __all__ = [
     "BEST_METRICS",
+    "MICRO_BATCH_PAIRS",
     "AutoencoderTrainer",
     "TrainAEConfig",
     "TrainProgress",
@@ -59,6 +60,9 @@ __all__ = [
 Stage = Literal["1", "2", "both"]
 #: Validation metrics that can pick the best model.
 BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances")
+#: Default ``micro_batch_pairs`` on the CPU and on a GPU (a part of 16M pairs of ~150-atom environments holds
+#: ~700 of them and takes ~25 GB in training).
+MICRO_BATCH_PAIRS = (250_000, 16_000_000)
 #: Files and folders a run writes into its folder (removed by ``overwrite``).
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 
@@ -96,6 +100,8 @@ class TrainAEConfig:
         A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
         largest environment squared), each padded to its own largest size; their gradients add up to the
         batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, not the result.
+        ``None``: :data:`MICRO_BATCH_PAIRS` of the device (parts that fit a core's caches on the CPU; a
+        GPU needs parts of hundreds of environments to be busy).
     checkpoint_every
         Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
     log_every
@@ -129,7 +135,7 @@ class TrainAEConfig:
     shuffle_chains: int = 16
     data_shards: int = 8
     loader_workers: int = 1
-    micro_batch_pairs: int = 250_000
+    micro_batch_pairs: int | None = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
@@ -286,6 +292,7 @@ class AutoencoderTrainer:
         self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = env.device.type == "cuda"
+        self.max_pairs = cfg.micro_batch_pairs or MICRO_BATCH_PAIRS[env.device.type == "cuda"]
         # one process on the CPU: micro-batches on threads of single-threaded torch ops (see step.py)
         self.workers = torch.get_num_threads() if env.device.type == "cpu" and not env.distributed else 1
         if self.workers > 1:
@@ -488,7 +495,7 @@ class AutoencoderTrainer:
                 group["lr"] = lr
             self.opt.zero_grad(set_to_none=True)
             losses = forward_backward(
-                self.ddp, self.model_cfg, micro_batches(batch, cfg.micro_batch_pairs), weights,
+                self.ddp, self.model_cfg, micro_batches(batch, self.max_pairs), weights,
                 cfg.batch_size / self.env.world_size, self.env.device, self.autocast, self.workers,
             )  # fmt: skip
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
@@ -524,7 +531,7 @@ class AutoencoderTrainer:
             self.log(
                 f"validation set: {n} microenvironments of {len(self.corpus.val)} chains (skipped {skips.summary()})"
             )
-        sums = evaluate(self.model, self.val_set, env.device, cfg.micro_batch_pairs, self.autocast, self.workers)
+        sums = evaluate(self.model, self.val_set, env.device, self.max_pairs, self.autocast, self.workers)
         totals = all_reduce_sum(torch.stack([sums[k] for k in SUM_KEYS]).to(env.device)).tolist()
         return summarise(dict(zip(SUM_KEYS, totals, strict=True)))
 

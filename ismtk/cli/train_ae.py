@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from ismtk.autoencoder.model import AutoencoderConfig
-from ismtk.autoencoder.train import BEST_METRICS, TrainAEConfig, resumed_configs
+from ismtk.autoencoder.train import BEST_METRICS, MICRO_BATCH_PAIRS, TrainAEConfig, resumed_configs
 from ismtk.cli import console
 from ismtk.cli.options import (
     INPUT,
@@ -50,6 +50,13 @@ def train_ae(
         int, typer.Option("--loader-workers", min=0, rich_help_panel=INPUT,
                           help="Processes per rank reading chains ahead (0: none).")
     ] = _T.loader_workers,
+    micro_batch_pairs: Annotated[
+        int | None, typer.Option("--micro-batch-pairs", min=1, rich_help_panel=INPUT,
+                                 help="Padded atom pairs per micro-batch: speed and memory, not the result "
+                                      f"(default {MICRO_BATCH_PAIRS[0]:,} on a CPU, "
+                                      f"{MICRO_BATCH_PAIRS[1]:,} on a GPU).",
+                                 show_default=False)
+    ] = _T.micro_batch_pairs,
     stage: Annotated[
         Literal["1", "2", "both"],
         typer.Option("--stage", rich_help_panel=TRAINING,
@@ -150,6 +157,7 @@ def train_ae(
         best_metric=best_metric,
         data_shards=data_shards,
         loader_workers=loader_workers,
+        micro_batch_pairs=micro_batch_pairs,
         seed=seed,
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
