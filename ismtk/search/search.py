@@ -36,6 +36,7 @@ __all__ = [
     "plain_aa_weight",
     "score_tracks",
     "shard",
+    "tracks_on_aa_mode",
     "with_aa_weight",
 ]
 
@@ -148,6 +149,13 @@ class Hit:
     alignment: Alignment | None = None
 
 
+def tracks_on_aa_mode() -> InputError:
+    """The error for a score that adds tracks to a search of the amino acids alone (``--mode aa``)."""
+    return InputError(
+        "adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa (which is --score aa)"
+    )
+
+
 class Searcher:
     """Searches queries against one target database with one matrix per track.
 
@@ -180,10 +188,7 @@ class Searcher:
         self.score = score_tracks(options, target.tokenizer)
         names = [name for name, _ in self.score]
         if target.tokenizer == AA_TRACK and len(names) > 1:
-            raise InputError(
-                "adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
-                "(which is --score aa)"
-            )
+            raise tracks_on_aa_mode()
         symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
         if self.score == ((MAIN_TRACK, 1.0),):

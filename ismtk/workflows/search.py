@@ -50,7 +50,15 @@ from ismtk.search.m8 import (
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.merge import shard_keys
 from ismtk.search.prob import ProbFit, find_fit
-from ismtk.search.search import Hit, Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
+from ismtk.search.search import (
+    Hit,
+    Searcher,
+    SearchOptions,
+    plain_aa_weight,
+    score_tracks,
+    tracks_on_aa_mode,
+    with_aa_weight,
+)
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
@@ -227,8 +235,7 @@ def score_mode(mode: Mode, options: SearchOptions) -> tuple[Mode, SearchOptions]
     if options.score == ((AA_TRACK, 1.0),):
         return "aa", replace(options, score=())
     if mode == "aa" and (options.score or (options.aa_weight or 0) > 0):
-        raise InputError("adding tracks to structure tokens (--aa-weight, --score) does not apply to --mode aa "
-                         "(which is --score aa)")
+        raise tracks_on_aa_mode()
     return mode, options
 
 
