@@ -89,8 +89,9 @@ def createdb(
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
+    from ismtk.search.search import with_fit
     from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.search import open_input
+    from ismtk.workflows.search import open_input, resolve_matrix
 
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
@@ -101,11 +102,12 @@ def createdb(
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     stored = [load_tokenizer(name.strip()) for name in tracks.split(",")] if tracks else []
     skips = _Skips()
-    db, _ = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
-                       tracks=stored)
+    db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
+                          tracks=stored)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
-    db.save(target)
+    # the default score's E-value parameters, fitted once here instead of at every search
+    with_fit(db, resolve_matrix(None, used)).save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")
     skips.finish()
 

@@ -12,6 +12,7 @@ the combined score.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -105,6 +106,14 @@ class TrackAligner:
     def codes(self, db: SequenceDB) -> np.ndarray:
         """``(T, R) uint8`` codes of every residue of ``db``."""
         return track_codes(db, self.names)
+
+    def fit_key(self) -> str:
+        """A digest of what E-value parameters fitted for this aligner depend on besides the database: the
+        tracks, their weighted scores and the gap penalties (:attr:`SequenceDB.fits` is keyed by it)."""
+        digest = hashlib.sha256(f"{self.names}|{self.gap_open}|{self.gap_extend}".encode())
+        for matrix in self.tracks.matrices:
+            digest.update(np.ascontiguousarray(matrix, np.int32).tobytes() + str(matrix.shape).encode())
+        return digest.hexdigest()[:16]
 
     def query(self, db: SequenceDB, i: int) -> np.ndarray:
         """``(T, L) uint8`` codes of entry ``i`` of ``db``."""

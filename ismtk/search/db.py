@@ -19,6 +19,10 @@ On-disk format (``ismtk createdb``): a folder holding
   aligned with ``tokens``, ``(R, 3) int16`` on a per-entry grid, and ``(N, 4) float32`` each entry's grid centre
   and step (:mod:`ismtk.search.ca`). Older databases have no ``"ca"`` key and no coordinates.
 
+The header may also hold ``"evd"``: E-value parameters already fitted on this database (``createdb`` stores those of
+its default score), a list of ``{"key": KEY, "gap_open": G, "gap_extend": E, "lambda": L, "k": K}`` keyed by what
+the fit depends on besides the database (see :class:`ismtk.search.search.Searcher`).
+
 Arrays are memory-mapped on load, so opening a database costs only reading its names.
 
 >>> from ismtk.sequence import Alphabet
@@ -39,6 +43,7 @@ import numpy as np
 from ismtk.atomic import atomic_folder
 from ismtk.errors import InputError
 from ismtk.search.ca import CaCoords
+from ismtk.search.matrix import EvdParams
 from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
 
 __all__ = [
@@ -72,7 +77,8 @@ class SequenceDB:
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
     ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids);
     ``ca`` the C-alpha coordinates or ``None``; ``tracks`` more token tracks of the same residues by their
-    tokenizer's identity (see :meth:`with_tracks`).
+    tokenizer's identity (see :meth:`with_tracks`); ``fits`` E-value parameters fitted on these very entries, by
+    key (kept only by copies of the same entries).
     """
 
     names: list[str]
@@ -83,6 +89,7 @@ class SequenceDB:
     aa: np.ndarray | None = None
     ca: CaCoords | None = None
     tracks: dict[str, TokenTrack] = field(default_factory=dict)
+    fits: dict[str, EvdParams] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -259,6 +266,11 @@ class SequenceDB:
             }
             if self.tracks:
                 header["tracks"] = [{"tokenizer": n, "alphabet": t.alphabet.symbols} for n, t in self.tracks.items()]
+            if self.fits:
+                header["evd"] = [
+                    {"key": key, "gap_open": p.gap_open, "gap_extend": p.gap_extend, "lambda": p.lam, "k": p.k}
+                    for key, p in self.fits.items()
+                ]
             (tmp / _HEADER).write_text(json.dumps(header, indent=1) + "\n")
 
     @classmethod
@@ -282,6 +294,10 @@ class SequenceDB:
             entries, amino_acids = int(header["entries"]), bool(header["amino_acids"])
             alphabet = Alphabet(str(header["alphabet"]))
             described = [(str(t["tokenizer"]), Alphabet(str(t["alphabet"]))) for t in header.get("tracks", [])]
+            fits = {
+                str(f["key"]): EvdParams(int(f["gap_open"]), int(f["gap_extend"]), float(f["lambda"]), float(f["k"]))
+                for f in header.get("evd", [])
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path / _HEADER}: incomplete header ({exc}); make the database again with createdb"
                              ) from exc
@@ -323,7 +339,7 @@ class SequenceDB:
             empty = names[int(np.flatnonzero(lengths == 0)[0])]
             raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "
                              "again with createdb, which leaves such entries out")
-        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca, tracks)
+        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca, tracks, fits)
 
 
 def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.ndarray:

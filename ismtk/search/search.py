@@ -18,7 +18,7 @@ from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner, Alignment
 from ismtk.search.combined import MAIN_TRACK, TrackAligner
 from ismtk.search.db import AA_TRACK, SequenceDB
-from ismtk.search.evalue import bit_score, evalue, fit_evd
+from ismtk.search.evalue import DEFAULT_NULL_PAIRS, bit_score, evalue, fit_evd
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, KmerPrefilter, PrefilterSettings
 from ismtk.search.tracks import ScoreTracks
@@ -37,6 +37,7 @@ __all__ = [
     "score_tracks",
     "shard",
     "tracks_on_aa_mode",
+    "with_fit",
     "with_aa_weight",
 ]
 
@@ -149,6 +150,16 @@ class Hit:
     alignment: Alignment | None = None
 
 
+def with_fit(db: SequenceDB, matrix: SubstitutionMatrix, options: SearchOptions = DEFAULT_OPTIONS) -> SequenceDB:
+    """``db`` with the E-value parameters of a search with ``options`` (the commands' default score) fitted now and
+    stored in :attr:`SequenceDB.fits`, so that such searches of the saved database skip the fit (same parameters,
+    same output). Unchanged when those parameters come from the matrix header."""
+    searcher = Searcher(db, matrix, options)
+    if searcher.evd_key is None:
+        return db
+    return replace(db, fits={**db.fits, searcher.evd_key: searcher.evd})
+
+
 def tracks_on_aa_mode() -> InputError:
     """The error for a score that adds tracks to a search of the amino acids alone (``--mode aa``)."""
     return InputError(
@@ -212,7 +223,12 @@ class Searcher:
         if options.comp_bias > 0:  # scores change: fit their statistics on the target
             params = None
         self.evd_fitted = params is None
-        if params is None:
+        #: Key of this search's fit in :attr:`SequenceDB.fits` (None: the fit is not stored, see :func:`with_fit`).
+        self.evd_key = None
+        if params is None and options.comp_bias == 0 and self.aligner is self.scorer:
+            self.evd_key = f"{self.scorer.fit_key()}-{DEFAULT_NULL_PAIRS}"
+            params = target.fits.get(self.evd_key)
+        if params is None and self.evd_fitted:
             aligner = self.scorer if options.comp_bias > 0 else self.aligner
             params = fit_evd(aligner, target, comp_bias=options.comp_bias)
         self.evd: EvdParams = params

@@ -161,3 +161,27 @@ def test_fit_evalue_stores_parameters(db, tmp_path):
     _run("fit-evalue", "blosum62", db, "-o", out, "--mode", "aa", "--null-pairs", "200")
     params = read_matrix(out).evd_for(10, 1)
     assert params is not None and 0 < params.lam < 2
+
+
+def test_createdb_stores_the_default_fit_and_search_uses_it(db, domains_dir, tmp_path):
+    """createdb fits the E-values of the default score (tokens + 0.5 x amino acids) once; a search with that score
+    takes them from the database and writes the same bytes as one that fits them again, other scores refit."""
+    from ismtk.search.matrix import load_matrix
+    from ismtk.search.search import DEFAULT_OPTIONS, Searcher, SearchOptions
+
+    stored = SequenceDB.load(db)
+    assert len(stored.fits) == 1
+    bare = tmp_path / "bare"
+    SequenceDB(stored.names, stored.offsets, stored.tokens, stored.alphabet, stored.tokenizer, stored.aa,
+               stored.ca, stored.tracks).save(bare)
+    assert not SequenceDB.load(bare).fits and "evd" not in (bare / "ismtk-db.json").read_text()
+    query = domains_dir / f"{HOMOLOGS[0]}.pdb.gz"
+    for target in (db, bare):
+        _run("search", query, target, "-o", tmp_path / f"{target.name}.m8", "-e", "1e9", "-t", "1")
+    assert (tmp_path / "db.m8").read_bytes() == (tmp_path / "bare.m8").read_bytes()
+    matrix = load_matrix(None, "3di")
+    default = Searcher(stored, matrix, DEFAULT_OPTIONS)
+    assert default.evd == stored.fits[default.evd_key] == Searcher(SequenceDB.load(bare), matrix, DEFAULT_OPTIONS).evd
+    other = Searcher(stored, matrix, SearchOptions(aa_weight=1.0))
+    assert other.evd_key not in stored.fits and other.evd != default.evd
+    assert not stored.named(stored.names[:3]).fits  # a subset of the entries is another database
