@@ -89,9 +89,8 @@ def createdb(
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
-    from ismtk.search.search import with_fit
     from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.search import open_input, resolve_matrix
+    from ismtk.workflows.search import open_input, with_default_fit
 
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
@@ -107,7 +106,7 @@ def createdb(
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
     # the default score's E-value parameters, fitted once here instead of at every search
-    with_fit(db, resolve_matrix(None, used)).save(target)
+    with_default_fit(db, used).save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")
     skips.finish()
 

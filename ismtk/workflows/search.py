@@ -58,6 +58,7 @@ from ismtk.search.search import (
     score_tracks,
     tracks_on_aa_mode,
     with_aa_weight,
+    with_fit,
 )
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
@@ -80,6 +81,7 @@ __all__ = [
     "score_mode",
     "score_tokenizers",
     "search_to_m8",
+    "with_default_fit",
 ]
 
 #: What is aligned: the structure tokens, or the amino acids (with an amino-acid matrix).
@@ -218,6 +220,16 @@ def load_search_db(
     of a database is not looked up unless ``tokenizer`` is given (and must then match)."""
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     return open_input(inputs, chosen, read_options, threads, on_skip, mode=mode, need_tokenizer=False)[0]
+
+
+def with_default_fit(db: SequenceDB, tokenizer: Tokenizer | None) -> SequenceDB:
+    """``db`` with the E-value parameters of its default score stored (:func:`ismtk.search.search.with_fit`); as it
+    is, when its tokenizer has no matrix yet (a new tokenizer's is learned from such a database) or its entries are
+    too few to fit on: its searches then fit, or say why they cannot, themselves."""
+    try:
+        return with_fit(db, resolve_matrix(None, tokenizer))
+    except InputError:
+        return db
 
 
 def resolve_matrix(
