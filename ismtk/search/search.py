@@ -228,7 +228,7 @@ class Searcher:
         if params is None and options.comp_bias == 0 and self.aligner is self.scorer:
             self.evd_key = f"{self.scorer.fit_key()}-{DEFAULT_NULL_PAIRS}"
             params = target.fits.get(self.evd_key)
-        if params is None and self.evd_fitted:
+        if params is None:  # not in the header, nor stored in the database
             aligner = self.scorer if options.comp_bias > 0 else self.aligner
             params = fit_evd(aligner, target, comp_bias=options.comp_bias)
         self.evd: EvdParams = params
