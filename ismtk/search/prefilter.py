@@ -1,7 +1,7 @@
 """k-mer prefilter: similar k-mers of the query in an index of the database, double hits, chained diagonals.
 
 The prefilter of MMseqs2 and Foldseek (Steinegger & Soeding 2017, van Kempen et al. 2024), with FASTA's joining of
-diagonal regions (Pearson & Lipman 1988) to rank, in four stages:
+diagonal regions (Pearson & Lipman 1988) to rank, in five stages:
 
 1. **Similar k-mers.** For every query position ``i`` all k-mers ``x`` scoring
    ``sum_m S(q_{i+m}, x_m) >= threshold`` under the token matrix are enumerated (depth-first over symbols sorted by
@@ -13,11 +13,14 @@ diagonal regions (Pearson & Lipman 1988) to rank, in four stages:
 3. **Gap-free segments.** Each double hit is extended both ways along its diagonal until the running score falls
    :data:`_X_DROP` below its best (BLAST's ungapped X-drop extension), under the search's full column score (all
    tracks, e.g. tokens + amino acids).
-4. **Chaining.** A target's prefilter score is the best chain of its segments in alignment order, a change of
-   diagonal by ``g`` costing a gap of ``g`` (``open + (g - 1) * extend``). 3Di alignments of remote homologs are
-   gapped: their best single diagonal often scores like noise (29 half-bits for a Smith-Waterman score of 232), so
-   ranking by the best diagonal alone lost homologs that the chain keeps. The ``max_candidates`` best targets go on
-   to Smith-Waterman.
+4. **Chaining.** A target's prefilter score is the best chain of its (at most 16 best) segments in alignment
+   order, a change of diagonal by ``g`` costing a gap of ``g`` (``open + (g - 1) * extend``). 3Di alignments of
+   remote homologs are gapped: their best single diagonal often scores like noise (29 half-bits for a
+   Smith-Waterman score of 232), so ranking by the best diagonal alone lost homologs that the chain keeps.
+5. **Ranking.** Targets are ranked by chain score less ``length_penalty * ln(n)`` for a target of ``n`` residues,
+   the length term of an E-value (``E = K m n exp(-lambda S)``, ranked by ``S - ln(n) / lambda``) with an empirical
+   weight: a long unrelated target collects many weak segments, and without the term such targets crowded
+   out remote homologs. The ``max_candidates`` best go on to Smith-Waterman.
 
 Work per query grows with the number of k-mer hits, not with the size of the database: an index lookup touches only
 the targets that share a similar k-mer. Settings were chosen on the ``matrix_train`` domains (docs/benchmarks.md).
@@ -35,6 +38,7 @@ from ismtk.errors import InputError
 __all__ = [
     "DEFAULT_KMER",
     "DEFAULT_KMER_THRESHOLD",
+    "DEFAULT_LENGTH_PENALTY",
     "DEFAULT_MAX_CANDIDATES",
     "DEFAULT_MIN_SEGMENT",
     "KmerIndex",
@@ -55,9 +59,14 @@ DEFAULT_KMER_THRESHOLD = 20
 DEFAULT_MIN_SEGMENT = 20
 #: Two hits on one diagonal count as a double hit when they start at least this far apart.
 DEFAULT_SPACING = 1
+#: Ranking penalty per e-fold of target length (half-bits).
+DEFAULT_LENGTH_PENALTY = 20.0
 _SHIFT = 1 << 31
 _MAX_SEGMENTS = 256
 _X_DROP = 10
+_MAX_CHAINED = 16
+_RADIX_BITS = 11
+_RADIX = 1 << _RADIX_BITS
 
 
 @numba.njit(cache=True, nogil=True)
@@ -141,26 +150,28 @@ def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
 
 @numba.njit(cache=True, nogil=True)
 def _radix_sort(keys, payload):  # pragma: no cover - numba
-    """Sort ``uint64`` keys (and ``payload`` alongside) stably, least significant byte first, as many passes as the
-    largest key has bytes."""
+    """Sort ``uint64`` keys (and ``payload`` alongside) stably, least significant digit (11 bits) first, as many
+    passes as the largest key has digits."""
     n = keys.shape[0]
     other_keys, other_payload = np.empty_like(keys), np.empty_like(payload)
     top = keys.max() if n else np.uint64(0)
+    mask = np.uint64(_RADIX - 1)
+    counts = np.empty(_RADIX + 1, np.int64)
     shift = 0
     while shift < 64 and (top >> np.uint64(shift)) > 0:
-        counts = np.zeros(257, np.int64)
+        counts[:] = 0
         for x in range(n):
-            counts[((keys[x] >> np.uint64(shift)) & np.uint64(255)) + 1] += 1
-        for c in range(256):
+            counts[((keys[x] >> np.uint64(shift)) & mask) + 1] += 1
+        for c in range(_RADIX):
             counts[c + 1] += counts[c]
         for x in range(n):
-            bucket = (keys[x] >> np.uint64(shift)) & np.uint64(255)
+            bucket = (keys[x] >> np.uint64(shift)) & mask
             other_keys[counts[bucket]] = keys[x]
             other_payload[counts[bucket]] = payload[x]
             counts[bucket] += 1
         keys, other_keys = other_keys, keys
         payload, other_payload = other_payload, payload
-        shift += 8
+        shift += _RADIX_BITS
     return keys, payload
 
 
@@ -202,29 +213,49 @@ def _extend(profile, targets, start, length, diagonal, i, x_drop):  # pragma: no
     first, last = max(0, -diagonal), min(profile.shape[2], length - diagonal)
     run = best = 0
     end = i
-    for q in range(i, last):
+    for q in range(i, last):  # branch-free updates: whether a column raises the best is unpredictable
         run += _column_score(profile, targets, start + q + diagonal, q)
-        if run > best:
-            best, end = run, q + 1
-        elif run < best - x_drop:
+        end = q + 1 if run > best else end
+        best = max(best, run)
+        if run < best - x_drop:
             break
     run = left = 0
     begin = i
     for q in range(i - 1, first - 1, -1):
         run += _column_score(profile, targets, start + q + diagonal, q)
-        if run > left:
-            left, begin = run, q
-        elif run < left - x_drop:
+        begin = q if run > left else begin
+        left = max(left, run)
+        if run < left - x_drop:
             break
     return begin, end, best + left
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _insertion_sort(order, n, values, sign):  # pragma: no cover - numba
+    """Sort ``order[:n]`` (indices into ``values``) stably by ``sign * values``, ascending, in place."""
+    for a in range(1, n):
+        x = order[a]
+        b = a - 1
+        while b >= 0 and sign * values[order[b]] > sign * values[x]:
+            order[b + 1] = order[b]
+            b -= 1
+        order[b + 1] = x
+
+
 @numba.njit(cache=True, nogil=True)
-def _chain(segments, n, gap_open, gap_extend):  # pragma: no cover - numba
+def _chain(segments, n, gap_open, gap_extend, order, chain):  # pragma: no cover - numba
     """Best chain of segments in alignment order (each starts after the previous ends in query and target), a
-    change of diagonal by ``g`` costing ``gap_open + (g - 1) * gap_extend``: FASTA's joining of regions."""
-    order = np.argsort(segments[:n, 0], kind="mergesort")
-    chain = np.empty(n, np.int64)
+    change of diagonal by ``g`` costing ``gap_open + (g - 1) * gap_extend``: FASTA's joining of regions. Only the
+    :data:`_MAX_CHAINED` best segments take part (a homolog's chain needs few; noise makes many weak ones).
+    ``order``/``chain``: work arrays of at least ``n`` entries."""
+    if n == 1:
+        return segments[0, 3]
+    for a in range(n):
+        order[a] = a
+    if n > _MAX_CHAINED:
+        _insertion_sort(order, n, segments[:, 3], -1)
+        n = _MAX_CHAINED
+    _insertion_sort(order, n, segments[:, 0], 1)
     best = 0
     for a in range(n):
         sa = order[a]
@@ -259,6 +290,7 @@ def prefilter_scores(
     seeded = np.empty(1024, np.int64)
     scores = np.zeros(1024, np.int64)
     segments = np.empty((_MAX_SEGMENTS, 4), np.int64)
+    order, chain = np.empty(_MAX_SEGMENTS, np.int64), np.empty(_MAX_SEGMENTS, np.int64)
     count = n = 0
     current = -1
     g = 0
@@ -269,7 +301,7 @@ def prefilter_scores(
         t = np.int64(groups[g] // span)
         if t != current:
             if n:
-                scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
+                scores[count - 1] = _chain(segments, n, gap_open, gap_extend, order, chain)
             current, n = t, 0
         first, covered, seed = at[g], -1, False
         diagonal = np.int64(groups[g] % span) - length
@@ -292,7 +324,7 @@ def prefilter_scores(
                 n += 1
         g = h
     if n:
-        scores[count - 1] = _chain(segments, n, gap_open, gap_extend)
+        scores[count - 1] = _chain(segments, n, gap_open, gap_extend, order, chain)
     return seeded[:count], scores[:count]
 
 
@@ -305,6 +337,8 @@ class PrefilterSettings:
     min_segment: int = DEFAULT_MIN_SEGMENT
     #: The two hits of a double hit start at least this many query positions apart (1: any two hits).
     spacing: int = DEFAULT_SPACING
+    #: Targets are ranked by ``score - length_penalty * ln(target length)`` (half-bits; see the module).
+    length_penalty: float = DEFAULT_LENGTH_PENALTY
 
 
 @dataclass(frozen=True)
@@ -354,7 +388,8 @@ class KmerPrefilter:
         self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
         self.gap_open, self.gap_extend = gap_open, gap_extend
         self.index = KmerIndex.build(codes[0], offsets, ids, settings.kmer, self.scores.shape[0])
-        self.longest = int(np.diff(self.offsets).max()) if len(self.offsets) > 1 else 0
+        self._lengths = np.diff(self.offsets)
+        self.longest = int(self._lengths.max()) if len(self._lengths) else 0
 
     def seeded(self, query: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(targets, scores)``: the seeded database entries (sorted) and their prefilter scores, for ``(T, L)``
@@ -368,7 +403,9 @@ class KmerPrefilter:
     def candidates(
         self, query: np.ndarray, profile: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES
     ) -> np.ndarray:
-        """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-scoring seeded targets (ties: lower
-        index first; a seeded target whose segments all fall below the minimum scores 0 and comes last)."""
+        """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-ranked seeded targets, ranked by score
+        less ``length_penalty * ln(target length)`` (ties: lower index first; a seeded target whose segments all
+        fall below the minimum scores 0)."""
         targets, scores = self.seeded(query, profile)
-        return np.sort(targets[np.argsort(-scores, kind="stable")[:max_candidates]])
+        rank = scores - self.settings.length_penalty * np.log(self._lengths[targets])
+        return np.sort(targets[np.argsort(-rank, kind="stable")[:max_candidates]])

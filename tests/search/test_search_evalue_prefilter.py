@@ -114,6 +114,31 @@ def test_prefilter_ranks_a_gapped_homolog_first_and_ignores_unrelated_targets():
     assert [x.tolist() for x in prefilter.seeded(query[None, :], profile)] == [seeded.tolist(), scores.tolist()]
 
 
+def test_prefilter_ranking_discounts_the_length_of_targets():
+    rng = np.random.default_rng(9)
+    alphabet = Alphabet.of_size(20)
+    matrix = _random_matrix(rng, 20).astype(np.int32)
+    query = rng.integers(0, 20, 80).astype(np.uint8)
+    # a 60-residue block of the query in a short target (entry 1), and the same target inside a long one (entry 0)
+    short_one = np.concatenate([rng.integers(0, 20, 20), query[10:70], rng.integers(0, 20, 20)])
+    long_one = np.concatenate([rng.integers(0, 20, 1500), short_one, rng.integers(0, 20, 1500)])
+    db = SequenceDB.from_records(
+        ((f"s{i}", x.astype(np.uint8), None) for i, x in enumerate([long_one, short_one])), alphabet, "t"
+    )
+    codes = np.asarray(db.tokens)[None, :]
+    profile = ScoreTracks((matrix,)).profile(query[None, :])
+
+    def best(penalty: float) -> int:
+        settings = PrefilterSettings(kmer=3, kmer_threshold=14, length_penalty=penalty)
+        prefilter = KmerPrefilter(matrix, codes, db.offsets, np.arange(len(db)), settings)
+        seeded, scores = prefilter.seeded(query[None, :], profile)
+        assert seeded.tolist() == [0, 1] and scores[0] >= scores[1]  # noise only adds to the long one's chain
+        return int(prefilter.candidates(query[None, :], profile, 1)[0])
+
+    assert best(0.0) == 0  # by chain score alone the long target comes first (ties: lower index)
+    assert best(PrefilterSettings().length_penalty) == 1
+
+
 def test_shards_are_consecutive_cover_every_entry_and_balance_residues():
     rng = np.random.default_rng(12)
     offsets = np.concatenate([[0], np.cumsum(rng.integers(50, 400, 1000))])

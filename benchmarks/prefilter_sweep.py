@@ -1,0 +1,107 @@
+"""Prefilter settings against exhaustive search: sensitivity kept and time per query, for a grid of settings.
+
+Exhaustive Smith-Waterman scores every query against every target once; a prefiltered search scores the same
+pairs for its candidates, so its ranking is the exhaustive ranking restricted to the candidates. For every setting
+of the grid (similar-k-mer threshold, double-hit spacing, segment minimum, candidates per query, length penalty of
+the ranking) this prints the SCOPe40 sensitivity (noselfhit) of that restricted ranking, its loss against
+exhaustive search per level, and the time per query (1 thread) of the prefilter and of Smith-Waterman on its
+candidates, against exhaustive Smith-Waterman. Choose settings on the ``matrix_train`` domains (against their
+database), then report on the bench.
+
+Example::
+
+    python benchmarks/prefilter_sweep.py --db train3di --queries matrix_train.txt --lookup lookup.tsv \\
+        --aa-weight 0 0.5 --threshold 20 21 --candidates 70 100 --length-penalty 0 10 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import time
+
+import numpy as np
+
+from ismtk.bench.scope40 import read_lookup, score_queries, summarize
+from ismtk.names import read_names
+from ismtk.search.prefilter import KmerPrefilter, PrefilterSettings
+from ismtk.search.search import Searcher, SearchOptions
+from ismtk.workflows.search import open_input, resolve_matrix
+
+
+def sensitivity(order: list[np.ndarray], keep: list[np.ndarray] | None, queries, db, lookup) -> np.ndarray:
+    """Per-level sensitivity of each query's ranking ``order`` (target indices, best first), restricted to ``keep``."""
+    ranked = {}
+    for i, targets in enumerate(order):
+        if keep is not None:
+            targets = targets[np.isin(targets, keep[i])]
+        ranked[queries.names[i]] = [db.names[t] for t in targets]
+    return np.array(summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--queries", required=True, help="query names (database entries)")
+    parser.add_argument("--lookup", required=True)
+    parser.add_argument("--aa-weight", type=float, nargs="+", default=[0.0, 0.5])
+    parser.add_argument("--threshold", type=int, nargs="+", default=[PrefilterSettings.kmer_threshold])
+    parser.add_argument("--spacing", type=int, nargs="+", default=[PrefilterSettings.spacing])
+    parser.add_argument("--min-segment", type=int, nargs="+", default=[PrefilterSettings.min_segment])
+    parser.add_argument("--candidates", type=int, nargs="+", default=[100])
+
+    parser.add_argument("--length-penalty", type=float, nargs="+", default=[PrefilterSettings.length_penalty])
+    args = parser.parse_args()
+
+    db, tokenizer = open_input([args.db])
+    matrix = resolve_matrix(None, tokenizer)
+    queries = db.named(read_names(args.queries))
+    lookup = read_lookup(args.lookup)
+    print(f"{len(queries)} queries x {len(db):,} targets; load average {os.getloadavg()[0]:.2f}")
+    for weight in args.aa_weight:
+        searcher = Searcher(db, matrix, SearchOptions(aa_weight=weight, threads=1))
+        tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)
+        one = [np.ascontiguousarray(codes[:, queries.offsets[i] : queries.offsets[i + 1]]) for i in range(len(queries))]
+        profiles = [tracks.profile(c) for c in one]
+        tracks.score_many(one[0], searcher._codes, searcher._offsets, searcher.entries[:70], 10, 1)
+        start = time.perf_counter()
+        order = []
+        for c in one:
+            corrected = tracks.score_many(c, searcher._codes, searcher._offsets, searcher.entries, 10, 1)[:, 1]
+            order.append(searcher.entries[np.lexsort((searcher.entries, -corrected))])
+        exhaustive = (time.perf_counter() - start) / len(one)
+        full = sensitivity(order, None, queries, db, lookup)
+        print(f"\nweight {weight:g}: exhaustive {1000 * exhaustive:.2f} ms/query, "
+              + " / ".join(f"{x:.4f}" for x in full))
+        print(f"  {'threshold':>9s} {'spacing':>7s} {'min seg':>7s} {'cand':>5s} {'penalty':>7s} "
+              f"{'seeded':>7s} {'prefilter':>10s} {'SW':>7s} {'speed-up':>8s}  sensitivity (loss)")
+        for threshold, spacing, minimum in itertools.product(args.threshold, args.spacing, args.min_segment):
+            settings = PrefilterSettings(kmer_threshold=threshold, spacing=spacing, min_segment=minimum)
+            prefilter = KmerPrefilter(searcher.scorer.tracks.matrices[0], searcher._codes, searcher._offsets,
+                                      searcher.entries, settings)
+            prefilter.seeded(one[0], profiles[0])
+            start = time.perf_counter()
+            seeded = [prefilter.seeded(c, p) for c, p in zip(one, profiles, strict=True)]
+            seconds = (time.perf_counter() - start) / len(one)
+            lengths = np.diff(searcher._offsets)
+            for n, penalty in itertools.product(args.candidates, args.length_penalty):
+                rank = [s - penalty * np.log(lengths[t]) for t, s in seeded]  # as KmerPrefilter.candidates
+                keep = [np.sort(t[np.argsort(-r, kind="stable")[:n]]) for (t, _), r in zip(seeded, rank, strict=True)]
+                start = time.perf_counter()
+                for c, ids in zip(one, keep, strict=True):
+                    if len(ids):
+                        tracks.score_many(c, searcher._codes, searcher._offsets, ids, 10, 1)
+                sw = (time.perf_counter() - start) / len(one)
+                sens = sensitivity(order, keep, queries, db, lookup)
+                loss = 1 - sens / np.maximum(full, 1e-12)
+                print(
+                    f"  {threshold:9d} {spacing:7d} {minimum:7d} {n:5d} {penalty:7g} "
+                    f"{np.mean([len(t) for t, _ in seeded]):7.0f} {1000 * seconds:8.2f}ms {1000 * sw:5.2f}ms "
+                    f"{exhaustive / (seconds + sw):7.2f}x  "
+                    + " / ".join(f"{x:.4f} ({y:+.1%})" for x, y in zip(sens, loss, strict=True))
+                )
+
+
+if __name__ == "__main__":
+    main()
