@@ -362,6 +362,11 @@ def help_text(func: Callable[..., Any]) -> str:
     return "\n\n".join(" ".join(paragraph.split("\n")) for paragraph in doc.split("\n\n"))
 
 
+def given_options(ctx: typer.Context) -> set[str]:
+    """Names of the command's parameters set on the command line (or by environment), not left at their default."""
+    return {name for name in ctx.params if (source := ctx.get_parameter_source(name)) and source.name != "DEFAULT"}
+
+
 def with_option_groups(func: Callable[..., Any]) -> Callable[..., Any]:
     """Let Typer see the options of every parameter of ``func`` typed with an option group, one by one; ``func``
     is called with the group (a dataclass) built from them. Field names must be unique within a command."""

@@ -18,6 +18,7 @@ from ismtk.cli.options import (
     Index,
     Inputs,
     TrainingProcesses,
+    given_options,
     output_option,
     with_option_groups,
 )
@@ -163,7 +164,7 @@ def train_ae(
         drop_ts50_homologs=not keep_ts50_homologs,
     )
     if resume:
-        given = {name for name in ctx.params if (source := ctx.get_parameter_source(name)) and source.name != "DEFAULT"}
+        given = given_options(ctx)
         given |= {"drop_" + name.removeprefix("keep_") for name in given if name.startswith("keep_")}
         model_cfg, cfg, taken = resumed_configs(output, model_cfg, cfg, given)
         if taken and is_main_process():

@@ -15,10 +15,13 @@ from ismtk.cli.options import (
     Overwrite,
     Resume,
     TrainingProcesses,
+    given_options,
     output_option,
     with_option_groups,
 )
+from ismtk.errors import InputError
 from ismtk.plm.tune import Precision, TuneConfig, TuneRuntime
+from ismtk.train.launch import is_main_process
 
 __all__ = ["structure_tune"]
 
@@ -28,15 +31,25 @@ _R = TuneRuntime(out="")
 
 @with_option_groups
 def structure_tune(
-    backbone: Annotated[str, typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict or HF ESM folder.")],
+    ctx: typer.Context,
+    backbone: Annotated[
+        str | None,
+        typer.Argument(help="fair-esm hub name, fair-esm .pt, state dict or HF ESM folder (with --resume: the run's).",
+                       show_default=False),
+    ] = None,
     *,
-    aa: Annotated[Path, typer.Option("--aa", rich_help_panel=INPUT, help="Amino-acid FASTA of the training chains.")],
+    aa: Annotated[
+        Path | None,
+        typer.Option("--aa", rich_help_panel=INPUT, show_default=False,
+                     help="Amino-acid FASTA of the training chains (required; with --resume: the run's)."),
+    ] = None,
     tokens: Annotated[
-        list[str],
-        typer.Option("--tokens", rich_help_panel=INPUT,
-                     help="Token FASTA stream, repeatable: PATH[:name=N][:weight=W][:alphabet=3di|SYMBOLS]"
-                     "[:codebook=JSON][:ignore=SYMBOL] (ignore = disorder token s*, left out of the loss)."),
-    ],
+        list[str] | None,
+        typer.Option("--tokens", rich_help_panel=INPUT, show_default=False,
+                     help="Token FASTA stream, repeatable (required; with --resume: the run's): "
+                     "PATH[:name=N][:weight=W][:alphabet=3di|SYMBOLS][:codebook=JSON][:ignore=SYMBOL] (ignore = "
+                     "disorder token s*, left out of the loss)."),
+    ] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=0.9, rich_help_panel=INPUT,
                                                 help="Share of records held out for validation.")] = _D.val_fraction,
     val_names: Annotated[
@@ -101,14 +114,16 @@ def structure_tune(
     (+ contact regression), an HF EsmForMaskedLM folder hf/ and heads.pt.
 
     [bold]Example[/bold]: ismtk structure-tune esm2_t6_8M_UR50D --aa aa.fasta --tokens tokens.fasta:alphabet=3di -o run/
+    (continue it after a stop: ismtk structure-tune --resume -o run/)
     """
+    from ismtk.plm.tune import resumed_config
     from ismtk.plm.tune import structure_tune as run_structure_tune
 
     device = processes.relaunch()
     config = TuneConfig(
-        backbone=backbone, aa=str(aa), tokens=tuple(tokens), epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
-        weight_decay=weight_decay, clip=clip, batch_size=batch_size, crop=crop, mlm_weight=mlm_weight,
-        val_fraction=val_fraction, val_names=str(val_names) if val_names else None,
+        backbone=backbone or "", aa=str(aa) if aa else "", tokens=tuple(tokens or ()), epochs=epochs,
+        warmup_epochs=warmup_epochs, lr=lr, weight_decay=weight_decay, clip=clip, batch_size=batch_size, crop=crop,
+        mlm_weight=mlm_weight, val_fraction=val_fraction, val_names=str(val_names) if val_names else None,
         groups=str(groups) if groups else None, seed=seed,
     )
     runtime = TuneRuntime(
@@ -116,6 +131,15 @@ def structure_tune(
         activation_checkpointing=activation_checkpointing, fsdp=fsdp, resume=resume, overwrite=overwrite,
         stop_after=stop_after, checkpoint_every=checkpoint_every, device=device, threads=processes.threads,
     )
+    if resume:
+        config, runtime, taken = resumed_config(output, config, runtime, given_options(ctx))
+        if taken and is_main_process():
+            console.info("resuming with the run's options: " + ", ".join(f"{k}={v}" for k, v in taken.items()))
+    if not (config.backbone and config.aa and config.tokens):
+        raise InputError(
+            "structure-tune needs a BACKBONE, --aa and at least one --tokens stream (or --resume with a run folder "
+            "that recorded them)"
+        )
     with console.progress("structure-tune", total=None, unit="steps") as advance:
         result = run_structure_tune(config, runtime, on_progress=console.step_reporter(advance), on_note=console.info)
     if result.exported:

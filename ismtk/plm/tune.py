@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -126,6 +126,34 @@ class TuneRuntime:
     log_every: int = 1
     device: str = DEFAULT_DEVICE
     threads: int | None = None
+
+
+#: Options of :class:`TuneRuntime` that ``--resume`` takes from the run unless given (not where it runs).
+RESUMED_RUNTIME = ("micro_batch", "precision", "activation_checkpointing", "fsdp", "checkpoint_every")
+
+
+def resumed_config(
+    run: str | Path, config: TuneConfig, runtime: TuneRuntime, given: Collection[str]
+) -> tuple[TuneConfig, TuneRuntime, dict[str, Any]]:
+    """The configuration to resume the run in folder ``run`` with: every :class:`TuneConfig` field and every
+    :data:`RESUMED_RUNTIME` option not named in ``given`` (the options the caller set itself) comes from the run's
+    ``config.json``, so ``--resume`` needs neither the backbone, the inputs nor any option repeated. Returns them
+    and the values taken from the run that differ. A folder without ``config.json`` leaves both as they are; a
+    given value that differs from the run's is still refused when the checkpoint is read."""
+    path = Path(run, "config.json")
+    if not path.is_file():
+        return config, runtime, {}
+    try:
+        saved = json.loads(path.read_text())
+        values = {f.name: saved[f.name] for f in fields(TuneConfig) if f.name in saved and f.name not in given}
+        options = {k: saved["runtime"][k] for k in RESUMED_RUNTIME if k in saved["runtime"] and k not in given}
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: not a structure-tune run configuration ({exc!r})") from None
+    if "tokens" in values:
+        values["tokens"] = tuple(values["tokens"])
+    taken = {k: v for k, v in values.items() if getattr(config, k) != v}
+    taken |= {k: v for k, v in options.items() if getattr(runtime, k) != v}
+    return replace(config, **values), replace(runtime, **options), taken
 
 
 @dataclass
