@@ -58,44 +58,50 @@ def _pair_cells(pos, valid, b, step, radius, last, cell, frac, state):  # pragma
 
 @numba.njit(cache=True, nogil=True)
 def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  # pragma: no cover - numba
+    """Masked biases of batch rows ``first:stop`` into ``out`` ``(A, B, heads, N, N)``; ``table`` and ``slope``
+    ``(columns, R)``: one table column per row, small enough to stay in L1 while its head's pairs are written."""
     n = valid.shape[1]
     cell = np.empty((n, n), np.int64)
     frac = np.empty((n, n), np.float32)
     state = np.empty((n, n), np.int8)
     ninf = np.float32(-np.inf)
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, table.shape[0] - 2, cell, frac, state)
+        _pair_cells(pos, valid, b, step, radius, table.shape[1] - 2, cell, frac, state)
         for a in range(out.shape[0]):
             blocked = 1 if a % 2 == 0 else 2  # local attentions also block far pairs
             for h in range(heads):
-                c = a * heads + h
+                row, rise = table[a * heads + h], slope[a * heads + h]
                 for i in range(n):
                     for j in range(n):
                         k = cell[i, j]
-                        out[a, b, h, i, j] = ninf if state[i, j] >= blocked else table[k, c] + frac[i, j] * slope[k, c]
+                        out[a, b, h, i, j] = ninf if state[i, j] >= blocked else row[k] + frac[i, j] * rise[k]
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward(pos, valid, grad, step, radius, heads, acc, first, stop):  # pragma: no cover - numba
+def _backward(pos, valid, grads, step, radius, heads, acc, first, stop):  # pragma: no cover - numba
+    """Add the table gradient of batch rows ``first:stop`` to ``acc`` ``(columns, R) float64`` (one table column
+    per row, small enough to stay in L1), from ``grads``, a tuple of one ``(B, heads, N, N)`` gradient per
+    attention."""
     n = valid.shape[1]
     cell = np.empty((n, n), np.int64)
     frac = np.empty((n, n), np.float32)
     state = np.empty((n, n), np.int8)
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, acc.shape[0] - 2, cell, frac, state)
-        for a in range(grad.shape[0]):
+        _pair_cells(pos, valid, b, step, radius, acc.shape[1] - 2, cell, frac, state)
+        for a in range(len(grads)):
             blocked = 1 if a % 2 == 0 else 2
+            grad = grads[a]
             for h in range(heads):
-                c = a * heads + h
+                column = acc[a * heads + h]
                 for i in range(n):
                     for j in range(n):
                         if state[i, j] >= blocked:
                             continue
-                        g = np.float64(grad[a, b, h, i, j])
+                        g = np.float64(grad[b, h, i, j])
                         f = np.float64(frac[i, j])
                         k = cell[i, j]
-                        acc[k, c] += g - f * g
-                        acc[k + 1, c] += f * g
+                        column[k] += g - f * g
+                        column[k + 1] += f * g
 
 
 def _in_parts(run: Callable[[int, int, int], None], n_rows: int) -> None:
@@ -116,16 +122,17 @@ def _in_parts(run: Callable[[int, int, int], None], n_rows: int) -> None:
 class _FusedBiases(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, pos, valid, step: float, radius: float, heads: int):
-        t = table.detach().float().contiguous()
-        slope = (t[1:] - t[:-1]).contiguous()
+        t = table.detach().float()
+        slope = (t[1:] - t[:-1]).T.contiguous()  # tables by column (attention head), each a contiguous row
+        t = t.T.contiguous()
         pos_np = pos.detach().float().contiguous().numpy()
         valid_np = valid.contiguous().numpy()
         b, n = valid.shape
-        out = torch.empty((t.shape[1] // heads, b, heads, n, n), dtype=torch.float32)
+        out = torch.empty((t.shape[0] // heads, b, heads, n, n), dtype=torch.float32)
         args = (pos_np, valid_np, t.numpy(), slope.numpy(), np.float32(step), np.float32(radius), heads, out.numpy())
         _in_parts(lambda part, first, stop: _forward(*args, first, stop), b)
         ctx.save_for_backward(pos, valid)
-        ctx.settings = (step, radius, heads, t.shape[0])
+        ctx.settings = (step, radius, heads, t.shape[1])
         return out.unbind(0)  # one tensor per attention: the backward then needs no full-size zero grads
 
     @staticmethod
@@ -133,16 +140,15 @@ class _FusedBiases(torch.autograd.Function):
         pos, valid = ctx.saved_tensors
         step, radius, heads, rows = ctx.settings
         shape = (len(valid), heads, valid.shape[1], valid.shape[1])
-        g = torch.stack([torch.zeros(()).expand(shape) if x is None else x.float() for x in grads])
-        g = g.contiguous().numpy()
+        g = tuple(np.zeros(shape, np.float32) if x is None else x.float().contiguous().numpy() for x in grads)
         pos_np = pos.detach().float().contiguous().numpy()
         valid_np = valid.contiguous().numpy()
-        acc = np.zeros((_PARTS, rows, g.shape[0] * heads), np.float64)
+        acc = np.zeros((_PARTS, len(g) * heads, rows), np.float64)
         settings = (np.float32(step), np.float32(radius), heads)
         _in_parts(
             lambda part, first, stop: _backward(pos_np, valid_np, g, *settings, acc[part], first, stop), len(valid)
         )
-        return torch.from_numpy(acc.sum(0)).float(), None, None, None, None, None
+        return torch.from_numpy(acc.sum(0).T).float(), None, None, None, None, None
 
 
 def fused_attention_biases(
