@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["IsmtkError", "StructureError", "InputError"]
+__all__ = ["IsmtkError", "StructureError", "InputError", "TooFewToFit"]
 
 
 class IsmtkError(Exception):
@@ -13,6 +13,10 @@ class IsmtkError(Exception):
 
 class InputError(IsmtkError):
     """A user-supplied value, path or file is unusable; the message says what to do."""
+
+
+class TooFewToFit(InputError):
+    """Too few sequences or scores to fit E-value statistics on."""
 
 
 class StructureError(IsmtkError):

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ismtk.errors import InputError
+from ismtk.errors import TooFewToFit
 from ismtk.search.align import Aligner
 from ismtk.search.combined import TrackAligner
 from ismtk.search.db import SequenceDB
@@ -55,7 +55,7 @@ def fit_gumbel(
     c = float(np.quantile(x, censor_quantile))
     tail = x > c
     if tail.sum() < 20:
-        raise InputError(f"too few distinct null scores ({tail.sum()} above the censoring point) to fit an EVD")
+        raise TooFewToFit(f"too few distinct null scores ({tail.sum()} above the censoring point) to fit an EVD")
     y = np.where(tail, x, c)
     n_tail = tail.sum()
     log_mn = np.log(mn)
@@ -95,7 +95,7 @@ def null_scores(
     Returns ``(scores, query_lengths, target_lengths)``, each ``(pairs,)``.
     """
     if len(db) < 2:
-        raise InputError("fitting E-value statistics needs at least 2 sequences")
+        raise TooFewToFit("fitting E-value statistics needs at least 2 sequences")
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(db), pairs)
     second = (first + rng.integers(1, len(db), pairs)) % len(db)

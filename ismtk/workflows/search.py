@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError, IsmtkError
+from ismtk.errors import InputError, IsmtkError, TooFewToFit
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.combined import MAIN_TRACK
 from ismtk.search.db import AA_TRACK, SequenceDB, is_db
@@ -227,8 +227,12 @@ def with_default_fit(db: SequenceDB, tokenizer: Tokenizer | None) -> SequenceDB:
     is, when its tokenizer has no matrix yet (a new tokenizer's is learned from such a database) or its entries are
     too few to fit on: its searches then fit, or say why they cannot, themselves."""
     try:
-        return with_fit(db, resolve_matrix(None, tokenizer))
+        matrix = resolve_matrix(None, tokenizer)
     except InputError:
+        return db
+    try:
+        return with_fit(db, matrix)
+    except TooFewToFit:
         return db
 
 
