@@ -233,6 +233,8 @@ def test_shipped_prob_fits_cover_the_default_search_and_rise_with_the_score():
     fit = find_fit(load_matrix(None, "3di"), 10, 1, 0.0)
     p = fit.probability(np.array([0.0, 50.0, 150.0, 400.0]), np.full(4, 120), np.full(4, 150))
     assert np.all(np.diff(p) > 0) and p[0] < 0.01 and p[-1] > 0.99
+    for tokenizer, weight in (("3di", 0.5), ("ism", 0.0), ("ism", 0.5)):  # a new shipped matrix needs new fits
+        find_fit(load_matrix(None, tokenizer), 10, 1, weight)
     assert prob_features(np.array([60.0]), np.array([30]), np.array([90])).tolist() == [[60.0, 2.0]]
     with pytest.raises(InputError, match="no fit for matrix"):
         find_fit(load_matrix(None, "3di"), 12, 2, 0.0)
