@@ -50,7 +50,6 @@ def main() -> None:
     parser.add_argument("--spacing", type=int, nargs="+", default=[PrefilterSettings.spacing])
     parser.add_argument("--min-segment", type=int, nargs="+", default=[PrefilterSettings.min_segment])
     parser.add_argument("--candidates", type=int, nargs="+", default=[100])
-
     parser.add_argument("--length-penalty", type=float, nargs="+", default=[PrefilterSettings.length_penalty])
     args = parser.parse_args()
 
@@ -84,10 +83,8 @@ def main() -> None:
             start = time.perf_counter()
             seeded = [prefilter.seeded(c, p) for c, p in zip(one, profiles, strict=True)]
             seconds = (time.perf_counter() - start) / len(one)
-            lengths = np.diff(searcher._offsets)
             for n, penalty in itertools.product(args.candidates, args.length_penalty):
-                rank = [s - penalty * np.log(lengths[t]) for t, s in seeded]  # as KmerPrefilter.candidates
-                keep = [np.sort(t[np.argsort(-r, kind="stable")[:n]]) for (t, _), r in zip(seeded, rank, strict=True)]
+                keep = [prefilter.best(t, s, n, penalty) for t, s in seeded]
                 start = time.perf_counter()
                 for c, ids in zip(one, keep, strict=True):
                     if len(ids):

@@ -403,9 +403,15 @@ class KmerPrefilter:
     def candidates(
         self, query: np.ndarray, profile: np.ndarray, max_candidates: int = DEFAULT_MAX_CANDIDATES
     ) -> np.ndarray:
-        """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-ranked seeded targets, ranked by score
-        less ``length_penalty * ln(target length)`` (ties: lower index first; a seeded target whose segments all
-        fall below the minimum scores 0)."""
-        targets, scores = self.seeded(query, profile)
-        rank = scores - self.settings.length_penalty * np.log(self._lengths[targets])
+        """Sorted ``int64`` indices of the (at most) ``max_candidates`` best-ranked seeded targets (:meth:`best`)."""
+        return self.best(*self.seeded(query, profile), max_candidates)
+
+    def best(
+        self, targets: np.ndarray, scores: np.ndarray, max_candidates: int, length_penalty: float | None = None
+    ) -> np.ndarray:
+        """Sorted ``int64`` indices of the (at most) ``max_candidates`` of the seeded ``targets`` ranked highest by
+        their ``scores`` less ``length_penalty`` (default: the settings') ``* ln(target length)`` (ties: lower
+        index first; a seeded target whose segments all fall below the minimum scores 0)."""
+        penalty = self.settings.length_penalty if length_penalty is None else length_penalty
+        rank = scores - penalty * np.log(self._lengths[targets])
         return np.sort(targets[np.argsort(-rank, kind="stable")[:max_candidates]])
