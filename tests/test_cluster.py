@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from ismtk.autoencoder.codebook import Codebook, _nearest, assign, choose_k, disorder_token, elbow, kmeans
+from ismtk.autoencoder.codebook import (
+    Codebook,
+    _nearest,
+    aligned_pair_metric,
+    assign,
+    choose_k,
+    disorder_token,
+    elbow,
+    kmeans,
+)
 from ismtk.errors import InputError
 from ismtk.tokenizers import Alphabet
 
@@ -76,3 +86,39 @@ def test_codebook_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="not an ismtk codebook"):
         Codebook.load(tmp_path / "bad.json")
+
+
+def test_aligned_pair_metric_keeps_the_directions_in_which_aligned_residues_agree():
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(5000, 4)) * [3.0, 3.0, 1.0, 1.0]  # most variance in directions 0 and 1
+    first = rng.normal(size=(4000, 4)) * [3.0, 3.0, 1.0, 1.0]
+    second = first + rng.normal(size=first.shape) * [4.0, 4.0, 0.1, 0.1]  # ... where aligned pairs disagree
+    metric = aligned_pair_metric(first, second, z, dims=2)
+    assert metric.shape == (4, 2)
+    weight = np.abs(metric) / np.abs(metric).sum(0)
+    assert (weight[2:].sum(0) > 0.95).all()  # both kept directions lie in the agreeing subspace
+    with pytest.raises(InputError, match="identical embeddings"):
+        aligned_pair_metric(first, first, z, dims=2)
+    with pytest.raises(InputError, match="out of range"):
+        aligned_pair_metric(first, second, z, dims=5)
+
+
+def test_codebook_with_a_metric_assigns_in_it_and_round_trips(tmp_path):
+    rng = np.random.default_rng(8)
+    centroids = rng.normal(size=(16, 4)).astype(np.float32)
+    metric = rng.normal(size=(4, 2)) * [[5.0], [1.0], [0.5], [0.1]]
+    z = rng.normal(size=(300, 4))
+    expected = assign(z @ metric, centroids.astype(np.float64) @ metric)
+    assert (expected != assign(z, centroids)).any()  # the metric matters here
+    book = Codebook(centroids, Alphabet.of_size(16), disorder_token=2, encoder_sha256="cd" * 32, metric=metric)
+    np.testing.assert_array_equal(book.assign(z), expected)
+    book.save(tmp_path / "codebook.json")
+    doc = json.loads((tmp_path / "codebook.json").read_text())
+    assert doc["format"] == "ismtk-codebook/2" and np.array(doc["metric"]).shape == (4, 2)
+    loaded = Codebook.load(tmp_path / "codebook.json")
+    np.testing.assert_array_equal(loaded.metric, metric)
+    np.testing.assert_array_equal(loaded.assign(z), expected)
+    doc["format"] = "ismtk-codebook/9"
+    (tmp_path / "new.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="newer than this ismtk"):
+        Codebook.load(tmp_path / "new.json")

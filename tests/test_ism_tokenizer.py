@@ -18,6 +18,7 @@ from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
 from ismtk.errors import InputError, StructureError
 from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matrix
+from ismtk.search.pairs import align_structure_files
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta
 from ismtk.tokenizers.ism import IsmTokenizer
@@ -42,6 +43,28 @@ def test_tokens_are_the_nearest_centroids_of_the_embeddings(ism_folder):
         np.testing.assert_array_equal(t, assign(z, tokenizer.codebook.centroids))
     np.testing.assert_array_equal(tokenizer.encode(chains[0]), tokens[0])  # batching does not change tokens
     assert len(set(np.concatenate(tokens).tolist())) > 1
+
+
+def test_codebook_in_the_aligned_pair_metric_has_its_own_identity_and_tokens(ism_folder, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("d1a32a_\td1a1xa_\nd1a1xa_\td1a32a_\n")
+    align_structure_files([ism_folder / "structs"], pairs, tmp_path / "aln.tsv")
+    args = ["cluster", str(ism_folder / "ae"), str(ism_folder / "structs"), "-o", str(tmp_path / "m"), "-k", "6",
+            "--alignments", str(tmp_path / "aln.tsv"), "--aligned-structures", str(ism_folder / "structs"),
+            "--min-tm", "0", "--metric-dims", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "from 2 alignments -> 4-direction metric" in result.output
+    plain, tuned = load_tokenizer(ism_folder / "tok"), load_tokenizer(tmp_path / "m")
+    assert tuned.codebook.metric.shape == (16, 4) and plain.codebook.metric is None
+    assert tuned.identity != plain.identity
+    chains = [c for name in ISM_FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
+    z = np.concatenate(embed_chains(tuned.model, chains))
+    metric = tuned.codebook.metric
+    expected = assign(z @ metric, tuned.codebook.centroids.astype(np.float64) @ metric)
+    np.testing.assert_array_equal(np.concatenate(tuned.encode_many(chains)), expected)
+    result = CliRunner().invoke(app, args[:7] + ["--alignments", str(tmp_path / "aln.tsv")])
+    assert result.exit_code != 0 and "go together" in result.output
 
 
 def test_encode_output_is_the_same_for_any_worker_and_thread_count(ism_folder, tmp_path):

@@ -3,6 +3,13 @@
 The ISM paper clusters mean-pooled autoencoder embeddings z^l of experimental structures by k-means
 (K = 64, chosen by the elbow method); one cluster, s*, collects disordered, sparse environments and is
 left out of the structure-tuning loss.
+
+Given structural alignments of training chains, the k-means runs on ``z W`` instead, where ``W`` (``D x m``)
+is Fisher's linear discriminant with aligned residue pairs as the classes (:func:`aligned_pair_metric`), and
+tokens are the nearest centroids under ``|(z - c) W|``. Euclidean k-means splits the directions in which
+embeddings vary most (10 of 64 principal components hold over 90 % of the variance), whether or not aligned
+residues of homologs agree there; ``W`` weights directions by how well they agree, as 3Di's states were trained
+to be conserved across aligned pairs (docs/ism-tokens.md).
 """
 
 from __future__ import annotations
@@ -35,9 +42,16 @@ __all__ = [
     "file_sha256",
     "kmeans",
     "residue_embeddings",
+    "AlignedPairs",
+    "aligned_pair_embeddings",
+    "aligned_pair_metric",
 ]
 
 _CHUNK = 65536  # rows per distance block: bounds memory at chunk x K floats
+#: Directions kept by :func:`aligned_pair_metric`.
+METRIC_DIMS = 16
+#: Ridge added to the within-pair covariance, relative to its largest eigenvalue.
+METRIC_RIDGE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -68,15 +82,102 @@ def _nearest(x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return labels, dist
 
 
-def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """``(N,) int64`` index of the nearest centroid of each row of ``x`` ``(N, D)``.
+def assign(x: np.ndarray, centroids: np.ndarray, metric: np.ndarray | None = None) -> np.ndarray:
+    """``(N,) int64`` index of the nearest centroid of each row of ``x`` ``(N, D)``, under the distance
+    ``|(x - c) metric|`` (``metric`` ``(D, m)``; Euclidean without it).
 
     Computed in float64, so the choice does not depend on the BLAS blocking (and thread count).
     """
-    labels, _ = _nearest(
-        torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(centroids, np.float64))
-    )
+    x, c = np.asarray(x, np.float64), np.asarray(centroids, np.float64)
+    if metric is not None:
+        x, c = x @ metric, c @ metric
+    labels, _ = _nearest(torch.from_numpy(x), torch.from_numpy(c))
     return labels.numpy()
+
+
+def aligned_pair_metric(
+    first: np.ndarray, second: np.ndarray, z: np.ndarray, dims: int = METRIC_DIMS, ridge: float = METRIC_RIDGE
+) -> np.ndarray:
+    """``(D, dims) float64`` projection in which structurally aligned residues have close embeddings.
+
+    Fisher's linear discriminant with each aligned pair as a class: ``first``/``second`` ``(P, D)`` hold the
+    embeddings of the two residues of ``P`` aligned pairs. Embeddings are whitened by the within-pair covariance
+    ``S_w = E[(a - b)(a - b)^T] / 2`` (plus ``ridge`` times its largest eigenvalue, so directions in which pairs
+    never differ are not blown up), and the ``dims`` directions of largest variance of ``z`` ``(N, D)`` (the
+    embeddings to cluster) in that space are kept: the directions with most spread between residues relative to
+    the spread within aligned pairs.
+    """
+    if first.shape != second.shape or first.ndim != 2 or len(first) < 2 or z.ndim != 2:
+        raise InputError(f"aligned pairs need two (P, D) arrays with P >= 2; got {first.shape} and {second.shape}")
+    if not 1 <= dims <= z.shape[1]:
+        raise InputError(f"metric dimensions {dims} out of range 1-{z.shape[1]}")
+    diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    values, vectors = np.linalg.eigh(diff.T @ diff / (2 * len(diff)))
+    if values.max() <= 0:
+        raise InputError("aligned residues have identical embeddings (self-alignments only?): no metric to learn")
+    values = np.maximum(values, 0.0) + ridge * values.max()
+    whiten = (vectors / np.sqrt(values)) @ vectors.T
+    _, spread = np.linalg.eigh(np.cov(np.asarray(z, np.float64) @ whiten, rowvar=False))
+    return whiten @ spread[:, ::-1][:, :dims]
+
+
+@dataclass(frozen=True)
+class AlignedPairs:
+    """Embeddings ``first``/``second`` ``(P, D)`` of the two residues of ``P`` structurally aligned pairs, from
+    ``alignments`` alignments; ``skipped``: structure files that could not be read (one line each)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    alignments: int
+    skipped: tuple[str, ...] = ()
+
+
+def aligned_pair_embeddings(
+    model_dir: str | Path,
+    structures: Sequence[str | Path],
+    alignments: str | Path,
+    min_tm: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AlignedPairs:
+    """Embeddings of the two residues of every close pair (within 5 A after superposition) of the structural
+    alignments (``ismtk align-pairs``) with TM >= ``min_tm`` (default: the learn-matrix threshold).
+
+    ``structures``: files, folders or lists with the aligned chains (named as in the alignments); alignments of
+    chains missing there (or in files that cannot be read), or of another length, are not used.
+    """
+    from ismtk.autoencoder.io import embed_chains, load_autoencoder
+    from ismtk.errors import StructureError
+    from ismtk.search.pairs import DEFAULT_MIN_TM, read_alignments
+    from ismtk.structure import find_structure_files, read_structure
+
+    model = load_autoencoder(model_dir)
+    chains, skipped = {}, []
+    for path in find_structure_files(structures, keep_missing=True):
+        try:
+            chains.update((chain.name, chain) for chain in read_structure(path).chains)
+        except StructureError as exc:
+            skipped.append(str(exc))
+
+    def usable(a) -> bool:
+        lengths = (len(chains[a.name1]), len(chains[a.name2])) if a.name1 in chains and a.name2 in chains else None
+        return lengths == (a.len1, a.len2)
+
+    wanted = [a for a in read_alignments(alignments, DEFAULT_MIN_TM if min_tm is None else min_tm) if usable(a)]
+    if not wanted:
+        raise InputError(f"{alignments}: no alignment names two chains of {', '.join(map(str, structures))}")
+    names = sorted({n for a in wanted for n in (a.name1, a.name2)})
+    z = {}
+    for start in range(0, len(names), 64):
+        batch = names[start : start + 64]
+        z.update(zip(batch, embed_chains(model, [chains[n] for n in batch]), strict=True))
+        if progress is not None:
+            progress(len(batch))
+    first, second = [], []
+    for a in wanted:
+        i, j = a.close_pairs()
+        first.append(z[a.name1][i])
+        second.append(z[a.name2][j])
+    return AlignedPairs(np.concatenate(first), np.concatenate(second), len(wanted), tuple(skipped))
 
 
 def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -229,13 +330,15 @@ class Codebook:
     """Centroids ``(K, D) float32`` plus what a tokenizer needs to use them.
 
     Stored as one JSON file (plain numbers, no pickle): ``k``, ``dim``, ``alphabet``, ``disorder_token``
-    (s*, or ``null``), ``encoder_sha256`` and ``centroids``.
+    (s*, or ``null``), ``encoder_sha256``, ``centroids`` and, for codebooks with a metric (format version 2),
+    the ``metric`` ``(D, m)`` of :func:`assign`.
     """
 
     centroids: np.ndarray
     alphabet: Alphabet
     disorder_token: int | None
     encoder_sha256: str
+    metric: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -243,11 +346,11 @@ class Codebook:
 
     def assign(self, z: np.ndarray) -> np.ndarray:
         """``(N,) uint8`` token of each embedding row of ``z`` ``(N, D)``."""
-        return assign(z, self.centroids).astype(np.uint8)
+        return assign(z, self.centroids, self.metric).astype(np.uint8)
 
     def save(self, path: str | Path) -> None:
         doc = {
-            "format": "ismtk-codebook/1",
+            "format": _FORMATS[self.metric is not None],
             "k": self.k,
             "dim": int(self.centroids.shape[1]),
             "alphabet": self.alphabet.symbols,
@@ -255,6 +358,8 @@ class Codebook:
             "encoder_sha256": self.encoder_sha256,
             "centroids": [[float(v) for v in row] for row in self.centroids.astype(np.float32)],
         }
+        if self.metric is not None:
+            doc["metric"] = [[float(v) for v in row] for row in self.metric.astype(np.float64)]
         with atomic_write(path) as handle:
             json.dump(doc, handle, indent=1)
 
@@ -263,11 +368,19 @@ class Codebook:
         try:
             doc = json.loads(Path(path).read_text())
             centroids = np.asarray(doc["centroids"], dtype=np.float32).reshape(doc["k"], doc["dim"])
-            return cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"])
+            metric = None
+            if doc.get("metric") is not None:
+                metric = np.asarray(doc["metric"], dtype=np.float64).reshape(doc["dim"], -1)
+            book = cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"], metric)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not an ismtk codebook ({type(exc).__name__}: {exc})") from exc
+        if doc.get("format", _FORMATS[False]) not in _FORMATS.values():
+            raise InputError(f"{path}: codebook format {doc['format']!r} is newer than this ismtk: upgrade ismtk")
+        return book
 
 
+#: Codebook file format by whether it has a metric (version 1 files have none; older readers refuse version 2).
+_FORMATS = {False: "ismtk-codebook/1", True: "ismtk-codebook/2"}
 #: File name of the codebook inside an ISM tokenizer folder (beside ``model.json`` and ``model.pt``).
 CODEBOOK_FILE = "codebook.json"
 #: K values tried by the elbow method when ``k`` is not given.
@@ -349,13 +462,17 @@ def build_codebook(
     index: str | Path | Sequence[str | Path] | None = None,
     progress: Callable[[int], None] | None = None,
     elbow_ks: Sequence[int] = (),
+    aligned: AlignedPairs | None = None,
+    metric_dims: int = METRIC_DIMS,
 ) -> ClusterReport:
     """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
 
     ``out_dir`` receives ``codebook.json`` and a copy of the encoder (``model.json``, ``model.pt``), so
     it can be passed as ``--tokenizer``. The inertia of every K in ``elbow_ks`` is written to
     ``elbow.tsv`` and ``elbow.png``; ``k=None`` picks K at the elbow of that curve (of :data:`ELBOW_KS`
-    when none is given). s* is chosen by :func:`disorder_token`.
+    when none is given). s* is chosen by :func:`disorder_token`. ``aligned``: embeddings of aligned residue pairs
+    (:func:`aligned_pair_embeddings`); k-means then runs in their :func:`aligned_pair_metric` of ``metric_dims``
+    directions, and the codebook assigns by distance in it.
     """
     import shutil
 
@@ -363,17 +480,22 @@ def build_codebook(
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
-    ks = tuple(x for x in (elbow_ks or (ELBOW_KS if k is None else ())) if x <= len(z))
-    inertias = tuple(elbow(z, ks, seed=seed, n_init=n_init))
+    metric = None if aligned is None else aligned_pair_metric(aligned.first, aligned.second, z, metric_dims)
+    x = z if metric is None else (z.astype(np.float64) @ metric).astype(np.float32)
+    ks = tuple(n for n in (elbow_ks or (ELBOW_KS if k is None else ())) if n <= len(x))
+    inertias = tuple(elbow(x, ks, seed=seed, n_init=n_init))
     if k is None:
         k = choose_k(ks, inertias)
-    result = kmeans(z, k, n_init=n_init, seed=seed)
+    result = kmeans(x, k, n_init=n_init, seed=seed)
+    # centroids are stored in embedding space: any preimage c of a centroid c' (c W = c') will do
+    centroids = result.centroids if metric is None else result.centroids.astype(np.float64) @ np.linalg.pinv(metric)
     star = disorder_token(result.labels, n_atoms, k)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (MODEL_CONFIG, MODEL_WEIGHTS):
         if (model_dir / name).resolve() != (out_dir / name).resolve():
             shutil.copyfile(model_dir / name, out_dir / name)
-    codebook = Codebook(result.centroids, Alphabet.of_size(k), star, file_sha256(out_dir / MODEL_WEIGHTS))
+    codebook = Codebook(centroids.astype(np.float32), Alphabet.of_size(k), star, file_sha256(out_dir / MODEL_WEIGHTS),
+                        metric)
     codebook.save(out_dir / CODEBOOK_FILE)
     if ks:
         _write_elbow(out_dir, ks, inertias, k if k in ks else None)

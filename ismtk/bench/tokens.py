@@ -130,10 +130,12 @@ def reconstruction(tokenizer, data: Path, max_pairs: int = 250_000) -> dict[str,
     inputs = [data / name for name in ("structures", "pdb_sample") if (data / name).is_dir()]
     corpus = load_corpus(inputs)
     envs = validation_set(corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, SkipLog())
-    centroids = torch.from_numpy(np.asarray(tokenizer.codebook.centroids, np.float32))
+    codebook = tokenizer.codebook
+    centroids = torch.from_numpy(np.asarray(codebook.centroids, np.float32))
 
     def to_centroid(z: torch.Tensor) -> torch.Tensor:
-        return centroids[torch.cdist(z.float(), centroids).argmin(1)].to(z.dtype)
+        tokens = torch.from_numpy(codebook.assign(z.detach().float().numpy()).astype(np.int64))
+        return centroids[tokens].to(z.dtype)
 
     model, device = tokenizer.model, torch.device("cpu")
     out = {}

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ismtk.autoencoder.codebook import ELBOW_KS, build_codebook
+from ismtk.autoencoder.codebook import ELBOW_KS, AlignedPairs, aligned_pair_embeddings, build_codebook
 from ismtk.cli import console
 from ismtk.cli.options import OUTPUT, TRAINING, Index, Inputs, output_option
+from ismtk.search.pairs import DEFAULT_MIN_TM
 
 __all__ = ["cluster"]
 
@@ -37,6 +38,21 @@ def cluster(
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
                                       help="Seed of the sample and the seeding.")] = _D["seed"],
     output: output_option("ISM tokenizer folder to write (usable as --tokenizer)."),
+    alignments: Annotated[
+        Path | None,
+        typer.Option("--alignments", rich_help_panel=TRAINING,
+                     help="Structural alignments of training chains (ismtk align-pairs): cluster in the metric in "
+                          "which aligned residues agree (needs --aligned-structures).")
+    ] = None,
+    aligned_structures: Annotated[
+        list[Path] | None,
+        typer.Option("--aligned-structures", rich_help_panel=TRAINING,
+                     help="Structure files, folders or .txt lists holding the chains the alignments name (repeatable).")
+    ] = None,
+    min_tm: Annotated[float, typer.Option("--min-tm", min=0.0, max=1.0, rich_help_panel=TRAINING,
+                                          help="Alignments with a lower TM-score are not used.")] = DEFAULT_MIN_TM,
+    metric_dims: Annotated[int, typer.Option("--metric-dims", min=1, rich_help_panel=TRAINING,
+                                             help="Directions of the aligned-pair metric.")] = _D["metric_dims"],
     elbow: Annotated[bool, typer.Option("--elbow", rich_help_panel=OUTPUT,
                                         help="Also write the elbow curve (elbow.tsv/png) for a fixed K.")] = False,
 ) -> None:
@@ -44,16 +60,28 @@ def cluster(
 
     Writes OUT/codebook.json (centroids, alphabet, disorder token s*, SHA-256 of the encoder) beside a copy of the
     encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with
-    the sparsest microenvironments (lowest median atom count).
+    the sparsest microenvironments (lowest median atom count). With --alignments, k-means runs in the directions in
+    which structurally aligned residues agree (Fisher's discriminant over aligned pairs; the shipped codebook's
+    recipe), and tokens are nearest centroids there.
 
     [bold]Example[/bold]: ismtk cluster runs/ae data/structures -o my_ism/ -k auto
     """
     if k != "auto" and not k.isdigit():
         raise typer.BadParameter("-k takes a number or 'auto'")
+    if (alignments is None) != (not aligned_structures):
+        raise typer.BadParameter("--alignments and --aligned-structures go together")
+    aligned: AlignedPairs | None = None
+    if alignments is not None:
+        with console.progress("embedding aligned chains", total=None, unit="chains") as advance:
+            aligned = aligned_pair_embeddings(model, aligned_structures, alignments, min_tm, progress=advance)
+        for line in aligned.skipped:
+            console.warn(f"skipped {line}")
+        console.info(f"{len(aligned.first):,} aligned residue pairs from {aligned.alignments:,} alignments "
+                     f"-> {metric_dims}-direction metric")
     with console.progress("embedding", total=None, unit="chains") as advance:
         report = build_codebook(model, inputs, output, None if k == "auto" else int(k), max_points,
                                 residues_per_chain, seed, n_init, index, progress=advance,
-                                elbow_ks=ELBOW_KS if elbow else ())
+                                elbow_ks=ELBOW_KS if elbow else (), aligned=aligned, metric_dims=metric_dims)
     for note in report.notes:
         console.info(note)
     if report.elbow_ks:

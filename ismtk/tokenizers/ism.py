@@ -44,6 +44,8 @@ def codebook_identity(codebook: Codebook) -> str:
     }
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(codebook.centroids, dtype="<f4").tobytes())
+    if codebook.metric is not None:
+        digest.update(np.ascontiguousarray(codebook.metric, dtype="<f8").tobytes())
     return f"ism:{digest.hexdigest()[:IDENTITY_DIGITS]}"
 
 
