@@ -61,8 +61,8 @@ def cluster(
     Writes OUT/codebook.json (centroids, alphabet, disorder token s*, SHA-256 of the encoder) beside a copy of the
     encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with
     the sparsest microenvironments (lowest median atom count). With --alignments, k-means runs in the directions in
-    which structurally aligned residues agree (Fisher's discriminant over aligned pairs; the shipped codebook's
-    recipe), and tokens are nearest centroids there.
+    which structurally aligned residues agree (Fisher's discriminant over aligned pairs), and tokens are nearest
+    centroids there.
 
     [bold]Example[/bold]: ismtk cluster runs/ae data/structures -o my_ism/ -k auto
     """
