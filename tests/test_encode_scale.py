@@ -181,11 +181,12 @@ def _alive(pids: set[int]) -> list[int]:
 
 @pytest.fixture()
 def lots(many, tmp_path) -> Path:
-    """1,440 files, several seconds of work (about 1 s per 200 files on a quiet 2-core machine): enough for two
-    workers to be caught in the middle of it, past the journal's first commit point."""
+    """2,880 files, several seconds of work (about 1 s per 350 files on a quiet 2-core machine): enough for two
+    workers to be caught in the middle of it, past the journal's first commit point (1,440 files once ended
+    before a Ctrl-C sent right after that point took effect)."""
     copies = tmp_path / "more"
     copies.mkdir()
-    for k in range(60):
+    for k in range(120):
         for path in many.iterdir():
             shutil.copy(path, copies / f"{k}_{path.name}")
     return copies
