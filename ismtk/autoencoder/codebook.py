@@ -379,7 +379,7 @@ class Codebook:
         return book
 
 
-#: Codebook file format by whether it has a metric (version 1 files have none; older readers refuse version 2).
+#: Codebook file format by whether it has a metric (a format not listed here is refused as newer).
 _FORMATS = {False: "ismtk-codebook/1", True: "ismtk-codebook/2"}
 #: File name of the codebook inside an ISM tokenizer folder (beside ``model.json`` and ``model.pt``).
 CODEBOOK_FILE = "codebook.json"
