@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError
+from ismtk.errors import InputError, StructureError
 from ismtk.sequence.alphabet import Alphabet
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "AlignedPairs",
     "aligned_pair_embeddings",
     "aligned_pair_metric",
+    "inverse_sqrt",
 ]
 
 _CHUNK = 65536  # rows per distance block: bounds memory at chunk x K floats
@@ -95,6 +96,14 @@ def assign(x: np.ndarray, centroids: np.ndarray, metric: np.ndarray | None = Non
     return labels.numpy()
 
 
+def inverse_sqrt(covariance: np.ndarray, ridge: float = METRIC_RIDGE) -> np.ndarray:
+    """``(D, D) float64`` symmetric whitening ``(S + eps I)^(-1/2)`` of a covariance ``S``, ``eps = ridge`` times its
+    largest eigenvalue (so directions of no variance are not blown up)."""
+    values, vectors = np.linalg.eigh(np.asarray(covariance, np.float64))
+    values = np.maximum(values, 0.0) + ridge * values.max()
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
 def aligned_pair_metric(
     first: np.ndarray, second: np.ndarray, z: np.ndarray, dims: int = METRIC_DIMS, ridge: float = METRIC_RIDGE
 ) -> np.ndarray:
@@ -112,11 +121,9 @@ def aligned_pair_metric(
     if not 1 <= dims <= z.shape[1]:
         raise InputError(f"metric dimensions {dims} out of range 1-{z.shape[1]}")
     diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
-    values, vectors = np.linalg.eigh(diff.T @ diff / (2 * len(diff)))
-    if values.max() <= 0:
+    if not diff.any():
         raise InputError("aligned residues have identical embeddings (self-alignments only?): no metric to learn")
-    values = np.maximum(values, 0.0) + ridge * values.max()
-    whiten = (vectors / np.sqrt(values)) @ vectors.T
+    whiten = inverse_sqrt(diff.T @ diff / (2 * len(diff)), ridge)
     _, spread = np.linalg.eigh(np.cov(np.asarray(z, np.float64) @ whiten, rowvar=False))
     return whiten @ spread[:, ::-1][:, :dims]
 
@@ -146,7 +153,6 @@ def aligned_pair_embeddings(
     chains missing there (or in files that cannot be read), or of another length, are not used.
     """
     from ismtk.autoencoder.io import embed_chains, load_autoencoder
-    from ismtk.errors import StructureError
     from ismtk.search.pairs import DEFAULT_MIN_TM, read_alignments
     from ismtk.structure import find_structure_files, read_structure
 
