@@ -49,11 +49,13 @@ def test_codebook_in_the_aligned_pair_metric_has_its_own_identity_and_tokens(ism
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("d1a32a_\td1a1xa_\nd1a1xa_\td1a32a_\n")
     align_structure_files([ism_folder / "structs"], pairs, tmp_path / "aln.tsv")
+    (tmp_path / "broken.pdb").write_text("ATOM  truncated\n")  # an unreadable file is reported, the rest used
     args = ["cluster", str(ism_folder / "ae"), str(ism_folder / "structs"), "-o", str(tmp_path / "m"), "-k", "6",
             "--alignments", str(tmp_path / "aln.tsv"), "--aligned-structures", str(ism_folder / "structs"),
-            "--min-tm", "0", "--metric-dims", "4"]
+            "--aligned-structures", str(tmp_path / "broken.pdb"), "--min-tm", "0", "--metric-dims", "4"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.pdb" in result.output
     assert "from 2 alignments -> 4-direction metric" in result.output
     plain, tuned = load_tokenizer(ism_folder / "tok"), load_tokenizer(tmp_path / "m")
     assert tuned.codebook.metric.shape == (16, 4) and plain.codebook.metric is None
