@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError, StructureError
+from ismtk.errors import InputError
 from ismtk.sequence.alphabet import Alphabet
 
 __all__ = [
@@ -153,25 +153,12 @@ def aligned_pair_embeddings(
     chains missing there (or in files that cannot be read), or of another length, are not used.
     """
     from ismtk.autoencoder.io import embed_chains, load_autoencoder
-    from ismtk.search.pairs import DEFAULT_MIN_TM, read_alignments
-    from ismtk.structure import find_structure_files, read_structure
+    from ismtk.autoencoder.pairs import aligned_chains
 
     model = load_autoencoder(model_dir)
-    chains, skipped = {}, []
-    for path in find_structure_files(structures, keep_missing=True):
-        try:
-            chains.update((chain.name, chain) for chain in read_structure(path).chains)
-        except StructureError as exc:
-            skipped.append(str(exc))
-
-    def usable(a) -> bool:
-        lengths = (len(chains[a.name1]), len(chains[a.name2])) if a.name1 in chains and a.name2 in chains else None
-        return lengths == (a.len1, a.len2)
-
-    wanted = [a for a in read_alignments(alignments, DEFAULT_MIN_TM if min_tm is None else min_tm) if usable(a)]
-    if not wanted:
-        raise InputError(f"{alignments}: no alignment names two chains of {', '.join(map(str, structures))}")
-    names = sorted({n for a in wanted for n in (a.name1, a.name2)})
+    found = aligned_chains(structures, alignments, min_tm)
+    chains, wanted = found.chains, found.alignments
+    names = sorted(chains)
     z = {}
     for start in range(0, len(names), 64):
         batch = names[start : start + 64]
@@ -183,7 +170,7 @@ def aligned_pair_embeddings(
         i, j = a.close_pairs()
         first.append(z[a.name1][i])
         second.append(z[a.name2][j])
-    return AlignedPairs(np.concatenate(first), np.concatenate(second), len(wanted), tuple(skipped))
+    return AlignedPairs(np.concatenate(first), np.concatenate(second), len(wanted), found.skipped)
 
 
 def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Every loss is first averaged inside each microenvironment, then summed over the batch and divided by
 the batch size, so a global batch split over ranks gives the same gradient as the whole batch in one
-process (DDP averages the ranks' gradients).
+process (DDP averages the ranks' gradients). :func:`pair_contrastive_loss` is ismtk's optional addition: it
+asks structurally aligned residues of related chains to be nearer each other than to other residues.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ismtk.autoencoder.geometry import kabsch_superpose, pairwise_distances
 from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.structure.microenv import IGNORE_AA
 
-__all__ = ["LOSS_NAMES", "STAGE_LOSSES", "autoencoder_losses", "aligned_msd"]
+__all__ = ["LOSS_NAMES", "STAGE_LOSSES", "autoencoder_losses", "aligned_msd", "pair_contrastive_loss"]
 
 LOSS_NAMES = ("aa", "disto", "aligned_mse", "distances")
 #: The losses of each training stage of the paper: stage 1 learns identity and distances, stage 2 adds coordinates.
@@ -99,3 +100,13 @@ def autoencoder_losses(
             "disto_total": pair_mask.sum().float(),
         }
     return losses, sums
+
+
+def pair_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over ``P`` aligned residue pairs (rows of ``z1``, ``z2`` ``(P, D)``): with logits
+    ``-|z1_i - z2_j|^2 / temperature``, each residue has to pick its own partner among the other side's ``P``
+    residues, in both directions (mean cross-entropy). Squared Euclidean distances, not cosines, because
+    k-means cuts the embeddings into tokens by Euclidean distance."""
+    logits = -torch.cdist(z1.float(), z2.float()).pow(2) / temperature
+    target = torch.arange(len(z1), device=z1.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

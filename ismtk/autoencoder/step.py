@@ -18,11 +18,14 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ismtk.autoencoder.losses import LOSS_NAMES, autoencoder_losses
+from ismtk.autoencoder.losses import LOSS_NAMES, autoencoder_losses, pair_contrastive_loss
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.structure.microenv import Microenvironments
 
-__all__ = ["SUM_KEYS", "evaluate", "forward_backward", "micro_batches", "summarise", "to_tensors"]
+__all__ = [
+    "SUM_KEYS", "evaluate", "forward_backward", "micro_batch_index", "micro_batches", "pair_backward", "summarise",
+    "to_tensors",
+]  # fmt: skip
 
 #: What :func:`evaluate` sums: metric counts, losses times microenvironments, and ``n`` microenvironments.
 SUM_KEYS = (
@@ -33,10 +36,8 @@ SUM_KEYS = (
 _T = TypeVar("_T")
 
 
-def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenvironments]:
-    """``batch`` in parts of similar size: sorted by atom count and cut where a part would exceed ``max_pairs``
-    padded pairs (its size x (its largest environment + the mask node) squared); each part is padded to its own
-    largest environment. A batch without microenvironments gives no part."""
+def micro_batch_index(batch: Microenvironments, max_pairs: int) -> list[np.ndarray]:
+    """Rows of each part of :func:`micro_batches`."""
     n = batch.n_atoms + 1
     order = np.argsort(n, kind="stable")
     parts, start = [], 0
@@ -44,7 +45,14 @@ def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenviron
         if end == len(order) or (end - start + 1) * int(n[order[end]]) ** 2 > max_pairs:
             parts.append(order[start:end])
             start = end
-    return [batch.take(index) for index in parts]
+    return parts
+
+
+def micro_batches(batch: Microenvironments, max_pairs: int) -> list[Microenvironments]:
+    """``batch`` in parts of similar size: sorted by atom count and cut where a part would exceed ``max_pairs``
+    padded pairs (its size x (its largest environment + the mask node) squared); each part is padded to its own
+    largest environment. A batch without microenvironments gives no part."""
+    return [batch.take(index) for index in micro_batch_index(batch, max_pairs)]
 
 
 def to_tensors(batch: Microenvironments, device: torch.device) -> dict[str, torch.Tensor]:
@@ -58,14 +66,25 @@ def to_tensors(batch: Microenvironments, device: torch.device) -> dict[str, torc
     return out
 
 
-def _map(fn: Callable[[Microenvironments], _T], parts: Sequence[Microenvironments], workers: int) -> list[_T]:
-    """``[fn(part) for part in parts]``, on ``workers`` threads (largest parts first) when above 1."""
+def _map(fn: Callable[[int], _T], parts: Sequence[Microenvironments], workers: int) -> list[_T]:
+    """``[fn(i) for i in range(len(parts))]``, on ``workers`` threads (largest parts first) when above 1."""
     if workers <= 1 or len(parts) <= 1:
-        return [fn(part) for part in parts]
+        return [fn(i) for i in range(len(parts))]
     with ThreadPoolExecutor(min(workers, len(parts))) as pool:
         by_size = sorted(range(len(parts)), key=lambda i: -len(parts[i]) * parts[i].mask.shape[1] ** 2)
-        futures = {i: pool.submit(fn, parts[i]) for i in by_size}
+        futures = {i: pool.submit(fn, i) for i in by_size}
         return [futures[i].result() for i in range(len(parts))]
+
+
+def _add_grads(params: Sequence[torch.Tensor], found: Sequence[Sequence[torch.Tensor | None]]) -> None:
+    """Add the parts' gradients (``found[part][parameter]``) to ``params``' ``.grad``, in part order."""
+    for i, p in enumerate(params):
+        grads = [g[i] for g in found if g[i] is not None]
+        if grads:
+            total = grads[0].clone()
+            for g in grads[1:]:
+                total += g
+            p.grad = total if p.grad is None else p.grad + total
 
 
 def forward_backward(
@@ -101,19 +120,67 @@ def forward_backward(
         return {k: v.detach() for k, v in losses.items()}, None
 
     if workers > 1 and not hasattr(module, "no_sync"):
-        results = _map(lambda part: run(part, grads=True), parts, workers)
-        for i, p in enumerate(params):
-            found = [g[i] for _, g in results if g[i] is not None]
-            if found:
-                total = found[0].clone()
-                for g in found[1:]:
-                    total += g
-                p.grad = total if p.grad is None else p.grad + total
+        results = _map(lambda i: run(parts[i], grads=True), parts, workers)
+        _add_grads(params, [g for _, g in results])
     else:
         results = [run(part, sync=i == len(parts) - 1) for i, part in enumerate(parts)]
     totals = {k: sum(losses[k] for losses, _ in results) for k in LOSS_NAMES}
     totals["loss"] = sum(weights[k] * totals[k] for k in LOSS_NAMES)
     return totals
+
+
+def pair_backward(
+    model: AtomicAutoencoder,
+    pairs: Microenvironments,
+    weight: float,
+    temperature: float,
+    max_pairs: int,
+    device: torch.device,
+    gather: Callable[[torch.Tensor], tuple[torch.Tensor, int]] | None = None,
+    autocast: bool = False,
+    workers: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward passes of ``weight`` x the pair loss over aligned residue pairs; gradients
+    accumulate in the parameters.
+
+    ``pairs`` holds the first residues of ``n`` pairs, then their partners (:meth:`PairSet.batch`). The
+    embeddings are computed in size-sorted parts (on ``workers`` threads, as in :func:`forward_backward`),
+    the loss is taken over all of them, and its gradient flows back part by part. ``gather`` (under DDP):
+    returns every rank's embeddings concatenated (no gradient) and where this rank's rows start; each rank
+    then takes the loss over the global batch with its own rows differentiable, times the number of ranks,
+    so that DDP's average of the gradients is the global batch's. Returns the loss (unweighted) and the top-1
+    accuracy of picking the partner, detached.
+    """
+    n = len(pairs) // 2
+    index = micro_batch_index(pairs, max_pairs)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def encode(part: Microenvironments) -> torch.Tensor:
+        x = to_tensors(part, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return model.encode(x["coords"], x["elements"], x["mask"]).float()
+
+    parts = [pairs.take(i) for i in index]
+    zs = _map(lambda i: encode(parts[i]), parts, workers)
+    order = torch.from_numpy(np.concatenate(index)).to(device)
+    local = torch.cat(zs).new_zeros(len(pairs), zs[0].shape[1]).index_copy(0, order, torch.cat(zs))
+    rows, scale = [local], 1.0
+    if gather is not None:
+        every, rank = gather(local.detach())
+        rows = [local if k == rank else every[k] for k in range(len(every))]
+        scale = float(len(every))
+    z1, z2 = torch.cat([r[:n] for r in rows]), torch.cat([r[n:] for r in rows])
+    loss = pair_contrastive_loss(z1, z2, temperature)
+    grads = torch.autograd.grad(weight * scale * loss, zs)
+    if workers > 1:
+        found = _map(lambda i: torch.autograd.grad(zs[i], params, grads[i], allow_unused=True), parts, workers)
+        _add_grads(params, found)
+    else:
+        torch.autograd.backward(zs, grads)
+    with torch.no_grad():
+        target = torch.arange(len(z1), device=z1.device)
+        accuracy = (torch.cdist(z1, z2).argmin(1) == target).float().mean()
+    return loss.detach(), accuracy
 
 
 @torch.no_grad()
@@ -142,7 +209,8 @@ def evaluate(
         return {k: v.detach().double().cpu() for k, v in sums.items()} | {"n": torch.tensor(float(len(part)))}
 
     totals = {k: torch.zeros((), dtype=torch.float64) for k in SUM_KEYS}
-    for sums in _map(run, micro_batches(envs, max_pairs), workers):
+    parts = micro_batches(envs, max_pairs)
+    for sums in _map(lambda i: run(parts[i]), parts, workers):
         for k in SUM_KEYS:
             totals[k] += sums[k]
     model.train(was_training)

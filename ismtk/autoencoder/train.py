@@ -11,6 +11,7 @@ batch. Losses stay on the device between log lines. Rank 0 writes ``metrics.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,7 +39,8 @@ from ismtk.autoencoder.io import load_autoencoder, save_autoencoder
 from ismtk.autoencoder.loader import EpochSpec, rank_batches, rank_shards
 from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
-from ismtk.autoencoder.step import SUM_KEYS, evaluate, forward_backward, micro_batches, summarise
+from ismtk.autoencoder.pairs import PairSet, load_pair_set
+from ismtk.autoencoder.step import SUM_KEYS, evaluate, forward_backward, micro_batches, pair_backward, summarise
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -115,6 +118,13 @@ class TrainAEConfig:
         ``aa_recovery``, ``rmsd``, ``disto_acc`` or another validation loss.
     seed
         Seed of the data order and of the initial weights.
+    pair_alignments, pair_structures
+        Structural alignments (``ismtk align-pairs``) and the structures of their chains (a file, folder or
+        list): adds the pair loss over their close residue pairs (:mod:`ismtk.autoencoder.pairs`).
+    pair_weight, pair_batch, pair_temperature, pair_min_tm
+        Weight of the pair loss (:func:`ismtk.autoencoder.losses.pair_contrastive_loss`), aligned pairs per
+        step (over all ranks; a multiple of their number), its temperature (in squared units of the
+        embedding, whose scale the final layer norm learns), and the alignments' minimum TM-score.
     drop_bench_homologs, drop_ts50_homologs
         See :class:`ismtk.autoencoder.corpus.CorpusFilter`.
     """
@@ -145,6 +155,12 @@ class TrainAEConfig:
     seed: int = 0
     drop_bench_homologs: bool = True
     drop_ts50_homologs: bool = True
+    pair_alignments: str | None = None
+    pair_structures: str | None = None
+    pair_weight: float = 1.0
+    pair_batch: int = 128
+    pair_temperature: float = 8.0
+    pair_min_tm: float = 0.45
 
     @property
     def stages(self) -> list[tuple[int, int]]:
@@ -169,7 +185,8 @@ class TrainAEConfig:
 RESUME_KEYS = (
     "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
-    "drop_bench_homologs", "drop_ts50_homologs",
+    "drop_bench_homologs", "drop_ts50_homologs", "pair_alignments", "pair_structures", "pair_weight", "pair_batch",
+    "pair_temperature", "pair_min_tm",
 )  # fmt: skip
 
 
@@ -298,8 +315,47 @@ class AutoencoderTrainer:
         if self.workers > 1:
             torch.set_num_threads(1)
         self.val_set: Microenvironments | None = None
+        self.pairs: PairSet | None = None
+        if cfg.pair_alignments is not None:
+            self.load_pairs()
         self.best: dict[str, Any] = {}
         self.started = time.perf_counter()
+
+    def load_pairs(self) -> None:
+        """Read the aligned residue pairs of the pair loss."""
+        cfg, ranks = self.cfg, self.env.world_size
+        if cfg.pair_structures is None:
+            raise InputError("--pair-alignments needs --pair-structures: the files of the aligned chains")
+        if cfg.pair_batch % ranks:
+            raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of the number of processes ({ranks})")
+        self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm)
+        self.log(
+            f"pair loss: {len(self.pairs):,} close residue pairs of {self.pairs.alignments:,} alignments with TM >= "
+            f"{self.cfg.pair_min_tm}, {self.cfg.pair_batch} pairs per step, weight {self.cfg.pair_weight}"
+            + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
+               if self.pairs.skipped else "")
+        )  # fmt: skip
+
+    def pair_step(self, pos: _Position) -> dict[str, torch.Tensor]:
+        """Forward and backward passes of the pair loss on this step's pairs (drawn from the seed and the
+        step, so resumed and multi-process runs see the same ones); gradients accumulate, unsynchronised."""
+        cfg, env = self.cfg, self.env
+        assert self.pairs is not None
+        rng = np.random.default_rng([cfg.seed, 3, pos.step])
+        chosen = rng.choice(len(self.pairs), cfg.pair_batch, replace=len(self.pairs) < cfg.pair_batch)
+        mine = np.array_split(chosen, env.world_size)[env.rank]
+
+        def gather(local: torch.Tensor) -> tuple[torch.Tensor, int]:
+            every = [torch.empty_like(local) for _ in range(env.world_size)]
+            torch.distributed.all_gather(every, local)
+            return torch.stack(every), env.rank
+
+        with self.ddp.no_sync() if env.distributed else contextlib.nullcontext():
+            loss, accuracy = pair_backward(
+                self.model, self.pairs.batch(mine), cfg.pair_weight, cfg.pair_temperature, self.max_pairs,
+                env.device, gather if env.distributed else None, self.autocast, self.workers,
+            )  # fmt: skip
+        return {"pair": loss, "pair_acc": accuracy}
 
     # -- schedule --------------------------------------------------------------------------------------
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -494,10 +550,14 @@ class AutoencoderTrainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr
             self.opt.zero_grad(set_to_none=True)
+            # pairs first: their gradients wait, unsynchronised, for the batch's last part (DDP's no_sync)
+            paired = self.pair_step(pos) if self.pairs is not None else {}
             losses = forward_backward(
                 self.ddp, self.model_cfg, micro_batches(batch, self.max_pairs), weights,
                 cfg.batch_size / self.env.world_size, self.env.device, self.autocast, self.workers,
             )  # fmt: skip
+            if paired:
+                losses |= paired | {"loss": losses["loss"] + cfg.pair_weight * paired["pair"]}
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.opt.step()
             pos.step, pos.batch = pos.step + 1, b + 1

@@ -83,6 +83,25 @@ def train_ae(
         int, typer.Option("--residues-per-chain", min=1, rich_help_panel=TRAINING,
                           help="Random residues per chain per epoch.")
     ] = _T.residues_per_chain,
+    pair_alignments: Annotated[
+        Path | None, typer.Option("--pair-alignments", rich_help_panel=TRAINING,
+                                  help="Structural alignments (ismtk align-pairs) of related chains: adds a loss "
+                                       "that pulls the embeddings of their close residue pairs together.")
+    ] = None,
+    pair_structures: Annotated[
+        Path | None, typer.Option("--pair-structures", rich_help_panel=TRAINING,
+                                  help="File, folder or list of the aligned chains' structures.")
+    ] = None,
+    pair_weight: Annotated[
+        float, typer.Option("--pair-weight", min=0.0, rich_help_panel=TRAINING, help="Weight of the pair loss.")
+    ] = _T.pair_weight,
+    pair_batch: Annotated[
+        int, typer.Option("--pair-batch", min=2, rich_help_panel=TRAINING,
+                          help="Aligned pairs per step (each one's partner is told apart from the others').")
+    ] = _T.pair_batch,
+    pair_min_tm: Annotated[
+        float, typer.Option("--pair-min-tm", rich_help_panel=TRAINING, help="Alignments used: TM-score at least.")
+    ] = _T.pair_min_tm,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
                                       help="Seed of the data order and the initial weights.")] = _T.seed,
     width: Annotated[int, typer.Option("--width", min=8, rich_help_panel=MODEL, help="Model width.")] = _M.width,
@@ -162,6 +181,11 @@ def train_ae(
         seed=seed,
         drop_bench_homologs=not keep_bench_homologs,
         drop_ts50_homologs=not keep_ts50_homologs,
+        pair_alignments=None if pair_alignments is None else str(pair_alignments.resolve()),
+        pair_structures=None if pair_structures is None else str(pair_structures.resolve()),
+        pair_weight=pair_weight,
+        pair_batch=pair_batch,
+        pair_min_tm=pair_min_tm,
     )
     if resume:
         given = given_options(ctx)

@@ -1,0 +1,98 @@
+"""Structurally aligned residue pairs of related chains, as training signal for ISM embeddings.
+
+Foldseek trained its 3Di states to agree across the residues that TM-align superposes in homologous domains;
+ISM's losses only see one microenvironment at a time. The close pairs (within 5 A after superposition) of
+``ismtk align-pairs`` alignments give both uses here: the codebook's metric
+(:func:`ismtk.autoencoder.codebook.aligned_pair_metric`) and the autoencoder's optional pair loss
+(:func:`ismtk.autoencoder.losses.pair_contrastive_loss`), for which :class:`PairSet` holds every aligned
+residue's microenvironment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ismtk.errors import InputError, StructureError
+from ismtk.search.pairs import DEFAULT_MIN_TM, StructuralAlignment, read_alignments
+from ismtk.structure.chain import ProteinChain
+from ismtk.structure.microenv import Microenvironments, collate, microenvironments
+from ismtk.structure.read import find_structure_files, read_structure
+
+__all__ = ["AlignedChains", "PairSet", "aligned_chains", "load_pair_set"]
+
+
+@dataclass(frozen=True)
+class AlignedChains:
+    """The usable alignments of a file and their chains; ``skipped``: unreadable structure files (one line
+    each)."""
+
+    chains: dict[str, ProteinChain]
+    alignments: tuple[StructuralAlignment, ...]
+    skipped: tuple[str, ...] = ()
+
+
+def aligned_chains(
+    structures: Sequence[str | Path], alignments: str | Path, min_tm: float | None = None
+) -> AlignedChains:
+    """Alignments of ``alignments`` with TM >= ``min_tm`` (default: the learn-matrix threshold) whose two
+    chains are in ``structures`` (files, folders or lists; chains named as in the alignments) with the aligned
+    lengths. Unreadable files are skipped and reported; no usable alignment is an :class:`InputError`."""
+    chains, skipped = {}, []
+    for path in find_structure_files(structures, keep_missing=True):
+        try:
+            chains.update((chain.name, chain) for chain in read_structure(path).chains)
+        except StructureError as exc:
+            skipped.append(str(exc))
+
+    def usable(a: StructuralAlignment) -> bool:
+        lengths = (len(chains[a.name1]), len(chains[a.name2])) if a.name1 in chains and a.name2 in chains else None
+        return lengths == (a.len1, a.len2)
+
+    wanted = tuple(a for a in read_alignments(alignments, DEFAULT_MIN_TM if min_tm is None else min_tm) if usable(a))
+    if not wanted:
+        raise InputError(f"{alignments}: no alignment names two chains of {', '.join(map(str, structures))}")
+    names = {n for a in wanted for n in (a.name1, a.name2)}
+    return AlignedChains({n: c for n, c in chains.items() if n in names}, wanted, tuple(skipped))
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Every close aligned pair ``p``: residue ``res1[p]`` of chain ``chain1[p]`` and ``res2[p]`` of
+    ``chain2[p]`` (indices into ``envs``, the microenvironments of all residues of each chain)."""
+
+    envs: tuple[Microenvironments, ...]
+    chain1: np.ndarray
+    res1: np.ndarray
+    chain2: np.ndarray
+    res2: np.ndarray
+    alignments: int
+    skipped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.res1)
+
+    def batch(self, index: np.ndarray) -> Microenvironments:
+        """The first residues of pairs ``index``, then their partners, in that order (``2 n``
+        microenvironments, padded to the largest)."""
+        rows = [(self.chain1[p], self.res1[p]) for p in index] + [(self.chain2[p], self.res2[p]) for p in index]
+        return collate([self.envs[c].take(np.array([r])) for c, r in rows])
+
+
+def load_pair_set(structures: Sequence[str | Path], alignments: str | Path, min_tm: float | None = None) -> PairSet:
+    """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments."""
+    found = aligned_chains(structures, alignments, min_tm)
+    names = sorted(found.chains)
+    where = {n: k for k, n in enumerate(names)}
+    rows = []
+    for a in found.alignments:
+        i, j = a.close_pairs()
+        rows.append(np.stack([np.full(len(i), where[a.name1]), i, np.full(len(j), where[a.name2]), j]))
+    chain1, res1, chain2, res2 = np.concatenate(rows, axis=1).astype(np.int64)
+    if not len(res1):
+        raise InputError(f"{alignments}: its alignments have no close residue pair")
+    envs = tuple(microenvironments(found.chains[n]) for n in names)
+    return PairSet(envs, chain1, res1, chain2, res2, len(found.alignments), found.skipped)

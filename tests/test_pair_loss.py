@@ -1,0 +1,126 @@
+"""The autoencoder's optional pair loss over structurally aligned residues: data, gradient, training, DDP."""
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_train_ae import DATA, MODEL, TRAIN, cli, params
+
+from ismtk.autoencoder.losses import pair_contrastive_loss
+from ismtk.autoencoder.model import AtomicAutoencoder
+from ismtk.autoencoder.pairs import load_pair_set
+from ismtk.autoencoder.step import pair_backward, to_tensors
+from ismtk.autoencoder.train import latest_checkpoint, train_autoencoder
+from ismtk.errors import InputError
+from ismtk.search.pairs import align_many, read_chains, write_alignments
+from ismtk.structure.microenv import microenvironments
+from ismtk.structure.read import read_structure
+from ismtk.train.metrics import read_metrics
+
+NAMES = ("1BVN_l_u", "1ACB_l_u", "1D6R_l_u")
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> tuple[Path, Path]:
+    """Alignments (TM-align, plus each chain with itself) of three test chains, and a list of their files
+    with one unreadable file among them."""
+    folder = tmp_path_factory.mktemp("pairs")
+    files = [DATA / "pdb" / f"{name}.pdb.gz" for name in NAMES]
+    chains = read_chains(files)
+    pairs = [(a, b) for i, a in enumerate(NAMES) for b in NAMES[i:]]
+    write_alignments(folder / "train.aln", align_many(chains, pairs))
+    listing = folder / "files.txt"
+    listing.write_text("\n".join(map(str, [*files, DATA / "pdb" / "corrupt.pdb.gz"])) + "\n")
+    return folder / "train.aln", listing
+
+
+def test_pair_set_holds_every_close_pair_and_reports_unreadable_files(aligned):
+    alignments, listing = aligned
+    pairs = load_pair_set([listing], alignments, min_tm=0.0)
+    assert pairs.alignments == 6 and any("corrupt.pdb.gz" in s for s in pairs.skipped)
+    lengths = [len(read_structure(DATA / "pdb" / f"{n}.pdb.gz").chains[0]) for n in NAMES]
+    assert len(pairs) >= sum(lengths)  # the self-alignments alone pair every residue with itself
+    same = np.flatnonzero((pairs.chain1 == pairs.chain2) & (pairs.res1 == pairs.res2))
+    batch = pairs.batch(same[:3])
+    assert len(batch) == 6
+    np.testing.assert_array_equal(batch.coords[:3], batch.coords[3:])  # a residue and itself
+    chain = read_structure(DATA / "pdb" / f"{sorted(NAMES)[pairs.chain1[same[0]]]}.pdb.gz").chains[0]
+    expected = microenvironments(chain, np.array([pairs.res1[same[0]]]))
+    n = int(expected.mask.sum())
+    np.testing.assert_array_equal(batch.coords[0, :n], expected.coords[0, :n])
+    with pytest.raises(InputError, match="no alignment names two chains"):
+        load_pair_set([DATA / "pdb" / "1AY7_l_u.pdb.gz"], alignments, min_tm=0.0)
+
+
+def test_pair_loss_picks_partners_by_euclidean_distance():
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    near = pair_contrastive_loss(z, z + 0.1, temperature=1.0)
+    far = pair_contrastive_loss(z, z.flip(0), temperature=1.0)
+    assert near < 0.05 < far
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_pair_backward_gives_the_gradient_of_the_whole_batch(aligned, workers):
+    """Embeddings in size-sorted parts (on threads), loss over all, gradient part by part == one pass."""
+    alignments, listing = aligned
+    pairs = load_pair_set([listing], alignments, min_tm=0.0)
+    batch = pairs.batch(np.random.default_rng(0).choice(len(pairs), 12, replace=False))
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(MODEL)
+    x = to_tensors(batch, torch.device("cpu"))
+    z = model.encode(x["coords"], x["elements"], x["mask"])
+    (0.5 * pair_contrastive_loss(z[:12], z[12:], 8.0)).backward()
+    expected = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    loss, accuracy = pair_backward(model, batch, 0.5, 8.0, 2_000, torch.device("cpu"), workers=workers)
+    assert loss == pytest.approx(float(pair_contrastive_loss(z[:12], z[12:], 8.0).detach()), rel=1e-5)
+    assert 0.0 <= float(accuracy) <= 1.0
+    got = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert set(got) == set(expected)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_training_with_pairs_logs_the_loss_and_resumes_exactly(aligned, tmp_path):
+    alignments, listing = aligned
+    cfg = replace(TRAIN, pair_alignments=str(alignments), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    messages = []
+    train_autoencoder([DATA], whole, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, log=messages.append)
+    assert any(m.startswith("pair loss: ") and "of 6 alignments" in m and "corrupt" in m for m in messages)
+    records = [r for r in read_metrics(whole / "metrics.jsonl") if r["kind"] == "train"]
+    assert all(r["pair"] > 0 and 0 <= r["pair_acc"] <= 1 for r in records)
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=2), device="cpu", threads=2)
+    assert latest_checkpoint(part).name == "step_0000002.pt"
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, resume=True)
+    a, b = params(whole), params(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the pair loss changes the training: same run without it ends elsewhere
+    plain = tmp_path / "plain"
+    train_autoencoder([DATA], plain, MODEL, replace(TRAIN, max_steps=4), device="cpu", threads=2)
+    assert not all(torch.equal(a[k], params(plain)[k]) for k in a)
+    with pytest.raises(InputError, match="needs --pair-structures"):
+        train_autoencoder([DATA], tmp_path / "x", MODEL, replace(cfg, pair_structures=None), device="cpu")
+
+
+def test_two_gloo_processes_with_pairs_equal_one_process(aligned, tmp_path):
+    """The pair loss over the global batch: each rank's embeddings gathered, gradients averaged by DDP."""
+    alignments, listing = aligned
+    files = tmp_path / "files.txt"
+    shutil.copy(listing, files)
+    options = ["--pair-alignments", str(alignments), "--pair-structures", str(files), "--pair-batch", "6"]
+    options += ["--pair-min-tm", "0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    done = cli("-o", str(one), *options)
+    assert done.returncode == 0, done.stderr
+    assert "pair loss: " in done.stderr
+    done = cli("-o", str(two), "--nproc", "2", *options)
+    assert done.returncode == 0, done.stderr
+    a, b = params(one), params(two)
+    for k in a:  # the key biases' gradient is 0 but for rounding, which Adam scales up to steps of ~lr
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4 if k.endswith("qkv.bias") else 1e-5, msg=k)
+    odd = cli("-o", str(tmp_path / "odd"), "--nproc", "4", *options)
+    assert odd.returncode != 0 and "--pair-batch 6 must be a multiple of the number of processes (4)" in odd.stderr
