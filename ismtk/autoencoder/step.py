@@ -146,7 +146,7 @@ def pair_backward(
     ``pairs`` holds the first residues of ``n`` pairs, then their partners (:meth:`PairSet.batch`). The
     embeddings are computed in size-sorted parts (on ``workers`` threads, as in :func:`forward_backward`),
     the loss is taken over all of them, and its gradient flows back part by part. ``gather`` (under DDP):
-    returns every rank's embeddings concatenated (no gradient) and where this rank's rows start; each rank
+    returns every rank's embeddings ``(ranks, 2 n, D)`` (no gradient) and this rank's index; each rank
     then takes the loss over the global batch with its own rows differentiable, times the number of ranks,
     so that DDP's average of the gradients is the global batch's. Returns the loss (unweighted) and the top-1
     accuracy of picking the partner, detached.
@@ -163,7 +163,8 @@ def pair_backward(
     parts = [pairs.take(i) for i in index]
     zs = _map(lambda i: encode(parts[i]), parts, workers)
     order = torch.from_numpy(np.concatenate(index)).to(device)
-    local = torch.cat(zs).new_zeros(len(pairs), zs[0].shape[1]).index_copy(0, order, torch.cat(zs))
+    by_size = torch.cat(zs)
+    local = torch.empty_like(by_size).index_copy(0, order, by_size)
     rows, scale = [local], 1.0
     if gather is not None:
         every, rank = gather(local.detach())

@@ -331,7 +331,7 @@ class AutoencoderTrainer:
         self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm)
         self.log(
             f"pair loss: {len(self.pairs):,} close residue pairs of {self.pairs.alignments:,} alignments with TM >= "
-            f"{self.cfg.pair_min_tm}, {self.cfg.pair_batch} pairs per step, weight {self.cfg.pair_weight}"
+            f"{cfg.pair_min_tm}, {cfg.pair_batch} pairs per step, weight {cfg.pair_weight}"
             + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
                if self.pairs.skipped else "")
         )  # fmt: skip
