@@ -192,8 +192,10 @@ def _search(
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
                        options, reading.read_options(), skips, predictor, judging.options())
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
+        # fit-evalue stores parameters in a matrix header, which serves the tokens alone
+        store = " or store parameters with 'ismtk fit-evalue'" if not alignment.score and not run.aa_weight else ""
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "
-                     f"database or store parameters with 'ismtk fit-evalue' (E-values only, the ranking is unaffected)")
+                     f"database{store} (E-values only, the ranking is unaffected)")
     if run.evd_fitted and alignment.score:
         console.info(f"E-values of --score {alignment.score}: lambda {run.evd.lam:.4g}, K {run.evd.k:.4g} (fitted on "
                      "the target)")

@@ -9,24 +9,47 @@ Null scores are the corrected scores of random pairs of real database sequences,
 ranks (not sequences against reversed sequences: reversal destroys the ordered motifs that unrelated real folds
 share, which makes the tail too steep; docs/search.md); the lower half is treated as censored so only the tail
 shapes the fit. The few homologous pairs among random pairs make the fit slightly conservative.
+
+A matrix file's header holds the parameters of its tokens alone. Scores that add tracks (tokens + 0.5 x BLOSUM62,
+3Di + ISM, ...) get theirs from ``ismtk/data/matrices/evd.json`` when ismtk ships a fit for that exact scheme
+(:func:`shipped_evd`, keyed by :meth:`ismtk.search.combined.TrackAligner.fit_key`; made on the matrix-training
+database by ``benchmarks/fit_evd.py``); other schemes are fitted on the searched database.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
-from ismtk.errors import TooFewToFit
+from ismtk.atomic import atomic_write
+from ismtk.errors import InputError, TooFewToFit
 from ismtk.search.align import Aligner
 from ismtk.search.combined import TrackAligner
 from ismtk.search.db import SequenceDB
-from ismtk.search.matrix import EvdParams
+from ismtk.search.matrix import MATRIX_DIR, EvdParams
 
-__all__ = ["DEFAULT_NULL_PAIRS", "bit_score", "evalue", "fit_evd", "fit_gumbel", "null_scores"]
+__all__ = [
+    "DEFAULT_NULL_PAIRS",
+    "EVD_FILE",
+    "bit_score",
+    "evalue",
+    "fit_evd",
+    "fit_gumbel",
+    "null_scores",
+    "read_evd_fits",
+    "shipped_evd",
+    "write_evd_fits",
+]
 
 #: Random sequence pairs scored to fit the extreme-value distribution.
 DEFAULT_NULL_PAIRS = 4000
+#: The shipped fits of multi-track scores.
+EVD_FILE = MATRIX_DIR / "evd.json"
+_EVD_FORMAT = "ismtk-evd/1"
 
 
 def evalue(score: np.ndarray | float, query_length: int, db_residues: int, params: EvdParams) -> np.ndarray:
@@ -123,3 +146,33 @@ def fit_evd(
     drawn from ``db``."""
     lam, k = fit_gumbel(*null_scores(aligner, db, pairs, seed, comp_bias))
     return EvdParams(aligner.gap_open, aligner.gap_extend, lam, k, corrected=True)
+
+
+def read_evd_fits(path: str | Path = EVD_FILE) -> dict[str, dict]:
+    """The fits of an ``evd.json`` by key: ``{"name", "fitted_on", "gap_open", "gap_extend", "lambda", "k"}``."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != _EVD_FORMAT:
+        raise InputError(f"{path}: not an E-value fit file ({_EVD_FORMAT})")
+    return {fit["key"]: fit for fit in data["fits"]}
+
+
+def write_evd_fits(path: str | Path, fits: dict[str, dict]) -> None:
+    """Write ``fits`` (as :func:`read_evd_fits` returns them) to ``path``, sorted by key, atomically."""
+    rows = [{"key": key} | {k: v for k, v in fit.items() if k != "key"} for key, fit in sorted(fits.items())]
+    with atomic_write(path) as handle:
+        handle.write(json.dumps({"format": _EVD_FORMAT, "fits": rows}, indent=1) + "\n")
+
+
+@cache
+def _shipped() -> dict[str, EvdParams]:
+    if not EVD_FILE.is_file():
+        return {}
+    return {
+        key: EvdParams(fit["gap_open"], fit["gap_extend"], fit["lambda"], fit["k"], corrected=True)
+        for key, fit in read_evd_fits(EVD_FILE).items()
+    }
+
+
+def shipped_evd(key: str) -> EvdParams | None:
+    """The shipped E-value parameters of the scoring scheme with :meth:`TrackAligner.fit_key` ``key``, if any."""
+    return _shipped().get(key)

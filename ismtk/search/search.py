@@ -18,7 +18,7 @@ from ismtk.errors import InputError
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner, Alignment
 from ismtk.search.combined import MAIN_TRACK, TrackAligner
 from ismtk.search.db import AA_TRACK, SequenceDB
-from ismtk.search.evalue import DEFAULT_NULL_PAIRS, bit_score, evalue, fit_evd
+from ismtk.search.evalue import DEFAULT_NULL_PAIRS, bit_score, evalue, fit_evd, shipped_evd
 from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES, KmerPrefilter, PrefilterSettings
 from ismtk.search.tracks import ScoreTracks
@@ -153,7 +153,7 @@ class Hit:
 def with_fit(db: SequenceDB, matrix: SubstitutionMatrix, options: SearchOptions = DEFAULT_OPTIONS) -> SequenceDB:
     """``db`` with the E-value parameters of a search with ``options`` (the commands' default score) fitted now and
     stored in :attr:`SequenceDB.fits`, so that such searches of the saved database skip the fit (same parameters,
-    same output). Unchanged when those parameters come from the matrix header."""
+    same output). Unchanged when those parameters come from the matrix header or ismtk's shipped fits."""
     searcher = Searcher(db, matrix, options)
     if searcher.evd_key is None:
         return db
@@ -173,8 +173,9 @@ class Searcher:
     The tracks and their weights are :func:`score_tracks` of ``options``; ``matrix`` scores the main tokens,
     ``aa_matrix`` (default BLOSUM62) the amino acids and ``matrices`` (by tokenizer identity) the other token
     tracks. The E-value parameters come from the matrix header for these gap penalties when the main tokens alone
-    are scored; otherwise, or without such parameters, they are fitted on the target database for this combination
-    (see :mod:`ismtk.search.evalue`) and :attr:`evd_fitted` is set.
+    are scored, from ismtk's shipped fits for a shipped combination of tracks (:func:`shipped_evd`), else from the
+    target database's stored fit, else they are fitted on the target database for this combination (see
+    :mod:`ismtk.search.evalue`); :attr:`evd_fitted` is set unless they come from the header or the shipped fits.
     """
 
     def __init__(
@@ -222,6 +223,8 @@ class Searcher:
         self.entries = np.arange(start, stop, dtype=np.int64)
         if options.comp_bias > 0:  # scores change: fit their statistics on the target
             params = None
+        elif params is None and self.aligner is self.scorer:
+            params = shipped_evd(self.scorer.fit_key())
         self.evd_fitted = params is None
         #: Key of this search's fit in :attr:`SequenceDB.fits` (None: the fit is not stored, see :func:`with_fit`).
         self.evd_key = None

@@ -163,12 +163,34 @@ def test_fit_evalue_stores_parameters(db, tmp_path):
     assert params is not None and 0 < params.lam < 2
 
 
-def test_createdb_stores_the_default_fit_and_search_uses_it(db, domains_dir, tmp_path):
-    """createdb fits the E-values of the default score (tokens + 0.5 x amino acids) once; a search with that score
-    takes them from the database and writes the same bytes as one that fits them again, other scores refit."""
+def test_the_default_score_takes_the_shipped_evalue_fit(db, domains_dir, tmp_path):
+    """The default score (tokens + 0.5 x amino acids) of the shipped tokenizers comes with E-value parameters fitted
+    on the training entries: nothing is fitted on (or stored in) a five-entry database, nor said to be rough."""
+    from ismtk.search.evalue import shipped_evd
+    from ismtk.search.matrix import load_matrix
+    from ismtk.search.search import DEFAULT_OPTIONS, Searcher
+
+    stored = SequenceDB.load(db)
+    assert not stored.fits
+    searcher = Searcher(stored, load_matrix(None, "3di"), DEFAULT_OPTIONS)
+    assert not searcher.evd_fitted and searcher.evd_key is None
+    assert searcher.evd == shipped_evd(searcher.scorer.fit_key())
+    result = runner.invoke(app, ["search", str(domains_dir / f"{HOMOLOGS[0]}.pdb.gz"), str(db), "-o",
+                                 str(tmp_path / "hits.m8")])
+    assert result.exit_code == 0, result.output
+    assert "rough" not in result.output and "fitted on" not in result.output
+
+
+def test_createdb_stores_the_default_fit_and_search_uses_it(domains_dir, tmp_path, monkeypatch):
+    """Where no fit ships for the default score (a tokenizer or matrix of one's own, here: the shipped fits hidden),
+    createdb fits its E-values once; a search with that score takes them from the database and writes the same bytes
+    as one that fits them again, other scores refit."""
     from ismtk.search.matrix import load_matrix
     from ismtk.search.search import DEFAULT_OPTIONS, Searcher, SearchOptions
 
+    monkeypatch.setattr("ismtk.search.search.shipped_evd", lambda key: None)
+    db = tmp_path / "db"
+    _run("createdb", domains_dir, db, "-t", "1")
     stored = SequenceDB.load(db)
     assert len(stored.fits) == 1
     bare = tmp_path / "bare"

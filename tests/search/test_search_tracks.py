@@ -14,7 +14,7 @@ from ismtk.cli.console import EXIT_ERROR
 from ismtk.errors import InputError
 from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
-from ismtk.search.evalue import fit_evd
+from ismtk.search.evalue import fit_evd, shipped_evd
 from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
 from ismtk.search.tracks import ScoreTracks
@@ -98,9 +98,10 @@ def test_old_options_are_scores():
 
 
 def test_score_3di_aa_writes_what_aa_weight_writes(tracks_db, tmp_path):
-    _run("search", tracks_db, tracks_db, "-o", tmp_path / "old.m8", "--aa-weight", "0.5", *EVERYTHING)
-    new = _run("search", tracks_db, tracks_db, "-o", tmp_path / "new.m8", "--score", "3di:1,aa:0.5", *EVERYTHING)
-    assert "E-values of --score 3di:1,aa:0.5" in new.output
+    # a weight without shipped E-value parameters: both fit them on the target
+    _run("search", tracks_db, tracks_db, "-o", tmp_path / "old.m8", "--aa-weight", "0.7", *EVERYTHING)
+    new = _run("search", tracks_db, tracks_db, "-o", tmp_path / "new.m8", "--score", "3di:1,aa:0.7", *EVERYTHING)
+    assert "E-values of --score 3di:1,aa:0.7" in new.output
     assert (tmp_path / "new.m8").read_text() == (tmp_path / "old.m8").read_text()
     _run("search", tracks_db, tracks_db, "-o", tmp_path / "mode.m8", "--mode", "aa", *EVERYTHING)
     _run("search", tracks_db, tracks_db, "-o", tmp_path / "aa.m8", "--score", "aa", *EVERYTHING)
@@ -136,14 +137,17 @@ def test_three_tracks_score_the_weighted_sum_of_each_column(tracks_db, ism_ident
         assert columns - gaps == hit.raw == aln.score
 
 
-def test_evalues_are_fitted_for_each_combination(tracks_db):
+def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combination(tracks_db):
     db = SequenceDB.load(tracks_db)
     plain = _searcher(db, "3di")
     assert not plain.evd_fitted and plain.evd == load_matrix(None, "3di").evd_for(10, 1)
-    fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:1")}
+    for text in ("3di:1,aa:0.5", "3di:1,ism:1", "3di:1,ism:1,aa:0.5"):  # shipped: fitted on the training entries
+        s = _searcher(db, text)
+        assert not s.evd_fitted and s.evd == shipped_evd(s.scorer.fit_key()), text
+    fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:0.7")}
     assert all(s.evd_fitted for s in fitted.values())
     assert len({(s.evd.lam, s.evd.k) for s in fitted.values()}) == 3
-    s = fitted["3di:1,ism:1"]
+    s = fitted["3di:1,ism:0.7"]
     assert s.evd == fit_evd(s.scorer, db)
     assert isinstance(s.scorer.tracks, ScoreTracks) and len(s.scorer.tracks) == 2
 
