@@ -105,7 +105,7 @@ def createdb(
                           tracks=stored)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
-    # the default score's E-value parameters, fitted once here instead of at every search
+    # the default score's E-value parameters when none ship for it: fitted once here instead of at every search
     with_default_fit(db, used).save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")
     skips.finish()
@@ -131,8 +131,8 @@ def search(
     The target's tokenizer (named by a database or token FASTA, else --tokenizer) reads or encodes the queries and picks
     the default matrix. Each column scores tokens + 0.5 x BLOSUM62 of the amino acids where both sides carry them
     (3Di+AA; tokens alone for token FASTA, or with --score 3di, the fastest); --score sums any weighted tracks. Scores
-    are corrected by the reversed-query score; E-values come from the matrix header for tokens alone, and are fitted on
-    the target for other scores.
+    are corrected by the reversed-query score; E-values come from the matrix header for tokens alone, from ismtk's
+    shipped fits for the shipped combinations (3Di+AA, ISM+AA, 3Di+ISM[+AA]), and are fitted on the target otherwise.
 
     Tokens, ISM tokens and amino acids: ismtk createdb structs/ db/ --tracks 3di,ism; ismtk search q.pdb db/ -o hits.m8
     --score 3di:1,ism:1,aa:0.5
