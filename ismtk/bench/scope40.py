@@ -254,9 +254,10 @@ def rank_by_search(
         raise InputError(f"{len(missing)} queries are not in the database, e.g. {', '.join(missing[:5])}")
     if query_db is None:
         query_db = db.named(wanted)
-    options, matrices = resolve_score(with_aa_weight(options, db, query_db), db, tracks)
+    substitution = resolve_matrix(matrix, db_tokenizer, mode)
+    options, matrices = resolve_score(with_aa_weight(options, db, query_db, substitution), db, tracks)
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
-    searcher = Searcher(db, resolve_matrix(matrix, db_tokenizer, mode), options, matrices=matrices)
+    searcher = Searcher(db, substitution, options, matrices=matrices)
     ranked = {
         wanted[k]: [db.names[h.target] for h in hits] for k, hits in enumerate(searcher.search(query_db))
     }

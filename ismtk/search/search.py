@@ -96,17 +96,31 @@ DEFAULT_AA_WEIGHT = 0.5
 DEFAULT_OPTIONS = SearchOptions(aa_weight=None)
 
 
-def with_aa_weight(options: SearchOptions, target: SequenceDB, query: SequenceDB | None = None) -> SearchOptions:
+def with_aa_weight(
+    options: SearchOptions,
+    target: SequenceDB,
+    query: SequenceDB | None = None,
+    matrix: SubstitutionMatrix | None = None,
+) -> SearchOptions:
     """``options`` with ``aa_weight=None`` made a number: :data:`DEFAULT_AA_WEIGHT` when the target (and ``query``,
     if given) carry amino acids, structure tokens are searched (not amino acids alone) and no ``score`` is given;
-    else 0, tokens alone (token FASTA carry no amino acids). Also 0 for a target of one entry: the E-value statistics
-    of the combined score are fitted on pairs of target entries, and tokens alone have them in the matrix header."""
+    else 0, tokens alone (token FASTA carry no amino acids). Also 0 for a target of one entry, unless E-value
+    parameters ship for that combined score with ``matrix`` (:func:`shipped_evd`): otherwise they are fitted on pairs
+    of target entries, and tokens alone have them in the matrix header."""
     if options.aa_weight is not None:
         return options
     sides = [target] if query is None else [target, query]
-    auto = (not options.score and target.tokenizer != AA_TRACK and len(target) >= 2
-            and all(db.aa is not None for db in sides))
+    auto = (not options.score and target.tokenizer != AA_TRACK and all(db.aa is not None for db in sides)
+            and (len(target) >= 2 or (matrix is not None and _default_fit_ships(target, matrix, options))))
     return replace(options, aa_weight=DEFAULT_AA_WEIGHT if auto else 0.0)
+
+
+def _default_fit_ships(target: SequenceDB, matrix: SubstitutionMatrix, options: SearchOptions) -> bool:
+    """Whether E-value parameters ship for tokens + :data:`DEFAULT_AA_WEIGHT` x BLOSUM62 over ``target``."""
+    tables = [matrix.restricted(target.alphabet.symbols), load_matrix(None, "aa").restricted(AA_ALPHABET.symbols)]
+    tracks = ScoreTracks.weighted(tables, [1.0, DEFAULT_AA_WEIGHT])
+    aligner = TrackAligner(tracks, (MAIN_TRACK, AA_TRACK), options.gap_open, options.gap_extend)
+    return shipped_evd(aligner.fit_key()) is not None
 
 
 def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
@@ -192,7 +206,7 @@ class Searcher:
             raise InputError(f"the composition-bias scale must be 0 (off) or positive, got {options.comp_bias}")
         if options.split is not None and not 1 <= options.split[0] <= options.split[1]:
             raise InputError(f"--split takes I/N with 1 <= I <= N, got {options.split[0]}/{options.split[1]}")
-        options = with_aa_weight(options, target)
+        options = with_aa_weight(options, target, matrix=matrix)
         if options.aa_weight < 0:
             raise InputError(f"--aa-weight must be 0 (off) or positive, got {options.aa_weight}")
         self.target = target

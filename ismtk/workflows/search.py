@@ -338,7 +338,7 @@ def search_to_m8(
     else:
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
-    options, matrices = resolve_score(with_aa_weight(options, target_db, query_db), target_db, tracks)
+    options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target))
     trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
     if trace != options.trace:

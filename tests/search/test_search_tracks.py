@@ -198,6 +198,10 @@ def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp
     db = SequenceDB.load(tracks_db)
     auto = SearchOptions(aa_weight=None)
     assert with_aa_weight(auto, db).aa_weight == 0.5 and with_aa_weight(auto, db.select([0])).aa_weight == 0
+    # one target entry is too few to fit on, but the shipped matrix's combined score has shipped parameters
+    assert with_aa_weight(auto, db.select([0]), matrix=load_matrix(None, "3di")).aa_weight == 0.5
+    single = Searcher(db.select([0]), load_matrix(None, "3di"), SearchOptions(aa_weight=None))
+    assert single.options.aa_weight == 0.5 and not single.evd_fitted
     assert with_aa_weight(auto, db, replace(db, aa=None)).aa_weight == 0
     fasta = tmp_path / "q.fasta"
     fasta.write_text("".join(f">{n}\n{db.alphabet.decode(db.token_seq(i))}\n" for i, n in enumerate(db.names)))
