@@ -117,10 +117,36 @@ def with_aa_weight(
 
 def _default_fit_ships(target: SequenceDB, matrix: SubstitutionMatrix, options: SearchOptions) -> bool:
     """Whether E-value parameters ship for tokens + :data:`DEFAULT_AA_WEIGHT` x BLOSUM62 over ``target``."""
-    tables = [matrix.restricted(target.alphabet.symbols), load_matrix(None, "aa").restricted(AA_ALPHABET.symbols)]
-    tracks = ScoreTracks.weighted(tables, [1.0, DEFAULT_AA_WEIGHT])
-    aligner = TrackAligner(tracks, (MAIN_TRACK, AA_TRACK), options.gap_open, options.gap_extend)
+    score = ((MAIN_TRACK, 1.0), (AA_TRACK, DEFAULT_AA_WEIGHT))
+    aligner, _ = _weighted_aligner(score, target, matrix, load_matrix(None, "aa"), {}, options)
     return shipped_evd(aligner.fit_key()) is not None
+
+
+def _weighted_aligner(
+    score: tuple[tuple[str, float], ...],
+    target: SequenceDB,
+    matrix: SubstitutionMatrix,
+    aa_matrix: SubstitutionMatrix,
+    matrices: Mapping[str, SubstitutionMatrix],
+    options: SearchOptions,
+) -> tuple[TrackAligner, np.ndarray]:
+    """The aligner of the weighted tracks ``score`` over ``target`` (gaps of ``options``) and its first track's
+    unweighted ``(K, K)`` table. Each track's table is its matrix over the target's symbols of that track:
+    ``matrix`` for the main tokens, ``aa_matrix`` for the amino acids, ``matrices[name]`` for another tokenizer."""
+    tables = []
+    for name, _ in score:
+        if name == MAIN_TRACK:
+            tables.append(matrix.restricted(target.alphabet.symbols))
+        elif name == AA_TRACK:
+            tables.append(aa_matrix.restricted(AA_ALPHABET.symbols))
+        else:
+            track = target.track(name)
+            if name not in matrices:
+                raise InputError(f"no substitution matrix for the {name} track")
+            tables.append(matrices[name].restricted(track.alphabet.symbols))
+    tracks = ScoreTracks.weighted(tables, [weight for _, weight in score])
+    names = [name for name, _ in score]
+    return TrackAligner(tracks, names, options.gap_open, options.gap_extend), tables[0]
 
 
 def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
@@ -212,8 +238,7 @@ class Searcher:
         self.target = target
         self.options = options
         self.score = score_tracks(options, target.tokenizer)
-        names = [name for name, _ in self.score]
-        if target.tokenizer == AA_TRACK and len(names) > 1:
+        if target.tokenizer == AA_TRACK and len(self.score) > 1:
             raise tracks_on_aa_mode()
         symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
@@ -226,24 +251,24 @@ class Searcher:
             seeds = matrix.restricted(symbols)
         else:
             aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
-            tables = [self._table(name, target, matrix, aa_matrix, matrices or {}) for name in names]
-            tracks = ScoreTracks.weighted(tables, [weight for _, weight in self.score])
-            self.aligner = self.scorer = TrackAligner(tracks, names, *gaps)
-            params, seeds = None, tables[0]
+            self.scorer, seeds = _weighted_aligner(self.score, target, matrix, aa_matrix, matrices or {}, options)
+            self.aligner, params = self.scorer, None
         self._codes = self.scorer.codes(target)
         self._background = self.scorer.background(target) if options.comp_bias > 0 else []
         self._offsets = np.ascontiguousarray(target.offsets, dtype=np.int64)
         start, stop = (0, len(target)) if options.split is None else shard(target.offsets, *options.split)
         self.entries = np.arange(start, stop, dtype=np.int64)
+        #: Key of this search's fit in :attr:`SequenceDB.fits` (None: the fit is not stored, see :func:`with_fit`).
+        self.evd_key = None
         if options.comp_bias > 0:  # scores change: fit their statistics on the target
             params = None
         elif params is None and self.aligner is self.scorer:
-            params = shipped_evd(self.scorer.fit_key())
+            key = self.scorer.fit_key()
+            params = shipped_evd(key)
+            if params is None:
+                self.evd_key = f"{key}-{DEFAULT_NULL_PAIRS}"
         self.evd_fitted = params is None
-        #: Key of this search's fit in :attr:`SequenceDB.fits` (None: the fit is not stored, see :func:`with_fit`).
-        self.evd_key = None
-        if params is None and options.comp_bias == 0 and self.aligner is self.scorer:
-            self.evd_key = f"{self.scorer.fit_key()}-{DEFAULT_NULL_PAIRS}"
+        if self.evd_key is not None:
             params = target.fits.get(self.evd_key)
         if params is None:  # not in the header, nor stored in the database
             aligner = self.scorer if options.comp_bias > 0 else self.aligner
@@ -252,24 +277,6 @@ class Searcher:
         self._prefilter = None
         if not options.exhaustive:
             self._prefilter = KmerPrefilter(seeds, self._codes, self._offsets, self.entries, options.prefilter, *gaps)
-
-    @staticmethod
-    def _table(
-        name: str,
-        target: SequenceDB,
-        matrix: SubstitutionMatrix,
-        aa_matrix: SubstitutionMatrix,
-        matrices: Mapping[str, SubstitutionMatrix],
-    ) -> np.ndarray:
-        """The ``(K, K)`` scores of track ``name`` over the target's symbols of that track."""
-        if name == MAIN_TRACK:
-            return matrix.restricted(target.alphabet.symbols)
-        if name == AA_TRACK:
-            return aa_matrix.restricted(AA_ALPHABET.symbols)
-        track = target.track(name)
-        if name not in matrices:
-            raise InputError(f"no substitution matrix for the {name} track")
-        return matrices[name].restricted(track.alphabet.symbols)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database, or it lacks a
