@@ -55,7 +55,8 @@ def align_pairs(
     """
     from ismtk.search.pairs import align_structure_files
 
-    count = align_structure_files(inputs, pairs, output, max_distance, threads, reading.read_options())
+    with console.progress("aligning", total=None, unit="pairs") as advance:
+        count = align_structure_files(inputs, pairs, output, max_distance, threads, reading.read_options(), advance)
     console.info(f"aligned {count:,} pairs -> {output}")
 
 

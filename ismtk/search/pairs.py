@@ -12,7 +12,7 @@ only, ``I`` = residue of chain 2 only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -236,8 +236,22 @@ def align_structure_files(
     max_distance: float = DEFAULT_MAX_DISTANCE,
     threads: int = 1,
     options: ReadOptions = ReadOptions(),
+    progress: Callable[..., None] | None = None,
 ) -> int:
-    """TM-align the pairs of ``pair_list`` among the chains of structure ``inputs``; write them to ``output``."""
+    """TM-align the pairs of ``pair_list`` among the chains of structure ``inputs``; write them to ``output``.
+
+    ``progress(n=1, total=None)`` is called with the number of pairs once the chains are read, then once per
+    aligned pair."""
     pairs = read_pair_list(pair_list)
     chains = read_chains(find_structure_files(inputs), options)
-    return write_alignments(output, align_many(chains, pairs, max_distance, threads))
+    aligned = align_many(chains, pairs, max_distance, threads)
+    if progress is not None:
+        progress(0, total=len(pairs))
+        aligned = _reporting(aligned, progress)
+    return write_alignments(output, aligned)
+
+
+def _reporting(items: Iterator[StructuralAlignment], progress: Callable[..., None]) -> Iterator[StructuralAlignment]:
+    for item in items:
+        yield item
+        progress()

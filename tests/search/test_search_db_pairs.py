@@ -74,7 +74,10 @@ def test_self_alignment_is_all_close_pairs_and_files_round_trip(domains_dir, tmp
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text(f"{FAMILY_D58[0]}\t{FAMILY_D58[0]}\n{FAMILY_D58[0]}\t{FAMILY_D58[1]}\n{HOMOLOGS[0]}\t{OTHER}\n")
     out = tmp_path / "aln.tsv"
-    assert align_structure_files([domains_dir], pairs, out) == 3
+    calls = []
+    count = align_structure_files([domains_dir], pairs, out, progress=lambda n=1, total=None: calls.append((n, total)))
+    assert count == 3
+    assert calls == [(0, 3), (1, None), (1, None), (1, None)]  # the total once the chains are read, then each pair
     self_aln, family, unrelated = list(read_alignments(out))
     assert self_aln.tm == pytest.approx(1.0) and self_aln.cigar == f"{self_aln.len1}P"
     a, b = self_aln.close_pairs()
