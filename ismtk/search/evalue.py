@@ -150,10 +150,13 @@ def fit_evd(
 
 def read_evd_fits(path: str | Path = EVD_FILE) -> dict[str, dict]:
     """The fits of an ``evd.json`` by key: ``{"name", "fitted_on", "gap_open", "gap_extend", "lambda", "k"}``."""
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != _EVD_FORMAT:
-        raise InputError(f"{path}: not an E-value fit file ({_EVD_FORMAT})")
-    return {fit["key"]: fit for fit in data["fits"]}
+    try:
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != _EVD_FORMAT:
+            raise ValueError(f"format is {data.get('format')!r}")
+        return {fit["key"]: fit for fit in data["fits"]}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(f"{path}: not an E-value fit file ({_EVD_FORMAT}): {exc}") from exc
 
 
 def write_evd_fits(path: str | Path, fits: dict[str, dict]) -> None:

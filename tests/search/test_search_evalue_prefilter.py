@@ -9,7 +9,7 @@ import pytest
 
 from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
-from ismtk.search.evalue import bit_score, evalue, fit_gumbel
+from ismtk.search.evalue import EVD_FILE, bit_score, evalue, fit_gumbel, read_evd_fits, write_evd_fits
 from ismtk.search.matrix import EvdParams
 from ismtk.search.prefilter import KmerIndex, KmerPrefilter, PrefilterSettings, similar_kmers
 from ismtk.search.search import parse_split, shard
@@ -56,6 +56,20 @@ def _random_matrix(rng, k: int) -> np.ndarray:
     s = np.triu(s) + np.triu(s, 1).T
     np.fill_diagonal(s, rng.integers(4, 7, size=k))
     return s
+
+
+def test_evd_fit_files_round_trip_and_bad_ones_are_named(tmp_path):
+    shipped = read_evd_fits(EVD_FILE)
+    assert shipped and all({"gap_open", "gap_extend", "lambda", "k"} <= set(fit) for fit in shipped.values())
+    write_evd_fits(tmp_path / "evd.json", shipped)
+    assert read_evd_fits(tmp_path / "evd.json") == shipped
+    for name, text in [("empty.json", ""), ("list.json", "[]"), ("other.json", '{"format": "x", "fits": []}'),
+                       ("nokey.json", '{"format": "ismtk-evd/1", "fits": [{"lambda": 1}]}')]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match=name):
+            read_evd_fits(tmp_path / name)
+    with pytest.raises(InputError, match="missing.json"):
+        read_evd_fits(tmp_path / "missing.json")
 
 
 def test_similar_kmers_are_exactly_those_above_the_threshold():
