@@ -363,9 +363,9 @@ class Searcher:
         if self.options.comp_bias > 0:
             bias = tracks.composition_bias(codes, self._background, self.options.comp_bias)
         gaps = self.options.gap_open, self.options.gap_extend
-        tracks.score_many(codes, self._codes, self._offsets, self.entries[:1], *gaps, bias, warm_up=True)
-        if self._prefilter is not None:
+        prefilter = self._prefilter is not None  # scores a subset of the entries per query, else all of them
+        tracks.score_many(codes, self._codes, self._offsets, self.entries, *gaps, bias, warm_up=True, subsets=prefilter)
+        if prefilter:
             self._prefilter.candidates(codes, tracks.profile(codes, bias), 1)
         if self.options.trace and len(self.entries):
             self.scorer.trace(codes, self.scorer.target(self.target, int(self.entries[0])), bias)
-

@@ -86,11 +86,11 @@ def _kernel(lanes: int):
 
     @numba.njit(cache=True, nogil=True)
     def kernel(
-        query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit
+        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
     ):  # pragma: no cover
-        """:func:`swipe_scores` on ``lanes`` lanes. Each lane streams targets, longest first: when its target ends,
-        its scores are read, its column of states is reset and the next target starts in the following column, so
-        lanes idle only at the very end."""
+        """:func:`swipe_scores` on ``lanes`` lanes. Each lane streams targets in ``order`` (indices into ``ids``,
+        longest first, so empty targets come last): when its target ends, its scores are read, its column of states
+        is reset and the next target starts in the following column, so lanes idle only at the very end."""
         tracks, length = query.shape
         pad = table.shape[1] - 1
         both = np.empty((tracks, 2 * length), np.uint8)  # the query, then the reversed query
@@ -100,7 +100,6 @@ def _kernel(lanes: int):
         shift[:length] = bias
         shift[length:] = bias[::-1]
         lengths = target_offsets[ids + 1] - target_offsets[ids]
-        order = np.argsort(-lengths, kind="mergesort")
         out = np.zeros((ids.shape[0], 2), np.int64)
         col = np.empty((table.shape[0] + 1, lanes), np.int16)
         he = np.empty((2 * length, 2, lanes), np.int16)
@@ -192,14 +191,35 @@ def _kernel(lanes: int):
 
 
 _KERNELS = {lanes: _kernel(lanes) for lanes in LANE_CHOICES}
+_ONE = np.zeros(1, np.int64)  # the order of a single target
 
 
-def load_kernels(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> None:
-    """Compile (or load from the cache) every kernel :func:`swipe_scores` may pick for these argument types: do it
-    on one thread before many threads score (numba loading one function on two threads at once can fail)."""
-    _one_by_one(query, bias, table, offsets, targets, target_offsets, ids[:1], gap_open, gap_extend)
-    for kernel in _KERNELS.values():
-        kernel(query, bias, table, offsets, targets, target_offsets, ids[:1], gap_open, gap_extend, limit)
+def load_kernels(
+    query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit, subsets: bool = True
+) -> None:
+    """Compile (or load from the cache) every kernel :func:`swipe_scores` may pick for these argument types and
+    the targets ``ids`` or, with ``subsets``, any subset of them (a prefilter's candidates): do it on one thread
+    before many threads score (numba loading one function on two threads at once can fail). Each kernel costs
+    seconds to compile into an empty cache, so a search of fixed targets compiles only the one it uses."""
+    if not len(ids):
+        return
+    if subsets or len(ids) <= _SCALAR_MAX:
+        _one_by_one(query, bias, table, offsets, targets, target_offsets, ids[:1], gap_open, gap_extend)
+    if subsets:
+        picked = LANE_CHOICES
+    else:
+        picked = (_lanes(target_offsets[ids + 1] - target_offsets[ids]),) if len(ids) > _SCALAR_MAX else ()
+    for lanes in picked:
+        _KERNELS[lanes](
+            query, bias, table, offsets, targets, target_offsets, ids[:1], _ONE, gap_open, gap_extend, limit
+        )
+
+
+def _lanes(lengths: np.ndarray) -> int:
+    """The lane count for targets of these lengths: the most lanes that the work fills (a lane can finish no
+    sooner than its longest target, so few targets run on fewer, cheaper lanes)."""
+    longest, total = int(lengths.max()), int(lengths.sum())
+    return max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * _LANE_COST[n])
 
 
 def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:
@@ -209,14 +229,14 @@ def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_
     query position (composition-bias correction; zeros for none); ``table`` ``(rows, P + 1) int16`` with
     ``table[offsets[t] + a, c]`` the (weighted) score of query symbol ``a`` against target symbol ``c`` of track
     ``t``, column ``P`` the padding column; ``targets`` ``(T, R) uint8`` codes (< P) of all entries, entry ``k`` at
-    ``target_offsets[k]:target_offsets[k + 1]``; ``ids`` ``(n,) int64`` entries to score, any order.
-
-    The kernel with the most lanes that the work fills: a lane can finish no sooner than its longest target, so
-    few targets (a prefilter's candidates) run on fewer, cheaper lanes.
+    ``target_offsets[k]:target_offsets[k + 1]``; ``ids`` ``(n,) int64`` entries to score, any order; the lane
+    count is :func:`_lanes`'s.
     """
     if len(ids) <= _SCALAR_MAX:
         return _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
     lengths = target_offsets[ids + 1] - target_offsets[ids]
-    longest, total = int(lengths.max()), int(lengths.sum())
-    lanes = max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * _LANE_COST[n])
-    return _KERNELS[lanes](query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit)
+    lanes = _lanes(lengths)
+    order = np.argsort(-lengths, kind="stable")  # sorted here: a sort inside the kernel doubles its compile time
+    return _KERNELS[lanes](
+        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
+    )

@@ -129,11 +129,13 @@ class ScoreTracks:
         gap_extend: int,
         bias: np.ndarray | None = None,
         warm_up: bool = False,
+        subsets: bool = True,
     ) -> np.ndarray | None:
         """``(n, 2) int64`` (raw, raw - reversed-query raw) of ``(T, L)`` query codes against the entries ``ids``
         of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL. ``bias``
         ``(L,)`` is added to every column score of a query position (:meth:`composition_bias`). ``warm_up``:
-        only load every kernel these arguments may use (see :func:`ismtk.search.swipe.load_kernels`)."""
+        only load every kernel these arguments (with ``subsets``: any subset of ``ids``) may use (see
+        :func:`ismtk.search.swipe.load_kernels`)."""
         query = np.ascontiguousarray(self.check(query, "query"))
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
@@ -141,9 +143,9 @@ class ScoreTracks:
         bias = np.zeros(query.shape[1], np.int16) if bias is None else np.ascontiguousarray(bias, dtype=np.int16)
         limit = self._limit - (int(np.abs(bias).max()) if len(bias) else 0)
         if self._limit < 0 or limit < 1 << 14 or max(gap_open, gap_extend) > MAX_STEP:
-            return self._score_exact(query, bias, targets, offsets, ids, gap_open, gap_extend)
-        run = load_kernels if warm_up else swipe_scores
-        return run(query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit)
+            return self._score_exact(query, bias, targets, offsets, ids[:1] if warm_up else ids, gap_open, gap_extend)
+        args = query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit
+        return load_kernels(*args, subsets=subsets) if warm_up else swipe_scores(*args)
 
     def _score_exact(self, query, bias, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
         forward = self.profile(query, bias)

@@ -65,7 +65,10 @@ def test_swipe_equals_the_reference_kernel_on_random_tracks(sizes):
     expected = _reference(tracks, query, targets, offsets, ids[:40], 10, 1).tolist()
     for lanes, kernel in _KERNELS.items():  # every lane count, whichever swipe_scores picks for these sizes
         zero = np.zeros(query.shape[1], np.int16)
-        out = kernel(query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], 10, 1, tracks._limit)
+        order = np.argsort(offsets[ids[:40]] - offsets[ids[:40] + 1], kind="stable")  # longest first
+        out = kernel(
+            query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], order, 10, 1, tracks._limit
+        )
         assert out.tolist() == expected, lanes
 
 
