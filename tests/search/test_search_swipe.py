@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import parasail
 import pytest
@@ -192,3 +196,36 @@ def test_search_with_composition_bias_traces_the_scores_it_ranks(domains_dir):
             db, 0
         )
         assert [h.raw for h in hits] != [h.raw for h in plain]
+
+
+_LOAD_KERNELS = """
+import json, sys
+import numpy as np
+from ismtk.search import swipe
+rng = np.random.default_rng(0)
+query = rng.integers(0, 20, (1, 60)).astype(np.uint8)
+table = rng.integers(-4, 5, (20, 21)).astype(np.int16)
+lengths = rng.integers(30, 200, 150)
+offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+targets = rng.integers(0, 20, (1, offsets[-1])).astype(np.uint8)
+ids = np.arange(150, dtype=np.int64)
+args = (query, np.zeros(60, np.int16), table, np.array([0, 20]), targets, offsets, ids, 10, 1, 30000)
+swipe.load_kernels(*args, subsets=sys.argv[1] == "subsets")
+print(json.dumps({"picked": swipe._lanes(lengths), "one_by_one": bool(swipe._one_by_one.signatures),
+                  "loaded": sorted(n for n, k in swipe._KERNELS.items() if k.signatures)}))
+"""
+
+
+@pytest.mark.parametrize("subsets", [False, True])
+def test_load_kernels_loads_what_the_threads_will_call_and_no_more(subsets):
+    """A fresh process (nothing loaded yet): fixed targets load only their lane count's kernel; a prefilter's
+    subsets may pick any, so all of them and the one-by-one path are loaded before the threads start."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_KERNELS, "subsets" if subsets else "fixed"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)
+    if subsets:
+        assert state["loaded"] == sorted(LANE_CHOICES) and state["one_by_one"]
+    else:
+        assert state["loaded"] == [state["picked"]] and not state["one_by_one"]
