@@ -1,5 +1,6 @@
 """The autoencoder's optional pair loss over structurally aligned residues: data, gradient, training, DDP."""
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from test_train_ae import DATA, MODEL, TRAIN, cli, params
 from ismtk.autoencoder.losses import pair_contrastive_loss
 from ismtk.autoencoder.model import AtomicAutoencoder
 from ismtk.autoencoder.pairs import load_pair_set
-from ismtk.autoencoder.step import pair_backward, to_tensors
+from ismtk.autoencoder.step import pair_backward, pair_evaluate, to_tensors
 from ismtk.autoencoder.train import latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
 from ismtk.search.pairs import align_many, read_chains, write_alignments
@@ -82,6 +83,46 @@ def test_pair_backward_gives_the_gradient_of_the_whole_batch(aligned, workers):
     assert set(got) == set(expected)
     for k in expected:
         torch.testing.assert_close(got[k], expected[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_pair_evaluate_scores_each_batch_as_the_pair_loss_does(aligned):
+    alignments, listing = aligned
+    pairs = load_pair_set([listing], alignments, min_tm=0.0)
+    rng = np.random.default_rng(1)
+    batches = [pairs.batch(rng.choice(len(pairs), n, replace=False)) for n in (5, 9)]
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(MODEL).eval()
+    losses, hits = [], []
+    with torch.no_grad():
+        for batch in batches:
+            x = to_tensors(batch, torch.device("cpu"))
+            z = model.encode(x["coords"], x["elements"], x["mask"])
+            n = len(z) // 2
+            losses.append(n * float(pair_contrastive_loss(z[:n], z[n:], 8.0)))
+            hits.append(int((torch.cdist(z[:n], z[n:]).argmin(1) == torch.arange(n)).sum()))
+    sums = pair_evaluate(model.train(), batches, 8.0, 2_000, torch.device("cpu"), workers=2)
+    assert model.training  # left as it was
+    assert float(sums["pairs"]) == 14
+    assert float(sums["pair"]) == pytest.approx(sum(losses), rel=1e-5)
+    assert float(sums["pair_acc"]) == pytest.approx(sum(hits))
+
+
+def test_held_out_pairs_are_scored_at_each_validation_and_can_pick_the_best_model(aligned, tmp_path):
+    """A plain run (no pair loss) scored on held-out alignments; best/ follows the held-out pair accuracy."""
+    alignments, listing = aligned
+    cfg = replace(TRAIN, pair_val_alignments=str(alignments), pair_structures=str(listing), pair_batch=6,
+                  pair_min_tm=0.0, best_metric="pair_acc", max_steps=4)  # fmt: skip
+    messages = []
+    train_autoencoder([DATA], tmp_path / "run", MODEL, cfg, device="cpu", threads=2, log=messages.append)
+    assert any(m.startswith("pair validation: ") and "of 6 held-out alignments, in batches of 6" in m for m in messages)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert not any("pair" in r for r in records if r["kind"] == "train")
+    val = [r for r in records if r["kind"] == "val"]
+    assert val and all(r["pair"] > 0 and 0 <= r["pair_acc"] <= 1 for r in val)
+    best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
+    assert best["metric"] == "pair_acc" and best["value"] == max(r["pair_acc"] for r in val)
+    with pytest.raises(InputError, match="--best-metric pair_acc needs --pair-val-alignments"):
+        replace(cfg, pair_val_alignments=None)
 
 
 def test_training_with_pairs_logs_the_loss_and_resumes_exactly(aligned, tmp_path):

@@ -15,7 +15,9 @@ from ismtk.autoencoder.geometry import kabsch_superpose, pairwise_distances
 from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.structure.microenv import IGNORE_AA
 
-__all__ = ["LOSS_NAMES", "STAGE_LOSSES", "autoencoder_losses", "aligned_msd", "pair_contrastive_loss"]
+__all__ = [
+    "LOSS_NAMES", "STAGE_LOSSES", "autoencoder_losses", "aligned_msd", "pair_accuracy", "pair_contrastive_loss",
+]
 
 LOSS_NAMES = ("aa", "disto", "aligned_mse", "distances")
 #: The losses of each training stage of the paper: stage 1 learns identity and distances, stage 2 adds coordinates.
@@ -110,3 +112,11 @@ def pair_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float
     logits = -torch.cdist(z1.float(), z2.float()).pow(2) / temperature
     target = torch.arange(len(z1), device=z1.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+
+def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """Share of rows of ``z1`` whose nearest row of ``z2`` (squared Euclidean, as in
+    :func:`pair_contrastive_loss`) is their own partner."""
+    target = torch.arange(len(z1), device=z1.device)
+    return (torch.cdist(z1.float(), z2.float()).argmin(1) == target).float().mean()

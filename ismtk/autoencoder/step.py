@@ -18,13 +18,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ismtk.autoencoder.losses import LOSS_NAMES, autoencoder_losses, pair_contrastive_loss
+from ismtk.autoencoder.losses import LOSS_NAMES, autoencoder_losses, pair_accuracy, pair_contrastive_loss
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.structure.microenv import Microenvironments
 
 __all__ = [
-    "SUM_KEYS", "evaluate", "forward_backward", "micro_batch_index", "micro_batches", "pair_backward", "summarise",
-    "to_tensors",
+    "PAIR_SUM_KEYS", "SUM_KEYS", "evaluate", "forward_backward", "micro_batch_index", "micro_batches",
+    "pair_backward", "pair_evaluate", "summarise", "to_tensors",
 ]  # fmt: skip
 
 #: What :func:`evaluate` sums: metric counts, losses times microenvironments, and ``n`` microenvironments.
@@ -32,6 +32,9 @@ SUM_KEYS = (
     "aa_correct", "aa_total", "msd", "rmsd", "envs", "disto_correct", "disto_total",
     *(f"loss_{k}" for k in LOSS_NAMES), "n",
 )  # fmt: skip
+
+#: What :func:`pair_evaluate` sums: loss and accuracy times pairs, and ``pairs``.
+PAIR_SUM_KEYS = ("pair", "pair_acc", "pairs")
 
 _T = TypeVar("_T")
 
@@ -152,19 +155,8 @@ def pair_backward(
     accuracy of picking the partner, detached.
     """
     n = len(pairs) // 2
-    index = micro_batch_index(pairs, max_pairs)
+    parts, zs, local = _pair_embeddings(model, pairs, max_pairs, device, autocast, workers)
     params = [p for p in model.parameters() if p.requires_grad]
-
-    def encode(part: Microenvironments) -> torch.Tensor:
-        x = to_tensors(part, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return model.encode(x["coords"], x["elements"], x["mask"]).float()
-
-    parts = [pairs.take(i) for i in index]
-    zs = _map(lambda i: encode(parts[i]), parts, workers)
-    order = torch.from_numpy(np.concatenate(index)).to(device)
-    by_size = torch.cat(zs)
-    local = torch.empty_like(by_size).index_copy(0, order, by_size)
     rows, scale = [local], 1.0
     if gather is not None:
         every, rank = gather(local.detach())
@@ -178,10 +170,51 @@ def pair_backward(
         _add_grads(params, found)
     else:
         torch.autograd.backward(zs, grads)
-    with torch.no_grad():
-        target = torch.arange(len(z1), device=z1.device)
-        accuracy = (torch.cdist(z1, z2).argmin(1) == target).float().mean()
-    return loss.detach(), accuracy
+    return loss.detach(), pair_accuracy(z1.detach(), z2.detach())
+
+
+def _pair_embeddings(
+    model: AtomicAutoencoder, pairs: Microenvironments, max_pairs: int, device: torch.device, autocast: bool,
+    workers: int,
+) -> tuple[list[Microenvironments], list[torch.Tensor], torch.Tensor]:
+    """The size-sorted parts of ``pairs``, their embeddings, and all embeddings back in ``pairs``' order."""
+    index = micro_batch_index(pairs, max_pairs)
+
+    def encode(part: Microenvironments) -> torch.Tensor:
+        x = to_tensors(part, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return model.encode(x["coords"], x["elements"], x["mask"]).float()
+
+    parts = [pairs.take(i) for i in index]
+    zs = _map(lambda i: encode(parts[i]), parts, workers)
+    order = torch.from_numpy(np.concatenate(index)).to(device)
+    by_size = torch.cat(zs)
+    return parts, zs, torch.empty_like(by_size).index_copy(0, order, by_size)
+
+
+@torch.no_grad()
+def pair_evaluate(
+    model: AtomicAutoencoder,
+    batches: Sequence[Microenvironments],
+    temperature: float,
+    max_pairs: int,
+    device: torch.device,
+    autocast: bool = False,
+    workers: int = 1,
+) -> dict[str, torch.Tensor]:
+    """Summed pair loss and partner-picking accuracy (each times its batch's pairs) and ``pairs`` over batches of
+    aligned pairs (:meth:`PairSet.batch`), each scored on its own as in training (float64, on the CPU)."""
+    was_training = model.training
+    model.eval()
+    totals = {k: torch.zeros((), dtype=torch.float64) for k in PAIR_SUM_KEYS}
+    for batch in batches:
+        n = len(batch) // 2
+        z = _pair_embeddings(model, batch, max_pairs, device, autocast, workers)[2]
+        totals["pair"] += n * float(pair_contrastive_loss(z[:n], z[n:], temperature))
+        totals["pair_acc"] += n * float(pair_accuracy(z[:n], z[n:]))
+        totals["pairs"] += n
+    model.train(was_training)
+    return totals
 
 
 @torch.no_grad()

@@ -40,7 +40,16 @@ from ismtk.autoencoder.loader import EpochSpec, rank_batches, rank_shards
 from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES
 from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.autoencoder.pairs import PairSet, load_pair_set
-from ismtk.autoencoder.step import SUM_KEYS, evaluate, forward_backward, micro_batches, pair_backward, summarise
+from ismtk.autoencoder.step import (
+    PAIR_SUM_KEYS,
+    SUM_KEYS,
+    evaluate,
+    forward_backward,
+    micro_batches,
+    pair_backward,
+    pair_evaluate,
+    summarise,
+)
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -52,6 +61,7 @@ from ismtk.train.schedule import warmup_cosine
 __all__ = [
     "BEST_METRICS",
     "MICRO_BATCH_PAIRS",
+    "PAIR_VAL_PAIRS",
     "AutoencoderTrainer",
     "TrainAEConfig",
     "TrainProgress",
@@ -62,7 +72,9 @@ __all__ = [
 
 Stage = Literal["1", "2", "both"]
 #: Validation metrics that can pick the best model.
-BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances")
+BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances", "pair", "pair_acc")
+#: Held-out aligned pairs scored at each validation (``pair_val_alignments``), in batches of ``pair_batch``.
+PAIR_VAL_PAIRS = 2048
 #: Default ``micro_batch_pairs`` on the CPU and on a GPU (a part of 16M pairs of ~150-atom environments holds
 #: ~700 of them and takes ~25 GB in training).
 MICRO_BATCH_PAIRS = (250_000, 16_000_000)
@@ -115,7 +127,8 @@ class TrainAEConfig:
         Stop after this many minutes of training (wall clock; validated and saved, resumable).
     best_metric
         Validation metric that picks the best model (``RUN/best/``): ``aa`` (amino-acid cross-entropy),
-        ``aa_recovery``, ``rmsd``, ``disto_acc`` or another validation loss.
+        ``aa_recovery``, ``rmsd``, ``disto_acc``, another validation loss, or ``pair`` / ``pair_acc`` (the pair
+        loss / partner-picking accuracy of the held-out ``pair_val_alignments``).
     seed
         Seed of the data order and of the initial weights.
     pair_alignments, pair_structures
@@ -125,6 +138,10 @@ class TrainAEConfig:
         Weight of the pair loss (:func:`ismtk.autoencoder.losses.pair_contrastive_loss`), aligned pairs per
         step (over all ranks; a multiple of their number), its temperature (in squared units of the
         embedding, whose scale the final layer norm learns), and the alignments' minimum TM-score.
+    pair_val_alignments
+        Held-out alignments of chains of ``pair_structures``: each validation also scores up to
+        :data:`PAIR_VAL_PAIRS` of their close pairs (fixed by the seed) as the pair loss does, in batches of
+        ``pair_batch`` (metrics ``pair`` and ``pair_acc``). Needs no pair loss: a plain run can be scored too.
     drop_bench_homologs, drop_ts50_homologs
         See :class:`ismtk.autoencoder.corpus.CorpusFilter`.
     """
@@ -161,6 +178,7 @@ class TrainAEConfig:
     pair_batch: int = 128
     pair_temperature: float = 8.0
     pair_min_tm: float = 0.45
+    pair_val_alignments: str | None = None
 
     @property
     def stages(self) -> list[tuple[int, int]]:
@@ -174,11 +192,13 @@ class TrainAEConfig:
     def __post_init__(self) -> None:
         if self.best_metric not in BEST_METRICS:
             raise InputError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}")
+        if self.best_metric.startswith("pair") and self.pair_val_alignments is None:
+            raise InputError(f"--best-metric {self.best_metric} needs --pair-val-alignments: held-out alignments")
 
     @property
     def best_sign(self) -> float:
         """+1 when a larger ``best_metric`` is better, -1 when a smaller one is."""
-        return 1.0 if self.best_metric in ("aa_recovery", "disto_acc") else -1.0
+        return 1.0 if self.best_metric in ("aa_recovery", "disto_acc", "pair_acc") else -1.0
 
 
 #: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
@@ -318,6 +338,9 @@ class AutoencoderTrainer:
         self.pairs: PairSet | None = None
         if cfg.pair_alignments is not None:
             self.load_pairs()
+        self.val_pairs: list[Microenvironments] | None = None
+        if cfg.pair_val_alignments is not None:
+            self.load_val_pairs()
         self.best: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -335,6 +358,21 @@ class AutoencoderTrainer:
             + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
                if self.pairs.skipped else "")
         )  # fmt: skip
+
+    def load_val_pairs(self) -> None:
+        """Read the held-out aligned pairs and fix this rank's share of their validation batches."""
+        cfg, env = self.cfg, self.env
+        if cfg.pair_structures is None:
+            raise InputError("--pair-val-alignments needs --pair-structures: the files of the aligned chains")
+        held_out = load_pair_set([cfg.pair_structures], cfg.pair_val_alignments, cfg.pair_min_tm)
+        rng = np.random.default_rng([cfg.seed, 4])
+        chosen = rng.permutation(len(held_out))[:PAIR_VAL_PAIRS]
+        batches = [chosen[i : i + cfg.pair_batch] for i in range(0, len(chosen), cfg.pair_batch)]
+        self.val_pairs = [held_out.batch(b) for b in batches[env.rank :: env.world_size] if len(b) > 1]
+        self.log(
+            f"pair validation: {len(chosen):,} of {len(held_out):,} close pairs of {held_out.alignments:,} held-out "
+            f"alignments, in batches of {cfg.pair_batch}"
+        )
 
     def pair_step(self, pos: _Position) -> dict[str, torch.Tensor]:
         """Forward and backward passes of the pair loss on this step's pairs (drawn from the seed and the
@@ -593,7 +631,13 @@ class AutoencoderTrainer:
             )
         sums = evaluate(self.model, self.val_set, env.device, self.max_pairs, self.autocast, self.workers)
         totals = all_reduce_sum(torch.stack([sums[k] for k in SUM_KEYS]).to(env.device)).tolist()
-        return summarise(dict(zip(SUM_KEYS, totals, strict=True)))
+        metrics = summarise(dict(zip(SUM_KEYS, totals, strict=True)))
+        if self.val_pairs is not None:
+            sums = pair_evaluate(self.model, self.val_pairs, cfg.pair_temperature, self.max_pairs, env.device,
+                                 self.autocast, self.workers)  # fmt: skip
+            pair, accuracy, n = all_reduce_sum(torch.stack([sums[k] for k in PAIR_SUM_KEYS]).to(env.device)).tolist()
+            metrics |= {"pair": pair / max(n, 1), "pair_acc": accuracy / max(n, 1)}
+        return metrics
 
 
 def _names(names: Sequence[str], shown: int = 6) -> str:

@@ -102,6 +102,12 @@ def train_ae(
     pair_min_tm: Annotated[
         float, typer.Option("--pair-min-tm", rich_help_panel=TRAINING, help="Alignments used: TM-score at least.")
     ] = _T.pair_min_tm,
+    pair_val_alignments: Annotated[
+        Path | None, typer.Option("--pair-val-alignments", rich_help_panel=TRAINING,
+                                  help="Held-out alignments of chains of --pair-structures: each validation scores "
+                                       "the pair loss and accuracy on them (metrics pair, pair_acc; e.g. "
+                                       "--best-metric pair_acc).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
                                       help="Seed of the data order and the initial weights.")] = _T.seed,
     width: Annotated[int, typer.Option("--width", min=8, rich_help_panel=MODEL, help="Model width.")] = _M.width,
@@ -186,6 +192,7 @@ def train_ae(
         pair_weight=pair_weight,
         pair_batch=pair_batch,
         pair_min_tm=pair_min_tm,
+        pair_val_alignments=None if pair_val_alignments is None else str(pair_val_alignments.resolve()),
     )
     if resume:
         given = given_options(ctx)
