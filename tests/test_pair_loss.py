@@ -56,6 +56,23 @@ def test_pair_set_holds_every_close_pair_and_reports_unreadable_files(aligned):
         load_pair_set([DATA / "pdb" / "1AY7_l_u.pdb.gz"], alignments, min_tm=0.0)
 
 
+def test_pairs_are_drawn_one_by_one_or_in_groups_of_one_alignment(aligned):
+    alignments, listing = aligned
+    pairs = load_pair_set([listing], alignments, min_tm=0.0)
+    assert pairs.bounds[0] == 0 and pairs.bounds[-1] == len(pairs) and len(pairs.bounds) == pairs.alignments + 1
+    one = pairs.draw(np.random.default_rng(5), 12)
+    np.testing.assert_array_equal(one, np.random.default_rng(5).choice(len(pairs), 12, replace=False))
+    grouped = pairs.draw(np.random.default_rng(5), 12, group=4)
+    assert len(grouped) == 12
+    which = np.searchsorted(pairs.bounds, grouped, side="right") - 1
+    for g in which.reshape(3, 4):
+        assert len(set(g)) == 1  # each group from one alignment ...
+    for g in grouped.reshape(3, 4):
+        assert len(set(g)) == 4  # ... without repeats where it has enough pairs
+    # each pair with the partner of its own residue: the chains of the group are one alignment's two chains
+    assert all(len(set(zip(pairs.chain1[g], pairs.chain2[g], strict=True))) == 1 for g in grouped.reshape(3, 4))
+
+
 def test_pair_loss_picks_partners_by_euclidean_distance():
     z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     near = pair_contrastive_loss(z, z + 0.1, temperature=1.0)
@@ -127,11 +144,13 @@ def test_held_out_pairs_are_scored_at_each_validation_and_can_pick_the_best_mode
 
 def test_training_with_pairs_logs_the_loss_and_resumes_exactly(aligned, tmp_path):
     alignments, listing = aligned
-    cfg = replace(TRAIN, pair_alignments=str(alignments), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0)
+    cfg = replace(TRAIN, pair_alignments=str(alignments), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0,
+                  pair_group=3)  # fmt: skip
     whole, part = tmp_path / "whole", tmp_path / "part"
     messages = []
     train_autoencoder([DATA], whole, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, log=messages.append)
-    assert any(m.startswith("pair loss: ") and "of 6 alignments" in m and "corrupt" in m for m in messages)
+    assert any(m.startswith("pair loss: ") and "of 6 alignments" in m and "(3 from each alignment drawn)" in m
+               and "corrupt" in m for m in messages)  # fmt: skip
     records = [r for r in read_metrics(whole / "metrics.jsonl") if r["kind"] == "train"]
     assert all(r["pair"] > 0 and 0 <= r["pair_acc"] <= 1 for r in records)
     train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=2), device="cpu", threads=2)
@@ -145,6 +164,8 @@ def test_training_with_pairs_logs_the_loss_and_resumes_exactly(aligned, tmp_path
     assert not all(torch.equal(a[k], params(plain)[k]) for k in a)
     with pytest.raises(InputError, match="needs --pair-structures"):
         train_autoencoder([DATA], tmp_path / "x", MODEL, replace(cfg, pair_structures=None), device="cpu")
+    with pytest.raises(InputError, match="--pair-batch 6 must be a multiple of --pair-group 4"):
+        train_autoencoder([DATA], tmp_path / "y", MODEL, replace(cfg, pair_group=4), device="cpu")
 
 
 def test_two_gloo_processes_with_pairs_equal_one_process(aligned, tmp_path):

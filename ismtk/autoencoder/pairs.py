@@ -62,18 +62,37 @@ def aligned_chains(
 @dataclass(frozen=True)
 class PairSet:
     """Every close aligned pair ``p``: residue ``res1[p]`` of chain ``chain1[p]`` and ``res2[p]`` of
-    ``chain2[p]`` (indices into ``envs``, the microenvironments of all residues of each chain)."""
+    ``chain2[p]`` (indices into ``envs``, the microenvironments of all residues of each chain). The pairs of
+    alignment ``a`` are rows ``bounds[a]:bounds[a + 1]``."""
 
     envs: tuple[Microenvironments, ...]
     chain1: np.ndarray
     res1: np.ndarray
     chain2: np.ndarray
     res2: np.ndarray
-    alignments: int
+    bounds: np.ndarray
     skipped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.res1)
+
+    @property
+    def alignments(self) -> int:
+        """Alignments the pairs come from."""
+        return len(self.bounds) - 1
+
+    def draw(self, rng: np.random.Generator, n: int, group: int = 1) -> np.ndarray:
+        """``n`` pairs at random; with ``group > 1``, ``n // group`` alignments (each as likely as its share of
+        the pairs) and ``group`` pairs of each, so that a residue's rivals include residues of its own chains
+        (harder negatives for :func:`ismtk.autoencoder.losses.pair_contrastive_loss` than other proteins')."""
+        if group <= 1:
+            return rng.choice(len(self), n, replace=len(self) < n)
+        anchors = rng.choice(len(self), n // group, replace=len(self) < n // group)
+        which = np.searchsorted(self.bounds, anchors, side="right") - 1
+        rows = []
+        for lo, hi in zip(self.bounds[which], self.bounds[which + 1], strict=True):
+            rows.append(lo + rng.choice(hi - lo, group, replace=hi - lo < group))
+        return np.concatenate(rows)
 
     def batch(self, index: np.ndarray) -> Microenvironments:
         """The first residues of pairs ``index``, then their partners, in that order (``2 n``
@@ -91,8 +110,10 @@ def load_pair_set(structures: Sequence[str | Path], alignments: str | Path, min_
     for a in found.alignments:
         i, j = a.close_pairs()
         rows.append(np.stack([np.full(len(i), where[a.name1]), i, np.full(len(j), where[a.name2]), j]))
-    chain1, res1, chain2, res2 = np.concatenate(rows, axis=1).astype(np.int64)
-    if not len(res1):
+    rows = [r for r in rows if r.shape[1]]
+    if not rows:
         raise InputError(f"{alignments}: its alignments have no close residue pair")
+    chain1, res1, chain2, res2 = np.concatenate(rows, axis=1).astype(np.int64)
+    bounds = np.cumsum([0] + [r.shape[1] for r in rows])
     envs = tuple(microenvironments(found.chains[n]) for n in names)
-    return PairSet(envs, chain1, res1, chain2, res2, len(found.alignments), found.skipped)
+    return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped)

@@ -138,6 +138,9 @@ class TrainAEConfig:
         Weight of the pair loss (:func:`ismtk.autoencoder.losses.pair_contrastive_loss`), aligned pairs per
         step (over all ranks; a multiple of their number), its temperature (in squared units of the
         embedding, whose scale the final layer norm learns), and the alignments' minimum TM-score.
+    pair_group
+        Pairs drawn from each alignment drawn (:meth:`ismtk.autoencoder.pairs.PairSet.draw`; 1: pairs drawn
+        one by one, mostly from different alignments); a divisor of ``pair_batch``.
     pair_val_alignments
         Held-out alignments of chains of ``pair_structures``: each validation also scores up to
         :data:`PAIR_VAL_PAIRS` of their close pairs (fixed by the seed) as the pair loss does, in batches of
@@ -178,6 +181,7 @@ class TrainAEConfig:
     pair_batch: int = 128
     pair_temperature: float = 8.0
     pair_min_tm: float = 0.45
+    pair_group: int = 1
     pair_val_alignments: str | None = None
 
     @property
@@ -206,7 +210,7 @@ RESUME_KEYS = (
     "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
     "drop_bench_homologs", "drop_ts50_homologs", "pair_alignments", "pair_structures", "pair_weight", "pair_batch",
-    "pair_temperature", "pair_min_tm",
+    "pair_temperature", "pair_min_tm", "pair_group",
 )  # fmt: skip
 
 
@@ -351,10 +355,14 @@ class AutoencoderTrainer:
             raise InputError("--pair-alignments needs --pair-structures: the files of the aligned chains")
         if cfg.pair_batch % ranks:
             raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of the number of processes ({ranks})")
+        if cfg.pair_batch % cfg.pair_group:
+            raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of --pair-group {cfg.pair_group}")
         self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm)
         self.log(
             f"pair loss: {len(self.pairs):,} close residue pairs of {self.pairs.alignments:,} alignments with TM >= "
-            f"{cfg.pair_min_tm}, {cfg.pair_batch} pairs per step, weight {cfg.pair_weight}"
+            f"{cfg.pair_min_tm}, {cfg.pair_batch} pairs per step"
+            + (f" ({cfg.pair_group} from each alignment drawn)" if cfg.pair_group > 1 else "")
+            + f", weight {cfg.pair_weight}"
             + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
                if self.pairs.skipped else "")
         )  # fmt: skip
@@ -380,7 +388,7 @@ class AutoencoderTrainer:
         cfg, env = self.cfg, self.env
         assert self.pairs is not None
         rng = np.random.default_rng([cfg.seed, 3, pos.step])
-        chosen = rng.choice(len(self.pairs), cfg.pair_batch, replace=len(self.pairs) < cfg.pair_batch)
+        chosen = self.pairs.draw(rng, cfg.pair_batch, cfg.pair_group)
         mine = np.array_split(chosen, env.world_size)[env.rank]
 
         def gather(local: torch.Tensor) -> tuple[torch.Tensor, int]:

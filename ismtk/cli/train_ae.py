@@ -102,6 +102,11 @@ def train_ae(
     pair_min_tm: Annotated[
         float, typer.Option("--pair-min-tm", rich_help_panel=TRAINING, help="Alignments used: TM-score at least.")
     ] = _T.pair_min_tm,
+    pair_group: Annotated[
+        int, typer.Option("--pair-group", min=1, rich_help_panel=TRAINING,
+                          help="Pairs drawn from each alignment drawn: a residue's rivals then include other residues "
+                               "of its own chains (a divisor of --pair-batch; 1: pairs drawn one by one).")
+    ] = _T.pair_group,
     pair_val_alignments: Annotated[
         Path | None, typer.Option("--pair-val-alignments", rich_help_panel=TRAINING,
                                   help="Held-out alignments of chains of --pair-structures: each validation scores "
@@ -192,6 +197,7 @@ def train_ae(
         pair_weight=pair_weight,
         pair_batch=pair_batch,
         pair_min_tm=pair_min_tm,
+        pair_group=pair_group,
         pair_val_alignments=None if pair_val_alignments is None else str(pair_val_alignments.resolve()),
     )
     if resume:
