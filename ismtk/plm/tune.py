@@ -22,6 +22,7 @@ for transformers and ``heads.pt`` for ``predict-tokens``.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -304,9 +305,12 @@ def structure_tune(
         try:
             return trainer.fit(on_progress)
         finally:
-            # drop DDP's reducer while the process group is still registered: a reducer that destroys a gloo
-            # group joins its threads holding the GIL, which a thread freeing a finished work's tensor needs
-            trainer.net = trainer.model
+            # free the model while the process group is still registered: a DDP reducer or an FSDP mesh that
+            # destroys a gloo group (here, or at interpreter exit) joins its threads holding the GIL, which a
+            # thread freeing a finished work's tensor needs, and the process aborts
+            trainer.net = trainer.model = trainer.optimizer = None
+            del trainer
+            gc.collect()
 
 
 class StructureTuneTrainer:
