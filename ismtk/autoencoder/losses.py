@@ -114,7 +114,6 @@ def pair_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-
 def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Share of rows of ``z1`` whose nearest row of ``z2`` (squared Euclidean, as in
     :func:`pair_contrastive_loss`) is their own partner."""
