@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from ismtk.autoencoder.io import load_autoencoder
 from ismtk.autoencoder.pairs import load_pair_set
 from ismtk.autoencoder.step import pair_evaluate
-from ismtk.autoencoder.train import MICRO_BATCH_PAIRS, PAIR_VAL_PAIRS, TrainAEConfig
+from ismtk.autoencoder.train import MICRO_BATCH_PAIRS, TrainAEConfig, validation_pair_batches
 
 
 def main() -> None:
@@ -34,9 +33,10 @@ def main() -> None:
     torch.set_num_threads(1)
 
     pairs = load_pair_set([args.structures], args.alignments, args.min_tm)
-    chosen = np.random.default_rng([0, 4]).permutation(len(pairs))[:PAIR_VAL_PAIRS]
-    batches = [pairs.batch(chosen[i : i + args.batch]) for i in range(0, len(chosen), args.batch)]
-    print(f"{len(chosen):,} of {len(pairs):,} close pairs of {pairs.alignments:,} alignments, batches of {args.batch}")
+    chosen = validation_pair_batches(pairs, 0, args.batch)
+    batches = [pairs.batch(b) for b in chosen]
+    print(f"{sum(map(len, chosen)):,} of {len(pairs):,} close pairs of {pairs.alignments:,} alignments, "
+          f"batches of {args.batch}")
     print("| model | pair accuracy | pair loss |\n| --- | --- | --- |")
     for folder in args.model:
         sums = pair_evaluate(load_autoencoder(folder), batches, TrainAEConfig.pair_temperature, MICRO_BATCH_PAIRS[0],

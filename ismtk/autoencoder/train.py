@@ -68,6 +68,7 @@ __all__ = [
     "latest_checkpoint",
     "resumed_configs",
     "train_autoencoder",
+    "validation_pair_batches",
 ]
 
 Stage = Literal["1", "2", "both"]
@@ -203,6 +204,13 @@ class TrainAEConfig:
     def best_sign(self) -> float:
         """+1 when a larger ``best_metric`` is better, -1 when a smaller one is."""
         return 1.0 if self.best_metric in ("aa_recovery", "disto_acc", "pair_acc") else -1.0
+
+
+def validation_pair_batches(pairs: PairSet, seed: int, size: int) -> list[np.ndarray]:
+    """The held-out pairs each validation scores: up to :data:`PAIR_VAL_PAIRS` in an order fixed by ``seed``, in
+    batches of ``size`` (a last batch of one pair, which has no rival, is left out)."""
+    chosen = np.random.default_rng([seed, 4]).permutation(len(pairs))[:PAIR_VAL_PAIRS]
+    return [b for b in (chosen[i : i + size] for i in range(0, len(chosen), size)) if len(b) > 1]
 
 
 #: Options that fix the data order, the schedule or the model: a resumed run must use the same values.
@@ -373,13 +381,11 @@ class AutoencoderTrainer:
         if cfg.pair_structures is None:
             raise InputError("--pair-val-alignments needs --pair-structures: the files of the aligned chains")
         held_out = load_pair_set([cfg.pair_structures], cfg.pair_val_alignments, cfg.pair_min_tm)
-        rng = np.random.default_rng([cfg.seed, 4])
-        chosen = rng.permutation(len(held_out))[:PAIR_VAL_PAIRS]
-        batches = [chosen[i : i + cfg.pair_batch] for i in range(0, len(chosen), cfg.pair_batch)]
-        self.val_pairs = [held_out.batch(b) for b in batches[env.rank :: env.world_size] if len(b) > 1]
+        batches = validation_pair_batches(held_out, cfg.seed, cfg.pair_batch)
+        self.val_pairs = [held_out.batch(b) for b in batches[env.rank :: env.world_size]]
         self.log(
-            f"pair validation: {len(chosen):,} of {len(held_out):,} close pairs of {held_out.alignments:,} held-out "
-            f"alignments, in batches of {cfg.pair_batch}"
+            f"pair validation: {sum(map(len, batches)):,} of {len(held_out):,} close pairs of {held_out.alignments:,} "
+            f"held-out alignments, in batches of {cfg.pair_batch}"
         )
 
     def pair_step(self, pos: _Position) -> dict[str, torch.Tensor]:
