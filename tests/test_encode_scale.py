@@ -242,3 +242,29 @@ def test_kill_9_of_createdb_leaves_no_worker_and_no_database(lots, tmp_path):
     process.wait()
     assert not _alive(workers), f"workers outlived a kill -9 of their parent: {_alive(workers)}"
     assert not db.exists()
+
+
+def _workers_of_pool(pid: int) -> set[int]:
+    """Encode workers of process ``pid``: its descendants not started by it directly (a forkserver's children)."""
+    parent = {p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) for p in _descendants(pid)}
+    return {p for p, ppid in parent.items() if ppid != pid}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_ctrl_c_between_results_stops_the_workers_at_once(many, tmp_path):
+    """Ctrl-C that lands while a result is being written, not while waiting for one: the workers stop before the
+    interrupt leaves ``encode_to_fasta`` (before, they went on until interpreter exit, whose pool shutdown then
+    waited for every chunk in flight)."""
+    workers: set[int] = set()
+
+    def interrupt(result) -> None:
+        workers.update(_workers_of_pool(os.getpid()))
+        raise KeyboardInterrupt
+
+    # the traceback is kept, as the command line keeps it (the context of its exit) until the process ends: its
+    # frames keep the results' generator alive, so nothing reference counting does can stop the workers
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        encode_to_fasta(find_structure_files([many]), ThreeDiTokenizer(), tmp_path / "out.fasta", threads=2,
+                        on_result=interrupt)
+    assert workers and not _alive(workers), f"workers outlived the interrupt: {_alive(workers)}"
+    assert interrupted.tb is not None

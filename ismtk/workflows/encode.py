@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -213,8 +214,9 @@ def encode_files(
     fewer than :data:`MIN_FILES_PER_WORKER` files per worker, this process encodes them itself.
     Workers take chunks of consecutive files, each about :data:`CHUNK_SECONDS` of work (at most
     :data:`CHUNK_FILES` files); at most :data:`TASKS_PER_WORKER` chunks of the largest size per worker are in
-    flight (as many files in smaller chunks). They die with this process, and stop at once when the caller stops
-    iterating.
+    flight (as many files in smaller chunks). They die with this process, and stop at once when the iterator is
+    closed: iterate inside ``with contextlib.closing(encode_files(...))`` so that an exception in the loop's body
+    (Ctrl-C while a result is written) stops them too, instead of leaving them to the end of the process.
     """
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
@@ -429,7 +431,8 @@ def encode_to_fasta(
         done = out.state.files
         if on_start is not None:
             on_start(done, len(paths))
-        summary = _write(encode_files(paths[done:], tokenizer, options, threads, devices), tokenizer, out, on_result)
+        with closing(encode_files(paths[done:], tokenizer, options, threads, devices)) as results:
+            summary = _write(results, tokenizer, out, on_result)
     return summary
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -161,12 +162,13 @@ def _encoded(
     """Every usable chain of ``files`` encoded by ``tokenizer``, with amino acids and C-alpha coordinates."""
     chains, problems = [], []
     names = EntryNames()
-    for result in encode_files(files, tokenizer, options, threads):
-        result = names.claim(result)
-        chains.extend(result.chains)
-        problems += result.skipped
-        for problem in result.skipped:
-            _skip(problem, on_skip)
+    with closing(encode_files(files, tokenizer, options, threads)) as results:
+        for result in results:
+            result = names.claim(result)
+            chains.extend(result.chains)
+            problems += result.skipped
+            for problem in result.skipped:
+                _skip(problem, on_skip)
     if not chains:
         first = f" (first: {problems[0]})" if problems else ""
         raise InputError(f"no chain could be encoded from {len(files)} structure file(s){first}")
