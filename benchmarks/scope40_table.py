@@ -6,7 +6,8 @@ Two settings:
   decoys), every search method;
 * B: the queries whose TM-align row is complete (``--tm`` from ``scope40_tmalign.py``) against the bench domains
   only, every search method (their rankings restricted to bench targets) and TM-align ranked by TM-score
-  normalised by the query.
+  normalised by the query; with ``--setting-b`` instead of ``--tm`` (no TM-align run at hand: it takes most of an
+  hour on one core), every query against the queries, the search methods only.
 
 Prints markdown tables (noselfhit and selfhit, per level over queries with a positive at that level) and writes
 per-query ``.rocx`` files, summaries and cumulative plots to ``--out-dir``.
@@ -55,7 +56,9 @@ def main() -> None:
     parser.add_argument("--aa-weight", type=float, default=0.0,
                         help="also rank each token method with this weight x BLOSUM62 added (3Di+AA); databases "
                         "need amino acids (choose the weight with aa_weight_sweep.py, not on the bench)")
-    parser.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
+    setting_b = parser.add_mutually_exclusive_group()
+    setting_b.add_argument("--tm", help="prefix of scope40_tmalign.py output (setting B)")
+    setting_b.add_argument("--setting-b", action="store_true", help="setting B without the TM-align row")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--foldseek", help="path of the Foldseek binary: add its rows (exhaustive and its prefilter)")
@@ -101,19 +104,24 @@ def main() -> None:
     for variant in ("noselfhit", "selfhit"):
         print(_table(f"A. {len(queries)} bench queries vs {len(names)} entries ({variant})", a[variant]))
 
-    if args.tm:
-        tm = np.load(f"{args.tm}.npy")
-        tm_names = read_names(f"{args.tm}.names")
-        complete = [tm_names[i] for i in range(len(tm_names)) if not np.isnan(tm[i]).any()]
+    if args.tm or args.setting_b:
+        if args.tm:
+            tm = np.load(f"{args.tm}.npy")
+            tm_names = read_names(f"{args.tm}.names")
+            complete = [tm_names[i] for i in range(len(tm_names)) if not np.isnan(tm[i]).any()]
+        else:
+            tm_names = complete = list(queries)
         bench = set(tm_names)
         restricted = {m: {q: [t for t in r[q] if t in bench] for q in complete} for m, r in ranked.items()}
-        column = {n: i for i, n in enumerate(tm_names)}
-        restricted["TM-align (tmtools), TM by query"] = {
-            q: [tm_names[j] for j in np.argsort(-tm[column[q]], kind="stable")] for q in complete
-        }
+        if args.tm:
+            column = {n: i for i, n in enumerate(tm_names)}
+            restricted["TM-align (tmtools), TM by query"] = {
+                q: [tm_names[j] for j in np.argsort(-tm[column[q]], kind="stable")] for q in complete
+            }
         b = write_report(out / "B_tm_subset_vs_bench", lookup, restricted, tm_names)
         for variant in ("noselfhit", "selfhit"):
-            print(_table(f"B. {len(complete)} queries with complete TM-align rows vs {len(tm_names)} bench domains "
+            which = "queries with complete TM-align rows" if args.tm else "queries"
+            print(_table(f"B. {len(complete)} {which} vs {len(tm_names)} bench domains "
                          f"({variant})", b[variant]))
 
 
