@@ -135,7 +135,7 @@ def search(
     shipped fits for the shipped combinations (3Di+AA, ISM+AA, 3Di+ISM[+AA]), and are fitted on the target otherwise.
 
     Tokens, ISM tokens and amino acids: ismtk createdb structs/ db/ --tracks 3di,ism; ismtk search q.pdb db/ -o hits.m8
-    --score 3di:1,ism:1,aa:0.5
+    --score 3di:1,ism:0.25,aa:0.5
 
     From sequence alone: ismtk search seqs.fasta db/ --predictor run/export -o hits.m8
 

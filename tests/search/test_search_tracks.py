@@ -141,7 +141,8 @@ def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combinat
     db = SequenceDB.load(tracks_db)
     plain = _searcher(db, "3di")
     assert not plain.evd_fitted and plain.evd == load_matrix(None, "3di").evd_for(10, 1)
-    for text in ("3di:1,aa:0.5", "3di:1,ism:1", "3di:1,ism:1,aa:0.5"):  # shipped: fitted on the training entries
+    shipped = ("3di:1,aa:0.5", "3di:1,ism:0.25", "3di:1,ism:0.25,aa:0.5", "3di:1,ism:1", "3di:1,ism:1,aa:0.5")
+    for text in shipped:  # fitted on the training entries
         s = _searcher(db, text)
         assert not s.evd_fitted and s.evd == shipped_evd(s.scorer.fit_key()), text
     fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:0.7")}
