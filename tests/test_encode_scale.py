@@ -155,7 +155,10 @@ def _descendants(pid: int) -> set[int]:
     while todo:
         parent = todo.pop()
         for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            try:
+                children = (task / "children").read_text().split()
+            except (FileNotFoundError, ProcessLookupError):  # the thread or process ended since it was listed
+                continue
             for child in map(int, children):
                 if child not in found:
                     found.add(child)
@@ -246,8 +249,15 @@ def test_kill_9_of_createdb_leaves_no_worker_and_no_database(lots, tmp_path):
 
 def _workers_of_pool(pid: int) -> set[int]:
     """Encode workers of process ``pid``: its descendants not started by it directly (a forkserver's children)."""
-    parent = {p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) for p in _descendants(pid)}
-    return {p for p, ppid in parent.items() if ppid != pid}
+    workers = set()
+    for child in _descendants(pid):
+        try:
+            parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):  # ended since it was listed
+            continue
+        if parent != pid:
+            workers.add(child)
+    return workers
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
