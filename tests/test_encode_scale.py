@@ -171,15 +171,15 @@ def _alive(pids: set[int]) -> list[int]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in pids):
         time.sleep(0.05)
-    alive = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if state != "Z":
-            alive.append(pid)
-    return alive
+    return [pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] != "Z"]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent, ...), or None once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 @pytest.fixture()
@@ -249,15 +249,7 @@ def test_kill_9_of_createdb_leaves_no_worker_and_no_database(lots, tmp_path):
 
 def _workers_of_pool(pid: int) -> set[int]:
     """Encode workers of process ``pid``: its descendants not started by it directly (a forkserver's children)."""
-    workers = set()
-    for child in _descendants(pid):
-        try:
-            parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError):  # ended since it was listed
-            continue
-        if parent != pid:
-            workers.add(child)
-    return workers
+    return {child for child in _descendants(pid) if (stat := _stat(child)) is not None and int(stat[1]) != pid}
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
