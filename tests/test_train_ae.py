@@ -1,4 +1,4 @@
-"""Training the autoencoder: corpus filter, skips, exact resume, 2-process gloo == 1 process, CLI."""
+"""Training the autoencoder: corpus filter, skips, exact resume, 2-process gloo == 1 process, CLI, curves."""
 
 import json
 import os
@@ -17,7 +17,7 @@ from ismtk.autoencoder.loader import EpochSpec, rank_batches
 from ismtk.autoencoder.model import AutoencoderConfig
 from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, resumed_configs, train_autoencoder
 from ismtk.errors import InputError
-from ismtk.train.metrics import read_metrics
+from ismtk.train.metrics import MetricsLog, plot_metrics, read_metrics
 
 DATA = Path(__file__).parent / "data" / "ae"
 ROOT = Path(__file__).parents[1]
@@ -257,3 +257,16 @@ def test_resume_reads_the_checkpoint_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "load_checkpoint", lambda path, map_location: seen.append(map_location) or real(path))
     train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1, resume=True)
     assert seen == ["cpu"]
+
+
+def test_curves_have_a_panel_per_metric_and_none_for_positions(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write("train", 1, epoch=0, stage=2, loss=2.0, lr=1e-3)
+    log.write("train", 2, epoch=0, stage=2, loss=1.5, lr=5e-4)
+    log.write("val", 2, epoch=1, stage=2, loss=1.7, aa_recovery=0.3, rmsd=float("nan"), note="text")
+    assert plot_metrics(log.path, tmp_path / "metrics.png") == ["aa_recovery", "loss", "lr"]
+    assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "metrics.png"]  # no temporary left
+    MetricsLog(tmp_path / "empty.jsonl")
+    assert plot_metrics(tmp_path / "empty.jsonl", tmp_path / "empty.png") == []
+    assert not (tmp_path / "empty.png").exists()

@@ -8,6 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ismtk.atomic import atomic_write
+
 __all__ = ["MetricsLog", "read_metrics", "plot_metrics"]
 
 
@@ -38,8 +40,13 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_metrics(path: str | Path, out_png: str | Path) -> None:
-    """Plot every numeric metric against the step, one panel per metric, train and val overlaid."""
+#: Record fields that say where a record sits, not how training goes: never plotted.
+POSITION_KEYS = ("kind", "step", "epoch", "stage")
+
+
+def plot_metrics(path: str | Path, out_png: str | Path) -> list[str]:
+    """Plot every numeric metric against the step, one panel per metric, train and val overlaid; the PNG is
+    written atomically. Returns the plotted metric names (none: no PNG written)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,10 +55,10 @@ def plot_metrics(path: str | Path, out_png: str | Path) -> None:
     series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for record in read_metrics(path):
         for key, value in record.items():
-            if key not in ("kind", "step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+            if key not in POSITION_KEYS and isinstance(value, (int, float)) and math.isfinite(value):
                 series[key][record["kind"]].append((record["step"], value))
     if not series:
-        return
+        return []
     cols = min(3, len(series))
     rows = math.ceil(len(series) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
@@ -66,8 +73,10 @@ def plot_metrics(path: str | Path, out_png: str | Path) -> None:
         ax.axis("off")
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    with atomic_write(out_png, "wb") as out:
+        fig.savefig(out, format="png", dpi=110)
     plt.close(fig)
+    return sorted(series)
 
 
 def _plain(value: Any) -> Any:
