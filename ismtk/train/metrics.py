@@ -72,8 +72,7 @@ def plot_metrics(path: str | Path, out_png: str | Path) -> list[str]:
     for ax in list(axes.flat)[len(series) :]:
         ax.axis("off")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_png, "wb") as out:
+    with atomic_write(out_png, "wb") as out:  # makes the folder too
         fig.savefig(out, format="png", dpi=110)
     plt.close(fig)
     return sorted(series)
