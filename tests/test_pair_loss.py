@@ -16,9 +16,10 @@ from ismtk.autoencoder.pairs import load_pair_set
 from ismtk.autoencoder.step import pair_backward, pair_evaluate, to_tensors
 from ismtk.autoencoder.train import latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
-from ismtk.search.pairs import align_many, read_chains, write_alignments
+from ismtk.search.pairs import align_many, read_alignments, read_chains, write_alignments
 from ismtk.structure.microenv import microenvironments
 from ismtk.structure.read import read_structure
+from ismtk.tokenizers.threedi import ThreeDiTokenizer
 from ismtk.train.metrics import read_metrics
 
 NAMES = ("1BVN_l_u", "1ACB_l_u", "1D6R_l_u")
@@ -71,6 +72,62 @@ def test_pairs_are_drawn_one_by_one_or_in_groups_of_one_alignment(aligned):
         assert len(set(g)) == 4  # ... without repeats where it has enough pairs
     # each pair with the partner of its own residue: the chains of the group are one alignment's two chains
     assert all(len(set(zip(pairs.chain1[g], pairs.chain2[g], strict=True))) == 1 for g in grouped.reshape(3, 4))
+
+
+@pytest.fixture(scope="module")
+def unrelated(aligned, tmp_path_factory) -> Path:
+    """The test alignments without those that join the third chain to another: it is aligned to itself only,
+    so it is related to neither of the other two."""
+    alignments, _ = aligned
+    path = tmp_path_factory.mktemp("unrelated") / "pairs.aln"
+    join = [a for a in read_alignments(alignments) if NAMES[2] not in (a.name1, a.name2) or a.name1 == a.name2]
+    write_alignments(path, join)
+    return path
+
+
+def test_hard_rivals_are_local_look_alikes_in_unrelated_chains(aligned, unrelated):
+    alignments, listing = aligned
+    pairs = load_pair_set([listing], unrelated, min_tm=0.0, rivals=True)
+    names = sorted(NAMES)
+    third = names.index(NAMES[2])
+    expected = np.ones((3, 3), bool)
+    expected[third] = expected[:, third] = False
+    expected[third, third] = True
+    np.testing.assert_array_equal(pairs.related, expected)
+    for c, name in enumerate(names):
+        chain = read_structure(DATA / "pdb" / f"{name}.pdb.gz").chains[0]
+        np.testing.assert_array_equal(pairs.states[c], ThreeDiTokenizer().encode(chain))
+    index = np.random.default_rng(2).choice(len(pairs), 40, replace=False)
+    rivals = pairs.rivals(np.random.default_rng(3), index)
+    assert rivals.shape == (40, 2)
+    assert all(not pairs.related[pairs.chain1[p], c] for p, (c, _) in zip(index, rivals, strict=True))
+    alike = [pairs.states[pairs.chain1[p]][pairs.res1[p]] == pairs.states[c][r]
+             for p, (c, r) in zip(index, rivals, strict=True)]
+    assert np.mean(alike) > 0.9  # all but anchors whose state the unrelated chains lack
+    np.testing.assert_array_equal(rivals, pairs.rivals(np.random.default_rng(3), index))  # from the generator
+    batch = pairs.batch(index[:2], rivals[:2])
+    assert len(batch) == 6
+    one = pairs.batch(index[:1], rivals[:1])  # its rival last, unpadded
+    np.testing.assert_array_equal(batch.coords[4, : one.coords.shape[1]], one.coords[2])
+    with pytest.raises(InputError, match="every chain is aligned to every other"):
+        load_pair_set([listing], alignments, min_tm=0.0, rivals=True)
+    with pytest.raises(InputError, match="without hard rivals"):
+        load_pair_set([listing], unrelated, min_tm=0.0).rivals(np.random.default_rng(0), index)
+
+
+def test_rivals_join_the_candidates_of_both_directions():
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    plain = pair_contrastive_loss(z, z + 0.1, temperature=1.0)
+    far = pair_contrastive_loss(z, z + 0.1, temperature=1.0, rivals=torch.full((2, 2), 50.0))
+    torch.testing.assert_close(far, plain)  # rivals nobody is near change nothing
+    near = pair_contrastive_loss(z, z + 0.1, temperature=1.0, rivals=z[:1] + 0.1)
+    logits = -torch.cdist(z, z + 0.1).pow(2)
+    rival1, rival2 = -torch.cdist(z, z[:1] + 0.1).pow(2), -torch.cdist(z + 0.1, z[:1] + 0.1).pow(2)
+    target = torch.arange(3)
+    expected = 0.5 * (torch.nn.functional.cross_entropy(torch.cat([logits, rival1], 1), target)
+                      + torch.nn.functional.cross_entropy(torch.cat([logits.T, rival2], 1), target))
+    torch.testing.assert_close(near, expected)
+    assert near > plain + 0.1  # a rival as near as the first pair's partner confuses it
 
 
 def test_pair_loss_picks_partners_by_euclidean_distance():
@@ -168,13 +225,33 @@ def test_training_with_pairs_logs_the_loss_and_resumes_exactly(aligned, tmp_path
         train_autoencoder([DATA], tmp_path / "y", MODEL, replace(cfg, pair_group=4), device="cpu")
 
 
-def test_two_gloo_processes_with_pairs_equal_one_process(aligned, tmp_path):
-    """The pair loss over the global batch: each rank's embeddings gathered, gradients averaged by DDP."""
+def test_training_with_hard_rivals_resumes_exactly(aligned, unrelated, tmp_path):
+    _, listing = aligned
+    cfg = replace(TRAIN, pair_alignments=str(unrelated), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0,
+                  pair_rivals=True)  # fmt: skip
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    messages = []
+    train_autoencoder([DATA], whole, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, log=messages.append)
+    assert any(m.startswith("pair loss: ") and "and as many hard rivals" in m for m in messages)
+    assert all(r["pair"] > 0 for r in read_metrics(whole / "metrics.jsonl") if r["kind"] == "train")
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=2), device="cpu", threads=2)
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, resume=True)
+    a, b = params(whole), params(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    without = tmp_path / "without"
+    train_autoencoder([DATA], without, MODEL, replace(cfg, pair_rivals=False, max_steps=4), device="cpu", threads=2)
+    assert not all(torch.equal(a[k], params(without)[k]) for k in a)
+
+
+@pytest.mark.parametrize("rivals", [False, True])
+def test_two_gloo_processes_with_pairs_equal_one_process(aligned, unrelated, tmp_path, rivals):
+    """The pair loss over the global batch: each rank's embeddings (and rivals) gathered, gradients averaged by
+    DDP."""
     alignments, listing = aligned
     files = tmp_path / "files.txt"
     shutil.copy(listing, files)
-    options = ["--pair-alignments", str(alignments), "--pair-structures", str(files), "--pair-batch", "6"]
-    options += ["--pair-min-tm", "0"]
+    options = ["--pair-alignments", str(unrelated if rivals else alignments), "--pair-structures", str(files)]
+    options += ["--pair-batch", "6", "--pair-min-tm", "0"] + (["--pair-rivals"] if rivals else [])
     one, two = tmp_path / "one", tmp_path / "two"
     done = cli("-o", str(one), *options)
     assert done.returncode == 0, done.stderr

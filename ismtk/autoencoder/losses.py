@@ -104,14 +104,21 @@ def autoencoder_losses(
     return losses, sums
 
 
-def pair_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+def pair_contrastive_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, rivals: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE over ``P`` aligned residue pairs (rows of ``z1``, ``z2`` ``(P, D)``): with logits
     ``-|z1_i - z2_j|^2 / temperature``, each residue has to pick its own partner among the other side's ``P``
     residues, in both directions (mean cross-entropy). Squared Euclidean distances, not cosines, because
-    k-means cuts the embeddings into tokens by Euclidean distance."""
+    k-means cuts the embeddings into tokens by Euclidean distance. ``rivals`` ``(R, D)`` join the candidates
+    of both directions (hard negatives that are nobody's partner)."""
     logits = -torch.cdist(z1.float(), z2.float()).pow(2) / temperature
+    first, second = logits, logits.T
+    if rivals is not None:
+        first = torch.cat([first, -torch.cdist(z1.float(), rivals.float()).pow(2) / temperature], 1)
+        second = torch.cat([second, -torch.cdist(z2.float(), rivals.float()).pow(2) / temperature], 1)
     target = torch.arange(len(z1), device=z1.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return 0.5 * (F.cross_entropy(first, target) + F.cross_entropy(second, target))
 
 
 def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ ISM's losses only see one microenvironment at a time. The close pairs (within 5 
 ``ismtk align-pairs`` alignments give both uses here: the codebook's metric
 (:func:`ismtk.autoencoder.codebook.aligned_pair_metric`) and the autoencoder's optional pair loss
 (:func:`ismtk.autoencoder.losses.pair_contrastive_loss`), for which :class:`PairSet` holds every aligned
-residue's microenvironment.
+residue's microenvironment, and, as the loss's optional hard rivals, residues that look alike locally (one 3Di
+state) in chains that no alignment relates.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ismtk.search.pairs import DEFAULT_MIN_TM, StructuralAlignment, read_alignme
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.microenv import Microenvironments, collate, microenvironments
 from ismtk.structure.read import find_structure_files, read_structure
+from ismtk.tokenizers.threedi import ThreeDiTokenizer
 
 __all__ = ["AlignedChains", "PairSet", "aligned_chains", "load_pair_set"]
 
@@ -63,7 +65,9 @@ def aligned_chains(
 class PairSet:
     """Every close aligned pair ``p``: residue ``res1[p]`` of chain ``chain1[p]`` and ``res2[p]`` of
     ``chain2[p]`` (indices into ``envs``, the microenvironments of all residues of each chain). The pairs of
-    alignment ``a`` are rows ``bounds[a]:bounds[a + 1]``."""
+    alignment ``a`` are rows ``bounds[a]:bounds[a + 1]``. For hard rivals (:meth:`rivals`): ``states``, the 3Di
+    state of every residue of each chain, and ``related`` ``(chains, chains)``, True where an alignment (or
+    identity) joins two chains."""
 
     envs: tuple[Microenvironments, ...]
     chain1: np.ndarray
@@ -72,6 +76,8 @@ class PairSet:
     res2: np.ndarray
     bounds: np.ndarray
     skipped: tuple[str, ...] = ()
+    states: tuple[np.ndarray, ...] = ()
+    related: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.res1)
@@ -94,15 +100,41 @@ class PairSet:
             rows.append(lo + rng.choice(hi - lo, group, replace=hi - lo < group))
         return np.concatenate(rows)
 
-    def batch(self, index: np.ndarray) -> Microenvironments:
+    def rivals(self, rng: np.random.Generator, index: np.ndarray, tries: int = 16) -> np.ndarray:
+        """A hard rival for the first residue of each pair ``index``: ``(n, 2)`` rows of (chain, residue), a
+        residue in the same 3Di state of a chain that no alignment relates to the residue's chain (a local
+        look-alike that is presumably no homolog); after ``tries`` draws without one, any residue of such a
+        chain. Needs ``states`` and ``related`` (:func:`load_pair_set` with ``rivals=True``)."""
+        if self.related is None:
+            raise InputError("these pairs were loaded without hard rivals (load_pair_set(..., rivals=True))")
+        chain_of = np.concatenate([np.full(len(s), c) for c, s in enumerate(self.states)])
+        residue_of = np.concatenate([np.arange(len(s)) for s in self.states])
+        state_of = np.concatenate(self.states)
+        out = np.empty((len(index), 2), np.int64)
+        for k, p in enumerate(index):
+            chain = self.chain1[p]
+            same = np.flatnonzero(state_of == self.states[chain][self.res1[p]])
+            drawn = rng.choice(same, min(tries, len(same)), replace=False)
+            found = [j for j in drawn if not self.related[chain, chain_of[j]]]
+            if not found:
+                found = [rng.choice(np.flatnonzero(~self.related[chain, chain_of]))]
+            out[k] = chain_of[found[0]], residue_of[found[0]]
+        return out
+
+    def batch(self, index: np.ndarray, rivals: np.ndarray | None = None) -> Microenvironments:
         """The first residues of pairs ``index``, then their partners, in that order (``2 n``
-        microenvironments, padded to the largest)."""
+        microenvironments, padded to the largest), then the ``rivals`` rows (chain, residue), if given."""
         rows = [(self.chain1[p], self.res1[p]) for p in index] + [(self.chain2[p], self.res2[p]) for p in index]
+        rows += [] if rivals is None else [(c, r) for c, r in rivals]
         return collate([self.envs[c].take(np.array([r])) for c, r in rows])
 
 
-def load_pair_set(structures: Sequence[str | Path], alignments: str | Path, min_tm: float | None = None) -> PairSet:
-    """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments."""
+def load_pair_set(
+    structures: Sequence[str | Path], alignments: str | Path, min_tm: float | None = None, rivals: bool = False
+) -> PairSet:
+    """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments; with ``rivals``,
+    also the 3Di states and relations :meth:`PairSet.rivals` draws from (an :class:`InputError` when every chain
+    is related to every other, which leaves no rival)."""
     found = aligned_chains(structures, alignments, min_tm)
     names = sorted(found.chains)
     where = {n: k for k, n in enumerate(names)}
@@ -116,4 +148,13 @@ def load_pair_set(structures: Sequence[str | Path], alignments: str | Path, min_
     chain1, res1, chain2, res2 = np.concatenate(rows, axis=1).astype(np.int64)
     bounds = np.cumsum([0] + [r.shape[1] for r in rows])
     envs = tuple(microenvironments(found.chains[n]) for n in names)
-    return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped)
+    if not rivals:
+        return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped)
+    related = np.eye(len(names), dtype=bool)
+    for a in found.alignments:
+        related[where[a.name1], where[a.name2]] = related[where[a.name2], where[a.name1]] = True
+    if related.all():
+        raise InputError(f"{alignments}: every chain is aligned to every other, so no chain can give hard rivals")
+    tokenizer = ThreeDiTokenizer()
+    states = tuple(tokenizer.encode(found.chains[n]) for n in names)
+    return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped, states, related)

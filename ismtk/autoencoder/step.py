@@ -142,11 +142,13 @@ def pair_backward(
     gather: Callable[[torch.Tensor], tuple[torch.Tensor, int]] | None = None,
     autocast: bool = False,
     workers: int = 1,
+    rivals: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward and backward passes of ``weight`` x the pair loss over aligned residue pairs; gradients
     accumulate in the parameters.
 
-    ``pairs`` holds the first residues of ``n`` pairs, then their partners (:meth:`PairSet.batch`). The
+    ``pairs`` holds the first residues of ``n`` pairs, then their partners, then (``rivals``) ``n`` hard
+    rivals (:meth:`PairSet.batch`). The
     embeddings are computed in size-sorted parts (on ``workers`` threads, as in :func:`forward_backward`),
     the loss is taken over all of them, and its gradient flows back part by part. ``gather`` (under DDP):
     returns every rank's embeddings ``(ranks, 2 n, D)`` (no gradient) and this rank's index; each rank
@@ -154,7 +156,7 @@ def pair_backward(
     so that DDP's average of the gradients is the global batch's. Returns the loss (unweighted) and the top-1
     accuracy of picking the partner, detached.
     """
-    n = len(pairs) // 2
+    n = len(pairs) // (3 if rivals else 2)
     parts, zs, local = _pair_embeddings(model, pairs, max_pairs, device, autocast, workers)
     params = [p for p in model.parameters() if p.requires_grad]
     rows, scale = [local], 1.0
@@ -162,8 +164,8 @@ def pair_backward(
         every, rank = gather(local.detach())
         rows = [local if k == rank else every[k] for k in range(len(every))]
         scale = float(len(every))
-    z1, z2 = torch.cat([r[:n] for r in rows]), torch.cat([r[n:] for r in rows])
-    loss = pair_contrastive_loss(z1, z2, temperature)
+    z1, z2 = torch.cat([r[:n] for r in rows]), torch.cat([r[n : 2 * n] for r in rows])
+    loss = pair_contrastive_loss(z1, z2, temperature, torch.cat([r[2 * n :] for r in rows]) if rivals else None)
     grads = torch.autograd.grad(weight * scale * loss, zs)
     if workers > 1:
         found = _map(lambda i: torch.autograd.grad(zs[i], params, grads[i], allow_unused=True), parts, workers)

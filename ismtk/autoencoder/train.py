@@ -142,6 +142,9 @@ class TrainAEConfig:
     pair_group
         Pairs drawn from each alignment drawn (:meth:`ismtk.autoencoder.pairs.PairSet.draw`; 1: pairs drawn
         one by one, mostly from different alignments); a divisor of ``pair_batch``.
+    pair_rivals
+        Add a hard rival per pair to the pair loss's candidates (:meth:`ismtk.autoencoder.pairs.PairSet.rivals`:
+        a residue in the first residue's 3Di state, of a chain no alignment relates to it).
     pair_val_alignments
         Held-out alignments of chains of ``pair_structures``: each validation also scores up to
         :data:`PAIR_VAL_PAIRS` of their close pairs (fixed by the seed) as the pair loss does, in batches of
@@ -183,6 +186,7 @@ class TrainAEConfig:
     pair_temperature: float = 8.0
     pair_min_tm: float = 0.45
     pair_group: int = 1
+    pair_rivals: bool = False
     pair_val_alignments: str | None = None
 
     @property
@@ -218,7 +222,7 @@ RESUME_KEYS = (
     "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
     "drop_bench_homologs", "drop_ts50_homologs", "pair_alignments", "pair_structures", "pair_weight", "pair_batch",
-    "pair_temperature", "pair_min_tm", "pair_group",
+    "pair_temperature", "pair_min_tm", "pair_group", "pair_rivals",
 )  # fmt: skip
 
 
@@ -365,11 +369,12 @@ class AutoencoderTrainer:
             raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of the number of processes ({ranks})")
         if cfg.pair_batch % cfg.pair_group:
             raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of --pair-group {cfg.pair_group}")
-        self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm)
+        self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm, cfg.pair_rivals)
         self.log(
             f"pair loss: {len(self.pairs):,} close residue pairs of {self.pairs.alignments:,} alignments with TM >= "
             f"{cfg.pair_min_tm}, {cfg.pair_batch} pairs per step"
             + (f" ({cfg.pair_group} from each alignment drawn)" if cfg.pair_group > 1 else "")
+            + (" and as many hard rivals" if cfg.pair_rivals else "")
             + f", weight {cfg.pair_weight}"
             + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
                if self.pairs.skipped else "")
@@ -395,7 +400,8 @@ class AutoencoderTrainer:
         assert self.pairs is not None
         rng = np.random.default_rng([cfg.seed, 3, pos.step])
         chosen = self.pairs.draw(rng, cfg.pair_batch, cfg.pair_group)
-        mine = np.array_split(chosen, env.world_size)[env.rank]
+        rivals = self.pairs.rivals(rng, chosen) if cfg.pair_rivals else None
+        mine = np.array_split(np.arange(len(chosen)), env.world_size)[env.rank]
 
         def gather(local: torch.Tensor) -> tuple[torch.Tensor, int]:
             every = [torch.empty_like(local) for _ in range(env.world_size)]
@@ -404,8 +410,9 @@ class AutoencoderTrainer:
 
         with self.ddp.no_sync() if env.distributed else contextlib.nullcontext():
             loss, accuracy = pair_backward(
-                self.model, self.pairs.batch(mine), cfg.pair_weight, cfg.pair_temperature, self.max_pairs,
-                env.device, gather if env.distributed else None, self.autocast, self.workers,
+                self.model, self.pairs.batch(chosen[mine], None if rivals is None else rivals[mine]),
+                cfg.pair_weight, cfg.pair_temperature, self.max_pairs, env.device,
+                gather if env.distributed else None, self.autocast, self.workers, cfg.pair_rivals,
             )  # fmt: skip
         return {"pair": loss, "pair_acc": accuracy}
 

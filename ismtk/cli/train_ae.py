@@ -107,6 +107,11 @@ def train_ae(
                           help="Pairs drawn from each alignment drawn: a residue's rivals then include other residues "
                                "of its own chains (a divisor of --pair-batch; 1: pairs drawn one by one).")
     ] = _T.pair_group,
+    pair_rivals: Annotated[
+        bool, typer.Option("--pair-rivals", rich_help_panel=TRAINING,
+                           help="Add a hard rival per pair: a residue in the same 3Di state of a chain that no "
+                                "alignment relates to the first residue's chain (a local look-alike, no homolog).")
+    ] = _T.pair_rivals,
     pair_val_alignments: Annotated[
         Path | None, typer.Option("--pair-val-alignments", rich_help_panel=TRAINING,
                                   help="Held-out alignments of chains of --pair-structures: each validation scores "
@@ -198,6 +203,7 @@ def train_ae(
         pair_batch=pair_batch,
         pair_min_tm=pair_min_tm,
         pair_group=pair_group,
+        pair_rivals=pair_rivals,
         pair_val_alignments=None if pair_val_alignments is None else str(pair_val_alignments.resolve()),
     )
     if resume:
