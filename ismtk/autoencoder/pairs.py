@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -107,19 +108,29 @@ class PairSet:
         chain. Needs ``states`` and ``related`` (:func:`load_pair_set` with ``rivals=True``)."""
         if self.related is None:
             raise InputError("these pairs were loaded without hard rivals (load_pair_set(..., rivals=True))")
-        chain_of = np.concatenate([np.full(len(s), c) for c, s in enumerate(self.states)])
-        residue_of = np.concatenate([np.arange(len(s)) for s in self.states])
-        state_of = np.concatenate(self.states)
+        chain_of, residue_of, by_state, bounds = self._residues_by_state
         out = np.empty((len(index), 2), np.int64)
         for k, p in enumerate(index):
             chain = self.chain1[p]
-            same = np.flatnonzero(state_of == self.states[chain][self.res1[p]])
+            state = self.states[chain][self.res1[p]]
+            same = by_state[bounds[state] : bounds[state + 1]]
             drawn = rng.choice(same, min(tries, len(same)), replace=False)
             found = [j for j in drawn if not self.related[chain, chain_of[j]]]
             if not found:
                 found = [rng.choice(np.flatnonzero(~self.related[chain, chain_of]))]
             out[k] = chain_of[found[0]], residue_of[found[0]]
         return out
+
+    @cached_property
+    def _residues_by_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Chain and residue of every residue of ``states`` (flattened), the flat indices sorted by state
+        (ascending within a state), and where each state's run starts (``bounds[s]:bounds[s + 1]``)."""
+        chain_of = np.concatenate([np.full(len(s), c) for c, s in enumerate(self.states)])
+        residue_of = np.concatenate([np.arange(len(s)) for s in self.states])
+        state_of = np.concatenate(self.states)
+        by_state = np.argsort(state_of, kind="stable")
+        bounds = np.searchsorted(state_of[by_state], np.arange(int(state_of.max()) + 2))
+        return chain_of, residue_of, by_state, bounds
 
     def batch(self, index: np.ndarray, rivals: np.ndarray | None = None) -> Microenvironments:
         """The first residues of pairs ``index``, then their partners, in that order (``2 n``

@@ -148,13 +148,12 @@ def pair_backward(
     accumulate in the parameters.
 
     ``pairs`` holds the first residues of ``n`` pairs, then their partners, then (``rivals``) ``n`` hard
-    rivals (:meth:`PairSet.batch`). The
-    embeddings are computed in size-sorted parts (on ``workers`` threads, as in :func:`forward_backward`),
-    the loss is taken over all of them, and its gradient flows back part by part. ``gather`` (under DDP):
-    returns every rank's embeddings ``(ranks, 2 n, D)`` (no gradient) and this rank's index; each rank
-    then takes the loss over the global batch with its own rows differentiable, times the number of ranks,
-    so that DDP's average of the gradients is the global batch's. Returns the loss (unweighted) and the top-1
-    accuracy of picking the partner, detached.
+    rivals (:meth:`PairSet.batch`). The embeddings are computed in size-sorted parts (on ``workers`` threads,
+    as in :func:`forward_backward`), the loss is taken over all of them, and its gradient flows back part by
+    part. ``gather`` (under DDP): returns every rank's embeddings ``(ranks, 2 n, D)`` (``3 n`` with rivals; no
+    gradient) and this rank's index; each rank then takes the loss over the global batch with its own rows
+    differentiable, times the number of ranks, so that DDP's average of the gradients is the global batch's.
+    Returns the loss (unweighted) and the top-1 accuracy of picking the partner, detached.
     """
     n = len(pairs) // (3 if rivals else 2)
     parts, zs, local = _pair_embeddings(model, pairs, max_pairs, device, autocast, workers)
