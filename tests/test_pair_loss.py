@@ -1,5 +1,6 @@
 """The autoencoder's optional pair loss over structurally aligned residues: data, gradient, training, DDP."""
 
+import gzip
 import json
 import shutil
 from dataclasses import replace
@@ -113,6 +114,24 @@ def test_hard_rivals_are_local_look_alikes_in_unrelated_chains(aligned, unrelate
         load_pair_set([listing], alignments, min_tm=0.0, rivals=True)
     with pytest.raises(InputError, match="without hard rivals"):
         load_pair_set([listing], unrelated, min_tm=0.0).rivals(np.random.default_rng(0), index)
+
+
+def test_a_chain_without_backbone_gets_rivals_of_its_own_state_instead_of_stopping_the_load(unrelated, tmp_path):
+    """A CA-only copy of the unrelated chain: 3Di cannot encode it, so its residues share a state no 3Di residue has
+    (and draw rivals of any state), and the pair set says so."""
+    full = DATA / "pdb" / f"{NAMES[2]}.pdb.gz"
+    ca_only = tmp_path / full.name
+    with gzip.open(full, "rt") as src, gzip.open(ca_only, "wt") as dst:
+        dst.writelines(line for line in src if not line.startswith("ATOM") or line[12:16] == " CA ")
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(str(DATA / "pdb" / f"{n}.pdb.gz") for n in NAMES[:2]) + f"\n{ca_only}\n")
+    pairs = load_pair_set([listing], unrelated, min_tm=0.0, rivals=True)
+    third = sorted(NAMES).index(NAMES[2])
+    assert set(pairs.states[third]) == {20} and all(20 not in s for c, s in enumerate(pairs.states) if c != third)
+    assert len(pairs.skipped) == 1 and NAMES[2] in pairs.skipped[0] and "3Di" in pairs.skipped[0]
+    index = np.flatnonzero(pairs.chain1 == third)[:10]
+    rivals = pairs.rivals(np.random.default_rng(0), index)
+    assert len(index) == 10 and all(not pairs.related[third, c] for c, _ in rivals)
 
 
 def test_rivals_join_the_candidates_of_both_directions():

@@ -68,7 +68,7 @@ class PairSet:
     ``chain2[p]`` (indices into ``envs``, the microenvironments of all residues of each chain). The pairs of
     alignment ``a`` are rows ``bounds[a]:bounds[a + 1]``. For hard rivals (:meth:`rivals`): ``states``, the 3Di
     state of every residue of each chain, and ``related`` ``(chains, chains)``, True where an alignment (or
-    identity) joins two chains."""
+    identity) joins two chains. ``skipped``: unreadable files, and chains without 3Di states (one line each)."""
 
     envs: tuple[Microenvironments, ...]
     chain1: np.ndarray
@@ -145,7 +145,8 @@ def load_pair_set(
 ) -> PairSet:
     """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments; with ``rivals``,
     also the 3Di states and relations :meth:`PairSet.rivals` draws from (an :class:`InputError` when every chain
-    is related to every other, which leaves no rival)."""
+    is related to every other, which leaves no rival). A chain 3Di cannot encode (no backbone) gets a state of its
+    own and a line in ``skipped``."""
     found = aligned_chains(structures, alignments, min_tm)
     names = sorted(found.chains)
     where = {n: k for k, n in enumerate(names)}
@@ -166,6 +167,12 @@ def load_pair_set(
         related[where[a.name1], where[a.name2]] = related[where[a.name2], where[a.name1]] = True
     if related.all():
         raise InputError(f"{alignments}: every chain is aligned to every other, so no chain can give hard rivals")
-    tokenizer = ThreeDiTokenizer()
-    states = tuple(tokenizer.encode(found.chains[n]) for n in names)
-    return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped, states, related)
+    tokenizer, states, stateless = ThreeDiTokenizer(), [], []
+    for n in names:
+        try:
+            states.append(tokenizer.encode(found.chains[n]))
+        except StructureError as exc:  # no backbone (CA-only): a state of its own, shared by no 3Di residue
+            states.append(np.full(len(found.chains[n]), len(tokenizer.alphabet), np.uint8))
+            stateless.append(f"{exc} (its residues have rivals of no particular 3Di state)")
+    skipped = found.skipped + tuple(stateless)
+    return PairSet(envs, chain1, res1, chain2, res2, bounds, skipped, tuple(states), related)

@@ -376,7 +376,8 @@ class AutoencoderTrainer:
             + (f" ({cfg.pair_group} from each alignment drawn)" if cfg.pair_group > 1 else "")
             + (" and as many hard rivals" if cfg.pair_rivals else "")
             + f", weight {cfg.pair_weight}"
-            + (f"; skipped {len(self.pairs.skipped)} unreadable files (first: {self.pairs.skipped[0]})"
+            + (f"; {len(self.pairs.skipped)} unreadable files or chains without 3Di states (first: "
+               f"{self.pairs.skipped[0]})"
                if self.pairs.skipped else "")
         )  # fmt: skip
 
