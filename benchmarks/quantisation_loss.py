@@ -51,6 +51,11 @@ def rank_all(query_scores, names: list[str], offsets: np.ndarray, queries: list[
     return ranked
 
 
+def token_table(tokenizer) -> np.ndarray:
+    """``(K, K) float32`` scores of the tokenizer's shipped matrix, in its alphabet's order (token codes)."""
+    return load_matrix(None, tokenizer.matrix).restricted(tokenizer.alphabet.symbols).astype(np.float32)
+
+
 def token_scores(table: np.ndarray, tokens: np.ndarray, offsets: np.ndarray):
     """``query_scores`` of :func:`rank_all` for substitution ``table`` over the concatenated ``tokens``."""
     return lambda k: table[tokens[offsets[k] : offsets[k + 1]]][:, tokens]
@@ -67,7 +72,6 @@ def main() -> None:
     args = parser.parse_args()
 
     tokenizer = load_tokenizer(args.tokenizer)
-    matrix = load_matrix(None, tokenizer.matrix)
     start = time.perf_counter()
     baseline = load_tokenizer(args.baseline) if args.baseline else None
     names, z, base_tokens = [], [], []
@@ -80,9 +84,8 @@ def main() -> None:
     offsets = np.cumsum([0] + [len(e) for e in z])
     embeddings = np.concatenate(z).astype(np.float32)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    codes = np.array([matrix.symbols.index(c) for c in tokenizer.alphabet.symbols])
-    tokens = codes[tokenizer.codebook.assign(embeddings)]
-    table = matrix.scores.astype(np.float32)
+    tokens = tokenizer.codebook.assign(embeddings)
+    table = token_table(tokenizer)
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, len(unit), (2, 200_000))
     mean_cos = float(np.einsum("ij,ij->i", unit[a], unit[b]).mean())
@@ -93,11 +96,8 @@ def main() -> None:
     queries = read_names(args.queries)
     variants = {}
     if baseline is not None:
-        base_matrix = load_matrix(None, baseline.matrix)
-        base_codes = np.array([base_matrix.symbols.index(c) for c in baseline.alphabet.symbols])
-        base = base_codes[np.concatenate(base_tokens)]
-        base_table = base_matrix.scores.astype(np.float32)
-        variants[f"{baseline.name} tokens, its matrix"] = token_scores(base_table, base, offsets)
+        base = np.concatenate(base_tokens)
+        variants[f"{baseline.name} tokens, its matrix"] = token_scores(token_table(baseline), base, offsets)
     variants["ISM tokens, learned matrix"] = token_scores(table, tokens, offsets)
     for top in args.top:
         alpha = (top - mean_score) / (1 - mean_cos)
