@@ -369,15 +369,17 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _stop(pool: ProcessPoolExecutor, pending: list[Future]) -> None:
-    """Shut the pool down; on an early stop (error, Ctrl-C, caller gone) kill the workers at once."""
+    """Shut the pool down; on an early stop (error, Ctrl-C, caller gone) kill the workers at once.
+
+    The pending futures are left for the pool to fail, not cancelled: CPython 3.11's pool thread, finding its
+    workers dead, sets an exception on every pending future and dies with ``InvalidStateError`` (printed as a
+    traceback) on one that was cancelled meanwhile."""
     if not pending:
         pool.shutdown(wait=True)
         return
-    for future in pending:
-        future.cancel()
     for process in list((getattr(pool, "_processes", None) or {}).values()):  # CPython keeps its workers here
         process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
 
 
 @dataclass
