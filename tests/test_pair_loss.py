@@ -11,13 +11,15 @@ import pytest
 import torch
 from test_train_ae import DATA, MODEL, TRAIN, cli, params
 
-from ismtk.autoencoder.losses import pair_contrastive_loss
+from ismtk.autoencoder.codebook import Codebook
+from ismtk.autoencoder.losses import pair_contrastive_loss, shared_token_logits
 from ismtk.autoencoder.model import AtomicAutoencoder
 from ismtk.autoencoder.pairs import load_pair_set
 from ismtk.autoencoder.step import pair_backward, pair_evaluate, to_tensors
 from ismtk.autoencoder.train import latest_checkpoint, train_autoencoder
 from ismtk.errors import InputError
 from ismtk.search.pairs import align_many, read_alignments, read_chains, write_alignments
+from ismtk.sequence.alphabet import Alphabet
 from ismtk.structure.microenv import microenvironments
 from ismtk.structure.read import read_structure
 from ismtk.tokenizers.threedi import ThreeDiTokenizer
@@ -156,6 +158,33 @@ def test_pair_loss_picks_partners_by_euclidean_distance():
     assert near < 0.05 < far
 
 
+def test_shared_token_logits_are_the_log_probability_of_drawing_the_same_token():
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = torch.randn(4, 3, generator=gen), torch.randn(5, 3, generator=gen), torch.randn(6, 3, generator=gen)
+    p_a = torch.softmax(-torch.cdist(a, c).pow(2) / 2.0, 1)
+    p_b = torch.softmax(-torch.cdist(b, c).pow(2) / 2.0, 1)
+    torch.testing.assert_close(shared_token_logits(a, b, c, 2.0), torch.log(p_a @ p_b.T))
+    # cold: about log 1 where the nearest centroids agree, very unlikely where they differ
+    cold = shared_token_logits(a, b, c, 1e-3)
+    same = torch.cdist(a, c).argmin(1)[:, None] == torch.cdist(b, c).argmin(1)[None, :]
+    assert same.any() and (~same).any()
+    assert (cold[same] > -0.01).all() and (cold[~same] < -20).all()
+
+
+def test_with_a_codebook_partners_are_picked_by_their_tokens():
+    """Three residues near three different centroids: partners in the same cell are told apart from the others
+    however far they lie from their own residue; partners in swapped cells are not."""
+    c = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    z = c + 0.3
+    same_cell = pair_contrastive_loss(z, c - 0.3, temperature=1.0, centroids=c)
+    swapped = pair_contrastive_loss(z, (c - 0.3).flip(0), temperature=1.0, centroids=c)
+    assert same_cell < 0.05 < swapped
+    # the plain loss, by distance, is not blind to the offset within the cell as the token loss is
+    assert pair_contrastive_loss(z, c - 0.3, temperature=1.0) > same_cell
+    rival = pair_contrastive_loss(z, c - 0.3, temperature=1.0, rivals=c[:1] + 1.0, centroids=c)
+    assert rival > same_cell + 0.1  # a rival in the first residue's cell confuses it
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_pair_backward_gives_the_gradient_of_the_whole_batch(aligned, workers):
     """Embeddings in size-sorted parts (on threads), loss over all, gradient part by part == one pass."""
@@ -260,6 +289,28 @@ def test_training_with_hard_rivals_resumes_exactly(aligned, unrelated, tmp_path)
     without = tmp_path / "without"
     train_autoencoder([DATA], without, MODEL, replace(cfg, pair_rivals=False, max_steps=4), device="cpu", threads=2)
     assert not all(torch.equal(a[k], params(without)[k]) for k in a)
+
+
+def test_training_with_a_codebook_scores_pairs_by_their_tokens_and_resumes_exactly(aligned, tmp_path):
+    alignments, listing = aligned
+    book = tmp_path / "codebook.json"
+    centroids = np.random.default_rng(0).normal(size=(8, MODEL.width)).astype(np.float32)
+    Codebook(centroids, Alphabet("ACDEFGHI"), None, "0" * 64).save(book)
+    cfg = replace(TRAIN, pair_alignments=str(alignments), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0,
+                  pair_codebook=str(book), pair_temperature=2.0, pair_val_alignments=str(alignments))  # fmt: skip
+    whole, part, plain = tmp_path / "whole", tmp_path / "part", tmp_path / "plain"
+    train_autoencoder([DATA], whole, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2)
+    records = read_metrics(whole / "metrics.jsonl")
+    assert all(r["pair"] > 0 for r in records if r["kind"] in ("train", "val"))
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=2), device="cpu", threads=2)
+    train_autoencoder([DATA], part, MODEL, replace(cfg, max_steps=4), device="cpu", threads=2, resume=True)
+    a, b = params(whole), params(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train_autoencoder([DATA], plain, MODEL, replace(cfg, pair_codebook=None, max_steps=4), device="cpu", threads=2)
+    assert not all(torch.equal(a[k], params(plain)[k]) for k in a)
+    Codebook(centroids[:, :4], Alphabet("ACDEFGHI"), None, "0" * 64).save(book)
+    with pytest.raises(InputError, match="centroids of 4 dimensions, the model's embeddings have"):
+        train_autoencoder([DATA], tmp_path / "x", MODEL, cfg, device="cpu")
 
 
 @pytest.mark.parametrize("rivals", [False, True])

@@ -105,20 +105,43 @@ def autoencoder_losses(
 
 
 def pair_contrastive_loss(
-    z1: torch.Tensor, z2: torch.Tensor, temperature: float, rivals: torch.Tensor | None = None
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    rivals: torch.Tensor | None = None,
+    centroids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE over ``P`` aligned residue pairs (rows of ``z1``, ``z2`` ``(P, D)``): with logits
     ``-|z1_i - z2_j|^2 / temperature``, each residue has to pick its own partner among the other side's ``P``
     residues, in both directions (mean cross-entropy). Squared Euclidean distances, not cosines, because
     k-means cuts the embeddings into tokens by Euclidean distance. ``rivals`` ``(R, D)`` join the candidates
-    of both directions (hard negatives that are nobody's partner)."""
-    logits = -torch.cdist(z1.float(), z2.float()).pow(2) / temperature
-    first, second = logits, logits.T
+    of both directions (hard negatives that are nobody's partner). With ``centroids`` ``(K, D)`` (a codebook)
+    the logits are :func:`shared_token_logits` instead: residues have to pick their partner by its token."""
+
+    def logits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if centroids is not None:
+            return shared_token_logits(a.float(), b.float(), centroids, temperature)
+        return -torch.cdist(a.float(), b.float()).pow(2) / temperature
+
+    first = logits(z1, z2)
+    second = first.T
     if rivals is not None:
-        first = torch.cat([first, -torch.cdist(z1.float(), rivals.float()).pow(2) / temperature], 1)
-        second = torch.cat([second, -torch.cdist(z2.float(), rivals.float()).pow(2) / temperature], 1)
+        first = torch.cat([first, logits(z1, rivals)], 1)
+        second = torch.cat([second, logits(z2, rivals)], 1)
     target = torch.arange(len(z1), device=z1.device)
     return 0.5 * (F.cross_entropy(first, target) + F.cross_entropy(second, target))
+
+
+def shared_token_logits(
+    a: torch.Tensor, b: torch.Tensor, centroids: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``(len(a), len(b))`` log-probability that two residues get the same token when each draws its token
+    from the soft assignment ``p_k(z) = softmax_k(-|z - c_k|^2 / temperature)`` to the ``centroids``:
+    ``log sum_k p_k(a_i) p_k(b_j)``, which tends to log 1 or -inf as their nearest centroids agree or
+    differ while the temperature goes to 0."""
+    log_a = F.log_softmax(-torch.cdist(a, centroids).pow(2) / temperature, 1)
+    log_b = F.log_softmax(-torch.cdist(b, centroids).pow(2) / temperature, 1)
+    return torch.logsumexp(log_a[:, None, :] + log_b[None, :, :], -1)
 
 
 def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

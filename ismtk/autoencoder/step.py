@@ -143,6 +143,7 @@ def pair_backward(
     autocast: bool = False,
     workers: int = 1,
     rivals: bool = False,
+    centroids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward and backward passes of ``weight`` x the pair loss over aligned residue pairs; gradients
     accumulate in the parameters.
@@ -153,6 +154,7 @@ def pair_backward(
     part. ``gather`` (under DDP): returns every rank's embeddings ``(ranks, 2 n, D)`` (``3 n`` with rivals; no
     gradient) and this rank's index; each rank then takes the loss over the global batch with its own rows
     differentiable, times the number of ranks, so that DDP's average of the gradients is the global batch's.
+    ``centroids``: score the pairs by their soft tokens (:func:`~ismtk.autoencoder.losses.pair_contrastive_loss`).
     Returns the loss (unweighted) and the top-1 accuracy of picking the partner, detached.
     """
     n = len(pairs) // (3 if rivals else 2)
@@ -164,7 +166,9 @@ def pair_backward(
         rows = [local if k == rank else every[k] for k in range(len(every))]
         scale = float(len(every))
     z1, z2 = torch.cat([r[:n] for r in rows]), torch.cat([r[n : 2 * n] for r in rows])
-    loss = pair_contrastive_loss(z1, z2, temperature, torch.cat([r[2 * n :] for r in rows]) if rivals else None)
+    loss = pair_contrastive_loss(
+        z1, z2, temperature, torch.cat([r[2 * n :] for r in rows]) if rivals else None, centroids
+    )
     grads = torch.autograd.grad(weight * scale * loss, zs)
     if workers > 1:
         found = _map(lambda i: torch.autograd.grad(zs[i], params, grads[i], allow_unused=True), parts, workers)
@@ -202,6 +206,7 @@ def pair_evaluate(
     device: torch.device,
     autocast: bool = False,
     workers: int = 1,
+    centroids: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Summed pair loss and partner-picking accuracy (each times its batch's pairs) and ``pairs`` over batches of
     aligned pairs (:meth:`PairSet.batch`), each scored on its own as in training (float64, on the CPU)."""
@@ -211,7 +216,7 @@ def pair_evaluate(
     for batch in batches:
         n = len(batch) // 2
         z = _pair_embeddings(model, batch, max_pairs, device, autocast, workers)[2]
-        totals["pair"] += n * float(pair_contrastive_loss(z[:n], z[n:], temperature))
+        totals["pair"] += n * float(pair_contrastive_loss(z[:n], z[n:], temperature, centroids=centroids))
         totals["pair_acc"] += n * float(pair_accuracy(z[:n], z[n:]))
         totals["pairs"] += n
     model.train(was_training)

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ismtk.atomic import atomic_write
+from ismtk.autoencoder.codebook import Codebook
 from ismtk.autoencoder.corpus import (
     Corpus,
     CorpusFilter,
@@ -145,6 +146,11 @@ class TrainAEConfig:
     pair_rivals
         Add a hard rival per pair to the pair loss's candidates (:meth:`ismtk.autoencoder.pairs.PairSet.rivals`:
         a residue in the first residue's 3Di state, of a chain no alignment relates to it).
+    pair_codebook
+        A codebook (``codebook.json`` of an ISM tokenizer, no metric): the pair loss then scores residue pairs by
+        their soft tokens, ``pair_temperature`` being the soft assignment's
+        (:func:`ismtk.autoencoder.losses.shared_token_logits`), so that aligned residues learn to share a token
+        of these fixed centroids rather than only to lie close.
     pair_val_alignments
         Held-out alignments of chains of ``pair_structures``: each validation also scores up to
         :data:`PAIR_VAL_PAIRS` of their close pairs (fixed by the seed) as the pair loss does, in batches of
@@ -187,6 +193,7 @@ class TrainAEConfig:
     pair_min_tm: float = 0.45
     pair_group: int = 1
     pair_rivals: bool = False
+    pair_codebook: str | None = None
     pair_val_alignments: str | None = None
 
     @property
@@ -210,6 +217,19 @@ class TrainAEConfig:
         return 1.0 if self.best_metric in ("aa_recovery", "disto_acc", "pair_acc") else -1.0
 
 
+def codebook_centroids(path: str | Path, model_cfg: AutoencoderConfig, env: DistEnv) -> torch.Tensor:
+    """The centroids ``(K, D)`` of the codebook file ``path`` on ``env``'s device, for the pair loss."""
+    book = Codebook.load(path)
+    if book.metric is not None:
+        raise InputError(f"--pair-codebook {path}: a codebook with a metric is not supported; use a plain one")
+    if book.centroids.shape[1] != model_cfg.width:
+        raise InputError(
+            f"--pair-codebook {path}: centroids of {book.centroids.shape[1]} dimensions, the model's embeddings "
+            f"have {model_cfg.width}"
+        )
+    return torch.from_numpy(book.centroids).to(env.device)
+
+
 def validation_pair_batches(pairs: PairSet, seed: int, size: int) -> list[np.ndarray]:
     """The held-out pairs each validation scores: up to :data:`PAIR_VAL_PAIRS` in an order fixed by ``seed``, in
     batches of ``size`` (a last batch of one pair, which has no rival, is left out)."""
@@ -222,7 +242,7 @@ RESUME_KEYS = (
     "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
     "drop_bench_homologs", "drop_ts50_homologs", "pair_alignments", "pair_structures", "pair_weight", "pair_batch",
-    "pair_temperature", "pair_min_tm", "pair_group", "pair_rivals",
+    "pair_temperature", "pair_min_tm", "pair_group", "pair_rivals", "pair_codebook",
 )  # fmt: skip
 
 
@@ -351,6 +371,7 @@ class AutoencoderTrainer:
         if self.workers > 1:
             torch.set_num_threads(1)
         self.val_set: Microenvironments | None = None
+        self.centroids = None if cfg.pair_codebook is None else codebook_centroids(cfg.pair_codebook, model_cfg, env)
         self.pairs: PairSet | None = None
         if cfg.pair_alignments is not None:
             self.load_pairs()
@@ -413,7 +434,7 @@ class AutoencoderTrainer:
             loss, accuracy = pair_backward(
                 self.model, self.pairs.batch(chosen[mine], None if rivals is None else rivals[mine]),
                 cfg.pair_weight, cfg.pair_temperature, self.max_pairs, env.device,
-                gather if env.distributed else None, self.autocast, self.workers, cfg.pair_rivals,
+                gather if env.distributed else None, self.autocast, self.workers, cfg.pair_rivals, self.centroids,
             )  # fmt: skip
         return {"pair": loss, "pair_acc": accuracy}
 
@@ -656,7 +677,7 @@ class AutoencoderTrainer:
         metrics = summarise(dict(zip(SUM_KEYS, totals, strict=True)))
         if self.val_pairs is not None:
             sums = pair_evaluate(self.model, self.val_pairs, cfg.pair_temperature, self.max_pairs, env.device,
-                                 self.autocast, self.workers)  # fmt: skip
+                                 self.autocast, self.workers, self.centroids)  # fmt: skip
             pair, accuracy, n = all_reduce_sum(torch.stack([sums[k] for k in PAIR_SUM_KEYS]).to(env.device)).tolist()
             metrics |= {"pair": pair / max(n, 1), "pair_acc": accuracy / max(n, 1)}
         return metrics

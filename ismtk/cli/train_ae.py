@@ -99,6 +99,10 @@ def train_ae(
         int, typer.Option("--pair-batch", min=2, rich_help_panel=TRAINING,
                           help="Aligned pairs per step (each one's partner is told apart from the others').")
     ] = _T.pair_batch,
+    pair_temperature: Annotated[
+        float, typer.Option("--pair-temperature", min=1e-3, rich_help_panel=TRAINING,
+                            help="Temperature of the pair loss, in squared units of the embedding.")
+    ] = _T.pair_temperature,
     pair_min_tm: Annotated[
         float, typer.Option("--pair-min-tm", rich_help_panel=TRAINING, help="Alignments used: TM-score at least.")
     ] = _T.pair_min_tm,
@@ -112,6 +116,14 @@ def train_ae(
                            help="Add a hard rival per pair: a residue in the same 3Di state of a chain that no "
                                 "alignment relates to the first residue's chain (a local look-alike, no homolog).")
     ] = _T.pair_rivals,
+    pair_codebook: Annotated[
+        Path | None, typer.Option("--pair-codebook", rich_help_panel=TRAINING,
+                                  help="A codebook.json (e.g. of the tokenizer the run starts from): the pair loss "
+                                       "then asks aligned residues to share a token of its centroids, with "
+                                       "--pair-temperature as the soft assignment's temperature (about the gap "
+                                       "between a residue's nearest and second-nearest centroid; 4 for the "
+                                       "shipped model).")
+    ] = None,
     pair_val_alignments: Annotated[
         Path | None, typer.Option("--pair-val-alignments", rich_help_panel=TRAINING,
                                   help="Held-out alignments of chains of --pair-structures: each validation scores "
@@ -201,9 +213,11 @@ def train_ae(
         pair_structures=None if pair_structures is None else str(pair_structures.resolve()),
         pair_weight=pair_weight,
         pair_batch=pair_batch,
+        pair_temperature=pair_temperature,
         pair_min_tm=pair_min_tm,
         pair_group=pair_group,
         pair_rivals=pair_rivals,
+        pair_codebook=None if pair_codebook is None else str(pair_codebook.resolve()),
         pair_val_alignments=None if pair_val_alignments is None else str(pair_val_alignments.resolve()),
     )
     if resume:
