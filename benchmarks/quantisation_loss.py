@@ -11,9 +11,13 @@ track whose symbols are the target's positions, so both searches run the same ke
 8 and rounded (gaps too), which leaves the token scores exact. Both rank the targets by raw score (no
 reversed-query correction, unlike ``ismtk search``) and are judged noselfhit up to the first false positive.
 ``--baseline 3di`` adds the same search over another tokenizer's tokens with its shipped matrix.
+``--residual W ...`` adds a second token per residue, two-level residual quantisation: k-means (K of the codebook,
+seed 0) of the residuals ``z - c(token)`` of up to 100,000 residues of the searched chains, a log-odds matrix of
+these residual tokens from the close pairs of ``--alignments`` (as ``ismtk learn-matrix``: TM >= 0.6, no
+pseudocount), and the search scored ``S = M(token) + W M2(residual token)``.
 
     python benchmarks/quantisation_loss.py --tokenizer ism --files train_files.txt --queries held_out.txt \\
-        --lookup lookup.tsv --top 12 16 20 --baseline 3di
+        --lookup lookup.tsv --top 12 16 20 --baseline 3di [--residual 0.5 1 --alignments train.aln]
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ import time
 
 import numpy as np
 
+from ismtk.autoencoder.codebook import assign, kmeans
 from ismtk.autoencoder.io import embed_chains
 from ismtk.bench.scope40 import read_lookup, score_queries, summarize
 from ismtk.names import read_names
+from ismtk.search.db import SequenceDB
 from ismtk.search.gotoh import sw_score
-from ismtk.search.matrix import load_matrix
+from ismtk.search.learn import count_aligned_tokens
+from ismtk.search.matrix import load_matrix, log_odds
+from ismtk.sequence.alphabet import Alphabet
 from ismtk.structure import find_structure_files, read_structure
 from ismtk.tokenizers import load_tokenizer
 
@@ -61,6 +69,24 @@ def token_scores(table: np.ndarray, tokens: np.ndarray, offsets: np.ndarray):
     return lambda k: table[tokens[offsets[k] : offsets[k + 1]]][:, tokens]
 
 
+def residual_tokens(embeddings: np.ndarray, tokens: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """``(N,) uint8`` second-level tokens: the residuals ``z - c(token)`` cut by k-means (K = ``len(centroids)``,
+    seed 0) of up to 100,000 of them."""
+    residuals = embeddings - centroids[tokens]
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(residuals), min(100_000, len(residuals)), replace=False)
+    second = kmeans(residuals[sample], len(centroids), seed=0).centroids
+    return assign(residuals, np.asarray(second, dtype=np.float32)).astype(np.uint8)
+
+
+def learned_table(names: list[str], offsets: np.ndarray, tokens: np.ndarray, k: int, alignments: str) -> np.ndarray:
+    """``(k, k) float32`` half-bit log-odds of ``tokens`` over the close pairs of ``alignments``."""
+    alphabet = Alphabet.of_size(k)
+    db = SequenceDB(names, offsets, tokens, alphabet, "residual")
+    counts, _ = count_aligned_tokens(db, [alignments])
+    return log_odds(counts, alphabet.symbols).restricted(alphabet.symbols).astype(np.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", default="ism", help="ISM tokenizer folder (with matrix.out), or ism")
@@ -69,6 +95,8 @@ def main() -> None:
     parser.add_argument("--lookup", required=True, help="scope40_dev lookup.tsv")
     parser.add_argument("--top", type=float, nargs="+", default=[16.0], help="score of identical embeddings")
     parser.add_argument("--baseline", help="another tokenizer (e.g. 3di) searched the same way, for reference")
+    parser.add_argument("--residual", type=float, nargs="*", default=[], help="weights W of a residual token")
+    parser.add_argument("--alignments", help="ismtk align-pairs alignments of the chains, for --residual")
     args = parser.parse_args()
 
     tokenizer = load_tokenizer(args.tokenizer)
@@ -99,6 +127,12 @@ def main() -> None:
         base = np.concatenate(base_tokens)
         variants[f"{baseline.name} tokens, its matrix"] = token_scores(token_table(baseline), base, offsets)
     variants["ISM tokens, learned matrix"] = token_scores(table, tokens, offsets)
+    if args.residual:
+        second = residual_tokens(embeddings, tokens, tokenizer.codebook.centroids)
+        table2 = learned_table(names, offsets, second, len(table), args.alignments)
+        one, two = token_scores(table, tokens, offsets), token_scores(table2, second, offsets)
+        for w in args.residual:
+            variants[f"ISM tokens + {w:g} x residual tokens"] = lambda k, w=w: one(k) + w * two(k)
     for top in args.top:
         alpha = (top - mean_score) / (1 - mean_cos)
         c0 = 1 - top / alpha
