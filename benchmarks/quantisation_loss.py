@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--residual", type=float, nargs="*", default=[], help="weights W of a residual token")
     parser.add_argument("--alignments", help="ismtk align-pairs alignments of the chains, for --residual")
     args = parser.parse_args()
+    if args.residual and not args.alignments:
+        parser.error("--residual needs --alignments: the residual tokens' matrix is learned from them")
 
     tokenizer = load_tokenizer(args.tokenizer)
     start = time.perf_counter()
@@ -126,13 +128,12 @@ def main() -> None:
     if baseline is not None:
         base = np.concatenate(base_tokens)
         variants[f"{baseline.name} tokens, its matrix"] = token_scores(token_table(baseline), base, offsets)
-    variants["ISM tokens, learned matrix"] = token_scores(table, tokens, offsets)
+    ism = variants["ISM tokens, learned matrix"] = token_scores(table, tokens, offsets)
     if args.residual:
         second = residual_tokens(embeddings, tokens, tokenizer.codebook.centroids)
-        table2 = learned_table(names, offsets, second, len(table), args.alignments)
-        one, two = token_scores(table, tokens, offsets), token_scores(table2, second, offsets)
+        residual = token_scores(learned_table(names, offsets, second, len(table), args.alignments), second, offsets)
         for w in args.residual:
-            variants[f"ISM tokens + {w:g} x residual tokens"] = lambda k, w=w: one(k) + w * two(k)
+            variants[f"ISM tokens + {w:g} x residual tokens"] = lambda k, w=w: ism(k) + w * residual(k)
     for top in args.top:
         alpha = (top - mean_score) / (1 - mean_cos)
         c0 = 1 - top / alpha

@@ -251,7 +251,7 @@ def encode_files(
         while pending:
             yield from pace.timed(pending.popleft()[0].result())
     finally:
-        _stop(pool, [future for future, _ in pending])
+        _stop(pool, early=bool(pending))
 
 
 class _Pace:
@@ -368,13 +368,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="ismtk-parent-watch", daemon=True).start()
 
 
-def _stop(pool: ProcessPoolExecutor, pending: list[Future]) -> None:
-    """Shut the pool down; on an early stop (error, Ctrl-C, caller gone) kill the workers at once.
+def _stop(pool: ProcessPoolExecutor, early: bool) -> None:
+    """Shut the pool down; on an ``early`` stop (error, Ctrl-C, caller gone: results still pending) kill the
+    workers at once.
 
     The pending futures are left for the pool to fail, not cancelled: CPython 3.11's pool thread, finding its
     workers dead, sets an exception on every pending future and dies with ``InvalidStateError`` (printed as a
     traceback) on one that was cancelled meanwhile."""
-    if not pending:
+    if not early:
         pool.shutdown(wait=True)
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):  # CPython keeps its workers here
