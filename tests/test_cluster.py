@@ -122,3 +122,27 @@ def test_codebook_with_a_metric_assigns_in_it_and_round_trips(tmp_path):
     (tmp_path / "new.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="newer than this ismtk"):
         Codebook.load(tmp_path / "new.json")
+
+
+def test_residual_codebook_quantises_what_the_base_token_leaves_and_round_trips(tmp_path):
+    rng = np.random.default_rng(9)
+    base_c = rng.normal(0, 5, size=(8, 4)).astype(np.float32)
+    res_c = rng.normal(0, 1, size=(5, 4)).astype(np.float32)
+    base = Codebook(base_c, Alphabet.of_size(8), disorder_token=1, encoder_sha256="ef" * 32)
+    book = Codebook(res_c, Alphabet.of_size(5), disorder_token=None, encoder_sha256="ef" * 32, base=base)
+    z = rng.normal(0, 5, size=(400, 4))
+    first = assign(z, base_c)
+    second = assign(z - base_c[first], res_c)
+    np.testing.assert_array_equal(book.assign(z), second)
+    np.testing.assert_allclose(book.quantised(z), base_c[first] + res_c[second], rtol=1e-6)
+    np.testing.assert_allclose(base.quantised(z), base_c[first], rtol=1e-6)
+    book.save(tmp_path / "codebook.json")
+    assert json.loads((tmp_path / "codebook.json").read_text())["format"] == "ismtk-codebook/3"
+    loaded = Codebook.load(tmp_path / "codebook.json")
+    np.testing.assert_array_equal(loaded.base.centroids, base_c)
+    np.testing.assert_array_equal(loaded.assign(z), second)
+    metric = Codebook(base_c, Alphabet.of_size(8), 1, "ef" * 32, metric=np.eye(4)[:, :2])
+    with pytest.raises(InputError, match="refines a plain codebook"):
+        Codebook(res_c, Alphabet.of_size(5), None, "ef" * 32, base=metric)
+    with pytest.raises(InputError, match="refines a plain codebook"):
+        Codebook(res_c, Alphabet.of_size(5), None, "ef" * 32, base=book)

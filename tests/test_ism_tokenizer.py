@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from ismtk.search.matrix import TOKENIZER_MATRIX, SubstitutionMatrix, write_matr
 from ismtk.search.pairs import align_structure_files
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta
-from ismtk.tokenizers.ism import IsmTokenizer
+from ismtk.tokenizers.ism import IsmTokenizer, codebook_identity
 
 
 def test_cluster_writes_a_complete_tokenizer_folder(ism_folder):
@@ -67,6 +68,61 @@ def test_codebook_in_the_aligned_pair_metric_has_its_own_identity_and_tokens(ism
     np.testing.assert_array_equal(np.concatenate(tuned.encode_many(chains)), expected)
     result = CliRunner().invoke(app, args[:7] + ["--alignments", str(tmp_path / "aln.tsv")])
     assert result.exit_code != 0 and "go together" in result.output
+
+
+def test_residual_tokenizer_refines_the_tokens_of_its_folder_and_shares_its_encoder(ism_folder, tmp_path):
+    folder = tmp_path / "tok"
+    shutil.copytree(ism_folder / "tok", folder)
+    args = ["cluster", str(folder), str(ism_folder / "structs"), "-o", str(folder / "residual"), "-k", "4",
+            "--residual"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "residual tokens" in result.output
+    assert not (folder / "residual" / "model.pt").exists()  # the encoder of the folder above is used
+    base, residual = load_tokenizer(folder), load_tokenizer(folder / "residual")
+    assert residual.name == "ism-residual" and len(residual.alphabet) == 4
+    assert residual.identity.startswith("ism:") and residual.identity != base.identity
+    assert residual.codebook.disorder_token is None
+    chains = [c for name in ISM_FILES for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
+    z = np.concatenate(embed_chains(base.model, chains))
+    first = assign(z, base.codebook.centroids)
+    second = assign(z - base.codebook.centroids[first], residual.codebook.centroids)
+    np.testing.assert_array_equal(np.concatenate(residual.encode_many(chains)), second)
+    # the two tokens together tell the embeddings apart better than the first alone (k-means on these residues)
+    one = ((z - base.codebook.quantised(z)) ** 2).sum()
+    two = ((z - residual.codebook.quantised(z)) ** 2).sum()
+    assert two < 0.9 * one
+    # a residual codebook of another base is another tokenizer
+    moved = replace(residual.codebook.base, centroids=residual.codebook.base.centroids + 1e-3)
+    assert codebook_identity(replace(residual.codebook, base=moved)) != residual.identity
+    # refused: a folder without a codebook, a base with a metric, a residual folder without the encoder above it
+    result = CliRunner().invoke(app, ["cluster", str(ism_folder / "ae"), str(ism_folder / "structs"), "-o",
+                                      str(tmp_path / "r2"), "-k", "4", "--residual"])
+    assert result.exit_code != 0 and "refines the tokens of an ISM tokenizer folder" in result.output
+    shutil.copytree(folder / "residual", tmp_path / "alone")
+    with pytest.raises(InputError, match="no encoder"):
+        IsmTokenizer(tmp_path / "alone")
+
+
+def test_database_tracks_of_one_encoder_embed_each_chain_once(ism_folder, tmp_path, monkeypatch):
+    import ismtk.autoencoder.io as io
+    from ismtk.workflows.search import open_input
+
+    folder = tmp_path / "tok"
+    shutil.copytree(ism_folder / "tok", folder)
+    result = CliRunner().invoke(app, ["cluster", str(folder), str(ism_folder / "structs"), "-o",
+                                      str(folder / "residual"), "-k", "4", "--residual"])
+    assert result.exit_code == 0, result.output
+    base, residual = load_tokenizer(folder), load_tokenizer(folder / "residual")
+    calls = []
+    embed = io.embed_chains
+    monkeypatch.setattr(io, "embed_chains", lambda model, chains: calls.append(len(chains)) or embed(model, chains))
+    db, _ = open_input([ism_folder / "structs"], base, tracks=[residual])
+    assert db.track_names == [base.identity, residual.identity, "aa"]
+    assert len(calls) == len(db.names)  # one embedding per chain serves both tracks
+    alone, _ = open_input([ism_folder / "structs"], residual)
+    assert alone.names == db.names
+    np.testing.assert_array_equal(db.track(residual.identity).tokens, alone.tokens)
 
 
 def test_encode_output_is_the_same_for_any_worker_and_thread_count(ism_folder, tmp_path):

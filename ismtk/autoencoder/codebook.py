@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -323,8 +323,13 @@ class Codebook:
     """Centroids ``(K, D) float32`` plus what a tokenizer needs to use them.
 
     Stored as one JSON file (plain numbers, no pickle): ``k``, ``dim``, ``alphabet``, ``disorder_token``
-    (s*, or ``null``), ``encoder_sha256``, ``centroids`` and, for codebooks with a metric (format version 2),
-    the ``metric`` ``(D, m)`` of :func:`assign`.
+    (s*, or ``null``), ``encoder_sha256``, ``centroids``; for codebooks with a metric, the ``metric`` ``(D, m)`` of
+    :func:`assign`; for a residual codebook, the whole ``base`` codebook it refines.
+
+    A residual codebook (``base`` set) quantises what the base token leaves, as the second stage of residual vector
+    quantisation: the token of ``z`` is the centroid nearest to ``z - c_base(z)``, where ``c_base(z)`` is the centroid
+    of ``z``'s base token. Its tokens are a second track of the same residues: a base token and a residual token
+    together tell apart embeddings that the base token alone lumps together.
     """
 
     centroids: np.ndarray
@@ -332,18 +337,37 @@ class Codebook:
     disorder_token: int | None
     encoder_sha256: str
     metric: np.ndarray | None = None
+    base: Codebook | None = None
+
+    def __post_init__(self) -> None:
+        if self.base is not None and (self.base.metric is not None or self.base.base is not None):
+            raise InputError("a residual codebook refines a plain codebook (one without a metric or a base of its own)")
 
     @property
     def k(self) -> int:
         return len(self.centroids)
 
+    def residuals(self, z: np.ndarray) -> np.ndarray:
+        """``(N, D) float64`` what this codebook quantises: ``z`` itself, or for a residual codebook ``z`` minus the
+        centroid of its base token."""
+        z = np.asarray(z, np.float64)
+        return z if self.base is None else z - self.base.quantised(z)
+
     def assign(self, z: np.ndarray) -> np.ndarray:
         """``(N,) uint8`` token of each embedding row of ``z`` ``(N, D)``."""
-        return assign(z, self.centroids, self.metric).astype(np.uint8)
+        return assign(self.residuals(z), self.centroids, self.metric).astype(np.uint8)
 
-    def save(self, path: str | Path) -> None:
+    def quantised(self, z: np.ndarray) -> np.ndarray:
+        """``(N, D) float32`` the embeddings as the tokens tell them: the centroid of each row's token, plus (for a
+        residual codebook) the centroid of its base token."""
+        z = np.asarray(z, np.float64)
+        mine = self.centroids[self.assign(z)]
+        return (mine if self.base is None else self.base.quantised(z) + mine).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """The JSON document :meth:`save` writes."""
         doc = {
-            "format": _FORMATS[self.metric is not None],
+            "format": _FORMATS[(self.metric is not None, self.base is not None)],
             "k": self.k,
             "dim": int(self.centroids.shape[1]),
             "alphabet": self.alphabet.symbols,
@@ -353,27 +377,44 @@ class Codebook:
         }
         if self.metric is not None:
             doc["metric"] = [[float(v) for v in row] for row in self.metric.astype(np.float64)]
+        if self.base is not None:
+            doc["base"] = self.base.to_dict()
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Codebook:
+        """The codebook of a :meth:`to_dict` document (:class:`InputError` for a format newer than this ismtk)."""
+        if doc.get("format", _FORMATS[False, False]) not in _FORMATS.values():
+            raise InputError(f"codebook format {doc['format']!r} is newer than this ismtk: upgrade ismtk")
+        centroids = np.asarray(doc["centroids"], dtype=np.float32).reshape(doc["k"], doc["dim"])
+        metric = None
+        if doc.get("metric") is not None:
+            metric = np.asarray(doc["metric"], dtype=np.float64).reshape(doc["dim"], -1)
+        base = cls.from_dict(doc["base"]) if doc.get("base") is not None else None
+        return cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"], metric, base)
+
+    def save(self, path: str | Path) -> None:
         with atomic_write(path) as handle:
-            json.dump(doc, handle, indent=1)
+            json.dump(self.to_dict(), handle, indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> Codebook:
         try:
-            doc = json.loads(Path(path).read_text())
-            centroids = np.asarray(doc["centroids"], dtype=np.float32).reshape(doc["k"], doc["dim"])
-            metric = None
-            if doc.get("metric") is not None:
-                metric = np.asarray(doc["metric"], dtype=np.float64).reshape(doc["dim"], -1)
-            book = cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"], metric)
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not an ismtk codebook ({type(exc).__name__}: {exc})") from exc
-        if doc.get("format", _FORMATS[False]) not in _FORMATS.values():
-            raise InputError(f"{path}: codebook format {doc['format']!r} is newer than this ismtk: upgrade ismtk")
-        return book
 
 
-#: Codebook file format by whether it has a metric (a format not listed here is refused as newer).
-_FORMATS = {False: "ismtk-codebook/1", True: "ismtk-codebook/2"}
+#: Codebook file format by whether it has a metric and whether it has a base (a format not listed here is refused
+#: as newer).
+_FORMATS = {
+    (False, False): "ismtk-codebook/1",
+    (True, False): "ismtk-codebook/2",
+    (False, True): "ismtk-codebook/3",
+    (True, True): "ismtk-codebook/3",
+}
 #: File name of the codebook inside an ISM tokenizer folder (beside ``model.json`` and ``model.pt``).
 CODEBOOK_FILE = "codebook.json"
 #: K values tried by the elbow method when ``k`` is not given.
@@ -382,10 +423,11 @@ ELBOW_KS = (8, 16, 24, 32, 48, 64, 96, 128)
 
 @dataclass(frozen=True)
 class ClusterReport:
-    """What :func:`build_codebook` did: K, s*, the points used, token usage and the elbow curve."""
+    """What :func:`build_codebook` did: K, s* (``None`` for a residual codebook), the points used, token usage and
+    the elbow curve."""
 
     k: int
-    disorder_token: int
+    disorder_token: int | None
     points: int
     inertia: float
     usage: np.ndarray
@@ -457,6 +499,7 @@ def build_codebook(
     elbow_ks: Sequence[int] = (),
     aligned: AlignedPairs | None = None,
     metric_dims: int = METRIC_DIMS,
+    residual: bool = False,
 ) -> ClusterReport:
     """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
 
@@ -466,13 +509,23 @@ def build_codebook(
     when none is given). s* is chosen by :func:`disorder_token`. ``aligned``: embeddings of aligned residue pairs
     (:func:`aligned_pair_embeddings`); k-means then runs in their :func:`aligned_pair_metric` of ``metric_dims``
     directions, and the codebook assigns by distance in it.
+
+    ``residual``: ``model_dir`` is an ISM tokenizer folder, and the codebook clusters what its tokens leave,
+    ``z - c(token)`` (a residual :class:`Codebook`, without s*). Written into a subfolder of ``model_dir``, it uses
+    the encoder there instead of a copy.
     """
     import shutil
 
     from ismtk.autoencoder.io import MODEL_CONFIG, MODEL_WEIGHTS
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    base = _base_codebook(model_dir) if residual else None
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
+    if base is not None:
+        z = z - base.quantised(z)
+        if aligned is not None:
+            aligned = replace(aligned, first=aligned.first - base.quantised(aligned.first),
+                              second=aligned.second - base.quantised(aligned.second))
     metric = None if aligned is None else aligned_pair_metric(aligned.first, aligned.second, z, metric_dims)
     x = z if metric is None else (z.astype(np.float64) @ metric).astype(np.float32)
     ks = tuple(n for n in (elbow_ks or (ELBOW_KS if k is None else ())) if n <= len(x))
@@ -482,18 +535,32 @@ def build_codebook(
     result = kmeans(x, k, n_init=n_init, seed=seed)
     # centroids are stored in embedding space: any preimage c of a centroid c' (c W = c') will do
     centroids = result.centroids if metric is None else result.centroids.astype(np.float64) @ np.linalg.pinv(metric)
-    star = disorder_token(result.labels, n_atoms, k)
+    star = None if base is not None else disorder_token(result.labels, n_atoms, k)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_CONFIG, MODEL_WEIGHTS):
+    shares_encoder = base is not None and out_dir.resolve().parent == model_dir.resolve()
+    for name in () if shares_encoder else (MODEL_CONFIG, MODEL_WEIGHTS):
         if (model_dir / name).resolve() != (out_dir / name).resolve():
             shutil.copyfile(model_dir / name, out_dir / name)
-    codebook = Codebook(centroids.astype(np.float32), Alphabet.of_size(k), star, file_sha256(out_dir / MODEL_WEIGHTS),
-                        metric)
+    codebook = Codebook(centroids.astype(np.float32), Alphabet.of_size(k), star, file_sha256(model_dir / MODEL_WEIGHTS),
+                        metric, base)
     codebook.save(out_dir / CODEBOOK_FILE)
     if ks:
         _write_elbow(out_dir, ks, inertias, k if k in ks else None)
     usage = np.bincount(result.labels, minlength=k) / len(result.labels)
     return ClusterReport(k, star, len(z), result.inertia, usage, ks, inertias, tuple(notes))
+
+
+def _base_codebook(folder: Path) -> Codebook:
+    """The codebook of the ISM tokenizer folder a residual codebook refines (:class:`InputError` if it has none, or
+    one that cannot be refined)."""
+    if not (folder / CODEBOOK_FILE).is_file():
+        raise InputError(f"{folder}: no {CODEBOOK_FILE}; a residual codebook refines the tokens of an ISM tokenizer "
+                         "folder (make one with 'ismtk cluster' first)")
+    base = Codebook.load(folder / CODEBOOK_FILE)
+    if base.metric is not None or base.base is not None:
+        raise InputError(f"{folder / CODEBOOK_FILE}: a residual codebook refines a plain codebook, not one with a "
+                         "metric or a residual one")
+    return base
 
 
 def _write_elbow(out_dir: Path, ks: Sequence[int], inertias: Sequence[float], chosen: int | None) -> None:

@@ -131,11 +131,9 @@ def reconstruction(tokenizer, data: Path, max_pairs: int = 250_000) -> dict[str,
     corpus = load_corpus(inputs)
     envs = validation_set(corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, SkipLog())
     codebook = tokenizer.codebook
-    centroids = torch.from_numpy(np.asarray(codebook.centroids, np.float32))
 
     def to_centroid(z: torch.Tensor) -> torch.Tensor:
-        tokens = torch.from_numpy(codebook.assign(z.detach().float().numpy()).astype(np.int64))
-        return centroids[tokens].to(z.dtype)
+        return torch.from_numpy(codebook.quantised(z.detach().float().numpy())).to(z.dtype)
 
     model, device = tokenizer.model, torch.device("cpu")
     out = {}
@@ -169,7 +167,7 @@ def token_report(
     data folder ``data`` (``scope40_dev``, ``cath2738``, ``structures``); write ``report.tsv`` and
     ``report.png`` (and each tokenizer's encoded database and SCOPe40 tables) into ``out_dir``."""
     from ismtk.search.search import SearchOptions
-    from ismtk.tokenizers import load_tokenizer
+    from ismtk.tokenizers import TOKENIZERS, load_tokenizer
     from ismtk.tokenizers.ism import IsmTokenizer
     from ismtk.workflows.search import load_search_db
 
@@ -182,7 +180,7 @@ def token_report(
     reports = []
     for i, spec in enumerate(tokenizers):
         tokenizer = load_tokenizer(spec)
-        name = spec if spec in ("3di", "ism") else Path(spec).name
+        name = str(spec) if str(spec) in TOKENIZERS else Path(spec).name
         folder = out_dir / f"{i}_{name}"
         db_path = folder / "db"
         log(f"{name}: encoding scope40_dev and cath2738")

@@ -55,6 +55,13 @@ def cluster(
                                              help="Directions of the aligned-pair metric.")] = _D["metric_dims"],
     elbow: Annotated[bool, typer.Option("--elbow", rich_help_panel=OUTPUT,
                                         help="Also write the elbow curve (elbow.tsv/png) for a fixed K.")] = False,
+    residual: Annotated[
+        bool,
+        typer.Option("--residual", rich_help_panel=TRAINING,
+                     help="MODEL is an ISM tokenizer folder: cluster what its tokens leave (z minus the token's "
+                          "centroid) into a second, residual token per residue, a track of its own for search. "
+                          "Write it into a subfolder of MODEL to share its encoder.")
+    ] = False,
 ) -> None:
     """Cluster residue embeddings of experimental structures into K structure tokens (ISM: K = 64).
 
@@ -62,9 +69,11 @@ def cluster(
     encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with
     the sparsest microenvironments (lowest median atom count). With --alignments, k-means runs in the directions in
     which structurally aligned residues agree (Fisher's discriminant over aligned pairs), and tokens are nearest
-    centroids there.
+    centroids there. With --residual, the second stage of residual quantisation: tokens of z - c(token).
 
     [bold]Example[/bold]: ismtk cluster runs/ae data/structures -o my_ism/ -k auto
+
+    [bold]Residual tokens[/bold]: ismtk cluster my_ism/ data/structures -o my_ism/residual --residual
     """
     if k != "auto" and not k.isdigit():
         raise typer.BadParameter("-k takes a number or 'auto'")
@@ -81,14 +90,14 @@ def cluster(
     with console.progress("embedding", total=None, unit="chains") as advance:
         report = build_codebook(model, inputs, output, None if k == "auto" else int(k), max_points,
                                 residues_per_chain, seed, n_init, index, progress=advance,
-                                elbow_ks=ELBOW_KS if elbow else (), aligned=aligned, metric_dims=metric_dims)
+                                elbow_ks=ELBOW_KS if elbow else (), aligned=aligned, metric_dims=metric_dims,
+                                residual=residual)
     for note in report.notes:
         console.info(note)
     if report.elbow_ks:
         ks = zip(report.elbow_ks, report.elbow_inertias, strict=True)
         console.info("elbow: " + ", ".join(f"K={a}: {b:.4g}" for a, b in ks))
-    console.info(
-        f"K={report.k} from {report.points:,} residues; s* = token {report.disorder_token} "
-        f"({report.usage[report.disorder_token]:.1%} of residues); usage entropy {report.entropy_bits:.2f} bits; "
-        f"dead tokens {report.dead_tokens} -> {output}"
-    )
+    star = ("residual tokens" if report.disorder_token is None else
+            f"s* = token {report.disorder_token} ({report.usage[report.disorder_token]:.1%} of residues)")
+    console.info(f"K={report.k} from {report.points:,} residues; {star}; usage entropy {report.entropy_bits:.2f} bits; "
+                 f"dead tokens {report.dead_tokens} -> {output}")

@@ -63,7 +63,8 @@ Tracks = Annotated[
     str | None,
     typer.Option(
         "--tracks", rich_help_panel=INPUT, show_default="--tokenizer's alone",
-        help="Token tracks to store, comma-separated tokenizers (3di, ism, ISM folders), for search --score; the "
+        help="Token tracks to store, comma-separated tokenizers (3di, ism, ism-residual, ISM folders), for search "
+        "--score; the "
         "first (or --tokenizer) is the database's main one. Amino acids are always stored from structures.",
     ),
 ]

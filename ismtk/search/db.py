@@ -77,7 +77,7 @@ class SequenceDB:
     ``tokens`` ``(R,) uint8`` indices into ``alphabet``, ``offsets`` ``(N + 1,) int64``, ``aa`` ``(R,) uint8``
     ASCII letters or ``None``; ``tokenizer`` is the identity of what made the tokens (``aa`` for amino acids);
     ``ca`` the C-alpha coordinates or ``None``; ``tracks`` more token tracks of the same residues by their
-    tokenizer's identity (see :meth:`with_tracks`); ``fits`` E-value parameters fitted on these very entries, by
+    tokenizer's identity; ``fits`` E-value parameters fitted on these very entries, by
     key (kept only by copies of the same entries).
     """
 
@@ -137,25 +137,15 @@ class SequenceDB:
             f"'ismtk createdb STRUCTURES... DB --tracks {self.tokenizer},{name}', or give structure files"
         )
 
-    def with_tracks(self, others: Iterable[SequenceDB]) -> tuple[SequenceDB, list[str]]:
-        """This database with the main token track of each of ``others`` (the same structures encoded by other
-        tokenizers) added as a track, joined by entry name. Returns it and the names of the entries left out
-        because another database lacks them. :class:`InputError` if an entry's lengths disagree."""
-        others = [o for o in others if o.tokenizer != self.tokenizer]
-        held = [set(o.names) for o in others]
-        keep = [i for i, name in enumerate(self.names) if all(name in names for names in held)]
-        kept = set(keep)
-        left_out = [name for i, name in enumerate(self.names) if i not in kept]
-        joined = self.select(keep) if len(keep) < len(self) else self
-        tracks = dict(joined.tracks)
-        for other in others:
-            picked = other.named(joined.names)
-            if not np.array_equal(picked.lengths(), joined.lengths()):
-                bad = joined.names[int(np.flatnonzero(picked.lengths() != joined.lengths())[0])]
-                raise InputError(f"entry {bad}: {other.tokenizer} and {self.tokenizer} tokens differ in length")
-            tracks[other.tokenizer] = TokenTrack(other.alphabet, np.asarray(picked.tokens))
-        return SequenceDB(joined.names, joined.offsets, joined.tokens, joined.alphabet, joined.tokenizer, joined.aa,
-                          joined.ca, tracks), left_out
+    def led_by(self, name: str) -> SequenceDB:
+        """The same entries with the token track of tokenizer identity ``name`` as the main one (the others, the
+        former main one among them, stay tracks): what a command that reads one token track reads."""
+        if name == self.tokenizer:
+            return self
+        lead = self.track(name)
+        tracks = {self.tokenizer: TokenTrack(self.alphabet, self.tokens)}
+        tracks |= {other: track for other, track in self.tracks.items() if other != name}
+        return SequenceDB(self.names, self.offsets, lead.tokens, lead.alphabet, name, self.aa, self.ca, tracks)
 
     def as_amino_acids(self) -> SequenceDB:
         """The same entries with the amino acids as tokens over :data:`AA_ALPHABET` (for sequence search)."""

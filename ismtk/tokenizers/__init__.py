@@ -1,9 +1,9 @@
 """Structure tokenizers, their alphabets, and token FASTA I/O.
 
-A tokenizer is chosen by name (``3di``, ``ism`` = the shipped ISM model) or as an ISM tokenizer folder
-(``ismtk cluster`` makes one). Token FASTA records and databases name the tokenizer that made them by its
-stable identity (:attr:`Tokenizer.identity`: ``3di``, or ``ism:`` and 12 hex digits), and
-:func:`tokenizer_for` finds the tokenizer again from it.
+A tokenizer is chosen by name (``3di``, ``ism`` = the shipped ISM model, ``ism-residual`` = its residual tokens)
+or as an ISM tokenizer folder (``ismtk cluster`` makes one). Token FASTA records and databases name the
+tokenizer that made them by its stable identity (:attr:`Tokenizer.identity`: ``3di``, or ``ism:`` and 12 hex
+digits), and :func:`tokenizer_for` finds the tokenizer again from it.
 
 >>> tokenizer = load_tokenizer("3di")
 >>> tokenizer.identity, tokenizer.fasta_tag, len(tokenizer.alphabet)
@@ -45,8 +45,19 @@ def _default_ism() -> Tokenizer:
     return IsmTokenizer()
 
 
-#: Tokenizers selectable by name on the command line (``ism`` is the shipped default model).
-TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {"ism": _default_ism, ThreeDiTokenizer.name: ThreeDiTokenizer}
+def _default_ism_residual() -> Tokenizer:
+    from ismtk.tokenizers.ism import DEFAULT_ISM_RESIDUAL, IsmTokenizer
+
+    return IsmTokenizer(DEFAULT_ISM_RESIDUAL)
+
+
+#: Tokenizers selectable by name on the command line (``ism`` is the shipped default model, ``ism-residual`` the
+#: second token per residue that refines it).
+TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {
+    "ism": _default_ism,
+    "ism-residual": _default_ism_residual,
+    ThreeDiTokenizer.name: ThreeDiTokenizer,
+}
 #: What ``ismtk encode`` writes by default: ISM tokens of the shipped model.
 ENCODE_TOKENIZER = "ism"
 #: The tokenizer of databases, searches and matrices when nothing names one: the one that searches best on
@@ -75,7 +86,7 @@ def tokenizer_for(
 
     ``given`` (the tokenizer the user chose, or the one of the other search side; ``given_by`` says which, for
     messages) is returned when it is that tokenizer, and is an error otherwise. Without it, ``3di`` and the
-    shipped ISM model are found by their identity; another ISM tokenizer needs its folder (``--tokenizer
+    shipped ISM tokenizers are found by their identity; another ISM tokenizer needs its folder (``--tokenizer
     FOLDER``). Identities written by older versions still resolve: ``ism`` (the shipped model) and the absolute
     path of an ISM folder.
     """
@@ -86,7 +97,7 @@ def tokenizer_for(
             return given
         if given_by != "--tokenizer":
             fix = f"make both with the same tokenizer (ismtk encode --tokenizer {_spelling(given)} for {source})"
-        elif current in TOKENIZERS or current == _shipped_identity():
+        elif current in TOKENIZERS or current in _shipped_identities():
             fix = "leave out --tokenizer (the tokens name their tokenizer)"
         else:
             fix = f"give the folder of the ISM tokenizer {current} with --tokenizer FOLDER"
@@ -100,8 +111,8 @@ def tokenizer_for(
     if current in TOKENIZERS:
         return TOKENIZERS[current]()
     if current.startswith("ism:"):
-        if current == _shipped_identity():
-            return _default_ism()
+        if current in _shipped_identities():
+            return TOKENIZERS[_shipped_identities()[current]]()
         raise InputError(f"{source} holds tokens of the ISM tokenizer {current}, which is not the shipped model; "
                          "give the folder of that tokenizer with --tokenizer FOLDER")
     raise InputError(f"{source} names an unknown tokenizer {identity!r}")
@@ -111,6 +122,13 @@ def _shipped_identity() -> str:
     from ismtk.tokenizers.ism import default_identity
 
     return default_identity()
+
+
+def _shipped_identities() -> dict[str, str]:
+    """The names of the shipped ISM tokenizers by their identity."""
+    from ismtk.tokenizers.ism import default_residual_identity
+
+    return {_shipped_identity(): "ism", default_residual_identity(): "ism-residual"}
 
 
 def _legacy_folder(stored: str) -> Tokenizer | None:
@@ -130,6 +148,6 @@ def _current_identity(stored: str) -> str | None:
 
 def _spelling(tokenizer: Tokenizer) -> str:
     """How ``--tokenizer`` selects ``tokenizer``: its name, or its folder."""
-    if tokenizer.name == "ism" and tokenizer.identity != _shipped_identity():
+    if tokenizer.name in TOKENIZERS and tokenizer.uses_torch and tokenizer.identity not in _shipped_identities():
         return str(getattr(tokenizer, "folder", "FOLDER"))
     return tokenizer.name

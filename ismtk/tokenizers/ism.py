@@ -5,6 +5,11 @@ An ISM tokenizer is a folder: the encoder (``model.json`` + ``model.pt``) and ``
 ``ismtk cluster``), optionally its substitution matrix ``matrix.out``. Its identity is ``ism:`` and the
 first 12 hex digits of the SHA-256 of the codebook's content (alphabet, disorder token, centroids and the
 SHA-256 of the encoder weights it was fitted on), so that it names the same tokens wherever the folder lies.
+
+A residual ISM tokenizer (``ismtk cluster --residual``) tokenizes what the tokens of another leave: its codebook
+holds the one it refines, and its folder may sit inside that tokenizer's folder and use the encoder there. The
+shipped one, ``ism-residual``, refines the shipped ``ism``; the two are the tracks ``ism`` and ``ism-residual`` of
+a database, and embedding a chain once serves both.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ from ismtk.search.matrix import TOKENIZER_MATRIX
 from ismtk.structure.chain import ProteinChain
 from ismtk.tokenizers.base import Tokenizer, require_backbone
 
-__all__ = ["DEFAULT_ISM_MODEL", "IsmTokenizer", "codebook_identity", "default_identity"]
+__all__ = [
+    "DEFAULT_ISM_MODEL",
+    "DEFAULT_ISM_RESIDUAL",
+    "IsmTokenizer",
+    "codebook_identity",
+    "default_identity",
+    "default_residual_identity",
+]
 
 #: The shipped default: encoder (``model.json`` + ``model.pt``) and ``codebook.json`` in one folder.
 DEFAULT_ISM_MODEL = Path(str(files("ismtk") / "data" / "ism"))
+#: The shipped residual tokenizer of the default (``codebook.json`` and ``matrix.out``; the encoder is its parent's).
+DEFAULT_ISM_RESIDUAL = DEFAULT_ISM_MODEL / "residual"
 #: Hex digits of the codebook's SHA-256 in an ISM identity (48 bits: collisions need ~10^7 codebooks).
 IDENTITY_DIGITS = 12
 
@@ -42,6 +56,8 @@ def codebook_identity(codebook: Codebook) -> str:
         "encoder_sha256": codebook.encoder_sha256,
         "shape": list(codebook.centroids.shape),
     }
+    if codebook.base is not None:
+        header["base"] = codebook_identity(codebook.base)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(codebook.centroids, dtype="<f4").tobytes())
     if codebook.metric is not None:
@@ -55,10 +71,48 @@ def default_identity() -> str:
     return codebook_identity(Codebook.load(DEFAULT_ISM_MODEL / CODEBOOK_FILE))
 
 
+@functools.cache
+def default_residual_identity() -> str:
+    """The identity of the shipped residual ISM tokenizer."""
+    return codebook_identity(Codebook.load(DEFAULT_ISM_RESIDUAL / CODEBOOK_FILE))
+
+
+def encoder_folder(folder: Path, codebook: Codebook) -> Path:
+    """Where the encoder of an ISM tokenizer folder lies: in it, or, for a residual codebook without one of its own,
+    in the folder above (the tokenizer it refines)."""
+    from ismtk.autoencoder.io import MODEL_WEIGHTS
+
+    if codebook.base is not None and not (folder / MODEL_WEIGHTS).is_file():
+        return folder.parent
+    return folder
+
+
+#: The embeddings of the chains embedded last, and by which encoder on which device (see :func:`_embeddings`).
+_last_embedded: tuple[tuple[str, str], tuple[ProteinChain, ...], list[np.ndarray]] | None = None
+
+
+def _embeddings(encoder: str, model: torch.nn.Module, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
+    """Embeddings of ``chains`` by ``model`` (whose weights have SHA-256 ``encoder``). A tokenizer and its residual
+    tokenizer, asked for tokens of the same chain objects one after the other (the tracks of a database), share one
+    embedding: the last call's is kept while it holds those very chains."""
+    from ismtk.autoencoder.io import embed_chains
+
+    global _last_embedded
+    key = (encoder, str(next(model.parameters()).device))
+    if _last_embedded is not None and _last_embedded[0] == key and len(_last_embedded[1]) == len(chains) and all(
+        a is b for a, b in zip(_last_embedded[1], chains, strict=True)
+    ):
+        return _last_embedded[2]
+    z = embed_chains(model, chains)
+    _last_embedded = key, tuple(chains), z
+    return z
+
+
 class IsmTokenizer(Tokenizer):
     """Tokens of a trained autoencoder + codebook folder (``model.json``, ``model.pt``, ``codebook.json``).
 
-    The codebook records the SHA-256 of the encoder weights it was fitted on; a mismatch is an error.
+    The codebook records the SHA-256 of the encoder weights it was fitted on; a mismatch is an error. A residual
+    codebook makes the tokenizer's :attr:`name` ``ism-residual``.
     Embeddings are assigned to centroids in float64, so tokens do not change with the thread count. The
     encoder is loaded when tokens are first made: reading a token FASTA or a database needs only the
     codebook (:attr:`alphabet`, :attr:`identity`).
@@ -79,8 +133,16 @@ class IsmTokenizer(Tokenizer):
         if not codebook_path.is_file():
             raise InputError(f"{folder}: no {CODEBOOK_FILE}; make one with 'ismtk cluster {folder} STRUCTS -o ...'")
         self.codebook = Codebook.load(codebook_path)
-        if self.codebook.encoder_sha256 != file_sha256(folder / MODEL_WEIGHTS):
-            raise InputError(f"{codebook_path}: codebook was fitted on another encoder than {folder / MODEL_WEIGHTS}")
+        self.encoder = encoder_folder(folder, self.codebook)
+        if not (self.encoder / MODEL_WEIGHTS).is_file():
+            raise InputError(f"{folder}: no encoder ({MODEL_WEIGHTS}) beside {CODEBOOK_FILE}"
+                             + (" nor in the folder above" if self.encoder != folder else ""))
+        if self.codebook.encoder_sha256 != file_sha256(self.encoder / MODEL_WEIGHTS):
+            raise InputError(
+                f"{codebook_path}: codebook was fitted on another encoder than {self.encoder / MODEL_WEIGHTS}"
+            )
+        if self.codebook.base is not None:
+            self.name = "ism-residual"
         self.alphabet = self.codebook.alphabet
         self.folder = folder
         self.device = device
@@ -97,7 +159,7 @@ class IsmTokenizer(Tokenizer):
         """The encoder, loaded on first use."""
         from ismtk.autoencoder.io import load_autoencoder
 
-        return load_autoencoder(self.folder, self.device)
+        return load_autoencoder(self.encoder, self.device)
 
     def to(self, device: str) -> IsmTokenizer:
         self.model = self.model.to(device)
@@ -105,11 +167,9 @@ class IsmTokenizer(Tokenizer):
 
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
-        from ismtk.autoencoder.io import embed_chains
-
         for chain in chains:
             require_backbone(chain, "ISM tokens are made from all-atom microenvironments")
-        return [self.codebook.assign(z) for z in embed_chains(self.model, chains)]
+        return [self.codebook.assign(z) for z in _embeddings(self.codebook.encoder_sha256, self.model, chains)]
 
     def encode(self, chain: ProteinChain) -> np.ndarray:
         return self.encode_many([chain])[0]

@@ -78,13 +78,14 @@ def default_threads() -> int:
 @dataclass(frozen=True)
 class EncodedChain:
     """Tokens of one chain: ``tokens`` is ``(L,) uint8``, ``sequence`` its amino acids, ``ca`` its ``(L, 3)
-    float32`` C-alpha coordinates."""
+    float32`` C-alpha coordinates, ``tracks`` its ``(L,) uint8`` tokens by each tokenizer of the tracks asked for."""
 
     name: str
     sequence: str
     tokens: np.ndarray
     chain_id: str = ""
     ca: np.ndarray | None = None
+    tracks: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,14 @@ def resolve_device(device: str, tokenizer: Tokenizer) -> str:
     return str(resolve(device))
 
 
-def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = ReadOptions()) -> FileResult:
+def encode_file(
+    path: str | Path, tokenizer: Tokenizer, options: ReadOptions = ReadOptions(), tracks: Sequence[Tokenizer] = ()
+) -> FileResult:
     """Read and tokenize one file; problems are returned in :attr:`FileResult.skipped`, never raised.
 
-    An unexpected exception (a bug, not bad input) is reported as a skip too, so one file never stops a
-    batch of millions.
+    Each chain is also tokenized by each of ``tracks`` (:attr:`EncodedChain.tracks`), from the same reading; a
+    chain that one of them cannot use is skipped. An unexpected exception (a bug, not bad input) is reported as a
+    skip too, so one file never stops a batch of millions.
     """
     start = time.perf_counter()
     try:
@@ -188,8 +192,9 @@ def encode_file(path: str | Path, tokenizer: Tokenizer, options: ReadOptions = R
         encoded, skipped = [], list(structure.skipped)
         for chain in structure.chains:
             try:
-                encoded.append(EncodedChain(chain.name, chain.sequence, tokenizer.encode(chain), chain.chain_id,
-                                            chain.ca))
+                tokens = tokenizer.encode(chain)
+                more = tuple(track.encode(chain) for track in tracks)
+                encoded.append(EncodedChain(chain.name, chain.sequence, tokens, chain.chain_id, chain.ca, more))
             except StructureError as exc:
                 skipped.append(exc)
     except StructureError as exc:
@@ -206,8 +211,10 @@ def encode_files(
     options: ReadOptions = ReadOptions(),
     threads: int = 1,
     devices: Sequence[str] | None = None,
+    tracks: Sequence[Tokenizer] = (),
 ) -> Iterator[FileResult]:
-    """Encode many files, yielding results in input order.
+    """Encode many files, yielding results in input order (each chain also by each of ``tracks``, see
+    :func:`encode_file`).
 
     ``threads`` worker processes share the files, each using one core; or, with ``devices`` (e.g.
     ``["cuda:0", "cuda:1"]``), one worker per device with the tokenizer moved there. With one worker, or
@@ -224,15 +231,16 @@ def encode_files(
     devices = list(devices) if devices else ["cpu"] * threads
     workers = min(len(devices), max(1, len(paths) // MIN_FILES_PER_WORKER))
     if workers == 1:
-        yield from _encode_here(paths, tokenizer, options, devices[0])
+        yield from _encode_here(paths, tokenizer, options, devices[0], tracks)
         return
     largest = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
-    context = _worker_context(tokenizer)
+    context = _worker_context([tokenizer, *tracks])
     queue = context.Queue()
     for device in devices[:workers]:
         queue.put(device)
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(tokenizer, options, queue, os.getpid())
+        workers, mp_context=context, initializer=_init_worker,
+        initargs=(tokenizer, options, queue, os.getpid(), tuple(tracks)),
     )
     pending: deque[tuple[Future, int]] = deque()
     pace = _Pace()
@@ -272,20 +280,23 @@ class _Pace:
         return max(1, min(largest, int(CHUNK_SECONDS * self.files / max(self.seconds, 1e-9))))
 
 
-def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str) -> Iterator[FileResult]:
+def _encode_here(
+    paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str, tracks: Sequence[Tokenizer] = ()
+) -> Iterator[FileResult]:
     """Encode in this process with one torch thread and one BLAS thread, as every worker (restored afterwards):
     over the encoder's small matmuls a second OpenMP thread gains little on a free machine and, spinning while
     the cores are shared, made the README's 10 files 6x slower (61-78 s vs 10-14 s); NumPy's BLAS threads
     (3Di's small matrix products) spin the same way."""
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 0
-    tokenizer.to(device)
+    for each in (tokenizer, *tracks):
+        each.to(device)
     with threadpool_limits(limits=1, user_api="blas"):
         try:
             for path in paths:
                 if torch is not None:
                     torch.set_num_threads(1)
-                result = encode_file(path, tokenizer, options)
+                result = encode_file(path, tokenizer, options, tracks)
                 _release_memory()
                 yield result
         finally:
@@ -293,21 +304,23 @@ def _encode_here(paths: list[str], tokenizer: Tokenizer, options: ReadOptions, d
                 torch.set_num_threads(threads)
 
 
-def _worker_context(tokenizer: Tokenizer):
+def _worker_context(tokenizers: Sequence[Tokenizer]):
     """``forkserver`` where there is one (workers fork from a clean server that imported the encoding and
     tokenizer modules once, so they start in milliseconds), else ``spawn``; never a plain fork of a parent
     that may hold threads or CUDA state."""
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
     context = get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__, type(tokenizer).__module__])
+    context.set_forkserver_preload(["__main__", __name__, *sorted({type(t).__module__ for t in tokenizers})])
     return context
 
 
-_worker_state: tuple[Tokenizer, ReadOptions] | None = None
+_worker_state: tuple[Tokenizer, ReadOptions, tuple[Tokenizer, ...]] | None = None
 
 
-def _init_worker(tokenizer: Tokenizer, options: ReadOptions, devices, parent: int) -> None:
+def _init_worker(
+    tokenizer: Tokenizer, options: ReadOptions, devices, parent: int, tracks: tuple[Tokenizer, ...] = ()
+) -> None:
     global _worker_state
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
@@ -316,7 +329,8 @@ def _init_worker(tokenizer: Tokenizer, options: ReadOptions, devices, parent: in
     threadpool_limits(limits=1, user_api="blas")
     if "torch" in sys.modules:  # neural tokenizers
         sys.modules["torch"].set_num_threads(1)
-    _worker_state = (tokenizer.to(devices.get()), options)
+    device = devices.get()
+    _worker_state = (tokenizer.to(device), options, tuple(track.to(device) for track in tracks))
 
 
 def _encode_chunk(paths: list[str]) -> list[FileResult]:
@@ -429,7 +443,7 @@ def encode_to_fasta(
     Raises :class:`InputError` if no chain at all could be encoded (nothing is written then).
     """
     paths = [str(p) for p in shard.select([str(p) for p in paths])]
-    key = inputs_fingerprint(paths, tokenizer.name, tokenizer.alphabet.symbols, repr(options), aa_out is not None)
+    key = inputs_fingerprint(paths, tokenizer.identity, tokenizer.alphabet.symbols, repr(options), aa_out is not None)
     with ResumableFasta(tokens_out, aa_out, key, resume) as out:
         done = out.state.files
         if on_start is not None:

@@ -36,7 +36,7 @@ from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, IsmtkError, TooFewToFit
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.combined import MAIN_TRACK
-from ismtk.search.db import AA_TRACK, SequenceDB, is_db
+from ismtk.search.db import AA_TRACK, SequenceDB, TokenTrack, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
 from ismtk.search.m8 import (
@@ -109,7 +109,8 @@ def open_input(
     """A search input as a :class:`SequenceDB`, with the tokenizer of its tokens (``None`` in ``aa`` mode).
 
     ``inputs``: one database folder, token FASTA file(s), or structure files/folders/path lists. A database
-    names its tokenizer in its header and a token FASTA in its records' tags (untagged FASTA are read as
+    names its tokenizer in its header (a database holding ``tokenizer``'s tokens as another track is read as
+    led by that track, :meth:`SequenceDB.led_by`) and a token FASTA in its records' tags (untagged FASTA are read as
     ``tokenizer``'s, else as :data:`~ismtk.tokenizers.DEFAULT_TOKENIZER`'s); ``tokenizer`` (the user's choice,
     or the target's for a query; ``given_by`` says which, for messages) must then be the same. Structures
     are encoded with ``tokenizer`` (default 3Di). What cannot be used goes to ``on_skip`` and is left out: missing
@@ -117,8 +118,9 @@ def open_input(
     whose name an earlier entry has (the first keeps it).
     In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
     database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
-    Structures are also encoded by each of ``tracks``, stored as more token tracks (entries that one of them
-    cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA one.
+    Structures are also encoded by each of ``tracks`` from the same reading, stored as more token tracks (chains
+    that one of them cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA
+    one.
     """
     if mode == "aa":
         paths = [Path(p) for p in inputs]
@@ -129,6 +131,8 @@ def open_input(
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and is_db(paths[0]):
         db = SequenceDB.load(paths[0])
+        if tokenizer is not None and tokenizer.identity in db.tracks:
+            db = db.led_by(tokenizer.identity)
         if not need_tokenizer and tokenizer is None:
             return db, None
         resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
@@ -147,22 +151,23 @@ def open_input(
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
-    db = _encoded(files, tokenizer, options, threads, on_skip)
-    others = [_encoded(files, t, options, threads, None) for t in tracks if t.identity != tokenizer.identity]
-    if others:
-        db, left_out = db.with_tracks(others)
-        for name in left_out:
-            _skip(InputError(f"{name}: not encoded by every tokenizer of the tracks"), on_skip)
-    return db, tokenizer
+    others = list({t.identity: t for t in tracks if t.identity != tokenizer.identity}.values())
+    return _encoded(files, tokenizer, options, threads, on_skip, others), tokenizer
 
 
 def _encoded(
-    files: list[Path], tokenizer: Tokenizer, options: ReadOptions, threads: int, on_skip: SkipHandler | None
+    files: list[Path],
+    tokenizer: Tokenizer,
+    options: ReadOptions,
+    threads: int,
+    on_skip: SkipHandler | None,
+    tracks: Sequence[Tokenizer] = (),
 ) -> SequenceDB:
-    """Every usable chain of ``files`` encoded by ``tokenizer``, with amino acids and C-alpha coordinates."""
+    """Every usable chain of ``files`` encoded by ``tokenizer`` (and by each of ``tracks``, as more token tracks),
+    with amino acids and C-alpha coordinates."""
     chains, problems = [], []
     names = EntryNames()
-    with closing(encode_files(files, tokenizer, options, threads)) as results:
+    with closing(encode_files(files, tokenizer, options, threads, tracks=tracks)) as results:
         for result in results:
             result = names.claim(result)
             chains.extend(result.chains)
@@ -173,7 +178,10 @@ def _encoded(
         first = f" (first: {problems[0]})" if problems else ""
         raise InputError(f"no chain could be encoded from {len(files)} structure file(s){first}")
     records = ((c.name, c.tokens, c.sequence) for c in chains)
-    return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity, [c.ca for c in chains])
+    db = SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity, [c.ca for c in chains])
+    more = {t.identity: TokenTrack(t.alphabet, np.concatenate([c.tracks[k] for c in chains]))
+            for k, t in enumerate(tracks)}
+    return replace(db, tracks=more) if more else db
 
 
 def _usable_records(
