@@ -9,15 +9,19 @@ from helpers import STRUCTURES
 
 from ismtk.structure import read_structure
 from ismtk.tokenizers import load_tokenizer, read_fasta
-from ismtk.tokenizers.ism import DEFAULT_ISM_MODEL
+from ismtk.tokenizers.ism import DEFAULT_ISM_MODEL, DEFAULT_ISM_RESIDUAL
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 
 
-@pytest.mark.parametrize(("tokenizer", "golden"), [("ism", "ism_default.fasta"), ("3di", "3di.fasta")])
+@pytest.mark.parametrize(
+    ("tokenizer", "golden"),
+    [("ism", "ism_default.fasta"), ("ism-residual", "ism_residual.fasta"), ("3di", "3di.fasta")],
+)
 def test_shipped_tokenizers_reproduce_their_golden_tokens(tokenizer, golden):
-    if tokenizer == "ism" and not (DEFAULT_ISM_MODEL / "codebook.json").is_file():
-        pytest.fail("the default ISM model is not in the package (ismtk/data/ism)")
+    for folder in (DEFAULT_ISM_MODEL, DEFAULT_ISM_RESIDUAL):
+        if tokenizer.startswith("ism") and not (folder / "codebook.json").is_file():
+            pytest.fail(f"a shipped ISM tokenizer is not in the package ({folder})")
     expected = dict(read_fasta(GOLDEN / golden))
     tok = load_tokenizer(tokenizer)
     chains = [c for name in ("1FQJ_l_u", "d1a32a_") for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]

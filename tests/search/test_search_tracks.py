@@ -20,7 +20,7 @@ from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
 from ismtk.tokenizers import load_tokenizer
-from ismtk.workflows.search import resolve_score, score_tokenizers
+from ismtk.workflows.search import load_search_db, resolve_score, score_tokenizers
 
 runner = CliRunner()
 EVERYTHING = ("-e", "1e9", "-t", "1")
@@ -61,20 +61,6 @@ def test_createdb_stores_each_track_under_its_tokenizer_identity(tracks_db, doma
     # a subset keeps every track aligned with its residues
     part = db.select([3, 1])
     np.testing.assert_array_equal(part.track(ism_identity).tokens, alone["ism"].select([3, 1]).tokens)
-
-
-def test_with_tracks_joins_by_name_and_reports_the_entries_left_out(tracks_db):
-    db = SequenceDB.load(tracks_db)
-    three = SequenceDB(db.names, db.offsets, db.tokens, db.alphabet, "3di", db.aa)
-    other = db.select([4, 2, 0])  # another order, two entries missing
-    other = SequenceDB(other.names, other.offsets, other.tokens, other.alphabet, "fake", other.aa)
-    joined, left_out = three.with_tracks([other])
-    assert joined.names == [db.names[0], db.names[2], db.names[4]]
-    assert left_out == [db.names[1], db.names[3]]
-    np.testing.assert_array_equal(joined.track("fake").tokens, joined.tokens)
-    short = SequenceDB.from_records([(db.names[0], np.zeros(3, np.uint8), None)], db.alphabet, "short")
-    with pytest.raises(InputError, match="differ in length"):
-        three.with_tracks([short])
 
 
 def test_score_text():
@@ -181,6 +167,29 @@ def test_structures_are_encoded_with_every_track_of_the_score(domains_dir, track
     assert (tmp_path / "db.m8").read_text() == (tmp_path / "easy.m8").read_text()
     hits = [line.split("\t") for line in (tmp_path / "db.m8").read_text().splitlines()]
     assert hits[0][:2] == ["d1ycca_", "d1ycca_"] and len(hits) == 5
+
+
+def test_the_shipped_residual_ism_tokens_are_a_track_of_their_own(domains_dir, tmp_path, ism_identity):
+    residual = load_tokenizer("ism-residual")
+    assert residual.identity not in (ism_identity, "ism") and residual.codebook.base is not None
+    db_path = tmp_path / "db"
+    _run("createdb", domains_dir, db_path, "--tracks", "ism,ism-residual", "-t", "1")
+    db = SequenceDB.load(db_path)
+    assert db.track_names == [ism_identity, residual.identity, "aa"]
+    _run("createdb", domains_dir, tmp_path / "alone", "--tokenizer", "ism-residual", "-t", "1")
+    alone = SequenceDB.load(tmp_path / "alone")
+    np.testing.assert_array_equal(db.track(residual.identity).tokens, alone.tokens)
+    # commands that read one track (learn-matrix, fit-evalue) read the one their --tokenizer names
+    led = load_search_db([db_path], "ism-residual")
+    assert led.track_names == [residual.identity, ism_identity, "aa"]
+    np.testing.assert_array_equal(led.tokens, alone.tokens)
+    np.testing.assert_array_equal(led.track(ism_identity).tokens, db.tokens)
+    query, score = domains_dir / "d1ycca_.pdb.gz", "ism:1,ism-residual:1,aa:0.5"
+    _run("search", query, db_path, "-o", tmp_path / "db.m8", "--score", score, *EVERYTHING)
+    _run("easy-search", query, domains_dir, tmp_path / "easy.m8", "--score", score, *EVERYTHING)
+    assert (tmp_path / "db.m8").read_text() == (tmp_path / "easy.m8").read_text()
+    hits = [line.split("\t") for line in (tmp_path / "db.m8").read_text().splitlines()]
+    assert hits[0][:2] == ["d1ycca_", "d1ycca_"]
 
 
 def test_scope40_ranking_takes_a_score(tracks_db):
