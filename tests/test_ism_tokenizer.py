@@ -102,6 +102,9 @@ def test_residual_tokenizer_refines_the_tokens_of_its_folder_and_shares_its_enco
     shutil.copytree(folder / "residual", tmp_path / "alone")
     with pytest.raises(InputError, match="no encoder"):
         IsmTokenizer(tmp_path / "alone")
+    replace(base.codebook, centroids=base.codebook.centroids[::-1].copy()).save(folder / CODEBOOK_FILE)
+    with pytest.raises(InputError, match="residual codebook of another codebook"):
+        IsmTokenizer(folder / "residual")
 
 
 def test_database_tracks_of_one_encoder_embed_each_chain_once(ism_folder, tmp_path, monkeypatch):

@@ -143,6 +143,11 @@ class IsmTokenizer(Tokenizer):
             )
         if self.codebook.base is not None:
             self.name = "ism-residual"
+            above = self.encoder / CODEBOOK_FILE
+            base = codebook_identity(self.codebook.base)
+            if self.encoder != folder and above.is_file() and codebook_identity(Codebook.load(above)) != base:
+                raise InputError(f"{codebook_path}: a residual codebook of another codebook than {above}; make it "
+                                 f"again with 'ismtk cluster {self.encoder} STRUCTS -o {folder} --residual'")
         self.alphabet = self.codebook.alphabet
         self.folder = folder
         self.device = device
