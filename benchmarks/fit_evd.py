@@ -9,11 +9,10 @@ and gaps) then use them (:func:`ismtk.search.evalue.shipped_evd`).
 
 Example (the shipped fits; ``train_names.txt``: the 1,905 matrix-training entries, ``matrices/README.md``)::
 
-    python benchmarks/fit_evd.py --db db_tracks --names train_names.txt \\
-        --score 3di:1,aa:0.5 3di:1,ism:0.25 3di:1,ism:0.25,aa:0.5 3di:1,ism:1 3di:1,ism:1,aa:0.5 \\
-        --out ismtk/data/matrices/evd.json
-    python benchmarks/fit_evd.py --db db_ism --names train_names.txt --score ism:1,aa:0.5 \\
-        --out ismtk/data/matrices/evd.json
+    python benchmarks/fit_evd.py --db db_all --names train_names.txt \\
+        --score 3di:1,aa:0.5 3di:1,ism:0.25 3di:1,ism:0.25,aa:0.5 3di:1,ism:1 3di:1,ism:1,aa:0.5 ism:1,aa:0.5 \\
+        ism:1,ism-residual:1 ism:1,ism-residual:1,aa:0.5 3di:1,ism:0.25,ism-residual:0.25 \\
+        3di:1,ism:0.25,ism-residual:0.25,aa:0.5 --out ismtk/data/matrices/evd.json
 """
 
 from __future__ import annotations

@@ -108,9 +108,10 @@ class TrackAligner:
         return track_codes(db, self.names)
 
     def fit_key(self) -> str:
-        """A digest of what E-value parameters fitted for this aligner depend on besides the database: the
-        tracks, their weighted scores and the gap penalties (:attr:`SequenceDB.fits` is keyed by it)."""
-        digest = hashlib.sha256(f"{self.names}|{self.gap_open}|{self.gap_extend}".encode())
+        """A digest of what E-value parameters fitted for this aligner depend on besides the database: the tracks'
+        weighted scores, in order, and the gap penalties (:attr:`SequenceDB.fits` is keyed by it). Not the tracks'
+        names: a tokenizer's track scores the same whether it is a database's main track or another one."""
+        digest = hashlib.sha256(f"{len(self.names)}|{self.gap_open}|{self.gap_extend}".encode())
         for matrix in self.tracks.matrices:
             digest.update(np.ascontiguousarray(matrix, np.int32).tobytes() + str(matrix.shape).encode())
         return digest.hexdigest()[:16]
