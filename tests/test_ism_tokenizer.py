@@ -99,6 +99,9 @@ def test_residual_tokenizer_refines_the_tokens_of_its_folder_and_shares_its_enco
     result = CliRunner().invoke(app, ["cluster", str(ism_folder / "ae"), str(ism_folder / "structs"), "-o",
                                       str(tmp_path / "r2"), "-k", "4", "--residual"])
     assert result.exit_code != 0 and "refines the tokens of an ISM tokenizer folder" in result.output
+    result = CliRunner().invoke(app, [*args, "--alignments", str(tmp_path / "x.aln"), "--aligned-structures",
+                                      str(ism_folder / "structs")])
+    assert result.exit_code != 0 and "leave out --alignments" in result.output
     shutil.copytree(folder / "residual", tmp_path / "alone")
     with pytest.raises(InputError, match="no encoder"):
         IsmTokenizer(tmp_path / "alone")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -519,13 +519,12 @@ def build_codebook(
     from ismtk.autoencoder.io import MODEL_CONFIG, MODEL_WEIGHTS
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if residual and aligned is not None:
+        raise InputError("a residual codebook is clustered in plain embedding space, without aligned pairs")
     base = _base_codebook(model_dir) if residual else None
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
     if base is not None:
         z = z - base.quantised(z)
-        if aligned is not None:
-            aligned = replace(aligned, first=aligned.first - base.quantised(aligned.first),
-                              second=aligned.second - base.quantised(aligned.second))
     metric = None if aligned is None else aligned_pair_metric(aligned.first, aligned.second, z, metric_dims)
     x = z if metric is None else (z.astype(np.float64) @ metric).astype(np.float32)
     ks = tuple(n for n in (elbow_ks or (ELBOW_KS if k is None else ())) if n <= len(x))

@@ -79,6 +79,8 @@ def cluster(
         raise typer.BadParameter("-k takes a number or 'auto'")
     if (alignments is None) != (not aligned_structures):
         raise typer.BadParameter("--alignments and --aligned-structures go together")
+    if residual and alignments is not None:
+        raise typer.BadParameter("--residual clusters plain embeddings: leave out --alignments")
     aligned: AlignedPairs | None = None
     if alignments is not None:
         with console.progress("embedding aligned chains", total=None, unit="chains") as advance:
