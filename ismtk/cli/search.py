@@ -64,8 +64,8 @@ Tracks = Annotated[
     typer.Option(
         "--tracks", rich_help_panel=INPUT, show_default="--tokenizer's alone",
         help="Token tracks to store, comma-separated tokenizers (3di, ism, ism-residual, ISM folders), for search "
-        "--score; the "
-        "first (or --tokenizer) is the database's main one. Amino acids are always stored from structures.",
+        "--score; the first (or --tokenizer) is the database's main one. Amino acids are always stored from "
+        "structures.",
     ),
 ]
 

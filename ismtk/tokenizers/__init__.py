@@ -111,8 +111,9 @@ def tokenizer_for(
     if current in TOKENIZERS:
         return TOKENIZERS[current]()
     if current.startswith("ism:"):
-        if current in _shipped_identities():
-            return TOKENIZERS[_shipped_identities()[current]]()
+        shipped = _shipped_identities().get(current)
+        if shipped is not None:
+            return TOKENIZERS[shipped]()
         raise InputError(f"{source} holds tokens of the ISM tokenizer {current}, which is not the shipped model; "
                          "give the folder of that tokenizer with --tokenizer FOLDER")
     raise InputError(f"{source} names an unknown tokenizer {identity!r}")
