@@ -28,7 +28,7 @@ from ismtk.search.hit3d import COLUMNS_3D, PROB_COLUMN, JudgeOptions
 from ismtk.search.m8 import write_m8
 from ismtk.search.matrix import load_matrix
 from ismtk.search.prob import find_fit
-from ismtk.search.search import Searcher, SearchOptions
+from ismtk.search.search import Searcher, SearchOptions, column_scorer
 from ismtk.workflows.search import judge_hits
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     query = db.select([index[n] for n in read_names(args.queries)])
     matrix = load_matrix(None, db.tokenizer)
     options = SearchOptions(max_evalue=args.evalue, max_seqs=args.max_seqs)
-    fit = find_fit(matrix, options.gap_open, options.gap_extend, options.aa_weight)
+    fit = find_fit(column_scorer(db, matrix, options)[0].fit_key(), f"the default score of {args.db}")
     setting = f"-e {args.evalue:g} --max-seqs {args.max_seqs}"
     print(f"{len(query)} queries x {len(db)} entries, {setting}; {load()}", flush=True)
 

@@ -20,33 +20,36 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, read_names
+from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.prob import (
     PROB_FILE,
     ProbFit,
     fit_logistic,
-    matrix_fingerprint,
     prob_features,
     read_fits,
     write_fits,
 )
 from ismtk.search.search import Searcher, SearchOptions
+from ismtk.workflows.search import resolve_score, score_tokenizers
 
 BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
 
 
-def labelled_scores(db: SequenceDB, names: list[str], lookup: dict[str, str], options: SearchOptions, matrix):
+def labelled_scores(db: SequenceDB, names: list[str], lookup: dict[str, str], options: SearchOptions, matrix,
+                    matrices=None):
     """(corrected scores, query lengths, target lengths, homologous?, E-values) of every labelled ordered pair of
-    ``names`` (self-pairs left out)."""
+    ``names`` (self-pairs left out), and the search's scoring-scheme key."""
     index = {n: i for i, n in enumerate(db.names)}
     part = db.select([index[n] for n in names])
     lengths = part.lengths()
-    searcher = Searcher(part, matrix, options)
+    searcher = Searcher(part, matrix, options, matrices=matrices)
     scores, labels, evalues, pair_lengths = [], [], [], []
     for i, hits in enumerate(searcher.search(part)):
         q = lookup[names[i]].split(".")
@@ -64,7 +67,8 @@ def labelled_scores(db: SequenceDB, names: list[str], lookup: dict[str, str], op
             evalues.append(h.evalue)
             pair_lengths.append((lengths[i], lengths[h.target]))
     qlen, tlen = np.array(pair_lengths, np.int64).reshape(-1, 2).T
-    return np.array(scores, float), qlen, tlen, np.array(labels, bool), np.array(evalues, float)
+    labelled = np.array(scores, float), qlen, tlen, np.array(labels, bool), np.array(evalues, float)
+    return labelled, searcher.scorer.fit_key()
 
 
 def reliability(prob: np.ndarray, homologous: np.ndarray) -> list[str]:
@@ -91,6 +95,7 @@ def main() -> None:
     parser.add_argument("--matrix", default=None)
     parser.add_argument("--mode", default="tokens", choices=["tokens", "aa"])
     parser.add_argument("--aa-weight", type=float, default=0.0)
+    parser.add_argument("--score", help="a multi-track --score of the database's tracks (e.g. 3di:1,ism:0.25,aa:0.5)")
     parser.add_argument("--gap-open", type=int, default=10)
     parser.add_argument("--gap-extend", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -101,6 +106,7 @@ def main() -> None:
         db = db.as_amino_acids()
     lookup = read_lookup(args.lookup)
     matrix = load_matrix(args.matrix, db.tokenizer)
+    matrices = {}
     options = SearchOptions(
         gap_open=args.gap_open,
         gap_extend=args.gap_extend,
@@ -110,23 +116,23 @@ def main() -> None:
         aa_weight=args.aa_weight,
         threads=args.threads,
     )
+    if args.score:
+        scored = replace(options, score=parse_score(args.score))
+        options, matrices = resolve_score(scored, db, score_tokenizers(scored))
     start = time.perf_counter()
     train, bench = read_names(args.train), read_names(args.bench)
-    scores, qlen, tlen, homologous, _ = labelled_scores(db, train, lookup, options, matrix)
+    (scores, qlen, tlen, homologous, _), key = labelled_scores(db, train, lookup, options, matrix, matrices)
     intercept, (by_score, per_residue) = fit_logistic(prob_features(scores, qlen, tlen), homologous)
     fit = ProbFit(
         args.name,
-        matrix_fingerprint(matrix),
-        args.gap_open,
-        args.gap_extend,
-        args.aa_weight,
+        key,
         intercept,
         float(by_score),
         float(per_residue),
         f"scope40_dev matrix_train, {len(train)} domains all-vs-all: {homologous.sum():,} same-"
         f"superfamily vs {(~homologous).sum():,} different-fold pairs",
     )
-    fits = [f for f in read_fits(args.out) if not f.matches(fit.matrix, fit.gap_open, fit.gap_extend, fit.aa_weight)]
+    fits = [f for f in read_fits(args.out) if f.key != fit.key]
     write_fits(args.out, [*fits, fit])
     print(
         f"{args.name}: intercept {intercept:.4f}, score {by_score:.5f}, score per residue {per_residue:.4f} "
@@ -134,7 +140,7 @@ def main() -> None:
     )
     print("train (fit) pairs:")
     print("\n".join(reliability(fit.probability(scores, qlen, tlen), homologous)))
-    scores, qlen, tlen, homologous, evalues = labelled_scores(db, bench, lookup, options, matrix)
+    (scores, qlen, tlen, homologous, evalues), _ = labelled_scores(db, bench, lookup, options, matrix, matrices)
     for label, keep in (("all pairs", np.ones(len(scores), bool)), ("pairs with E <= 10", evalues <= 10)):
         print(f"bench ({len(bench)} domains all-vs-all), {label}:")
         print("\n".join(reliability(fit.probability(scores[keep], qlen[keep], tlen[keep]), homologous[keep])))

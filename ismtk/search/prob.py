@@ -11,14 +11,14 @@ differ (same fold, other superfamily: left out, as Foldseek's benchmark treats t
 therefore carries the share of homologs among that training search's pairs: a different database composition
 shifts it (the ranking it gives does not change).
 
-Fits are kept for a scoring scheme: the matrix (by the SHA-256 of its symbols and scores, so a matrix file gets the
-fit of the identical shipped matrix), the gap penalties and the amino-acid weight. Those shipped with ismtk are in
-``ismtk/data/matrices/prob.json`` (how they were made: ``benchmarks/fit_prob.py``).
+Fits are kept per scoring scheme, keyed as the shipped E-value fits are
+(:meth:`ismtk.search.combined.TrackAligner.fit_key`: the weighted score tables of its tracks and the gap penalties,
+so a matrix file gets the fit of the identical shipped matrix, and any weighted sum of tracks can have one). Those
+shipped with ismtk are in ``ismtk/data/matrices/prob.json`` (how they were made: ``benchmarks/fit_prob.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.errors import InputError
-from ismtk.search.matrix import MATRIX_DIR, SubstitutionMatrix
+from ismtk.search.matrix import MATRIX_DIR
 
 __all__ = [
     "PROB_FILE",
     "ProbFit",
     "find_fit",
     "fit_logistic",
-    "matrix_fingerprint",
     "prob_features",
     "read_fits",
     "write_fits",
@@ -57,13 +56,10 @@ def _logistic(z: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class ProbFit:
     """``P = 1 / (1 + exp(-(intercept + score * S + per_residue * S / min(m, n))))`` for one scoring scheme;
-    ``name`` and ``fitted_on`` describe it, ``matrix`` is :func:`matrix_fingerprint` of its matrix."""
+    ``name`` and ``fitted_on`` describe it, ``key`` is its :meth:`~ismtk.search.combined.TrackAligner.fit_key`."""
 
     name: str
-    matrix: str
-    gap_open: int
-    gap_extend: int
-    aa_weight: float
+    key: str
     intercept: float
     score: float
     per_residue: float
@@ -73,17 +69,6 @@ class ProbFit:
         """``(n,)`` ``P(homologous)`` of ``(n,)`` corrected scores and the query and target lengths."""
         return _logistic(self.intercept + prob_features(score, qlen, tlen) @ np.array([self.score, self.per_residue]))
 
-    def matches(self, matrix: str, gap_open: int, gap_extend: int, aa_weight: float) -> bool:
-        return (self.matrix, self.gap_open, self.gap_extend) == (matrix, gap_open, gap_extend) and np.isclose(
-            self.aa_weight, aa_weight
-        )
-
-
-def matrix_fingerprint(matrix: SubstitutionMatrix) -> str:
-    """SHA-256 (hex) of a matrix's symbols and integer scores: equal for equal matrices, whatever the file."""
-    digest = hashlib.sha256(matrix.symbols.encode("ascii"))
-    digest.update(np.ascontiguousarray(matrix.scores, dtype=np.int64).tobytes())
-    return digest.hexdigest()
 
 
 def fit_logistic(features: np.ndarray, homologous: np.ndarray, iterations: int = 100) -> tuple[float, np.ndarray]:
@@ -131,15 +116,12 @@ def write_fits(path: str | Path, fits: list[ProbFit]) -> None:
         out.write(json.dumps([asdict(f) for f in fits], indent=1) + "\n")
 
 
-def find_fit(matrix: SubstitutionMatrix, gap_open: int, gap_extend: int, aa_weight: float) -> ProbFit:
-    """The shipped fit of this scoring scheme; :class:`InputError` naming the schemes that have one otherwise."""
+def find_fit(key: str, scheme: str) -> ProbFit:
+    """The shipped fit of the scoring scheme whose :meth:`~ismtk.search.combined.TrackAligner.fit_key` is ``key``;
+    :class:`InputError` naming ``scheme`` (how the user asked for it) and the fitted schemes otherwise."""
     fits = read_fits()
-    key = matrix_fingerprint(matrix)
     for fit in fits:
-        if fit.matches(key, gap_open, gap_extend, aa_weight):
+        if fit.key == key:
             return fit
-    known = "; ".join(f"{f.name} (gaps {f.gap_open}/{f.gap_extend}, --aa-weight {f.aa_weight:g})" for f in fits)
-    raise InputError(
-        f"column prob has no fit for matrix {matrix.title or '(untitled)'!r} with gaps {gap_open}/{gap_extend} and "
-        f"--aa-weight {aa_weight:g}; fitted: {known or 'none'}"
-    )
+    known = "; ".join(f.name for f in fits)
+    raise InputError(f"column prob has no fit for {scheme}; fitted: {known or 'none'}")

@@ -32,8 +32,8 @@ __all__ = [
     "Hit",
     "SearchOptions",
     "Searcher",
+    "column_scorer",
     "parse_split",
-    "plain_aa_weight",
     "score_tracks",
     "shard",
     "tracks_on_aa_mode",
@@ -149,6 +149,26 @@ def _weighted_aligner(
     return TrackAligner(tracks, names, options.gap_open, options.gap_extend), tables[0]
 
 
+def column_scorer(
+    target: SequenceDB,
+    matrix: SubstitutionMatrix,
+    options: SearchOptions,
+    aa_matrix: SubstitutionMatrix | None = None,
+    matrices: Mapping[str, SubstitutionMatrix] | None = None,
+) -> tuple[TrackAligner, np.ndarray]:
+    """The column scores of a search of ``target`` with ``options`` (its tracks, weights and gaps) as a
+    :class:`TrackAligner`, and the unweighted ``(K, K)`` table of its first track (the prefilter's seeds). Its
+    :meth:`~ismtk.search.combined.TrackAligner.fit_key` names the scoring scheme of shipped E-value and probability
+    fits."""
+    score = score_tracks(options, target.tokenizer)
+    if score == ((MAIN_TRACK, 1.0),):
+        seeds = matrix.restricted(target.alphabet.symbols)
+        tracks = ScoreTracks((seeds.astype(np.int32),))
+        return TrackAligner(tracks, (MAIN_TRACK,), options.gap_open, options.gap_extend), seeds
+    aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
+    return _weighted_aligner(score, target, matrix, aa_matrix, matrices or {}, options)
+
+
 def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[str, float], ...]:
     """The weighted tracks of a search: ``options.score``, else the main tokens (plus ``aa_weight`` x amino acids);
     a track named ``main`` (the target's tokenizer identity) is written ``tokens``."""
@@ -157,15 +177,6 @@ def score_tracks(options: SearchOptions, main: str = MAIN_TRACK) -> tuple[tuple[
         raise InputError("give --score or --aa-weight, not both (--aa-weight W is --score TOKENIZER:1,aa:W)")
     score = options.score or ((MAIN_TRACK, 1.0), *(((AA_TRACK, aa_weight),) if aa_weight > 0 else ()))
     return tuple((MAIN_TRACK if name == main else name, weight) for name, weight in score)
-
-
-def plain_aa_weight(score: tuple[tuple[str, float], ...]) -> float | None:
-    """The ``--aa-weight`` of a score of :func:`score_tracks` (0: tokens alone), or ``None`` when it has none."""
-    if not score or score[0] != (MAIN_TRACK, 1.0) or len(score) > 2:
-        return None
-    if len(score) == 1:
-        return 0.0
-    return score[1][1] if score[1][0] == AA_TRACK else None
 
 
 def shard(offsets: np.ndarray, index: int, count: int) -> tuple[int, int]:
@@ -240,18 +251,13 @@ class Searcher:
         self.score = score_tracks(options, target.tokenizer)
         if target.tokenizer == AA_TRACK and len(self.score) > 1:
             raise tracks_on_aa_mode()
-        symbols, gaps = target.alphabet.symbols, (options.gap_open, options.gap_extend)
+        gaps = (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
+        self.scorer, seeds = column_scorer(target, matrix, options, aa_matrix, matrices)
         if self.score == ((MAIN_TRACK, 1.0),):
-            self.aligner = Aligner(matrix, symbols, *gaps)
-            self.scorer: TrackAligner = TrackAligner(
-                ScoreTracks((matrix.restricted(symbols).astype(np.int32),)), (MAIN_TRACK,), *gaps
-            )
+            self.aligner = Aligner(matrix, target.alphabet.symbols, *gaps)
             params = matrix.evd_for(*gaps)
-            seeds = matrix.restricted(symbols)
         else:
-            aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
-            self.scorer, seeds = _weighted_aligner(self.score, target, matrix, aa_matrix, matrices or {}, options)
             self.aligner, params = self.scorer, None
         self._codes = self.scorer.codes(target)
         self._background = self.scorer.background(target) if options.comp_bias > 0 else []

@@ -24,7 +24,7 @@ the query side is read (or encoded) with the target's tokenizer, and the default
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,7 +55,7 @@ from ismtk.search.search import (
     Hit,
     Searcher,
     SearchOptions,
-    plain_aa_weight,
+    column_scorer,
     score_tracks,
     tracks_on_aa_mode,
     with_aa_weight,
@@ -349,7 +349,7 @@ def search_to_m8(
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
     options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
-    prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target))
+    prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target), matrices)
     trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
     if trace != options.trace:
         options = replace(options, trace=trace)
@@ -373,9 +373,11 @@ def check_judging(
     matrix: SubstitutionMatrix,
     options: SearchOptions,
     sources: tuple[object, object] = ("query", "target"),
+    matrices: Mapping[str, SubstitutionMatrix] | None = None,
 ) -> ProbFit | None:
     """Check that ``columns`` and ``judge`` can be computed for these inputs before anything is searched; returns
-    the probability fit when ``prob`` is asked for. ``sources`` name the query and target in messages."""
+    the probability fit of the search's scoring scheme (``matrix``, and ``matrices`` of the other token tracks of
+    ``options.score``) when ``prob`` is asked for. ``sources`` name the query and target in messages."""
     if judge.alignment_type not in ALIGNMENT_TYPES:
         raise InputError(f"--alignment-type must be one of {', '.join(ALIGNMENT_TYPES)}, got {judge.alignment_type!r}")
     if judge.sort_by is not None and judge.sort_by not in SORTABLE_COLUMNS:
@@ -397,11 +399,13 @@ def check_judging(
             )
     if PROB_COLUMN not in asked:
         return None
-    aa_weight = plain_aa_weight(score_tracks(options, target.tokenizer))
-    if aa_weight is None:
-        raise InputError(f"column prob has fits for token and token+amino-acid scores only, not --score "
-                         f"{','.join(f'{n}:{w:g}' for n, w in options.score)}")
-    return find_fit(matrix, options.gap_open, options.gap_extend, aa_weight)
+    if options.comp_bias > 0:
+        raise InputError("column prob is fitted on scores without composition-bias correction (comp_bias 0)")
+    tracks = ",".join(f"{target.tokenizer if n == MAIN_TRACK else n}:{w:g}" for n, w in score_tracks(options))
+    gaps = f"{options.gap_open}/{options.gap_extend}"
+    scheme = f"--score {tracks} with matrix {matrix.title or '(untitled)'!r} and gaps {gaps}"
+    scorer, _ = column_scorer(target, matrix, options, matrices=matrices)
+    return find_fit(scorer.fit_key(), scheme)
 
 
 def judge_hits(

@@ -23,6 +23,7 @@ from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.pairs import read_chains
 from ismtk.search.prob import find_fit, fit_logistic, prob_features, read_fits
+from ismtk.search.search import SearchOptions, column_scorer
 from ismtk.search.structural import tm_d0
 from ismtk.tokenizers import load_tokenizer
 from ismtk.workflows.search import load_input
@@ -227,14 +228,20 @@ def test_logistic_fit_recovers_known_parameters():
         fit_logistic(features, np.zeros(len(z), bool))
 
 
-def test_shipped_prob_fits_cover_the_default_search_and_rise_with_the_score():
+def test_shipped_prob_fits_cover_the_default_search_and_rise_with_the_score(db):
     names = {f.name for f in read_fits()}
     assert any(n.startswith("3Di (") for n in names)
-    fit = find_fit(load_matrix(None, "3di"), 10, 1, 0.0)
+    target = SequenceDB.load(db)
+
+    def fit_of(target, tokenizer, weight):
+        scorer, _ = column_scorer(target, load_matrix(None, tokenizer), SearchOptions(aa_weight=weight))
+        return find_fit(scorer.fit_key(), f"{tokenizer} + {weight} x AA")
+
+    fit = fit_of(target, "3di", 0.0)
     p = fit.probability(np.array([0.0, 50.0, 150.0, 400.0]), np.full(4, 120), np.full(4, 150))
     assert np.all(np.diff(p) > 0) and p[0] < 0.01 and p[-1] > 0.99
-    for tokenizer, weight in (("3di", 0.5), ("ism", 0.0), ("ism", 0.5)):  # a new shipped matrix needs new fits
-        find_fit(load_matrix(None, tokenizer), 10, 1, weight)
+    assert fit_of(target, "3di", 0.5) != fit  # the default search; ISM scores: test_search_tracks.py
+    fit_of(target.as_amino_acids(), "aa", 0.0)
     assert prob_features(np.array([60.0]), np.array([30]), np.array([90])).tolist() == [[60.0, 2.0]]
-    with pytest.raises(InputError, match="no fit for matrix"):
-        find_fit(load_matrix(None, "3di"), 12, 2, 0.0)
+    with pytest.raises(InputError, match="no fit for 3di"):
+        fit_of(target, "3di", 0.7)

@@ -16,7 +16,8 @@ from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import fit_evd, shipped_evd
 from ismtk.search.matrix import load_matrix
-from ismtk.search.search import Searcher, SearchOptions, plain_aa_weight, score_tracks, with_aa_weight
+from ismtk.search.prob import find_fit
+from ismtk.search.search import Searcher, SearchOptions, score_tracks, with_aa_weight
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
 from ismtk.tokenizers import load_tokenizer
@@ -77,8 +78,6 @@ def test_old_options_are_scores():
     assert score_tracks(SearchOptions()) == (("tokens", 1.0),)
     assert score_tracks(SearchOptions(aa_weight=0.5)) == (("tokens", 1.0), ("aa", 0.5))
     assert score_tracks(SearchOptions(score=(("3di", 1.0), ("aa", 0.5))), "3di") == (("tokens", 1.0), ("aa", 0.5))
-    assert plain_aa_weight((("tokens", 1.0), ("aa", 0.5))) == 0.5
-    assert plain_aa_weight((("tokens", 1.0), ("ism:x", 0.5))) is None
     with pytest.raises(InputError, match="not both"):
         score_tracks(SearchOptions(aa_weight=0.5, score=(("3di", 1.0),)))
 
@@ -128,9 +127,10 @@ def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combinat
     plain = _searcher(db, "3di")
     assert not plain.evd_fitted and plain.evd == load_matrix(None, "3di").evd_for(10, 1)
     shipped = ("3di:1,aa:0.5", "3di:1,ism:0.25", "3di:1,ism:0.25,aa:0.5", "3di:1,ism:1", "3di:1,ism:1,aa:0.5")
-    for text in shipped:  # fitted on the training entries
+    for text in shipped:  # fitted on the training entries, as are their homology probabilities
         s = _searcher(db, text)
         assert not s.evd_fitted and s.evd == shipped_evd(s.scorer.fit_key()), text
+        find_fit(s.scorer.fit_key(), text)  # an InputError if none ships
     fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:0.7")}
     assert all(s.evd_fitted for s in fitted.values())
     assert len({(s.evd.lam, s.evd.k) for s in fitted.values()}) == 3
@@ -184,17 +184,23 @@ def test_the_shipped_residual_ism_tokens_are_a_track_of_their_own(domains_dir, t
     assert led.track_names == [residual.identity, "3di", ism_identity, "aa"]
     np.testing.assert_array_equal(led.tokens, alone.tokens)
     np.testing.assert_array_equal(led.track("3di").tokens, db.tokens)
-    # the scores measured in docs/benchmarks.md have shipped E-value fits
+    # the scores measured in docs/benchmarks.md have shipped E-value and probability fits
     for text in ("ism:1,ism-residual:1", "ism:1,ism-residual:1,aa:0.5", "3di:1,ism:0.25,ism-residual:0.25",
                  "3di:1,ism:0.25,ism-residual:0.25,aa:0.5"):
         s = _searcher(db, text)
         assert not s.evd_fitted and s.evd == shipped_evd(s.scorer.fit_key()), text
+        find_fit(s.scorer.fit_key(), text)  # an InputError if none ships
     query, score = domains_dir / "d1ycca_.pdb.gz", "ism:1,ism-residual:1,aa:0.5"
-    _run("search", query, db_path, "-o", tmp_path / "db.m8", "--score", score, *EVERYTHING)
-    _run("easy-search", query, domains_dir, tmp_path / "easy.m8", "--score", score, *EVERYTHING)
+    columns = ("--format-output", "query,target,evalue,prob")
+    _run("search", query, db_path, "-o", tmp_path / "db.m8", "--score", score, *columns, *EVERYTHING)
+    _run("easy-search", query, domains_dir, tmp_path / "easy.m8", "--score", score, *columns, *EVERYTHING)
     assert (tmp_path / "db.m8").read_text() == (tmp_path / "easy.m8").read_text()
     hits = [line.split("\t") for line in (tmp_path / "db.m8").read_text().splitlines()]
-    assert hits[0][:2] == ["d1ycca_", "d1ycca_"]
+    assert hits[0][:2] == ["d1ycca_", "d1ycca_"] and float(hits[0][3]) > 0.99
+    assert all(0.0 <= float(h[3]) <= 1.0 for h in hits)
+    result = runner.invoke(app, ["search", str(query), str(db_path), "-o", str(tmp_path / "x.m8"),
+                                 "--score", "ism:1,ism-residual:0.5", *columns])
+    assert result.exit_code == EXIT_ERROR and "no fit for --score" in result.output
 
 
 def test_scope40_ranking_takes_a_score(tracks_db):
