@@ -20,7 +20,7 @@ Example::
 
     python benchmarks/scope40_table.py --db db3di --lookup lookup.tsv --queries bench.txt \\
         --foldseek-matrix mat3di.fitted.out --extra "ismtk ISM, learned matrix" db_ism ism \\
-        --tm tm_bench --out-dir scope40_report --aa-weight 1
+        --tm tm_bench --out-dir scope40_report --aa-weight 1 --score 3di:1,ism:0.25,aa:0.5
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 
 from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, write_report
 from ismtk.names import read_names
+from ismtk.search.combined import parse_score
 from ismtk.search.search import SearchOptions
 
 
@@ -53,6 +54,9 @@ def main() -> None:
     parser.add_argument("--foldseek-matrix", required=True, help="Foldseek's mat3di.out (with fitted EVD line)")
     parser.add_argument("--extra", nargs=3, action="append", default=[], metavar=("LABEL", "DB", "MATRIX"),
                         help="one more method: a token database of the same entries and its matrix (e.g. ISM)")
+    parser.add_argument("--score", action="append", default=[], metavar="SCORE",
+                        help="one more method: a multi-track --score of the database's tracks (repeatable; e.g. "
+                        "3di:1,ism:0.25,ism-residual:0.25,aa:0.5 over createdb --tracks 3di,ism,ism-residual)")
     parser.add_argument("--aa-weight", type=float, default=0.0,
                         help="also rank each token method with this weight x BLOSUM62 added (3Di+AA); databases "
                         "need amino acids (choose the weight with aa_weight_sweep.py, not on the bench)")
@@ -75,6 +79,7 @@ def main() -> None:
         "ismtk 3Di, learned matrix": dict(matrix=None),
         "ismtk AA, BLOSUM62": dict(matrix=None, mode="aa"),
         **{label: dict(matrix=matrix, db=db) for label, db, matrix in args.extra},
+        **{f"ismtk --score {text}": dict(matrix=None, score=parse_score(text)) for text in args.score},
     }
     if args.aa_weight > 0:
         with_aa = {"ismtk 3Di+AA, learned matrix": dict(matrix=None)}
@@ -85,7 +90,7 @@ def main() -> None:
     for label, kwargs in methods.items():
         start = time.perf_counter()
         db = kwargs.pop("db", args.db)
-        method_options = replace(options, aa_weight=kwargs.pop("aa_weight", 0.0))
+        method_options = replace(options, aa_weight=kwargs.pop("aa_weight", 0.0), score=kwargs.pop("score", ()))
         ranked[label], names = rank_by_search([db], queries, options=method_options, **kwargs)
         print(f"{label}: {len(queries)} queries x {len(names)} targets in {time.perf_counter() - start:.0f} s")
     if args.foldseek:
