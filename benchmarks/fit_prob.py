@@ -36,7 +36,7 @@ from ismtk.search.prob import (
     read_fits,
     write_fits,
 )
-from ismtk.search.search import Searcher, SearchOptions
+from ismtk.search.search import Searcher, SearchOptions, column_scorer
 from ismtk.workflows.search import resolve_score, score_tokenizers
 
 BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
@@ -45,7 +45,7 @@ BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
 def labelled_scores(db: SequenceDB, names: list[str], lookup: dict[str, str], options: SearchOptions, matrix,
                     matrices=None):
     """(corrected scores, query lengths, target lengths, homologous?, E-values) of every labelled ordered pair of
-    ``names`` (self-pairs left out), and the search's scoring-scheme key."""
+    ``names`` (self-pairs left out)."""
     index = {n: i for i, n in enumerate(db.names)}
     part = db.select([index[n] for n in names])
     lengths = part.lengths()
@@ -67,8 +67,7 @@ def labelled_scores(db: SequenceDB, names: list[str], lookup: dict[str, str], op
             evalues.append(h.evalue)
             pair_lengths.append((lengths[i], lengths[h.target]))
     qlen, tlen = np.array(pair_lengths, np.int64).reshape(-1, 2).T
-    labelled = np.array(scores, float), qlen, tlen, np.array(labels, bool), np.array(evalues, float)
-    return labelled, searcher.scorer.fit_key()
+    return np.array(scores, float), qlen, tlen, np.array(labels, bool), np.array(evalues, float)
 
 
 def reliability(prob: np.ndarray, homologous: np.ndarray) -> list[str]:
@@ -121,11 +120,11 @@ def main() -> None:
         options, matrices = resolve_score(scored, db, score_tokenizers(scored))
     start = time.perf_counter()
     train, bench = read_names(args.train), read_names(args.bench)
-    (scores, qlen, tlen, homologous, _), key = labelled_scores(db, train, lookup, options, matrix, matrices)
+    scores, qlen, tlen, homologous, _ = labelled_scores(db, train, lookup, options, matrix, matrices)
     intercept, (by_score, per_residue) = fit_logistic(prob_features(scores, qlen, tlen), homologous)
     fit = ProbFit(
         args.name,
-        key,
+        column_scorer(db, matrix, options, matrices=matrices)[0].fit_key(),
         intercept,
         float(by_score),
         float(per_residue),
@@ -140,7 +139,7 @@ def main() -> None:
     )
     print("train (fit) pairs:")
     print("\n".join(reliability(fit.probability(scores, qlen, tlen), homologous)))
-    (scores, qlen, tlen, homologous, evalues), _ = labelled_scores(db, bench, lookup, options, matrix, matrices)
+    scores, qlen, tlen, homologous, evalues = labelled_scores(db, bench, lookup, options, matrix, matrices)
     for label, keep in (("all pairs", np.ones(len(scores), bool)), ("pairs with E <= 10", evalues <= 10)):
         print(f"bench ({len(bench)} domains all-vs-all), {label}:")
         print("\n".join(reliability(fit.probability(scores[keep], qlen[keep], tlen[keep]), homologous[keep])))

@@ -67,7 +67,7 @@ def main() -> None:
             continue
         chains.append(chain)
     z = np.concatenate(embed_chains(ism.model, chains))
-    tokens = np.concatenate(ism.encode_many(chains)).astype(np.int64)
+    tokens = ism.codebook.assign(z).astype(np.int64)
     state = np.concatenate(states)
     train = np.concatenate([np.full(len(c), i % 4 != 0) for i, c in enumerate(chains)])
     classes = int(state.max()) + 1
