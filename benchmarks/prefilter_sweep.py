@@ -1,17 +1,17 @@
 """Prefilter settings against exhaustive search: sensitivity kept and time per query, for a grid of settings.
 
 Exhaustive Smith-Waterman scores every query against every target once; a prefiltered search scores the same
-pairs for its candidates, so its ranking is the exhaustive ranking restricted to the candidates. For every setting
-of the grid (similar-k-mer threshold, double-hit spacing, segment minimum, candidates per query, length penalty of
-the ranking) this prints the SCOPe40 sensitivity (noselfhit) of that restricted ranking, its loss against
-exhaustive search per level, and the time per query (1 thread) of the prefilter and of Smith-Waterman on its
-candidates, against exhaustive Smith-Waterman. Choose settings on the ``matrix_train`` domains (against their
-database), then report on the bench.
+pairs for its candidates, so its ranking is the exhaustive ranking restricted to the candidates. For every
+setting of the grid (similar-k-mer threshold, amino-acid k-mer length and threshold, double-hit spacing, segment
+minimum, candidates per query, length penalty of the ranking) this prints the SCOPe40 sensitivity (noselfhit) of
+that restricted ranking, its loss against exhaustive search per level, and the time per query (1 thread) of the
+prefilter and of Smith-Waterman on its candidates, against exhaustive Smith-Waterman. Choose settings on the
+``matrix_train`` domains (against their database), then report on the bench.
 
 Example::
 
     python benchmarks/prefilter_sweep.py --db train3di --queries matrix_train.txt --lookup lookup.tsv \\
-        --aa-weight 0 0.5 --threshold 20 21 --candidates 70 100 --length-penalty 0 10 20
+        --aa-weight 0 0.5 --threshold 20 21 --aa-kmer 3 --aa-threshold 0 13 14 15 --candidates 70 100
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from ismtk.bench.scope40 import read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.prefilter import KmerPrefilter, PrefilterSettings
-from ismtk.search.search import Searcher, SearchOptions
+from ismtk.search.search import Searcher, SearchOptions, column_scorer
 from ismtk.workflows.search import open_input, resolve_matrix
 
 
@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--lookup", required=True)
     parser.add_argument("--aa-weight", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--threshold", type=int, nargs="+", default=[PrefilterSettings.kmer_threshold])
+    parser.add_argument("--aa-kmer", type=int, nargs="+", default=[PrefilterSettings.aa_kmer])
+    parser.add_argument("--aa-threshold", type=int, nargs="+", default=[PrefilterSettings.aa_threshold],
+                        help="amino-acid seeds' thresholds (0: none; used where --aa-weight > 0)")
     parser.add_argument("--spacing", type=int, nargs="+", default=[PrefilterSettings.spacing])
     parser.add_argument("--min-segment", type=int, nargs="+", default=[PrefilterSettings.min_segment])
     parser.add_argument("--candidates", type=int, nargs="+", default=[100])
@@ -59,7 +62,10 @@ def main() -> None:
     lookup = read_lookup(args.lookup)
     print(f"{len(queries)} queries x {len(db):,} targets; load average {os.getloadavg()[0]:.2f}")
     for weight in args.aa_weight:
-        searcher = Searcher(db, matrix, SearchOptions(aa_weight=weight, threads=1))
+        options = SearchOptions(aa_weight=weight, threads=1)
+        searcher = Searcher(db, matrix, options)
+        _, tables = column_scorer(db, matrix, options)
+        aa = (1, tables[1]) if weight > 0 else None
         tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)
         one = [np.ascontiguousarray(codes[:, queries.offsets[i] : queries.offsets[i + 1]]) for i in range(len(queries))]
         profiles = [tracks.profile(c) for c in one]
@@ -73,12 +79,15 @@ def main() -> None:
         full = sensitivity(order, None, queries, db, lookup)
         print(f"\nweight {weight:g}: exhaustive {1000 * exhaustive:.2f} ms/query, "
               + " / ".join(f"{x:.4f}" for x in full))
-        print(f"  {'threshold':>9s} {'spacing':>7s} {'min seg':>7s} {'cand':>5s} {'penalty':>7s} "
-              f"{'seeded':>7s} {'prefilter':>10s} {'SW':>7s} {'speed-up':>8s}  sensitivity (loss)")
-        for threshold, spacing, minimum in itertools.product(args.threshold, args.spacing, args.min_segment):
-            settings = PrefilterSettings(kmer_threshold=threshold, spacing=spacing, min_segment=minimum)
-            prefilter = KmerPrefilter(searcher.scorer.tracks.matrices[0], searcher._codes, searcher._offsets,
-                                      searcher.entries, settings)
+        print(f"  {'threshold':>9s} {'aa k':>4s} {'aa thr':>6s} {'spacing':>7s} {'min seg':>7s} {'cand':>5s} "
+              f"{'penalty':>7s} {'seeded':>7s} {'prefilter':>10s} {'SW':>7s} {'speed-up':>8s}  sensitivity (loss)")
+        grid = itertools.product(args.threshold, args.aa_kmer, args.aa_threshold if weight > 0 else [0],
+                                 args.spacing, args.min_segment)
+        for threshold, aa_kmer, aa_threshold, spacing, minimum in grid:
+            settings = PrefilterSettings(kmer_threshold=threshold, spacing=spacing, min_segment=minimum,
+                                         aa_kmer=aa_kmer, aa_threshold=aa_threshold)
+            prefilter = KmerPrefilter(tables[0], searcher._codes, searcher._offsets, searcher.entries, settings,
+                                      aa=aa)
             prefilter.seeded(one[0], profiles[0])
             start = time.perf_counter()
             seeded = [prefilter.seeded(c, p) for c, p in zip(one, profiles, strict=True)]
@@ -93,7 +102,7 @@ def main() -> None:
                 sens = sensitivity(order, keep, queries, db, lookup)
                 loss = 1 - sens / np.maximum(full, 1e-12)
                 print(
-                    f"  {threshold:9d} {spacing:7d} {minimum:7d} {n:5d} {penalty:7g} "
+                    f"  {threshold:9d} {aa_kmer:4d} {aa_threshold:6d} {spacing:7d} {minimum:7d} {n:5d} {penalty:7g} "
                     f"{np.mean([len(t) for t, _ in seeded]):7.0f} {1000 * seconds:8.2f}ms {1000 * sw:5.2f}ms "
                     f"{exhaustive / (seconds + sw):7.2f}x  "
                     + " / ".join(f"{x:.4f} ({y:+.1%})" for x, y in zip(sens, loss, strict=True))

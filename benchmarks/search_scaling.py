@@ -96,7 +96,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
             "setup_s": setup,
             "per_query_s": seconds / len(names),
             "sensitivity": list(s.per_level),
-            "index_mb": searcher._prefilter.index.nbytes / 2**20 if searcher._prefilter is not None else 0.0,
+            "index_mb": searcher._prefilter.nbytes / 2**20 if searcher._prefilter is not None else 0.0,
             "rss_mb": rss()[0],
         }
         del searcher, hits

@@ -225,8 +225,8 @@ class Alignment:
     exhaustive: Annotated[
         bool,
         typer.Option("--exhaustive/--prefilter", rich_help_panel=SEARCH,
-                     help="Align every pair, or only the targets passed by the k-mer prefilter (similar k-mers, "
-                     "double hits)."),
+                     help="Align every pair, or only the targets passed by the k-mer prefilter (similar k-mers of "
+                     "the tokens, and of the amino acids when they are scored; double hits)."),
     ] = _SEARCH.exhaustive
     max_candidates: Annotated[
         int, typer.Option("--max-candidates", min=1, rich_help_panel=SEARCH,

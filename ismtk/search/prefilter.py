@@ -5,11 +5,15 @@ diagonal regions (Pearson & Lipman 1988) to rank, in five stages:
 
 1. **Similar k-mers.** For every query position ``i`` all k-mers ``x`` scoring
    ``sum_m S(q_{i+m}, x_m) >= threshold`` under the token matrix are enumerated (depth-first over symbols sorted by
-   score, pruned once even the best remaining symbols cannot reach the threshold).
+   score, pruned once even the best remaining symbols cannot reach the threshold). When the search scores amino
+   acids too, the query's amino-acid k-mers seed the same way under their own matrix and threshold (BLAST's
+   neighbourhood words): homologs whose tokens share few similar k-mers, such as short all-helical domains, are
+   often found by their sequence.
 2. **Index lookup, double hits.** Each similar k-mer is looked up in :class:`KmerIndex` (every k-mer of the token
-   track of the database, as entry and position lists); a hit of target ``t`` at position ``j`` lies on diagonal
-   ``j - i``. All hits are grouped by (target, diagonal) with a radix sort; a diagonal is seeded when it holds two
-   hits (MMseqs2's double-hit rule, exact here: MMseqs2 remembers one diagonal per target).
+   track, and of the amino acids, of the database, as entry and position lists); a hit of target ``t`` at position
+   ``j`` lies on diagonal ``j - i``. All hits are grouped by (target, diagonal) with a radix sort; a diagonal is
+   seeded when it holds two hits of either kind (MMseqs2's double-hit rule, exact here: MMseqs2 remembers one
+   diagonal per target).
 3. **Gap-free segments.** Each double hit is extended both ways along its diagonal until the running score falls
    :data:`_X_DROP` below its best (BLAST's ungapped X-drop extension), under the search's full column score (all
    tracks, e.g. tokens + amino acids).
@@ -36,6 +40,8 @@ import numpy as np
 from ismtk.errors import InputError
 
 __all__ = [
+    "DEFAULT_AA_KMER",
+    "DEFAULT_AA_THRESHOLD",
     "DEFAULT_KMER",
     "DEFAULT_KMER_THRESHOLD",
     "DEFAULT_LENGTH_PENALTY",
@@ -55,6 +61,9 @@ DEFAULT_MAX_CANDIDATES = 100
 DEFAULT_KMER = 4
 #: A query k-mer's similar k-mers score at least this under the token matrix (half-bits).
 DEFAULT_KMER_THRESHOLD = 20
+#: k-mer length and similar-k-mer threshold (half-bits, unweighted BLOSUM62) of amino-acid seeds; threshold 0: none.
+DEFAULT_AA_KMER = 3
+DEFAULT_AA_THRESHOLD = 14
 #: Gap-free segments of seeded diagonals scoring below this are not chained (half-bits).
 DEFAULT_MIN_SEGMENT = 20
 #: Two hits on one diagonal count as a double hit when they start at least this far apart.
@@ -339,6 +348,9 @@ class PrefilterSettings:
     spacing: int = DEFAULT_SPACING
     #: Targets are ranked by ``score - length_penalty * ln(target length)`` (half-bits; see the module).
     length_penalty: float = DEFAULT_LENGTH_PENALTY
+    #: Amino-acid seeds (searches that score amino acids): k-mer length and threshold, 0 for none.
+    aa_kmer: int = DEFAULT_AA_KMER
+    aa_threshold: int = DEFAULT_AA_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -371,7 +383,9 @@ class KmerPrefilter:
     """The prefilter over the entries ``ids`` of a target database; :meth:`candidates` picks a query's targets.
 
     ``scores`` is the ``(K, K)`` token matrix that seeds; ``codes``/``offsets`` are the target's ``(T, R)`` track
-    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search.
+    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search. ``aa`` (the
+    row of the amino acids in ``codes`` and their unweighted matrix), when the search scores amino acids, adds
+    amino-acid seeds (``settings.aa_kmer``, ``settings.aa_threshold``; none at threshold 0).
     """
 
     def __init__(
@@ -383,20 +397,49 @@ class KmerPrefilter:
         settings: PrefilterSettings = PrefilterSettings(),
         gap_open: int = 10,
         gap_extend: int = 1,
+        aa: tuple[int, np.ndarray] | None = None,
     ) -> None:
-        self.scores = np.ascontiguousarray(scores, dtype=np.int64)
         self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
         self.gap_open, self.gap_extend = gap_open, gap_extend
-        self.index = KmerIndex.build(codes[0], offsets, ids, settings.kmer, self.scores.shape[0])
+        self.seeds = [(0, np.ascontiguousarray(scores, dtype=np.int64), settings.kmer, settings.kmer_threshold)]
+        if aa is not None and settings.aa_threshold > 0:
+            self.seeds.append((aa[0], np.ascontiguousarray(aa[1], dtype=np.int64), settings.aa_kmer,
+                               settings.aa_threshold))
+        self.indexes = [KmerIndex.build(codes[row], offsets, ids, k, table.shape[0]) for row, table, k, _ in self.seeds]
+        # one key space: the keys of seed track s follow those of the tracks before it
+        self._key_offsets = np.cumsum([0] + [index.size**index.k for index in self.indexes])
+        hits = np.cumsum([0] + [len(index.entries) for index in self.indexes])
+        self._starts = np.concatenate(
+            [index.starts[:-1] + first for index, first in zip(self.indexes, hits, strict=False)] + [hits[-1:]]
+        )
+        self._entries = np.concatenate([index.entries for index in self.indexes])
+        self._positions = np.concatenate([index.positions for index in self.indexes])
         self._lengths = np.diff(self.offsets)
         self.longest = int(self._lengths.max()) if len(self._lengths) else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the k-mer indexes."""
+        return sum(index.nbytes for index in self.indexes)
+
+    def similar(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, positions)``: the similar k-mers of every seed track of ``(T, L)`` query codes, keys in the
+        joint key space, in order of query position (stable: token k-mers before amino-acid ones)."""
+        parts = [similar_kmers(np.ascontiguousarray(query[row]), table, k, threshold)
+                 for row, table, k, threshold in self.seeds]
+        if len(parts) == 1:
+            return parts[0]
+        keys = np.concatenate([key + first for (key, _), first in zip(parts, self._key_offsets, strict=False)])
+        where = np.concatenate([at for _, at in parts])
+        order = np.argsort(where, kind="stable")
+        return keys[order], where[order]
 
     def seeded(self, query: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(targets, scores)``: the seeded database entries (sorted) and their prefilter scores, for ``(T, L)``
         query codes and their ``(T, C, L)`` profile."""
-        index, settings = self.index, self.settings
-        keys, where = similar_kmers(np.ascontiguousarray(query[0]), self.scores, index.k, settings.kmer_threshold)
-        return prefilter_scores(keys, where, index.starts, index.entries, index.positions, profile, self.codes,
+        settings = self.settings
+        keys, where = self.similar(query)
+        return prefilter_scores(keys, where, self._starts, self._entries, self._positions, profile, self.codes,
                                 self.offsets, self.longest, settings.spacing, settings.min_segment, self.gap_open,
                                 self.gap_extend)
 

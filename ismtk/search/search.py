@@ -129,9 +129,9 @@ def _weighted_aligner(
     aa_matrix: SubstitutionMatrix,
     matrices: Mapping[str, SubstitutionMatrix],
     options: SearchOptions,
-) -> tuple[TrackAligner, np.ndarray]:
-    """The aligner of the weighted tracks ``score`` over ``target`` (gaps of ``options``) and its first track's
-    unweighted ``(K, K)`` table. Each track's table is its matrix over the target's symbols of that track:
+) -> tuple[TrackAligner, tuple[np.ndarray, ...]]:
+    """The aligner of the weighted tracks ``score`` over ``target`` (gaps of ``options``) and its tracks'
+    unweighted tables. Each track's table is its matrix over the target's symbols of that track:
     ``matrix`` for the main tokens, ``aa_matrix`` for the amino acids, ``matrices[name]`` for another tokenizer."""
     tables = []
     for name, _ in score:
@@ -146,7 +146,7 @@ def _weighted_aligner(
             tables.append(matrices[name].restricted(track.alphabet.symbols))
     tracks = ScoreTracks.weighted(tables, [weight for _, weight in score])
     names = [name for name, _ in score]
-    return TrackAligner(tracks, names, options.gap_open, options.gap_extend), tables[0]
+    return TrackAligner(tracks, names, options.gap_open, options.gap_extend), tuple(tables)
 
 
 def column_scorer(
@@ -155,16 +155,16 @@ def column_scorer(
     options: SearchOptions,
     aa_matrix: SubstitutionMatrix | None = None,
     matrices: Mapping[str, SubstitutionMatrix] | None = None,
-) -> tuple[TrackAligner, np.ndarray]:
+) -> tuple[TrackAligner, tuple[np.ndarray, ...]]:
     """The column scores of a search of ``target`` with ``options`` (its tracks, weights and gaps) as a
-    :class:`TrackAligner`, and the unweighted ``(K, K)`` table of its first track (the prefilter's seeds). Its
+    :class:`TrackAligner`, and the unweighted ``(K_t, K_t)`` tables of its tracks (the prefilter's seeds). Its
     :meth:`~ismtk.search.combined.TrackAligner.fit_key` names the scoring scheme of shipped E-value and probability
     fits."""
     score = score_tracks(options, target.tokenizer)
     if score == ((MAIN_TRACK, 1.0),):
         seeds = matrix.restricted(target.alphabet.symbols)
         tracks = ScoreTracks((seeds.astype(np.int32),))
-        return TrackAligner(tracks, (MAIN_TRACK,), options.gap_open, options.gap_extend), seeds
+        return TrackAligner(tracks, (MAIN_TRACK,), options.gap_open, options.gap_extend), (seeds,)
     aa_matrix = aa_matrix if aa_matrix is not None else load_matrix(None, "aa")
     return _weighted_aligner(score, target, matrix, aa_matrix, matrices or {}, options)
 
@@ -253,7 +253,7 @@ class Searcher:
             raise tracks_on_aa_mode()
         gaps = (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
-        self.scorer, seeds = column_scorer(target, matrix, options, aa_matrix, matrices)
+        self.scorer, tables = column_scorer(target, matrix, options, aa_matrix, matrices)
         if self.score == ((MAIN_TRACK, 1.0),):
             self.aligner = Aligner(matrix, target.alphabet.symbols, *gaps)
             params = matrix.evd_for(*gaps)
@@ -282,7 +282,10 @@ class Searcher:
         self.evd: EvdParams = params
         self._prefilter = None
         if not options.exhaustive:
-            self._prefilter = KmerPrefilter(seeds, self._codes, self._offsets, self.entries, options.prefilter, *gaps)
+            names = self.scorer.names
+            aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
+            self._prefilter = KmerPrefilter(tables[0], self._codes, self._offsets, self.entries, options.prefilter,
+                                            *gaps, aa=aa)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database, or it lacks a

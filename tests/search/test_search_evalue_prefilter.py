@@ -10,10 +10,11 @@ import pytest
 from ismtk.errors import InputError
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import EVD_FILE, bit_score, evalue, fit_gumbel, read_evd_fits, write_evd_fits
-from ismtk.search.matrix import EvdParams
+from ismtk.search.matrix import EvdParams, load_matrix
 from ismtk.search.prefilter import KmerIndex, KmerPrefilter, PrefilterSettings, similar_kmers
 from ismtk.search.search import parse_split, shard
 from ismtk.search.tracks import ScoreTracks
+from ismtk.sequence import AA_ALPHABET
 from ismtk.tokenizers import Alphabet
 
 
@@ -151,6 +152,34 @@ def test_prefilter_ranking_discounts_the_length_of_targets():
 
     assert best(0.0) == 0  # by chain score alone the long target comes first (ties: lower index)
     assert best(PrefilterSettings().length_penalty) == 1
+
+
+def test_amino_acid_seeds_find_a_homolog_whose_tokens_share_no_similar_kmer():
+    rng = np.random.default_rng(10)
+    tokens = np.where(np.eye(20, dtype=bool), 6, -1).astype(np.int32)  # similar k-mers: identical ones only
+    blosum = load_matrix(None, "aa").restricted(AA_ALPHABET.symbols).astype(np.int32)
+    query = np.stack([np.zeros(120), rng.integers(0, 20, 120)]).astype(np.uint8)  # tokens all 0
+    # entry 3 shares 60 amino acids of the query but no token (all 1); the others are random, tokens never 0
+    shared = np.concatenate([rng.integers(0, 20, 10), query[1, 30:90], rng.integers(0, 20, 10)])
+    entries = [np.stack([rng.integers(1, 20, n), rng.integers(0, 20, n)]) for n in (90, 150, 70, 110, 60)]
+    entries.insert(3, np.stack([np.ones(80), shared]))
+    codes = np.concatenate(entries, axis=1).astype(np.uint8)
+    offsets = np.concatenate([[0], np.cumsum([x.shape[1] for x in entries])])
+    profile = ScoreTracks((tokens, blosum // 2)).profile(query)
+
+    def prefilter(aa_threshold: int) -> KmerPrefilter:
+        settings = PrefilterSettings(kmer=3, kmer_threshold=18, aa_kmer=3, aa_threshold=aa_threshold)
+        return KmerPrefilter(tokens, codes, offsets, np.arange(len(entries)), settings, aa=(1, blosum))
+
+    assert prefilter(0).seeded(query, profile)[0].tolist() == []  # the token k-mer (0, 0, 0) is in no entry
+    with_aa = prefilter(14)
+    targets, scores = with_aa.seeded(query, profile)
+    assert 3 in targets.tolist() and scores[targets.tolist().index(3)] == scores.max() > 0
+    assert with_aa.candidates(query, profile, 1).tolist() == [3]
+    # one key space: token k-mers first (here only (0, 0, 0) = key 0), then amino-acid k-mers; by query position
+    keys, where = with_aa.similar(query)
+    assert np.all(np.diff(where) >= 0) and set(keys[keys < 20**3].tolist()) == {0}
+    assert (keys >= 20**3).sum() == len(similar_kmers(query[1].copy(), blosum.astype(np.int64), 3, 14)[0])
 
 
 def test_shards_are_consecutive_cover_every_entry_and_balance_residues():
