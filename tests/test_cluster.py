@@ -146,3 +146,17 @@ def test_residual_codebook_quantises_what_the_base_token_leaves_and_round_trips(
         Codebook(res_c, Alphabet.of_size(5), None, "ef" * 32, base=metric)
     with pytest.raises(InputError, match="refines a plain codebook"):
         Codebook(res_c, Alphabet.of_size(5), None, "ef" * 32, base=book)
+
+
+def test_residue_sample_is_a_subset_of_all_embeddings_in_order(ism_folder):
+    from ismtk.autoencoder.codebook import residue_embeddings
+
+    model, structs = ism_folder / "ae", [ism_folder / "structs"]
+    every, atoms, _ = residue_embeddings(model, structs, 10**9, seed=3)
+    some, some_atoms, _ = residue_embeddings(model, structs, 200, seed=3)
+    assert len(some) == 200 < len(every)
+    # each drawn residue's embedding is exactly its embedding among all (chains are embedded whole), in order
+    rows = [int(np.flatnonzero((every == z).all(axis=1))[0]) for z in some]
+    assert rows == sorted(set(rows)) and np.array_equal(atoms[rows], some_atoms)
+    assert np.array_equal(residue_embeddings(model, structs, 200, seed=3)[0], some)
+    assert not np.array_equal(residue_embeddings(model, structs, 200, seed=4)[0], some)

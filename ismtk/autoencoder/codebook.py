@@ -459,28 +459,41 @@ def residue_embeddings(
     """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
 
     Chains come from :func:`ismtk.autoencoder.corpus.load_corpus` (one per entry; benchmark homologs dropped
-    when an index says which); up to ``residues_per_chain`` random residues of each are embedded, and
-    at most ``max_points`` residues in all are kept, drawn uniformly at random.
+    when an index says which); up to ``residues_per_chain`` random residues of each are candidates, and at most
+    ``max_points`` of all candidates are kept, drawn uniformly at random. The chains are read twice: once to count
+    the candidates and draw the sample, then again to embed, only the chains that hold a drawn residue; memory
+    stays within ``max_points`` embeddings however large the corpus, and the result is the same as embedding every
+    candidate and then drawing (each chain is embedded whole, as the tokenizer does).
     """
-    from ismtk.autoencoder.corpus import SkipLog, chain_microenvironments, load_corpus
+    import copy
+
+    from ismtk.autoencoder.corpus import SkipLog, chain_residues, load_corpus
     from ismtk.autoencoder.io import embed_microenvironments, load_autoencoder
+    from ismtk.structure.microenv import microenvironments
 
     model = load_autoencoder(model_dir)
     corpus = load_corpus(inputs, index)
     rng = np.random.default_rng(seed)
+    replay = copy.deepcopy(rng)  # the second reading draws the same chains and residues
     skips = SkipLog()
+    counts = np.array([len(r) for _, r in chain_residues(corpus.train, residues_per_chain, 1, rng, skips)], np.int64)
+    if not counts.sum():
+        raise InputError(f"no usable chain among {', '.join(map(str, inputs))}")
+    total = int(counts.sum())
+    keep = np.sort(rng.choice(total, max_points, replace=False)) if total > max_points else np.arange(total)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    bounds = np.searchsorted(keep, starts)  # chain c's drawn residues: keep[bounds[c]:bounds[c + 1]]
     zs, atoms = [], []
-    for envs in chain_microenvironments(corpus.train, residues_per_chain, 1, rng, skips):
-        zs.append(embed_microenvironments(model, envs))
-        atoms.append(envs.n_atoms)
+    chains = chain_residues(corpus.train, residues_per_chain, 1, replay, SkipLog())
+    for c, (chain, residues) in enumerate(chains):
+        rows = keep[bounds[c] : bounds[c + 1]] - starts[c]
+        if len(rows):
+            envs = microenvironments(chain, residues)
+            zs.append(embed_microenvironments(model, envs)[rows])
+            atoms.append(envs.n_atoms[rows])
         if progress is not None:
             progress(1)
-    if not zs:
-        raise InputError(f"no usable chain among {', '.join(map(str, inputs))}")
     z, n_atoms = np.concatenate(zs), np.concatenate(atoms)
-    if len(z) > max_points:
-        keep = np.sort(rng.choice(len(z), max_points, replace=False))
-        z, n_atoms = z[keep], n_atoms[keep]
     notes = list(corpus.notes) + [f"skipped {skips.summary()}"] if skips.counts else list(corpus.notes)
     return z, n_atoms, notes
 

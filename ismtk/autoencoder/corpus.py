@@ -39,6 +39,7 @@ __all__ = [
     "epoch_entries",
     "expected_envs",
     "chain_microenvironments",
+    "chain_residues",
     "shard_stream",
     "validation_set",
 ]
@@ -239,15 +240,15 @@ def _read_chain(
     return chains[int(rng.integers(len(chains)))] if len(chains) > 1 else chains[0]
 
 
-def chain_microenvironments(
+def chain_residues(
     entries: Sequence[CorpusEntry],
     residues_per_chain: int,
     min_residues: int,
     rng: np.random.Generator,
     skips: SkipLog,
     options: ReadOptions = ReadOptions(),
-) -> Iterator[Microenvironments]:
-    """Microenvironments of up to ``residues_per_chain`` random residues of each usable chain, in order."""
+) -> Iterator[tuple[ProteinChain, np.ndarray]]:
+    """Each usable chain, in order, with up to ``residues_per_chain`` of its residues drawn at random (sorted)."""
     for entry in entries:
         chain = _read_chain(entry, options, rng, skips)
         if chain is None:
@@ -258,6 +259,19 @@ def chain_microenvironments(
         residues = np.arange(len(chain))
         if len(chain) > residues_per_chain:
             residues = np.sort(rng.choice(len(chain), residues_per_chain, replace=False))
+        yield chain, residues
+
+
+def chain_microenvironments(
+    entries: Sequence[CorpusEntry],
+    residues_per_chain: int,
+    min_residues: int,
+    rng: np.random.Generator,
+    skips: SkipLog,
+    options: ReadOptions = ReadOptions(),
+) -> Iterator[Microenvironments]:
+    """Microenvironments of up to ``residues_per_chain`` random residues of each usable chain, in order."""
+    for chain, residues in chain_residues(entries, residues_per_chain, min_residues, rng, skips, options):
         yield microenvironments(chain, residues)
 
 
