@@ -38,7 +38,6 @@ __all__ = [
     "load_corpus",
     "epoch_entries",
     "expected_envs",
-    "chain_microenvironments",
     "chain_residues",
     "shard_stream",
     "validation_set",
@@ -262,19 +261,6 @@ def chain_residues(
         yield chain, residues
 
 
-def chain_microenvironments(
-    entries: Sequence[CorpusEntry],
-    residues_per_chain: int,
-    min_residues: int,
-    rng: np.random.Generator,
-    skips: SkipLog,
-    options: ReadOptions = ReadOptions(),
-) -> Iterator[Microenvironments]:
-    """Microenvironments of up to ``residues_per_chain`` random residues of each usable chain, in order."""
-    for chain, residues in chain_residues(entries, residues_per_chain, min_residues, rng, skips, options):
-        yield microenvironments(chain, residues)
-
-
 def shard_stream(
     entries: Sequence[CorpusEntry],
     part_size: int,
@@ -300,7 +286,8 @@ def shard_stream(
         found = False
         for start in range(0, len(sources[0]), shuffle_chains):
             group = sources[0][start : start + shuffle_chains]
-            parts = list(chain_microenvironments(group, residues_per_chain, min_residues, rng, skips, options))
+            chosen = chain_residues(group, residues_per_chain, min_residues, rng, skips, options)
+            parts = [microenvironments(chain, residues) for chain, residues in chosen]
             found = found or bool(parts)
             if pending is not None:
                 parts.insert(0, pending)
@@ -333,5 +320,6 @@ def validation_set(
     parts: list[Microenvironments] = []
     for i in range(first, len(entries), step):
         rng = np.random.default_rng([seed, 3, i])
-        parts += chain_microenvironments(entries[i : i + 1], residues_per_chain, min_residues, rng, skips, options)
+        chosen = chain_residues(entries[i : i + 1], residues_per_chain, min_residues, rng, skips, options)
+        parts += [microenvironments(chain, residues) for chain, residues in chosen]
     return collate(parts)
