@@ -25,9 +25,10 @@ import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, score_queries, summarize
 from ismtk.names import read_names
+from ismtk.search.combined import AA_TRACK, parse_score
 from ismtk.search.prefilter import KmerPrefilter, PrefilterSettings
 from ismtk.search.search import Searcher, SearchOptions, column_scorer
-from ismtk.workflows.search import open_input, resolve_matrix
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
 
 
 def sensitivity(order: list[np.ndarray], keep: list[np.ndarray] | None, queries, db, lookup) -> np.ndarray:
@@ -45,11 +46,12 @@ def main() -> None:
     parser.add_argument("--db", required=True)
     parser.add_argument("--queries", required=True, help="query names (database entries)")
     parser.add_argument("--lookup", required=True)
-    parser.add_argument("--aa-weight", type=float, nargs="+", default=[0.0, 0.5])
+    parser.add_argument("--aa-weight", type=float, nargs="*", default=[0.0, 0.5])
+    parser.add_argument("--score", nargs="+", default=[], help="--score texts to sweep as well (multi-track databases)")
     parser.add_argument("--threshold", type=int, nargs="+", default=[PrefilterSettings.kmer_threshold])
     parser.add_argument("--aa-kmer", type=int, nargs="+", default=[PrefilterSettings.aa_kmer])
     parser.add_argument("--aa-threshold", type=int, nargs="+", default=[PrefilterSettings.aa_threshold],
-                        help="amino-acid seeds' thresholds (0: none; used where --aa-weight > 0)")
+                        help="amino-acid seeds' thresholds (0: none; used where the score has amino acids)")
     parser.add_argument("--spacing", type=int, nargs="+", default=[PrefilterSettings.spacing])
     parser.add_argument("--min-segment", type=int, nargs="+", default=[PrefilterSettings.min_segment])
     parser.add_argument("--candidates", type=int, nargs="+", default=[100])
@@ -61,11 +63,16 @@ def main() -> None:
     queries = db.named(read_names(args.queries))
     lookup = read_lookup(args.lookup)
     print(f"{len(queries)} queries x {len(db):,} targets; load average {os.getloadavg()[0]:.2f}")
-    for weight in args.aa_weight:
-        options = SearchOptions(aa_weight=weight, threads=1)
-        searcher = Searcher(db, matrix, options)
-        _, tables = column_scorer(db, matrix, options)
-        aa = (1, tables[1]) if weight > 0 else None
+    schemes = [(f"weight {w:g}", SearchOptions(aa_weight=w, threads=1)) for w in args.aa_weight]
+    schemes += [(text, SearchOptions(score=parse_score(text), threads=1)) for text in args.score]
+    for label, options in schemes:
+        matrices = {}
+        if options.score:
+            options, matrices = resolve_score(options, db, score_tokenizers(options))
+        searcher = Searcher(db, matrix, options, matrices=matrices)
+        names = searcher.scorer.names
+        _, tables = column_scorer(db, matrix, options, matrices=matrices)
+        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
         tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)
         one = [np.ascontiguousarray(codes[:, queries.offsets[i] : queries.offsets[i + 1]]) for i in range(len(queries))]
         profiles = [tracks.profile(c) for c in one]
@@ -77,11 +84,11 @@ def main() -> None:
             order.append(searcher.entries[np.lexsort((searcher.entries, -corrected))])
         exhaustive = (time.perf_counter() - start) / len(one)
         full = sensitivity(order, None, queries, db, lookup)
-        print(f"\nweight {weight:g}: exhaustive {1000 * exhaustive:.2f} ms/query, "
+        print(f"\n{label}: exhaustive {1000 * exhaustive:.2f} ms/query, "
               + " / ".join(f"{x:.4f}" for x in full))
         print(f"  {'threshold':>9s} {'aa k':>4s} {'aa thr':>6s} {'spacing':>7s} {'min seg':>7s} {'cand':>5s} "
               f"{'penalty':>7s} {'seeded':>7s} {'prefilter':>10s} {'SW':>7s} {'speed-up':>8s}  sensitivity (loss)")
-        grid = itertools.product(args.threshold, args.aa_kmer, args.aa_threshold if weight > 0 else [0],
+        grid = itertools.product(args.threshold, args.aa_kmer, args.aa_threshold if aa is not None else [0],
                                  args.spacing, args.min_segment)
         for threshold, aa_kmer, aa_threshold, spacing, minimum in grid:
             settings = PrefilterSettings(kmer_threshold=threshold, spacing=spacing, min_segment=minimum,
