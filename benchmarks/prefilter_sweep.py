@@ -26,8 +26,8 @@ import numpy as np
 from ismtk.bench.scope40 import read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.combined import AA_TRACK, parse_score
-from ismtk.search.prefilter import KmerPrefilter, PrefilterSettings
-from ismtk.search.search import Searcher, SearchOptions, column_scorer
+from ismtk.search.prefilter import PrefilterSettings
+from ismtk.search.search import Searcher, SearchOptions
 from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
 
 
@@ -70,9 +70,7 @@ def main() -> None:
         if options.score:
             options, matrices = resolve_score(options, db, score_tokenizers(options))
         searcher = Searcher(db, matrix, options, matrices=matrices)
-        names = searcher.scorer.names
-        _, tables = column_scorer(db, matrix, options, matrices=matrices)
-        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
+        has_aa = AA_TRACK in searcher.scorer.names[1:]
         tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)
         one = [np.ascontiguousarray(codes[:, queries.offsets[i] : queries.offsets[i + 1]]) for i in range(len(queries))]
         profiles = [tracks.profile(c) for c in one]
@@ -88,13 +86,12 @@ def main() -> None:
               + " / ".join(f"{x:.4f}" for x in full))
         print(f"  {'threshold':>9s} {'aa k':>4s} {'aa thr':>6s} {'spacing':>7s} {'min seg':>7s} {'cand':>5s} "
               f"{'penalty':>7s} {'seeded':>7s} {'prefilter':>10s} {'SW':>7s} {'speed-up':>8s}  sensitivity (loss)")
-        grid = itertools.product(args.threshold, args.aa_kmer, args.aa_threshold if aa is not None else [0],
+        grid = itertools.product(args.threshold, args.aa_kmer, args.aa_threshold if has_aa else [0],
                                  args.spacing, args.min_segment)
         for threshold, aa_kmer, aa_threshold, spacing, minimum in grid:
             settings = PrefilterSettings(kmer_threshold=threshold, spacing=spacing, min_segment=minimum,
                                          aa_kmer=aa_kmer, aa_threshold=aa_threshold)
-            prefilter = KmerPrefilter(tables[0], searcher._codes, searcher._offsets, searcher.entries, settings,
-                                      aa=aa)
+            prefilter = searcher.prefilter(settings)
             prefilter.seeded(one[0], profiles[0])
             start = time.perf_counter()
             seeded = [prefilter.seeded(c, p) for c, p in zip(one, profiles, strict=True)]

@@ -477,9 +477,9 @@ def residue_embeddings(
     replay = copy.deepcopy(rng)  # the second reading draws the same chains and residues
     skips = SkipLog()
     counts = np.array([len(r) for _, r in chain_residues(corpus.train, residues_per_chain, 1, rng, skips)], np.int64)
-    if not counts.sum():
-        raise InputError(f"no usable chain among {', '.join(map(str, inputs))}")
     total = int(counts.sum())
+    if not total:
+        raise InputError(f"no usable chain among {', '.join(map(str, inputs))}")
     keep = np.sort(rng.choice(total, max_points, replace=False)) if total > max_points else np.arange(total)
     starts = np.concatenate([[0], np.cumsum(counts)])
     bounds = np.searchsorted(keep, starts)  # chain c's drawn residues: keep[bounds[c]:bounds[c + 1]]

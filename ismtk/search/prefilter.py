@@ -405,22 +405,25 @@ class KmerPrefilter:
         if aa is not None and settings.aa_threshold > 0:
             self.seeds.append((aa[0], np.ascontiguousarray(aa[1], dtype=np.int64), settings.aa_kmer,
                                settings.aa_threshold))
-        self.indexes = [KmerIndex.build(codes[row], offsets, ids, k, table.shape[0]) for row, table, k, _ in self.seeds]
+        indexes = [KmerIndex.build(codes[row], offsets, ids, k, table.shape[0]) for row, table, k, _ in self.seeds]
         # one key space: the keys of seed track s follow those of the tracks before it
-        self._key_offsets = np.cumsum([0] + [index.size**index.k for index in self.indexes])
-        hits = np.cumsum([0] + [len(index.entries) for index in self.indexes])
-        self._starts = np.concatenate(
-            [index.starts[:-1] + first for index, first in zip(self.indexes, hits, strict=False)] + [hits[-1:]]
-        )
-        self._entries = np.concatenate([index.entries for index in self.indexes])
-        self._positions = np.concatenate([index.positions for index in self.indexes])
+        self._key_offsets = np.cumsum([0] + [index.size**index.k for index in indexes])
+        if len(indexes) == 1:
+            self._starts, self._entries, self._positions = indexes[0].starts, indexes[0].entries, indexes[0].positions
+        else:
+            hits = np.cumsum([0] + [len(index.entries) for index in indexes])
+            self._starts = np.concatenate(
+                [index.starts[:-1] + first for index, first in zip(indexes, hits, strict=False)] + [hits[-1:]]
+            )
+            self._entries = np.concatenate([index.entries for index in indexes])
+            self._positions = np.concatenate([index.positions for index in indexes])
         self._lengths = np.diff(self.offsets)
         self.longest = int(self._lengths.max()) if len(self._lengths) else 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the k-mer indexes."""
-        return sum(index.nbytes for index in self.indexes)
+        """Bytes of the k-mer index (of every seed track)."""
+        return self._starts.nbytes + self._entries.nbytes + self._positions.nbytes
 
     def similar(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, positions)``: the similar k-mers of every seed track of ``(T, L)`` query codes, keys in the

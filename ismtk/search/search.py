@@ -253,7 +253,7 @@ class Searcher:
             raise tracks_on_aa_mode()
         gaps = (options.gap_open, options.gap_extend)
         self.aligner: Aligner | TrackAligner
-        self.scorer, tables = column_scorer(target, matrix, options, aa_matrix, matrices)
+        self.scorer, self._tables = column_scorer(target, matrix, options, aa_matrix, matrices)
         if self.score == ((MAIN_TRACK, 1.0),):
             self.aligner = Aligner(matrix, target.alphabet.symbols, *gaps)
             params = matrix.evd_for(*gaps)
@@ -280,12 +280,15 @@ class Searcher:
             aligner = self.scorer if options.comp_bias > 0 else self.aligner
             params = fit_evd(aligner, target, comp_bias=options.comp_bias)
         self.evd: EvdParams = params
-        self._prefilter = None
-        if not options.exhaustive:
-            names = self.scorer.names
-            aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
-            self._prefilter = KmerPrefilter(tables[0], self._codes, self._offsets, self.entries, options.prefilter,
-                                            *gaps, aa=aa)
+        self._prefilter = None if options.exhaustive else self.prefilter(options.prefilter)
+
+    def prefilter(self, settings: PrefilterSettings) -> KmerPrefilter:
+        """The k-mer prefilter of this search's target entries with ``settings``: seeded by the first track's
+        k-mers, and by the amino acids' when the score has them (their unweighted tables)."""
+        names, tables = self.scorer.names, self._tables
+        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
+        gaps = (self.options.gap_open, self.options.gap_extend)
+        return KmerPrefilter(tables[0], self._codes, self._offsets, self.entries, settings, *gaps, aa=aa)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database, or it lacks a
