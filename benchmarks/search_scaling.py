@@ -2,9 +2,9 @@
 
 From a database of real entries (``--db``, e.g. scope40_dev + cath2738, 2,369 entries) the script makes larger
 databases (``--sizes``) by adding decoys: copies of randomly drawn real entries whose residues are shuffled (each
-residue keeps its token and amino acid together, so composition is real and order is random). Each database is
-written to ``--work`` and opened by memory map, as a search opens it. For each size, in a fresh process (so its peak
-memory is its own):
+residue keeps its tokens of every track and its amino acid together, so composition is real and order is random).
+Each database is written to ``--work`` and opened by memory map, as a search opens it. For each size, in a fresh
+process (so its peak memory is its own):
 
 * the prefilter: index build time and size, seconds per query over ``--queries`` (or a sample of them at the
   larger sizes, ``--sample``), and the SCOPe40 sensitivity (noselfhit) of those queries;
@@ -17,7 +17,7 @@ sensitivity as the database grows; the prefilter must keep up with exhaustive se
 Example::
 
     python benchmarks/search_scaling.py --db db3di --queries bench.txt --lookup lookup.tsv --work /tmp/scaling \\
-        --sizes 2369 50000 500000 --sample 449 100 30
+        --sizes 2369 50000 500000 --sample 449 100 30 [--score 3di:1,ism:0.25,aa:0.5 (a multi-track database)]
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, read_names, score_queries, summarize
-from ismtk.search.db import SequenceDB, is_db
+from ismtk.search.combined import parse_score
+from ismtk.search.db import SequenceDB, TokenTrack, is_db
 from ismtk.search.matrix import load_matrix
 from ismtk.search.search import Searcher, SearchOptions
+from ismtk.workflows.search import resolve_score, score_tokenizers
 
 
 def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -> SequenceDB:
@@ -45,6 +47,7 @@ def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -
     rng = np.random.default_rng(seed)
     sources = rng.integers(0, len(db), size - len(db))
     tokens, aa = [np.asarray(db.tokens)], [np.asarray(db.aa)] if db.aa is not None else None
+    tracks = {name: [np.asarray(track.tokens)] for name, track in db.tracks.items()}
     for first in range(0, len(sources), chunk):
         part = sources[first : first + chunk]
         lengths = np.diff(db.offsets)[part]
@@ -53,12 +56,15 @@ def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -
         residues = np.repeat(db.offsets[part], lengths) + within
         residues = residues[np.lexsort((rng.random(len(owner)), owner))]  # a random order inside each copy
         tokens.append(np.asarray(db.tokens)[residues])
+        for parts in tracks.values():
+            parts.append(parts[0][residues])
         if aa is not None:
             aa.append(np.asarray(db.aa)[residues])
     offsets = np.concatenate([db.offsets, db.offsets[-1] + np.cumsum(np.diff(db.offsets)[sources])])
     names = db.names + [f"decoy{k}_{db.names[s]}" for k, s in enumerate(sources)]
     return SequenceDB(
-        names, offsets, np.concatenate(tokens), db.alphabet, db.tokenizer, None if aa is None else np.concatenate(aa)
+        names, offsets, np.concatenate(tokens), db.alphabet, db.tokenizer, None if aa is None else np.concatenate(aa),
+        tracks={name: TokenTrack(db.tracks[name].alphabet, np.concatenate(parts)) for name, parts in tracks.items()},
     )
 
 
@@ -80,11 +86,15 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
     options = SearchOptions(
         trace=False, max_evalue=float("inf"), max_seqs=args.max_seqs, threads=args.threads, aa_weight=args.aa_weight
     )
+    matrices = {}
+    if args.score:
+        options = replace(options, score=parse_score(args.score))
+        options, matrices = resolve_score(options, db, score_tokenizers(options))
     matrix = load_matrix(None, db.tokenizer)
     out = {"size": size, "residues": db.residues, "queries": len(names), "rss_open": rss()[0]}
     for mode in ("prefilter", "exhaustive"):
         start = time.perf_counter()
-        searcher = Searcher(db, matrix, replace(options, exhaustive=mode == "exhaustive"))
+        searcher = Searcher(db, matrix, replace(options, exhaustive=mode == "exhaustive"), matrices=matrices)
         setup = time.perf_counter() - start
         list(searcher.search(db.named(names[:2])))  # load the kernels
         start = time.perf_counter()
@@ -120,6 +130,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, nargs="+", help="queries per size (default: all at every size)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--aa-weight", type=float, default=0.0)
+    parser.add_argument("--score", help="a --score text instead of --aa-weight (a database holding its tracks)")
     parser.add_argument("--max-seqs", type=int, default=1000, help="hits kept per query (the ranking scored)")
     parser.add_argument("--measure", type=int, nargs=2, help=argparse.SUPPRESS)  # internal: SIZE SAMPLE in a child
     args = parser.parse_args()

@@ -6,7 +6,8 @@ is printed):
 1. **Kernels on the same pairs** (``--speed-queries`` queries x every target): a bare Python loop over parasail
    (``sw_striped_profile_16``, reused profile) scoring tokens forward only and forward + reversed query (ismtk's
    work per pair), against ismtk's vectorised kernel for tokens alone and for tokens + amino acids
-   (``--aa-weight``). Goal: tokens + amino acids within 1.5x of parasail's token-only time.
+   (``--aa-weight``) and for each ``--score`` (multi-track databases). Goal: tokens + amino acids within 1.5x of
+   parasail's token-only time.
 2. **Search on 1 and 2 threads** (the same queries): exhaustive and prefiltered, tokens and tokens + amino acids,
    side by side, with a check that the ``.m8`` written on 2 threads is byte-identical to 1 thread. Goal: >= 1.8x.
    Twice: every hit kept without tracebacks (the kernels' scaling; making a Python object per hit for all 2,369
@@ -38,11 +39,12 @@ import parasail
 
 from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
+from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
 
 
 def load() -> str:
@@ -77,10 +79,10 @@ def timed_search(searcher: Searcher, query: SequenceDB) -> tuple[float, list, fl
     return time.perf_counter() - start, hits, time.process_time() - cpu
 
 
-def m8_bytes(searcher: Searcher, matrix: SubstitutionMatrix, query: SequenceDB) -> bytes:
-    """The ``.m8`` (default columns, raw score, CIGAR; E <= 10) of ``searcher``'s settings (token ``matrix``) with
-    tracebacks."""
-    traced = Searcher(searcher.target, matrix, replace(searcher.options, trace=True, max_evalue=10))
+def m8_bytes(searcher: Searcher, matrix: SubstitutionMatrix, matrices: dict, query: SequenceDB) -> bytes:
+    """The ``.m8`` (default columns, raw score, CIGAR; E <= 10) of ``searcher``'s settings (token ``matrix``, other
+    tracks' ``matrices``) with tracebacks."""
+    traced = Searcher(searcher.target, matrix, replace(searcher.options, trace=True, max_evalue=10), matrices=matrices)
     out = io.StringIO()
     write_m8(out, traced.search(query), query, searcher.target, parse_columns(DEFAULT_COLUMNS + ",raw,cigar"))
     return out.getvalue().encode()
@@ -91,10 +93,23 @@ def sensitivity(hits: list, query: SequenceDB, db: SequenceDB, lookup: dict) -> 
     return summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level
 
 
-def thread_scaling(searchers: dict, timed: SequenceDB, matrix: SubstitutionMatrix, weights: list[float],
-                   label: dict, args: argparse.Namespace, title: str) -> None:
-    """Part 2 for one set of searchers keyed by (aa weight, mode, threads): times on 1 and n threads and whether
-    their ``.m8`` is identical."""
+def scored_options(db: SequenceDB, args: argparse.Namespace) -> dict[str, tuple[SearchOptions, dict]]:
+    """The scores compared, by label: tokens alone, tokens + ``--aa-weight`` x amino acids and each ``--score``,
+    as search options (the score's tracks named as the database holds them) and the matrices of their other
+    token tracks."""
+    schemes = {"tokens": (SearchOptions(aa_weight=0.0), {})}
+    if args.aa_weight > 0:
+        schemes[f"tokens+{args.aa_weight:g}xAA"] = SearchOptions(aa_weight=args.aa_weight), {}
+    for text in args.score:
+        options = SearchOptions(score=parse_score(text))
+        schemes[text] = resolve_score(options, db, score_tokenizers(options))
+    return schemes
+
+
+def thread_scaling(searchers: dict, timed: SequenceDB, matrix: SubstitutionMatrix, schemes: dict,
+                   args: argparse.Namespace, title: str) -> None:
+    """Part 2 for one set of searchers keyed by (score label, mode, threads): times on 1 and n threads and
+    whether their ``.m8`` is identical."""
     times, cpu = {k: float("inf") for k in searchers}, {}
     for _ in range(args.repeats):
         for k, s in searchers.items():
@@ -102,18 +117,19 @@ def thread_scaling(searchers: dict, timed: SequenceDB, matrix: SubstitutionMatri
             if seconds < times[k]:
                 times[k], cpu[k] = seconds, used
     print(f"\n2. search: the same {len(timed)} queries, {title}, best of {args.repeats}; {load()}")
+    width = max(len(label) for label in schemes) + len(", exhaustive")
     print(
-        f"  {'':28s} {'1 thread':>10s} {f'{args.threads} threads':>10s} {'speed-up':>9s} {'CPU/wall':>9s}  "
+        f"  {'':{width}s} {'1 thread':>10s} {f'{args.threads} threads':>10s} {'speed-up':>9s} {'CPU/wall':>9s}  "
         ".m8 identical"
     )
-    for w in weights:
+    for label, (_, matrices) in schemes.items():
         for mode in ("exhaustive", "prefilter"):
-            one, many = times[w, mode, 1], times[w, mode, args.threads]
-            one_m8, many_m8 = (m8_bytes(searchers[w, mode, t], matrix, timed) for t in (1, args.threads))
+            one, many = times[label, mode, 1], times[label, mode, args.threads]
+            one_m8, many_m8 = (m8_bytes(searchers[label, mode, t], matrix, matrices, timed) for t in (1, args.threads))
             same = one_m8 == many_m8
             print(
-                f"  {label[w] + ', ' + mode:28s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
-                f"{cpu[w, mode, args.threads] / many:8.2f}  {same}"
+                f"  {label + ', ' + mode:{width}s} {one:9.2f}s {many:9.2f}s {one / many:8.2f}x "
+                f"{cpu[label, mode, args.threads] / many:8.2f}  {same}"
             )
 
 
@@ -124,6 +140,7 @@ def main() -> None:
     parser.add_argument("--lookup", help="SCOP lookup: also measure sensitivities and the prefilter's loss")
     parser.add_argument("--matrix", default=None)
     parser.add_argument("--aa-weight", type=float, default=0.5, help="weight of the amino-acid track (0: skip it)")
+    parser.add_argument("--score", nargs="*", default=[], help="--score texts measured as well (multi-track databases)")
     parser.add_argument("--speed-queries", type=int, default=30, help="queries of the timings of parts 1 and 2")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="threads of the many-core runs (and of Foldseek)")
@@ -139,20 +156,16 @@ def main() -> None:
     queries, timed = db.named(names), db.named(names[: args.speed_queries])
     pairs = len(timed) * len(db)
     print(f"{len(db):,} targets ({db.residues:,} residues); {len(queries)} queries; {load()}")
-    base = SearchOptions(trace=False, max_evalue=float("inf"), max_seqs=len(db), threads=1)
-    weights = [0.0] + ([args.aa_weight] if args.aa_weight > 0 else [])
-    label = {0.0: "tokens", args.aa_weight: f"tokens+{args.aa_weight:g}xAA"}
-    searchers = {
-        (w, mode, t): Searcher(db, matrix, replace(base, aa_weight=w, exhaustive=mode == "exhaustive", threads=t))
-        for w in weights
-        for mode in ("exhaustive", "prefilter")
-        for t in (1, args.threads)
-    }
-    defaults = {
-        key: Searcher(db, matrix, replace(SearchOptions(), aa_weight=key[0], exhaustive=key[1] == "exhaustive",
-                                          threads=key[2]))
-        for key in searchers
-    }  # fmt: skip
+    schemes = scored_options(db, args)
+    labels = list(schemes)
+    every_hit = {"trace": False, "max_evalue": float("inf"), "max_seqs": len(db)}
+    searchers, defaults = {}, {}
+    for label, (options, matrices) in schemes.items():
+        for mode in ("exhaustive", "prefilter"):
+            for t in (1, args.threads):
+                chosen = replace(options, exhaustive=mode == "exhaustive", threads=t)
+                searchers[label, mode, t] = Searcher(db, matrix, replace(chosen, **every_hit), matrices=matrices)
+                defaults[label, mode, t] = Searcher(db, matrix, chosen, matrices=matrices)
     for s in [*searchers.values(), *defaults.values()]:  # compile / load the kernels before timing
         list(s.search(db.named(names[:2])))
 
@@ -165,10 +178,10 @@ def main() -> None:
         "parasail tokens, forward only": lambda: parasail_loop(qbytes, tbytes, pmatrix, False),
         "parasail tokens, forward + reversed": lambda: parasail_loop(qbytes, tbytes, pmatrix, True),
         **{
-            f"ismtk kernel {label[w]}, forward + reversed": (
-                lambda w=w: kernel_loop(searchers[w, "exhaustive", 1], timed)
+            f"ismtk kernel {label}, forward + reversed": (
+                lambda label=label: kernel_loop(searchers[label, "exhaustive", 1], timed)
             )
-            for w in weights
+            for label in labels
         },
     }
     best = {k: float("inf") for k in runs}
@@ -181,36 +194,37 @@ def main() -> None:
         f"{load()}"
     )
     for k, seconds in best.items():
-        print(f"  {k:45s} {seconds:7.2f} s {pairs / seconds:10,.0f} pairs/s")
+        print(f"  {k:{max(map(len, runs))}s} {seconds:7.2f} s {pairs / seconds:10,.0f} pairs/s")
     reference = best["parasail tokens, forward + reversed"]
-    for w in weights:
-        mine = best[f"ismtk kernel {label[w]}, forward + reversed"]
+    for label in labels:
+        mine = best[f"ismtk kernel {label}, forward + reversed"]
         print(
-            f"  ismtk {label[w]} / parasail tokens (same work, forward + reversed): {mine / reference:.2f}x time; "
+            f"  ismtk {label} / parasail tokens (same work, forward + reversed): {mine / reference:.2f}x time; "
             f"/ parasail forward only: {mine / best['parasail tokens, forward only']:.2f}x"
         )
 
     # 2. search on 1 and n threads
     for title, variant in (("every hit kept, no tracebacks", searchers), ("default options (E <= 10, tracebacks)",
                                                                            defaults)):
-        thread_scaling(variant, timed, matrix, weights, label, args, title)
+        thread_scaling(variant, timed, matrix, schemes, args, title)
 
     if not args.lookup:
         return
     # 3. sensitivity and prefilter speed-up over all queries
     lookup = read_lookup(args.lookup)
     print(f"\n3. {len(queries)} queries, {args.threads} threads, noselfhit sensitivity ({', '.join(LEVELS)}); {load()}")
-    for w in weights:
+    width = max(len(label) for label in labels) + len(", exhaustive")
+    for label in labels:
         result = {}
         for mode in ("exhaustive", "prefilter"):
-            seconds, hits, _ = timed_search(searchers[w, mode, args.threads], queries)
+            seconds, hits, _ = timed_search(searchers[label, mode, args.threads], queries)
             result[mode] = seconds, np.array(sensitivity(hits, queries, db, lookup))
             print(
-                f"  {label[w] + ', ' + mode:28s} {seconds:7.1f} s  " + " / ".join(f"{v:.4f}" for v in result[mode][1])
+                f"  {label + ', ' + mode:{width}s} {seconds:7.1f} s  " + " / ".join(f"{v:.4f}" for v in result[mode][1])
             )
         loss = 1 - result["prefilter"][1] / np.maximum(result["exhaustive"][1], 1e-12)
         print(
-            f"  {label[w]}: prefilter {result['exhaustive'][0] / result['prefilter'][0]:.2f}x faster, loss "
+            f"  {label}: prefilter {result['exhaustive'][0] / result['prefilter'][0]:.2f}x faster, loss "
             + " / ".join(f"{x:+.2%}" for x in loss)
         )
 
