@@ -238,3 +238,32 @@ def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp
         return [[c for k, c in enumerate(row) if k not in (2, 4)] for row in rows]
 
     assert kept(tmp_path / "tokens.m8") == kept(tmp_path / "db_tokens.m8")
+
+
+def test_scaling_decoys_shuffle_every_track_of_a_residue_together(tracks_db):
+    """The scaling benchmark's decoys (benchmarks/search_scaling.py) keep the real entries and copy each drawn entry
+    with its residues in a random order, every track and the amino acid of a residue moving together."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from search_scaling import with_decoys
+
+    db = SequenceDB.load(tracks_db)
+    grown = with_decoys(db, 3 * len(db), chunk=4)
+    assert len(grown) == 3 * len(db) and grown.track_names == db.track_names
+    assert grown.names[: len(db)] == db.names
+    np.testing.assert_array_equal(grown.offsets[: len(db) + 1], db.offsets)
+
+    def residues(source: SequenceDB, i: int) -> np.ndarray:
+        rows = slice(source.offsets[i], source.offsets[i + 1])
+        columns = [source.tokens[rows], *(t.tokens[rows] for t in source.tracks.values()), source.aa[rows]]
+        return np.stack([np.asarray(c, np.int64) for c in columns], axis=1)
+
+    shuffled = 0
+    for i in range(len(db), len(grown)):
+        source = db.names.index(grown.names[i].split("_", 1)[1])
+        mine, theirs = residues(grown, i), residues(db, source)
+        assert sorted(map(tuple, mine)) == sorted(map(tuple, theirs))
+        shuffled += not np.array_equal(mine, theirs)
+    assert shuffled == len(grown) - len(db)
