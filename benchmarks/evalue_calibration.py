@@ -7,19 +7,22 @@ is about the threshold (somewhat below it, since some cross-fold hits are real, 
 Example::
 
     python benchmarks/evalue_calibration.py --db db3di --lookup lookup.tsv --queries bench.txt
+    python benchmarks/evalue_calibration.py --db db_all --lookup lookup.tsv --queries bench.txt \
+        --score 3di:1,ism:0.25,ism-residual:0.25,aa:0.5
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup
 from ismtk.names import read_names
-from ismtk.search.db import SequenceDB
+from ismtk.search.combined import parse_score
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -32,17 +35,18 @@ def main() -> None:
     parser.add_argument("--matrix", default=None)
     parser.add_argument("--mode", default="tokens", choices=["tokens", "aa"])
     parser.add_argument("--aa-weight", type=float, default=0.0, help="token + weight x BLOSUM62 (E-values fitted)")
+    parser.add_argument("--score", help="a --score text instead of --aa-weight (a database holding its tracks)")
     args = parser.parse_args()
     db, tokenizer = open_input([args.db], mode=args.mode)
     lookup = read_lookup(args.lookup)
     names = read_names(args.queries)
-    index = {n: i for i, n in enumerate(db.names)}
-    query = SequenceDB.from_records(
-        ((n, db.token_seq(index[n]), db.aa_seq(index[n]) if db.aa is not None else None) for n in names), db.alphabet,
-        db.tokenizer,
-    )
+    query = db.named(names)
     options = SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db), aa_weight=args.aa_weight)
-    searcher = Searcher(db, resolve_matrix(args.matrix, tokenizer, args.mode), options)
+    matrices = {}
+    if args.score:
+        options = replace(options, score=parse_score(args.score))
+        options, matrices = resolve_score(options, db, score_tokenizers(options))
+    searcher = Searcher(db, resolve_matrix(args.matrix, tokenizer, args.mode), options, matrices=matrices)
     counts = np.zeros(len(THRESHOLDS))
     for q, hits in zip(names, searcher.search(query), strict=True):
         fold = lookup[q].rsplit(".", 2)[0]
@@ -50,9 +54,10 @@ def main() -> None:
             label = lookup.get(db.names[h.target])
             if label is None or label.rsplit(".", 2)[0] != fold:
                 counts += np.array([h.evalue <= t for t in THRESHOLDS])
-    print(f"{args.matrix or 'default matrix'} ({args.mode}, aa weight {args.aa_weight:g}), {len(names)} queries vs "
-          f"{len(db)} entries, "
-          f"lambda {searcher.evd.lam:.4g}, K {searcher.evd.k:.4g}")
+    scheme = args.score or f"{args.mode}, aa weight {args.aa_weight:g}"
+    source = "fitted for this database" if searcher.evd_fitted else "shipped"
+    print(f"{args.matrix or 'default matrix'} ({scheme}), {len(names)} queries vs {len(db)} entries, "
+          f"lambda {searcher.evd.lam:.4g}, K {searcher.evd.k:.4g} ({source})")
     for t, c in zip(THRESHOLDS, counts / len(names), strict=True):
         print(f"  E <= {t:g}: {c:.4f} false-positive hits per query")
 

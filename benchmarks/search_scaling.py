@@ -6,8 +6,9 @@ residue keeps its tokens of every track and its amino acid together, so composit
 Each database is written to ``--work`` and opened by memory map, as a search opens it. For each size, in a fresh
 process (so its peak memory is its own):
 
-* the prefilter: index build time and size, seconds per query over ``--queries`` (or a sample of them at the
-  larger sizes, ``--sample``), and the SCOPe40 sensitivity (noselfhit) of those queries;
+* the prefilter, once per ``--candidates`` (targets kept per query for Smith-Waterman): index build time and
+  size, seconds per query over ``--queries`` (or a sample of them at the larger sizes, ``--sample``), and the
+  SCOPe40 sensitivity (noselfhit) of those queries;
 * exhaustive search: seconds per query and sensitivity over the same queries;
 * peak RSS of the process (memory-mapped database pages count when touched).
 
@@ -37,6 +38,7 @@ from ismtk.bench.scope40 import read_lookup, read_names, score_queries, summariz
 from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB, TokenTrack, is_db
 from ismtk.search.matrix import load_matrix
+from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.workflows.search import resolve_score, score_tokenizers
 
@@ -92,9 +94,10 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
         options, matrices = resolve_score(options, db, score_tokenizers(options))
     matrix = load_matrix(None, db.tokenizer)
     out = {"size": size, "residues": db.residues, "queries": len(names), "rss_open": rss()[0]}
-    for mode in ("prefilter", "exhaustive"):
+    runs = [(f"prefilter {n}", replace(options, exhaustive=False, max_candidates=n)) for n in args.candidates]
+    for label, chosen in [*runs, ("exhaustive", replace(options, exhaustive=True))]:
         start = time.perf_counter()
-        searcher = Searcher(db, matrix, replace(options, exhaustive=mode == "exhaustive"), matrices=matrices)
+        searcher = Searcher(db, matrix, chosen, matrices=matrices)
         setup = time.perf_counter() - start
         list(searcher.search(db.named(names[:2])))  # load the kernels
         start = time.perf_counter()
@@ -102,7 +105,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
         seconds = time.perf_counter() - start
         ranked = {query.names[i]: [db.names[h.target] for h in hl] for i, hl in enumerate(hits)}
         s = summarize(score_queries(ranked, lookup, db.names, "noselfhit"))
-        out[mode] = {
+        out[label] = {
             "setup_s": setup,
             "per_query_s": seconds / len(names),
             "sensitivity": list(s.per_level),
@@ -132,6 +135,8 @@ def main() -> None:
     parser.add_argument("--aa-weight", type=float, default=0.0)
     parser.add_argument("--score", help="a --score text instead of --aa-weight (a database holding its tracks)")
     parser.add_argument("--max-seqs", type=int, default=1000, help="hits kept per query (the ranking scored)")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[DEFAULT_MAX_CANDIDATES],
+                        help="prefilter candidates per query (--max-candidates); one prefilter row each")
     parser.add_argument("--measure", type=int, nargs=2, help=argparse.SUPPRESS)  # internal: SIZE SAMPLE in a child
     args = parser.parse_args()
     if args.measure:
@@ -156,19 +161,21 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     print(
-        "\n| entries | residues | queries | exhaustive s/query | prefilter s/query | speed-up | exhaustive "
-        "fam/sfam/fold | prefilter fam/sfam/fold | index MB | peak RSS MB | load |"
+        "\n| entries | residues | queries | candidates | exhaustive s/query | prefilter s/query | speed-up "
+        "| exhaustive fam/sfam/fold | prefilter fam/sfam/fold | index MB | peak RSS MB | load |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        ex, pf = r["exhaustive"], r["prefilter"]
-        print(
-            f"| {r['size']:,} | {r['residues']:,} | {r['queries']} | {ex['per_query_s']:.3f} | {pf['per_query_s']:.3f} "
-            f"| {ex['per_query_s'] / pf['per_query_s']:.1f}x | {'/'.join(f'{v:.3f}' for v in ex['sensitivity'])} "
-            f"| {'/'.join(f'{v:.3f}' for v in pf['sensitivity'])} | {pf['index_mb']:.0f} | {r['peak_rss_mb']:.0f} "
-            f"| {r['load']} |"
-        )
-
+        ex = r["exhaustive"]
+        levels = "/".join(f"{v:.3f}" for v in ex["sensitivity"])
+        for n in args.candidates:
+            pf = r[f"prefilter {n}"]
+            print(
+                f"| {r['size']:,} | {r['residues']:,} | {r['queries']} | {n} | {ex['per_query_s']:.3f} "
+                f"| {pf['per_query_s']:.3f} | {ex['per_query_s'] / pf['per_query_s']:.1f}x "
+                f"| {levels} | {'/'.join(f'{v:.3f}' for v in pf['sensitivity'])} "
+                f"| {pf['index_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['load']} |"
+            )
 
 if __name__ == "__main__":
     main()
