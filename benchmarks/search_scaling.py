@@ -177,5 +177,6 @@ def main() -> None:
                 f"| {pf['index_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['load']} |"
             )
 
+
 if __name__ == "__main__":
     main()
