@@ -22,7 +22,7 @@ from ismtk.bench.scope40 import read_lookup
 from ismtk.names import read_names
 from ismtk.search.combined import parse_score
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -45,7 +45,7 @@ def main() -> None:
     matrices = {}
     if args.score:
         options = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(options, db, score_tokenizers(options))
+        options, matrices = resolve_score(options, db)
     searcher = Searcher(db, resolve_matrix(args.matrix, tokenizer, args.mode), options, matrices=matrices)
     counts = np.zeros(len(THRESHOLDS))
     for q, hits in zip(names, searcher.search(query), strict=True):

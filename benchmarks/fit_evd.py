@@ -28,7 +28,7 @@ from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, EVD_FILE, fit_evd, read_evd_fits, write_evd_fits
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.tokenizers import tokenizer_for
-from ismtk.workflows.search import resolve_matrix, resolve_score, score_tokenizers
+from ismtk.workflows.search import resolve_matrix, resolve_score
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     for text in args.score:
         start = time.perf_counter()
         options = replace(SearchOptions(), score=parse_score(text))
-        options, matrices = resolve_score(options, db, score_tokenizers(options))
+        options, matrices = resolve_score(options, db)
         searcher = Searcher(db, resolve_matrix(None, tokenizer_for(db.tokenizer)), options, matrices=matrices)
         # the searcher fitted them on db unless they are shipped already: then fit again, the same way
         params = searcher.evd if searcher.evd_fitted else fit_evd(searcher.scorer, db)

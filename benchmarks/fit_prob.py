@@ -37,7 +37,7 @@ from ismtk.search.prob import (
     write_fits,
 )
 from ismtk.search.search import Searcher, SearchOptions, column_scorer
-from ismtk.workflows.search import resolve_score, score_tokenizers
+from ismtk.workflows.search import resolve_score
 
 BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
 
@@ -117,7 +117,7 @@ def main() -> None:
     )
     if args.score:
         scored = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(scored, db, score_tokenizers(scored))
+        options, matrices = resolve_score(scored, db)
     start = time.perf_counter()
     train, bench = read_names(args.train), read_names(args.bench)
     scores, qlen, tlen, homologous, _ = labelled_scores(db, train, lookup, options, matrix, matrices)

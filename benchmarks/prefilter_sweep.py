@@ -28,7 +28,7 @@ from ismtk.names import read_names
 from ismtk.search.combined import AA_TRACK, parse_score
 from ismtk.search.prefilter import PrefilterSettings
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
 
 
 def sensitivity(order: list[np.ndarray], keep: list[np.ndarray] | None, queries, db, lookup) -> np.ndarray:
@@ -68,7 +68,7 @@ def main() -> None:
     for label, options in schemes:
         matrices = {}
         if options.score:
-            options, matrices = resolve_score(options, db, score_tokenizers(options))
+            options, matrices = resolve_score(options, db)
         searcher = Searcher(db, matrix, options, matrices=matrices)
         has_aa = AA_TRACK in searcher.scorer.names[1:]
         tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)

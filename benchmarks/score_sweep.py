@@ -27,7 +27,7 @@ from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.tokenizers import tokenizer_for
-from ismtk.workflows.search import resolve_matrix, resolve_score, score_tokenizers
+from ismtk.workflows.search import resolve_matrix, resolve_score
 
 
 def load() -> str:
@@ -37,7 +37,7 @@ def load() -> str:
 def searcher(db: SequenceDB, text: str, base: SearchOptions) -> Searcher:
     """The exhaustive searcher of ``--score text`` over ``db`` (its main tokenizer's shipped matrix)."""
     options = replace(base, score=parse_score(text))
-    options, matrices = resolve_score(options, db, score_tokenizers(options))
+    options, matrices = resolve_score(options, db)
     return Searcher(db, resolve_matrix(None, tokenizer_for(db.tokenizer)), options, matrices=matrices)
 
 

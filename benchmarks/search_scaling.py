@@ -40,7 +40,7 @@ from ismtk.search.db import SequenceDB, TokenTrack, is_db
 from ismtk.search.matrix import load_matrix
 from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import resolve_score, score_tokenizers
+from ismtk.workflows.search import resolve_score
 
 
 def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -> SequenceDB:
@@ -91,7 +91,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
     matrices = {}
     if args.score:
         options = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(options, db, score_tokenizers(options))
+        options, matrices = resolve_score(options, db)
     matrix = load_matrix(None, db.tokenizer)
     out = {"size": size, "residues": db.residues, "queries": len(names), "rss_open": rss()[0]}
     runs = [(f"prefilter {n}", replace(options, exhaustive=False, max_candidates=n)) for n in args.candidates]

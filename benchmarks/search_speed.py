@@ -44,7 +44,7 @@ from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score, score_tokenizers
+from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
 
 
 def load() -> str:
@@ -102,7 +102,7 @@ def scored_options(db: SequenceDB, args: argparse.Namespace) -> dict[str, tuple[
         schemes[f"tokens+{args.aa_weight:g}xAA"] = SearchOptions(aa_weight=args.aa_weight), {}
     for text in args.score:
         options = SearchOptions(score=parse_score(text))
-        schemes[text] = resolve_score(options, db, score_tokenizers(options))
+        schemes[text] = resolve_score(options, db)
     return schemes
 
 

@@ -271,11 +271,12 @@ def score_tokenizers(options: SearchOptions) -> list[Tokenizer]:
 
 
 def resolve_score(
-    options: SearchOptions, target: SequenceDB, tokenizers: Sequence[Tokenizer]
+    options: SearchOptions, target: SequenceDB, tokenizers: Sequence[Tokenizer] | None = None
 ) -> tuple[SearchOptions, dict[str, SubstitutionMatrix]]:
     """``options`` with the tokenizers of ``--score`` named by their identity (``tokens`` for the target's own),
-    and the shipped matrices of the target's other token tracks it scores, by identity (:class:`Searcher`)."""
-    found = iter(tokenizers)
+    and the shipped matrices of the target's other token tracks it scores, by identity (:class:`Searcher`).
+    ``tokenizers``: :func:`score_tokenizers` of ``options``, loaded here when not given."""
+    found = iter(score_tokenizers(options) if tokenizers is None else tokenizers)
     score, matrices = [], {}
     for name, weight in options.score:
         if name not in (AA_TRACK, MAIN_TRACK):

@@ -240,13 +240,12 @@ def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp
     assert kept(tmp_path / "tokens.m8") == kept(tmp_path / "db_tokens.m8")
 
 
-def test_scaling_decoys_shuffle_every_track_of_a_residue_together(tracks_db):
+def test_scaling_decoys_shuffle_every_track_of_a_residue_together(tracks_db, monkeypatch):
     """The scaling benchmark's decoys (benchmarks/search_scaling.py) keep the real entries and copy each drawn entry
     with its residues in a random order, every track and the amino acid of a residue moving together."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from search_scaling import with_decoys
 
     db = SequenceDB.load(tracks_db)
