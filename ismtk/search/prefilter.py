@@ -49,8 +49,8 @@ __all__ = [
     "DEFAULT_MIN_SEGMENT",
     "KmerIndex",
     "KmerPrefilter",
+    "POSITION_LIMIT",
     "PrefilterSettings",
-    "build_index",
     "prefilter_scores",
     "similar_kmers",
 ]
@@ -73,15 +73,16 @@ DEFAULT_LENGTH_PENALTY = 20.0
 _SHIFT = 1 << 31
 _MAX_SEGMENTS = 256
 _X_DROP = 10
+#: Longest entry whose k-mer positions the index stores in 16 bits (longer entries: 32 bits for all).
+POSITION_LIMIT = 2**16 - 1
 _MAX_CHAINED = 16
 _RADIX_BITS = 11
 _RADIX = 1 << _RADIX_BITS
 
 
 @numba.njit(cache=True, nogil=True)
-def build_index(codes, offsets, ids, k, size):  # pragma: no cover - numba
-    """CSR k-mer index of entries ``ids``: ``(starts (size**k + 1,) int64, entries (M,) int32, positions (M,) int32)``;
-    the hits of k-mer ``key = sum_m x_m size**(k-1-m)`` are ``starts[key]:starts[key + 1]``, by entry then position."""
+def _count_kmers(codes, offsets, ids, k, size):  # pragma: no cover - numba
+    """``(size**k + 1,) int64`` CSR starts of the k-mer index of entries ``ids`` (:func:`_fill_index`)."""
     keys = size**k
     starts = np.zeros(keys + 1, np.int64)
     for e in ids:
@@ -92,9 +93,15 @@ def build_index(codes, offsets, ids, k, size):  # pragma: no cover - numba
                 starts[key + 1] += 1
     for key in range(keys):
         starts[key + 1] += starts[key]
+    return starts
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_index(codes, offsets, ids, k, size, starts, entries, positions):  # pragma: no cover - numba
+    """Fill ``entries`` and ``positions`` (``starts[-1]`` each) with the hits of every k-mer ``key = sum_m x_m
+    size**(k-1-m)``: ``starts[key]:starts[key + 1]``, by entry then position."""
+    keys = size**k
     fill = starts[:-1].copy()
-    entries = np.empty(starts[-1], np.int32)
-    positions = np.empty(starts[-1], np.int32)
     for e in ids:
         key = 0
         for p in range(offsets[e], offsets[e + 1]):
@@ -104,7 +111,6 @@ def build_index(codes, offsets, ids, k, size):  # pragma: no cover - numba
                 entries[fill[key]] = e
                 positions[fill[key]] = at
                 fill[key] += 1
-    return starts, entries, positions
 
 
 @numba.njit(cache=True, nogil=True)
@@ -356,7 +362,8 @@ class PrefilterSettings:
 @dataclass(frozen=True)
 class KmerIndex:
     """Every k-mer of the token track of some database entries: ``hits of key`` =
-    ``entries[starts[key]:starts[key + 1]]`` at ``positions[...]`` (0-based start of the k-mer in its entry)."""
+    ``entries[starts[key]:starts[key + 1]]`` at ``positions[...]`` (0-based start of the k-mer in its entry;
+    ``uint16`` when no indexed entry is longer than :data:`POSITION_LIMIT`, which saves a quarter of the index)."""
 
     k: int
     size: int
@@ -369,9 +376,12 @@ class KmerIndex:
         """Index the entries ``ids`` of ``(R,) uint8`` tokens over an alphabet of ``size`` symbols."""
         if not 1 <= k <= 8 or size**k > 2**31:
             raise InputError(f"k-mer length {k} is out of range for {size} symbols")
-        starts, entries, positions = build_index(
-            np.asarray(tokens), np.asarray(offsets, np.int64), np.asarray(ids, np.int64), k, size
-        )
+        tokens, offsets, ids = np.asarray(tokens), np.asarray(offsets, np.int64), np.asarray(ids, np.int64)
+        starts = _count_kmers(tokens, offsets, ids, k, size)
+        longest = int(np.diff(offsets)[ids].max(initial=0))
+        entries = np.empty(starts[-1], np.int32)
+        positions = np.empty(starts[-1], np.uint16 if longest <= POSITION_LIMIT else np.int32)
+        _fill_index(tokens, offsets, ids, k, size, starts, entries, positions)
         return cls(k, size, starts, entries, positions)
 
     @property

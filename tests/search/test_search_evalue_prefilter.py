@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ismtk.errors import InputError
+from ismtk.search import prefilter
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import EVD_FILE, bit_score, evalue, fit_gumbel, read_evd_fits, write_evd_fits
 from ismtk.search.matrix import EvdParams, load_matrix
@@ -95,6 +96,21 @@ def test_kmer_index_lists_every_kmer_of_the_indexed_entries():
     expected = {(e, p, int(np.ravel_multi_index(tuple(seqs[e][p:p + 3]), (4, 4, 4))))
                 for e in (1, 2, 3, 4) for p in range(len(seqs[e]) - 2)}
     assert listed == expected
+
+
+def test_kmer_index_positions_are_16_bit_unless_an_entry_is_too_long(monkeypatch):
+    rng = np.random.default_rng(7)
+    offsets = np.array([0, 40, 45, 130])
+    tokens = rng.integers(0, 5, offsets[-1]).astype(np.uint8)
+    compact = KmerIndex.build(tokens, offsets, np.arange(3), 3, 5)
+    monkeypatch.setattr(prefilter, "POSITION_LIMIT", 84)  # entry 2 (85 residues) is now too long for 16 bits
+    wide = KmerIndex.build(tokens, offsets, np.arange(3), 3, 5)
+    assert compact.positions.dtype == np.uint16 and wide.positions.dtype == np.int32
+    assert compact.nbytes < wide.nbytes
+    assert np.array_equal(compact.starts, wide.starts) and np.array_equal(compact.entries, wide.entries)
+    assert np.array_equal(compact.positions, wide.positions)
+    short = KmerIndex.build(tokens, offsets, np.arange(2), 3, 5)  # only the indexed entries count
+    assert short.positions.dtype == np.uint16
 
 
 def test_prefilter_ranks_a_gapped_homolog_first_and_ignores_unrelated_targets():
