@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ismtk.errors import InputError
+from ismtk.search.gotoh import walk_ops
 from ismtk.search.matrix import SubstitutionMatrix
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "Aligner",
     "Alignment",
     "QueryProfile",
+    "alignment_from_ops",
     "alignment_from_runs",
     "check_gaps",
     "cigar_pairs",
@@ -36,8 +38,11 @@ __all__ = [
 DEFAULT_GAP_OPEN = 10
 DEFAULT_GAP_EXTEND = 1
 
-_CIGAR = re.compile(rb"(\d+)([=XMID])")
 _SATURATED_16 = 32767
+#: CIGAR operation -> the op code of :func:`alignment_from_ops`.
+_OP_CODES = {"M": 0, "=": 0, "X": 0, "I": 1, "D": 2}
+#: BAM operation code (``MIDNSHP=X``) -> the op code of :func:`alignment_from_ops` (parasail emits M, I, D, =, X).
+_BAM_OPS = np.array([0, 1, 2, 255, 255, 255, 255, 0, 0], np.uint8)
 
 
 @dataclass(frozen=True)
@@ -65,35 +70,31 @@ def check_gaps(gap_open: int, gap_extend: int) -> None:
         raise InputError(f"gap penalties must satisfy 1 <= extend <= open, got open {gap_open} extend {gap_extend}")
 
 
+def alignment_from_ops(score: int, qstart: int, tstart: int, ops: np.ndarray) -> Alignment:
+    """An :class:`Alignment` from its start and its ``(m,) uint8`` operations in order: 0 an aligned pair, 1 a query
+    residue and 2 a target residue left unaligned (the output of :func:`ismtk.search.gotoh.sw_trace`). The walk is
+    compiled and releases the GIL, so threads tracing many hits do not queue on it.
+
+    >>> a = alignment_from_ops(7, 2, 0, np.array([0, 0, 0, 1, 0], np.uint8))
+    >>> a.cigar, a.pairs.tolist(), (a.qend, a.tend, a.columns, a.gap_opens)
+    ('3M1I1M', [[2, 0], [3, 1], [4, 2], [6, 3]], (7, 4, 5, 1))
+    """
+    pairs, lengths, codes, qend, tend = walk_ops(np.ascontiguousarray(ops, np.uint8), qstart, tstart)
+    cigar = "".join(f"{n}{'MID'[c]}" for n, c in zip(lengths.tolist(), codes.tolist(), strict=True))
+    return Alignment(int(score), int(qstart), int(qend), int(tstart), int(tend), pairs, len(ops),
+                     int(np.count_nonzero(codes)), cigar)  # fmt: skip
+
+
 def alignment_from_runs(score: int, qstart: int, tstart: int, runs: list[tuple[int, str]]) -> Alignment:
     """An :class:`Alignment` from its start and its operation runs ``(n, op)``: ``M`` (or ``=``/``X``) aligned
-    pairs, ``I`` query residues and ``D`` target residues left unaligned.
+    pairs, ``I`` query residues and ``D`` target residues left unaligned (:func:`alignment_from_ops`).
 
     >>> a = alignment_from_runs(7, 2, 0, [(2, "="), (1, "X"), (1, "I"), (1, "M")])
     >>> a.cigar, a.pairs.tolist(), (a.qend, a.tend, a.columns, a.gap_opens)
     ('3M1I1M', [[2, 0], [3, 1], [4, 2], [6, 3]], (7, 4, 5, 1))
     """
-    merged: list[list] = []
-    for n, op in runs:
-        op = "M" if op in "=XM" else op
-        if merged and merged[-1][1] == op:
-            merged[-1][0] += n
-        else:
-            merged.append([n, op])
-    lengths = np.array([n for n, _ in merged], dtype=np.int64)
-    ops = np.array([op for _, op in merged], dtype="<U1")
-    aligned = ops == "M"
-    query_steps = np.where(aligned | (ops == "I"), lengths, 0)
-    target_steps = np.where(aligned | (ops == "D"), lengths, 0)
-    # each aligned run starts where the steps before it end; its pairs count up from there
-    qfirst = (qstart + np.cumsum(query_steps) - query_steps)[aligned]
-    tfirst = (tstart + np.cumsum(target_steps) - target_steps)[aligned]
-    sizes = lengths[aligned]
-    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    pairs = np.stack([np.repeat(qfirst, sizes) + within, np.repeat(tfirst, sizes) + within], axis=1)
-    cigar = "".join(f"{n}{op}" for n, op in merged)
-    return Alignment(score, qstart, qstart + int(query_steps.sum()), tstart, tstart + int(target_steps.sum()),
-                     pairs, int(lengths.sum()), int((~aligned).sum()), cigar)  # fmt: skip
+    codes = np.array([_OP_CODES[op] for _, op in runs], np.uint8)
+    return alignment_from_ops(score, qstart, tstart, np.repeat(codes, [n for n, _ in runs]))
 
 
 def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
@@ -207,12 +208,11 @@ class Aligner:
 
         result = parasail.sw_trace_striped_32(query.symbols, target, self.gap_open, self.gap_extend, self._pmatrix)
         cigar = result.get_cigar()
-        ops = [(int(n), op.decode()) for n, op in _CIGAR.findall(cigar.decode)]
-        i, j = cigar.beg_query, cigar.beg_ref
+        runs = np.asarray(cigar.seq, np.uint32)  # BAM-style: length << 4 | operation
+        ops = np.repeat(_BAM_OPS[runs & 0xF], runs >> 4)
         # parasail may start or end a local alignment's CIGAR with gap runs; they are not part of it.
-        while ops and ops[0][1] in "ID":
-            n, op = ops.pop(0)
-            i, j = (i + n, j) if op == "I" else (i, j + n)
-        while ops and ops[-1][1] in "ID":
-            ops.pop()
-        return alignment_from_runs(int(result.score), i, j, ops)
+        aligned = np.flatnonzero(ops == 0)
+        first, last = (aligned[0], aligned[-1] + 1) if len(aligned) else (len(ops), len(ops))
+        i = cigar.beg_query + int(np.count_nonzero(ops[:first] == 1))
+        j = cigar.beg_ref + int(np.count_nonzero(ops[:first] == 2))
+        return alignment_from_ops(int(result.score), i, j, ops[first:last])

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ismtk.errors import InputError
-from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Alignment, alignment_from_runs, check_gaps
+from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Alignment, alignment_from_ops, check_gaps
 from ismtk.search.db import AA_TRACK, SequenceDB
+from ismtk.search.gotoh import sw_trace
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
@@ -31,7 +32,6 @@ __all__ = ["MAIN_TRACK", "TRACKS", "CombinedAligner", "TrackAligner", "parse_sco
 MAIN_TRACK = "tokens"
 #: The tracks of 3Di+AA-style scores: the main structure tokens and the amino acids.
 TRACKS = (MAIN_TRACK, AA_TRACK)
-_OPS = "MID"
 
 
 def parse_score(text: str) -> tuple[tuple[str, float], ...]:
@@ -148,14 +148,14 @@ class TrackAligner:
 
     def trace(self, query: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None) -> Alignment:
         """The optimal local alignment with its traceback (``bias``: see :meth:`ScoreTracks.score_many`)."""
-        score, qstart, tstart, ops = self.tracks.trace(query, target, self.gap_open, self.gap_extend, bias)
-        if not len(ops):
-            return alignment_from_runs(int(score), int(qstart), int(tstart), [])
-        change = np.flatnonzero(np.diff(ops)) + 1
-        starts = np.concatenate([[0], change])
-        lengths = np.diff(np.concatenate([starts, [len(ops)]]))
-        runs = [(int(n), _OPS[ops[s]]) for s, n in zip(starts, lengths, strict=True)]
-        return alignment_from_runs(int(score), int(qstart), int(tstart), runs)
+        return self.trace_profile(self.tracks.profile(query, bias), target)
+
+    def trace_profile(self, profile: np.ndarray, target: np.ndarray) -> Alignment:
+        """:meth:`trace` from the query's ``(T, C, L)`` profile (:meth:`ScoreTracks.profile`), which a caller
+        tracing one query against many targets builds once."""
+        target = np.ascontiguousarray(self.tracks.check(target, "target"))
+        score, qstart, tstart, ops = sw_trace(profile, target, self.gap_open, self.gap_extend)
+        return alignment_from_ops(score, qstart, tstart, ops)
 
 
 class CombinedAligner(TrackAligner):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["sw_score", "sw_trace"]
+__all__ = ["sw_score", "sw_trace", "walk_ops"]
 
 # traceback bits of one cell: where H came from (2 bits), whether E and F extended a gap
 _FROM_ZERO, _FROM_DIAG, _FROM_E, _FROM_F = 0, 1, 2, 3
@@ -145,3 +145,29 @@ def sw_trace(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
             state = _FROM_F if cell & _F_EXTENDED else _FROM_DIAG
             i -= 1
     return best, i + 1, j + 1, ops[:m][::-1].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_ops(ops, qstart, tstart):  # pragma: no cover - numba
+    """Walk an alignment's ``ops`` (as :func:`sw_trace` gives them) from ``(qstart, tstart)``: ``(pairs, lengths,
+    codes, qend, tend)`` with ``pairs`` ``(n, 2) int64`` the aligned (query, target) indices and ``lengths`` /
+    ``codes`` the runs of equal ops, in order."""
+    pairs = np.empty((ops.shape[0], 2), np.int64)
+    lengths = np.empty(ops.shape[0], np.int64)
+    codes = np.empty(ops.shape[0], np.uint8)
+    i, j, n, runs = qstart, tstart, 0, 0
+    for k in range(ops.shape[0]):
+        op = ops[k]
+        if runs and codes[runs - 1] == op:
+            lengths[runs - 1] += 1
+        else:
+            codes[runs], lengths[runs] = op, 1
+            runs += 1
+        if op == 0:
+            pairs[n, 0], pairs[n, 1] = i, j
+            n += 1
+        if op != 2:
+            i += 1
+        if op != 1:
+            j += 1
+    return pairs[:n].copy(), lengths[:runs].copy(), codes[:runs].copy(), i, j

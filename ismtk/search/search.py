@@ -8,8 +8,9 @@ amino-acid term.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,6 +46,9 @@ __all__ = [
 DEFAULT_MAX_EVALUE = 10.0
 #: At most this many hits per query (Foldseek's ``--max-seqs`` default).
 DEFAULT_MAX_SEQS = 1000
+#: Threads take queries in windows of this many per thread, each window longest query first (so no thread is
+#: left alone with a long query at the end), the next window queued before the last one's hits are returned.
+QUERY_WINDOW = 64
 
 
 @dataclass(frozen=True)
@@ -350,7 +354,8 @@ class Searcher:
         if bias is None and isinstance(self.aligner, Aligner):
             profile = self.aligner.query(query, i)
             return lambda j: self.aligner.trace(profile, self.aligner.target(self.target, j))
-        return lambda j: self.scorer.trace(codes, self.scorer.target(self.target, j), bias)
+        profile, offsets = self.scorer.tracks.profile(codes, bias), self._offsets
+        return lambda j: self.scorer.trace_profile(profile, self._codes[:, offsets[j] : offsets[j + 1]])
 
     def search(self, query: SequenceDB) -> Iterator[list[Hit]]:
         """Hits of every query in order, computed by ``options.threads`` threads (the kernels release the GIL)."""
@@ -364,8 +369,19 @@ class Searcher:
             yield from map(one, range(len(query)))
             return
         self._load_kernels(codes[:, query.offsets[0] : query.offsets[1]])
+        lengths, window = np.diff(query.offsets), QUERY_WINDOW * self.options.threads
         with ThreadPoolExecutor(self.options.threads) as pool:
-            yield from pool.map(one, range(len(query)))
+            pending: deque[list[Future]] = deque()
+            for start in range(0, len(query), window):
+                block = np.arange(start, min(start + window, len(query)))
+                futures = {}
+                for i in block[np.argsort(-lengths[block], kind="stable")]:
+                    futures[i] = pool.submit(one, int(i))
+                pending.append([futures[i] for i in block])
+                if len(pending) > 1:
+                    yield from (future.result() for future in pending.popleft())
+            for futures in pending:
+                yield from (future.result() for future in futures)
 
     def _load_kernels(self, codes: np.ndarray) -> None:
         """Run every compiled function of a search once on this thread (see :func:`ismtk.search.swipe.load_kernels`),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ismtk.errors import InputError
-from ismtk.search.gotoh import sw_score, sw_trace
+from ismtk.search.gotoh import sw_score
 from ismtk.search.swipe import MAX_STEP, PAD_SCORE, load_kernels, swipe_scores
 
 __all__ = ["BIAS_WINDOW", "ScoreTracks"]
@@ -156,11 +156,3 @@ class ScoreTracks:
             raw = sw_score(forward, target, gap_open, gap_extend)
             out[k] = raw, raw - sw_score(reverse, target, gap_open, gap_extend)
         return out
-
-    def trace(
-        self, query: np.ndarray, target: np.ndarray, gap_open: int, gap_extend: int, bias: np.ndarray | None = None
-    ):
-        """The optimal local alignment of two ``(T, n)`` code arrays: ``(score, qstart, tstart, ops)`` as
-        :func:`ismtk.search.gotoh.sw_trace`."""
-        target = np.ascontiguousarray(self.check(target, "target"))
-        return sw_trace(self.profile(query, bias), target, gap_open, gap_extend)

@@ -7,7 +7,7 @@ import pytest
 from helpers import naive_sw
 
 from ismtk.errors import InputError
-from ismtk.search.align import Aligner
+from ismtk.search.align import Aligner, alignment_from_runs
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.tokenizers import Alphabet
 
@@ -50,6 +50,28 @@ def test_traceback_rescores_to_the_optimal_score():
         rescored = int(matrix.scores[q[pairs[:, 0]], t[pairs[:, 1]]].sum()) - gap_cost
         assert rescored == aln.score == naive_sw(q, t, matrix.scores, 5, 1)
         assert (aln.qstart, aln.tstart) == tuple(pairs[0]) and (aln.qend, aln.tend) == tuple(pairs[-1] + 1)
+
+
+def test_alignment_from_runs_walks_and_merges_runs_like_a_plain_loop():
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        size = int(rng.integers(0, 12))
+        lengths, ops = rng.integers(1, 5, size), rng.choice(list("=XMID"), size)
+        runs = [(int(n), str(op)) for n, op in zip(lengths, ops, strict=True)]
+        qstart, tstart = (int(x) for x in rng.integers(0, 30, 2))
+        i, j, pairs, merged = qstart, tstart, [], []
+        for n, op in runs:
+            op = "M" if op in "=X" else op
+            merged = merged[:-1] + [[merged[-1][0] + n, op]] if merged and merged[-1][1] == op else [*merged, [n, op]]
+            for _ in range(n):
+                if op == "M":
+                    pairs.append((i, j))
+                i, j = i + (op != "D"), j + (op != "I")
+        aln = alignment_from_runs(5, qstart, tstart, runs)
+        assert aln.pairs.reshape(-1, 2).tolist() == [list(p) for p in pairs]
+        assert (aln.score, aln.qstart, aln.qend, aln.tstart, aln.tend) == (5, qstart, i, tstart, j)
+        assert aln.cigar == "".join(f"{n}{op}" for n, op in merged)
+        assert (aln.columns, aln.gap_opens) == (sum(n for n, _ in runs), sum(op != "M" for _, op in merged))
 
 
 def test_16_bit_saturation_falls_back_to_32_bit():
