@@ -285,6 +285,7 @@ class Searcher:
             params = fit_evd(aligner, target, comp_bias=options.comp_bias)
         self.evd: EvdParams = params
         self._prefilter = None if options.exhaustive else self.prefilter(options.prefilter)
+        self._kernels_loaded = False  # by the first many-thread search (see :meth:`_load_kernels`)
 
     def prefilter(self, settings: PrefilterSettings) -> KmerPrefilter:
         """The k-mer prefilter of this search's target entries with ``settings``: seeded by the first track's
@@ -368,7 +369,9 @@ class Searcher:
         if self.options.threads == 1 or len(query) < 2:
             yield from map(one, range(len(query)))
             return
-        self._load_kernels(codes[:, query.offsets[0] : query.offsets[1]])
+        if not self._kernels_loaded:
+            self._load_kernels(codes[:, query.offsets[0] : query.offsets[1]])
+            self._kernels_loaded = True
         lengths, window = np.diff(query.offsets), QUERY_WINDOW * self.options.threads
         with ThreadPoolExecutor(self.options.threads) as pool:
             pending: deque[list[Future]] = deque()
