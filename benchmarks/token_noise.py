@@ -60,10 +60,10 @@ def main() -> None:
     print(f"{len(chains)} chains, {sum(len(c) for c in chains):,} residues")
     width = max(len(name) for name in tokenizers)
     print(f"  {'tokenizer':{width}s} " + " ".join(f"{f'sigma {s:g} A':>11s}" for s in args.sigma) + "  ceiling")
+    moved = [jittered(chains, s, np.random.default_rng([args.seed, i])) for i, s in enumerate(args.sigma)]
     for name, tokenizer in tokenizers.items():
-        moved = [jittered(chains, s, np.random.default_rng([args.seed, i])) for i, s in enumerate(args.sigma)]
         shares = [changed_share(clean[name], tokenizer.encode_many(m)) for m in moved]
-        usage = np.bincount(np.concatenate(clean[name])) / sum(len(x) for x in clean[name])
+        usage = np.bincount(np.concatenate(clean[name])) / sum(len(c) for c in chains)
         print(f"  {name:{width}s} " + " ".join(f"{x:11.3f}" for x in shares) + f"  {1 - np.sum(usage**2):7.3f}")
 
 
