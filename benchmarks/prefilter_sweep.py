@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--db", required=True)
     parser.add_argument("--queries", required=True, help="query names (database entries)")
     parser.add_argument("--lookup", required=True)
+    parser.add_argument("--matrix", help="matrix of the tokens (a file or a shipped name; default: the tokenizer's)")
     parser.add_argument("--aa-weight", type=float, nargs="*", default=[0.0, 0.5])
     parser.add_argument("--score", nargs="+", default=[], help="--score texts to sweep as well (multi-track databases)")
     parser.add_argument("--threshold", type=int, nargs="+", default=[PrefilterSettings.kmer_threshold])
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db, tokenizer = open_input([args.db])
-    matrix = resolve_matrix(None, tokenizer)
+    matrix = resolve_matrix(args.matrix, tokenizer)
     queries = db.named(read_names(args.queries))
     lookup = read_lookup(args.lookup)
     print(f"{len(queries)} queries x {len(db):,} targets; load average {os.getloadavg()[0]:.2f}")
