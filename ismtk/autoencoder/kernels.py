@@ -39,64 +39,67 @@ def _distance(pos, b, i, j):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _pair_cells(pos, valid, b, step, radius, last, cell, frac, state):  # pragma: no cover - numba
-    """Table row ``cell``, interpolation weight ``frac`` and ``state`` (0 near, 1 far, 2 padding) of every
-    pair of batch row ``b``."""
+def _pair_cells(pos, valid, b, step, radius, last, blocked, local, glob, frac):  # pragma: no cover - numba
+    """Table rows of every pair of batch row ``b`` in the local (``local``) and the global (``glob``)
+    attentions, and the interpolation weight ``frac``; a blocked pair (padding, or at least ``radius`` apart
+    in a local attention) gets row ``blocked``, whose bias is ``-inf`` and whose slope is 0, so that the
+    loops over pairs need no branch."""
     n = valid.shape[1]
     for i in range(n):
         for j in range(n):
             if not valid[b, j]:
-                state[i, j] = 2
+                local[i, j] = glob[i, j] = blocked
+                frac[i, j] = 0
                 continue
             d = _distance(pos, b, i, j)
             p = d / step
             k = min(int(np.floor(p)), last)
-            cell[i, j] = k
+            glob[i, j] = k
+            local[i, j] = blocked if d >= radius else k
             frac[i, j] = np.float32(p - k)
-            state[i, j] = 1 if d >= radius else 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  # pragma: no cover - numba
     """Masked biases of batch rows ``first:stop`` into ``out`` ``(A, B, heads, N, N)``; ``table`` and ``slope``
-    ``(columns, R)``: one table column per row, small enough to stay in L1 while its head's pairs are written."""
+    ``(columns, R + 1)``: one table column per row (its last entry the blocked row: ``-inf``, slope 0), small
+    enough to stay in L1 while its head's pairs are written."""
     n = valid.shape[1]
-    cell = np.empty((n, n), np.int64)
+    local = np.empty((n, n), np.int32)
+    glob = np.empty((n, n), np.int32)
     frac = np.empty((n, n), np.float32)
-    state = np.empty((n, n), np.int8)
-    ninf = np.float32(-np.inf)
+    blocked = table.shape[1] - 1
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, table.shape[1] - 2, cell, frac, state)
+        _pair_cells(pos, valid, b, step, radius, blocked - 2, blocked, local, glob, frac)
         for a in range(out.shape[0]):
-            blocked = 1 if a % 2 == 0 else 2  # local attentions also block far pairs
+            cell = local if a % 2 == 0 else glob
             for h in range(heads):
-                row, rise = table[a * heads + h], slope[a * heads + h]
+                row, rise, o = table[a * heads + h], slope[a * heads + h], out[a, b, h]
                 for i in range(n):
                     for j in range(n):
                         k = cell[i, j]
-                        out[a, b, h, i, j] = ninf if state[i, j] >= blocked else row[k] + frac[i, j] * rise[k]
+                        o[i, j] = row[k] + frac[i, j] * rise[k]
 
 
 @numba.njit(cache=True, nogil=True)
 def _backward(pos, valid, grads, step, radius, heads, acc, first, stop):  # pragma: no cover - numba
-    """Add the table gradient of batch rows ``first:stop`` to ``acc`` ``(columns, R) float64`` (one table column
-    per row, small enough to stay in L1), from ``grads``, a tuple of one ``(B, heads, N, N)`` gradient per
-    attention."""
+    """Add the table gradient of batch rows ``first:stop`` to ``acc`` ``(columns, R + 2) float64`` (one table
+    column per row, small enough to stay in L1; blocked pairs add into its last two entries, which the caller
+    drops), from ``grads``, a tuple of one ``(B, heads, N, N)`` gradient per attention."""
     n = valid.shape[1]
-    cell = np.empty((n, n), np.int64)
+    local = np.empty((n, n), np.int32)
+    glob = np.empty((n, n), np.int32)
     frac = np.empty((n, n), np.float32)
-    state = np.empty((n, n), np.int8)
+    blocked = acc.shape[1] - 2
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, acc.shape[1] - 2, cell, frac, state)
+        _pair_cells(pos, valid, b, step, radius, blocked - 2, blocked, local, glob, frac)
         for a in range(len(grads)):
-            blocked = 1 if a % 2 == 0 else 2
+            cell = local if a % 2 == 0 else glob
             grad = grads[a]
             for h in range(heads):
                 column = acc[a * heads + h]
                 for i in range(n):
                     for j in range(n):
-                        if state[i, j] >= blocked:
-                            continue
                         g = np.float64(grad[b, h, i, j])
                         f = np.float64(frac[i, j])
                         k = cell[i, j]
@@ -123,8 +126,9 @@ class _FusedBiases(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, pos, valid, step: float, radius: float, heads: int):
         t = table.detach().float()
-        slope = (t[1:] - t[:-1]).T.contiguous()  # tables by column (attention head), each a contiguous row
-        t = t.T.contiguous()
+        # tables by column (attention head), each a contiguous row, with the blocked row (-inf, slope 0) last
+        slope = torch.cat([t[1:] - t[:-1], t.new_zeros(2, t.shape[1])]).T.contiguous()
+        t = torch.cat([t, t.new_full((1, t.shape[1]), float("-inf"))]).T.contiguous()
         pos_np = pos.detach().float().contiguous().numpy()
         valid_np = valid.contiguous().numpy()
         b, n = valid.shape
@@ -132,7 +136,7 @@ class _FusedBiases(torch.autograd.Function):
         args = (pos_np, valid_np, t.numpy(), slope.numpy(), np.float32(step), np.float32(radius), heads, out.numpy())
         _in_parts(lambda part, first, stop: _forward(*args, first, stop), b)
         ctx.save_for_backward(pos, valid)
-        ctx.settings = (step, radius, heads, t.shape[1])
+        ctx.settings = (step, radius, heads, len(table))
         return out.unbind(0)  # one tensor per attention: the backward then needs no full-size zero grads
 
     @staticmethod
@@ -143,12 +147,12 @@ class _FusedBiases(torch.autograd.Function):
         g = tuple(np.zeros(shape, np.float32) if x is None else x.float().contiguous().numpy() for x in grads)
         pos_np = pos.detach().float().contiguous().numpy()
         valid_np = valid.contiguous().numpy()
-        acc = np.zeros((_PARTS, len(g) * heads, rows), np.float64)
+        acc = np.zeros((_PARTS, len(g) * heads, rows + 2), np.float64)
         settings = (np.float32(step), np.float32(radius), heads)
         _in_parts(
             lambda part, first, stop: _backward(pos_np, valid_np, g, *settings, acc[part], first, stop), len(valid)
         )
-        return torch.from_numpy(acc.sum(0).T).float(), None, None, None, None, None
+        return torch.from_numpy(acc.sum(0)[:, :rows].T).float(), None, None, None, None, None
 
 
 def fused_attention_biases(
