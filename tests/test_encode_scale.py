@@ -138,6 +138,24 @@ def test_work_in_flight_is_bounded(many, monkeypatch):
     assert [r.path for r in [first, *rest]] == [str(p) for p in paths]
 
 
+def test_a_small_job_takes_a_torch_thread_per_free_core(many, monkeypatch):
+    """Fewer files than workers would pay for run in this process, with as many torch threads as cores are free
+    of other tasks (never more than asked for, at least one); the caller's thread count is restored."""
+    import torch
+
+    monkeypatch.setattr(encode_module, "default_threads", lambda: 4)
+    for others, asked, expected in [(0.0, 2, 2), (0.0, 8, 4), (3.0, 4, 1), (2.4, 4, 2), (0.0, 0, 1)]:
+        monkeypatch.setattr(encode_module, "_other_tasks", lambda others=others: others)
+        assert encode_module.free_cores(asked) == expected
+    monkeypatch.setattr(encode_module, "_other_tasks", lambda: 2.0)
+    seen = []
+    monkeypatch.setattr(encode_module, "encode_file", lambda path, *a: seen.append(torch.get_num_threads()) or path)
+    previous = torch.get_num_threads()
+    paths = find_structure_files([many])[:3]
+    assert list(encode_files(paths, ThreeDiTokenizer(), threads=4)) == [str(p) for p in paths]
+    assert seen == [2, 2, 2] and torch.get_num_threads() == previous
+
+
 def test_devices_path_gives_the_same_output(many):
     """One worker per device (``--gpus``) runs the same code; here two 'cpu' devices stand in for GPUs."""
     paths = find_structure_files([many])[:10]

@@ -55,6 +55,7 @@ __all__ = [
     "encode_file",
     "encode_files",
     "encode_to_fasta",
+    "free_cores",
     "resolve_device",
     "write_fasta",
 ]
@@ -73,6 +74,28 @@ MIN_FILES_PER_WORKER = 8
 def default_threads() -> int:
     """Number of CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def free_cores(limit: int) -> int:
+    """Of up to ``limit`` of this process's cores, how many no other task runs on now (at least 1).
+
+    Torch's OpenMP threads wait for each other by spinning, so threads beyond the free cores cost more than they
+    bring: two threads ran the README's 9 files 1.45x faster than one on an idle 2-core machine, and 2.2x slower
+    beside two busy processes (libgomp's dynamic threads follow the load the same way).
+    """
+    limit = min(limit, default_threads())
+    if limit <= 1:  # also 0: no CPU worker asked for
+        return 1
+    return max(1, min(limit, round(default_threads() - _other_tasks())))
+
+
+def _other_tasks() -> float:
+    """Tasks running now besides this one: the runnable count of ``/proc/loadavg`` less one, else (no such file)
+    the 1-minute load average."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 @dataclass(frozen=True)
@@ -218,7 +241,8 @@ def encode_files(
 
     ``threads`` worker processes share the files, each using one core; or, with ``devices`` (e.g.
     ``["cuda:0", "cuda:1"]``), one worker per device with the tokenizer moved there. With one worker, or
-    fewer than :data:`MIN_FILES_PER_WORKER` files per worker, this process encodes them itself.
+    fewer than :data:`MIN_FILES_PER_WORKER` files per worker, this process encodes them itself, with a torch
+    thread for each CPU worker there would have been, as far as :func:`free_cores` finds cores free.
     Workers take chunks of consecutive files, each about :data:`CHUNK_SECONDS` of work (at most
     :data:`CHUNK_FILES` files); at most :data:`TASKS_PER_WORKER` chunks of the largest size per worker are in
     flight (as many files in smaller chunks). They die with this process, and stop at once when the iterator is
@@ -231,7 +255,7 @@ def encode_files(
     devices = list(devices) if devices else ["cpu"] * threads
     workers = min(len(devices), max(1, len(paths) // MIN_FILES_PER_WORKER))
     if workers == 1:
-        yield from _encode_here(paths, tokenizer, options, devices[0], tracks)
+        yield from _encode_here(paths, tokenizer, options, devices[0], tracks, free_cores(devices.count("cpu")))
         return
     largest = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
     context = _worker_context([tokenizer, *tracks])
@@ -281,27 +305,32 @@ class _Pace:
 
 
 def _encode_here(
-    paths: list[str], tokenizer: Tokenizer, options: ReadOptions, device: str, tracks: Sequence[Tokenizer] = ()
+    paths: list[str],
+    tokenizer: Tokenizer,
+    options: ReadOptions,
+    device: str,
+    tracks: Sequence[Tokenizer] = (),
+    threads: int = 1,
 ) -> Iterator[FileResult]:
-    """Encode in this process with one torch thread and one BLAS thread, as every worker (restored afterwards):
-    over the encoder's small matmuls a second OpenMP thread gains little on a free machine and, spinning while
-    the cores are shared, made the README's 10 files 6x slower (61-78 s vs 10-14 s); NumPy's BLAS threads
-    (3Di's small matrix products) spin the same way."""
+    """Encode in this process with ``threads`` torch threads (only as many as :func:`free_cores` finds: spinning
+    OpenMP threads on shared cores made the README's 10 files 6x slower, 61-78 s vs 10-14 s at load 9) and one
+    BLAS thread (NumPy's BLAS threads over 3Di's small matrix products spin the same way and gain nothing);
+    restored afterwards."""
     torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else 0
+    previous = torch.get_num_threads() if torch is not None else 0
     for each in (tokenizer, *tracks):
         each.to(device)
     with threadpool_limits(limits=1, user_api="blas"):
         try:
             for path in paths:
                 if torch is not None:
-                    torch.set_num_threads(1)
+                    torch.set_num_threads(threads)
                 result = encode_file(path, tokenizer, options, tracks)
                 _release_memory()
                 yield result
         finally:
             if torch is not None:
-                torch.set_num_threads(threads)
+                torch.set_num_threads(previous)
 
 
 def _worker_context(tokenizers: Sequence[Tokenizer]):
