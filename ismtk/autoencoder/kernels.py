@@ -39,12 +39,13 @@ def _distance(pos, b, i, j):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _pair_cells(pos, valid, b, step, radius, last, blocked, local, glob, frac):  # pragma: no cover - numba
+def _pair_cells(pos, valid, b, step, radius, blocked, local, glob, frac):  # pragma: no cover - numba
     """Table rows of every pair of batch row ``b`` in the local (``local``) and the global (``glob``)
     attentions, and the interpolation weight ``frac``; a blocked pair (padding, or at least ``radius`` apart
-    in a local attention) gets row ``blocked``, whose bias is ``-inf`` and whose slope is 0, so that the
-    loops over pairs need no branch."""
+    in a local attention) gets row ``blocked`` (one past the table's rows), whose bias is ``-inf`` and whose
+    slope is 0, so that the loops over pairs need no branch."""
     n = valid.shape[1]
+    last = blocked - 2  # the last row with a row after it to interpolate towards
     for i in range(n):
         for j in range(n):
             if not valid[b, j]:
@@ -70,7 +71,7 @@ def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  
     frac = np.empty((n, n), np.float32)
     blocked = table.shape[1] - 1
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, blocked - 2, blocked, local, glob, frac)
+        _pair_cells(pos, valid, b, step, radius, blocked, local, glob, frac)
         for a in range(out.shape[0]):
             cell = local if a % 2 == 0 else glob
             for h in range(heads):
@@ -92,7 +93,7 @@ def _backward(pos, valid, grads, step, radius, heads, acc, first, stop):  # prag
     frac = np.empty((n, n), np.float32)
     blocked = acc.shape[1] - 2
     for b in range(first, stop):
-        _pair_cells(pos, valid, b, step, radius, blocked - 2, blocked, local, glob, frac)
+        _pair_cells(pos, valid, b, step, radius, blocked, local, glob, frac)
         for a in range(len(grads)):
             cell = local if a % 2 == 0 else glob
             grad = grads[a]
