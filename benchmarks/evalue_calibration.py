@@ -14,15 +14,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup
 from ismtk.names import read_names
-from ismtk.search.combined import parse_score
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
+from ismtk.workflows.search import open_input, resolve_matrix, with_score
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -42,10 +40,7 @@ def main() -> None:
     names = read_names(args.queries)
     query = db.named(names)
     options = SearchOptions(trace=False, max_evalue=max(THRESHOLDS), max_seqs=len(db), aa_weight=args.aa_weight)
-    matrices = {}
-    if args.score:
-        options = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(options, db)
+    options, matrices = with_score(options, args.score, db)
     searcher = Searcher(db, resolve_matrix(args.matrix, tokenizer, args.mode), options, matrices=matrices)
     counts = np.zeros(len(THRESHOLDS))
     for q, hits in zip(names, searcher.search(query), strict=True):

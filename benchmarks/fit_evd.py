@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from ismtk.names import read_names
-from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, EVD_FILE, fit_evd, read_evd_fits, write_evd_fits
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.tokenizers import tokenizer_for
-from ismtk.workflows.search import resolve_matrix, resolve_score
+from ismtk.workflows.search import resolve_matrix, with_score
 
 
 def main() -> None:
@@ -44,8 +42,7 @@ def main() -> None:
     fits = read_evd_fits(args.out) if Path(args.out).is_file() else {}
     for text in args.score:
         start = time.perf_counter()
-        options = replace(SearchOptions(), score=parse_score(text))
-        options, matrices = resolve_score(options, db)
+        options, matrices = with_score(SearchOptions(), text, db)
         searcher = Searcher(db, resolve_matrix(None, tokenizer_for(db.tokenizer)), options, matrices=matrices)
         # the searcher fitted them on db unless they are shipped already: then fit again, the same way
         params = searcher.evd if searcher.evd_fitted else fit_evd(searcher.scorer, db)

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, read_names
-from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.matrix import load_matrix
 from ismtk.search.prob import (
@@ -37,7 +36,7 @@ from ismtk.search.prob import (
     write_fits,
 )
 from ismtk.search.search import Searcher, SearchOptions, column_scorer
-from ismtk.workflows.search import resolve_score
+from ismtk.workflows.search import with_score
 
 BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
 
@@ -105,7 +104,6 @@ def main() -> None:
         db = db.as_amino_acids()
     lookup = read_lookup(args.lookup)
     matrix = load_matrix(args.matrix, db.tokenizer)
-    matrices = {}
     options = SearchOptions(
         gap_open=args.gap_open,
         gap_extend=args.gap_extend,
@@ -115,9 +113,7 @@ def main() -> None:
         aa_weight=args.aa_weight,
         threads=args.threads,
     )
-    if args.score:
-        scored = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(scored, db)
+    options, matrices = with_score(options, args.score, db)
     start = time.perf_counter()
     train, bench = read_names(args.train), read_names(args.bench)
     scores, qlen, tlen, homologous, _ = labelled_scores(db, train, lookup, options, matrix, matrices)
@@ -131,7 +127,7 @@ def main() -> None:
         f"scope40_dev matrix_train, {len(train)} domains all-vs-all: {homologous.sum():,} same-"
         f"superfamily vs {(~homologous).sum():,} different-fold pairs",
     )
-    fits = [f for f in read_fits(args.out) if f.key != fit.key]
+    fits = [f for f in read_fits(args.out) if f.key != fit.key] if Path(args.out).is_file() else []
     write_fits(args.out, [*fits, fit])
     print(
         f"{args.name}: intercept {intercept:.4f}, score {by_score:.5f}, score per residue {per_residue:.4f} "

@@ -25,10 +25,10 @@ import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, score_queries, summarize
 from ismtk.names import read_names
-from ismtk.search.combined import AA_TRACK, parse_score
+from ismtk.search.combined import AA_TRACK
 from ismtk.search.prefilter import PrefilterSettings
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
+from ismtk.workflows.search import open_input, resolve_matrix, with_score
 
 
 def sensitivity(order: list[np.ndarray], keep: list[np.ndarray] | None, queries, db, lookup) -> np.ndarray:
@@ -64,12 +64,10 @@ def main() -> None:
     queries = db.named(read_names(args.queries))
     lookup = read_lookup(args.lookup)
     print(f"{len(queries)} queries x {len(db):,} targets; load average {os.getloadavg()[0]:.2f}")
-    schemes = [(f"weight {w:g}", SearchOptions(aa_weight=w, threads=1)) for w in args.aa_weight]
-    schemes += [(text, SearchOptions(score=parse_score(text), threads=1)) for text in args.score]
-    for label, options in schemes:
-        matrices = {}
-        if options.score:
-            options, matrices = resolve_score(options, db)
+    schemes = [(f"weight {w:g}", SearchOptions(aa_weight=w, threads=1), None) for w in args.aa_weight]
+    schemes += [(text, SearchOptions(threads=1), text) for text in args.score]
+    for label, options, score in schemes:
+        options, matrices = with_score(options, score, db)
         searcher = Searcher(db, matrix, options, matrices=matrices)
         has_aa = AA_TRACK in searcher.scorer.names[1:]
         tracks, codes = searcher.scorer.tracks, searcher.scorer.codes(queries)

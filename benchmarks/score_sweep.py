@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
 
 from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
-from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import Searcher, SearchOptions
 from ismtk.tokenizers import tokenizer_for
-from ismtk.workflows.search import resolve_matrix, resolve_score
+from ismtk.workflows.search import resolve_matrix, with_score
 
 
 def load() -> str:
@@ -36,8 +34,7 @@ def load() -> str:
 
 def searcher(db: SequenceDB, text: str, base: SearchOptions) -> Searcher:
     """The exhaustive searcher of ``--score text`` over ``db`` (its main tokenizer's shipped matrix)."""
-    options = replace(base, score=parse_score(text))
-    options, matrices = resolve_score(options, db)
+    options, matrices = with_score(base, text, db)
     return Searcher(db, resolve_matrix(None, tokenizer_for(db.tokenizer)), options, matrices=matrices)
 
 

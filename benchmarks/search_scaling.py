@@ -35,12 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.bench.scope40 import read_lookup, read_names, score_queries, summarize
-from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB, TokenTrack, is_db
 from ismtk.search.matrix import load_matrix
 from ismtk.search.prefilter import DEFAULT_MAX_CANDIDATES
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import resolve_score
+from ismtk.workflows.search import with_score
 
 
 def with_decoys(db: SequenceDB, size: int, seed: int = 0, chunk: int = 50_000) -> SequenceDB:
@@ -88,10 +87,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
     options = SearchOptions(
         trace=False, max_evalue=float("inf"), max_seqs=args.max_seqs, threads=args.threads, aa_weight=args.aa_weight
     )
-    matrices = {}
-    if args.score:
-        options = replace(options, score=parse_score(args.score))
-        options, matrices = resolve_score(options, db)
+    options, matrices = with_score(options, args.score, db)
     matrix = load_matrix(None, db.tokenizer)
     out = {"size": size, "residues": db.residues, "queries": len(names), "rss_open": rss()[0]}
     runs = [(f"prefilter {n}", replace(options, exhaustive=False, max_candidates=n)) for n in args.candidates]

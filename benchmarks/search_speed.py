@@ -39,12 +39,11 @@ import parasail
 
 from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
 from ismtk.names import read_names
-from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
 from ismtk.search.matrix import SubstitutionMatrix
 from ismtk.search.search import Searcher, SearchOptions
-from ismtk.workflows.search import open_input, resolve_matrix, resolve_score
+from ismtk.workflows.search import open_input, resolve_matrix, with_score
 
 
 def load() -> str:
@@ -101,8 +100,7 @@ def scored_options(db: SequenceDB, args: argparse.Namespace) -> dict[str, tuple[
     if args.aa_weight > 0:
         schemes[f"tokens+{args.aa_weight:g}xAA"] = SearchOptions(aa_weight=args.aa_weight), {}
     for text in args.score:
-        options = SearchOptions(score=parse_score(text))
-        schemes[text] = resolve_score(options, db)
+        schemes[text] = with_score(SearchOptions(), text, db)
     return schemes
 
 

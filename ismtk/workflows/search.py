@@ -35,7 +35,7 @@ import numpy as np
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, IsmtkError, TooFewToFit
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
-from ismtk.search.combined import MAIN_TRACK
+from ismtk.search.combined import MAIN_TRACK, parse_score
 from ismtk.search.db import AA_TRACK, SequenceDB, TokenTrack, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
@@ -79,6 +79,7 @@ __all__ = [
     "open_input",
     "resolve_matrix",
     "resolve_score",
+    "with_score",
     "score_mode",
     "score_tokenizers",
     "search_to_m8",
@@ -287,6 +288,16 @@ def resolve_score(
                 matrices[name] = load_matrix(None, tokenizer.matrix)
         score.append((name, weight))
     return replace(options, score=tuple(score)), matrices
+
+
+def with_score(
+    options: SearchOptions, score: str | None, target: SequenceDB
+) -> tuple[SearchOptions, dict[str, SubstitutionMatrix]]:
+    """``options`` scoring the ``--score`` text ``score`` (e.g. ``3di:1,ism:0.25,aa:0.5``) over ``target``, and the
+    matrices of its other token tracks (:func:`resolve_score`); ``options`` as they are and none without ``score``."""
+    if not score:
+        return options, {}
+    return resolve_score(replace(options, score=parse_score(score)), target)
 
 
 @dataclass(frozen=True)

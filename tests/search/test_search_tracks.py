@@ -21,7 +21,7 @@ from ismtk.search.search import Searcher, SearchOptions, score_tracks, with_aa_w
 from ismtk.search.tracks import ScoreTracks
 from ismtk.sequence import AA_ALPHABET, aa_indices
 from ismtk.tokenizers import load_tokenizer
-from ismtk.workflows.search import load_search_db, resolve_score, score_tokenizers
+from ismtk.workflows.search import load_search_db, with_score
 
 runner = CliRunner()
 EVERYTHING = ("-e", "1e9", "-t", "1")
@@ -94,8 +94,7 @@ def test_score_3di_aa_writes_what_aa_weight_writes(tracks_db, tmp_path):
 
 
 def _searcher(db: SequenceDB, text: str) -> Searcher:
-    options = SearchOptions(score=parse_score(text), max_evalue=1e9, trace=True)
-    options, matrices = resolve_score(options, db, score_tokenizers(options))
+    options, matrices = with_score(SearchOptions(max_evalue=1e9, trace=True), text, db)
     return Searcher(db, load_matrix(None, "3di"), options, matrices=matrices)
 
 
@@ -103,6 +102,8 @@ def test_three_tracks_score_the_weighted_sum_of_each_column(tracks_db, ism_ident
     db = SequenceDB.load(tracks_db)
     searcher = _searcher(db, "3di:1,ism:0.3,aa:0.5")
     assert searcher.score == (("tokens", 1.0), (ism_identity, 0.3), ("aa", 0.5))
+    assert with_score(SearchOptions(), "3di:1,ism:0.3,aa:0.5", db)[1].keys() == {ism_identity}  # the ISM matrix
+    assert with_score(searcher.options, None, db) == (searcher.options, {})  # no --score: the options as they are
     ism = load_matrix(None, load_tokenizer("ism").matrix)
     tables = [
         load_matrix(None, "3di").restricted(db.alphabet.symbols),
