@@ -8,7 +8,8 @@ worker's time goes (reading vs 3Di). With ``--foldseek PATH``, ``foldseek create
 --tokenizer 3di`` (the command line, start-up included) run side by side on the same folder and cores.
 
 ISM (``--ism``): ``encode --tokenizer ism`` with 1 worker and N workers side by side (identical output
-required), the peak resident memory of each worker, the encoder's FLOPs per residue
+required; both sides warm: the model and kernels loaded in this process, the workers' server started; its
+start-up, once per command, printed apart), the peak resident memory of each worker, the encoder's FLOPs per residue
 (``torch.utils.flop_counter`` on real microenvironments) and the achieved FLOP/s as a share of this
 machine's large-matmul FLOP/s (2048^3 float32 ``torch.mm``) on as many cores: each worker runs one torch thread,
 so one core's rate is measured on one thread (best of the runs before and after the encoding), N cores' as N times
@@ -36,7 +37,7 @@ from pathlib import Path
 from ismtk.errors import StructureError
 from ismtk.structure import find_structure_files, read_structure
 from ismtk.tokenizers import ThreeDiTokenizer, Tokenizer, load_tokenizer, read_fasta
-from ismtk.workflows.encode import EncodeSummary, default_threads, encode_to_fasta
+from ismtk.workflows.encode import MIN_FILES_PER_WORKER, EncodeSummary, default_threads, encode_to_fasta
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scope40_dev" / "pdb"
 
@@ -196,6 +197,15 @@ def ism_speed(paths: list[Path], threads: int, repeats: int) -> None:
         embed_microenvironments(tokenizer.model, envs)
     flops_per_residue = counter.get_total_flops() / len(envs)
     ismtk_encode(paths[:2], tokenizer, 1, Path(tempfile.mkdtemp()) / "warm.fasta")  # compile and warm up once
+    # and start the workers' server once, as warm as the one-worker side: it imports torch and the encoding modules
+    # once per process, a start-up cost of a command rather than a rate (printed below); each timed run with workers
+    # still starts its own workers, which load the model and the kernels
+    few = paths[: MIN_FILES_PER_WORKER * threads]
+    starts = []
+    for _ in range(2):
+        start = time.perf_counter()
+        ismtk_encode(few, tokenizer, threads, Path(tempfile.mkdtemp()) / "warm.fasta")
+        starts.append(time.perf_counter() - start)
     core, peak = matmul_flops(1), matmul_flops(threads)
     outs = {n: Path(tempfile.mkdtemp()) / f"ism{n}.fasta" for n in (1, threads)}
     summaries: dict[str, EncodeSummary] = {}
@@ -228,6 +238,10 @@ def ism_speed(paths: list[Path], threads: int, repeats: int) -> None:
     print(
         f"encoder FLOPs per residue: {flops_per_residue / 1e6:.1f} MFLOP (mean {envs.n_atoms.mean():.0f} atoms); "
         f"large-matmul rate {core / 1e9:.1f} GFLOP/s on 1 thread, {peak / 1e9:.1f} on {threads} threads"
+    )
+    print(
+        f"start-up of the worker server (once per process, not in the times above): {starts[0] - starts[1]:.1f} s "
+        f"({len(few)} files with {threads} workers: {starts[0]:.1f} s in a fresh process, then {starts[1]:.1f} s)"
     )
     print(
         f"peak resident memory per ISM worker ({threads} workers): "
