@@ -156,6 +156,26 @@ def test_a_small_job_takes_a_torch_thread_per_free_core(many, monkeypatch):
     assert seen == [2, 2, 2] and torch.get_num_threads() == previous
 
 
+def test_the_workers_server_starts_early_only_where_workers_will_run(many, tmp_path):
+    """``encode`` starts the server its workers fork from before it loads the tokenizer (both import torch at once),
+    only when there will be workers; the output is the one of a single worker."""
+    from ismtk.tokenizers import tokenizer_module
+    from ismtk.tokenizers.ism import IsmTokenizer
+
+    assert tokenizer_module("3di") == ThreeDiTokenizer.__module__ and tokenizer_module("ism") == IsmTokenizer.__module__
+    modules = [tokenizer_module("3di")]
+    assert not encode_module.start_workers(15, 2, modules)  # 7 files per worker: encoded in this process
+    assert not encode_module.start_workers(100, 1, modules)
+    assert encode_module.start_workers(16, 2, modules)
+    outputs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.fasta"
+        result = runner.invoke(app, ["encode", str(many), "-o", str(out), "--tokenizer", "3di", "-t", threads])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b">") > 24
+
+
 def test_devices_path_gives_the_same_output(many):
     """One worker per device (``--gpus``) runs the same code; here two 'cpu' devices stand in for GPUs."""
     paths = find_structure_files([many])[:10]

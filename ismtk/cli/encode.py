@@ -69,15 +69,16 @@ def encode(
     [bold]Example[/bold]: ismtk encode structs/ -o tokens.fasta --aa-output aa.fasta
     """
     from ismtk.structure.read import find_structure_files
-    from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.encode import encode_to_fasta, resolve_device
+    from ismtk.tokenizers import load_tokenizer, tokenizer_module
+    from ismtk.workflows.encode import encode_to_fasta, resolve_device, start_workers
 
     part = Shard.parse(shard)
+    paths = find_structure_files(inputs, keep_missing=True)
+    start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)
     devices = [f"cuda:{i}" for i in range(gpus)] if gpus else [resolve_device(device, tok)] * threads
     if gpus:
         resolve_device(devices[-1], tok)
-    paths = find_structure_files(inputs, keep_missing=True)
     done = 0
     with console.progress("encoding", total=None, unit="files") as advance:
 

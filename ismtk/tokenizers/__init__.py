@@ -36,6 +36,7 @@ __all__ = [
     "load_tokenizer",
     "read_fasta",
     "tokenizer_for",
+    "tokenizer_module",
 ]
 
 
@@ -77,6 +78,11 @@ def load_tokenizer(spec: str | Path) -> Tokenizer:
     if str(spec).startswith("ism:"):
         return tokenizer_for(str(spec), source=f"--tokenizer {spec}")
     raise InputError(f"unknown tokenizer {str(spec)!r}; choose one of {', '.join(TOKENIZERS)} or an ISM model folder")
+
+
+def tokenizer_module(spec: str | Path) -> str:
+    """The module of the tokenizer :func:`load_tokenizer` makes of ``spec``, without loading it (nor torch)."""
+    return ThreeDiTokenizer.__module__ if str(spec) == ThreeDiTokenizer.name else "ismtk.tokenizers.ism"
 
 
 def tokenizer_for(

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,7 @@ __all__ = [
     "encode_to_fasta",
     "free_cores",
     "resolve_device",
+    "start_workers",
     "write_fasta",
 ]
 
@@ -253,12 +254,12 @@ def encode_files(
         raise InputError(f"--threads must be at least 1, got {threads}")
     paths = [str(p) for p in paths]
     devices = list(devices) if devices else ["cpu"] * threads
-    workers = min(len(devices), max(1, len(paths) // MIN_FILES_PER_WORKER))
+    workers = _workers(len(paths), len(devices))
     if workers == 1:
         yield from _encode_here(paths, tokenizer, options, devices[0], tracks, free_cores(devices.count("cpu")))
         return
     largest = max(1, min(CHUNK_FILES, len(paths) // (workers * TASKS_PER_WORKER)))
-    context = _worker_context([tokenizer, *tracks])
+    context = _worker_context(type(t).__module__ for t in (tokenizer, *tracks))
     queue = context.Queue()
     for device in devices[:workers]:
         queue.put(device)
@@ -333,15 +334,33 @@ def _encode_here(
                 torch.set_num_threads(previous)
 
 
-def _worker_context(tokenizers: Sequence[Tokenizer]):
+def _workers(files: int, devices: int) -> int:
+    """Worker processes :func:`encode_files` starts for ``files`` files on ``devices`` devices (1: none, this
+    process encodes them)."""
+    return min(devices, max(1, files // MIN_FILES_PER_WORKER))
+
+
+def _worker_context(tokenizer_modules: Iterable[str]):
     """``forkserver`` where there is one (workers fork from a clean server that imported the encoding and
     tokenizer modules once, so they start in milliseconds), else ``spawn``; never a plain fork of a parent
     that may hold threads or CUDA state."""
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
     context = get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__, *sorted({type(t).__module__ for t in tokenizers})])
+    context.set_forkserver_preload(["__main__", __name__, *sorted(set(tokenizer_modules))])
     return context
+
+
+def start_workers(files: int, devices: int, tokenizer_modules: Iterable[str]) -> bool:
+    """Start the server that :func:`encode_files` forks its workers from now, if it will use workers for
+    ``files`` files on ``devices`` devices: the server imports torch and the encoding modules (about 2.5 s on a
+    CPU core) while this process goes on loading its own. ``tokenizer_modules``: the modules of the tokenizers
+    (:func:`ismtk.tokenizers.tokenizer_module`). True when a server is running (it runs to the end of the process)."""
+    context = _worker_context(tokenizer_modules)
+    if _workers(files, devices) == 1 or context.get_start_method() != "forkserver":
+        return False
+    forkserver.ensure_running()  # returns at once: the server imports in the background
+    return True
 
 
 _worker_state: tuple[Tokenizer, ReadOptions, tuple[Tokenizer, ...]] | None = None
