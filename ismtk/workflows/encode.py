@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
-from multiprocessing import forkserver, get_all_start_methods, get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -359,6 +359,8 @@ def start_workers(files: int, devices: int, tokenizer_modules: Iterable[str]) ->
     context = _worker_context(tokenizer_modules)
     if _workers(files, devices) == 1 or context.get_start_method() != "forkserver":
         return False
+    from multiprocessing import forkserver  # POSIX only
+
     forkserver.ensure_running()  # returns at once: the server imports in the background
     return True
 
