@@ -267,3 +267,27 @@ def test_scaling_decoys_shuffle_every_track_of_a_residue_together(tracks_db, mon
         assert sorted(map(tuple, mine)) == sorted(map(tuple, theirs))
         shuffled += not np.array_equal(mine, theirs)
     assert shuffled == len(grown) - len(db)
+
+
+def test_fit_evd_script_stores_what_a_search_fits(tracks_db, tmp_path, monkeypatch):
+    """benchmarks/fit_evd.py (the shipped multi-track E-value fits) stores, under a score's key, the parameters a
+    search of the same entries fits for that score itself."""
+    import sys
+    from pathlib import Path
+
+    from ismtk.search.evalue import read_evd_fits
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from fit_evd import main
+
+    db = SequenceDB.load(tracks_db)
+    names, out, text = tmp_path / "names.txt", tmp_path / "evd.json", "3di:1,ism:0.3"
+    names.write_text("".join(f"{n}\n" for n in db.names))
+    monkeypatch.setattr(sys, "argv", ["fit_evd.py", "--db", str(tracks_db), "--names", str(names), "--score", text,
+                                      "--out", str(out)])
+    main()
+    searcher = _searcher(db, text)
+    assert searcher.evd_fitted  # not a shipped score: fitted on these entries
+    fit = read_evd_fits(out)[searcher.scorer.fit_key()]
+    assert (fit["lambda"], fit["k"]) == (searcher.evd.lam, searcher.evd.k)
+    assert (fit["gap_open"], fit["gap_extend"]) == (searcher.evd.gap_open, searcher.evd.gap_extend)
