@@ -356,8 +356,7 @@ def start_workers(files: int, devices: int, tokenizer_modules: Iterable[str]) ->
     ``files`` files on ``devices`` devices: the server imports torch and the encoding modules (about 2.5 s on a
     CPU core) while this process goes on loading its own. ``tokenizer_modules``: the modules of the tokenizers
     (:func:`ismtk.tokenizers.tokenizer_module`). True when a server is running (it runs to the end of the process)."""
-    context = _worker_context(tokenizer_modules)
-    if _workers(files, devices) == 1 or context.get_start_method() != "forkserver":
+    if _workers(files, devices) == 1 or _worker_context(tokenizer_modules).get_start_method() != "forkserver":
         return False
     from multiprocessing import forkserver  # POSIX only
 
