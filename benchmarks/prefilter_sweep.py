@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ismtk.bench.scope40 import read_lookup, score_queries, summarize
+from ismtk.bench.scope40 import read_lookup, score_queries, sensitivity_loss, summarize
 from ismtk.names import read_names
 from ismtk.search.combined import AA_TRACK
 from ismtk.search.prefilter import PrefilterSettings
@@ -103,7 +103,7 @@ def main() -> None:
                         tracks.score_many(c, searcher._codes, searcher._offsets, ids, 10, 1)
                 sw = (time.perf_counter() - start) / len(one)
                 sens = sensitivity(order, keep, queries, db, lookup)
-                loss = 1 - sens / np.maximum(full, 1e-12)
+                loss = sensitivity_loss(full, sens)
                 print(
                     f"  {threshold:9d} {aa_kmer:4d} {aa_threshold:6d} {spacing:7d} {minimum:7d} {n:5d} {penalty:7g} "
                     f"{np.mean([len(t) for t, _ in seeded]):7.0f} {1000 * seconds:8.2f}ms {1000 * sw:5.2f}ms "

@@ -37,7 +37,7 @@ from dataclasses import replace
 import numpy as np
 import parasail
 
-from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, summarize
+from ismtk.bench.scope40 import LEVELS, read_lookup, score_queries, sensitivity_loss, summarize
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS, parse_columns, write_m8
@@ -220,7 +220,7 @@ def main() -> None:
             print(
                 f"  {label + ', ' + mode:{width}s} {seconds:7.1f} s  " + " / ".join(f"{v:.4f}" for v in result[mode][1])
             )
-        loss = 1 - result["prefilter"][1] / np.maximum(result["exhaustive"][1], 1e-12)
+        loss = sensitivity_loss(result["exhaustive"][1], result["prefilter"][1])
         print(
             f"  {label}: prefilter {result['exhaustive'][0] / result['prefilter'][0]:.2f}x faster, loss "
             + " / ".join(f"{x:+.2%}" for x in loss)

@@ -43,6 +43,7 @@ __all__ = [
     "read_query_results",
     "run_scope40",
     "score_queries",
+    "sensitivity_loss",
     "summarize",
     "write_query_results",
     "write_report",
@@ -146,6 +147,16 @@ def summarize(results: Sequence[QueryResult]) -> Summary:
     all3 = has.all(axis=1)
     all_levels = tuple(float(sens[all3, k].mean()) if all3.any() else float("nan") for k in range(3))
     return Summary(per_level, tuple(int(v) for v in has.sum(axis=0)), all_levels, int(all3.sum()))
+
+
+def sensitivity_loss(reference: Sequence[float] | np.ndarray, value: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Relative loss ``1 - value / reference`` per level (negative: a gain); 0 where the reference is 0.
+
+    >>> sensitivity_loss([0.5, 0.2, 0.0], [0.45, 0.25, 0.0]).round(3).tolist()
+    [0.1, -0.25, 0.0]
+    """
+    reference, value = np.asarray(reference, np.float64), np.asarray(value, np.float64)
+    return np.divide(reference - value, reference, out=np.zeros_like(reference), where=reference > 0)
 
 
 def write_query_results(path: str | Path, results: Iterable[QueryResult]) -> None:
