@@ -176,6 +176,32 @@ def test_the_workers_server_starts_early_only_where_workers_will_run(many, tmp_p
     assert outputs[0] == outputs[1] and outputs[0].count(b">") > 24
 
 
+def test_createdb_starts_the_workers_server_only_for_structures(many, tmp_path, monkeypatch):
+    """``createdb`` starts the server its encoding workers fork from before it loads the tokenizers, for the
+    tokenizers of every track, and hands the files it found on to the encoding; a database or token FASTA input
+    starts nothing. Two workers write the database one writes."""
+    from ismtk.tokenizers import tokenizer_module
+    from ismtk.workflows import search as search_module
+
+    started = []
+    monkeypatch.setattr(search_module, "start_workers", lambda *args: started.append(args))
+    files = search_module.start_encoding([many], ["3di", "ism"], 2)
+    assert files == find_structure_files([many]) and len(files) == 24
+    assert started == [(24, 2, [tokenizer_module("3di"), tokenizer_module("ism")])]
+    monkeypatch.undo()
+    dbs = []
+    for threads in ("1", "2"):
+        db = tmp_path / f"db{threads}"
+        result = runner.invoke(app, ["createdb", str(many), str(db), "--tokenizer", "3di", "-t", threads])
+        assert result.exit_code == 0, result.output
+        dbs.append([(db / name).read_bytes() for name in ("names.txt", "tokens.npy", "aa.npy")])
+    assert dbs[0] == dbs[1]
+    fasta = tmp_path / "t.fasta"
+    fasta.write_text(">a tokenizer=3di\nACDE\n")
+    assert search_module.start_encoding([tmp_path / "db1"], ["3di"], 2) is None
+    assert search_module.start_encoding([fasta], ["3di"], 2) is None
+
+
 def test_devices_path_gives_the_same_output(many):
     """One worker per device (``--gpus``) runs the same code; here two 'cpu' devices stand in for GPUs."""
     paths = find_structure_files([many])[:10]

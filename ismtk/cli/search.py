@@ -90,8 +90,8 @@ def createdb(
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
-    from ismtk.tokenizers import load_tokenizer
-    from ismtk.workflows.search import open_input, with_default_fit
+    from ismtk.tokenizers import DEFAULT_TOKENIZER, load_tokenizer
+    from ismtk.workflows.search import open_input, start_encoding, with_default_fit
 
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
@@ -99,8 +99,11 @@ def createdb(
     if target.exists() and not is_db(target):
         raise InputError(f"{target} exists and is not an ismtk database; give a new folder for the database")
     check_output(target)
+    names = [name.strip() for name in tracks.split(",")] if tracks else []
+    leading = tokenizer or (names[0] if names else DEFAULT_TOKENIZER)
+    sources = start_encoding(sources, [leading, *names], threads) or sources
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
-    stored = [load_tokenizer(name.strip()) for name in tracks.split(",")] if tracks else []
+    stored = [load_tokenizer(name) for name in names]
     skips = _Skips()
     db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
                           tracks=stored)

@@ -63,8 +63,8 @@ from ismtk.search.search import (
 )
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files
-from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for
-from ismtk.workflows.encode import EntryNames, encode_files
+from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for, tokenizer_module
+from ismtk.workflows.encode import EntryNames, encode_files, start_workers
 
 __all__ = [
     "DEFAULT_MODE",
@@ -83,6 +83,7 @@ __all__ = [
     "score_mode",
     "score_tokenizers",
     "search_to_m8",
+    "start_encoding",
     "with_default_fit",
 ]
 
@@ -154,6 +155,20 @@ def open_input(
     files = find_structure_files(paths, keep_missing=True)
     others = list({t.identity: t for t in tracks if t.identity != tokenizer.identity}.values())
     return _encoded(files, tokenizer, options, threads, on_skip, others), tokenizer
+
+
+def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path], threads: int) -> list[Path] | None:
+    """The structure files of ``inputs`` when :func:`open_input` will encode them (not a database nor token
+    FASTA), after starting the server its encoding workers fork from (:func:`ismtk.workflows.encode.start_workers`)
+    for ``tokenizers`` (names or folders, as :func:`load_tokenizer` takes them) on ``threads`` workers, so that
+    the server's imports run while this process loads the tokenizers. Give the files to :func:`open_input` in place
+    of ``inputs`` (folders are walked once). ``None`` for a database or token FASTA."""
+    paths = [Path(p) for p in inputs]
+    if (len(paths) == 1 and is_db(paths[0])) or any(p.name.lower().endswith(FASTA_SUFFIXES) for p in paths):
+        return None
+    files = find_structure_files(paths, keep_missing=True)
+    start_workers(len(files), threads, [tokenizer_module(t) for t in tokenizers])
+    return files
 
 
 def _encoded(
