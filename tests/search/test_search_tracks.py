@@ -291,3 +291,39 @@ def test_fit_evd_script_stores_what_a_search_fits(tracks_db, tmp_path, monkeypat
     fit = read_evd_fits(out)[searcher.scorer.fit_key()]
     assert (fit["lambda"], fit["k"]) == (searcher.evd.lam, searcher.evd.k)
     assert (fit["gap_open"], fit["gap_extend"]) == (searcher.evd.gap_open, searcher.evd.gap_extend)
+
+
+def test_fit_prob_script_stores_its_fit_under_the_key_a_search_looks_up(tracks_db, tmp_path, monkeypatch):
+    """benchmarks/fit_prob.py (the shipped ``prob`` fits) stores a fit under the key of the score a search scores
+    with, keeps the fits of other scores, replaces its own on a second run, and ranks homologs above the others."""
+    import sys
+    from pathlib import Path
+
+    from ismtk.search.prob import ProbFit, read_fits, write_fits
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from fit_prob import labelled_scores, main
+
+    db = SequenceDB.load(tracks_db)
+    lookup = {"d1ycca_": "a.3.1.1", "d451ca_": "a.3.1.1", "d1nu4a_": "d.58.7.1", "d2hzca_": "d.58.7.1",
+              "d1c4qa_": "b.40.2.1"}
+    (tmp_path / "lookup.tsv").write_text("".join(f"{n}\t{s}\n" for n, s in lookup.items()))
+    (tmp_path / "names.txt").write_text("".join(f"{n}\n" for n in db.names))
+    out, text = tmp_path / "prob.json", "3di:1,ism:0.3"
+    other = ProbFit("another score", "0123456789abcdef", 0.0, 1.0, 0.0, "elsewhere")
+    write_fits(out, [other])
+    names, labels = str(tmp_path / "names.txt"), str(tmp_path / "lookup.tsv")
+    for name in ("first", "second"):
+        monkeypatch.setattr(sys, "argv", ["fit_prob.py", "--db", str(tracks_db), "--lookup", labels, "--train", names,
+                                          "--bench", names, "--name", name, "--score", text, "--out", str(out)])
+        main()
+    searcher = _searcher(db, text)
+    fits = read_fits(out)
+    assert [f.name for f in fits] == ["another score", "second"] and fits[0] == other
+    assert fits[1].key == searcher.scorer.fit_key()
+    options, matrices = with_score(SearchOptions(max_evalue=float("inf"), max_seqs=len(db), trace=False), text, db)
+    matrix = load_matrix(None, "3di")
+    scores, qlen, tlen, homologous, _ = labelled_scores(db, list(db.names), lookup, options, matrix, matrices)
+    assert homologous.sum() == 4 and (~homologous).sum() == 16  # same superfamily / different fold, ordered pairs
+    prob = fits[1].probability(scores, qlen, tlen)
+    assert prob[homologous].min() > prob[~homologous].max()
