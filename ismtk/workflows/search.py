@@ -124,14 +124,14 @@ def open_input(
     that one of them cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA
     one.
     """
-    if mode == "aa":
-        paths = [Path(p) for p in inputs]
-        db = SequenceDB.load(paths[0]) if len(paths) == 1 and is_db(paths[0]) else None
-        if db is None:
-            db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by)
-        return db.as_amino_acids(), None
     paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and is_db(paths[0]):
+    kind = _input_kind(paths)
+    if mode == "aa":
+        if kind == "db":
+            return SequenceDB.load(paths[0]).as_amino_acids(), None
+        db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by)
+        return db.as_amino_acids(), None
+    if kind == "db":
         db = SequenceDB.load(paths[0])
         if tokenizer is not None and tokenizer.identity in db.tracks:
             db = db.led_by(tokenizer.identity)
@@ -139,8 +139,8 @@ def open_input(
             return db, None
         resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
         return replace(db, tokenizer=resolved.identity), resolved
-    fasta = [p for p in paths if p.name.lower().endswith(FASTA_SUFFIXES)]
-    if fasta:
+    if kind == "fasta":
+        fasta = [p for p in paths if _is_fasta(p)]
         if len(fasta) != len(paths):
             raise InputError("mix of FASTA and structure inputs; give one kind")
         for path in fasta:
@@ -157,6 +157,18 @@ def open_input(
     return _encoded(files, tokenizer, options, threads, on_skip, others), tokenizer
 
 
+def _is_fasta(path: Path) -> bool:
+    return path.name.lower().endswith(FASTA_SUFFIXES)
+
+
+def _input_kind(paths: Sequence[Path]) -> Literal["db", "fasta", "structures"]:
+    """How :func:`open_input` reads ``paths``: one database folder, token FASTA (any FASTA among them), or
+    structure files, folders and path lists."""
+    if len(paths) == 1 and is_db(paths[0]):
+        return "db"
+    return "fasta" if any(map(_is_fasta, paths)) else "structures"
+
+
 def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path], threads: int) -> list[Path] | None:
     """The structure files of ``inputs`` when :func:`open_input` will encode them (not a database nor token
     FASTA), after starting the server its encoding workers fork from (:func:`ismtk.workflows.encode.start_workers`)
@@ -164,7 +176,7 @@ def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path
     the server's imports run while this process loads the tokenizers. Give the files to :func:`open_input` in place
     of ``inputs`` (folders are walked once). ``None`` for a database or token FASTA."""
     paths = [Path(p) for p in inputs]
-    if (len(paths) == 1 and is_db(paths[0])) or any(p.name.lower().endswith(FASTA_SUFFIXES) for p in paths):
+    if _input_kind(paths) != "structures":
         return None
     files = find_structure_files(paths, keep_missing=True)
     start_workers(len(files), threads, [tokenizer_module(t) for t in tokenizers])
@@ -357,7 +369,7 @@ def search_to_m8(
     mode, options = score_mode(mode, options)
     chosen = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     tracks = score_tokenizers(options)
-    if chosen is None and tracks and not (len(target) == 1 and is_db(target[0])):
+    if chosen is None and tracks and _input_kind([Path(p) for p in target]) != "db":
         chosen = tracks[0]  # structures are encoded with the first token track of the score as the main one
     target_db, target_tokenizer = open_input(target, chosen, read_options, options.threads, on_skip, mode=mode,
                                              tracks=tracks)
