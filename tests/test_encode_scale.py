@@ -202,6 +202,38 @@ def test_createdb_starts_the_workers_server_only_for_structures(many, tmp_path, 
     assert search_module.start_encoding([fasta], ["3di"], 2) is None
 
 
+def test_search_starts_the_workers_server_for_a_target_of_structures(many, tmp_path, monkeypatch):
+    """``easy-search`` of a folder of structures starts the server of the target's encoding workers before it
+    loads a tokenizer, for the main tokenizer and every token track of ``--score``; a database target starts
+    nothing; the hits do not depend on the worker count."""
+    from ismtk.tokenizers import tokenizer_module
+    from ismtk.workflows import search as search_module
+
+    events = []
+    real, load = search_module.start_workers, search_module.load_tokenizer
+    monkeypatch.setattr(search_module, "start_workers", lambda *args: events.append(args) or real(*args))
+    monkeypatch.setattr(search_module, "load_tokenizer", lambda spec: events.append("load") or load(spec))
+    query = find_structure_files([many])[0]
+    module = tokenizer_module("3di")
+    hits = []
+    for threads in (1, 2):
+        events.clear()
+        out = tmp_path / f"hits{threads}.m8"
+        result = runner.invoke(app, ["easy-search", str(query), str(many), str(out), "--score", "3di:1,aa:0.5",
+                                     "-t", str(threads)])
+        assert result.exit_code == 0, result.output
+        assert events[0] == (24, threads, [module, module])  # before any tokenizer loads
+        assert events[1:] and all(e == "load" for e in events[1:])
+        hits.append(out.read_text())
+    assert hits[0] == hits[1] and hits[0].count("\n") >= 3
+    db = tmp_path / "db"
+    assert runner.invoke(app, ["createdb", str(many), str(db), "-t", "1"]).exit_code == 0
+    events.clear()
+    result = runner.invoke(app, ["easy-search", str(query), str(db), str(tmp_path / "db.m8"), "-t", "2"])
+    assert result.exit_code == 0, result.output
+    assert all(e == "load" for e in events)
+
+
 def test_devices_path_gives_the_same_output(many):
     """One worker per device (``--gpus``) runs the same code; here two 'cpu' devices stand in for GPUs."""
     paths = find_structure_files([many])[:10]

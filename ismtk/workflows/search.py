@@ -367,12 +367,16 @@ def search_to_m8(
     start = time.perf_counter()
     names = parse_columns(columns)
     mode, options = score_mode(mode, options)
+    specs = [name for name, _ in options.score if name not in (AA_TRACK, MAIN_TRACK)]
+    main = tokenizer if tokenizer is not None else specs[0] if specs else DEFAULT_TOKENIZER
+    # a target of structures: its encoding workers' server starts while this process loads the tokenizers
+    found = None if isinstance(main, Tokenizer) else start_encoding(target, [main, *specs], options.threads)
     chosen = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     tracks = score_tokenizers(options)
     if chosen is None and tracks and _input_kind([Path(p) for p in target]) != "db":
         chosen = tracks[0]  # structures are encoded with the first token track of the score as the main one
-    target_db, target_tokenizer = open_input(target, chosen, read_options, options.threads, on_skip, mode=mode,
-                                             tracks=tracks)
+    target_db, target_tokenizer = open_input(found or target, chosen, read_options, options.threads, on_skip,
+                                             mode=mode, tracks=tracks)
     if predictor is not None:
         from ismtk.plm.predict import predicted_db
 
