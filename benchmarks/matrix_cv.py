@@ -23,7 +23,7 @@ from pathlib import Path
 from ismtk.bench.scope40 import LEVELS, rank_by_search, read_lookup, score_queries, summarize
 from ismtk.names import read_names
 from ismtk.search.db import SequenceDB
-from ismtk.search.learn import learn_matrix
+from ismtk.search.learn import DEFAULT_MIN_TM, DEFAULT_PSEUDOCOUNT, learn_matrix
 from ismtk.search.matrix import write_matrix
 from ismtk.search.pairs import read_alignments, write_alignments
 from ismtk.search.search import SearchOptions
@@ -57,6 +57,9 @@ def main() -> None:
                     help="a recipe: its label, then its alignment files (repeat for each recipe)")
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0], help="amino-acid weights to search with")
+    ap.add_argument("--min-tm", type=float, default=DEFAULT_MIN_TM, help="alignments counted: TM-score at least")
+    ap.add_argument("--pseudocount", type=float, default=DEFAULT_PSEUDOCOUNT,
+                    help="added to every letter pair's count (learn-matrix --pseudocount)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
@@ -75,7 +78,7 @@ def main() -> None:
                 kept = Path(tmp, f"{label}.{g}.aln")
                 write_alignments(kept, (a for f in files for a in read_alignments(f)
                                         if a.name1 not in out and a.name2 not in out))
-                matrix, report = learn_matrix(counted, [kept], null_pairs=200)
+                matrix, report = learn_matrix(counted, [kept], args.min_tm, args.pseudocount, null_pairs=200)
                 path = Path(tmp, f"{label}.{g}.out")
                 write_matrix(path, matrix)
                 print(f"  {label}, group {g}: {report.alignments} alignments, {report.pairs:,} close pairs", flush=True)

@@ -327,3 +327,51 @@ def test_fit_prob_script_stores_its_fit_under_the_key_a_search_looks_up(tracks_d
     assert homologous.sum() == 4 and (~homologous).sum() == 16  # same superfamily / different fold, ordered pairs
     prob = fits[1].probability(scores, qlen, tlen)
     assert prob[homologous].min() > prob[~homologous].max()
+
+
+def test_matrix_cv_learns_each_fold_group_s_matrix_without_its_alignments(tracks_db, domains_dir, tmp_path,
+                                                                            monkeypatch, capsys):
+    """benchmarks/matrix_cv.py judges a matrix recipe out of sample: the matrix that searches a fold group's queries
+    is learned from the alignments that touch none of that group's domains, and every query is judged once."""
+    import sys
+    from itertools import combinations
+    from pathlib import Path
+
+    from ismtk.search.pairs import read_alignments
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import matrix_cv
+
+    db = SequenceDB.load(tracks_db)
+    lookup = {"d1ycca_": "a.3.1.1", "d451ca_": "a.3.1.1", "d1nu4a_": "d.58.7.1", "d2hzca_": "d.58.7.1",
+              "d1c4qa_": "b.40.2.1"}
+    (tmp_path / "lookup.tsv").write_text("".join(f"{n}\t{s}\n" for n, s in lookup.items()))
+    (tmp_path / "queries.txt").write_text("".join(f"{n}\n" for n in db.names))
+    (tmp_path / "pairs.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in combinations(sorted(db.names), 2)))
+    aln = tmp_path / "all.aln"
+    _run("align-pairs", domains_dir, "--pairs", tmp_path / "pairs.tsv", "-o", aln)
+    groups = matrix_cv.fold_groups(list(db.names), lookup, 3)
+    assert sorted(len(g) for g in groups) == [1, 2, 2]  # one fold each
+
+    learned_from = []
+    real = matrix_cv.learn_matrix
+
+    def spy(counted, files, *args, **kwargs):
+        learned_from.append({n for f in files for a in read_alignments(f) for n in (a.name1, a.name2)})
+        return real(counted, files, *args, **kwargs)
+
+    monkeypatch.setattr(matrix_cv, "learn_matrix", spy)
+    monkeypatch.setattr(sys, "argv", ["matrix_cv.py", "--db", str(tracks_db), "--lookup", str(tmp_path / "lookup.tsv"),
+                                      "--queries", str(tmp_path / "queries.txt"), "--set", "all", str(aln),
+                                      "--folds", "3", "--weights", "0", "0.5", "--pseudocount", "1",
+                                      "--min-tm", "0.3"])
+    matrix_cv.main()
+    assert len(learned_from) == 3
+    for held, names in zip(groups, learned_from, strict=True):
+        assert names and not names & set(held)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| all |")]
+    assert len(rows) == 2
+    for row in rows:  # each query judged once, with the matrix of its own group: 4 have a family member
+        family, superfamily, fold = (c.strip() for c in row.strip("|").split("|")[2:])
+        assert family.endswith("(n=4)") and 0.0 <= float(family.split()[0]) <= 1.0
+        assert superfamily == fold == "nan (n=0)"
