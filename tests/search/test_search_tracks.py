@@ -33,6 +33,18 @@ def _run(*args):
     return result
 
 
+#: SCOP classes of the five test domains: two families of two domains each, and a fold of its own.
+LABELS = {"d1ycca_": "a.3.1.1", "d451ca_": "a.3.1.1", "d1nu4a_": "d.58.7.1", "d2hzca_": "d.58.7.1",
+          "d1c4qa_": "b.40.2.1"}
+
+
+def _label_files(folder, db: SequenceDB) -> tuple[str, str]:
+    """A lookup.tsv of :data:`LABELS` and a names.txt of ``db``'s entries in ``folder``, for benchmark scripts."""
+    (folder / "lookup.tsv").write_text("".join(f"{n}\t{s}\n" for n, s in LABELS.items()))
+    (folder / "names.txt").write_text("".join(f"{n}\n" for n in db.names))
+    return str(folder / "lookup.tsv"), str(folder / "names.txt")
+
+
 @pytest.fixture(scope="module")
 def tracks_db(domains_dir, tmp_path_factory):
     """The five test domains with 3Di (main), ISM and amino-acid tracks."""
@@ -305,14 +317,10 @@ def test_fit_prob_script_stores_its_fit_under_the_key_a_search_looks_up(tracks_d
     from fit_prob import labelled_scores, main
 
     db = SequenceDB.load(tracks_db)
-    lookup = {"d1ycca_": "a.3.1.1", "d451ca_": "a.3.1.1", "d1nu4a_": "d.58.7.1", "d2hzca_": "d.58.7.1",
-              "d1c4qa_": "b.40.2.1"}
-    (tmp_path / "lookup.tsv").write_text("".join(f"{n}\t{s}\n" for n, s in lookup.items()))
-    (tmp_path / "names.txt").write_text("".join(f"{n}\n" for n in db.names))
+    labels, names = _label_files(tmp_path, db)
     out, text = tmp_path / "prob.json", "3di:1,ism:0.3"
     other = ProbFit("another score", "0123456789abcdef", 0.0, 1.0, 0.0, "elsewhere")
     write_fits(out, [other])
-    names, labels = str(tmp_path / "names.txt"), str(tmp_path / "lookup.tsv")
     for name in ("first", "second"):
         monkeypatch.setattr(sys, "argv", ["fit_prob.py", "--db", str(tracks_db), "--lookup", labels, "--train", names,
                                           "--bench", names, "--name", name, "--score", text, "--out", str(out)])
@@ -323,7 +331,7 @@ def test_fit_prob_script_stores_its_fit_under_the_key_a_search_looks_up(tracks_d
     assert fits[1].key == searcher.scorer.fit_key()
     options, matrices = with_score(SearchOptions(max_evalue=float("inf"), max_seqs=len(db), trace=False), text, db)
     matrix = load_matrix(None, "3di")
-    scores, qlen, tlen, homologous, _ = labelled_scores(db, list(db.names), lookup, options, matrix, matrices)
+    scores, qlen, tlen, homologous, _ = labelled_scores(db, list(db.names), LABELS, options, matrix, matrices)
     assert homologous.sum() == 4 and (~homologous).sum() == 16  # same superfamily / different fold, ordered pairs
     prob = fits[1].probability(scores, qlen, tlen)
     assert prob[homologous].min() > prob[~homologous].max()
@@ -343,14 +351,11 @@ def test_matrix_cv_learns_each_fold_group_s_matrix_without_its_alignments(tracks
     import matrix_cv
 
     db = SequenceDB.load(tracks_db)
-    lookup = {"d1ycca_": "a.3.1.1", "d451ca_": "a.3.1.1", "d1nu4a_": "d.58.7.1", "d2hzca_": "d.58.7.1",
-              "d1c4qa_": "b.40.2.1"}
-    (tmp_path / "lookup.tsv").write_text("".join(f"{n}\t{s}\n" for n, s in lookup.items()))
-    (tmp_path / "queries.txt").write_text("".join(f"{n}\n" for n in db.names))
+    labels, names = _label_files(tmp_path, db)
     (tmp_path / "pairs.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in combinations(sorted(db.names), 2)))
     aln = tmp_path / "all.aln"
     _run("align-pairs", domains_dir, "--pairs", tmp_path / "pairs.tsv", "-o", aln)
-    groups = matrix_cv.fold_groups(list(db.names), lookup, 3)
+    groups = matrix_cv.fold_groups(list(db.names), LABELS, 3)
     assert sorted(len(g) for g in groups) == [1, 2, 2]  # one fold each
 
     learned_from = []
@@ -361,8 +366,8 @@ def test_matrix_cv_learns_each_fold_group_s_matrix_without_its_alignments(tracks
         return real(counted, files, *args, **kwargs)
 
     monkeypatch.setattr(matrix_cv, "learn_matrix", spy)
-    monkeypatch.setattr(sys, "argv", ["matrix_cv.py", "--db", str(tracks_db), "--lookup", str(tmp_path / "lookup.tsv"),
-                                      "--queries", str(tmp_path / "queries.txt"), "--set", "all", str(aln),
+    monkeypatch.setattr(sys, "argv", ["matrix_cv.py", "--db", str(tracks_db), "--lookup", labels, "--queries", names,
+                                      "--set", "all", str(aln),
                                       "--folds", "3", "--weights", "0", "0.5", "--pseudocount", "1",
                                       "--min-tm", "0.3"])
     matrix_cv.main()
