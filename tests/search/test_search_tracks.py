@@ -372,8 +372,8 @@ def test_matrix_cv_learns_each_fold_group_s_matrix_without_its_alignments(tracks
                                       "--min-tm", "0.3"])
     matrix_cv.main()
     assert len(learned_from) == 3
-    for held, names in zip(groups, learned_from, strict=True):
-        assert names and not names & set(held)
+    for held, touched in zip(groups, learned_from, strict=True):
+        assert touched and not touched & set(held)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| all |")]
     assert len(rows) == 2
     for row in rows:  # each query judged once, with the matrix of its own group: 4 have a family member
