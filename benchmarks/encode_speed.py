@@ -192,7 +192,7 @@ def ism_speed(paths: list[Path], threads: int, repeats: int) -> None:
 
     tokenizer = load_tokenizer("ism")
     sample = [c for p in paths[:20] for c in read_structure(p).chains]
-    envs = collate([microenvironments(c) for c in sample])
+    envs = collate([microenvironments(c, radius=tokenizer.model.cfg.radius) for c in sample])
     with FlopCounterMode(display=False) as counter:
         embed_microenvironments(tokenizer.model, envs)
     flops_per_residue = counter.get_total_flops() / len(envs)

@@ -245,6 +245,28 @@ def test_save_load_embed_roundtrip(tmp_path, chain):
     np.testing.assert_allclose(out[1], direct, atol=1e-5)
 
 
+
+def test_a_model_s_radius_is_saved_and_used_to_embed(tmp_path):
+    """A model trained on 10 A microenvironments keeps its radius in model.json and embeds 10 A ones; a
+    model.json written before the option existed means ISM's 8 A."""
+    torch.manual_seed(0)
+    wide = AtomicAutoencoder(replace(TINY, radius=10.0)).eval()
+    save_autoencoder(wide, tmp_path)
+    loaded = load_autoencoder(tmp_path)
+    assert loaded.cfg.radius == 10.0
+    short = read_structure(DATA / "1D6R_l_u.pdb.gz").chains[0]
+    envs8, envs10 = microenvironments(short), microenvironments(short, radius=10.0)
+    assert envs10.n_atoms.sum() > 1.5 * envs8.n_atoms.sum()
+    with torch.no_grad():
+        direct = wide.encode(*tensors(envs10)).numpy()
+    np.testing.assert_allclose(embed_chains(loaded, [short])[0], direct, atol=1e-5)
+    old = json.loads((tmp_path / "model.json").read_text())
+    del old["radius"]
+    assert AutoencoderConfig.from_dict(old).radius == 8.0
+    with pytest.raises(InputError, match="radius"):
+        replace(TINY, radius=0.0)
+
+
 def test_bad_model_files(tmp_path):
     with pytest.raises(InputError, match="model.json"):
         load_autoencoder(tmp_path)

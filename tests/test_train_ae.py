@@ -242,6 +242,10 @@ def test_ranks_read_their_shards_and_together_make_the_batch():
         assert sorted(joined.round(3).tolist()) == key and [len(s[step]) for s in shares] == [4, 2, 2]
     resumed = list(rank_batches(replace(spec, start=2), 0, SkipLog()))
     np.testing.assert_array_equal(resumed[0].coords, whole[2].coords)
+    wide = list(rank_batches(replace(spec, radius=10.0), 0, SkipLog()))  # a model of another radius reads its own
+    np.testing.assert_array_equal(wide[0].aa, whole[0].aa)
+    assert (wide[0].n_atoms >= whole[0].n_atoms).all() and wide[0].n_atoms.sum() > whole[0].n_atoms.sum()
+    assert np.linalg.norm(wide[0].coords, axis=-1).max() > 8.0
     with pytest.raises(InputError, match="data-shards 4 must be at least the number of processes"):
         batches(0, 5, 0)
 

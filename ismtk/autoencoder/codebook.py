@@ -488,7 +488,7 @@ def residue_embeddings(
     for c, (chain, residues) in enumerate(chains):
         rows = keep[bounds[c] : bounds[c + 1]] - starts[c]
         if len(rows):
-            envs = microenvironments(chain, residues)
+            envs = microenvironments(chain, residues, radius=model.cfg.radius)
             zs.append(embed_microenvironments(model, envs)[rows])
             atoms.append(envs.n_atoms[rows])
         if progress is not None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ismtk.errors import InputError, StructureError
 from ismtk.structure.chain import ProteinChain
-from ismtk.structure.microenv import Microenvironments, collate, microenvironments
+from ismtk.structure.microenv import RADIUS, Microenvironments, collate, microenvironments
 from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
 from ismtk.train.order import epoch_permutation
 
@@ -271,14 +271,15 @@ def shard_stream(
     skips: SkipLog,
     fallback: Sequence[CorpusEntry] = (),
     options: ReadOptions = ReadOptions(),
+    radius: float = RADIUS,
 ) -> Iterator[Microenvironments]:
     """Endless parts of ``part_size`` shuffled microenvironments of ``entries``, read again when used up.
 
     Chains are read ``shuffle_chains`` at a time; their microenvironments, with what was left over from the
     previous group, are shuffled together before being cut, so a part mixes several chains while only a
-    few chains are in memory. Each new pass draws new residues. If a whole pass yields nothing (no entries,
-    or none usable), the stream reads ``fallback`` instead; if that yields nothing either, it raises
-    :class:`InputError`.
+    few chains are in memory (microenvironments of ``radius`` Å). Each new pass draws new residues. If a whole
+    pass yields nothing (no entries, or none usable), the stream reads ``fallback`` instead; if that yields
+    nothing either, it raises :class:`InputError`.
     """
     pending: Microenvironments | None = None
     sources = [list(entries), list(fallback)]
@@ -287,7 +288,7 @@ def shard_stream(
         for start in range(0, len(sources[0]), shuffle_chains):
             group = sources[0][start : start + shuffle_chains]
             chosen = chain_residues(group, residues_per_chain, min_residues, rng, skips, options)
-            parts = [microenvironments(chain, residues) for chain, residues in chosen]
+            parts = [microenvironments(chain, residues, radius=radius) for chain, residues in chosen]
             found = found or bool(parts)
             if pending is not None:
                 parts.insert(0, pending)
@@ -313,6 +314,7 @@ def validation_set(
     first: int = 0,
     step: int = 1,
     options: ReadOptions = ReadOptions(),
+    radius: float = RADIUS,
 ) -> Microenvironments:
     """The fixed validation microenvironments of ``entries[first::step]``: up to ``residues_per_chain``
     residues of each chain, drawn with a seed per entry, so that the shares of several ranks together are
@@ -321,5 +323,5 @@ def validation_set(
     for i in range(first, len(entries), step):
         rng = np.random.default_rng([seed, 3, i])
         chosen = chain_residues(entries[i : i + 1], residues_per_chain, min_residues, rng, skips, options)
-        parts += [microenvironments(chain, residues) for chain, residues in chosen]
+        parts += [microenvironments(chain, residues, radius=radius) for chain, residues in chosen]
     return collate(parts)

@@ -117,6 +117,7 @@ def embed_chains(
     """
     if not chains:
         return []
-    out = embed_microenvironments(model, collate([microenvironments(c) for c in chains]), batch_size)
+    envs = collate([microenvironments(c, radius=model.cfg.radius) for c in chains])
+    out = embed_microenvironments(model, envs, batch_size)
     bounds = np.cumsum([0] + [len(c) for c in chains])
     return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

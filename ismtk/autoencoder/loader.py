@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ismtk.autoencoder.corpus import CorpusEntry, SkipLog, shard_stream
 from ismtk.errors import InputError
-from ismtk.structure.microenv import Microenvironments, collate
+from ismtk.structure.microenv import RADIUS, Microenvironments, collate
 
 __all__ = ["EpochSpec", "part_sizes", "rank_batches", "rank_shards"]
 
@@ -43,6 +43,7 @@ class EpochSpec:
     start: int = 0
     rank: int = 0
     world_size: int = 1
+    radius: float = RADIUS
 
 
 def part_sizes(batch_size: int, shards: int) -> list[int]:
@@ -79,6 +80,7 @@ class _EpochParts(IterableDataset):
                 np.random.default_rng([spec.seed, spec.epoch, 2, s]),
                 skips,
                 spec.entries,
+                radius=spec.radius,
             )
             for s in rank_shards(spec.shards, spec.rank, spec.world_size)[worker::workers]
             if sizes[s] > 0

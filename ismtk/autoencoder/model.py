@@ -51,6 +51,9 @@ class AutoencoderConfig:
         ``atoms``: atom ``i`` enters the decoder as ``h_i + z`` (``h_i``: the encoder's final feature of atom
         ``i``; ISM paper); ``embedding``: as ``z`` + element and rank embeddings, so that ``z`` is its only
         geometric input (the first models; configs without this key mean ``embedding``).
+    radius
+        Radius (Å) of a microenvironment around its C-alpha (ISM: 8); every embedding of this model reads
+        microenvironments of this radius.
     local_radius
         Pairs at least this far apart (Å) are masked out of the local attention.
     kernel
@@ -75,6 +78,7 @@ class AutoencoderConfig:
     mlp_ratio: float = 2.0
     decoder_layers: int = 2
     decoder_input: Literal["atoms", "embedding"] = "atoms"
+    radius: float = RADIUS
     local_radius: float = RADIUS
     kernel: Literal["fixed", "learned"] = "fixed"
     rbf_centres: int = 4
@@ -93,6 +97,8 @@ class AutoencoderConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise InputError(f"model width {self.width} is not a multiple of the number of heads {self.heads}")
+        if not self.radius > 0:
+            raise InputError(f"microenvironment radius {self.radius} must be positive")
         if self.decoder_input not in ("atoms", "embedding"):
             raise InputError(f"unknown decoder input {self.decoder_input!r}: use 'atoms' or 'embedding'")
         object.__setattr__(self, "bin_edges", tuple(float(e) for e in self.bin_edges))

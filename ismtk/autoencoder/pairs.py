@@ -21,7 +21,7 @@ import numpy as np
 from ismtk.errors import InputError, StructureError
 from ismtk.search.pairs import DEFAULT_MIN_TM, StructuralAlignment, read_alignments
 from ismtk.structure.chain import ProteinChain
-from ismtk.structure.microenv import Microenvironments, collate, microenvironments
+from ismtk.structure.microenv import RADIUS, Microenvironments, collate, microenvironments
 from ismtk.structure.read import find_structure_files, read_structure
 from ismtk.tokenizers.threedi import ThreeDiTokenizer
 
@@ -141,7 +141,11 @@ class PairSet:
 
 
 def load_pair_set(
-    structures: Sequence[str | Path], alignments: str | Path, min_tm: float | None = None, rivals: bool = False
+    structures: Sequence[str | Path],
+    alignments: str | Path,
+    min_tm: float | None = None,
+    rivals: bool = False,
+    radius: float = RADIUS,
 ) -> PairSet:
     """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments; with ``rivals``,
     also the 3Di states and relations :meth:`PairSet.rivals` draws from (an :class:`InputError` when every chain
@@ -159,7 +163,7 @@ def load_pair_set(
         raise InputError(f"{alignments}: its alignments have no close residue pair")
     chain1, res1, chain2, res2 = np.concatenate(rows, axis=1).astype(np.int64)
     bounds = np.cumsum([0] + [r.shape[1] for r in rows])
-    envs = tuple(microenvironments(found.chains[n]) for n in names)
+    envs = tuple(microenvironments(found.chains[n], radius=radius) for n in names)
     if not rivals:
         return PairSet(envs, chain1, res1, chain2, res2, bounds, found.skipped)
     related = np.eye(len(names), dtype=bool)

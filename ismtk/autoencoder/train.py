@@ -390,7 +390,9 @@ class AutoencoderTrainer:
             raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of the number of processes ({ranks})")
         if cfg.pair_batch % cfg.pair_group:
             raise InputError(f"--pair-batch {cfg.pair_batch} must be a multiple of --pair-group {cfg.pair_group}")
-        self.pairs = load_pair_set([cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm, cfg.pair_rivals)
+        self.pairs = load_pair_set(
+            [cfg.pair_structures], cfg.pair_alignments, cfg.pair_min_tm, cfg.pair_rivals, self.model_cfg.radius
+        )
         self.log(
             f"pair loss: {len(self.pairs):,} close residue pairs of {self.pairs.alignments:,} alignments with TM >= "
             f"{cfg.pair_min_tm}, {cfg.pair_batch} pairs per step"
@@ -407,7 +409,9 @@ class AutoencoderTrainer:
         cfg, env = self.cfg, self.env
         if cfg.pair_structures is None:
             raise InputError("--pair-val-alignments needs --pair-structures: the files of the aligned chains")
-        held_out = load_pair_set([cfg.pair_structures], cfg.pair_val_alignments, cfg.pair_min_tm)
+        held_out = load_pair_set(
+            [cfg.pair_structures], cfg.pair_val_alignments, cfg.pair_min_tm, radius=self.model_cfg.radius
+        )
         batches = validation_pair_batches(held_out, cfg.seed, cfg.pair_batch)
         self.val_pairs = [held_out.batch(b) for b in batches[env.rank :: env.world_size]]
         self.log(
@@ -619,7 +623,7 @@ class AutoencoderTrainer:
         spec = EpochSpec(
             tuple(epoch_entries(self.corpus, pos.epoch, cfg.seed)), cfg.batch_size, cfg.data_shards,
             cfg.residues_per_chain, cfg.min_residues, cfg.shuffle_chains, cfg.seed, pos.epoch, self.steps_per_epoch,
-            pos.batch, self.env.rank, self.env.world_size,
+            pos.batch, self.env.rank, self.env.world_size, self.model_cfg.radius,
         )  # fmt: skip
         self.ddp.train()
         window: list[dict[str, torch.Tensor]] = []
@@ -666,7 +670,7 @@ class AutoencoderTrainer:
             skips = SkipLog()
             self.val_set = validation_set(
                 self.corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, skips, env.rank,
-                env.world_size,
+                env.world_size, radius=self.model_cfg.radius,
             )  # fmt: skip
             n = int(all_reduce_sum(torch.tensor(float(len(self.val_set)), device=env.device)).item())
             self.log(

@@ -129,13 +129,15 @@ def reconstruction(tokenizer, data: Path, max_pairs: int = 250_000) -> dict[str,
     cfg = TrainAEConfig()
     inputs = [data / name for name in ("structures", "pdb_sample") if (data / name).is_dir()]
     corpus = load_corpus(inputs)
-    envs = validation_set(corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, SkipLog())
+    model, device = tokenizer.model, torch.device("cpu")
+    envs = validation_set(
+        corpus.val, cfg.val_residues_per_chain, cfg.min_residues, cfg.seed, SkipLog(), radius=model.cfg.radius
+    )
     codebook = tokenizer.codebook
 
     def to_centroid(z: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(codebook.quantised(z.detach().float().numpy())).to(z.dtype)
 
-    model, device = tokenizer.model, torch.device("cpu")
     out = {}
     for label, z_map in (("z", None), ("centroid", to_centroid)):
         sums = evaluate(model, envs, device, max_pairs, z_map=z_map)

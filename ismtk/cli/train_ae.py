@@ -142,6 +142,11 @@ def train_ae(
         typer.Option("--decoder-input", rich_help_panel=MODEL,
                      help="Decoder input: encoder atom features + z (paper), or z + embeddings."),
     ] = _M.decoder_input,
+    radius: Annotated[
+        float, typer.Option("--radius", min=1.0, rich_help_panel=MODEL,
+                            help="Microenvironment radius around each C-alpha, in Å (ISM: 8); stored with the "
+                                 "model, so encoding reads environments of the same radius.")
+    ] = _M.radius,
     kernel: Annotated[
         Literal["fixed", "learned"],
         typer.Option("--kernel", rich_help_panel=MODEL,
@@ -189,7 +194,8 @@ def train_ae(
 
     device = processes.relaunch()
     model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers,
-                                  decoder_input=decoder_input, kernel=kernel)
+                                  decoder_input=decoder_input, kernel=kernel,
+                                  radius=radius)
     cfg = TrainAEConfig(
         stage=stage,
         epochs_stage1=epochs_stage1,
