@@ -66,7 +66,9 @@ def main() -> None:
     sets = {}
     for name, (inputs, index) in corpora(args.data).items():
         corpus = load_corpus(inputs, index)
-        sets[f"val of {name.split()[0]}"] = validation_set(corpus.val, 32, cfg.min_residues, 0, SkipLog())
+        sets[f"val of {name.split()[0]}"] = validation_set(
+            corpus.val, 32, cfg.min_residues, 0, SkipLog(), radius=model_cfg.radius
+        )
         print(f"{name}: {len(corpus.train)} training chains, validation {len(corpus.val)} chains")
     results = {"start": judge(args.init, sets)}
     for name, (inputs, index) in corpora(args.data).items():

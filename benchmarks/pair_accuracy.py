@@ -12,6 +12,7 @@ with ``--seed 0``; batches of 128), and prints each model's partner-picking accu
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 
@@ -32,15 +33,22 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    pairs = load_pair_set([args.structures], args.alignments, args.min_tm)
-    chosen = validation_pair_batches(pairs, 0, args.batch)
-    batches = [pairs.batch(b) for b in chosen]
-    print(f"{sum(map(len, chosen)):,} of {len(pairs):,} close pairs of {pairs.alignments:,} alignments, "
-          f"batches of {args.batch}")
+    @functools.cache
+    def batches_at(radius: float) -> list:
+        """The pairs' batches as microenvironments of ``radius`` A (each model is judged at its own radius)."""
+        pairs = load_pair_set([args.structures], args.alignments, args.min_tm, radius=radius)
+        chosen = validation_pair_batches(pairs, 0, args.batch)
+        print(f"{sum(map(len, chosen)):,} of {len(pairs):,} close pairs of {pairs.alignments:,} alignments, "
+              f"batches of {args.batch}, {radius:g} A microenvironments")
+        return [pairs.batch(b) for b in chosen]
+
+    models = [(folder, load_autoencoder(folder)) for folder in args.model]
+    for _, model in models:
+        batches_at(model.cfg.radius)
     print("| model | pair accuracy | pair loss |\n| --- | --- | --- |")
-    for folder in args.model:
-        sums = pair_evaluate(load_autoencoder(folder), batches, TrainAEConfig.pair_temperature, MICRO_BATCH_PAIRS[0],
-                             torch.device("cpu"), workers=args.threads)  # fmt: skip
+    for folder, model in models:
+        sums = pair_evaluate(model, batches_at(model.cfg.radius), TrainAEConfig.pair_temperature,
+                             MICRO_BATCH_PAIRS[0], torch.device("cpu"), workers=args.threads)  # fmt: skip
         n = float(sums["pairs"])
         print(f"| {folder} | {float(sums['pair_acc']) / n:.3f} | {float(sums['pair']) / n:.3f} |", flush=True)
 

@@ -245,7 +245,6 @@ def test_save_load_embed_roundtrip(tmp_path, chain):
     np.testing.assert_allclose(out[1], direct, atol=1e-5)
 
 
-
 def test_a_model_s_radius_is_saved_and_used_to_embed(tmp_path):
     """A model trained on 10 A microenvironments keeps its radius in model.json and embeds 10 A ones; a
     model.json written before the option existed means ISM's 8 A."""

@@ -194,8 +194,7 @@ def train_ae(
 
     device = processes.relaunch()
     model_cfg = AutoencoderConfig(width=width, heads=heads, layers=layers, decoder_layers=decoder_layers,
-                                  decoder_input=decoder_input, kernel=kernel,
-                                  radius=radius)
+                                  decoder_input=decoder_input, kernel=kernel, radius=radius)
     cfg = TrainAEConfig(
         stage=stage,
         epochs_stage1=epochs_stage1,
