@@ -275,3 +275,7 @@ def test_bad_model_files(tmp_path):
         load_autoencoder(tmp_path)
     with pytest.raises(InputError, match="multiple"):
         AutoencoderConfig(width=30, heads=4)
+    bad = json.loads(TINY.to_json()) | {"radius": -1.0}
+    (tmp_path / "model.json").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"model\.json: not a valid autoencoder configuration .*radius"):
+        load_autoencoder(tmp_path)

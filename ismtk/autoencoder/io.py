@@ -59,7 +59,7 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> At
         raise InputError(f"{path}: no {MODEL_CONFIG} found; point to a training run folder or a saved model")
     try:
         cfg = AutoencoderConfig.from_dict(json.loads(config.read_text()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, InputError) as exc:  # InputError: a setting the config refuses
         raise InputError(f"{config}: not a valid autoencoder configuration ({exc})") from exc
     model = AtomicAutoencoder(cfg)
     state = load_checkpoint(weights, map_location="cpu")
