@@ -20,6 +20,8 @@ import numba
 import numpy as np
 import torch
 
+from ismtk.compiled import jit
+
 __all__ = ["fused_attention_biases"]
 
 #: Fixed slices of the batch, each with its own partial gradient table, summed in order at the end: the
@@ -38,7 +40,7 @@ def _distance(pos, b, i, j):  # pragma: no cover - numba
     return np.float32(np.sqrt(max(dx * dx + dy * dy + dz * dz, np.float32(1e-12))))
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _pair_cells(pos, valid, b, step, radius, blocked, local, glob, frac):  # pragma: no cover - numba
     """Table rows of every pair of batch row ``b`` in the local (``local``) and the global (``glob``)
     attentions, and the interpolation weight ``frac``; a blocked pair (padding, or at least ``radius`` apart
@@ -60,7 +62,7 @@ def _pair_cells(pos, valid, b, step, radius, blocked, local, glob, frac):  # pra
             frac[i, j] = np.float32(p - k)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  # pragma: no cover - numba
     """Masked biases of batch rows ``first:stop`` into ``out`` ``(A, B, heads, N, N)``; ``table`` and ``slope``
     ``(columns, R + 1)``: one table column per row (its last entry the blocked row: ``-inf``, slope 0), small
@@ -82,7 +84,7 @@ def _forward(pos, valid, table, slope, step, radius, heads, out, first, stop):  
                         o[i, j] = row[k] + frac[i, j] * rise[k]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _backward(pos, valid, grads, step, radius, heads, acc, first, stop):  # pragma: no cover - numba
     """Add the table gradient of batch rows ``first:stop`` to ``acc`` ``(columns, R + 2) float64`` (one table
     column per row, small enough to stay in L1; blocked pairs add into its last two entries, which the caller

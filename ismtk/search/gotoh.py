@@ -20,8 +20,9 @@ overflow, and trace the reported hits. They release the GIL.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from ismtk.compiled import jit
 
 __all__ = ["sw_score", "sw_trace", "walk_ops"]
 
@@ -31,7 +32,7 @@ _E_EXTENDED, _F_EXTENDED = 4, 8
 _NEG = -(2**30)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _column(profile, target, j, out):  # pragma: no cover - numba
     """``out[i] = S(i, j)``: the summed track scores of target column ``j`` against every query position."""
     out[:] = profile[0, target[0, j]]
@@ -39,7 +40,7 @@ def _column(profile, target, j, out):  # pragma: no cover - numba
         out += profile[t, target[t, j]]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def sw_score(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     """Best local score of the profile's query against ``target`` (``(T, n)`` codes), linear memory."""
     length = profile.shape[2]
@@ -65,7 +66,7 @@ def sw_score(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     return best
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _fill(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     """Score matrix pass keeping ``(L, n) uint8`` traceback bits; returns (bits, best, i_best, j_best)."""
     length, n = profile.shape[2], target.shape[1]
@@ -110,7 +111,7 @@ def _fill(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     return bits, best, i_best, j_best
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def sw_trace(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     """Optimal local alignment: ``(score, qstart, tstart, ops)`` with ``ops`` ``(m,) uint8`` in alignment order,
     0 = aligned pair, 1 = query residue unaligned (``I``), 2 = target residue unaligned (``D``).
@@ -147,7 +148,7 @@ def sw_trace(profile, target, gap_open, gap_extend):  # pragma: no cover - numba
     return best, i + 1, j + 1, ops[:m][::-1].copy()
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def walk_ops(ops, qstart, tstart):  # pragma: no cover - numba
     """Walk an alignment's ``ops`` (as :func:`sw_trace` gives them) from ``(qstart, tstart)``: ``(pairs, lengths,
     codes, qend, tend)`` with ``pairs`` ``(n, 2) int64`` the aligned (query, target) indices and ``lengths`` /

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ismtk.compiled import jit
 from ismtk.errors import InputError
 
 __all__ = [
@@ -80,7 +80,7 @@ _RADIX_BITS = 11
 _RADIX = 1 << _RADIX_BITS
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _count_kmers(codes, offsets, ids, k, size):  # pragma: no cover - numba
     """``(size**k + 1,) int64`` CSR starts of the k-mer index of entries ``ids`` (:func:`_fill_index`)."""
     keys = size**k
@@ -96,7 +96,7 @@ def _count_kmers(codes, offsets, ids, k, size):  # pragma: no cover - numba
     return starts
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _fill_index(codes, offsets, ids, k, size, starts, entries, positions):  # pragma: no cover - numba
     """Fill ``entries`` and ``positions`` (``starts[-1]`` each) with the hits of every k-mer ``key = sum_m x_m
     size**(k-1-m)``: ``starts[key]:starts[key + 1]``, by entry then position."""
@@ -113,7 +113,7 @@ def _fill_index(codes, offsets, ids, k, size, starts, entries, positions):  # pr
                 fill[key] += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
     """Every k-mer scoring at least ``threshold`` against a query k-mer: ``(keys (n,) int64, positions (n,) int32)``
     in order of query position; ``scores`` ``(K, K)`` the token matrix, ``query`` ``(L,)`` token codes."""
@@ -163,7 +163,7 @@ def similar_kmers(query, scores, k, threshold):  # pragma: no cover - numba
     return keys[:n], where[:n]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _radix_sort(keys, payload):  # pragma: no cover - numba
     """Sort ``uint64`` keys (and ``payload`` alongside) stably, least significant digit (11 bits) first, as many
     passes as the largest key has digits."""
@@ -190,7 +190,7 @@ def _radix_sort(keys, payload):  # pragma: no cover - numba
     return keys, payload
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _hits(keys, where, starts, entries, positions, length, span):  # pragma: no cover - numba
     """Every index hit of the similar k-mers, grouped: ``(groups, at)`` with ``groups`` the sorted ``target *
     span + diagonal + length`` (``span`` > query + longest target length covers every diagonal) and ``at`` the
@@ -212,7 +212,7 @@ def _hits(keys, where, starts, entries, positions, length, span):  # pragma: no 
     return groups, at
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _column_score(profile, targets, j, i):  # pragma: no cover - numba
     s = 0
     for t in range(profile.shape[0]):
@@ -220,7 +220,7 @@ def _column_score(profile, targets, j, i):  # pragma: no cover - numba
     return s
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _extend(profile, targets, start, length, diagonal, i, x_drop):  # pragma: no cover - numba
     """Gap-free X-drop extension of a hit at query position ``i`` on ``diagonal`` (BLAST's ungapped extension):
     ``(begin, end, score)`` of the best segment through ``i``, extending each way until the running score falls
@@ -245,7 +245,7 @@ def _extend(profile, targets, start, length, diagonal, i, x_drop):  # pragma: no
     return begin, end, best + left
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _insertion_sort(order, n, values, sign):  # pragma: no cover - numba
     """Sort ``order[:n]`` (indices into ``values``) stably by ``sign * values``, ascending, in place."""
     for a in range(1, n):
@@ -257,7 +257,7 @@ def _insertion_sort(order, n, values, sign):  # pragma: no cover - numba
         order[b + 1] = x
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _chain(segments, n, gap_open, gap_extend, order, chain):  # pragma: no cover - numba
     """Best chain of segments in alignment order (each starts after the previous ends in query and target), a
     change of diagonal by ``g`` costing ``gap_open + (g - 1) * gap_extend``: FASTA's joining of regions. Only the
@@ -286,7 +286,7 @@ def _chain(segments, n, gap_open, gap_extend, order, chain):  # pragma: no cover
     return best
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def prefilter_scores(
     keys, where, starts, entries, positions, profile, targets, offsets, longest, spacing, min_segment, gap_open,
     gap_extend,

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ismtk.compiled import jit
+
 __all__ = [
     "LDDT_RADIUS",
     "LDDT_THRESHOLDS",
@@ -59,7 +61,7 @@ class Superposition:
     tm_score: float
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _jacobi_top(a):  # pragma: no cover - numba
     """Unit eigenvector of the largest eigenvalue of a symmetric ``(4, 4)`` matrix (cyclic Jacobi rotations)."""
     a = a.copy()
@@ -95,7 +97,7 @@ def _jacobi_top(a):  # pragma: no cover - numba
     return v[:, best]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _kabsch(x, y, rows, n):  # pragma: no cover - numba
     """Least-squares rotation and translation of ``x[rows[:n]]`` onto ``y[rows[:n]]`` (``(., 3) float64``, n >= 1),
     solved with the unit quaternion of Horn (1987): the top eigenvector of a ``4 x 4`` matrix of their covariance."""
@@ -155,7 +157,7 @@ def tm_d0(length: int) -> float:
     return max(0.5, 1.24 * np.cbrt(length - 15.0) - 1.8) if length > 15 else 0.5
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _score(x, y, u, t, d0, distances):  # pragma: no cover - numba
     """Sum of ``1 / (1 + (d / d0)^2)`` under ``(u, t)``; fills ``distances``."""
     total = 0.0
@@ -169,7 +171,7 @@ def _score(x, y, u, t, d0, distances):  # pragma: no cover - numba
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _set_key(chosen, m):  # pragma: no cover - numba
     """A 64-bit fingerprint of the index set ``chosen[:m]`` (sum of mixed indices; collisions are negligible)."""
     key = np.uint64(m)
@@ -180,7 +182,7 @@ def _set_key(chosen, m):  # pragma: no cover - numba
     return key
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
     """Best ``(sum, u, t)`` of the TM-score search over seed fragments (module docstring). A refinement that reaches
     a set of pairs already refined from another seed stops there: from a set on, the rounds are the same."""

@@ -21,9 +21,9 @@ between few arrays (with one array per vector the checks cost more than the cell
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from ismtk.compiled import jit
 from ismtk.search.gotoh import sw_score
 
 __all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "load_kernels", "swipe_scores"]
@@ -42,7 +42,7 @@ _NEG = np.int16(-(1 << 14))
 _DIAG, _F, _UP, _BEST, _BEST_REVERSED = range(5)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _cell(he, v, i, lane, best, score, gap_open, gap_extend):  # pragma: no cover - numba
     """One Gotoh cell for one lane: ``he[i, 0]`` = H, ``he[i, 1]`` = E of query row ``i``; ``v`` the carried rows."""
     left = he[i, 0, lane]
@@ -57,7 +57,7 @@ def _cell(he, v, i, lane, best, score, gap_open, gap_extend):  # pragma: no cove
     v[best, lane] = max(v[best, lane], h)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma: no cover - numba
     """``(raw, reversed-query raw)`` of one target in 32 bits with the reference kernel."""
     tracks, length = query.shape
@@ -71,7 +71,7 @@ def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma
     return sw_score(forward, target, gap_open, gap_extend), sw_score(reverse, target, gap_open, gap_extend)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend):  # pragma: no cover
     """:func:`swipe_scores` of a few targets with the scalar kernel (lanes would mostly idle)."""
     out = np.empty((ids.shape[0], 2), np.int64)
@@ -86,7 +86,7 @@ def _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_o
 def _kernel(lanes: int):
     """The compiled kernel for ``lanes`` lanes (a compile-time constant, so the lane loops become SIMD code)."""
 
-    @numba.njit(cache=True, nogil=True)
+    @jit
     def kernel(
         query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
     ):  # pragma: no cover
