@@ -30,8 +30,10 @@ __all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "load_kernels", "swipe_score
 
 #: Targets aligned at once: 64 16-bit lanes (two AVX-512 or four AVX2 registers per loop turn), or fewer.
 LANE_CHOICES = (64, 32, 16)
-#: Relative cost of one column step per lane count (measured: fewer lanes use the registers less fully).
-_LANE_COST = {64: 1.0, 32: 0.65, 16: 0.45}
+#: Relative cost of one column step per lane count, for one track and for several (measured with
+#: ``benchmarks/swipe_lanes.py``: one track, fewer lanes do less work per step; with several, the 32- and
+#: 16-lane loops that sum the tracks compile to slower code than the 64-lane one, so 64 lanes nearly always win).
+_LANE_COST = {1: {64: 1.0, 32: 0.62, 16: 0.42}, 2: {64: 1.0, 32: 1.4, 16: 1.0}}
 #: Up to this many targets are aligned one by one by the scalar kernel.
 _SCALAR_MAX = 2
 #: Score of any query symbol against a padding column (only in the first track's table).
@@ -209,18 +211,20 @@ def load_kernels(
     if subsets:
         picked = LANE_CHOICES
     else:
-        picked = (_lanes(target_offsets[ids + 1] - target_offsets[ids]),) if len(ids) > _SCALAR_MAX else ()
+        lengths = target_offsets[ids + 1] - target_offsets[ids]
+        picked = (_lanes(lengths, query.shape[0]),) if len(ids) > _SCALAR_MAX else ()
     for lanes in picked:
         _KERNELS[lanes](
             query, bias, table, offsets, targets, target_offsets, ids[:1], _ONE, gap_open, gap_extend, limit
         )
 
 
-def _lanes(lengths: np.ndarray) -> int:
-    """The lane count for targets of these lengths: the most lanes that the work fills (a lane can finish no
-    sooner than its longest target, so few targets run on fewer, cheaper lanes)."""
-    longest, total = int(lengths.max()), int(lengths.sum())
-    return max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * _LANE_COST[n])
+def _lanes(lengths: np.ndarray, tracks: int = 1) -> int:
+    """The lane count for targets of these lengths scored on ``tracks`` tracks: the most lanes that the work fills
+    (a lane can finish no sooner than its longest target, so few targets run on fewer lanes where those are
+    cheaper per step)."""
+    longest, total, cost = int(lengths.max()), int(lengths.sum()), _LANE_COST[min(tracks, 2)]
+    return max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * cost[n])
 
 
 def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:
@@ -236,7 +240,7 @@ def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_
     if len(ids) <= _SCALAR_MAX:
         return _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
     lengths = target_offsets[ids + 1] - target_offsets[ids]
-    lanes = _lanes(lengths)
+    lanes = _lanes(lengths, query.shape[0])
     order = np.argsort(-lengths, kind="stable")  # sorted here: a sort inside the kernel doubles its compile time
     return _KERNELS[lanes](
         query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
