@@ -135,6 +135,12 @@ def test_resumed_configs_take_the_runs_options_unless_given(tmp_path):
         train_autoencoder([DATA], tmp_path, model, cfg, device="cpu", threads=1, resume=True)
 
 
+def test_resumed_configs_name_the_run_file_whose_setting_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"radius": -1.0}, "train": {}}))
+    with pytest.raises(InputError, match="config.json.*radius"):
+        resumed_configs(tmp_path, AutoencoderConfig(), TrainAEConfig(), given=set())
+
+
 def test_model_file_matches_the_checkpoint_resumed_from(tmp_path):
     train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
     saved = params(tmp_path)

@@ -265,8 +265,11 @@ def resumed_configs(
     model_keys = [f.name for f in fields(AutoencoderConfig)]
     model_values = {k: saved_model[k] for k in model_keys if k in saved_model and k not in given}
     train_values = {k: saved_train[k] for k in RESUME_KEYS if k in saved_train and k not in given}
-    new_model = AutoencoderConfig.from_dict({**asdict(model_cfg), **model_values})
-    new_cfg = replace(cfg, **train_values)
+    try:
+        new_model = AutoencoderConfig.from_dict({**asdict(model_cfg), **model_values})
+        new_cfg = replace(cfg, **train_values)
+    except (InputError, TypeError, ValueError) as exc:  # a hand-edited setting the configurations refuse
+        raise InputError(f"{path}: {exc}") from None
     taken = {k: v for k, v in {**asdict(new_model), **asdict(new_cfg)}.items()
              if k in {**model_values, **train_values} and v != {**asdict(model_cfg), **asdict(cfg)}[k]}
     return new_model, new_cfg, taken
