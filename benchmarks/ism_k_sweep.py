@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ismtk.autoencoder.codebook import assign, kmeans
 from ismtk.autoencoder.io import embed_chains, load_autoencoder
@@ -65,12 +66,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="codebook draws (residue sample + seeding)")
     ap.add_argument("--aa-weights", type=float, nargs="+", default=[0.0], help="0 = tokens alone")
     ap.add_argument("--max-points", type=int, default=100_000)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="threads of the embedding (torch) and of the searches")
     ap.add_argument("--out-dir", default="ism_k_sweep")
     args = ap.parse_args()
     if max(args.k) > MAX_TOKENS:
         ap.error(f"-k: token alphabets hold at most {MAX_TOKENS} one-byte symbols")
 
+    torch.set_num_threads(args.threads)
     train = {Path(p).name for p in find_structure_files([args.train])}
     files = find_structure_files([args.files])
     lookup, queries = read_lookup(args.lookup), read_names(args.queries)
