@@ -70,7 +70,7 @@ results = []
 threads = [threading.Thread(target=lambda: results.append(total(10))) for _ in range(4)]
 [t.start() for t in threads]
 [t.join() for t in threads]
-print(results, total.stats.cache_misses.total() if hasattr(total.stats.cache_misses, "total") else sum(total.stats.cache_misses.values()))
+print(results, sum(total.stats.cache_misses.values()))
 """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     script = tmp_path / "kernel.py"  # numba caches functions of files, not of -c code
