@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ismtk.autoencoder.geometry import kabsch_superpose
+from ismtk.autoencoder.grow import can_grow, grow_autoencoder
 from ismtk.autoencoder.io import embed_chains, load_autoencoder, save_autoencoder
 from ismtk.autoencoder.kernels import fused_attention_biases
 from ismtk.autoencoder.losses import aligned_msd, autoencoder_losses
@@ -279,3 +280,42 @@ def test_bad_model_files(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(bad))
     with pytest.raises(InputError, match=r"model\.json: not a valid autoencoder configuration .*radius"):
         load_autoencoder(tmp_path)
+
+
+@pytest.mark.parametrize("decoder_input", ["atoms", "embedding"])
+def test_a_grown_model_computes_what_its_source_computes(chain, decoder_input):
+    """Net2Net: twice the width and heads and one more block, the same outputs; z is two copies of the source's.
+    After one optimizer step the copies differ (the split weights give them different gradients)."""
+    torch.manual_seed(0)
+    source = AtomicAutoencoder(replace(TINY, decoder_input=decoder_input)).eval()
+    target = replace(source.cfg, width=64, heads=8, layers=3)
+    grown = grow_autoencoder(source, target, seed=1)
+    assert grown.cfg == target and not grown.training
+    envs = microenvironments(chain, np.arange(30))
+    coords, elements, mask = tensors(envs)
+    with torch.no_grad():
+        before, after = source(coords, elements, mask), grown(coords, elements, mask)
+    torch.testing.assert_close(after["z"], torch.cat([before["z"], before["z"]], dim=1), atol=1e-5, rtol=1e-5)
+    for key in ("aa_logits", "coords", "disto_logits"):
+        torch.testing.assert_close(after[key], before[key], atol=1e-4, rtol=1e-4)
+    opt = torch.optim.AdamW(grown.parameters(), lr=1e-3)
+    out = grown.train()(coords, elements, mask)
+    losses, _ = autoencoder_losses(out, coords, mask, torch.from_numpy(envs.aa), target)
+    (losses["aa"] + losses["disto"]).backward()
+    opt.step()
+    with torch.no_grad():
+        z = grown.eval().encode(coords, elements, mask)
+    assert (z[:, :32] - z[:, 32:]).abs().max() > 1e-3
+
+
+def test_growing_refuses_what_it_cannot_keep():
+    source = AtomicAutoencoder(TINY)
+    for target, why in [
+        (replace(TINY, width=48, heads=6), "multiple"),
+        (replace(TINY, width=64, heads=4), "8 heads"),
+        (replace(TINY, width=64, heads=8, layers=1), "fewer"),
+        (replace(TINY, width=64, heads=8, mlp_ratio=4.0), "mlp_ratio"),
+    ]:
+        assert why in can_grow(TINY, target)
+        with pytest.raises(InputError, match=why):
+            grow_autoencoder(source, target)

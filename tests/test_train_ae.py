@@ -177,6 +177,25 @@ def test_init_takes_the_matching_tensors_of_another_decoder(tmp_path):
     assert "dec_element.weight" in note and "coord_head.weight" in note
 
 
+def test_init_grows_a_narrower_model(tmp_path):
+    """--init from a model of half the width and heads and one block fewer: grown, not refused; with lr 0 the
+    new model's embeddings are two copies of the old one's."""
+    from ismtk.autoencoder.io import embed_chains, load_autoencoder
+    from ismtk.structure import read_structure
+
+    train_autoencoder([DATA], tmp_path / "old", MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    wide = replace(MODEL, width=32, heads=4, layers=2)
+    messages: list[str] = []
+    train_autoencoder(
+        [DATA], tmp_path / "new", wide, replace(TRAIN, max_steps=1, lr=0.0), device="cpu", threads=1,
+        init=tmp_path / "old", log=messages.append,
+    )  # fmt: skip
+    assert any(m.startswith("grew") and "width 32, 4 heads, 2 blocks" in m for m in messages)
+    chain = read_structure(DATA / "pdb" / "1D6R_l_u.pdb.gz").chains[0]
+    old, new = (embed_chains(load_autoencoder(tmp_path / run), [chain])[0] for run in ("old", "new"))
+    np.testing.assert_allclose(new, np.concatenate([old, old], axis=1), atol=1e-5)
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "--width", "16", "--heads", "2", "--layers", "1"]

@@ -36,6 +36,7 @@ from ismtk.autoencoder.corpus import (
     load_corpus,
     validation_set,
 )
+from ismtk.autoencoder.grow import can_grow, grow_autoencoder
 from ismtk.autoencoder.io import load_autoencoder, save_autoencoder
 from ismtk.autoencoder.loader import EpochSpec, rank_batches, rank_shards
 from ismtk.autoencoder.losses import LOSS_NAMES, STAGE_LOSSES
@@ -514,9 +515,18 @@ class AutoencoderTrainer:
         """Copy every tensor of a saved model whose name and shape match this model's; log what was not taken.
 
         The encoder of an older model thus warm-starts a model with another decoder; a decoder whose input
-        changed (``decoder_input``) starts afresh even where its shapes match.
+        changed (``decoder_input``) starts afresh even where its shapes match. A model that differs only in
+        width, heads and depth, by whole factors, is first grown into this one (:func:`grow_autoencoder`).
         """
         source = load_autoencoder(init)
+        if source.cfg != self.model_cfg and can_grow(source.cfg, self.model_cfg) is None:
+            grown = grow_autoencoder(source, self.model_cfg, seed=self.cfg.seed)
+            self.log(
+                f"grew {init} (width {source.cfg.width}, {source.cfg.heads} heads, {source.cfg.layers} blocks) into "
+                f"width {self.model_cfg.width}, {self.model_cfg.heads} heads, {self.model_cfg.layers} blocks: "
+                "units copied, new blocks identities (the same function)"
+            )
+            source = grown
         mine = self.model.state_dict()
         decoder = ("dec_", "coord_head.", "pair_proj.", "disto_head.")
         fresh_decoder = source.cfg.decoder_input != self.model_cfg.decoder_input

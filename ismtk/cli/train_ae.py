@@ -154,7 +154,9 @@ def train_ae(
     ] = _M.kernel,
     init: Annotated[
         Path | None, typer.Option("--init", rich_help_panel=RUN,
-                                  help="Start from this model's weights (a stage-1 run for --stage 2).")
+                                  help="Start from this model's weights (a stage-1 run for --stage 2). A narrower "
+                                  "or shallower model (same settings otherwise, width and heads by one whole "
+                                  "factor) is first grown into this one without changing what it computes.")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", rich_help_panel=RUN,
