@@ -59,6 +59,7 @@ from ismtk.train.distributed import DistEnv, all_reduce_sum, process_group
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
+from ismtk.train.stop import StopRequest
 
 __all__ = [
     "BEST_METRICS",
@@ -576,6 +577,12 @@ class AutoencoderTrainer:
     def fit(
         self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]
     ) -> dict[str, float]:
+        with StopRequest() as self.stop:
+            return self._fit(resume, init, on_progress)
+
+    def _fit(
+        self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]
+    ) -> dict[str, float]:
         self.started = time.perf_counter()
         pos = _Position()
         if resume:
@@ -601,7 +608,9 @@ class AutoencoderTrainer:
             val = self.validate()
             pos.epoch, pos.batch = pos.epoch + 1, 0
             self.record_val(pos, stage, val, metrics, on_progress)
-        if pos.batch > 0:  # stopped inside an epoch by max_steps or max_minutes
+        if pos.batch > 0:  # stopped inside an epoch by max_steps, max_minutes or SIGTERM
+            if self.stop.requested:
+                self.log(f"SIGTERM: stopping at step {pos.step}, validated and saved (--resume continues)")
             val = self.validate()
             self.record_val(pos, self.stage_at(pos.epoch)[0], val, metrics, on_progress)
         if self.env.is_main and self.skips.counts:
@@ -621,15 +630,14 @@ class AutoencoderTrainer:
             plot_metrics(self.run / "metrics.jsonl", self.run / "metrics.png")
 
     def out_of_time(self) -> bool:
-        """True once ``max_minutes`` have passed (rank 0's clock decides for every rank)."""
-        if self.cfg.max_minutes is None:
-            return False
-        late = torch.tensor(float(time.perf_counter() - self.started > 60 * self.cfg.max_minutes))
-        return bool(all_reduce_sum(late.to(self.env.device)).item() > 0) if self.env.distributed else bool(late)
+        """True once ``max_minutes`` have passed or a rank got SIGTERM (on any rank: every rank stops)."""
+        late = self.cfg.max_minutes is not None and time.perf_counter() - self.started > 60 * self.cfg.max_minutes
+        stop = torch.tensor(float(late or self.stop.requested))
+        return bool(all_reduce_sum(stop.to(self.env.device)).item() > 0) if self.env.distributed else bool(stop)
 
     def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
-        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps`` or
-        ``max_minutes`` stopped it (the time is checked every ``log_every`` steps)."""
+        """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps``, ``max_minutes``
+        or SIGTERM stopped it (the time and the signal are checked every ``log_every`` steps)."""
         cfg = self.cfg
         coords = {"aligned_mse": cfg.coord_weight, "distances": cfg.coord_weight}
         weights = {name: float(name in STAGE_LOSSES[stage]) * coords.get(name, 1.0) for name in LOSS_NAMES}
