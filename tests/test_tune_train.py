@@ -107,6 +107,29 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone, precision):
     assert logs[0] == logs[1]
 
 
+def test_sigterm_stops_with_a_checkpoint_and_resume_equals_uninterrupted(tmp_path, tiny_backbone):
+    """A scheduler's SIGTERM (sent to this process after step 3) ends the run after that step with a checkpoint
+    and no export, and --resume finishes it exactly as a run never stopped."""
+    import signal
+
+    def kill_after_three(progress) -> None:
+        if progress.val is None and progress.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    notes: list[str] = []
+    first = structure_tune(*_config(tmp_path / "b", tiny_backbone), on_progress=kill_after_three, on_note=notes.append)
+    assert first.step == 3 and not first.exported
+    assert any("stopped on SIGTERM after step 3" in note for note in notes)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the trainer's handler is gone
+    second = structure_tune(*_config(tmp_path / "b", tiny_backbone, resume=True))
+    whole = structure_tune(*_config(tmp_path / "a", tiny_backbone))
+    assert second.step == whole.step == 6 and second.exported
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path, tiny_backbone):
     """Without --resume or --overwrite a run never starts over in a folder that holds one; with --overwrite the
     old run's files go (no export of the old model beside the new checkpoint); the export always holds the weights

@@ -51,6 +51,7 @@ from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import epoch_permutation, shard
 from ismtk.train.progress import ProgressCallback, TrainProgress, ignore_progress
 from ismtk.train.schedule import warmup_cosine
+from ismtk.train.stop import StopRequest
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -392,9 +393,18 @@ class StructureTuneTrainer:
 
     # -- the recipe ---------------------------------------------------------------------------------------
     def fit(self, on_progress: ProgressCallback = ignore_progress) -> TuneResult:
-        """Train from the start (or, with ``resume``, from the checkpoint) to the last step or ``stop_after``:
-        a validation at every epoch end, checkpoints at epoch ends, every ``checkpoint_every`` steps and when
-        stopping early; at the end the final checkpoint and the export."""
+        """Train from the start (or, with ``resume``, from the checkpoint) to the last step, ``stop_after`` or a
+        SIGTERM (:class:`StopRequest`; on any rank): a validation at every epoch end, checkpoints at epoch ends,
+        every ``checkpoint_every`` steps and when stopping early; at the end the final checkpoint and the export."""
+        with StopRequest() as self.stop:
+            return self._fit(on_progress)
+
+    def signalled(self) -> bool:
+        """Whether any rank got SIGTERM (a collective: every rank calls it at every step)."""
+        flag = torch.tensor([float(self.stop.requested)], device=self.env.device)
+        return bool(all_reduce_sum(flag).item() > 0) if self.env.distributed else self.stop.requested
+
+    def _fit(self, on_progress: ProgressCallback) -> TuneResult:
         step = self.restore() if self.runtime.resume else 0
         self.start_run(step)
         result = TuneResult(self.out, step, self.total_steps, notes=list(self.notes))
@@ -408,12 +418,15 @@ class StructureTuneTrainer:
                 result.val = self.validate()
                 if self.env.is_main:
                     self.report("val", step, result.val, on_progress)
-            stopping = self.runtime.stop_after is not None and self.runtime.stop_after <= step < self.total_steps
+            signalled = self.signalled() and step < self.total_steps  # the collective runs on every step
+            limit = self.runtime.stop_after
+            stopping = signalled or (limit is not None and limit <= step < self.total_steps)
             periodic = epoch_end or (self.runtime.checkpoint_every and step % self.runtime.checkpoint_every == 0)
             if stopping or (periodic and step < self.total_steps):  # the last one is written by finish()
                 self.save(step)
             if stopping:
-                self.note(f"stopped after step {step} of {self.total_steps}; continue with --resume")
+                why = " on SIGTERM" if signalled else ""
+                self.note(f"stopped{why} after step {step} of {self.total_steps}; continue with --resume")
                 break
         result.step = step
         if step >= self.total_steps:
