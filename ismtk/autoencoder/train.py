@@ -55,7 +55,7 @@ from ismtk.autoencoder.step import (
 from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ismtk.train.distributed import DistEnv, all_reduce_sum, process_group
+from ismtk.train.distributed import DistEnv, all_reduce_sum, any_rank, process_group
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
@@ -632,8 +632,7 @@ class AutoencoderTrainer:
     def out_of_time(self) -> bool:
         """True once ``max_minutes`` have passed or a rank got SIGTERM (on any rank: every rank stops)."""
         late = self.cfg.max_minutes is not None and time.perf_counter() - self.started > 60 * self.cfg.max_minutes
-        stop = torch.tensor(float(late or self.stop.requested))
-        return bool(all_reduce_sum(stop.to(self.env.device)).item() > 0) if self.env.distributed else bool(stop)
+        return any_rank(late or self.stop.requested, self.env.device)
 
     def train_epoch(self, pos: _Position, stage: int, metrics: MetricsLog | None, on_progress) -> bool:
         """Train on the batches of ``pos.epoch`` from ``pos.batch`` on; False if ``max_steps``, ``max_minutes``

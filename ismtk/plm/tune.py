@@ -45,7 +45,15 @@ from ismtk.plm.heads import save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, prepare_run_folder, save_checkpoint
-from ismtk.train.distributed import DistEnv, all_reduce_sum, broadcast_object, materialise, on_main, process_group
+from ismtk.train.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    any_rank,
+    broadcast_object,
+    materialise,
+    on_main,
+    process_group,
+)
 from ismtk.train.launch import DEFAULT_DEVICE
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import epoch_permutation, shard
@@ -399,11 +407,6 @@ class StructureTuneTrainer:
         with StopRequest() as self.stop:
             return self._fit(on_progress)
 
-    def signalled(self) -> bool:
-        """Whether any rank got SIGTERM (a collective: every rank calls it at every step)."""
-        flag = torch.tensor([float(self.stop.requested)], device=self.env.device)
-        return bool(all_reduce_sum(flag).item() > 0) if self.env.distributed else self.stop.requested
-
     def _fit(self, on_progress: ProgressCallback) -> TuneResult:
         step = self.restore() if self.runtime.resume else 0
         self.start_run(step)
@@ -418,7 +421,8 @@ class StructureTuneTrainer:
                 result.val = self.validate()
                 if self.env.is_main:
                     self.report("val", step, result.val, on_progress)
-            signalled = self.signalled() and step < self.total_steps  # the collective runs on every step
+            # whether any rank got SIGTERM: a collective, so every rank asks at every step
+            signalled = any_rank(self.stop.requested, self.env.device) and step < self.total_steps
             limit = self.runtime.stop_after
             stopping = signalled or (limit is not None and limit <= step < self.total_steps)
             periodic = epoch_end or (self.runtime.checkpoint_every and step % self.runtime.checkpoint_every == 0)

@@ -23,6 +23,7 @@ from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 __all__ = [
     "DistEnv",
     "all_reduce_sum",
+    "any_rank",
     "broadcast_object",
     "materialise",
     "on_main",
@@ -94,6 +95,13 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def any_rank(flag: bool, device: torch.device | str) -> bool:
+    """Whether ``flag`` is set on any rank: a collective when distributed (every rank must call it), else ``flag``."""
+    if not dist.is_initialized():
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)
 
 
 def broadcast_object(value: T) -> T:
