@@ -117,9 +117,9 @@ def grow_autoencoder(source: AtomicAutoencoder, target: AutoencoderConfig, seed:
 
     grown.token_embed.weight.copy_(source.token_embed.weight.detach()[:, wide])
     bias_old, bias_new = source.bias, grown.bias
-    for name, tensor in bias_old.state_dict().items():
-        if not name.startswith("proj.1."):
-            bias_new.state_dict()[name].copy_(tensor)
+    # the distance features do not depend on the width; only the projection to per-head biases does
+    features = {k: v for k, v in bias_old.state_dict().items() if not k.startswith("proj.1.")}
+    bias_new.load_state_dict(features, strict=False)
     # bias columns: attention a, head h -> the old head h mod heads of attention a; new blocks keep theirs
     cols = torch.arange(2 * layers * target.heads)
     old_cols = (cols // target.heads) * heads + (cols % target.heads) % heads
