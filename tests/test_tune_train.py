@@ -107,6 +107,17 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_backbone, precision):
     assert logs[0] == logs[1]
 
 
+def _resume_finishes_as_uninterrupted(tmp_path, backbone) -> None:
+    """``--resume`` of the stopped run in ``tmp_path/b`` ends with the weights of a run never stopped (in ``a``)."""
+    second = structure_tune(*_config(tmp_path / "b", backbone, resume=True))
+    whole = structure_tune(*_config(tmp_path / "a", backbone))
+    assert second.step == whole.step == 6 and second.exported
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 def test_sigterm_stops_with_a_checkpoint_and_resume_equals_uninterrupted(tmp_path, tiny_backbone):
     """A scheduler's SIGTERM (sent to this process after step 3) ends the run after that step with a checkpoint
     and no export, and --resume finishes it exactly as a run never stopped."""
@@ -121,13 +132,17 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_equals_uninterrupted(tmp_pat
     assert first.step == 3 and not first.exported
     assert any("stopped on SIGTERM after step 3" in note for note in notes)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the trainer's handler is gone
-    second = structure_tune(*_config(tmp_path / "b", tiny_backbone, resume=True))
-    whole = structure_tune(*_config(tmp_path / "a", tiny_backbone))
-    assert second.step == whole.step == 6 and second.exported
-    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
+    _resume_finishes_as_uninterrupted(tmp_path, tiny_backbone)
+
+
+def test_max_minutes_stops_after_the_step_that_ends_late_and_resume_finishes(tmp_path, tiny_backbone):
+    """A budget of 0 minutes is spent by the first step: the run stops there with a checkpoint and a note, exports
+    nothing, and --resume (without the budget) finishes it as a run never stopped."""
+    notes: list[str] = []
+    first = structure_tune(*_config(tmp_path / "b", tiny_backbone, max_minutes=0.0), on_note=notes.append)
+    assert first.step == 1 and not first.exported
+    assert any("stopped at --max-minutes after step 1 of 6" in note for note in notes)
+    _resume_finishes_as_uninterrupted(tmp_path, tiny_backbone)
 
 
 def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path, tiny_backbone):

@@ -102,6 +102,10 @@ def structure_tune(
     stop_after: Annotated[int | None, typer.Option("--stop-after", rich_help_panel=RUN,
                                                    help="Stop (with a checkpoint) after this many steps.")
                           ] = _R.stop_after,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.0, rich_help_panel=RUN,
+                                                      help="Stop (with a checkpoint) after the step that ends past "
+                                                           "this many minutes; set it below a job's time limit.")
+                           ] = _R.max_minutes,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, rich_help_panel=RUN,
                                                   help="Also checkpoint every N steps (0: each epoch).")
                                 ] = _R.checkpoint_every,
@@ -129,7 +133,8 @@ def structure_tune(
     runtime = TuneRuntime(
         out=str(output), micro_batch=micro_batch, precision=precision,
         activation_checkpointing=activation_checkpointing, fsdp=fsdp, resume=resume, overwrite=overwrite,
-        stop_after=stop_after, checkpoint_every=checkpoint_every, device=device, threads=processes.threads,
+        stop_after=stop_after, max_minutes=max_minutes, checkpoint_every=checkpoint_every, device=device,
+        threads=processes.threads,
     )
     if resume:
         config, runtime, taken = resumed_config(output, config, runtime, given_options(ctx))

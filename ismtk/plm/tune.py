@@ -119,7 +119,8 @@ class TuneRuntime:
     ``activation_checkpointing`` recomputes activations in the backward pass; ``fsdp`` shards weights,
     gradients and optimizer state over the processes. ``resume`` continues from the run folder's checkpoint;
     without it a folder that holds files is refused, unless ``overwrite`` (its run's files are removed).
-    ``stop_after`` stops (with a checkpoint) after that many steps; ``checkpoint_every`` also checkpoints
+    ``stop_after`` stops (with a checkpoint) after that many steps, ``max_minutes`` after the first step that ends
+    past that wall-clock budget (a scheduler's time limit less a margin); ``checkpoint_every`` also checkpoints
     every N steps (0: only at epoch ends); ``log_every``: steps between training records. ``device`` and
     ``threads`` (torch threads per process, ``None``: torch's choice) place the process.
     """
@@ -132,6 +133,7 @@ class TuneRuntime:
     resume: bool = False
     overwrite: bool = False
     stop_after: int | None = None
+    max_minutes: float | None = None
     checkpoint_every: int = 0
     log_every: int = 1
     device: str = DEFAULT_DEVICE
@@ -401,13 +403,15 @@ class StructureTuneTrainer:
 
     # -- the recipe ---------------------------------------------------------------------------------------
     def fit(self, on_progress: ProgressCallback = ignore_progress) -> TuneResult:
-        """Train from the start (or, with ``resume``, from the checkpoint) to the last step, ``stop_after`` or a
-        SIGTERM (:class:`StopRequest`; on any rank): a validation at every epoch end, checkpoints at epoch ends,
-        every ``checkpoint_every`` steps and when stopping early; at the end the final checkpoint and the export."""
+        """Train from the start (or, with ``resume``, from the checkpoint) to the last step, ``stop_after``,
+        ``max_minutes`` or a SIGTERM (:class:`StopRequest`; on any rank): a validation at every epoch end,
+        checkpoints at epoch ends, every ``checkpoint_every`` steps and when stopping early; at the end the final
+        checkpoint and the export."""
         with StopRequest() as self.stop:
             return self._fit(on_progress)
 
     def _fit(self, on_progress: ProgressCallback) -> TuneResult:
+        started = time.perf_counter()
         step = self.restore() if self.runtime.resume else 0
         self.start_run(step)
         result = TuneResult(self.out, step, self.total_steps, notes=list(self.notes))
@@ -421,15 +425,19 @@ class StructureTuneTrainer:
                 result.val = self.validate()
                 if self.env.is_main:
                     self.report("val", step, result.val, on_progress)
-            # whether any rank got SIGTERM: a collective, so every rank asks at every step
-            signalled = any_rank(self.stop.requested, self.env.device) and step < self.total_steps
+            # whether any rank got SIGTERM or ran out of time: a collective, so every rank asks at every step
+            budget = self.runtime.max_minutes
+            late = budget is not None and time.perf_counter() - started > 60 * budget
+            signalled = self.stop.requested
+            halted = any_rank(signalled or late, self.env.device) and step < self.total_steps
             limit = self.runtime.stop_after
-            stopping = signalled or (limit is not None and limit <= step < self.total_steps)
+            stopping = halted or (limit is not None and limit <= step < self.total_steps)
             periodic = epoch_end or (self.runtime.checkpoint_every and step % self.runtime.checkpoint_every == 0)
             if stopping or (periodic and step < self.total_steps):  # the last one is written by finish()
                 self.save(step)
             if stopping:
-                why = " on SIGTERM" if signalled else ""
+                why = (" on SIGTERM" if signalled else " at --max-minutes" if late
+                       else " as another process did" if halted else "")
                 self.note(f"stopped{why} after step {step} of {self.total_steps}; continue with --resume")
                 break
         result.step = step
