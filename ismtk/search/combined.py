@@ -150,6 +150,14 @@ class TrackAligner:
         """The optimal local alignment with its traceback (``bias``: see :meth:`ScoreTracks.score_many`)."""
         return self.trace_profile(self.tracks.profile(query, bias), target)
 
+    def trace_many(
+        self, query: np.ndarray, codes: np.ndarray, offsets: np.ndarray, ids: np.ndarray, bias: np.ndarray | None = None
+    ) -> list[Alignment]:
+        """:meth:`trace` of ``query`` against the entries ``ids`` of ``(T, R)`` database ``codes`` split by
+        ``offsets``, traced side by side (:meth:`ScoreTracks.trace_many`)."""
+        traces = self.tracks.trace_many(query, codes, offsets, ids, self.gap_open, self.gap_extend, bias)
+        return [alignment_from_ops(*trace) for trace in traces]
+
     def trace_profile(self, profile: np.ndarray, target: np.ndarray) -> Alignment:
         """:meth:`trace` from the query's ``(T, C, L)`` profile (:meth:`ScoreTracks.profile`), which a caller
         tracing one query against many targets builds once."""

@@ -9,7 +9,7 @@ amino-acid term.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -339,24 +339,23 @@ class Searcher:
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
-        trace = self._tracer(query, i, codes, bias) if self.options.trace and len(keep) else None
-        hits = []
-        for k, b in zip(keep, bits, strict=True):
-            j = int(ids[k])
-            alignment = trace(j) if trace is not None else None
-            hits.append(Hit(i, j, int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment))
-        return hits
+        alignments = self._traces(query, i, codes, bias, ids[keep]) if self.options.trace else [None] * len(keep)
+        return [
+            Hit(i, int(ids[k]), int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment)
+            for k, b, alignment in zip(keep, bits, alignments, strict=True)
+        ]
 
-    def _tracer(
-        self, query: SequenceDB, i: int, codes: np.ndarray, bias: np.ndarray | None
-    ) -> Callable[[int], Alignment]:
-        """Traceback of query ``i`` (``codes``) against a target index: parasail for tokens alone, else the
-        reference kernel (which also takes the composition bias)."""
+    def _traces(
+        self, query: SequenceDB, i: int, codes: np.ndarray, bias: np.ndarray | None, ids: np.ndarray
+    ) -> list[Alignment]:
+        """Tracebacks of query ``i`` (``codes``) against the target indices ``ids``: parasail for tokens alone, else
+        the multi-track kernels (which also take the composition bias)."""
+        if not len(ids):
+            return []
         if bias is None and isinstance(self.aligner, Aligner):
             profile = self.aligner.query(query, i)
-            return lambda j: self.aligner.trace(profile, self.aligner.target(self.target, j))
-        profile, offsets = self.scorer.tracks.profile(codes, bias), self._offsets
-        return lambda j: self.scorer.trace_profile(profile, self._codes[:, offsets[j] : offsets[j + 1]])
+            return [self.aligner.trace(profile, self.aligner.target(self.target, int(j))) for j in ids]
+        return self.scorer.trace_many(codes, self._codes, self._offsets, ids, bias)
 
     def search(self, query: SequenceDB) -> Iterator[list[Hit]]:
         """Hits of every query in order, computed by ``options.threads`` threads (the kernels release the GIL)."""
@@ -398,5 +397,7 @@ class Searcher:
         tracks.score_many(codes, self._codes, self._offsets, self.entries, *gaps, bias, warm_up=True, subsets=prefilter)
         if prefilter:
             self._prefilter.candidates(codes, tracks.profile(codes, bias), 1)
+        if self.options.trace and not (bias is None and isinstance(self.aligner, Aligner)) and len(self.entries):
+            self.scorer.trace_many(codes, self._codes, self._offsets, self.entries[:1], bias)
         if self.options.trace and len(self.entries):
             self.scorer.trace(codes, self.scorer.target(self.target, int(self.entries[0])), bias)

@@ -26,7 +26,7 @@ import numpy as np
 from ismtk.compiled import jit
 from ismtk.search.gotoh import sw_score
 
-__all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "load_kernels", "swipe_scores"]
+__all__ = ["LANE_CHOICES", "MAX_STEP", "PAD_SCORE", "load_kernels", "query_profile", "swipe_scores"]
 
 #: Targets aligned at once: 64 16-bit lanes (two AVX-512 or four AVX2 registers per loop turn), or fewer.
 LANE_CHOICES = (64, 32, 16)
@@ -60,8 +60,9 @@ def _cell(he, v, i, lane, best, score, gap_open, gap_extend):  # pragma: no cove
 
 
 @jit
-def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma: no cover - numba
-    """``(raw, reversed-query raw)`` of one target in 32 bits with the reference kernel."""
+def query_profile(query, bias, table, offsets):  # pragma: no cover - numba
+    """``(T, P + 1, L) int32`` profile of the scalar kernels (:mod:`ismtk.search.gotoh`) from the kernels' table:
+    ``[t, c, i]`` the score of query position ``i`` against symbol ``c`` of track ``t``, ``bias`` added to track 0."""
     tracks, length = query.shape
     forward = np.empty((tracks, table.shape[1], length), np.int32)
     for t in range(tracks):
@@ -69,6 +70,13 @@ def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma
             forward[t, :, i] = table[offsets[t] + query[t, i]]
     for i in range(length):
         forward[0, :, i] += bias[i]
+    return forward
+
+
+@jit
+def _exact(query, bias, table, offsets, target, gap_open, gap_extend):  # pragma: no cover - numba
+    """``(raw, reversed-query raw)`` of one target in 32 bits with the reference kernel."""
+    forward = query_profile(query, bias, table, offsets)
     reverse = np.ascontiguousarray(forward[:, :, ::-1])
     return sw_score(forward, target, gap_open, gap_extend), sw_score(reverse, target, gap_open, gap_extend)
 

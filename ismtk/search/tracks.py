@@ -7,9 +7,10 @@ A residue carries one symbol per track (its 3Di state, its ISM token, its amino 
 
 with ``M_t`` the track's substitution matrix (half-bits) and ``w_t`` its weight (Foldseek's 3Di+AA is the tracks
 3Di and amino acids with weights 1 and a fraction). :class:`ScoreTracks` holds the weighted matrices once and
-scores a query against many targets with the vectorised kernel (:mod:`ismtk.search.swipe`) or traces one pair with
-the scalar reference (:mod:`ismtk.search.gotoh`); both give the same scores. Sequences are ``(T, n) uint8``
-symbol codes, one row per track in the order of the matrices.
+scores a query against many targets with the vectorised kernel (:mod:`ismtk.search.swipe`) and traces them with
+another (:mod:`ismtk.search.swipe_trace`) or with the scalar reference (:mod:`ismtk.search.gotoh`); all give the
+same scores and alignments. Sequences are ``(T, n) uint8`` symbol codes, one row per track in the order of the
+matrices.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ismtk.errors import InputError
-from ismtk.search.gotoh import sw_score
+from ismtk.search.gotoh import sw_score, sw_trace
 from ismtk.search.swipe import MAX_STEP, PAD_SCORE, load_kernels, swipe_scores
+from ismtk.search.swipe_trace import swipe_traces
 
 __all__ = ["BIAS_WINDOW", "ScoreTracks"]
 
@@ -137,15 +139,47 @@ class ScoreTracks:
         only load every kernel these arguments (with ``subsets``: any subset of ``ids``) may use (see
         :func:`ismtk.search.swipe.load_kernels`)."""
         query = np.ascontiguousarray(self.check(query, "query"))
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
-            raise InputError(f"target ids must lie in 0..{len(offsets) - 2}")
-        bias = np.zeros(query.shape[1], np.int16) if bias is None else np.ascontiguousarray(bias, dtype=np.int16)
-        limit = self._limit - (int(np.abs(bias).max()) if len(bias) else 0)
-        if self._limit < 0 or limit < 1 << 14 or max(gap_open, gap_extend) > MAX_STEP:
+        ids = self._ids(ids, offsets)
+        bias, limit = self._sixteen_bits(query, bias, gap_open, gap_extend)
+        if limit is None:
             return self._score_exact(query, bias, targets, offsets, ids[:1] if warm_up else ids, gap_open, gap_extend)
         args = query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit
         return load_kernels(*args, subsets=subsets) if warm_up else swipe_scores(*args)
+
+    def trace_many(
+        self, query: np.ndarray, targets: np.ndarray, offsets: np.ndarray, ids: np.ndarray, gap_open: int,
+        gap_extend: int, bias: np.ndarray | None = None,
+    ) -> list[tuple[int, int, int, np.ndarray]]:  # fmt: skip
+        """Optimal local alignments ``(score, qstart, tstart, ops)`` (as :func:`ismtk.search.gotoh.sw_trace` gives
+        them) of ``(T, L)`` query codes against each of the entries ``ids`` (arguments as :meth:`score_many`),
+        traced side by side in 16-bit lanes (:mod:`ismtk.search.swipe_trace`) where the scores fit."""
+        query = np.ascontiguousarray(self.check(query, "query"))
+        ids = self._ids(ids, offsets)
+        bias, limit = self._sixteen_bits(query, bias, gap_open, gap_extend)
+        if limit is None:
+            profile = self.profile(query, bias)
+            return [sw_trace(profile, np.ascontiguousarray(targets[:, offsets[j] : offsets[j + 1]]), gap_open,
+                             gap_extend) for j in ids]  # fmt: skip
+        return swipe_traces(query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend,
+                            limit)  # fmt: skip
+
+    @staticmethod
+    def _ids(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(offsets) - 1):
+            raise InputError(f"target ids must lie in 0..{len(offsets) - 2}")
+        return ids
+
+    def _sixteen_bits(
+        self, query: np.ndarray, bias: np.ndarray | None, gap_open: int, gap_extend: int
+    ) -> tuple[np.ndarray, int | None]:
+        """``(bias, limit)``: the ``(L,) int16`` bias (zeros for none) and the score from which a 16-bit lane may
+        have overflowed, or ``None`` where the 16-bit kernels cannot take these scores (32 bits then)."""
+        bias = np.zeros(query.shape[1], np.int16) if bias is None else np.ascontiguousarray(bias, dtype=np.int16)
+        limit = self._limit - (int(np.abs(bias).max()) if len(bias) else 0)
+        if self._limit < 0 or limit < 1 << 14 or max(gap_open, gap_extend) > MAX_STEP:
+            return bias, None
+        return bias, limit
 
     def _score_exact(self, query, bias, targets, offsets, ids, gap_open, gap_extend) -> np.ndarray:
         forward = self.profile(query, bias)
