@@ -398,6 +398,4 @@ class Searcher:
         if prefilter:
             self._prefilter.candidates(codes, tracks.profile(codes, bias), 1)
         if self.options.trace and not (bias is None and isinstance(self.aligner, Aligner)) and len(self.entries):
-            self.scorer.trace_many(codes, self._codes, self._offsets, self.entries[:1], bias)
-        if self.options.trace and len(self.entries):
-            self.scorer.trace(codes, self.scorer.target(self.target, int(self.entries[0])), bias)
+            self.scorer.trace_many(codes, self._codes, self._offsets, self.entries[:1], bias)  # parasail: no need
