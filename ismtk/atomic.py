@@ -19,7 +19,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_folder", "atomic_write", "temporary_of"]
+from ismtk.errors import InputError
+
+__all__ = ["atomic_folder", "atomic_write", "ensure_folder", "temporary_of"]
+
+
+def ensure_folder(path: str | Path) -> None:
+    """Create the folder ``path`` (and its parents) unless it exists; :class:`InputError` naming it where it cannot
+    be, for example because it or a parent is a file."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InputError(f"{path}: cannot make this folder ({reason}); is it or a parent a file?") from None
 
 
 def temporary_of(path: str | Path) -> Path:
@@ -35,7 +48,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. A path ending in ``.gz`` is gzip-compressed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     fd, tmp = _locked_file(path)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -58,7 +71,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside ``path`` to fill; it replaces ``path`` (a folder, or nothing) only when the block
     succeeds. The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     tmp = temporary_of(path)
     lock = _lock_leftover(tmp)
     if lock is None and tmp.exists():  # another live writer: a folder of our own

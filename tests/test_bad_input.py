@@ -258,6 +258,35 @@ def test_an_output_naming_a_folder_is_refused_before_any_work(tmp_path):
     assert (tmp_path / "a_file").read_text() == "mine\n"
 
 
+def test_an_output_naming_an_input_or_the_other_output_is_refused_and_the_input_kept(tmp_path):
+    structure, fasta = tmp_path / "one.pdb.gz", tmp_path / "t.fa"
+    shutil.copy(STRUCTURES / "d1a32a_.pdb.gz", structure)
+    before = structure.read_bytes()
+    assert _cli("encode", structure, "-o", fasta, "--tokenizer", "3di").exit_code == 0
+    for args, named in (
+        (["encode", tmp_path, "-o", structure, "--tokenizer", "3di"], "one.pdb.gz"),  # an input found in a folder
+        (["search", structure, fasta, "-o", structure], "one.pdb.gz"),
+        (["easy-search", structure, structure, structure], "one.pdb.gz"),
+        (["search", fasta, fasta, "-o", fasta], "t.fa"),
+        (["encode", structure, "-o", tmp_path / "x.fa", "--aa-output", tmp_path / "x.fa"], "name the same file"),
+    ):
+        result = _cli(*args)
+        assert result.exit_code == EXIT_ERROR, result.output
+        _one_error_line(result.output, named)
+    assert structure.read_bytes() == before
+
+
+def test_an_output_under_a_file_is_one_error_line(tmp_path):
+    (tmp_path / "a_file").write_text("mine\n")
+    for target in (tmp_path / "a_file" / "t.fa", tmp_path / "a_file" / "deeper" / "t.fa"):
+        result = _cli("encode", STRUCTURES / "d1a32a_.pdb.gz", "-o", target, "--tokenizer", "3di")
+        assert result.exit_code == EXIT_ERROR
+        _one_error_line(result.output, "a_file")
+    with pytest.raises(InputError, match="a_file"), atomic_write(tmp_path / "a_file" / "x.txt") as handle:
+        handle.write("never\n")
+    assert (tmp_path / "a_file").read_text() == "mine\n"
+
+
 def _damage(folder: Path, how: str) -> str:
     """Damage a database folder; returns the file the error must name."""
     if how == "truncated tokens":

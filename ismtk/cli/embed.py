@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device
+from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device, refuse_overwriting
 from ismtk.plm.embed import INCLUDE, EmbedOptions, LongMode
 from ismtk.train.launch import DEFAULT_DEVICE
 
@@ -56,6 +56,7 @@ def embed(
     """
     from ismtk.plm.embed import embed_fasta
 
+    refuse_overwriting([fasta], output=out)
     options = EmbedOptions(tuple(repr_layers), tuple(include), toks_per_batch, truncation_seq_length, long,
                            window_overlap)
     with console.progress("embedding", total=None, unit="sequences") as advance:

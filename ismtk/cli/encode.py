@@ -20,6 +20,7 @@ from ismtk.cli.options import (
     Threads,
     check_file_output,
     output_option,
+    refuse_overwriting,
     with_option_groups,
 )
 from ismtk.tokenizers import ENCODE_TOKENIZER
@@ -74,6 +75,7 @@ def encode(
 
     part = Shard.parse(shard)
     paths = find_structure_files(inputs, keep_missing=True)
+    refuse_overwriting(paths, output=output, aa_output=aa_output)
     start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)
     devices = [f"cuda:{i}" for i in range(gpus)] if gpus else [resolve_device(device, tok)] * threads

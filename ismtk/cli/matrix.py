@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from ismtk.cli.options import (
     Threads,
     TokenizerOpt,
     output_option,
+    refuse_overwriting,
     with_option_groups,
 )
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN
@@ -54,7 +56,9 @@ def align_pairs(
     [bold]Example[/bold]: ismtk align-pairs train/ --pairs candidates.tsv -o train.aln
     """
     from ismtk.search.pairs import align_structure_files
+    from ismtk.structure.read import find_structure_files
 
+    refuse_overwriting(partial(find_structure_files, [*inputs, pairs], keep_missing=True), output=output)
     with console.progress("aligning", total=None, unit="pairs") as advance:
         count = align_structure_files(inputs, pairs, output, max_distance, threads, reading.read_options(), advance)
     console.info(f"aligned {count:,} pairs -> {output}")
@@ -84,6 +88,7 @@ def learn_matrix(
     from ismtk.search.matrix import write_matrix
     from ismtk.workflows.search import load_search_db
 
+    refuse_overwriting([tokens, *alignments], output=output)
     db = load_search_db([tokens], tokenizer)
     matrix, report = learn(db, alignments, min_tm, pseudocount, gap_open, gap_extend, null_pairs)
     write_matrix(output, matrix)

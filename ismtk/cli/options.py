@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,6 +161,8 @@ def check_output(path: Path | None, file: bool = False) -> Path | None:
     if not file and path.exists() and not path.is_dir():
         raise InputError(f"{path} is a file; give a folder for the output")
     parent = path.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{path}: {path.parent} is a file, not a folder")
     if not parent.exists():
         try:
             parent.mkdir(parents=True)
@@ -167,6 +170,32 @@ def check_output(path: Path | None, file: bool = False) -> Path | None:
             raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
         console.info(f"created folder {path.parent} for {path.name}")
     return path
+
+
+def refuse_overwriting(
+    inputs: Iterable[str | Path] | Callable[[], Iterable[str | Path]], **outputs: Path | None
+) -> None:
+    """Refuse (:class:`InputError`) outputs that name one of the command's ``inputs`` or each other: writing one
+    would replace an input before or while it is read, or the other output. ``outputs``: option name -> path;
+    ``inputs`` may be a function that lists them, called only when some output already exists."""
+    named = {option.replace("_", "-"): path for option, path in outputs.items() if path is not None}
+    seen: dict[str, str] = {}
+    for option, path in named.items():
+        where = os.path.realpath(path)
+        if where in seen:
+            raise InputError(f"{path}: --{option} and --{seen[where]} name the same file; give each its own")
+        seen[where] = option
+    existing = {os.path.realpath(path): option for option, path in named.items() if Path(path).exists()}
+    if not existing:  # an output that does not exist yet cannot be an input
+        return
+    names = {os.path.basename(where) for where in existing}
+    # a million inputs: string work for all of them, the file system only for a namesake of an output
+    for item in inputs() if callable(inputs) else inputs:
+        if os.path.basename(item) not in names:
+            continue
+        option = existing.get(os.path.realpath(item))
+        if option is not None:
+            raise InputError(f"{item}: --{option} names this input, which writing would replace; give another name")
 
 
 def check_file_output(path: Path | None) -> Path | None:

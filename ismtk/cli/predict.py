@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ismtk.cli import console
-from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device, output_option
+from ismtk.cli.options import INPUT, OUTPUT, PROCESSES, Device, output_option, refuse_overwriting
 from ismtk.plm.predict import PREDICT_DEFAULTS
 from ismtk.train.launch import DEFAULT_DEVICE
 
@@ -40,6 +40,7 @@ def predict(
     """
     from ismtk.plm.predict import predict_tokens
 
+    refuse_overwriting([fasta], output=output)
     options = replace(PREDICT_DEFAULTS, toks_per_batch=toks_per_batch)
     with console.progress("predicting", total=None, unit="sequences") as advance:
         summary = predict_tokens(model, fasta, output, stream, heads, options, device, on_batch=advance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from ismtk.cli.options import (
     check_file_output,
     check_output,
     output_option,
+    refuse_overwriting,
     with_option_groups,
 )
 from ismtk.errors import InputError
@@ -189,8 +191,10 @@ def _search(
     threads: int,
     predictor: Path | None = None,
 ) -> None:
+    from ismtk.structure.read import find_structure_files
     from ismtk.workflows.search import search_to_m8
 
+    refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     options = alignment.search_options(threads, hits)
     skips = _Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
@@ -231,5 +235,6 @@ def merge_hits(
     """
     from ismtk.search.merge import merge_hits as merge_shards
 
+    refuse_overwriting(shards, output=output)
     hits = merge_shards(shards, output)
     console.info(f"{len(shards)} shards: {hits:,} hits -> {output}")

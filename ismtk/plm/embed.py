@@ -17,7 +17,7 @@ import torch
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
-from ismtk.atomic import atomic_write
+from ismtk.atomic import atomic_write, ensure_folder
 from ismtk.errors import InputError
 from ismtk.plm.forward import esm2_representations
 from ismtk.sequence.protein import read_protein_fasta
@@ -203,7 +203,9 @@ class PtDirWriter:
         if bad:
             raise InputError(f"names unusable as file names: {', '.join(bad[:10])}; use --format h5")
         self.outdir = Path(outdir)
-        self.outdir.mkdir(parents=True, exist_ok=True)
+        if self.outdir.exists() and not self.outdir.is_dir():
+            raise InputError(f"{outdir} is a file; give a folder for the .pt files (or --format h5 for one file)")
+        ensure_folder(self.outdir)
 
     def write(self, result: dict, length: int) -> None:
         with atomic_write(self.outdir / f"{result['label']}.pt", "wb") as handle:
@@ -229,7 +231,7 @@ class H5Writer:
         import h5py
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent)
         self._tmp = self.path.with_name(f".{self.path.name}.part")
         self._file = h5py.File(self._tmp, "w")
         self._str = h5py.string_dtype()
