@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -21,6 +22,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_SKIPPED",
     "LOG_SECONDS",
+    "Skips",
     "error",
     "info",
     "progress",
@@ -50,6 +52,24 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+class Skips:
+    """Reports each input left out, one line each, and at the end their count (:meth:`finish`: exit status
+    :data:`EXIT_SKIPPED` when any)."""
+
+    def __init__(self, what: str = "input(s) (files, chains or records)") -> None:
+        self.count = 0
+        self.what = what
+
+    def __call__(self, problem) -> None:
+        self.count += 1
+        warn(f"skipped {problem}")
+
+    def finish(self) -> None:
+        if self.count:
+            warn(f"skipped {self.count:,} {self.what}; see the lines above")
+            raise typer.Exit(EXIT_SKIPPED)
 
 
 @contextmanager

@@ -59,9 +59,12 @@ def align_pairs(
     from ismtk.structure.read import find_structure_files
 
     refuse_overwriting(partial(find_structure_files, [*inputs, pairs], keep_missing=True), output=output)
+    skips = console.Skips("file(s) or pair(s)")
     with console.progress("aligning", total=None, unit="pairs") as advance:
-        count = align_structure_files(inputs, pairs, output, max_distance, threads, reading.read_options(), advance)
+        count = align_structure_files(inputs, pairs, output, max_distance, threads, reading.read_options(), advance,
+                                      skips)  # fmt: skip
     console.info(f"aligned {count:,} pairs -> {output}")
+    skips.finish()
 
 
 def learn_matrix(

@@ -45,22 +45,6 @@ Predictor = Annotated[
 ]
 
 
-class _Skips:
-    """Reports each input left out, one line each, and at the end their count (exit status 3 when any)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, problem) -> None:
-        self.count += 1
-        console.warn(f"skipped {problem}")
-
-    def finish(self) -> None:
-        if self.count:
-            console.warn(f"skipped {self.count:,} input(s) (files, chains or records); see the lines above")
-            raise typer.Exit(console.EXIT_SKIPPED)
-
-
 Tracks = Annotated[
     str | None,
     typer.Option(
@@ -106,7 +90,7 @@ def createdb(
     sources = start_encoding(sources, [leading, *names], threads) or sources
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     stored = [load_tokenizer(name) for name in names]
-    skips = _Skips()
+    skips = console.Skips()
     db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
                           tracks=stored)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
@@ -196,7 +180,7 @@ def _search(
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     options = alignment.search_options(threads, hits)
-    skips = _Skips()
+    skips = console.Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
                        options, reading.read_options(), skips, predictor, judging.options())
     if run.evd_fitted and run.targets < _RELIABLE_FIT:

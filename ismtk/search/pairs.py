@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.atomic import atomic_write
-from ismtk.errors import InputError
+from ismtk.errors import InputError, StructureError
 from ismtk.names import read_rows
 from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
     "DEFAULT_MIN_TM",
+    "MIN_RESIDUES",
     "StructuralAlignment",
+    "alignable",
     "align_many",
     "align_structure_files",
     "align_structures",
@@ -40,6 +42,8 @@ __all__ = [
 
 #: Residue pairs farther apart than this after superposition (A) are not counted (Foldseek: about 5 A).
 DEFAULT_MAX_DISTANCE = 5.0
+#: TM-align needs at least this many residues in each chain.
+MIN_RESIDUES = 3
 #: Alignments with a lower TM-score (the smaller of the two normalisations) are not used (Foldseek: 0.6).
 DEFAULT_MIN_TM = 0.6
 
@@ -159,11 +163,9 @@ def align_many(
 ) -> Iterator[StructuralAlignment]:
     """TM-align each ``(name1, name2)`` of ``pairs``; ``chains`` maps names to ``((L, 3) CA, sequence)``.
 
-    Results come in the order of ``pairs``; ``threads`` worker processes (spawned, never nested).
+    Results come in the order of ``pairs``; ``threads`` worker processes (spawned, never nested). Every member
+    must be in ``chains`` with at least :data:`MIN_RESIDUES` residues (:func:`alignable` sorts pairs out).
     """
-    missing = sorted({n for p in pairs for n in p if n not in chains})
-    if missing:
-        raise InputError(f"{len(missing)} pair member(s) have no structure, e.g. {', '.join(missing[:5])}")
     if threads <= 1:
         _init(chains, max_distance)
         yield from map(_align_pair, pairs)
@@ -173,14 +175,42 @@ def align_many(
         yield from pool.map(_align_pair, pairs, chunksize=16)
 
 
-def read_chains(paths: Iterable[str | Path], options: ReadOptions = ReadOptions()) -> dict[str, tuple[np.ndarray, str]]:
+def alignable(
+    chains: dict[str, tuple[np.ndarray, str]], pairs: Iterable[tuple[str, str]], on_skip: Callable[[str], None]
+) -> list[tuple[str, str]]:
+    """The ``pairs`` that TM-align can align: both members among ``chains``, each with at least
+    :data:`MIN_RESIDUES` residues; ``on_skip`` is told of each other pair and why."""
+    kept = []
+    for pair in pairs:
+        missing = [name for name in pair if name not in chains]
+        short = [name for name in pair if name in chains and len(chains[name][1]) < MIN_RESIDUES]
+        if missing:
+            on_skip(f"pair {pair[0]} {pair[1]}: no readable structure has a chain named {', '.join(missing)}")
+        elif short:
+            on_skip(f"pair {pair[0]} {pair[1]}: {', '.join(short)} has fewer than {MIN_RESIDUES} residues")
+        else:
+            kept.append(pair)
+    return kept
+
+
+def read_chains(
+    paths: Iterable[str | Path], options: ReadOptions = ReadOptions(), on_skip: Callable[[str], None] | None = None
+) -> dict[str, tuple[np.ndarray, str]]:
     """``name -> ((L, 3) float32 C-alpha coordinates, amino acids)`` of every chain in ``paths``.
 
-    Files or chains that cannot be read raise :class:`ismtk.errors.StructureError`.
+    Files or chains that cannot be read raise :class:`ismtk.errors.StructureError`, or with ``on_skip`` are
+    reported to it and left out.
     """
     chains = {}
     for path in paths:
-        for chain in read_structure(path, options).chains:
+        try:
+            read = read_structure(path, options)
+        except StructureError as exc:
+            if on_skip is None:
+                raise
+            on_skip(str(exc))
+            continue
+        for chain in read.chains:
             chains[chain.name] = (chain.ca, chain.sequence)
     return chains
 
@@ -193,21 +223,28 @@ def read_alignments(path: str | Path, min_tm: float = 0.0) -> Iterator[Structura
     except OSError as exc:
         raise InputError(f"{path}: cannot open alignment file ({exc.strerror or exc})") from exc
     with handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            try:
-                name1, name2, _tm, tm1, tm2, rmsd, len1, len2, _alnlen, cigar = fields
-                aln = StructuralAlignment(
-                    name1, name2, float(tm1), float(tm2), float(rmsd), int(len1), int(len2), cigar
-                )
-            except ValueError:
-                raise InputError(
-                    f"{path}: line {number}: expected 'name1 name2 TM TM1 TM2 RMSD len1 len2 alnlen CIGAR'"
-                ) from None
-            if aln.tm >= min_tm:
-                yield aln
+        try:
+            yield from _parse_alignments(path, handle, min_tm)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text file of alignments (tmaln-06.out format, see align-pairs)") from None
+
+
+def _parse_alignments(path: Path, handle: Iterable[str], min_tm: float) -> Iterator[StructuralAlignment]:
+    for number, line in enumerate(handle, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            name1, name2, _tm, tm1, tm2, rmsd, len1, len2, _alnlen, cigar = fields
+            aln = StructuralAlignment(
+                name1, name2, float(tm1), float(tm2), float(rmsd), int(len1), int(len2), cigar
+            )
+        except ValueError:
+            raise InputError(
+                f"{path}: line {number}: expected 'name1 name2 TM TM1 TM2 RMSD len1 len2 alnlen CIGAR'"
+            ) from None
+        if aln.tm >= min_tm:
+            yield aln
 
 
 def write_alignments(path: str | Path, alignments: Iterable[StructuralAlignment]) -> int:
@@ -237,13 +274,19 @@ def align_structure_files(
     threads: int = 1,
     options: ReadOptions = ReadOptions(),
     progress: Callable[..., None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> int:
     """TM-align the pairs of ``pair_list`` among the chains of structure ``inputs``; write them to ``output``.
 
     ``progress(n=1, total=None)`` is called with the number of pairs once the chains are read, then once per
-    aligned pair."""
-    pairs = read_pair_list(pair_list)
-    chains = read_chains(find_structure_files(inputs), options)
+    aligned pair. Unreadable files and pairs that cannot be aligned are told to ``on_skip`` and left out (without
+    it, the first raises :class:`InputError`)."""
+
+    def refuse(problem: str) -> None:
+        raise InputError(problem)
+
+    chains = read_chains(find_structure_files(inputs, keep_missing=on_skip is not None), options, on_skip)
+    pairs = alignable(chains, read_pair_list(pair_list), on_skip or refuse)
     aligned = align_many(chains, pairs, max_distance, threads)
     if progress is not None:
         progress(0, total=len(pairs))

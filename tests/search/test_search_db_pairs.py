@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import shutil
+
 import numpy as np
 import pytest
 from helpers import FAMILY_D58, HOMOLOGS, OTHER
@@ -84,6 +87,29 @@ def test_self_alignment_is_all_close_pairs_and_files_round_trip(domains_dir, tmp
     assert np.array_equal(a, b) and len(a) == self_aln.len1
     assert family.tm > unrelated.tm
     assert [x.name2 for x in read_alignments(out, min_tm=0.99)] == [FAMILY_D58[0]]
+
+
+def test_pairs_that_cannot_be_aligned_are_skipped_with_the_reason_and_the_rest_aligned(domains_dir, tmp_path):
+    """A pair member without a structure, one of two residues (TM-align needs three) and an unreadable file
+    are told to on_skip; without on_skip the first is an error. A binary alignment file is an InputError."""
+    folder = tmp_path / "in"
+    shutil.copytree(domains_dir, folder)
+    text = gzip.open(folder / f"{OTHER}.pdb.gz", "rt").read().splitlines(keepends=True)
+    atoms = [line for line in text if line.startswith("ATOM")]
+    first_two = sorted({line[22:27] for line in atoms})[:2]
+    (folder / "tiny.pdb").write_text("".join(line for line in atoms if line[22:27] in first_two) + "END\n")
+    (folder / "junk.pdb").write_bytes(bytes(range(256)) * 8)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(f"{FAMILY_D58[0]} {FAMILY_D58[1]}\n{FAMILY_D58[0]} nothere\ntiny {FAMILY_D58[1]}\n")
+    skipped: list[str] = []
+    count = align_structure_files([folder], pairs, tmp_path / "a.aln", on_skip=skipped.append)
+    assert count == 1 and [a.name2 for a in read_alignments(tmp_path / "a.aln")] == [FAMILY_D58[1]]
+    assert len(skipped) == 3 and "junk.pdb" in skipped[0]
+    assert "nothere" in skipped[1] and "tiny has fewer than 3 residues" in skipped[2]
+    with pytest.raises(InputError, match="nothere"):
+        align_structure_files([domains_dir], pairs, tmp_path / "b.aln")
+    with pytest.raises(InputError, match="not a text file of alignments"):
+        list(read_alignments(folder / "junk.pdb"))
 
 
 def test_close_pairs_follow_the_cigar():
