@@ -287,6 +287,22 @@ def test_an_output_under_a_file_is_one_error_line(tmp_path):
     assert (tmp_path / "a_file").read_text() == "mine\n"
 
 
+def test_path_lists_that_name_nothing_or_list_themselves_are_one_error_line(tmp_path):
+    empty, loop, other = tmp_path / "empty.txt", tmp_path / "loop.txt", tmp_path / "other.list"
+    empty.write_text("# nothing yet\n\n")
+    loop.write_text(f"{STRUCTURES / 'd1a32a_.pdb.gz'}\nother.list\n")
+    other.write_text("loop.txt\n")
+    for listed, words in ((empty, ("empty.txt", "names no file")), (loop, ("loop.txt", "lists itself"))):
+        result = _cli("encode", listed, "-o", tmp_path / "t.fa", "--tokenizer", "3di")
+        assert result.exit_code == EXIT_ERROR and not (tmp_path / "t.fa").exists()
+        _one_error_line(result.output, *words)
+
+
+def test_cluster_refuses_fewer_than_two_tokens():
+    result = _cli("cluster", ROOT / "ismtk" / "data" / "ism", STRUCTURES, "-k", "0", "-o", "unused")
+    assert result.exit_code != 0 and "at least 2" in result.output
+
+
 def _damage(folder: Path, how: str) -> str:
     """Damage a database folder; returns the file the error must name."""
     if how == "truncated tokens":

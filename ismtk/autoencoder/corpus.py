@@ -97,7 +97,9 @@ class SkipLog:
         self.first.setdefault(kind, message)
 
     def summary(self) -> str:
-        return ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items())) or "nothing"
+        """Each kind's count and first message, e.g. ``2 unreadable files (first: x.pdb: empty file)``."""
+        kinds = sorted(self.counts.items())
+        return ", ".join(f"{n} {kind} (first: {self.first[kind]})" for kind, n in kinds) or "nothing"
 
 
 def load_corpus(

@@ -614,8 +614,7 @@ class AutoencoderTrainer:
             val = self.validate()
             self.record_val(pos, self.stage_at(pos.epoch)[0], val, metrics, on_progress)
         if self.env.is_main and self.skips.counts:
-            first = next(iter(self.skips.first.values()), "")
-            self.log(f"skipped while streaming: {self.skips.summary()}" + (f" (first: {first})" if first else ""))
+            self.log(f"skipped while streaming: {self.skips.summary()}")
         return val
 
     def record_val(self, pos: _Position, stage: int, val: dict[str, float], metrics, on_progress) -> None:

@@ -75,8 +75,8 @@ def cluster(
 
     [bold]Residual tokens[/bold]: ismtk cluster my_ism/ data/structures -o my_ism/residual --residual
     """
-    if k != "auto" and not k.isdigit():
-        raise typer.BadParameter("-k takes a number or 'auto'")
+    if k != "auto" and not (k.isdigit() and int(k) >= 2):
+        raise typer.BadParameter("-k takes a number of tokens (at least 2) or 'auto'")
     if (alignments is None) != (not aligned_structures):
         raise typer.BadParameter("--alignments and --aligned-structures go together")
     if residual and alignments is not None:

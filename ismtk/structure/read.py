@@ -94,8 +94,14 @@ def find_structure_files(inputs: Iterable[str | Path], keep_missing: bool = Fals
     Raises :class:`InputError` for a path that does not exist or a folder holding no structure; with
     ``keep_missing`` such paths (a list's lines included) stay in the list in their place instead, so that a
     batch reports them with the files that cannot be read (:func:`read_structure` raises
-    :class:`StructureError` for them) and goes on.
+    :class:`StructureError` for them) and goes on. A path list that names no path, or that lists itself
+    (through other lists too), is an error either way.
     """
+    return _expand(inputs, keep_missing, ())
+
+
+def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path, ...]) -> list[Path]:
+    """:func:`find_structure_files` inside the path ``lists`` being expanded."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -105,8 +111,13 @@ def find_structure_files(inputs: Iterable[str | Path], keep_missing: bool = Fals
                 raise InputError(f"{path}: {_EMPTY_FOLDER}")
             found.extend(files or [path])
         elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
-            listed = (path.parent / line for _, line in read_lines(path, "path list"))
-            found.extend(find_structure_files(listed, keep_missing))
+            if path.resolve() in lists:
+                raise InputError(f"{path}: this path list lists itself (through {' -> '.join(map(str, lists))})")
+            lines = read_lines(path, "path list")
+            if not lines:
+                raise InputError(f"{path}: this path list names no file")
+            listed = (path.parent / line for _, line in lines)
+            found.extend(_expand(listed, keep_missing, (*lists, path.resolve())))
         elif path.is_file() or keep_missing:
             found.append(path)
         else:
