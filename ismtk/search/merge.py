@@ -1,8 +1,8 @@
 """Sharded searches: ``search --split I/N`` writes shard I's hits, :func:`merge_hits` joins the shards' outputs.
 
-A shard run searches a consecutive slice of the target database (:func:`ismtk.search.search.shard`) with the
-E-value statistics of the whole database, and writes its ``.m8`` plus a key file beside it (``<output>.shard``):
-a header line ``# ismtk-shard {json}`` (split, database size, output settings), then one line per ``.m8`` line,
+A shard run searches a consecutive slice of the target database (:func:`ismtk.search.search.shard`) with the E-value
+statistics of the whole database, and writes its ``.m8`` plus a key file beside it (``<output>.shard``): a header
+line ``# ismtk-shard {json}`` (split, database size, output and search settings), then one line per ``.m8`` line,
 ``query index <TAB> corrected score <TAB> target index``. The merge orders every query's hits by corrected score
 (ties: target index), keeps ``max_seqs`` of them and writes the lines unchanged: exactly the ``.m8`` that one run
 over the whole database writes (with ``--exhaustive``; with ``--prefilter`` each shard keeps its own
@@ -12,7 +12,7 @@ over the whole database writes (with ``--exhaustive``; with ``--prefilter`` each
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -40,9 +40,12 @@ def shard_keys(
     target: SequenceDB,
     columns: Sequence[str],
     max_seqs: int,
+    settings: Mapping[str, object] | None = None,
 ) -> Iterator[IO | None]:
     """The key file of a shard run writing ``output`` (``None`` when ``split`` is ``None``), header written; pass it
-    to :func:`ismtk.search.m8.write_m8`. Written atomically, like the ``.m8``."""
+    to :func:`ismtk.search.m8.write_m8`. Written atomically, like the ``.m8``. ``settings``: whatever else makes
+    the hits what they are (JSON values: scores, gaps, E-value cut-off, matrix, ...); shards whose settings differ
+    are refused by :func:`merge_hits`."""
     if split is None:
         yield None
         return
@@ -53,6 +56,7 @@ def shard_keys(
         "residues": target.residues,
         "columns": ",".join(columns),
         "max_seqs": max_seqs,
+        "settings": dict(settings or {}),
     }
     with atomic_write(_keys_path(output), "w") as keys:
         keys.write(_MAGIC + json.dumps(header, sort_keys=True) + "\n")

@@ -23,10 +23,11 @@ the query side is read (or encoded) with the target's tokenizer, and the default
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -401,11 +402,23 @@ def search_to_m8(
     hits = searcher.search(query_db)
     if prob_fit is not None or judge != JudgeOptions() or needs_coordinates(names):
         hits = judge_hits(hits, query_db, target_db, judge, prob_fit)
-    keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs)
+    keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs,
+                      _search_settings(searcher, judge))
     with atomic_write(output, "w") as out, keys as keys:
         count = write_m8(out, hits, query_db, target_db, names, keys)
     return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
                      searcher.evd_fitted, searcher.options.aa_weight)
+
+
+def _search_settings(searcher: Searcher, judge: JudgeOptions) -> dict[str, object]:
+    """What makes a search's hits what they are, for a shard's key: the options (less the threads and the split),
+    a digest of the weighted score of every track, the E-value statistics and how hits are judged."""
+    digest = hashlib.sha256()
+    for scores in searcher.scorer.tracks.matrices:
+        digest.update(repr(scores.shape).encode() + np.ascontiguousarray(scores, np.int64).tobytes())
+    options = asdict(replace(searcher.options, threads=1, split=None))
+    return {"options": options, "scores": digest.hexdigest()[:16], "evd": [searcher.evd.lam, searcher.evd.k],
+            "judge": asdict(judge)}
 
 
 def check_judging(

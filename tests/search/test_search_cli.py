@@ -121,12 +121,14 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
     shards = [tmp_path / f"s{i}.m8" for i in (1, 2)]
     for i, shard in enumerate(shards, 1):
         _run("search", db, db, "-o", shard, "-t", "1", "--split", f"{i}/2")
-    other = tmp_path / "other.m8"
-    _run("search", db, db, "-o", other, "-t", "1", "--split", "2/2", "--max-seqs", "3")
+    others = {extra: tmp_path / f"other{n}.m8" for n, extra in enumerate(
+        (("--max-seqs", "3"), ("-e", "0.001"), ("--gap-open", "5"), ("--aa-weight", "0.25"), ("--prefilter",)))}
+    for extra, other in others.items():
+        _run("search", db, db, "-o", other, "-t", "1", "--split", "2/2", *extra)
     for args, message in [
         (["merge-hits", shards[0], "-o", tmp_path / "m.m8"], "missing [2]"),
         (["merge-hits", shards[0], shards[0], "-o", tmp_path / "m.m8"], "repeated [1]"),
-        (["merge-hits", shards[0], other, "-o", tmp_path / "m.m8"], "different searches"),
+        *((["merge-hits", shards[0], o, "-o", tmp_path / "m.m8"], "different searches") for o in others.values()),
         (["merge-hits", tmp_path / "one.m8", "-o", tmp_path / "m.m8"], "cannot read"),
         (["search", db, db, "-o", tmp_path / "m.m8", "--split", "3/2"], "1 <= I <= N"),
         (["search", db, db, "-o", tmp_path / "m.m8", "--split", "1/2", "--sort-by", "alntmscore"], "joins the shards"),
