@@ -287,6 +287,14 @@ def test_an_output_under_a_file_is_one_error_line(tmp_path):
     assert (tmp_path / "a_file").read_text() == "mine\n"
 
 
+def test_a_file_name_with_spaces_names_its_entry_alike_in_fasta_and_database(tmp_path):
+    spaced = tmp_path / "my model (1).pdb.gz"
+    shutil.copy(STRUCTURES / "d1a32a_.pdb.gz", spaced)
+    assert _cli("encode", spaced, "-o", tmp_path / "t.fa", "--tokenizer", "3di").exit_code == 0
+    assert _cli("createdb", spaced, tmp_path / "db", "--tokenizer", "3di").exit_code == 0
+    assert list(_tokens_of(tmp_path / "t.fa")) == SequenceDB.load(tmp_path / "db").names == ["my_model_(1)"]
+
+
 def test_path_lists_that_name_nothing_or_list_themselves_are_one_error_line(tmp_path):
     empty, loop, other = tmp_path / "empty.txt", tmp_path / "loop.txt", tmp_path / "other.list"
     empty.write_text("# nothing yet\n\n")
@@ -312,6 +320,11 @@ def _damage(folder: Path, how: str) -> str:
     if how == "missing names":
         (folder / "names.txt").unlink()
         return "names.txt"
+    if how == "non-finite frames":
+        frames = np.load(folder / "ca_frames.npy")
+        frames[0, 3] = np.nan
+        np.save(folder / "ca_frames.npy", frames)
+        return "ca_frames.npy"
     if how == "pickled offsets":
         offsets = np.load(folder / "offsets.npy")
         np.save(folder / "offsets.npy", np.array(offsets.tolist(), dtype=object), allow_pickle=True)
@@ -320,7 +333,9 @@ def _damage(folder: Path, how: str) -> str:
     return "offsets.npy"
 
 
-@pytest.mark.parametrize("how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets"])
+@pytest.mark.parametrize(
+    "how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets", "non-finite frames"]
+)
 def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
     assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", STRUCTURES / "2HPR.pdb.gz", tmp_path / "db").exit_code == 0
     name = _damage(tmp_path / "db", how)

@@ -317,6 +317,9 @@ class SequenceDB:
         if ca is not None and (ca.values.shape != (len(tokens), 3) or ca.frames.shape != (len(names), 4)):
             raise InputError(f"{path}: ca.npy/ca_frames.npy disagree with the tokens (damaged?); make it again with "
                              "createdb")
+        if ca is not None and not (np.isfinite(ca.frames).all() and (ca.frames[:, 3] > 0).all()):
+            raise InputError(f"{path / 'ca_frames.npy'}: centres or grid steps that are not finite and positive "
+                             "(damaged?); make the database again with createdb")
         lengths = np.diff(offsets)
         if (lengths < 0).any():
             raise InputError(f"{path / 'offsets.npy'}: offsets go backwards (damaged?); make it again with createdb")

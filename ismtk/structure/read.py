@@ -126,12 +126,17 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
 
 
 def entry_name(path: str | Path) -> str:
-    """File name without folder and structure suffixes (``/x/1abc.cif.gz`` -> ``1abc``)."""
+    """File name without folder and structure suffixes (``/x/1abc.cif.gz`` -> ``1abc``), white space replaced by
+    ``_`` (a FASTA header's name ends at the first space, so ``my file.pdb`` would come back as ``my``).
+
+    >>> entry_name("/x/my model (2).pdb.gz")
+    'my_model_(2)'
+    """
     name = Path(path).name
     for suffix in (".gz", ".pdb", ".ent", ".mmcif", ".cif"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    return name
+    return re.sub(r"\s", "_", name)
 
 
 def detect_format(path: str | Path, head: bytes) -> Literal["pdb", "mmcif"] | None:
