@@ -45,6 +45,19 @@ Predictor = Annotated[
 ]
 
 
+def _warn_untagged(inputs: list[Path]) -> None:
+    """Warn of each token FASTA without a ``tokenizer=`` tag, read as the default tokenizer's tokens when no
+    ``--tokenizer`` is given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share
+    its 20 letters."""
+    from ismtk.sequence.fasta import tokenizer_tag
+    from ismtk.workflows.search import FASTA_SUFFIXES
+
+    for path in inputs:
+        if str(path).lower().endswith(FASTA_SUFFIXES) and Path(path).is_file() and tokenizer_tag(path) is None:
+            console.warn(f"{path}: no tokenizer= tag, read as the default tokenizer's tokens; if it holds amino "
+                         "acids, search it with --mode aa or from sequence with --predictor")
+
+
 Tracks = Annotated[
     str | None,
     typer.Option(
@@ -90,6 +103,8 @@ def createdb(
     sources = start_encoding(sources, [leading, *names], threads) or sources
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     stored = [load_tokenizer(name) for name in names]
+    if tokenizer is None and not names:
+        _warn_untagged(sources)
     skips = console.Skips()
     db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
                           tracks=stored)
@@ -179,6 +194,8 @@ def _search(
     from ismtk.workflows.search import search_to_m8
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
+    if tokenizer is None and predictor is None and alignment.mode != "aa":
+        _warn_untagged([query, target])
     options = alignment.search_options(threads, hits)
     skips = console.Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,

@@ -210,3 +210,14 @@ def test_createdb_stores_the_default_fit_and_search_uses_it(domains_dir, tmp_pat
     other = Searcher(stored, matrix, SearchOptions(aa_weight=1.0))
     assert other.evd_key not in stored.fits and other.evd != default.evd
     assert not stored.named(stored.names[:3]).fits  # a subset of the entries is another database
+
+
+def test_an_untagged_fasta_read_as_default_tokens_is_warned_of(tmp_path, domains_dir):
+    """An amino-acid FASTA (encode --aa-output) has the letters of 3Di: read without --tokenizer it is searched
+    as 3Di tokens, so the command says so; a tagged token FASTA or --tokenizer gives no warning."""
+    tokens, aa = tmp_path / "t.fasta", tmp_path / "aa.fasta"
+    _run("encode", domains_dir, "-o", tokens, "--aa-output", aa, "--tokenizer", "3di")
+    warned = _run("search", aa, tokens, "-o", tmp_path / "a.m8").output
+    assert "aa.fasta: no tokenizer= tag" in warned and "--mode aa" in warned
+    for extra in ([tokens, tokens], [aa, tokens, "--tokenizer", "3di"]):
+        assert "no tokenizer= tag" not in _run("search", *extra, "-o", tmp_path / "b.m8").output
