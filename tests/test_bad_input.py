@@ -359,6 +359,16 @@ def test_the_weights_only_refusal_does_not_advise_turning_safety_off(tmp_path):
     assert "weights_only" not in reason and "trust" not in reason and "UnpicklingError" not in reason
 
 
+@pytest.mark.parametrize("content", ["a structure", "a cut checkpoint"])
+def test_a_file_that_is_no_torch_file_is_said_to_be_one(tmp_path, content):
+    weights = (ROOT / "ismtk" / "data" / "ism" / "model.pt").read_bytes()
+    data = (STRUCTURES / "d1a32a_.pdb.gz").read_bytes() if content == "a structure" else weights[: len(weights) // 2]
+    (tmp_path / "model.pt").write_bytes(data)
+    with pytest.raises(InputError, match="truncated, damaged or not a torch file") as info:
+        load_checkpoint(tmp_path / "model.pt")
+    assert "Python objects" not in str(info.value) and "\n" not in str(info.value)
+
+
 # --- 8. repeated entry names -------------------------------------------------------------------------------
 @pytest.fixture()
 def twice(tmp_path) -> Path:

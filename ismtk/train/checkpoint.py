@@ -49,6 +49,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 #: The object torch's weights-only unpickler refused (``Unsupported global: GLOBAL builtins.print ...``).
 _REFUSED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 def unreadable(path: str | Path, what: str, exc: BaseException) -> InputError:
@@ -56,16 +57,16 @@ def unreadable(path: str | Path, what: str, exc: BaseException) -> InputError:
     one line naming the file and what is wrong with it, in ismtk's words (torch's own message advises loading
     the file without ``weights_only``, which would run any code the file holds)."""
     text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) and "Weights only" in text:
-        refused = _REFUSED.search(text)
-        found = f" ({refused.group(1)})" if refused else ""
-        why = (f"holds Python objects{found} besides tensors and plain values; ismtk loads weights only and does "
-               "not run code from files (a file of your own: save it as a plain state dict, "
+    refused = _REFUSED.search(text) if isinstance(exc, pickle.UnpicklingError) else None
+    if refused:
+        why = (f"holds Python objects ({refused.group(1)}) besides tensors and plain values; ismtk loads weights "
+               "only and does not run code from files (a file of your own: save it as a plain state dict, "
                "torch.save(model.state_dict()))")
-    elif isinstance(exc, (EOFError, KeyError)) or "central directory" in text or "zip archive" in text:
-        why = "truncated, damaged or not a torch file"
-    else:
-        why = text.strip().splitlines()[0] if text.strip() else "unreadable"
+    else:  # torch's words for a cut or foreign file vary (EOFError, 'pop from empty list', '[Errno 22] ...')
+        unpickler = _UNPICKLER.search(text)  # the weights-only unpickler's own reason, past torch's advice
+        detail = (unpickler.group(1) if unpickler else text.strip().splitlines()[0].split(". ")[0] if text.strip()
+                  else type(exc).__name__)
+        why = f"truncated, damaged or not a torch file ({detail})"
     return InputError(f"{path}: not a readable {what}: {why}")
 
 
