@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 from Bio.Data.PDBData import protein_letters_3to1_extended
@@ -136,6 +138,23 @@ def test_bad_files_raise_naming_the_file(bad_files, kind, message):
     with pytest.raises(StructureError, match=message) as info:
         read_structure(bad_files[kind])
     assert str(bad_files[kind]) in str(info.value)
+
+
+@pytest.mark.parametrize("packer", ["xz", "bzip2", "zip"])
+def test_other_compressions_are_named_with_what_to_do(tmp_path, packer):
+    import bz2
+    import lzma
+    import zipfile
+
+    text = gzip.decompress((STRUCTURES / "1APS.pdb.gz").read_bytes())
+    path = tmp_path / f"1APS.pdb.{packer}"
+    if packer == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("1APS.pdb", text)
+    else:
+        path.write_bytes(lzma.compress(text) if packer == "xz" else bz2.compress(text))
+    with pytest.raises(StructureError, match=f"{packer}.*unpack it first"):
+        read_structure(path)
 
 
 def test_find_structure_files(tmp_path):

@@ -267,8 +267,18 @@ def _read_bytes(path: Path) -> bytes:
     if not raw.strip():
         raise StructureError(path, "empty file")
     if b"\x00" in raw[:65536]:
+        packed = next((name for magic, name in _ARCHIVES if raw.startswith(magic)), None)
+        if packed is not None:
+            raise StructureError(path, f"{packed}; ismtk reads PDB or mmCIF text, plain or gzipped: unpack it first")
         raise StructureError(path, "binary file, not PDB or mmCIF text")
     return raw
+
+
+#: Leading bytes of archives and compressions other than gzip, and what to call them.
+_ARCHIVES = (
+    (b"\xfd7zXZ\x00", "xz-compressed"), (b"BZh", "bzip2-compressed"), (b"PK\x03\x04", "a zip archive"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+)
 
 
 #: Columns 79-80 (formal charge, unused here) of coordinate records: re-cut files put junk there.
