@@ -320,6 +320,13 @@ def _damage(folder: Path, how: str) -> str:
     if how == "missing names":
         (folder / "names.txt").unlink()
         return "names.txt"
+    if how == "repeated name":
+        names = (folder / "names.txt").read_text().splitlines()
+        (folder / "names.txt").write_text("\n".join([names[0]] * len(names)) + "\n")
+        return "names.txt"
+    if how == "no header":
+        (folder / "ismtk-db.json").unlink()
+        return "ismtk-db.json"
     if how == "non-finite frames":
         frames = np.load(folder / "ca_frames.npy")
         frames[0, 3] = np.nan
@@ -334,7 +341,8 @@ def _damage(folder: Path, how: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets", "non-finite frames"]
+    "how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets", "non-finite frames",
+            "repeated name", "no header"]
 )
 def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
     assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", STRUCTURES / "2HPR.pdb.gz", tmp_path / "db").exit_code == 0

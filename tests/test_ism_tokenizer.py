@@ -197,7 +197,7 @@ def test_a_database_names_its_ism_tokenizer_by_identity_and_finds_its_matrix_in_
 
 def test_ca_only_chain_is_refused_naming_the_file(ism_folder, bad_files):
     chain = read_structure(bad_files["ca_only"]).chains[0]
-    with pytest.raises(StructureError, match="CA-only chain: ISM tokens") as info:
+    with pytest.raises(StructureError, match=r"CA-only chain\?\): ISM tokens") as info:
         load_tokenizer(ism_folder / "tok").encode(chain)
     assert "ca_only.pdb" in str(info.value)
 

@@ -35,6 +35,9 @@ def resolve_model(model: str | Path, heads: str | Path | None) -> tuple[str, Pat
     (``esm2_t*_ismtk.pt`` and ``heads.pt``); otherwise ``heads`` must be given."""
     folder = Path(model)
     if heads is None:
+        if not folder.exists():
+            raise InputError(f"{model}: no such folder; give a structure-tune export folder (backbone + heads.pt), "
+                             "or a backbone with --heads")
         if not (folder.is_dir() and (folder / "heads.pt").is_file()):
             raise InputError(f"{model}: no heads.pt beside the model; pass --heads (structure-tune writes "
                              "export/heads.pt)")

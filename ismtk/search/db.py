@@ -34,6 +34,7 @@ Arrays are memory-mapped on load, so opening a database costs only reading its n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,10 @@ class SequenceDB:
         if len(tokens) and int(tokens.max()) >= len(alphabet):
             raise InputError(f"{path / 'tokens.npy'}: tokens beyond the alphabet of {len(alphabet)} (damaged?); make "
                              "the database again with createdb")
+        if len(set(names)) != len(names):
+            repeated = next(name for name, n in Counter(names).items() if n > 1)
+            raise InputError(f"{path / 'names.txt'}: entry {repeated} is named more than once (damaged?); make the "
+                             "database again with createdb")
         if (lengths == 0).any():
             empty = names[int(np.flatnonzero(lengths == 0)[0])]
             raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "

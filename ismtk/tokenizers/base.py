@@ -31,7 +31,8 @@ def require_backbone(chain: ProteinChain, need: str) -> None:
     backbone = chain.has_atoms(("N", "C"))
     missing = 1.0 - backbone.mean()
     if missing > MAX_MISSING_BACKBONE:
-        what = "CA-only chain" if not backbone.any() else f"{missing:.0%} of residues lack N or C"
+        what = "no residue has both N and C (a CA-only chain?)" if not backbone.any() else (
+            f"{missing:.0%} of residues lack N or C")
         raise StructureError(chain.source, f"{what}: {need}", chain.chain_id)
 
 
