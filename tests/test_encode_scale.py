@@ -112,6 +112,10 @@ def test_leftovers_are_removed_without_resume_and_other_inputs_are_refused(many,
     _encode(paths[:5], out)  # no --resume: start over, and the amino-acid leftover goes too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "out.fasta"]
     assert out.read_text().count(">") >= 5
+    Path(f"{out}.resume").write_bytes(b"\x00garbage\n")  # a damaged journal: --resume refuses, no --resume starts over
+    with pytest.raises(InputError, match="not a resume journal"):
+        _encode(paths[:5], out, resume=True)
+    _encode(paths[:5], out)
 
 
 def test_output_naming_a_folder_is_refused_before_any_work(many, tmp_path):

@@ -153,10 +153,13 @@ class ResumableFasta:
         assert self._journal is not None
         self._journal.seek(0)
         lines = self._journal.read().split("\n")
-        try:
-            header = json.loads(lines[0])
-        except (json.JSONDecodeError, IndexError):
+        if not lines[0].strip():  # no journal yet: nothing to resume
             return None
+        try:
+            header = dict(json.loads(lines[0]))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            raise InputError(f"{self.journal_path}: not a resume journal of ismtk (damaged?); run without --resume "
+                             "to start over") from None
         if header.get("key") != self.key or header.get("version") != _JOURNAL_VERSION:
             raise InputError(
                 f"{self.journal_path} belongs to a run with other inputs or settings; "
