@@ -139,7 +139,8 @@ class IsmTokenizer(Tokenizer):
                              + (" nor in the folder above" if self.encoder != folder else ""))
         if self.codebook.encoder_sha256 != file_sha256(self.encoder / MODEL_WEIGHTS):
             raise InputError(
-                f"{codebook_path}: codebook was fitted on another encoder than {self.encoder / MODEL_WEIGHTS}"
+                f"{codebook_path}: codebook was fitted on another encoder than {self.encoder / MODEL_WEIGHTS} (the "
+                f"weights were replaced or damaged since); make the tokenizer again with 'ismtk cluster'"
             )
         if self.codebook.base is not None:
             self.name = "ism-residual"
