@@ -107,7 +107,7 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
-            if not files and (path / "names.txt").is_file() and (path / "tokens.npy").is_file():
+            if not files and (path / "names.txt").is_file() and not (path / "ismtk-db.json").is_file():
                 raise InputError(f"{path / 'ismtk-db.json'}: missing, so {path} is an ismtk database without its "
                                  "header (damaged?); make it again with createdb")
             if not files and not keep_missing:
