@@ -333,9 +333,9 @@ class Searcher:
             ids = self._prefilter.candidates(codes, tracks.profile(codes, bias), self.options.max_candidates)
         if not len(ids):
             return []
-        gaps = self.options.gap_open, self.options.gap_extend
-        raw, corrected = tracks.score_many(codes, self._codes, self._offsets, ids, *gaps, bias).T
-        e = evalue(corrected, codes.shape[1], self.target.residues, self.evd)
+        raw, corrected, scored = self._scores(codes, ids, bias)
+        e = np.full(len(ids), np.inf)
+        e[scored] = evalue(corrected[scored], codes.shape[1], self.target.residues, self.evd)
         keep = np.flatnonzero(e <= self.options.max_evalue)
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
@@ -344,6 +344,32 @@ class Searcher:
             Hit(i, int(ids[k]), int(raw[k]), int(corrected[k]), float(e[k]), float(b), alignment)
             for k, b, alignment in zip(keep, bits, alignments, strict=True)
         ]
+
+    def _scores(
+        self, codes: np.ndarray, ids: np.ndarray, bias: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(raw, corrected, scored)`` of the query ``codes`` against the targets ``ids``: ``corrected`` (raw less
+        the reversed query's raw) is known at the positions ``scored``. An exhaustive search under a finite
+        ``max_evalue`` aligns the reversed query only where the raw score alone reaches it: the corrected score is
+        at most the raw one, so a target whose raw score misses the cut-off is never reported. On the bench a fifth
+        of the targets pass (the longer ones, mostly), and the scores take 0.91x the time of both passes for all;
+        the query alone costs 0.67x both, the work per target column that both passes share being a third. A
+        prefilter's few candidates are scored in one call, which shares that work."""
+        tracks, gaps = self.scorer.tracks, (self.options.gap_open, self.options.gap_extend)
+        if not np.isfinite(self.options.max_evalue) or self._prefilter is not None:
+            raw, corrected = tracks.score_many(codes, self._codes, self._offsets, ids, *gaps, bias).T
+            return raw, corrected, np.arange(len(ids))
+        raw = tracks.score_many(codes, self._codes, self._offsets, ids, *gaps, bias, reverse=False)[:, 0]
+        e_raw = evalue(raw, codes.shape[1], self.target.residues, self.evd)
+        scored = np.flatnonzero(e_raw <= self.options.max_evalue)
+        corrected = np.zeros(len(ids), np.int64)
+        if len(scored):
+            reversed_query = np.ascontiguousarray(codes[:, ::-1])
+            reversed_bias = None if bias is None else np.ascontiguousarray(bias[::-1])
+            backward = tracks.score_many(reversed_query, self._codes, self._offsets, ids[scored], *gaps, reversed_bias,
+                                         reverse=False)[:, 0]  # fmt: skip
+            corrected[scored] = raw[scored] - backward
+        return raw, corrected, scored
 
     def _traces(
         self, query: SequenceDB, i: int, codes: np.ndarray, bias: np.ndarray | None, ids: np.ndarray

@@ -98,11 +98,12 @@ def _kernel(lanes: int):
 
     @jit
     def kernel(
-        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
+        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit, passes
     ):  # pragma: no cover
         """:func:`swipe_scores` on ``lanes`` lanes. Each lane streams targets in ``order`` (indices into ``ids``,
         longest first, so empty targets come last): when its target ends, its scores are read, its column of states
-        is reset and the next target starts in the following column, so lanes idle only at the very end."""
+        is reset and the next target starts in the following column, so lanes idle only at the very end.
+        ``passes``: 2 scores the query and the reversed query, 1 the query alone (the reversed raw is then 0)."""
         tracks, length = query.shape
         pad = table.shape[1] - 1
         both = np.empty((tracks, 2 * length), np.uint8)  # the query, then the reversed query
@@ -144,12 +145,13 @@ def _kernel(lanes: int):
                     row, gathered = table[a], col[a]
                     for lane in range(lanes):
                         gathered[lane] = row[symbols[t, lane]]
-            for best in (_BEST, _BEST_REVERSED):  # rows of the query, then of the reversed query
+            for reverse in range(passes):  # rows of the query, then of the reversed query
+                best = _BEST + reverse
                 for lane in range(lanes):
                     v[_DIAG, lane] = 0
                     v[_F, lane] = _NEG
                     v[_UP, lane] = 0
-                for i in range((best - _BEST) * length, (best - _BEST + 1) * length):
+                for i in range(reverse * length, (reverse + 1) * length):
                     first, b = col[both[0, i]], shift[i]
                     if tracks == 1:
                         for lane in range(lanes):
@@ -223,7 +225,7 @@ def load_kernels(
         picked = (_lanes(lengths, query.shape[0]),) if len(ids) > _SCALAR_MAX else ()
     for lanes in picked:
         _KERNELS[lanes](
-            query, bias, table, offsets, targets, target_offsets, ids[:1], _ONE, gap_open, gap_extend, limit
+            query, bias, table, offsets, targets, target_offsets, ids[:1], _ONE, gap_open, gap_extend, limit, 2
         )
 
 
@@ -235,7 +237,9 @@ def _lanes(lengths: np.ndarray, tracks: int = 1) -> int:
     return max(LANE_CHOICES, key=lambda n: -max(total / n, longest) * cost[n])
 
 
-def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit) -> np.ndarray:
+def swipe_scores(
+    query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend, limit, reverse: bool = True
+) -> np.ndarray:
     """``(n, 2) int64`` (raw, raw - reversed-query raw) Smith-Waterman scores of one query against targets ``ids``.
 
     ``query`` ``(T, L) uint8`` symbol codes per track; ``bias`` ``(L,) int16`` added to every column score of a
@@ -243,7 +247,8 @@ def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_
     ``table[offsets[t] + a, c]`` the (weighted) score of query symbol ``a`` against target symbol ``c`` of track
     ``t``, column ``P`` the padding column; ``targets`` ``(T, R) uint8`` codes (< P) of all entries, entry ``k`` at
     ``target_offsets[k]:target_offsets[k + 1]``; ``ids`` ``(n,) int64`` entries to score, any order; the lane
-    count is :func:`_lanes`'s.
+    count is :func:`_lanes`'s. Without ``reverse``, only column 0 (the raw score) is meaningful: the reversed query
+    is not aligned (at about half the work).
     """
     if len(ids) <= _SCALAR_MAX:
         return _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_open, gap_extend)
@@ -251,5 +256,6 @@ def swipe_scores(query, bias, table, offsets, targets, target_offsets, ids, gap_
     lanes = _lanes(lengths, query.shape[0])
     order = np.argsort(-lengths, kind="stable")  # sorted here: a sort inside the kernel doubles its compile time
     return _KERNELS[lanes](
-        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit
+        query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit, 2 if reverse
+        else 1
     )

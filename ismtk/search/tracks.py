@@ -132,19 +132,20 @@ class ScoreTracks:
         bias: np.ndarray | None = None,
         warm_up: bool = False,
         subsets: bool = True,
+        reverse: bool = True,
     ) -> np.ndarray | None:
         """``(n, 2) int64`` (raw, raw - reversed-query raw) of ``(T, L)`` query codes against the entries ``ids``
         of ``(T, R)`` target codes split by ``(N + 1,)`` offsets; one compiled call without the GIL. ``bias``
         ``(L,)`` is added to every column score of a query position (:meth:`composition_bias`). ``warm_up``:
         only load every kernel these arguments (with ``subsets``: any subset of ``ids``) may use (see
-        :func:`ismtk.search.swipe.load_kernels`)."""
+        :func:`ismtk.search.swipe.load_kernels`). Without ``reverse`` only the raw scores (column 0) are computed."""
         query = np.ascontiguousarray(self.check(query, "query"))
         ids = self._ids(ids, offsets)
         bias, limit = self._sixteen_bits(query, bias, gap_open, gap_extend)
         if limit is None:
             return self._score_exact(query, bias, targets, offsets, ids[:1] if warm_up else ids, gap_open, gap_extend)
         args = query, bias, self._table16, self._offsets, targets, offsets, ids, gap_open, gap_extend, limit
-        return load_kernels(*args, subsets=subsets) if warm_up else swipe_scores(*args)
+        return load_kernels(*args, subsets=subsets) if warm_up else swipe_scores(*args, reverse=reverse)
 
     def trace_many(
         self, query: np.ndarray, targets: np.ndarray, offsets: np.ndarray, ids: np.ndarray, gap_open: int,

@@ -70,10 +70,9 @@ def test_swipe_equals_the_reference_kernel_on_random_tracks(sizes):
     for lanes, kernel in _KERNELS.items():  # every lane count, whichever swipe_scores picks for these sizes
         zero = np.zeros(query.shape[1], np.int16)
         order = np.argsort(offsets[ids[:40]] - offsets[ids[:40] + 1], kind="stable")  # longest first
-        out = kernel(
-            query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], order, 10, 1, tracks._limit
-        )
-        assert out.tolist() == expected, lanes
+        args = query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], order, 10, 1, tracks._limit
+        assert kernel(*args, 2).tolist() == expected, lanes
+        assert kernel(*args, 1)[:, 0].tolist() == [raw for raw, _ in expected], lanes  # the query alone
 
 
 def test_a_per_position_bias_is_scored_like_the_reference_profile():

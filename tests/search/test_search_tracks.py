@@ -380,3 +380,22 @@ def test_matrix_cv_learns_each_fold_group_s_matrix_without_its_alignments(tracks
         family, superfamily, fold = (c.strip() for c in row.strip("|").split("|")[2:])
         assert family.endswith("(n=4)") and 0.0 <= float(family.split()[0]) <= 1.0
         assert superfamily == fold == "nan (n=0)"
+
+
+@pytest.mark.parametrize(("aa_weight", "comp_bias"), [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0)])
+def test_an_evalue_cut_off_reports_what_filtering_every_hit_reports(tracks_db, aa_weight, comp_bias):
+    """Under a finite -e the reversed query is aligned only for targets whose raw score reaches the cut-off (a
+    bound: the corrected score is lower): the hits are those of a search that keeps every hit, then filters."""
+    db = SequenceDB.load(tracks_db)
+
+    def hits(cut: float) -> list[list[tuple]]:
+        options = SearchOptions(max_evalue=cut, aa_weight=aa_weight, comp_bias=comp_bias)
+        searched = Searcher(db, load_matrix(None, "3di"), options).search(db)
+        return [[(h.target, h.raw, h.score, h.evalue) for h in query] for query in searched]
+
+    every = hits(float("inf"))
+    evalues = sorted(e for query in every for *_, e in query)
+    middle = evalues[len(evalues) // 2]
+    for cut in (evalues[3], middle, 10.0):
+        assert hits(cut) == [[h for h in query if h[3] <= cut] for query in every]
+    assert 0 < sum(e <= middle for e in evalues) < len(evalues)
