@@ -29,6 +29,7 @@ from ismtk.cli.options import (
 from ismtk.errors import InputError
 from ismtk.search.db import is_db
 from ismtk.search.m8 import DEFAULT_COLUMNS
+from ismtk.search.matrix import DEFAULT_MATRICES
 
 __all__ = ["createdb", "easy_search", "merge_hits", "search"]
 
@@ -196,6 +197,9 @@ def _search(
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
         _warn_untagged([query, target])
+    if alignment.mode != "aa" and str(alignment.matrix).lower() == DEFAULT_MATRICES["aa"]:
+        console.warn(f"--matrix {alignment.matrix} scores amino acids, but this search aligns structure tokens; "
+                     "add --mode aa to align amino acids")
     options = alignment.search_options(threads, hits)
     skips = console.Skips()
     run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,

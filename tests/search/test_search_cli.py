@@ -221,3 +221,5 @@ def test_an_untagged_fasta_read_as_default_tokens_is_warned_of(tmp_path, domains
     assert "aa.fasta: no tokenizer= tag" in warned and "--mode aa" in warned
     for extra in ([tokens, tokens], [aa, tokens, "--tokenizer", "3di"]):
         assert "no tokenizer= tag" not in _run("search", *extra, "-o", tmp_path / "b.m8").output
+    blosum = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "blosum62").output
+    assert "--matrix blosum62 scores amino acids" in blosum and "--mode aa" in blosum
