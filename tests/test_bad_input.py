@@ -263,12 +263,14 @@ def test_an_output_naming_an_input_or_the_other_output_is_refused_and_the_input_
     shutil.copy(STRUCTURES / "d1a32a_.pdb.gz", structure)
     before = structure.read_bytes()
     assert _cli("encode", structure, "-o", fasta, "--tokenizer", "3di").exit_code == 0
+    (tmp_path / "link.fa").symlink_to(fasta)
     for args, named in (
         (["encode", tmp_path, "-o", structure, "--tokenizer", "3di"], "one.pdb.gz"),  # an input found in a folder
         (["search", structure, fasta, "-o", structure], "one.pdb.gz"),
         (["easy-search", structure, structure, structure], "one.pdb.gz"),
         (["search", fasta, fasta, "-o", fasta], "t.fa"),
         (["encode", structure, "-o", tmp_path / "x.fa", "--aa-output", tmp_path / "x.fa"], "name the same file"),
+        (["search", tmp_path / "link.fa", fasta, "-o", tmp_path / "link.fa"], "link.fa"),  # a link to an input
     ):
         result = _cli(*args)
         assert result.exit_code == EXIT_ERROR, result.output

@@ -185,10 +185,11 @@ def refuse_overwriting(
         if where in seen:
             raise InputError(f"{path}: --{option} and --{seen[where]} name the same file; give each its own")
         seen[where] = option
-    existing = {os.path.realpath(path): option for option, path in named.items() if Path(path).exists()}
-    if not existing:  # an output that does not exist yet cannot be an input
+    present = {option: path for option, path in named.items() if Path(path).exists()}
+    if not present:  # an output that does not exist yet cannot be an input
         return
-    names = {os.path.basename(where) for where in existing}
+    existing = {os.path.realpath(path): option for option, path in present.items()}
+    names = {os.path.basename(p) for p in [*existing, *present.values()]}  # as given and as resolved (links)
     # a million inputs: string work for all of them, the file system only for a namesake of an output
     for item in inputs() if callable(inputs) else inputs:
         if os.path.basename(item) not in names:
