@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
+from ismtk.atomic import ensure_folder
 from ismtk.cli import console
 from ismtk.errors import InputError
 from ismtk.search.combined import parse_score
@@ -164,10 +165,7 @@ def check_output(path: Path | None, file: bool = False) -> Path | None:
     if parent.exists() and not parent.is_dir():
         raise InputError(f"{path}: {path.parent} is a file, not a folder")
     if not parent.exists():
-        try:
-            parent.mkdir(parents=True)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+        ensure_folder(parent)  # names the path that cannot be a folder
         console.info(f"created folder {path.parent} for {path.name}")
     return path
 

@@ -51,10 +51,10 @@ def _warn_untagged(inputs: list[Path]) -> None:
     ``--tokenizer`` is given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share
     its 20 letters."""
     from ismtk.sequence.fasta import tokenizer_tag
-    from ismtk.workflows.search import FASTA_SUFFIXES
+    from ismtk.workflows.search import is_fasta
 
     for path in inputs:
-        if str(path).lower().endswith(FASTA_SUFFIXES) and Path(path).is_file() and tokenizer_tag(path) is None:
+        if is_fasta(path) and Path(path).is_file() and tokenizer_tag(path) is None:
             console.warn(f"{path}: no tokenizer= tag, read as the default tokenizer's tokens; if it holds amino "
                          "acids, search it with --mode aa or from sequence with --predictor")
 

@@ -74,6 +74,7 @@ __all__ = [
     "SearchRun",
     "check_judging",
     "fit_matrix_evd",
+    "is_fasta",
     "judge_hits",
     "load_input",
     "load_search_db",
@@ -141,7 +142,7 @@ def open_input(
         resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
         return replace(db, tokenizer=resolved.identity), resolved
     if kind == "fasta":
-        fasta = [p for p in paths if _is_fasta(p)]
+        fasta = [p for p in paths if is_fasta(p)]
         if len(fasta) != len(paths):
             raise InputError("mix of FASTA and structure inputs; give one kind")
         for path in fasta:
@@ -158,8 +159,9 @@ def open_input(
     return _encoded(files, tokenizer, options, threads, on_skip, others), tokenizer
 
 
-def _is_fasta(path: Path) -> bool:
-    return path.name.lower().endswith(FASTA_SUFFIXES)
+def is_fasta(path: str | Path) -> bool:
+    """Whether ``path`` is named as a FASTA file (:data:`FASTA_SUFFIXES`)."""
+    return Path(path).name.lower().endswith(FASTA_SUFFIXES)
 
 
 def _input_kind(paths: Sequence[Path]) -> Literal["db", "fasta", "structures"]:
@@ -167,7 +169,7 @@ def _input_kind(paths: Sequence[Path]) -> Literal["db", "fasta", "structures"]:
     structure files, folders and path lists."""
     if len(paths) == 1 and is_db(paths[0]):
         return "db"
-    return "fasta" if any(map(_is_fasta, paths)) else "structures"
+    return "fasta" if any(map(is_fasta, paths)) else "structures"
 
 
 def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path], threads: int) -> list[Path] | None:
@@ -402,8 +404,8 @@ def search_to_m8(
     hits = searcher.search(query_db)
     if prob_fit is not None or judge != JudgeOptions() or needs_coordinates(names):
         hits = judge_hits(hits, query_db, target_db, judge, prob_fit)
-    keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs,
-                      _search_settings(searcher, judge))
+    settings = _search_settings(searcher, judge) if options.split else None  # a shard's key only
+    keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs, settings)
     with atomic_write(output, "w") as out, keys as keys:
         count = write_m8(out, hits, query_db, target_db, names, keys)
     return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
