@@ -47,3 +47,20 @@ def test_missing_heads_and_unknown_stream(export_folder, tmp_path):
     args = ["predict-tokens", str(folder), str(fasta), "-o", str(tmp_path / "o.fa"), "--stream", "ism"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "the heads predict 3di" in result.output
+
+
+def test_embed_takes_the_export_folder_as_its_backbone(export_folder, tmp_path):
+    import torch
+
+    folder, records, _ = export_folder
+    fasta = tmp_path / "s.fa"
+    fasta.write_text("".join(f">{n}\n{s}\n" for n, s in records))
+    runner = CliRunner()
+    for model, out in [(folder, "by_folder"), (next(folder.glob("esm2_*.pt")), "by_file")]:
+        result = runner.invoke(app, ["embed", str(model), str(fasta), str(tmp_path / out), "--include", "mean"])
+        assert result.exit_code == 0, result.output
+    for name, _ in records:
+        a, b = (torch.load(tmp_path / out / f"{name}.pt", weights_only=True) for out in ("by_folder", "by_file"))
+        assert a["mean_representations"].keys() == b["mean_representations"].keys()
+        for layer, value in a["mean_representations"].items():
+            torch.testing.assert_close(value, b["mean_representations"][layer], rtol=0, atol=0)

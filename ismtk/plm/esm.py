@@ -31,6 +31,7 @@ __all__ = [
     "EsmConfig",
     "LoadedEsm",
     "esm_alphabet",
+    "export_weights",
     "fair_to_hf",
     "hf_to_fair",
     "load_esm",
@@ -153,7 +154,8 @@ def esm_alphabet() -> EsmAlphabet:
 
 
 def load_esm(spec: str | Path) -> LoadedEsm:
-    """Load an ESM2 backbone from a hub name, a fair-esm/bare ``.pt`` file or a Hugging Face folder.
+    """Load an ESM2 backbone from a hub name, a fair-esm/bare ``.pt`` file, a Hugging Face folder or the
+    ``export/`` folder of ``ismtk structure-tune`` (its fair-esm file).
 
     Missing pieces are created and reported in :attr:`LoadedEsm.notes` (an MLM head absent from
     ``EsmModel`` folders, a contact head absent without a regression file); keys that belong to no
@@ -162,7 +164,8 @@ def load_esm(spec: str | Path) -> LoadedEsm:
     """
     path = Path(spec)
     if path.is_dir():
-        return _load_hf_folder(path)
+        weights = export_weights(path)
+        return _load_file(weights) if weights is not None else _load_hf_folder(path)
     if path.is_file():
         return _load_file(path)
     if _HUB_NAME.match(str(spec)):
@@ -171,6 +174,13 @@ def load_esm(spec: str | Path) -> LoadedEsm:
         f"{spec}: no such file or folder, and not a fair-esm hub name like esm2_t33_650M_UR50D; "
         "give a fair-esm .pt, a state dict or a Hugging Face ESM folder"
     )
+
+
+def export_weights(folder: Path) -> Path | None:
+    """The fair-esm backbone file of an ``ismtk structure-tune`` export folder (``esm2_t*_ismtk.pt``, written
+    beside ``heads.pt`` and ``hf/``), or None when ``folder`` holds no such file."""
+    files = sorted(p for p in folder.glob("esm2_*.pt") if not p.name.endswith("-contact-regression.pt"))
+    return files[0] if files and not (folder / "config.json").is_file() else None
 
 
 def _hub_file(name: str) -> Path:

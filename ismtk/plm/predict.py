@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ismtk.errors import InputError
 from ismtk.plm.embed import EmbedOptions, embed_sequences
-from ismtk.plm.esm import load_esm
+from ismtk.plm.esm import export_weights, load_esm
 from ismtk.plm.heads import TokenHeads, load_heads
 from ismtk.search.db import SequenceDB
 from ismtk.sequence.fasta import TOKENIZER_TAG, FastaWriter
@@ -42,11 +42,8 @@ def resolve_model(model: str | Path, heads: str | Path | None) -> tuple[str, Pat
             raise InputError(f"{model}: no heads.pt beside the model; pass --heads (structure-tune writes "
                              "export/heads.pt)")
         heads = folder / "heads.pt"
-    if folder.is_dir():
-        weights = sorted(p for p in folder.glob("esm2_*.pt") if not p.name.endswith("-contact-regression.pt"))
-        if weights:
-            return str(weights[0]), Path(heads)
-    return str(model), Path(heads)
+    weights = export_weights(folder) if folder.is_dir() else None
+    return str(weights if weights is not None else model), Path(heads)
 
 
 def _pick_stream(heads: TokenHeads, stream: str | None) -> str:
