@@ -110,6 +110,29 @@ def test_residual_tokenizer_refines_the_tokens_of_its_folder_and_shares_its_enco
         IsmTokenizer(folder / "residual")
 
 
+def test_a_tokenizer_folder_is_replaced_only_on_request_and_its_old_matrix_is_then_refused(ism_folder, tmp_path):
+    from ismtk.workflows.search import resolve_matrix
+
+    folder = tmp_path / "tok"
+    shutil.copytree(ism_folder / "tok", folder)
+    old = load_tokenizer(folder)
+    symbols = old.alphabet.symbols
+    learned = SubstitutionMatrix(symbols, np.eye(len(symbols), dtype=np.int32), f"{old.identity} log-odds, learned")
+    write_matrix(folder / TOKENIZER_MATRIX, learned)
+    assert resolve_matrix(None, old).title == learned.title
+    args = ["cluster", str(ism_folder / "ae"), str(ism_folder / "structs"), "-o", str(folder), "-k", "5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_ERROR and "holds a tokenizer already" in result.output
+    assert load_tokenizer(folder).identity == old.identity  # untouched
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    new = load_tokenizer(folder)
+    assert new.identity != old.identity and len(new.alphabet) == 5
+    with pytest.raises(InputError, match=f"learned for {old.identity}"):
+        resolve_matrix(None, new)
+    assert resolve_matrix(str(folder / TOKENIZER_MATRIX), new).title == learned.title  # given by name: as asked
+
+
 def test_database_tracks_of_one_encoder_embed_each_chain_once(ism_folder, tmp_path, monkeypatch):
     import ismtk.autoencoder.io as io
     from ismtk.workflows.search import open_input
@@ -129,6 +152,10 @@ def test_database_tracks_of_one_encoder_embed_each_chain_once(ism_folder, tmp_pa
     alone, _ = open_input([ism_folder / "structs"], residual)
     assert alone.names == db.names
     np.testing.assert_array_equal(db.track(residual.identity).tokens, alone.tokens)
+    db.save(tmp_path / "db")  # searched with --score FOLDER:1,FOLDER/residual:1: the score names the tokenizer
+    with pytest.raises(InputError, match="not the shipped model"):
+        open_input([tmp_path / "db"])
+    assert open_input([tmp_path / "db"], tracks=[base, residual])[1].identity == base.identity
 
 
 def test_encode_output_is_the_same_for_any_worker_and_thread_count(ism_folder, tmp_path, monkeypatch):

@@ -513,6 +513,7 @@ def build_codebook(
     aligned: AlignedPairs | None = None,
     metric_dims: int = METRIC_DIMS,
     residual: bool = False,
+    overwrite: bool = False,
 ) -> ClusterReport:
     """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
 
@@ -525,13 +526,18 @@ def build_codebook(
 
     ``residual``: ``model_dir`` is an ISM tokenizer folder, and the codebook clusters what its tokens leave,
     ``z - c(token)`` (a residual :class:`Codebook`, without s*). Written into a subfolder of ``model_dir``, it uses
-    the encoder there instead of a copy.
+    the encoder there instead of a copy. A folder that holds a codebook already is refused unless ``overwrite``.
     """
     import shutil
 
     from ismtk.autoencoder.io import MODEL_CONFIG, MODEL_WEIGHTS
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if (out_dir / CODEBOOK_FILE).exists() and not overwrite:
+        raise InputError(
+            f"{out_dir} holds a tokenizer already ({CODEBOOK_FILE}); give another folder, or --overwrite to replace it "
+            "(its tokens change: a matrix.out, residual/ or database made for them no longer fits)"
+        )
     if residual and aligned is not None:
         raise InputError("a residual codebook is clustered in plain embedding space, without aligned pairs")
     base = _base_codebook(model_dir) if residual else None

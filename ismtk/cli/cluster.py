@@ -53,6 +53,8 @@ def cluster(
                                           help="Alignments with a lower TM-score are not used.")] = DEFAULT_MIN_TM,
     metric_dims: Annotated[int, typer.Option("--metric-dims", min=1, rich_help_panel=TRAINING,
                                              help="Directions of the aligned-pair metric.")] = _D["metric_dims"],
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
+                                            help="Replace the tokenizer in the output folder.")] = False,
     elbow: Annotated[bool, typer.Option("--elbow", rich_help_panel=OUTPUT,
                                         help="Also write the elbow curve (elbow.tsv/png) for a fixed K.")] = False,
     residual: Annotated[
@@ -93,7 +95,7 @@ def cluster(
         report = build_codebook(model, inputs, output, None if k == "auto" else int(k), max_points,
                                 residues_per_chain, seed, n_init, index, progress=advance,
                                 elbow_ks=ELBOW_KS if elbow else (), aligned=aligned, metric_dims=metric_dims,
-                                residual=residual)
+                                residual=residual, overwrite=overwrite)
     for note in report.notes:
         console.info(note)
     if report.elbow_ks:

@@ -135,6 +135,8 @@ def open_input(
         return db.as_amino_acids(), None
     if kind == "db":
         db = SequenceDB.load(paths[0])
+        if tokenizer is None:  # a tokenizer of the score that made the database's main tokens needs no --tokenizer
+            tokenizer = next((t for t in tracks if t.identity == db.tokenizer), None)
         if tokenizer is not None and tokenizer.identity in db.tracks:
             db = db.led_by(tokenizer.identity)
         if not need_tokenizer and tokenizer is None:
@@ -283,7 +285,22 @@ def resolve_matrix(
     """``matrix`` (a file or shipped name), by default the matrix of ``tokenizer`` (BLOSUM62 in ``aa`` mode)."""
     if mode == "aa" or tokenizer is None:
         return load_matrix(matrix, "aa")
-    return load_matrix(matrix, tokenizer.matrix)
+    loaded = load_matrix(matrix, tokenizer.matrix)
+    if matrix is None:
+        _check_learned_for(loaded, tokenizer)
+    return loaded
+
+
+def _check_learned_for(matrix: SubstitutionMatrix, tokenizer: Tokenizer) -> None:
+    """Refuse a tokenizer's own matrix whose title (``learn-matrix`` writes the identity first) names other tokens of
+    the same kind: a folder re-clustered after its ``matrix.out`` was learned."""
+    learned_for = matrix.title.split(" ", 1)[0] if matrix.title else ""
+    kind, _, _ = learned_for.partition(":")
+    if kind == tokenizer.name and learned_for != tokenizer.identity:
+        raise InputError(
+            f"the matrix of tokenizer {tokenizer.identity} was learned for {learned_for}, whose tokens differ (the "
+            "folder was clustered again since); learn one for these tokens with 'ismtk learn-matrix', or pass --matrix"
+        )
 
 
 def score_mode(mode: Mode, options: SearchOptions) -> tuple[Mode, SearchOptions]:
@@ -315,7 +332,7 @@ def resolve_score(
             name = MAIN_TRACK if tokenizer.identity == target.tokenizer else tokenizer.identity
             if name != MAIN_TRACK:
                 target.track(name)  # the target must hold it
-                matrices[name] = load_matrix(None, tokenizer.matrix)
+                matrices[name] = resolve_matrix(None, tokenizer)
         score.append((name, weight))
     return replace(options, score=tuple(score)), matrices
 
