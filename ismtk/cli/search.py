@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -107,14 +109,23 @@ def createdb(
     if tokenizer is None and not names:
         _warn_untagged(sources)
     skips = console.Skips()
-    db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads, skips,
-                          tracks=stored)
+    with _encoding_progress(sources) as advance:
+        db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads,
+                              skips, tracks=stored, progress=advance)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
     # the default score's E-value parameters when none ship for it: fitted once here instead of at every search
     with_default_fit(db, used).save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")
     skips.finish()
+
+
+def _encoding_progress(inputs: list[Path]) -> AbstractContextManager[Callable[..., None] | None]:
+    """A progress bar for the files of ``inputs`` when they are structures to encode (None otherwise)."""
+    from ismtk.workflows.search import input_kind
+
+    return console.progress("encoding", total=None, unit="files") if input_kind(inputs) == "structures" \
+        else nullcontext()
 
 
 @with_option_groups
@@ -202,8 +213,9 @@ def _search(
                      "add --mode aa to align amino acids")
     options = alignment.search_options(threads, hits)
     skips = console.Skips()
-    run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
-                       options, reading.read_options(), skips, predictor, judging.options())
+    with _encoding_progress([target]) as advance:
+        run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
+                           options, reading.read_options(), skips, predictor, judging.options(), advance)
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
         # fit-evalue stores parameters in a matrix header, which serves the tokens alone
         store = " or store parameters with 'ismtk fit-evalue'" if not alignment.score and not run.aa_weight else ""

@@ -109,6 +109,7 @@ def open_input(
     mode: Mode = DEFAULT_MODE,
     need_tokenizer: bool = True,
     tracks: Sequence[Tokenizer] = (),
+    progress: Callable[..., None] | None = None,
 ) -> tuple[SequenceDB, Tokenizer | None]:
     """A search input as a :class:`SequenceDB`, with the tokenizer of its tokens (``None`` in ``aa`` mode).
 
@@ -124,14 +125,14 @@ def open_input(
     database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
     Structures are also encoded by each of ``tracks`` from the same reading, stored as more token tracks (chains
     that one of them cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA
-    one.
+    one. ``progress(n, total=None)`` hears of every structure file encoded (``total`` first, with ``n = 0``).
     """
     paths = [Path(p) for p in inputs]
-    kind = _input_kind(paths)
+    kind = input_kind(paths)
     if mode == "aa":
         if kind == "db":
             return SequenceDB.load(paths[0]).as_amino_acids(), None
-        db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by)
+        db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by, progress=progress)
         return db.as_amino_acids(), None
     if kind == "db":
         db = SequenceDB.load(paths[0])
@@ -158,7 +159,7 @@ def open_input(
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
     others = list({t.identity: t for t in tracks if t.identity != tokenizer.identity}.values())
-    return _encoded(files, tokenizer, options, threads, on_skip, others), tokenizer
+    return _encoded(files, tokenizer, options, threads, on_skip, others, progress), tokenizer
 
 
 def is_fasta(path: str | Path) -> bool:
@@ -166,9 +167,10 @@ def is_fasta(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(FASTA_SUFFIXES)
 
 
-def _input_kind(paths: Sequence[Path]) -> Literal["db", "fasta", "structures"]:
+def input_kind(paths: Sequence[str | Path]) -> Literal["db", "fasta", "structures"]:
     """How :func:`open_input` reads ``paths``: one database folder, token FASTA (any FASTA among them), or
     structure files, folders and path lists."""
+    paths = [Path(p) for p in paths]
     if len(paths) == 1 and is_db(paths[0]):
         return "db"
     return "fasta" if any(map(is_fasta, paths)) else "structures"
@@ -181,7 +183,7 @@ def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path
     the server's imports run while this process loads the tokenizers. Give the files to :func:`open_input` in place
     of ``inputs`` (folders are walked once). ``None`` for a database or token FASTA."""
     paths = [Path(p) for p in inputs]
-    if _input_kind(paths) != "structures":
+    if input_kind(paths) != "structures":
         return None
     files = find_structure_files(paths, keep_missing=True)
     start_workers(len(files), threads, [tokenizer_module(t) for t in tokenizers])
@@ -195,13 +197,17 @@ def _encoded(
     threads: int,
     on_skip: SkipHandler | None,
     tracks: Sequence[Tokenizer] = (),
+    progress: Callable[..., None] | None = None,
 ) -> SequenceDB:
     """Every usable chain of ``files`` encoded by ``tokenizer`` (and by each of ``tracks``, as more token tracks),
     with amino acids and C-alpha coordinates."""
     chains, problems = [], []
     names = EntryNames()
+    advance = progress or (lambda n=1, total=None: None)
+    advance(0, total=len(files))
     with closing(encode_files(files, tokenizer, options, threads, tracks=tracks)) as results:
         for result in results:
+            advance(1)
             result = names.claim(result)
             chains.extend(result.chains)
             problems += result.skipped
@@ -374,6 +380,7 @@ def search_to_m8(
     on_skip: SkipHandler | None = None,
     predictor: str | Path | None = None,
     judge: JudgeOptions = JudgeOptions(),
+    progress: Callable[..., None] | None = None,
 ) -> SearchRun:
     """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
 
@@ -383,6 +390,7 @@ def search_to_m8(
     (:func:`ismtk.plm.predict.predicted_db`). ``judge`` realigns (TM-align) and reorders the reported hits
     (:func:`judge_hits`). Raises :class:`InputError` for mismatched tokenizers, empty inputs, an unusable matrix,
     3D columns asked of inputs without C-alpha coordinates, or a split search sorted by another column.
+    ``progress``: as :func:`open_input`'s, for the target's structures.
     """
     start = time.perf_counter()
     names = parse_columns(columns)
@@ -393,10 +401,10 @@ def search_to_m8(
     found = None if isinstance(main, Tokenizer) else start_encoding(target, [main, *specs], options.threads)
     chosen = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     tracks = score_tokenizers(options)
-    if chosen is None and tracks and _input_kind([Path(p) for p in target]) != "db":
+    if chosen is None and tracks and input_kind(target) != "db":
         chosen = tracks[0]  # structures are encoded with the first token track of the score as the main one
     target_db, target_tokenizer = open_input(found or target, chosen, read_options, options.threads, on_skip,
-                                             mode=mode, tracks=tracks)
+                                             mode=mode, tracks=tracks, progress=progress)
     if predictor is not None:
         from ismtk.plm.predict import predicted_db
 

@@ -42,6 +42,16 @@ def test_database_round_trips_and_memory_maps(db, tmp_path):
         db.save(tmp_path / "file")
 
 
+def test_encoding_progress_hears_the_total_then_every_file(domains_dir, db):
+    from ismtk.workflows.search import open_input
+
+    heard = []
+    again, _ = open_input([domains_dir], ThreeDiTokenizer(), progress=lambda n=1, total=None: heard.append((n, total)))
+    files = sorted(domains_dir.glob("*.pdb.gz"))
+    assert heard == [(0, len(files))] + [(1, None)] * len(files)
+    assert again.names == db.names
+
+
 def test_entries_by_name_keep_everything_they_carry(db):
     names = [db.names[2], db.names[0]]
     picked = db.named(names)
