@@ -63,7 +63,7 @@ def test_auto_is_cuda_when_visible_and_cuda_is_the_local_rank_s_gpu(gpus, monkey
         resolve_device("cuda")
 
 
-def test_more_gpus_than_visible_fail_before_anything_starts(gpus, monkeypatch):
+def test_more_gpus_than_visible_fail_before_anything_starts(gpus, monkeypatch, tmp_path):
     def no_launch(*args, **kwargs):
         raise AssertionError("launched")
 
@@ -75,6 +75,13 @@ def test_more_gpus_than_visible_fail_before_anything_starts(gpus, monkeypatch):
     with pytest.raises(InputError, match="--gpus 1: 0 CUDA GPU"):
         relaunch(Processes(gpus=1), ["structure-tune"])
     assert relaunch(Processes(device="cpu"), ["structure-tune"]) is None
+    from typer.testing import CliRunner
+
+    from ismtk.cli import app
+
+    structures, out = ROOT / "tests" / "data" / "structures", tmp_path / "x.fasta"
+    result = CliRunner().invoke(app, ["encode", str(structures), "-o", str(out), "--gpus", "2"])
+    assert result.exit_code == 1 and "--gpus 2: 0 CUDA GPU(s) visible" in result.output, result.output
 
 
 def test_children_import_this_copy(monkeypatch):

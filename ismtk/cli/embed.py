@@ -36,7 +36,7 @@ def embed(
                                                 help="Residues shared by windows.")] = _D.window_overlap,
     repr_layers: Annotated[
         list[int], typer.Option("--repr-layers", rich_help_panel=OUTPUT,
-                                help="Layers to return; negative counts from the end (-1 = last).")
+                                help="Layer to return, repeatable; negative counts from the end (-1 = last).")
     ] = list(_D.repr_layers),  # noqa: B006 -- Typer copies it
     include: Annotated[
         list[str], typer.Option("--include", rich_help_panel=OUTPUT, help=f"What to save, repeatable: "

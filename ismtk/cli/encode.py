@@ -73,14 +73,16 @@ def encode(
     from ismtk.tokenizers import load_tokenizer, tokenizer_module
     from ismtk.workflows.encode import encode_to_fasta, resolve_device, start_workers
 
+    if gpus:
+        from ismtk.train.launch import check_gpus
+
+        check_gpus(gpus)
     part = Shard.parse(shard)
     paths = find_structure_files(inputs, keep_missing=True)
     refuse_overwriting(paths, output=output, aa_output=aa_output)
     start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)
     devices = [f"cuda:{i}" for i in range(gpus)] if gpus else [resolve_device(device, tok)] * threads
-    if gpus:
-        resolve_device(devices[-1], tok)
     done = 0
     with console.progress("encoding", total=None, unit="files") as advance:
 

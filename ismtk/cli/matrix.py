@@ -97,7 +97,8 @@ def learn_matrix(
     write_matrix(output, matrix)
     console.info(
         f"learned from {report.pairs:,} close pairs of {report.alignments:,} alignments "
-        f"({report.skipped_alignments:,} skipped: names/lengths not in the tokens) -> {output}"
+        f"({report.below_tm:,} below --min-tm {min_tm:g}; {report.skipped_alignments:,} skipped: names/lengths not "
+        f"in the tokens) -> {output}"
     )
 
 

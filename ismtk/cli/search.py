@@ -93,7 +93,7 @@ def createdb(
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """
     from ismtk.tokenizers import DEFAULT_TOKENIZER, load_tokenizer
-    from ismtk.workflows.search import open_input, start_encoding, with_default_fit
+    from ismtk.workflows.search import input_kind, open_input, start_encoding, with_default_fit
 
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
@@ -102,6 +102,9 @@ def createdb(
         raise InputError(f"{target} exists and is not an ismtk database; give a new folder for the database")
     check_output(target)
     names = [name.strip() for name in tracks.split(",")] if tracks else []
+    if len(names) > 1 and input_kind(sources) == "fasta":
+        raise InputError("--tracks stores several token tracks of structures; a token FASTA holds the one it was "
+                         "made with: give the structure files")
     leading = tokenizer or (names[0] if names else DEFAULT_TOKENIZER)
     sources = start_encoding(sources, [leading, *names], threads) or sources
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
@@ -111,7 +114,7 @@ def createdb(
     skips = console.Skips()
     with _encoding_progress(sources) as advance:
         db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads,
-                              skips, tracks=stored, progress=advance)
+                              skips, "--tokenizer" if chosen else "--tracks", tracks=stored, progress=advance)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
     # the default score's E-value parameters when none ship for it: fitted once here instead of at every search

@@ -201,10 +201,12 @@ class PtDirWriter:
     def __init__(self, outdir: str | Path, labels: Sequence[str]) -> None:
         bad = [name for name in labels if "/" in name or name.startswith(".")]
         if bad:
-            raise InputError(f"names unusable as file names: {', '.join(bad[:10])}; use --format h5")
+            raise InputError(f"names unusable as file names: {', '.join(bad[:10])}; write one HDF5 file instead "
+                             "(an output name ending in .h5)")
         self.outdir = Path(outdir)
         if self.outdir.exists() and not self.outdir.is_dir():
-            raise InputError(f"{outdir} is a file; give a folder for the .pt files (or --format h5 for one file)")
+            raise InputError(f"{outdir} is a file; give a folder for the .pt files (or an output name ending in .h5 "
+                             "for one HDF5 file)")
         ensure_folder(self.outdir)
 
     def write(self, result: dict, length: int) -> None:

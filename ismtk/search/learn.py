@@ -28,6 +28,8 @@ class LearnReport:
     alignments: int
     skipped_alignments: int
     pairs: int
+    #: Alignments left out for a TM-score below the minimum.
+    below_tm: int = 0
 
 
 def count_aligned_tokens(
@@ -36,13 +38,17 @@ def count_aligned_tokens(
     """Symmetric ``(K, K) float64`` counts of the tokens of close aligned pairs (``P`` columns) with TM >= ``min_tm``.
 
     Alignments naming an entry missing from ``db``, or whose lengths disagree with the tokens, are skipped and
-    counted in the report (structures that could not be tokenized, or another cut of the domain).
+    counted in the report (structures that could not be tokenized, or another cut of the domain), as are those
+    below ``min_tm``.
     """
     index = {name: i for i, name in enumerate(db.names)}
     lengths = db.lengths()
-    first, second, used, skipped = [], [], 0, 0
+    first, second, used, skipped, below = [], [], 0, 0, 0
     for path in alignment_files:
-        for aln in read_alignments(path, min_tm):
+        for aln in read_alignments(path):
+            if aln.tm < min_tm:
+                below += 1
+                continue
             i, j = index.get(aln.name1), index.get(aln.name2)
             if i is None or j is None or (lengths[i], lengths[j]) != (aln.len1, aln.len2):
                 skipped += 1
@@ -52,9 +58,12 @@ def count_aligned_tokens(
             second.append(db.token_seq(j)[b])
             used += 1
     if not used:
-        raise InputError("no usable alignment: names or lengths of the alignments do not match the token sequences")
+        raise InputError(
+            f"no usable alignment: {below:,} have a TM-score below {min_tm:g}, and the names or lengths of the other "
+            f"{skipped:,} do not match the token sequences"
+        )
     x, y = np.concatenate(first), np.concatenate(second)
-    return count_pairs(x, y, len(db.alphabet)), LearnReport(used, skipped, len(x))
+    return count_pairs(x, y, len(db.alphabet)), LearnReport(used, skipped, len(x), below)
 
 
 def learn_matrix(

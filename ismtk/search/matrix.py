@@ -97,7 +97,7 @@ class SubstitutionMatrix:
         if missing:
             raise InputError(
                 f"matrix {self.title or self.symbols!r} has no row for symbols {''.join(missing)!r} of alphabet "
-                f"{alphabet_symbols!r}: it was made for another tokenizer; pass a matching --matrix"
+                f"{alphabet_symbols!r}: it was made for another tokenizer; give a matrix of these tokens"
             )
         return np.array([position[c] for c in alphabet_symbols.upper()], dtype=np.int64)
 

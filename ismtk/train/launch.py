@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_DEVICE",
     "Processes",
     "Rendezvous",
+    "check_gpus",
     "is_main_process",
     "launch",
     "package_path",
@@ -136,13 +137,13 @@ def relaunch(processes: Processes, argv: Sequence[str]) -> int | None:
     if processes.gpus and processes.nproc:
         raise InputError("use either --gpus N (one process per GPU) or --nproc N (CPU processes), not both")
     if processes.gpus and not under_launcher():
-        _check_gpus(processes.gpus)
+        check_gpus(processes.gpus)
     if under_launcher() or (processes.count == 1 and processes.rendezvous.nnodes in ("1", "1:1")):
         return None
     return launch(processes.count, argv, processes.rendezvous)
 
 
-def _check_gpus(wanted: int) -> None:
+def check_gpus(wanted: int) -> None:
     """Fail before starting anything when fewer than ``wanted`` CUDA GPUs are visible."""
     import torch
 

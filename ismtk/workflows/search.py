@@ -151,7 +151,9 @@ def open_input(
         for path in fasta:
             tag = tokenizer_tag(path)
             if tag is not None:
+                named = tokenizer
                 tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
+                given_by = given_by if named is not None else str(path)  # later files must match this one
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
         dbs = [(p, SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.identity)) for p in fasta]
         records = _usable_records(dbs, on_skip)

@@ -223,3 +223,20 @@ def test_an_untagged_fasta_read_as_default_tokens_is_warned_of(tmp_path, domains
         assert "no tokenizer= tag" not in _run("search", *extra, "-o", tmp_path / "b.m8").output
     blosum = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "blosum62").output
     assert "--matrix blosum62 scores amino acids" in blosum and "--mode aa" in blosum
+
+
+def test_createdb_of_mismatched_token_fasta_names_what_the_user_gave(tmp_path):
+    from ismtk.tokenizers.ism import default_identity
+
+    threedi, ism = tmp_path / "a.3di.fasta", tmp_path / "b.ism.fasta"
+    threedi.write_text(">x tokenizer=3di\nACDEFGHIKL\n")
+    ism.write_text(f">y tokenizer={default_identity()}\nACDEFGHIKL\n")
+    for inputs, extra, message in [
+        ([ism, threedi], [], "a.3di.fasta holds 3di tokens, not the ism:"),  # not "of --tokenizer": none was given
+        ([ism], ["--tracks", "3di,ism"], "a token FASTA holds the one it was made with"),
+        ([ism], ["--tracks", "3di"], "not the 3di tokens of --tracks"),
+    ]:
+        result = runner.invoke(app, ["createdb", *map(str, inputs), str(tmp_path / "db"), *extra])
+        assert result.exit_code == EXIT_ERROR and message in result.output, (inputs, extra, result.output)
+        assert "--tokenizer" not in result.output.replace("ismtk encode --tokenizer", "")
+    assert not (tmp_path / "db").exists()

@@ -140,6 +140,10 @@ def test_learned_matrix_rewards_structurally_aligned_tokens(domains_dir, tmp_pat
     assert np.array_equal(matrix.scores, matrix.scores.T)
     assert np.mean(np.diag(matrix.scores)) > np.mean(matrix.scores)
     assert matrix.evd_for(10, 1) is not None and matrix.evd_for(10, 1).lam > 0
+    total = len(pairs.read_text().splitlines())
+    assert report.alignments + report.below_tm + report.skipped_alignments == total
+    with pytest.raises(InputError, match=f"no usable alignment: {total} have a TM-score below 1.01"):
+        learn_matrix(db, [tmp_path / "aln.tsv"], min_tm=1.01)
 
 
 def test_read_chains_uses_entry_names(domains_dir):
