@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -92,3 +93,8 @@ def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_pat
     star = shipped.alphabet.symbols[shipped.codebook.disorder_token]
     assert data.streams[0].alphabet == shipped.alphabet.symbols and data.streams[0].ignore == star
     assert any(shipped.identity in note for note in data.notes)
+    assert data.streams[0].tokenizer == shipped.identity
+    # named as structure-tune.md writes it: the alphabet comes from the name, the file's tag is kept
+    assert load_tune_data(aa, [parse_stream(f"{tokens}:name=ism")]).streams[0].tokenizer == shipped.identity
+    other = dataclasses.replace(parse_stream(str(tokens)), alphabet=shipped.alphabet.symbols[::-1])
+    assert load_tune_data(aa, [other]).streams[0].tokenizer is None

@@ -109,6 +109,14 @@ def _tagged_alphabet(spec: StreamSpec, tag: str) -> tuple[str, str | None]:
     return tokenizer.alphabet.symbols, ignore
 
 
+def _tag_spells(tag: str, symbols: str) -> bool:
+    """Whether the tokenizer a token FASTA names writes ``symbols`` (one its tag can be kept for)."""
+    try:
+        return tokenizer_for(tag).alphabet.symbols == symbols
+    except InputError:
+        return False
+
+
 @dataclass
 class TuneData:
     """Paired records: ``aa[i]`` is ``(L_i,) int64`` ESM alphabet indices, ``tokens[s][i]`` ``(L_i,) int64`` classes.
@@ -164,10 +172,12 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
     for spec in streams:
         records = dict(read_fasta(spec.path))
         symbols, ignore_symbol = spec.alphabet, spec.ignore
-        tag = tokenizer_tag(spec.path) if symbols is None else None
-        if tag is not None:
+        tag = tokenizer_tag(spec.path)
+        if tag is not None and symbols is None:
             symbols, ignore_symbol = _tagged_alphabet(spec, tag)
             notes.append(f"stream {spec.name}: {tag} tokens (named by the file), s* = {ignore_symbol or 'none'}")
+        elif tag is not None and not _tag_spells(tag, symbols):
+            tag = None  # the alphabet given for the stream is not the tokens' own: its predictions are untagged
         if symbols is None:
             seen = {c.upper() for seq in records.values() for c in seq}
             unknown = seen - set(SYMBOLS)
