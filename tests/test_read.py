@@ -147,7 +147,7 @@ def test_other_compressions_are_named_with_what_to_do(tmp_path, packer):
     import zipfile
 
     text = gzip.decompress((STRUCTURES / "1APS.pdb.gz").read_bytes())
-    path = tmp_path / f"1APS.pdb.{packer}"
+    path = tmp_path / f"1APS.pdb.{'bz2' if packer == 'bzip2' else packer}"
     if packer == "zip":
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("1APS.pdb", text)
@@ -155,6 +155,7 @@ def test_other_compressions_are_named_with_what_to_do(tmp_path, packer):
         path.write_bytes(lzma.compress(text) if packer == "xz" else bz2.compress(text))
     with pytest.raises(StructureError, match=f"{packer}.*unpack it first"):
         read_structure(path)
+    assert find_structure_files([tmp_path]) == [path]  # taken from a folder too, to be named in the batch's report
 
 
 def test_find_structure_files(tmp_path):

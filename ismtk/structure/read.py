@@ -236,9 +236,16 @@ def _named_chains(
 _PDB_RECORDS = (b"ATOM  ", b"HETATM", b"HEADER", b"MODEL ", b"REMARK", b"CRYST1", b"COMPND", b"TITLE ", b"EXPDTA")
 
 
+#: Packers a structure file may have gone through (``1abc.pdb.xz``): such files are taken from a folder so that the
+#: reader names them (it reads plain and gzipped text) instead of passing over them in silence.
+_PACKED_SUFFIXES = (".xz", ".bz2", ".zst", ".zip", ".7z")
+
+
 def _is_structure_file(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith(STRUCTURE_SUFFIXES):
+        return True
+    if name.endswith(_PACKED_SUFFIXES) and name.rsplit(".", 1)[0].endswith(STRUCTURE_SUFFIXES[:4]):
         return True
     if "." in name:
         return False
