@@ -94,3 +94,13 @@ def test_report_card_end_to_end(tmp_path, data, ism_folder):
     assert rows[0]["rmsd_z"] == "" and float(rows[1]["rmsd_z"]) > 0 and float(rows[1]["rmsd_centroid"]) > 0
     assert (out / "report.png").stat().st_size > 0
     assert "3di | 20 |" in result.output
+
+
+def test_a_data_folder_without_structures_is_refused_before_any_work_for_ism_tokens(tmp_path, ism_folder):
+    partial = tmp_path / "data"
+    for needed in ("scope40_dev", "cath2738"):
+        (partial / needed).mkdir(parents=True)
+    result = CliRunner().invoke(app, ["benchmark", "tokens", str(partial), "-o", str(tmp_path / "card"),
+                                      "--tokenizer", str(ism_folder)])
+    assert result.exit_code == 1 and "no structures/ folder" in result.output, result.output
+    assert not (tmp_path / "card").exists()

@@ -174,14 +174,15 @@ def token_report(
     from ismtk.workflows.search import load_search_db
 
     data, out_dir = Path(data), Path(out_dir)
-    for needed in ("scope40_dev", "cath2738"):
+    loaded = [load_tokenizer(spec) for spec in tokenizers]
+    decoded = any(isinstance(t, IsmTokenizer) for t in loaded)  # reconstruction reads validation chains of structures
+    for needed in ("scope40_dev", "cath2738", *(["structures"] if decoded else [])):
         if not (data / needed).is_dir():
             raise InputError(f"{data}: no {needed}/ folder; point to the shared data folder")
     lookup = read_lookup(data / "scope40_dev" / "lookup.tsv")
     bench, train_names = _split(data)
     reports = []
-    for i, spec in enumerate(tokenizers):
-        tokenizer = load_tokenizer(spec)
+    for i, (spec, tokenizer) in enumerate(zip(tokenizers, loaded, strict=True)):
         name = str(spec) if str(spec) in TOKENIZERS else Path(spec).name
         folder = out_dir / f"{i}_{name}"
         db_path = folder / "db"
