@@ -154,12 +154,16 @@ def test_protein_fasta_rules(tmp_path):
     good.write_text(">a desc\nacdef*\n>b\nAC-D.E\n>c\nMJK\n")
     records, notes = read_protein_fasta(good)
     assert records == [("a", "ACDEF"), ("b", "ACDE"), ("c", "MXK")]
-    assert any("upper-cased" in n for n in notes) and any("gaps" in n for n in notes)
+    assert notes == [
+        "1 sequence(s) in lower case were upper-cased", "alignment gaps were removed from 1 sequence(s)",
+        "a final '*' (stop) was dropped from 1 sequence(s)", "J (Leu or Ile) was read as X in 1 sequence(s)",
+    ]
     cases = {
         ">a\nAC\n>a\nDE\n": "duplicate names: a",
         ">a\n\n>b\nAC\n": "empty sequences: a",
         ">a\nAC*DE\n": r"a \('\*'\)",
         ">a\nAC1E\n": r"a \('1'\)",
+        ">a tokenizer=3di\nACDE\n": "structure tokens, not protein sequences",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.fa"

@@ -27,3 +27,11 @@ def test_shipped_tokenizers_reproduce_their_golden_tokens(tokenizer, golden):
     chains = [c for name in ("1FQJ_l_u", "d1a32a_") for c in read_structure(STRUCTURES / f"{name}.pdb.gz").chains]
     got = {c.name: tok.to_string(c) for c in chains}
     assert got == expected
+
+
+def test_the_token_fasta_shown_in_the_encode_docs_is_what_the_shipped_models_write():
+    docs = (Path(__file__).parent.parent / "docs" / "encode.md").read_text()
+    for tokenizer, golden in (("ism", "ism_default.fasta"), ("3di", "3di.fasta")):
+        identity = load_tokenizer(tokenizer).identity
+        shown = docs.split(f">1FQJ_l_u tokenizer={identity} ", 1)[1].split("\n", 2)[1].strip().removesuffix("...")
+        assert dict(read_fasta(GOLDEN / golden))["1FQJ_l_u"].startswith(shown) and len(shown) >= 60

@@ -198,7 +198,8 @@ def _corpus_from_files(files: list[Path], val_fraction: float, seed: int) -> Cor
     entries = [CorpusEntry(str(p), None, str(p), "val" if is_val(p) else "train") for p in files]
     train = [e for e in entries if e.split == "train"] or entries
     val = [e for e in entries if e.split == "val" and e not in train]
-    notes = [f"{len(files)} files in no chain index: each its own cluster; {len(val)} held out for validation"]
+    notes = [f"{len(files)} files in no chain index: each its own cluster; {len(val)} held out for validation (a "
+             f"seeded {val_fraction:.0%}, neither trained on nor clustered)"]
     return Corpus(train, val, notes)
 
 

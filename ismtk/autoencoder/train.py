@@ -621,7 +621,7 @@ class AutoencoderTrainer:
         """Log a validation, keep the best model, checkpoint and plot."""
         if metrics is not None:
             metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
-            self.log(f"epoch {pos.epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
+            self.log(f"epoch {pos.epoch + 1} (stage {stage}) step {pos.step}: " + _fmt(val))
             on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
         self.keep_best(pos, val)
         self.save(pos)

@@ -326,8 +326,8 @@ Overwrite = Annotated[
 
 # --- processes and devices ---------------------------------------------------------------------------------
 Threads = Annotated[
-    int, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES, help="Worker processes.",
-                      show_default="all cores")
+    int, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES, show_default="all cores",
+                      help="Parallel workers: processes that read and encode, threads that align.")
 ]
 #: Default of :data:`Threads`: every core this process may use.
 DEFAULT_THREADS = default_threads()

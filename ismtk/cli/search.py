@@ -235,9 +235,9 @@ def _search(
             f"the matrix has no E-value parameters for gaps {options.gap_open}/{options.gap_extend}; fitted on the "
             f"target (lambda {run.evd.lam:.4g}, K {run.evd.k:.4g}); store them with 'ismtk fit-evalue'"
         )
-    console.info(
-        f"{run.queries:,} queries x {run.targets:,} targets: {run.hits:,} hits in {run.seconds:.1f} s -> {output}"
-    )
+    shard = f" (shard {options.split[0]}/{options.split[1]} of them)" if options.split else ""
+    console.info(f"{run.queries:,} queries x {run.targets:,} targets{shard}: {run.hits:,} hits in {run.seconds:.1f} s "
+                 f"-> {output}")
     skips.finish()
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ismtk.errors import InputError
-from ismtk.sequence.fasta import read_fasta
+from ismtk.sequence.fasta import read_fasta, tokenizer_tag
 
 __all__ = ["ESM_RESIDUES", "read_protein_fasta"]
 
@@ -20,13 +20,18 @@ def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[st
 
     Rules: lower case is upper-cased; ``J`` (Leu/Ile) becomes ``X``; a final ``*`` (stop) is dropped;
     alignment gaps ``-`` and ``.`` are removed. Raises :class:`InputError` naming the records for
-    duplicate names, empty sequences, a ``*`` inside a sequence and any other character.
+    duplicate names, empty sequences, a ``*`` inside a sequence and any other character, and for a token FASTA
+    (its records name a ``tokenizer=``: 3Di's letters are amino-acid letters too).
     """
+    tag = tokenizer_tag(path)
+    if tag is not None:
+        raise InputError(f"{path}: its records name tokenizer={tag}: structure tokens, not protein sequences; give "
+                         "the amino-acid FASTA (ismtk encode --aa-output writes one)")
     records: list[tuple[str, str]] = []
     notes: list[str] = []
     seen: set[str] = set()
     duplicates, empty, invalid = [], [], []
-    n_gapped = n_lower = 0
+    n_gapped = n_lower = n_stop = n_j = 0
     for name, raw in read_fasta(path):
         if name in seen:
             duplicates.append(name)
@@ -35,8 +40,10 @@ def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[st
         n_lower += seq != raw
         if seq.endswith("*"):
             seq = seq[:-1]
+            n_stop += 1
         gapless = _GAPS.sub("", seq)
         n_gapped += gapless != seq
+        n_j += "J" in gapless
         seq = gapless.replace("J", "X")
         bad = sorted(set(seq) - ESM_RESIDUES)
         if not seq:
@@ -59,4 +66,8 @@ def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[st
         notes.append(f"{n_lower} sequence(s) in lower case were upper-cased")
     if n_gapped:
         notes.append(f"alignment gaps were removed from {n_gapped} sequence(s)")
+    if n_stop:
+        notes.append(f"a final '*' (stop) was dropped from {n_stop} sequence(s)")
+    if n_j:
+        notes.append(f"J (Leu or Ile) was read as X in {n_j} sequence(s)")
     return records, notes

@@ -170,7 +170,7 @@ def test_a_missing_track_is_a_clear_error(domains_dir, tracks_db, tmp_path, ism_
     with pytest.raises(InputError, match="no ism"):
         _searcher(SequenceDB.load(single), "3di:1,ism:0.3")
     result = runner.invoke(app, ["createdb", str(fasta), str(tmp_path / "f"), "--tracks", "3di,ism"])
-    assert result.exit_code == EXIT_ERROR and "token FASTA holds one" in result.output
+    assert result.exit_code == EXIT_ERROR and "a token FASTA holds the one it was made with" in result.output
 
 
 def test_structures_are_encoded_with_every_track_of_the_score(domains_dir, tracks_db, tmp_path):
