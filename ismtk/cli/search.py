@@ -29,7 +29,7 @@ from ismtk.cli.options import (
     with_option_groups,
 )
 from ismtk.errors import InputError
-from ismtk.search.db import is_db
+from ismtk.search.db import may_hold_db
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.matrix import DEFAULT_MATRICES
 
@@ -52,11 +52,12 @@ def _warn_untagged(inputs: list[Path]) -> None:
     """Warn of each token FASTA without a ``tokenizer=`` tag, read as the default tokenizer's tokens when no
     ``--tokenizer`` is given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share
     its 20 letters."""
-    from ismtk.sequence.fasta import tokenizer_tag
+    from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
     from ismtk.workflows.search import is_fasta
 
     for path in inputs:
-        if is_fasta(path) and Path(path).is_file() and tokenizer_tag(path) is None:
+        first = next(read_fasta_records(path), None) if is_fasta(path) and Path(path).is_file() else None
+        if first is not None and header_tag(first.description, TOKENIZER_TAG) is None:  # (empty: an error later)
             console.warn(f"{path}: no tokenizer= tag, read as the default tokenizer's tokens; if it holds amino "
                          "acids, search it with --mode aa or from sequence with --predictor")
 
@@ -98,8 +99,8 @@ def createdb(
     if len(inputs) < 2:
         raise typer.BadParameter("give at least one input and the database folder")
     *sources, target = inputs
-    if target.exists() and not is_db(target):
-        raise InputError(f"{target} exists and is not an ismtk database; give a new folder for the database")
+    if not may_hold_db(target):
+        raise InputError(f"{target} exists and is not an ismtk database; give a new (or empty) folder for the database")
     check_output(target)
     names = [name.strip() for name in tracks.split(",")] if tracks else []
     if len(names) > 1 and input_kind(sources) == "fasta":

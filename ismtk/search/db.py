@@ -54,6 +54,7 @@ __all__ = [
     "SequenceDB",
     "TokenTrack",
     "is_db",
+    "may_hold_db",
 ]
 
 DB_FORMAT = "ismtk-db"
@@ -237,7 +238,7 @@ class SequenceDB:
     def save(self, path: str | Path) -> None:
         """Write the on-disk format (module docstring) to folder ``path``; it appears complete or not at all."""
         path = Path(path)
-        if path.exists() and not is_db(path):
+        if not may_hold_db(path):
             raise InputError(f"{path} exists and is not an ismtk database; refusing to overwrite it")
         with atomic_folder(path) as tmp:
             (tmp / "names.txt").write_text("".join(f"{n}\n" for n in self.names))
@@ -373,3 +374,9 @@ _TRUNCATED = ("mmap length", "cannot reshape", "Failed to read all data", "EOF")
 def is_db(path: str | Path) -> bool:
     """True when ``path`` is a database folder."""
     return (Path(path) / _HEADER).is_file()
+
+
+def may_hold_db(path: str | Path) -> bool:
+    """Whether a database may be written to ``path``: nothing is there, a database (replaced) or an empty folder."""
+    path = Path(path)
+    return not path.exists() or is_db(path) or (path.is_dir() and next(path.iterdir(), None) is None)

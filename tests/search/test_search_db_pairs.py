@@ -40,6 +40,13 @@ def test_database_round_trips_and_memory_maps(db, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not an ismtk database"):
         db.save(tmp_path / "file")
+    (tmp_path / "empty").mkdir()  # made by mkdir -p beforehand: nothing to lose
+    db.save(tmp_path / "empty")
+    assert SequenceDB.load(tmp_path / "empty").names == db.names
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    with pytest.raises(InputError, match="not an ismtk database"):
+        db.save(tmp_path / "full")
 
 
 def test_encoding_progress_hears_the_total_then_every_file(domains_dir, db):
