@@ -106,7 +106,8 @@ TokenizerOpt = Annotated[
     str | None,
     typer.Option(
         "--tokenizer", rich_help_panel=INPUT, show_default=f"what the inputs name, else {DEFAULT_TOKENIZER}",
-        help=f"Tokenizer of structure inputs: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder. Databases and "
+        help=f"Tokenizer: {', '.join(TOKENIZERS)}, or an ISM tokenizer folder. Structure inputs are encoded with it, "
+        "a database holding several token tracks is read by its track, untagged FASTA as its tokens. Databases and "
         "token FASTA written by ismtk name their own; give the folder here when theirs is not shipped.",
     ),
 ]
