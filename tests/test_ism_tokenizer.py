@@ -255,3 +255,16 @@ def test_cuda_tokens_agree_with_cpu_tokens(ism_folder):
     gpu = _tokens(encode_files(paths, tokenizer, devices=["cuda:0"]))
     same = sum(a == b for (_, x), (_, y) in zip(cpu, gpu, strict=False) for a, b in zip(x, y, strict=False))
     assert [n for n, _ in cpu] == [n for n, _ in gpu] and same >= 0.99 * sum(len(x) for _, x in cpu)
+
+
+def test_tokens_follow_the_atoms_in_place_edits_too_and_hydrogens_never_count():
+    from ismtk.structure.read import ReadOptions
+
+    ism = load_tokenizer("ism")
+    plain = read_structure(STRUCTURES / "1APS.pdb.gz").chains[0]
+    with_h = read_structure(STRUCTURES / "1APS.pdb.gz", ReadOptions(hydrogens=True)).chains[0]
+    assert len(with_h.coords) > len(plain.coords)
+    before = ism.encode(plain)
+    np.testing.assert_array_equal(ism.encode(with_h), before)
+    plain.coords[:] += np.random.default_rng(0).normal(0, 1.5, plain.coords.shape).astype(np.float32)
+    assert (ism.encode(plain) != before).sum() > len(plain) // 4  # not the embeddings of the atoms as they were

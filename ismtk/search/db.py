@@ -155,8 +155,10 @@ class SequenceDB:
             raise InputError("amino-acid search needs a database with amino acids")
         return SequenceDB(self.names, self.offsets, aa_indices(self.aa), AA_ALPHABET, "aa", self.aa, self.ca)
 
-    def named(self, names: Sequence[str]) -> SequenceDB:
-        """The entries called ``names``, in that order (:meth:`select`); :class:`InputError` lists missing ones."""
+    def named(self, names: str | Sequence[str]) -> SequenceDB:
+        """The entries called ``names`` (or the one called so), in that order (:meth:`select`); :class:`InputError`
+        lists missing ones."""
+        names = [names] if isinstance(names, str) else names
         index = {name: i for i, name in enumerate(self.names)}
         missing = [n for n in names if n not in index]
         if missing:

@@ -53,7 +53,8 @@ QUERY_WINDOW = 64
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Search settings; the defaults are those of the command line."""
+    """Search settings: the command line's but for ``aa_weight``, which is 0 here (tokens alone); the commands use
+    :data:`DEFAULT_OPTIONS` (tokens + 0.5 x amino acids where both sides carry them)."""
 
     gap_open: int = DEFAULT_GAP_OPEN
     gap_extend: int = DEFAULT_GAP_EXTEND

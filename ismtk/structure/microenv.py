@@ -131,6 +131,10 @@ def _neighbours(
     return out, counts
 
 
+#: Element symbols of hydrogen atoms (``ReadOptions(hydrogens=True)`` keeps them; the autoencoder never sees them).
+_HYDROGENS = ("H", "D")
+
+
 def neighbour_lists(
     chain: ProteinChain, residues: np.ndarray | None = None, radius: float = RADIUS, max_atoms: int = MAX_ATOMS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +142,21 @@ def neighbour_lists(
 
     Returns ``(index, counts)``: ``(R, max_atoms) int32`` atom indices nearest first, ``-1`` past
     ``counts[r]``, and ``(R,) int32`` counts. An atom belongs to residue ``l``'s environment when its
-    distance to ``l``'s C-alpha is below ``radius`` and it is not one of ``l``'s own atoms.
+    distance to ``l``'s C-alpha is below ``radius`` and it is not one of ``l``'s own atoms. Hydrogens never do
+    (chains read with them keep the environments, and so the tokens, of chains read without).
     """
     if residues is None:
         residues = np.arange(len(chain), dtype=np.int64)
     residues = np.asarray(residues, dtype=np.int64)
     coords = np.asarray(chain.coords, dtype=np.float32).astype(np.float64)
     atom_residue = np.asarray(chain.atom_residue, dtype=np.int64)
-    return _neighbours(coords, atom_residue, coords[chain.ca_index[residues]], residues, float(radius), int(max_atoms))
+    centres = coords[chain.ca_index[residues]]
+    heavy = ~np.isin(chain.elements, _HYDROGENS)
+    if heavy.all():
+        return _neighbours(coords, atom_residue, centres, residues, float(radius), int(max_atoms))
+    kept = np.flatnonzero(heavy).astype(np.int32)
+    index, counts = _neighbours(coords[kept], atom_residue[kept], centres, residues, float(radius), int(max_atoms))
+    return np.where(index >= 0, kept[np.maximum(index, 0)], -1).astype(np.int32), counts
 
 
 def microenvironments(

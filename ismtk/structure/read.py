@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import re
 import zlib
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ __all__ = [
     "detect_format",
     "entry_name",
     "find_structure_files",
+    "path_list",
     "read_structure",
 ]
 
@@ -87,7 +89,18 @@ class StructureFile(NamedTuple):
     warnings: tuple[str, ...] = ()
 
 
-def find_structure_files(inputs: Iterable[str | Path], keep_missing: bool = False) -> list[Path]:
+def path_list(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """``inputs`` as a list of paths; one path (``str`` or ``Path``) is a list of one, not of its characters.
+
+    >>> path_list("a.pdb"), path_list(["a.pdb", Path("b")])
+    ([PosixPath('a.pdb')], [PosixPath('a.pdb'), PosixPath('b')])
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        return [Path(inputs)]
+    return [Path(p) for p in inputs]
+
+
+def find_structure_files(inputs: str | Path | Iterable[str | Path], keep_missing: bool = False) -> list[Path]:
     """Expand files, folders (searched recursively by :data:`STRUCTURE_SUFFIXES`) and path lists.
 
     The order is the order of ``inputs``, each folder sorted by path, so results are reproducible.
@@ -97,7 +110,7 @@ def find_structure_files(inputs: Iterable[str | Path], keep_missing: bool = Fals
     :class:`StructureError` for them) and goes on. A path list that names no path, or that lists itself
     (through other lists too), is an error either way.
     """
-    return _expand(inputs, keep_missing, ())
+    return _expand(path_list(inputs), keep_missing, ())
 
 
 def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path, ...]) -> list[Path]:

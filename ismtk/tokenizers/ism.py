@@ -88,17 +88,18 @@ def encoder_folder(folder: Path, codebook: Codebook) -> Path:
 
 
 #: The embeddings of the chains embedded last, and by which encoder on which device (see :func:`_embeddings`).
-_last_embedded: tuple[tuple[str, str], tuple[ProteinChain, ...], list[np.ndarray]] | None = None
+_last_embedded: tuple[tuple[str, str, bytes], tuple[ProteinChain, ...], list[np.ndarray]] | None = None
 
 
 def _embeddings(encoder: str, model: torch.nn.Module, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
     """Embeddings of ``chains`` by ``model`` (whose weights have SHA-256 ``encoder``). A tokenizer and its residual
     tokenizer, asked for tokens of the same chain objects one after the other (the tracks of a database), share one
-    embedding: the last call's is kept while it holds those very chains."""
+    embedding: the last call's is kept while it holds those very chains with the same atoms (a digest of their
+    arrays, so coordinates changed in place are embedded again)."""
     from ismtk.autoencoder.io import embed_chains
 
     global _last_embedded
-    key = (encoder, str(next(model.parameters()).device))
+    key = (encoder, str(next(model.parameters()).device), _atoms_digest(chains))
     if _last_embedded is not None and _last_embedded[0] == key and len(_last_embedded[1]) == len(chains) and all(
         a is b for a, b in zip(_last_embedded[1], chains, strict=True)
     ):
@@ -106,6 +107,16 @@ def _embeddings(encoder: str, model: torch.nn.Module, chains: Sequence[ProteinCh
     z = embed_chains(model, chains)
     _last_embedded = key, tuple(chains), z
     return z
+
+
+def _atoms_digest(chains: Sequence[ProteinChain]) -> bytes:
+    """A digest of what a microenvironment reads of ``chains``: coordinates, elements, residues, C-alphas."""
+    digest = hashlib.blake2b(digest_size=16)
+    for chain in chains:
+        for array in (chain.coords, chain.elements, chain.atom_residue, chain.ca_index):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(chain.sequence.encode())
+    return digest.digest()
 
 
 class IsmTokenizer(Tokenizer):

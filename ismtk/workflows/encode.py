@@ -37,7 +37,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ismtk.errors import InputError, StructureError
-from ismtk.structure.read import ReadOptions, read_structure
+from ismtk.structure.read import ReadOptions, path_list, read_structure
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
 
@@ -230,7 +230,7 @@ def encode_file(
 
 
 def encode_files(
-    paths: Sequence[str | Path],
+    paths: str | Path | Sequence[str | Path],
     tokenizer: Tokenizer,
     options: ReadOptions = ReadOptions(),
     threads: int = 1,
@@ -252,7 +252,7 @@ def encode_files(
     """
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
-    paths = [str(p) for p in paths]
+    paths = [str(p) for p in path_list(paths)]
     devices = list(devices) if devices else ["cpu"] * threads
     workers = _workers(len(paths), len(devices))
     if workers == 1:
@@ -473,7 +473,7 @@ class EncodeSummary:
 
 
 def encode_to_fasta(
-    paths: Sequence[str | Path],
+    paths: str | Path | Sequence[str | Path],
     tokenizer: Tokenizer,
     tokens_out: str | Path,
     aa_out: str | Path | None = None,
@@ -491,7 +491,7 @@ def encode_to_fasta(
     skipped. ``on_start(done, total)`` is called once with the files already done and this shard's count.
     Raises :class:`InputError` if no chain at all could be encoded (nothing is written then).
     """
-    paths = [str(p) for p in shard.select([str(p) for p in paths])]
+    paths = [str(p) for p in shard.select([str(p) for p in path_list(paths)])]
     key = inputs_fingerprint(paths, tokenizer.identity, tokenizer.alphabet.symbols, repr(options), aa_out is not None)
     with ResumableFasta(tokens_out, aa_out, key, resume) as out:
         done = out.state.files

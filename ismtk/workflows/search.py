@@ -53,6 +53,7 @@ from ismtk.search.matrix import EvdParams, SubstitutionMatrix, load_matrix
 from ismtk.search.merge import shard_keys
 from ismtk.search.prob import ProbFit, find_fit
 from ismtk.search.search import (
+    DEFAULT_OPTIONS,
     Hit,
     Searcher,
     SearchOptions,
@@ -63,7 +64,7 @@ from ismtk.search.search import (
     with_fit,
 )
 from ismtk.sequence.fasta import tokenizer_tag
-from ismtk.structure.read import ReadOptions, find_structure_files
+from ismtk.structure.read import ReadOptions, find_structure_files, path_list
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for, tokenizer_module
 from ismtk.workflows.encode import EntryNames, encode_files, start_workers
 
@@ -100,7 +101,7 @@ _READ = ReadOptions()
 
 
 def open_input(
-    inputs: Sequence[str | Path],
+    inputs: str | Path | Sequence[str | Path],
     tokenizer: Tokenizer | None = None,
     options: ReadOptions = _READ,
     threads: int = 1,
@@ -127,7 +128,7 @@ def open_input(
     that one of them cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA
     one. ``progress(n, total=None)`` hears of every structure file encoded (``total`` first, with ``n = 0``).
     """
-    paths = [Path(p) for p in inputs]
+    paths = path_list(inputs)
     kind = input_kind(paths)
     if mode == "aa":
         if kind == "db":
@@ -169,22 +170,24 @@ def is_fasta(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(FASTA_SUFFIXES)
 
 
-def input_kind(paths: Sequence[str | Path]) -> Literal["db", "fasta", "structures"]:
+def input_kind(paths: str | Path | Sequence[str | Path]) -> Literal["db", "fasta", "structures"]:
     """How :func:`open_input` reads ``paths``: one database folder, token FASTA (any FASTA among them), or
     structure files, folders and path lists."""
-    paths = [Path(p) for p in paths]
+    paths = path_list(paths)
     if len(paths) == 1 and is_db(paths[0]):
         return "db"
     return "fasta" if any(map(is_fasta, paths)) else "structures"
 
 
-def start_encoding(inputs: Sequence[str | Path], tokenizers: Iterable[str | Path], threads: int) -> list[Path] | None:
+def start_encoding(
+    inputs: str | Path | Sequence[str | Path], tokenizers: Iterable[str | Path], threads: int
+) -> list[Path] | None:
     """The structure files of ``inputs`` when :func:`open_input` will encode them (not a database nor token
     FASTA), after starting the server its encoding workers fork from (:func:`ismtk.workflows.encode.start_workers`)
     for ``tokenizers`` (names or folders, as :func:`load_tokenizer` takes them) on ``threads`` workers, so that
     the server's imports run while this process loads the tokenizers. Give the files to :func:`open_input` in place
     of ``inputs`` (folders are walked once). ``None`` for a database or token FASTA."""
-    paths = [Path(p) for p in inputs]
+    paths = path_list(inputs)
     if input_kind(paths) != "structures":
         return None
     files = find_structure_files(paths, keep_missing=True)
@@ -249,7 +252,7 @@ def _skip(problem: IsmtkError, on_skip: SkipHandler | None) -> None:
 
 
 def load_input(
-    inputs: Sequence[str | Path],
+    inputs: str | Path | Sequence[str | Path],
     tokenizer: Tokenizer | None = None,
     options: ReadOptions = _READ,
     threads: int = 1,
@@ -260,7 +263,7 @@ def load_input(
 
 
 def load_search_db(
-    inputs: Sequence[str | Path],
+    inputs: str | Path | Sequence[str | Path],
     tokenizer: str | Path | None = None,
     mode: Mode = DEFAULT_MODE,
     read_options: ReadOptions = _READ,
@@ -370,21 +373,22 @@ class SearchRun:
 
 
 def search_to_m8(
-    query: Sequence[str | Path],
-    target: Sequence[str | Path],
+    query: str | Path | Sequence[str | Path],
+    target: str | Path | Sequence[str | Path],
     output: str | Path,
     matrix: str | Path | None = None,
     tokenizer: str | Path | Tokenizer | None = None,
     mode: Mode = DEFAULT_MODE,
     columns: str = DEFAULT_COLUMNS,
-    options: SearchOptions = SearchOptions(),
+    options: SearchOptions = DEFAULT_OPTIONS,
     read_options: ReadOptions = _READ,
     on_skip: SkipHandler | None = None,
     predictor: str | Path | None = None,
     judge: JudgeOptions = JudgeOptions(),
     progress: Callable[..., None] | None = None,
 ) -> SearchRun:
-    """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically).
+    """Search ``query`` against ``target`` and write the hits as ``.m8`` (atomically), by default as ``ismtk
+    search`` does (:data:`~ismtk.search.search.DEFAULT_OPTIONS`).
 
     The target's tokenizer (its own, else ``tokenizer``, else 3Di; see :func:`open_input`) reads or encodes
     the queries, and gives the default matrix (BLOSUM62 in ``aa`` mode). With ``predictor`` (a
@@ -395,6 +399,7 @@ def search_to_m8(
     ``progress``: as :func:`open_input`'s, for the target's structures.
     """
     start = time.perf_counter()
+    query, target = path_list(query), path_list(target)
     names = parse_columns(columns)
     mode, options = score_mode(mode, options)
     specs = [name for name, _ in options.score if name not in (AA_TRACK, MAIN_TRACK)]

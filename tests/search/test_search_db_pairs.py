@@ -57,6 +57,8 @@ def test_encoding_progress_hears_the_total_then_every_file(domains_dir, db):
     files = sorted(domains_dir.glob("*.pdb.gz"))
     assert heard == [(0, len(files))] + [(1, None)] * len(files)
     assert again.names == db.names
+    one = str(files[0])  # one path, not a list of its characters ("." is a folder, "/" the file system)
+    assert open_input(one, ThreeDiTokenizer())[0].names == [files[0].name.split(".")[0]]
 
 
 def test_entries_by_name_keep_everything_they_carry(db):
