@@ -42,6 +42,8 @@ def test_alphabet_rejects_bad_symbols():
         Alphabet.of_size(MAX_TOKENS + 1)
     with pytest.raises(InputError, match=r"rec1: symbols 'Z'"):
         Alphabet("ACD").encode("ACZD", name="rec1")
+    with pytest.raises(InputError, match="symbols '€'"):  # not read as '?', which is a symbol of 64 tokens
+        Alphabet.of_size(MAX_TOKENS).encode("AB€C")
 
 
 def test_fasta_round_trip_plain_and_gz(tmp_path):

@@ -74,8 +74,9 @@ def test_empty_fasta_records_are_skipped_by_createdb_search_and_easy_search(tmp_
 
 def test_a_database_with_an_empty_entry_is_refused_naming_it(tmp_path):
     """Databases of older versions could hold empty entries, which crashed the aligner."""
-    records = [("a", np.array([1, 2, 3], np.uint8), None), ("hollow", np.array([], np.uint8), None)]
+    records = [("a", np.array([1, 2, 3], np.uint8), None), ("hollow", np.array([4], np.uint8), None)]
     SequenceDB.from_records(records, TOKENIZER.alphabet, "3di").save(tmp_path / "old")
+    np.save(tmp_path / "old" / "offsets.npy", np.array([0, 4, 4]))  # as an old createdb wrote it: "hollow" empty
     with pytest.raises(InputError, match="entry hollow has no tokens"):
         SequenceDB.load(tmp_path / "old")
     result = _cli("search", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "old", "-o", tmp_path / "hits.m8")

@@ -212,7 +212,7 @@ def test_a_database_names_its_ism_tokenizer_by_identity_and_finds_its_matrix_in_
     assert "not the shipped model" in result.output and "--tokenizer FOLDER" in result.output
     search += ["--tokenizer", str(folder)]
     result = runner.invoke(app, search)
-    assert result.exit_code == EXIT_ERROR and "no matrix ships" in result.output
+    assert result.exit_code == EXIT_ERROR and "no matrix for tokenizer" in result.output
     symbols = load_tokenizer(folder).alphabet.symbols
     identity_scores = np.where(np.eye(len(symbols)), 3, -1).astype(np.int32)
     write_matrix(folder / TOKENIZER_MATRIX, SubstitutionMatrix(symbols, identity_scores))

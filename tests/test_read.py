@@ -192,3 +192,14 @@ def test_junk_element_columns_do_not_desynchronise_residues(tmp_path):
     assert junk.sequence == clean.sequence
     assert (junk.elements == clean.elements).all()
     assert len(junk.ca_index) == len(junk) and (junk.atom_names[junk.ca_index] == "CA").all()
+
+
+def test_read_options_refuse_values_they_would_misread():
+    for options, message in [
+        ({"chain_names": "Always"}, "one of auto, always, never"),  # every chain would be named alike
+        ({"format": "cif"}, "one of auto, pdb, mmcif"),  # would run the PDB parser
+        ({"model": "1"}, "integer of at least 1"),
+        ({"model": 0}, "integer of at least 1"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            ReadOptions(**options)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ __all__ = [
     "DB_VERSION",
     "SequenceDB",
     "TokenTrack",
+    "fasta_tokens",
     "is_db",
     "may_hold_db",
 ]
@@ -104,14 +105,23 @@ class SequenceDB:
         """``(N,) int64`` sequence lengths."""
         return np.diff(self.offsets)
 
+    def _entry(self, i: int) -> int:
+        """Entry index ``i`` as a list takes it (negative from the end); :class:`IndexError` past either end."""
+        n = len(self.names)
+        if not -n <= i < n:
+            raise IndexError(f"entry {i} of a database of {n} entries")
+        return int(i) % n
+
     def token_seq(self, i: int) -> np.ndarray:
         """``(L,) uint8`` tokens of entry ``i``."""
+        i = self._entry(i)
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
     def aa_seq(self, i: int) -> str:
         """Amino acids of entry ``i`` (raises :class:`InputError` if the database has none)."""
         if self.aa is None:
             raise InputError("this database holds no amino acids (made from token FASTA without --aa)")
+        i = self._entry(i)
         return self.aa[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("ascii")
 
     def ca_coords(self, i: int) -> np.ndarray:
@@ -120,6 +130,7 @@ class SequenceDB:
             raise InputError(
                 "this database holds no C-alpha coordinates (made from token FASTA or by an older createdb)"
             )
+        i = self._entry(i)
         return self.ca.entry(i, int(self.offsets[i]), int(self.offsets[i + 1]))
 
     @property
@@ -170,6 +181,10 @@ class SequenceDB:
         ids = np.asarray(entries, dtype=np.int64)
         if not len(ids):
             raise InputError("no sequences: the database would be empty")
+        n = len(self.names)
+        if ((ids < -n) | (ids >= n)).any():
+            raise IndexError(f"entries {ids[(ids < -n) | (ids >= n)][:5].tolist()} of a database of {n} entries")
+        ids = ids % n
         lengths = self.lengths()[ids]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -189,13 +204,27 @@ class SequenceDB:
         ca: Iterable[np.ndarray] | None = None,
     ) -> SequenceDB:
         """Build from ``(name, (L,) uint8 tokens, amino acids or None)``; all or none must carry amino acids.
-        ``ca``: each record's ``(L, 3)`` C-alpha coordinates (A), in record order, if known."""
+        ``ca``: each record's ``(L, 3)`` C-alpha coordinates (A), in record order, if known. What :meth:`load` would
+        call damaged is refused here: a name repeated or holding white space, an entry without tokens, tokens outside
+        ``alphabet``, amino acids that are not ASCII letters."""
         names, chunks, aas = [], [], []
+        seen: set[str] = set()
         for name, tokens, aa in records:
-            if aa is not None and len(aa) != len(tokens):
-                raise InputError(f"{name}: {len(tokens)} tokens but {len(aa)} amino acids")
+            values = np.asarray(tokens)
+            if name in seen or not name or name.split() != [name]:
+                why = "repeated" if name in seen else "empty or holds white space"
+                raise InputError(f"entry name {name!r} is {why}; give each entry a name of its own, one word")
+            if not len(values):
+                raise InputError(f"{name}: no tokens; a database entry needs at least one residue")
+            if values.dtype.kind not in "iu" or int(values.min()) < 0 or int(values.max()) >= len(alphabet):
+                raise InputError(f"{name}: tokens must be integers from 0 to {len(alphabet) - 1} (indices into the "
+                                 f"alphabet), got {values.dtype} values from {values.min()} to {values.max()}")
+            if aa is not None and (len(aa) != len(values) or not (aa.isascii() and aa.isalpha())):
+                raise InputError(f"{name}: {len(values)} tokens but {len(aa)} amino acids" if len(aa) != len(values)
+                                 else f"{name}: amino acids must be ASCII letters")
+            seen.add(name)
             names.append(name)
-            chunks.append(np.asarray(tokens, dtype=np.uint8))
+            chunks.append(values.astype(np.uint8))
             aas.append(aa)
         if not names:
             raise InputError("no sequences: the database would be empty")
@@ -224,18 +253,14 @@ class SequenceDB:
         """
         aa = dict(read_fasta(aa_fasta)) if aa_fasta is not None else None
         records = []
-        for name, description, text in read_fasta_records(tokens_fasta):
-            tag = header_tag(description, TOKENIZER_TAG)
-            if tag is not None and tag != tokenizer:
-                raise InputError(f"{tokens_fasta}: record {name} holds {tag} tokens, but the file is read as "
-                                 f"{tokenizer} tokens; keep the tokens of one tokenizer per file")
-            tokens = alphabet.encode(text, f"{tokens_fasta}: {name}")
+        for name, tokens in fasta_tokens(tokens_fasta, alphabet, tokenizer):
             if aa is not None and name not in aa:
                 raise InputError(f"{aa_fasta}: no amino-acid record for {name!r}")
             records.append((name, tokens, aa[name] if aa is not None else None))
-        if not records:
-            raise InputError(f"{tokens_fasta}: no FASTA records (an empty file?)")
-        return cls.from_records(records, alphabet, tokenizer)
+        try:
+            return cls.from_records(records, alphabet, tokenizer)
+        except InputError as exc:
+            raise InputError(f"{tokens_fasta}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         """Write the on-disk format (module docstring) to folder ``path``; it appears complete or not at all."""
@@ -371,6 +396,22 @@ def _damaged(path: Path, exc: BaseException) -> str:
 
 #: numpy's words for a file shorter than its header says.
 _TRUNCATED = ("mmap length", "cannot reshape", "Failed to read all data", "EOF")
+
+
+def fasta_tokens(path: str | Path, alphabet: Alphabet, tokenizer: str) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, (L,) uint8 tokens)`` of every record of a token FASTA, read as ``tokenizer``'s (its identity):
+    records tagged with another tokenizer (``tokenizer=`` in the header, as ``ismtk encode`` writes it) are an
+    error, untagged ones are taken as ``tokenizer``'s; a file without records is an error."""
+    empty = True
+    for name, description, text in read_fasta_records(path):
+        empty = False
+        tag = header_tag(description, TOKENIZER_TAG)
+        if tag is not None and tag != tokenizer:
+            raise InputError(f"{path}: record {name} holds {tag} tokens, but the file is read as {tokenizer} tokens; "
+                             f"read it as {tag}'s (a tokenizer's identity), and keep one tokenizer's tokens per file")
+        yield name, alphabet.encode(text, f"{path}: {name}")
+    if empty:
+        raise InputError(f"{path}: no FASTA records (an empty file?)")
 
 
 def is_db(path: str | Path) -> bool:

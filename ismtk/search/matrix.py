@@ -193,7 +193,8 @@ def _is_row(text: str, k: int) -> bool:
 
 def load_matrix(name_or_path: str | Path | None, tokenizer: str) -> SubstitutionMatrix:
     """A matrix file, a shipped matrix by name (``3di``, ``ism``, ``blosum62``), or (``None``) the default of
-    ``tokenizer``: its shipped matrix, or ``matrix.out`` inside an ISM tokenizer folder."""
+    ``tokenizer``, a tokenizer's :attr:`~ismtk.tokenizers.Tokenizer.matrix`: the name of its shipped matrix, or its
+    folder, whose ``matrix.out`` is used (``load_tokenizer("ism-residual").matrix`` is the shipped residual folder)."""
     if name_or_path is None:
         own = Path(tokenizer) / TOKENIZER_MATRIX
         if tokenizer in DEFAULT_MATRICES:
@@ -202,8 +203,9 @@ def load_matrix(name_or_path: str | Path | None, tokenizer: str) -> Substitution
             name_or_path = own
         else:
             raise InputError(
-                f"no matrix ships for tokenizer {tokenizer!r}; learn one with 'ismtk learn-matrix' and pass --matrix "
-                f"(or save it as {TOKENIZER_MATRIX} in the tokenizer folder)"
+                f"no matrix for tokenizer {tokenizer!r}: neither a shipped matrix ({', '.join(DEFAULT_MATRICES)}) nor "
+                f"a folder holding {TOKENIZER_MATRIX}; learn one with 'ismtk learn-matrix' and pass --matrix (or save "
+                f"it as {TOKENIZER_MATRIX} in the tokenizer folder)"
             )
     path = Path(name_or_path)
     if not path.exists() and (MATRIX_DIR / f"{name_or_path}.out").is_file():

@@ -62,7 +62,11 @@ class Alphabet:
 
         Raises :class:`InputError` naming ``name`` and the offending symbols if any is unknown.
         """
-        raw = np.frombuffer(text.encode("latin-1", errors="replace"), dtype=np.uint8)
+        try:
+            data = text.encode("latin-1")
+        except UnicodeEncodeError:  # one byte per character, and none that is a symbol ("?" is one of 64 tokens)
+            data = "".join(c if ord(c) < 256 else "\0" for c in text).encode("latin-1")
+        raw = np.frombuffer(data, dtype=np.uint8)
         tokens = self._table[raw]
         if (tokens == _UNKNOWN).any():
             unknown = sorted({text[i] for i in np.flatnonzero(tokens == _UNKNOWN)})

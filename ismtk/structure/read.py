@@ -78,6 +78,14 @@ class ReadOptions:
     chain_names: ChainNames = "auto"
     format: Format = "auto"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, int) or isinstance(self.model, bool) or self.model < 1:
+            raise InputError(f"model {self.model!r}: a 1-based model number is an integer of at least 1")
+        if self.chain_names not in ("auto", "always", "never"):
+            raise InputError(f"chain_names {self.chain_names!r}: one of auto, always, never")
+        if self.format not in FORMATS:
+            raise InputError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
+
 
 class StructureFile(NamedTuple):
     """The usable protein chains of one file, the chains that had to be skipped, and warnings about what was

@@ -37,7 +37,7 @@ from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, IsmtkError, TooFewToFit
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.combined import MAIN_TRACK, parse_score
-from ismtk.search.db import AA_TRACK, SequenceDB, TokenTrack, is_db
+from ismtk.search.db import AA_TRACK, SequenceDB, TokenTrack, fasta_tokens, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
 from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
 from ismtk.search.m8 import (
@@ -156,8 +156,7 @@ def open_input(
                 tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
                 given_by = given_by if named is not None else str(path)  # later files must match this one
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
-        dbs = [(p, SequenceDB.from_fasta(p, tokenizer.alphabet, tokenizer.identity)) for p in fasta]
-        records = _usable_records(dbs, on_skip)
+        records = _usable_records(fasta, tokenizer, on_skip)
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
@@ -229,14 +228,13 @@ def _encoded(
 
 
 def _usable_records(
-    dbs: list[tuple[Path, SequenceDB]], on_skip: SkipHandler | None
+    paths: list[Path], tokenizer: Tokenizer, on_skip: SkipHandler | None
 ) -> Iterator[tuple[str, np.ndarray, None]]:
     """The records of token FASTA files, without those that have no sequence (nothing to align) or repeat an
     earlier record's name (hits could not be told apart); those go to ``on_skip``."""
     seen: set[str] = set()
-    for path, db in dbs:
-        for i, name in enumerate(db.names):
-            tokens = db.token_seq(i)
+    for path in paths:
+        for name, tokens in fasta_tokens(path, tokenizer.alphabet, tokenizer.identity):
             if not len(tokens):
                 _skip(InputError(f"{path}: record {name} has no sequence"), on_skip)
             elif name in seen:

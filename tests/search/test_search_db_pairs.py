@@ -70,6 +70,27 @@ def test_entries_by_name_keep_everything_they_carry(db):
     assert np.array_equal(picked.ca_coords(0), db.ca_coords(2))
     with pytest.raises(InputError, match="1 names are not in the database, e.g. nothere"):
         db.named(["nothere"])
+    assert db.named(db.names[1]).names == [db.names[1]]  # one name, not its letters
+    last = len(db) - 1  # indices as a list takes them
+    assert db.token_seq(-1).tolist() == db.token_seq(last).tolist() and db.aa_seq(-1) == db.aa_seq(last)
+    assert db.select([-1]).names == [db.names[-1]] and db.select([-1]).aa_seq(0) == db.aa_seq(last)
+    for bad in (lambda: db.token_seq(len(db)), lambda: db.select([0, -len(db) - 1])):
+        with pytest.raises(IndexError, match=f"of a database of {len(db)} entries"):
+            bad()
+
+
+def test_records_that_a_saved_database_could_not_hold_are_refused():
+    alphabet = Alphabet("ACD")
+    for records, message in [
+        ([("a", np.array([0, 1]), "MK"), ("a", np.array([2]), "V")], "'a' is repeated"),
+        ([("a b", np.array([0]), "M")], "holds white space"),
+        ([("a", np.array([], np.uint8), "")], "no tokens"),
+        ([("a", np.array([0, 3]), "MK")], "integers from 0 to 2"),
+        ([("a", np.array([300, 1]), "MK")], "integers from 0 to 2"),
+        ([("a", np.array([0, 1]), "MÅ")], "ASCII letters"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            SequenceDB.from_records(records, alphabet, "3di")
 
 
 def test_bad_inputs_give_clear_errors(tmp_path, db):

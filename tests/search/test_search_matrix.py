@@ -73,7 +73,7 @@ def test_bad_matrix_files_raise_input_errors(tmp_path, text):
 def test_missing_matrix_and_foreign_alphabet_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match="neither a file nor a shipped matrix"):
         load_matrix(tmp_path / "nope.out", "3di")
-    with pytest.raises(InputError, match="no matrix ships for tokenizer"):
+    with pytest.raises(InputError, match="no matrix for tokenizer"):
         load_matrix(None, str(tmp_path))  # an ISM tokenizer folder without its matrix.out
     write_matrix(tmp_path / "matrix.out", load_matrix("3di", "3di"))
     assert load_matrix(None, str(tmp_path)).symbols == load_matrix("3di", "3di").symbols
