@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
@@ -248,7 +249,9 @@ def encode_files(
     :data:`CHUNK_FILES` files); at most :data:`TASKS_PER_WORKER` chunks of the largest size per worker are in
     flight (as many files in smaller chunks). They die with this process, and stop at once when the iterator is
     closed: iterate inside ``with contextlib.closing(encode_files(...))`` so that an exception in the loop's body
-    (Ctrl-C while a result is written) stops them too, instead of leaving them to the end of the process.
+    (Ctrl-C while a result is written) stops them too, instead of leaving them to the end of the process. Workers
+    import the calling script again, as :mod:`multiprocessing` does: in a script, call this (and everything that
+    encodes with ``threads > 1``) under ``if __name__ == "__main__":``.
     """
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
@@ -283,6 +286,12 @@ def encode_files(
                 yield from pace.timed(future.result())
         while pending:
             yield from pace.timed(pending.popleft()[0].result())
+    except BrokenProcessPool as exc:
+        raise InputError(
+            "an encoding worker process ended abruptly: killed (out of memory?), or, in a Python script, started "
+            "without 'if __name__ == \"__main__\":' around the code that calls ismtk with threads > 1 (workers import "
+            "the script again, as multiprocessing does); use threads=1 or add the guard"
+        ) from exc
     finally:
         _stop(pool, early=bool(pending))
 

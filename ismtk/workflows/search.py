@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, replace
@@ -119,7 +120,8 @@ def open_input(
     led by that track, :meth:`SequenceDB.led_by`) and a token FASTA in its records' tags (untagged FASTA are read as
     ``tokenizer``'s, else as :data:`~ismtk.tokenizers.DEFAULT_TOKENIZER`'s); ``tokenizer`` (the user's choice,
     or the target's for a query; ``given_by`` says which, for messages) must then be the same. Structures
-    are encoded with ``tokenizer`` (default 3Di). What cannot be used goes to ``on_skip`` and is left out: missing
+    are encoded with ``tokenizer`` (default 3Di). What cannot be used goes to ``on_skip`` (without one: a
+    :class:`UserWarning` each) and is left out: missing
     or unreadable structure files, chains the tokenizer cannot use, FASTA records without a sequence, and entries
     whose name an earlier entry has (the first keeps it).
     In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
@@ -245,8 +247,11 @@ def _usable_records(
 
 
 def _skip(problem: IsmtkError, on_skip: SkipHandler | None) -> None:
+    """Hand what is left out to ``on_skip``; without one, a library caller hears of it as a warning."""
     if on_skip is not None:
         on_skip(problem)
+    else:
+        warnings.warn(f"skipped {problem}", stacklevel=2)
 
 
 def load_input(
