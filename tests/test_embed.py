@@ -147,6 +147,11 @@ def test_layers_and_bad_options(tiny_esm):
         list(embed_sequences(model, alphabet, [("a", "ACD")], EmbedOptions(include=("logits",))))
     with pytest.raises(InputError, match="file names"):
         PtDirWriter("/tmp/x", ["ok", "sp/1abc"])
+    with pytest.raises(InputError, match="not upper-case amino acids: low, none"):
+        list(embed_sequences(model, alphabet, [("ok", "ACD"), ("low", "acd"), ("none", "")]))
+    for bad in ({"long": "window"}, {"repr_layers": 2}, {"truncation_seq_length": 0}):
+        with pytest.raises(InputError):
+            EmbedOptions(**bad)
 
 
 def test_protein_fasta_rules(tmp_path):

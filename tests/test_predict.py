@@ -64,3 +64,16 @@ def test_embed_takes_the_export_folder_as_its_backbone(export_folder, tmp_path):
         assert a["mean_representations"].keys() == b["mean_representations"].keys()
         for layer, value in a["mean_representations"].items():
             torch.testing.assert_close(value, b["mean_representations"][layer], rtol=0, atol=0)
+
+
+def test_library_calls_name_an_unknown_stream_and_refuse_repeated_records(export_folder):
+    from ismtk.plm.esm import load_esm
+    from ismtk.plm.heads import load_heads
+    from ismtk.plm.predict import predict_records
+
+    folder, records, _ = export_folder
+    loaded, heads = load_esm(folder), load_heads(folder / "heads.pt")
+    with pytest.raises(InputError, match="stream 'ism': the heads predict 3di"):
+        predict_records(loaded, heads, records, "ism", device="cpu")
+    with pytest.raises(InputError, match="named more than once: p0"):
+        predict_records(loaded, heads, [records[0], records[0]], "3di", device="cpu")

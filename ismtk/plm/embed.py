@@ -20,7 +20,7 @@ from esm.model.esm2 import ESM2
 from ismtk.atomic import atomic_write, ensure_folder
 from ismtk.errors import InputError
 from ismtk.plm.forward import esm2_representations
-from ismtk.sequence.protein import read_protein_fasta
+from ismtk.sequence.protein import ESM_RESIDUES, read_protein_fasta
 from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
 __all__ = [
@@ -52,6 +52,14 @@ class EmbedOptions:
     truncation_seq_length: int = 1022
     long: LongMode = "truncate"
     window_overlap: int = 256
+
+    def __post_init__(self) -> None:
+        if self.long not in ("truncate", "windows"):
+            raise InputError(f"long {self.long!r}: truncate or windows")
+        if isinstance(self.repr_layers, int) or isinstance(self.include, str):
+            raise InputError("repr_layers and include are sequences: (-1,), ('mean',)")
+        if self.truncation_seq_length < 1 or self.toks_per_batch < 1 or not 0 <= self.window_overlap:
+            raise InputError("truncation_seq_length and toks_per_batch are at least 1, window_overlap at least 0")
 
 
 def normalise_layers(layers: Sequence[int], num_layers: int) -> list[int]:
@@ -123,6 +131,10 @@ def embed_sequences(
     unknown = set(options.include) - set(INCLUDE)
     if unknown or not options.include:
         raise InputError(f"--include takes {', '.join(INCLUDE)}; got {', '.join(sorted(unknown)) or 'nothing'}")
+    bad = [name for name, seq in records if not seq or not set(seq) <= ESM_RESIDUES]
+    if bad:
+        raise InputError(f"sequences empty or with letters that are not upper-case amino acids: {', '.join(bad[:10])} "
+                         "(read_protein_fasta cleans a FASTA file's)")
     layers = normalise_layers(options.repr_layers, model.num_layers)
     contacts = "contacts" in options.include
     limit = options.truncation_seq_length

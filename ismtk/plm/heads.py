@@ -68,10 +68,16 @@ class TokenHeads(nn.Module):
         """``{stream: (B, T) int64}`` most likely token index per position (padding class excluded)."""
         return {name: logits[..., 1:].argmax(-1) for name, logits in self(hidden).items()}
 
+    def stream(self, name: str) -> StreamInfo:
+        """The stream called ``name`` (:class:`InputError` naming those there are otherwise)."""
+        for info in self.streams:
+            if info.name == name:
+                return info
+        raise InputError(f"stream {name!r}: the heads predict {', '.join(s.name for s in self.streams)}")
+
     def decode(self, stream: str, tokens: torch.Tensor) -> str:
         """Token string of ``(L,)`` indices of ``stream``, as written to token FASTA."""
-        info = next(s for s in self.streams if s.name == stream)
-        return Alphabet(info.alphabet).decode(tokens.cpu().numpy())
+        return Alphabet(self.stream(stream).alphabet).decode(tokens.cpu().numpy())
 
 
 def save_heads(heads: TokenHeads, path: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,6 +68,10 @@ def predict_records(
     """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
     if heads.embed_dim != loaded.model.embed_dim:
         raise InputError(f"heads expect width {heads.embed_dim}, the backbone has {loaded.model.embed_dim}")
+    heads.stream(stream)
+    repeated = sorted(name for name, n in Counter(name for name, _ in records).items() if n > 1)
+    if repeated:
+        raise InputError(f"records named more than once: {', '.join(repeated[:10])}")
     options = replace(options, include=("per_tok",), repr_layers=(heads.layer,))
     device = resolve_device(device)
     heads = heads.to(device)

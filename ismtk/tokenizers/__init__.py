@@ -66,9 +66,12 @@ ENCODE_TOKENIZER = "ism"
 DEFAULT_TOKENIZER = "3di"
 
 
-def load_tokenizer(spec: str | Path) -> Tokenizer:
+def load_tokenizer(spec: str | Path | Tokenizer) -> Tokenizer:
     """A tokenizer by name (see :data:`TOKENIZERS`), an ISM tokenizer folder made by ``ismtk cluster``, or an
-    identity (``3di``; ``ism:...`` of the shipped model)."""
+    identity (``3di``; ``ism:...`` of the shipped model); a :class:`Tokenizer` is returned as it is, so functions
+    that take a tokenizer take any of these."""
+    if isinstance(spec, Tokenizer):
+        return spec
     if str(spec) in TOKENIZERS:
         return TOKENIZERS[str(spec)]()
     if Path(spec).is_dir():

@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from ismtk.errors import InputError, StructureError
 from ismtk.structure.read import ReadOptions, path_list, read_structure
+from ismtk.tokenizers import load_tokenizer
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
 
@@ -203,14 +204,18 @@ def resolve_device(device: str, tokenizer: Tokenizer) -> str:
 
 
 def encode_file(
-    path: str | Path, tokenizer: Tokenizer, options: ReadOptions = ReadOptions(), tracks: Sequence[Tokenizer] = ()
+    path: str | Path,
+    tokenizer: Tokenizer | str | Path,
+    options: ReadOptions = ReadOptions(),
+    tracks: Sequence[Tokenizer] = (),
 ) -> FileResult:
     """Read and tokenize one file; problems are returned in :attr:`FileResult.skipped`, never raised.
 
     Each chain is also tokenized by each of ``tracks`` (:attr:`EncodedChain.tracks`), from the same reading; a
     chain that one of them cannot use is skipped. An unexpected exception (a bug, not bad input) is reported as a
-    skip too, so one file never stops a batch of millions.
+    skip too, so one file never stops a batch of millions. ``tokenizer``: one, or what :func:`load_tokenizer` takes.
     """
+    tokenizer = load_tokenizer(tokenizer)
     start = time.perf_counter()
     try:
         structure = read_structure(path, options)
@@ -232,7 +237,7 @@ def encode_file(
 
 def encode_files(
     paths: str | Path | Sequence[str | Path],
-    tokenizer: Tokenizer,
+    tokenizer: Tokenizer | str | Path,
     options: ReadOptions = ReadOptions(),
     threads: int = 1,
     devices: Sequence[str] | None = None,
@@ -255,7 +260,7 @@ def encode_files(
     """
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
-    paths = [str(p) for p in path_list(paths)]
+    paths, tokenizer = [str(p) for p in path_list(paths)], load_tokenizer(tokenizer)
     devices = list(devices) if devices else ["cpu"] * threads
     workers = _workers(len(paths), len(devices))
     if workers == 1:
@@ -483,7 +488,7 @@ class EncodeSummary:
 
 def encode_to_fasta(
     paths: str | Path | Sequence[str | Path],
-    tokenizer: Tokenizer,
+    tokenizer: Tokenizer | str | Path,
     tokens_out: str | Path,
     aa_out: str | Path | None = None,
     options: ReadOptions = ReadOptions(),
@@ -501,6 +506,7 @@ def encode_to_fasta(
     Raises :class:`InputError` if no chain at all could be encoded (nothing is written then).
     """
     paths = [str(p) for p in shard.select([str(p) for p in path_list(paths)])]
+    tokenizer = load_tokenizer(tokenizer)
     key = inputs_fingerprint(paths, tokenizer.identity, tokenizer.alphabet.symbols, repr(options), aa_out is not None)
     with ResumableFasta(tokens_out, aa_out, key, resume) as out:
         done = out.state.files

@@ -103,7 +103,7 @@ _READ = ReadOptions()
 
 def open_input(
     inputs: str | Path | Sequence[str | Path],
-    tokenizer: Tokenizer | None = None,
+    tokenizer: Tokenizer | str | Path | None = None,
     options: ReadOptions = _READ,
     threads: int = 1,
     on_skip: SkipHandler | None = None,
@@ -131,6 +131,7 @@ def open_input(
     one. ``progress(n, total=None)`` hears of every structure file encoded (``total`` first, with ``n = 0``).
     """
     paths = path_list(inputs)
+    tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
     kind = input_kind(paths)
     if mode == "aa":
         if kind == "db":
@@ -256,7 +257,7 @@ def _skip(problem: IsmtkError, on_skip: SkipHandler | None) -> None:
 
 def load_input(
     inputs: str | Path | Sequence[str | Path],
-    tokenizer: Tokenizer | None = None,
+    tokenizer: Tokenizer | str | Path | None = None,
     options: ReadOptions = _READ,
     threads: int = 1,
     on_skip: SkipHandler | None = None,
