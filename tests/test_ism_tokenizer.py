@@ -268,3 +268,13 @@ def test_tokens_follow_the_atoms_in_place_edits_too_and_hydrogens_never_count():
     np.testing.assert_array_equal(ism.encode(with_h), before)
     plain.coords[:] += np.random.default_rng(0).normal(0, 1.5, plain.coords.shape).astype(np.float32)
     assert (ism.encode(plain) != before).sum() > len(plain) // 4  # not the embeddings of the atoms as they were
+
+
+def test_anything_but_chains_is_refused_by_name():
+    structure = read_structure(STRUCTURES / "1HZ6.pdb.gz")
+    for tokenizer in (load_tokenizer("3di"), load_tokenizer("ism")):
+        for wrong in (str(STRUCTURES / "1HZ6.pdb.gz"), structure):
+            with pytest.raises(InputError, match=f"expected a ProteinChain .*not {type(wrong).__name__}"):
+                tokenizer.encode(wrong)
+        with pytest.raises(InputError, match="encode_many takes a sequence of chains"):
+            tokenizer.encode_many(structure.chains[0])

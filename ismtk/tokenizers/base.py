@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ismtk.errors import StructureError
+from ismtk.errors import InputError, StructureError
 from ismtk.sequence.alphabet import Alphabet
 from ismtk.sequence.fasta import TOKENIZER_TAG
 from ismtk.structure.chain import ProteinChain
@@ -24,8 +24,11 @@ def require_backbone(chain: ProteinChain, need: str) -> None:
     with non-finite coordinates (which tokenizers would turn into garbage; :func:`~ismtk.structure.read_structure`
     drops such atoms).
 
-    ``need`` says what the tokenizer needs, for the message (e.g. "3Di needs backbone N, CA and C atoms").
+    ``need`` says what the tokenizer needs, for the message (e.g. "3Di needs backbone N, CA and C atoms"). Anything
+    but a chain is an :class:`~ismtk.errors.InputError`.
     """
+    if not isinstance(chain, ProteinChain):
+        raise InputError(f"expected a ProteinChain (read_structure(path).chains), not {type(chain).__name__}")
     if not np.isfinite(chain.coords).all():
         raise StructureError(chain.source, "atoms with non-finite (NaN or infinite) coordinates", chain.chain_id)
     backbone = chain.has_atoms(("N", "C"))
@@ -34,6 +37,13 @@ def require_backbone(chain: ProteinChain, need: str) -> None:
         what = "no residue has both N and C (a CA-only chain?)" if not backbone.any() else (
             f"{missing:.0%} of residues lack N or C")
         raise StructureError(chain.source, f"{what}: {need}", chain.chain_id)
+
+
+def check_chains(chains: Sequence[ProteinChain]) -> Sequence[ProteinChain]:
+    """``chains``, refused (:class:`~ismtk.errors.InputError`) when it is one chain instead of several."""
+    if isinstance(chains, ProteinChain):
+        raise InputError("encode_many takes a sequence of chains; encode takes one")
+    return chains
 
 
 class Tokenizer(ABC):
@@ -70,8 +80,8 @@ class Tokenizer(ABC):
         """``(L,) uint8`` token indices into :attr:`alphabet`, one per residue of ``chain``."""
 
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
-        """Tokens of several chains; override to batch work across chains."""
-        return [self.encode(chain) for chain in chains]
+        """Tokens of several chains; override to batch work across chains (calling :func:`check_chains`)."""
+        return [self.encode(chain) for chain in check_chains(chains)]
 
     def to(self, device: str) -> Tokenizer:
         """Run on ``device`` (``cpu``, ``cuda``, ``cuda:N``); tokenizers without a model ignore it."""

@@ -28,7 +28,7 @@ from ismtk.autoencoder.codebook import CODEBOOK_FILE, Codebook, file_sha256
 from ismtk.errors import InputError
 from ismtk.search.matrix import TOKENIZER_MATRIX
 from ismtk.structure.chain import ProteinChain
-from ismtk.tokenizers.base import Tokenizer, require_backbone
+from ismtk.tokenizers.base import Tokenizer, check_chains, require_backbone
 
 __all__ = [
     "DEFAULT_ISM_MODEL",
@@ -184,7 +184,7 @@ class IsmTokenizer(Tokenizer):
 
     @torch.inference_mode()
     def encode_many(self, chains: Sequence[ProteinChain]) -> list[np.ndarray]:
-        for chain in chains:
+        for chain in check_chains(chains):
             require_backbone(chain, "ISM tokens are made from all-atom microenvironments")
         return [self.codebook.assign(z) for z in _embeddings(self.codebook.encoder_sha256, self.model, chains)]
 
