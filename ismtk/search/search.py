@@ -81,6 +81,13 @@ class SearchOptions:
     #: :meth:`ismtk.search.tracks.ScoreTracks.composition_bias`.
     comp_bias: float = 0.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.score, str):
+            raise InputError(f"score {self.score!r}: a tuple of (track, weight) pairs; parse a --score text with "
+                             "ismtk.search.combined.parse_score")
+        if isinstance(self.split, str):
+            raise InputError(f"split {self.split!r}: an (I, N) tuple; parse an I/N text with parse_split")
+
 
 def parse_split(text: str) -> tuple[int, int]:
     """``"I/N"`` (1 <= I <= N) as ``(I, N)``; raises :class:`InputError` otherwise."""

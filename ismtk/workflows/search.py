@@ -320,7 +320,9 @@ def _check_learned_for(matrix: SubstitutionMatrix, tokenizer: Tokenizer) -> None
 
 def score_mode(mode: Mode, options: SearchOptions) -> tuple[Mode, SearchOptions]:
     """``--score aa`` (the amino acids alone) is ``--mode aa``: the mode and options that search it that way;
-    :class:`InputError` when ``--mode aa`` comes with another score."""
+    :class:`InputError` when ``--mode aa`` comes with another score, or for a mode that is neither."""
+    if mode not in ("tokens", "aa"):
+        raise InputError(f"mode {mode!r}: tokens or aa")
     if options.score == ((AA_TRACK, 1.0),):
         return "aa", replace(options, score=())
     if mode == "aa" and (options.score or (options.aa_weight or 0) > 0):

@@ -240,3 +240,15 @@ def test_createdb_of_mismatched_token_fasta_names_what_the_user_gave(tmp_path):
         assert result.exit_code == EXIT_ERROR and message in result.output, (inputs, extra, result.output)
         assert "--tokenizer" not in result.output.replace("ismtk encode --tokenizer", "")
     assert not (tmp_path / "db").exists()
+
+
+def test_library_options_refuse_texts_meant_for_the_command_line(db, tmp_path):
+    from ismtk.errors import InputError
+    from ismtk.search.search import SearchOptions
+    from ismtk.workflows.search import search_to_m8
+
+    for options, message in [({"score": "3di:1,aa:0.5"}, "parse_score"), ({"split": "1/2"}, "parse_split")]:
+        with pytest.raises(InputError, match=message):
+            SearchOptions(**options)
+    with pytest.raises(InputError, match="mode '3di': tokens or aa"):
+        search_to_m8(db, db, tmp_path / "x.m8", mode="3di")
