@@ -203,3 +203,8 @@ def test_read_options_refuse_values_they_would_misread():
     ]:
         with pytest.raises(InputError, match=message):
             ReadOptions(**options)
+
+
+def test_a_folder_given_to_read_structure_is_named_as_one():
+    with pytest.raises(StructureError, match="a folder: read_structure reads one file"):
+        read_structure(STRUCTURES)

@@ -283,6 +283,9 @@ def _is_structure_file(path: Path) -> bool:
 
 def _read_bytes(path: Path) -> bytes:
     if path.is_dir():  # a folder given as input that holds no structure (find_structure_files keep_missing)
+        if any(p.is_file() and _is_structure_file(p) for p in path.rglob("*")):
+            raise StructureError(path, "a folder: read_structure reads one file (find_structure_files lists a "
+                                       "folder's)")
         raise StructureError(path, _EMPTY_FOLDER)
     try:
         raw = path.read_bytes()
