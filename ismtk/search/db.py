@@ -408,7 +408,7 @@ def fasta_tokens(path: str | Path, alphabet: Alphabet, tokenizer: str) -> Iterat
         tag = header_tag(description, TOKENIZER_TAG)
         if tag is not None and tag != tokenizer:
             raise InputError(f"{path}: record {name} holds {tag} tokens, but the file is read as {tokenizer} tokens; "
-                             f"read it as {tag}'s (a tokenizer's identity), and keep one tokenizer's tokens per file")
+                             "keep the tokens of one tokenizer per file, read as that tokenizer's identity")
         yield name, alphabet.encode(text, f"{path}: {name}")
     if empty:
         raise InputError(f"{path}: no FASTA records (an empty file?)")
