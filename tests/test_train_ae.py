@@ -126,10 +126,12 @@ def test_run_folder_is_not_overwritten_by_accident(tmp_path):
 
 
 def test_resumed_configs_take_the_runs_options_unless_given(tmp_path):
-    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1, best_metric="rmsd"), device="cpu",
+                      threads=1)
     model, cfg, taken = resumed_configs(tmp_path, AutoencoderConfig(), TrainAEConfig(lr=0.5), given={"lr"})
     assert model == MODEL and cfg.batch_size == TRAIN.batch_size and cfg.lr == 0.5
     assert taken["width"] == MODEL.width and "lr" not in taken
+    assert cfg.best_metric == "rmsd"  # what best/ means, and the validation, continue as they were
     # an explicit option that differs from the run is still refused by the checkpoint
     with pytest.raises(InputError, match="lr"):
         train_autoencoder([DATA], tmp_path, model, cfg, device="cpu", threads=1, resume=True)

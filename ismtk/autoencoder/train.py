@@ -244,7 +244,8 @@ RESUME_KEYS = (
     "stage", "epochs_stage1", "epochs_stage2", "batch_size", "lr", "weight_decay", "warmup_epochs", "coord_weight",
     "min_lr_ratio", "residues_per_chain", "min_residues", "shuffle_chains", "data_shards", "seed",
     "drop_bench_homologs", "drop_ts50_homologs", "pair_alignments", "pair_structures", "pair_weight", "pair_batch",
-    "pair_temperature", "pair_min_tm", "pair_group", "pair_rivals", "pair_codebook",
+    "pair_temperature", "pair_min_tm", "pair_group", "pair_rivals", "pair_codebook", "pair_val_alignments",
+    "val_residues_per_chain", "best_metric",
 )  # fmt: skip
 
 
@@ -621,7 +622,8 @@ class AutoencoderTrainer:
         """Log a validation, keep the best model, checkpoint and plot."""
         if metrics is not None:
             metrics.write("val", pos.step, epoch=pos.epoch, stage=stage, **val)
-            self.log(f"epoch {pos.epoch + 1} (stage {stage}) step {pos.step}: " + _fmt(val))
+            epoch = pos.epoch if pos.batch == 0 else pos.epoch + 1  # 1-based; at an epoch's end, the epoch just done
+            self.log(f"epoch {epoch} (stage {stage}) step {pos.step}: " + _fmt(val))
             on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, {}, 0.0, val))
         self.keep_best(pos, val)
         self.save(pos)
