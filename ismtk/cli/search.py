@@ -107,13 +107,14 @@ def createdb(
         raise InputError("--tracks stores several token tracks of structures; a token FASTA holds the one it was "
                          "made with: give the structure files")
     leading = tokenizer or (names[0] if names else DEFAULT_TOKENIZER)
-    sources = start_encoding(sources, [leading, *names], threads) or sources
+    files = start_encoding(sources, [leading, *names], threads)  # None unless structures are to be encoded
+    sources = files or sources
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     stored = [load_tokenizer(name) for name in names]
     if tokenizer is None and not names:
         _warn_untagged(sources)
     skips = console.Skips()
-    with _encoding_progress(sources) as advance:
+    with _encoding_progress(files is not None) as advance:
         db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads,
                               skips, "--tokenizer" if chosen else "--tracks", tracks=stored, progress=advance)
     if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
@@ -124,12 +125,9 @@ def createdb(
     skips.finish()
 
 
-def _encoding_progress(inputs: list[Path]) -> AbstractContextManager[Callable[..., None] | None]:
-    """A progress bar for the files of ``inputs`` when they are structures to encode (None otherwise)."""
-    from ismtk.workflows.search import input_kind
-
-    return console.progress("encoding", total=None, unit="files") if input_kind(inputs) == "structures" \
-        else nullcontext()
+def _encoding_progress(encoding: bool) -> AbstractContextManager[Callable[..., None] | None]:
+    """A progress bar for the structure files to encode, when there are any (None otherwise)."""
+    return console.progress("encoding", total=None, unit="files") if encoding else nullcontext()
 
 
 @with_option_groups
@@ -207,7 +205,7 @@ def _search(
     predictor: Path | None = None,
 ) -> None:
     from ismtk.structure.read import find_structure_files
-    from ismtk.workflows.search import search_to_m8
+    from ismtk.workflows.search import input_kind, search_to_m8
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
@@ -217,7 +215,7 @@ def _search(
                      "add --mode aa to align amino acids")
     options = alignment.search_options(threads, hits)
     skips = console.Skips()
-    with _encoding_progress([target]) as advance:
+    with _encoding_progress(input_kind([target]) == "structures") as advance:
         run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
                            options, reading.read_options(), skips, predictor, judging.options(), advance)
     if run.evd_fitted and run.targets < _RELIABLE_FIT:
