@@ -235,21 +235,23 @@ def test_gpu_command_on_a_cpu_budget(tmp_path):
 
 
 def test_sigterm_stops_cleanly_and_resume_continues(tmp_path):
-    """A scheduler's SIGTERM mid-schedule: the step ends, the run is validated and saved, the command exits 0,
-    and --resume continues from the step it stopped at (not from an older periodic checkpoint)."""
+    """A scheduler's SIGTERM to the process group (the trainer and its loader processes) mid-schedule: the step
+    ends, the run is validated and saved, the command exits 0, and --resume continues from the step it stopped at
+    (not from an older periodic checkpoint)."""
     import signal
     import time
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--width", "16", "--heads", "2"]
     cmd += ["--layers", "1", "--decoder-layers", "1", "--stage", "2", "--epochs-stage2", "400", "--batch-size", "8"]
-    cmd += ["--residues-per-chain", "12", "--device", "cpu", "--checkpoint-every", "100000"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd += ["--residues-per-chain", "100", "--device", "cpu", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM and torchrun do: the trainer and its loader processes
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "SIGTERM: stopping at step" in err

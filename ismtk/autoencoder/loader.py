@@ -12,6 +12,7 @@ processes, which prepare batches ahead of the training step; skips seen by a wor
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,7 +95,11 @@ class _EpochParts(IterableDataset):
 
 
 def _worker_init(_: int) -> None:
+    """One thread per loader process; a scheduler's SIGTERM (SLURM and torchrun signal the whole process group) is
+    left to the trainer, which finishes its step and saves: a worker killed by it would crash the step instead.
+    Workers still end with the loader, or when the trainer exits."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def rank_batches(spec: EpochSpec, workers: int, skips: SkipLog) -> Iterator[Microenvironments]:
