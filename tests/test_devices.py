@@ -21,6 +21,7 @@ import ismtk
 from ismtk.errors import InputError
 from ismtk.plm.tune import autocast_dtype
 from ismtk.train import launch
+from ismtk.train.checkpoint import rng_state, set_rng_state
 from ismtk.train.distributed import broadcast_object, materialise, on_main
 from ismtk.train.launch import Processes, is_main_process, package_path, relaunch, resolve_device
 
@@ -82,6 +83,22 @@ def test_more_gpus_than_visible_fail_before_anything_starts(gpus, monkeypatch, t
     structures, out = ROOT / "tests" / "data" / "structures", tmp_path / "x.fasta"
     result = CliRunner().invoke(app, ["encode", str(structures), "-o", str(out), "--gpus", "2"])
     assert result.exit_code == 1 and "--gpus 2: 0 CUDA GPU(s) visible" in result.output, result.output
+
+
+def test_a_checkpoint_s_cuda_random_state_resumes_where_fewer_gpus_are_visible(gpus, monkeypatch):
+    """A run saved on a node with 8 GPUs resumes on one with 2: the saving process's own CUDA state is restored
+    (older checkpoints held one per visible GPU; those still visible are restored)."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.full((4,), 7, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((device, state)))
+    gpus(8)
+    state = rng_state()
+    gpus(2)
+    set_rng_state(state)
+    assert len(restored) == 1 and restored[0][1].tolist() == [7] * 4
+    restored.clear()
+    set_rng_state(dict(state, cuda=[torch.full((4,), i, dtype=torch.uint8) for i in range(8)]))
+    assert [(device, int(s[0])) for device, s in restored] == [(0, 0), (1, 1)]
 
 
 def test_children_import_this_copy(monkeypatch):

@@ -109,7 +109,7 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's device: a resume may see fewer GPUs
     return state
 
 
@@ -120,5 +120,10 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
     np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, torch.Tensor):
+            torch.cuda.set_rng_state(cuda)
+        else:  # older checkpoints: one state per GPU the saving process saw, restored to those still visible
+            for device, device_state in enumerate(cuda[: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(device_state, device)
