@@ -174,8 +174,10 @@ class DistanceBias(nn.Module):
         b, n = dist.shape[:2]
         h = self.cfg.heads
 
-        def per_head(values: torch.Tensor) -> torch.Tensor:  # (B*N*N, H) -> (B, H, N, N)
-            return values.view(b, n, n, h).permute(0, 3, 1, 2)
+        def per_head(values: torch.Tensor) -> torch.Tensor:  # (B*N*N, H) -> (B, H, N, N), rows contiguous
+            # CUDA's fused attention kernels take a bias only with unit stride along keys (else SDPA falls back
+            # to its math kernel, which holds every (B, H, N, N) probability in memory)
+            return values.view(b, n, n, h).permute(0, 3, 1, 2).contiguous()
 
         if self.cfg.kernel == "fixed":
             # float32 even under autocast: the backward of the gathers sums millions of pair gradients into a
