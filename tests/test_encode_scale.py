@@ -250,6 +250,30 @@ def test_devices_path_gives_the_same_output(many):
     assert one == two and len(one) >= 10
 
 
+def test_one_process_per_gpu():
+    """--gpus N: one process per GPU; one GPU (--device cuda, or auto on a GPU machine): one process, not one per
+    core, each with its CUDA context and model copy on the same GPU; the CPU: one per thread."""
+    assert encode_module.worker_devices("cpu", 3, gpus=2) == ["cuda:0", "cuda:1"]
+    assert encode_module.worker_devices("cuda:1", 16) == ["cuda:1"]
+    assert encode_module.worker_devices("cpu", 3) == ["cpu"] * 3
+
+
+def test_a_device_failure_stops_the_batch_instead_of_skipping_every_file(many, monkeypatch):
+    """A GPU out of memory fails every later file too: raised (naming the file, pointing to --resume), not a skip."""
+    import torch
+
+    def out_of_memory(self, chain):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    path = find_structure_files([many])[0]
+    monkeypatch.setattr(ThreeDiTokenizer, "encode", out_of_memory)
+    with pytest.raises(InputError, match=r"device failed .*OutOfMemoryError.*--resume") as caught:
+        encode_module.encode_file(path, ThreeDiTokenizer())
+    assert str(path) in str(caught.value)
+    monkeypatch.setattr(ThreeDiTokenizer, "encode", lambda self, chain: 1 / 0)
+    assert "internal error" in str(encode_module.encode_file(path, ThreeDiTokenizer()).skipped[0])  # a bug: a skip
+
+
 def _descendants(pid: int) -> set[int]:
     found, todo = set(), [pid]
     while todo:

@@ -55,7 +55,8 @@ def encode(
     device: Device = "auto",
     gpus: Annotated[
         int, typer.Option("--gpus", min=0, rich_help_panel=PROCESSES,
-                          help="Use N GPUs, one worker process each (ISM; overrides --threads).")
+                          help="Use N GPUs, one worker process each (ISM; overrides --threads). A "
+                          "single GPU (--device cuda[:N], or auto on a GPU machine) runs one process.")
     ] = 0,
 ) -> None:
     """Encode protein structures as one structure token per residue, written as FASTA.
@@ -71,7 +72,7 @@ def encode(
     """
     from ismtk.structure.read import find_structure_files
     from ismtk.tokenizers import load_tokenizer, tokenizer_module
-    from ismtk.workflows.encode import encode_to_fasta, resolve_device, start_workers
+    from ismtk.workflows.encode import encode_to_fasta, resolve_device, start_workers, worker_devices
 
     if gpus:
         from ismtk.train.launch import check_gpus
@@ -82,7 +83,7 @@ def encode(
     refuse_overwriting(paths, output=output, aa_output=aa_output)
     start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)
-    devices = [f"cuda:{i}" for i in range(gpus)] if gpus else [resolve_device(device, tok)] * threads
+    devices = worker_devices(resolve_device(device, tok), threads, gpus)
     done = 0
     with console.progress("encoding", total=None, unit="files") as advance:
 

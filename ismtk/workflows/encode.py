@@ -203,6 +203,22 @@ def resolve_device(device: str, tokenizer: Tokenizer) -> str:
     return str(resolve(device))
 
 
+def worker_devices(device: str, threads: int, gpus: int = 0) -> list[str]:
+    """The device of each encoding process: one per GPU with ``gpus``; one on a resolved CUDA ``device`` (processes
+    sharing a GPU would each hold a CUDA context and a copy of the model, and add no GPU); else ``threads`` on the
+    CPU (``device`` as :func:`resolve_device` returned it)."""
+    if gpus:
+        return [f"cuda:{i}" for i in range(gpus)]
+    return [device] if device.startswith("cuda") else [device] * threads
+
+
+def _device_failure(exc: Exception) -> bool:
+    """True for an accelerator's out-of-memory or runtime error: every later file would fail the same way."""
+    torch = sys.modules.get("torch")
+    kinds = tuple(getattr(torch, name) for name in ("OutOfMemoryError", "AcceleratorError") if hasattr(torch, name))
+    return isinstance(exc, kinds)
+
+
 def encode_file(
     path: str | Path,
     tokenizer: Tokenizer | str | Path,
@@ -213,7 +229,9 @@ def encode_file(
 
     Each chain is also tokenized by each of ``tracks`` (:attr:`EncodedChain.tracks`), from the same reading; a
     chain that one of them cannot use is skipped. An unexpected exception (a bug, not bad input) is reported as a
-    skip too, so one file never stops a batch of millions. ``tokenizer``: one, or what :func:`load_tokenizer` takes.
+    skip too, so one file never stops a batch of millions, except a GPU's out-of-memory or device error, raised as
+    :class:`InputError` (every later file would fail too; such a run continues with ``--resume``). ``tokenizer``:
+    one, or what :func:`load_tokenizer` takes.
     """
     tokenizer = load_tokenizer(tokenizer)
     start = time.perf_counter()
@@ -229,7 +247,10 @@ def encode_file(
                 skipped.append(exc)
     except StructureError as exc:
         return FileResult(str(path), [], [exc], seconds=time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 -- reported per file, see docstring
+    except Exception as exc:  # reported per file (see the docstring), a device failure excepted
+        if _device_failure(exc):
+            raise InputError(f"{path}: the device failed while encoding it ({type(exc).__name__}: {exc}); free "
+                             "its memory or use another device, then continue with --resume") from exc
         problem = StructureError(path, f"internal error, please report it ({type(exc).__name__}: {exc})")
         return FileResult(str(path), [], [problem], seconds=time.perf_counter() - start)
     return FileResult(str(path), encoded, skipped, warnings=structure.warnings, seconds=time.perf_counter() - start)
