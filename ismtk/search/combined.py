@@ -109,11 +109,15 @@ class TrackAligner:
 
     def fit_key(self) -> str:
         """A digest of what E-value parameters fitted for this aligner depend on besides the database: the tracks'
-        weighted scores, in order, and the gap penalties (:attr:`SequenceDB.fits` is keyed by it). Not the tracks'
-        names: a tokenizer's track scores the same whether it is a database's main track or another one."""
+        weighted scores and the gap penalties (:attr:`SequenceDB.fits` is keyed by it). Not the tracks' names (a
+        tokenizer's track scores the same whether it is a database's main track or another one), nor their order
+        (a column's score is their sum: ``aa:0.5,3di:1`` scores as ``3di:1,aa:0.5``)."""
         digest = hashlib.sha256(f"{len(self.names)}|{self.gap_open}|{self.gap_extend}".encode())
-        for matrix in self.tracks.matrices:
-            digest.update(np.ascontiguousarray(matrix, np.int32).tobytes() + str(matrix.shape).encode())
+        for table in sorted(
+            np.ascontiguousarray(matrix, np.int32).tobytes() + str(matrix.shape).encode()
+            for matrix in self.tracks.matrices
+        ):
+            digest.update(table)
         return digest.hexdigest()[:16]
 
     def query(self, db: SequenceDB, i: int) -> np.ndarray:

@@ -271,6 +271,9 @@ class Searcher:
             params = matrix.evd_for(*gaps)
         else:
             self.aligner, params = self.scorer, None
+            (name, weight), *others = self.score
+            if not others and weight == 1.0 and name != AA_TRACK:  # another tokenizer's tokens alone: its header's
+                params = (matrices or {})[name].evd_for(*gaps)
         self._codes = self.scorer.codes(target)
         self._background = self.scorer.background(target) if options.comp_bias > 0 else []
         self._offsets = np.ascontiguousarray(target.offsets, dtype=np.int64)

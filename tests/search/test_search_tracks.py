@@ -135,7 +135,7 @@ def test_three_tracks_score_the_weighted_sum_of_each_column(tracks_db, ism_ident
         assert columns - gaps == hit.raw == aln.score
 
 
-def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combination(tracks_db):
+def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combination(tracks_db, ism_identity):
     db = SequenceDB.load(tracks_db)
     plain = _searcher(db, "3di")
     assert not plain.evd_fitted and plain.evd == load_matrix(None, "3di").evd_for(10, 1)
@@ -144,6 +144,10 @@ def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combinat
         s = _searcher(db, text)
         assert not s.evd_fitted and s.evd == shipped_evd(s.scorer.fit_key()), text
         find_fit(s.scorer.fit_key(), text)  # an InputError if none ships
+        swapped = _searcher(db, ",".join(reversed(text.split(","))))  # a sum: the order --score names tracks in
+        assert swapped.scorer.fit_key() == s.scorer.fit_key() and swapped.evd == s.evd and not swapped.evd_fitted
+    alone = _searcher(db, f"{ism_identity}:1")  # another track's tokens alone: the E-values of its matrix header
+    assert not alone.evd_fitted and alone.evd == load_matrix(None, "ism").evd_for(10, 1)
     fitted = {text: _searcher(db, text) for text in ("3di:1,ism:0.3", "3di:1,ism:0.3,aa:0.5", "3di:1,ism:0.7")}
     assert all(s.evd_fitted for s in fitted.values())
     assert len({(s.evd.lam, s.evd.k) for s in fitted.values()}) == 3
