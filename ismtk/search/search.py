@@ -331,7 +331,8 @@ class Searcher:
                 raise InputError(f"the queries' {name} tokens have another alphabet than the target's")
 
     def search_one(self, query: SequenceDB, i: int, codes: np.ndarray | None = None) -> list[Hit]:
-        """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index).
+        """Ranked hits of query entry ``i``: best corrected score first (ties: lower target index); a target that
+        aligns no pair (raw score 0) is no hit, whatever its E-value.
 
         ``codes``: the query's ``(T, L)`` track codes when the caller has them (:meth:`search` does)."""
         codes = self.scorer.query(query, i) if codes is None else codes
@@ -347,7 +348,7 @@ class Searcher:
         raw, corrected, scored = self._scores(codes, ids, bias)
         e = np.full(len(ids), np.inf)
         e[scored] = evalue(corrected[scored], codes.shape[1], self.target.residues, self.evd)
-        keep = np.flatnonzero(e <= self.options.max_evalue)
+        keep = np.flatnonzero((e <= self.options.max_evalue) & (raw > 0))  # raw 0: not one aligned pair
         keep = keep[np.lexsort((ids[keep], -corrected[keep]))][: self.options.max_seqs]
         bits = bit_score(corrected[keep], self.evd)
         alignments = self._traces(query, i, codes, bias, ids[keep]) if self.options.trace else [None] * len(keep)

@@ -104,3 +104,22 @@ def test_amino_acids_are_required_and_weights_checked():
         aligner.query(no_aa, 0)
     with pytest.raises(InputError, match="positive"):
         CombinedAligner(tokens, tokens.symbols, blosum, 0.0)
+
+
+@pytest.mark.parametrize("aa_weight", [0.0, 0.5])
+def test_a_target_that_aligns_no_pair_is_no_hit_even_under_an_infinite_cutoff(aa_weight):
+    """Raw score 0 means no aligned pair: such targets are left out (they were reported with positions past the
+    query's end) on the one-track and the multi-track paths."""
+    from ismtk.search.search import Searcher, SearchOptions
+
+    rng = np.random.default_rng(5)
+    tokens, aa = _random_matrix(rng, Alphabet.of_size(20).symbols), _random_matrix(rng, AA)
+    tokens.scores[0, :], tokens.scores[:, 0] = -5, -5  # symbol 0 matches nothing
+    aa.scores[0, :], aa.scores[:, 0] = -5, -5
+    db = _db(rng, 20, [30, 40, 25])
+    query = SequenceDB.from_records([("q", np.zeros(12, np.uint8), AA[0] * 12)], Alphabet.of_size(20), "t")
+    options = SearchOptions(aa_weight=aa_weight, max_evalue=float("inf"), trace=True, threads=1)
+    searcher = Searcher(db, tokens, options, aa_matrix=aa)
+    assert searcher.search_one(query, 0) == []
+    hits = searcher.search_one(db, 0)  # the self-hit and others that align: kept, with real positions
+    assert hits and all(h.raw > 0 and len(h.alignment.pairs) for h in hits)
