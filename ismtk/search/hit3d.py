@@ -169,14 +169,22 @@ def column_3d(name: str, hit: Hit, query: SequenceDB, target: SequenceDB) -> str
     return f"{geometry.value(name):.3E}"
 
 
+#: TM-align's shortest chain.
+TMALIGN_MIN_LENGTH = 3
+
+
 def tmalign_hit(hit: Hit, query: SequenceDB, target: SequenceDB) -> Hit:
     """``hit`` with TM-align's alignment of the two chains (Zhang & Skolnick 2005, via tmtools) in place of its own;
-    unaligned residues before the first and after the last aligned pair are left out, as in a local alignment."""
+    unaligned residues before the first and after the last aligned pair are left out, as in a local alignment. A
+    chain of fewer than :data:`TMALIGN_MIN_LENGTH` residues, which TM-align refuses, keeps the hit's alignment."""
     from ismtk.search.pairs import align_structures
 
     q, t = hit.query, hit.target
-    qseq = query.aa_seq(q) if query.aa is not None else "A" * int(query.lengths()[q])
-    tseq = target.aa_seq(t) if target.aa is not None else "A" * int(target.lengths()[t])
+    qlen, tlen = int(query.offsets[q + 1] - query.offsets[q]), int(target.offsets[t + 1] - target.offsets[t])
+    if min(qlen, tlen) < TMALIGN_MIN_LENGTH:
+        return hit
+    qseq = query.aa_seq(q) if query.aa is not None else "A" * qlen
+    tseq = target.aa_seq(t) if target.aa is not None else "A" * tlen
     result = align_structures(query.names[q], query.ca_coords(q), qseq, target.names[t], target.ca_coords(t), tseq)
     return replace(hit, alignment=_local(hit.raw, result.cigar))
 

@@ -165,6 +165,25 @@ def test_u_and_t_undo_a_known_motion_of_the_target(domains_dir, tmp_path):
     np.testing.assert_allclose(np.array(t.split(","), float), -rotation.T @ shift, atol=0.02)
 
 
+def test_tmalign_mode_keeps_the_own_alignment_of_chains_tm_align_refuses():
+    """TM-align refuses chains under 3 residues (a peptide of a PDB complex): such a hit keeps its Smith-Waterman
+    alignment instead of ending the search with a traceback."""
+    from ismtk.search.hit3d import tmalign_hit
+    from ismtk.search.search import Searcher
+    from ismtk.tokenizers import ThreeDiTokenizer
+
+    rng = np.random.default_rng(0)
+    lengths = {"pep": 2, "domain": 30}
+    records = [(name, rng.integers(0, 20, n).astype(np.uint8), "A" * n) for name, n in lengths.items()]
+    ca = [np.cumsum(rng.normal(0, 2.2, (n, 3)), 0).astype(np.float32) for n in lengths.values()]
+    db = SequenceDB.from_records(records, ThreeDiTokenizer().alphabet, "3di", ca=ca)
+    searcher = Searcher(db, load_matrix(None, "3di"), SearchOptions(max_evalue=float("inf"), trace=True, threads=1))
+    (pep,) = [h for h in searcher.search_one(db, 0) if h.target == 0]
+    assert tmalign_hit(pep, db, db) is pep
+    (domain,) = [h for h in searcher.search_one(db, 1) if h.target == 1]
+    assert tmalign_hit(domain, db, db).alignment.columns == 30  # TM-align aligns the whole chain onto itself
+
+
 def test_tmalign_mode_reports_tmaligns_alignment_and_sort_by_ranks(db, domains_dir, chains, tmp_path):
     out = tmp_path / "tm.m8"
     query = domains_dir / f"{FAMILY_D58[0]}.pdb.gz"
