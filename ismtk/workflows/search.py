@@ -64,6 +64,7 @@ from ismtk.search.search import (
     with_aa_weight,
     with_fit,
 )
+from ismtk.sequence import AA_ALPHABET, aa_indices, read_protein_fasta
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.structure.read import ReadOptions, find_structure_files, path_list
 from ismtk.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, tokenizer_for, tokenizer_module
@@ -124,8 +125,9 @@ def open_input(
     :class:`UserWarning` each) and is left out: missing
     or unreadable structure files, chains the tokenizer cannot use, FASTA records without a sequence, and entries
     whose name an earlier entry has (the first keeps it).
-    In ``aa`` mode the database holds the amino acids as tokens and its tokenizer is not resolved; neither is a
-    database's when ``need_tokenizer`` is false (for callers that neither encode with it nor take its matrix).
+    In ``aa`` mode the database holds the amino acids as tokens (a FASTA input is read as protein sequences) and
+    its tokenizer is not resolved; neither is a database's when ``need_tokenizer`` is false (for callers that
+    neither encode with it nor take its matrix).
     Structures are also encoded by each of ``tracks`` from the same reading, stored as more token tracks (chains
     that one of them cannot encode go to ``on_skip``); a database holds the tracks it was made with, a token FASTA
     one. ``progress(n, total=None)`` hears of every structure file encoded (``total`` first, with ``n = 0``).
@@ -136,6 +138,8 @@ def open_input(
     if mode == "aa":
         if kind == "db":
             return SequenceDB.load(paths[0]).as_amino_acids(), None
+        if kind == "fasta":
+            return _protein_db(paths), None
         db, _ = open_input(paths, tokenizer, options, threads, on_skip, given_by, progress=progress)
         return db.as_amino_acids(), None
     if kind == "db":
@@ -165,6 +169,18 @@ def open_input(
     files = find_structure_files(paths, keep_missing=True)
     others = list({t.identity: t for t in tracks if t.identity != tokenizer.identity}.values())
     return _encoded(files, tokenizer, options, threads, on_skip, others, progress), tokenizer
+
+
+def _protein_db(paths: list[Path]) -> SequenceDB:
+    """Protein FASTA files as a database of their amino acids (``aa`` mode), read by :func:`read_protein_fasta`'s
+    rules (a token FASTA, naming its ``tokenizer=``, is refused)."""
+    if not all(is_fasta(p) for p in paths):
+        raise InputError("mix of FASTA and structure inputs; give one kind")
+    records = []
+    for path in paths:
+        found, _ = read_protein_fasta(path)
+        records += [(name, aa_indices(np.frombuffer(seq.encode(), np.uint8)), seq) for name, seq in found]
+    return SequenceDB.from_records(records, AA_ALPHABET, AA_TRACK)
 
 
 def is_fasta(path: str | Path) -> bool:

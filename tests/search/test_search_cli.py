@@ -223,6 +223,12 @@ def test_an_untagged_fasta_read_as_default_tokens_is_warned_of(tmp_path, domains
         assert "no tokenizer= tag" not in _run("search", *extra, "-o", tmp_path / "b.m8").output
     blosum = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "blosum62").output
     assert "--matrix blosum62 scores amino acids" in blosum and "--mode aa" in blosum
+    # the advice works: --mode aa reads a FASTA as protein sequences, with the hits of the structures' amino acids
+    _run("search", aa, aa, "-o", tmp_path / "fasta.m8", "--mode", "aa", "-t", "1")
+    _run("search", domains_dir, domains_dir, "-o", tmp_path / "structures.m8", "--mode", "aa", "-t", "1")
+    assert (tmp_path / "fasta.m8").read_text() == (tmp_path / "structures.m8").read_text() != ""
+    refused = runner.invoke(app, ["search", str(tokens), str(aa), "-o", str(tmp_path / "d.m8"), "--mode", "aa"])
+    assert refused.exit_code == EXIT_ERROR and "tokenizer=3di: structure tokens" in refused.output
 
 
 def test_createdb_of_mismatched_token_fasta_names_what_the_user_gave(tmp_path):
