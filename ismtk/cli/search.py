@@ -248,7 +248,8 @@ def merge_hits(
 ) -> None:
     """Join the outputs of a split search into exactly the .m8 that one run over the whole database writes.
 
-    Each shard's .m8 needs its key file beside it (<shard>.m8.shard, written by --split).
+    Each shard's .m8 needs its key file beside it (<shard>.m8.shard, written by --split). Shards searched with
+    --prefilter each kept their own --max-candidates: the merge ranks a superset of one prefiltered run's candidates.
 
     [bold]Example[/bold]: ismtk merge-hits s1.m8 s2.m8 s3.m8 -o hits.m8
     """
