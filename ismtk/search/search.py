@@ -283,7 +283,7 @@ class Searcher:
         self.evd_key = None
         if options.comp_bias > 0:  # scores change: fit their statistics on the target
             params = None
-        elif params is None and self.aligner is self.scorer:
+        elif params is None:  # (the main tokens alone: a matrix without parameters for these gaps)
             key = self.scorer.fit_key()
             params = shipped_evd(key)
             if params is None:

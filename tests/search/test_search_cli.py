@@ -10,7 +10,7 @@ from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS
-from ismtk.search.matrix import read_matrix
+from ismtk.search.matrix import load_matrix, read_matrix
 
 runner = CliRunner()
 
@@ -170,7 +170,6 @@ def test_the_default_score_takes_the_shipped_evalue_fit(db, domains_dir, tmp_pat
     """The default score (tokens + 0.5 x amino acids) of the shipped tokenizers comes with E-value parameters fitted
     on the training entries: nothing is fitted on (or stored in) a five-entry database, nor said to be rough."""
     from ismtk.search.evalue import shipped_evd
-    from ismtk.search.matrix import load_matrix
     from ismtk.search.search import DEFAULT_OPTIONS, Searcher
 
     stored = SequenceDB.load(db)
@@ -184,11 +183,25 @@ def test_the_default_score_takes_the_shipped_evalue_fit(db, domains_dir, tmp_pat
     assert "rough" not in result.output and "fitted on" not in result.output
 
 
+def test_a_matrix_without_evalue_parameters_gets_its_fit_stored_for_tokens_alone(db):
+    """A tokenizer of one's own whose matrix carries no E-value line, tokens alone (a token FASTA has no amino
+    acids): createdb's fit is stored and searches take it instead of fitting 4,000 pairs each time."""
+    from dataclasses import replace
+
+    from ismtk.search.search import DEFAULT_OPTIONS, Searcher, with_fit
+
+    stored = SequenceDB.load(db)
+    tokens = SequenceDB(stored.names, stored.offsets, stored.tokens, stored.alphabet, stored.tokenizer)
+    matrix = replace(load_matrix(None, "3di"), evd=())
+    fitted = with_fit(tokens, matrix)
+    assert len(fitted.fits) == 1
+    assert Searcher(fitted, matrix, DEFAULT_OPTIONS).evd == Searcher(tokens, matrix, DEFAULT_OPTIONS).evd
+
+
 def test_createdb_stores_the_default_fit_and_search_uses_it(domains_dir, tmp_path, monkeypatch):
     """Where no fit ships for the default score (a tokenizer or matrix of one's own, here: the shipped fits hidden),
     createdb fits its E-values once; a search with that score takes them from the database and writes the same bytes
     as one that fits them again, other scores refit."""
-    from ismtk.search.matrix import load_matrix
     from ismtk.search.search import DEFAULT_OPTIONS, Searcher, SearchOptions
 
     monkeypatch.setattr("ismtk.search.search.shipped_evd", lambda key: None)
