@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TextIO
@@ -42,15 +43,20 @@ def _identity(hit: Hit, query: SequenceDB, target: SequenceDB) -> int:
 
 
 def _aligned(db: SequenceDB, entry: int, hit: Hit, side: int) -> str:
-    """One side (0 = query, 1 = target) of the aligned region with ``-`` for gaps; between two aligned columns
-    query-only residues come first. Amino acids if the database has them, else token symbols."""
+    """One side (0 = query, 1 = target) of the aligned region with ``-`` for gaps, column by column as the CIGAR
+    runs (``M`` both sides, ``I`` the query's, ``D`` the target's). Amino acids if the database has them, else token
+    symbols."""
     text = db.aa_seq(entry) if db.aa is not None else db.alphabet.decode(db.token_seq(entry))
-    own, other = hit.alignment.pairs[:, side], hit.alignment.pairs[:, 1 - side]
-    out = [text[own[0]]] if len(own) else []
-    for k in range(1, len(own)):
-        residues, gaps = text[own[k - 1] + 1 : own[k]], "-" * int(other[k] - other[k - 1] - 1)
-        out.append(residues + gaps if side == 0 else gaps + residues)
-        out.append(text[own[k]])
+    at = hit.alignment.qstart if side == 0 else hit.alignment.tstart
+    own = "MI" if side == 0 else "MD"
+    out = []
+    for n, op in re.findall(r"(\d+)([MID])", hit.alignment.cigar):
+        n = int(n)
+        if op in own:
+            out.append(text[at : at + n])
+            at += n
+        else:
+            out.append("-" * n)
     return "".join(out)
 
 

@@ -86,3 +86,22 @@ def test_bad_gap_penalties_are_rejected():
     matrix = SubstitutionMatrix("AB", np.eye(2, dtype=np.int32))
     with pytest.raises(InputError):
         Aligner(matrix, "AB", gap_open=1, gap_extend=3)
+
+
+def test_aligned_text_columns_follow_the_cigar():
+    """qaln/taln are written column by column as the CIGAR runs, also where a target-only run comes right before a
+    query-only one (parasail's traces have such runs), so that the three columns agree."""
+    from ismtk.search.db import SequenceDB
+    from ismtk.search.m8 import COLUMNS
+    from ismtk.search.search import Hit
+    from ismtk.sequence import AA_ALPHABET, aa_indices
+
+    def db(name: str, seq: str) -> SequenceDB:
+        return SequenceDB.from_records([(name, aa_indices(np.frombuffer(seq.encode(), np.uint8)), seq)],
+                                       AA_ALPHABET, "aa")
+
+    query, target = db("q", "ABCDEF"), db("t", "UVWXYZ")
+    aln = alignment_from_runs(5, 0, 0, [(2, "M"), (1, "D"), (1, "I"), (2, "M")])
+    hit = Hit(0, 0, 5, 5, 1.0, 1.0, aln)
+    assert (aln.cigar, COLUMNS["qaln"](hit, query, target), COLUMNS["taln"](hit, query, target)) == (
+        "2M1D1I2M", "AB-CDE", "UVW-XY")
