@@ -366,6 +366,10 @@ def resolve_score(
             if name != MAIN_TRACK:
                 target.track(name)  # the target must hold it
                 matrices[name] = resolve_matrix(None, tokenizer)
+        if any(name == seen for seen, _ in score):
+            shown = "the database's main tokens" if name == MAIN_TRACK else name
+            raise InputError(f"--score names {shown} twice (as {', '.join(n for n, _ in options.score)}); give each "
+                             "track once, with the sum of its weights")
         score.append((name, weight))
     return replace(options, score=tuple(score)), matrices
 

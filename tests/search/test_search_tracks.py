@@ -156,6 +156,15 @@ def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combinat
     assert isinstance(s.scorer.tracks, ScoreTracks) and len(s.scorer.tracks) == 2
 
 
+def test_a_track_named_twice_under_two_names_is_refused(tracks_db, ism_identity):
+    """``tokens`` is the main track's other name and ``ism`` the shipped tokenizer's identity: each scored twice
+    would weigh one track twice in silence."""
+    db = SequenceDB.load(tracks_db)
+    for text in ("3di:1,tokens:0.5", f"3di:1,ism:0.3,{ism_identity}:0.2"):
+        with pytest.raises(InputError, match="twice"):
+            with_score(SearchOptions(), text, db)
+
+
 def test_a_missing_track_is_a_clear_error(domains_dir, tracks_db, tmp_path, ism_identity):
     single = tmp_path / "single"
     _run("createdb", domains_dir, single, "-t", "1")
