@@ -234,24 +234,28 @@ def test_gpu_command_on_a_cpu_budget(tmp_path):
     assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) > last
 
 
-def test_sigterm_stops_cleanly_and_resume_continues(tmp_path):
-    """A scheduler's SIGTERM to the process group (the trainer and its loader processes) mid-schedule: the step
-    ends, the run is validated and saved, the command exits 0, and --resume continues from the step it stopped at
-    (not from an older periodic checkpoint)."""
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_stops_cleanly_and_resume_continues(tmp_path, nproc):
+    """A scheduler's SIGTERM to the process group (the trainer and its loader processes; with --nproc, torchrun's
+    agent too, which passes it on) mid-schedule: the step ends, the run is validated and saved, the command exits 0,
+    and --resume continues from the step it stopped at (not from an older periodic checkpoint)."""
     import signal
     import time
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ismtk", "train-ae", str(DATA), "-o", str(tmp_path), "--width", "16", "--heads", "2"]
     cmd += ["--layers", "1", "--decoder-layers", "1", "--stage", "2", "--epochs-stage2", "400", "--batch-size", "8"]
-    cmd += ["--residues-per-chain", "100", "--device", "cpu", "--checkpoint-every", "100000"]
+    cmd += ["--residues-per-chain", "100", "--device", "cpu", "--checkpoint-every", "100000", "--nproc", str(nproc)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM and torchrun do: the trainer and its loader processes
+    if nproc == 1:
+        os.killpg(proc.pid, signal.SIGTERM)  # as SLURM does: the trainer and its loader processes
+    else:
+        proc.send_signal(signal.SIGTERM)  # torchrun's agent passes it on to its processes' groups
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "SIGTERM: stopping at step" in err

@@ -11,6 +11,7 @@ options cheaply.
 from __future__ import annotations
 
 import os
+import signal
 import site
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,19 +166,30 @@ def package_path() -> str:
     return os.pathsep.join(first + [p for p in inherited if p != root])
 
 
+#: Seconds the launcher gives its processes to finish a step and save after a scheduler's SIGTERM before it kills
+#: them (torchrun's own default, 30 s, is shorter than a large model's step and checkpoint);
+#: ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` overrides it.
+STOP_GRACE_SECONDS = 600
+
+
 def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous()) -> int:
     """Run ``python -m ismtk <argv>`` in ``nproc`` processes per node under ``torch.distributed.run``.
 
-    Returns the launcher's exit status. Single-node runs use ``--standalone``; multi-node runs need
-    ``rendezvous.endpoint`` (``host:port`` of node 0) and the same ``run_id`` on every node. The processes
-    import the copy of ismtk this one runs (:func:`package_path`), whatever the working directory.
+    Returns the launcher's exit status: 0 after a SIGTERM (passed on to the processes, which stop after their step
+    with a checkpoint, given :data:`STOP_GRACE_SECONDS`), ``128 + signal`` after another signal. Single-node runs
+    use ``--standalone``; multi-node runs need ``rendezvous.endpoint`` (``host:port`` of node 0) and the same
+    ``run_id`` on every node. The processes import the copy of ismtk this one runs (:func:`package_path`), whatever
+    the working directory.
     """
     if nproc < 1:
         raise InputError(f"the number of processes must be at least 1, got {nproc}")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     options = [f"--nproc-per-node={nproc}"]
+    if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in os.environ:
+        options.append(f"--shutdown-timeout={STOP_GRACE_SECONDS}")
     if rendezvous.nnodes in ("1", "1:1"):
         options.append("--standalone")
     else:
@@ -200,6 +212,8 @@ def launch(nproc: int, argv: Sequence[str], rendezvous: Rendezvous = Rendezvous(
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((c for c in codes if c > 0), 1)
+    except SignalException as exc:  # the processes had the signal too and have ended
+        return 0 if exc.sigval == signal.SIGTERM else 128 + int(exc.sigval)
     finally:
         for name, value in before.items():
             if value is None:
