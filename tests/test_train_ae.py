@@ -284,6 +284,10 @@ def test_three_gloo_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
     val = [[r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"] for run in (one, three)]
     assert val[0][-1]["aa_recovery"] == pytest.approx(val[1][-1]["aa_recovery"])
+    # the logged training losses are the batch's, not rank 0's share (8 data shards over 3 ranks: 3 of 8 at rank 0)
+    train = [[r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"] for run in (one, three)]
+    for key in ("loss", "aa", "disto", "grad_norm"):
+        assert train[0][-1][key] == pytest.approx(train[1][-1][key], rel=1e-4), key
     assert val[0][-1]["rmsd"] == pytest.approx(val[1][-1]["rmsd"], rel=1e-4)
 
 

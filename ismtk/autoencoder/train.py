@@ -671,7 +671,10 @@ class AutoencoderTrainer:
             if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
                 elapsed = time.perf_counter() - tick
                 rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
-                stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0).tolist()  # one sync
+                stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0)
+                # each rank's losses are its share's sums over batch_size / world_size: their mean over ranks is the
+                # batch's (grad_norm and the pair figures are the same on every rank)
+                stacked = (all_reduce_sum(stacked) / self.env.world_size).tolist()  # one sync
                 mean = dict(zip(window[0], stacked, strict=True))
                 if metrics is not None:
                     metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
