@@ -101,6 +101,20 @@ def test_a_checkpoint_s_cuda_random_state_resumes_where_fewer_gpus_are_visible(g
     assert [(device, int(s[0])) for device, s in restored] == [(0, 0), (1, 1)]
 
 
+def test_collectives_wait_longer_than_nccl_s_ten_minutes(monkeypatch):
+    """Rank 0 writes a large model's checkpoint while the others wait in a collective: the process group is made
+    with a timeout of an hour, not NCCL's default of 10 minutes."""
+    from ismtk.train import distributed
+
+    made = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: made.update(kwargs))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    distributed.setup("cpu")
+    assert made == {"backend": "gloo", "timeout": distributed.COLLECTIVE_TIMEOUT}
+    assert distributed.COLLECTIVE_TIMEOUT.total_seconds() == 3600
+
+
 def test_children_import_this_copy(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(ROOT)]))
     assert package_path().split(os.pathsep) == [str(ROOT), "/elsewhere"]

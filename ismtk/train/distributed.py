@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -54,6 +55,12 @@ class DistEnv:
         return self.world_size > 1
 
 
+#: How long a rank waits in a collective for the others (NCCL's default: 10 minutes). Rank 0 alone loads a
+#: backbone, writes checkpoints and exports while the others wait in the next collective; for a 15B model with its
+#: optimiser state that takes longer than NCCL's default, which would abort the waiting ranks.
+COLLECTIVE_TIMEOUT = timedelta(minutes=60)
+
+
 def setup(device: str = DEFAULT_DEVICE) -> DistEnv:
     """Initialise the process group if launched by torchrun and pick this rank's device.
 
@@ -67,7 +74,7 @@ def setup(device: str = DEFAULT_DEVICE) -> DistEnv:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
