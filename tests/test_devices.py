@@ -23,7 +23,7 @@ from ismtk.plm.tune import autocast_dtype
 from ismtk.train import launch
 from ismtk.train.checkpoint import rng_state, set_rng_state
 from ismtk.train.distributed import broadcast_object, materialise, on_main
-from ismtk.train.launch import Processes, is_main_process, package_path, relaunch, resolve_device
+from ismtk.train.launch import Processes, is_main_process, native_bf16, package_path, relaunch, resolve_device
 
 ROOT = Path(ismtk.__file__).resolve().parent.parent
 
@@ -130,11 +130,16 @@ def test_only_rank_zero_is_the_main_process(monkeypatch):
 
 
 def test_autocast_follows_the_device_and_its_bf16_support(monkeypatch):
+    """structure-tune's --precision auto, and train-ae's bf16 (on GPUs with native bf16 only: V100 and T4 train
+    the autoencoder in float32)."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert not native_bf16(cpu)
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp16", cpu) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert autocast_dtype("auto", cuda) == torch.bfloat16 == autocast_dtype("auto", cuda, fsdp=True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert native_bf16(cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert not native_bf16(cuda)
     assert autocast_dtype("auto", cuda) == torch.float16  # V100, T4: fp16 with loss scaling
     assert autocast_dtype("auto", cuda, fsdp=True) is None
     with pytest.raises(InputError, match="fp16 .* cannot be combined with --fsdp"):

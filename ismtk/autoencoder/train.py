@@ -56,6 +56,7 @@ from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ismtk.train.distributed import DistEnv, all_reduce_sum, any_rank, process_group
+from ismtk.train.launch import native_bf16
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
@@ -370,7 +371,7 @@ class AutoencoderTrainer:
         self.model = AtomicAutoencoder(model_cfg).to(env.device)
         self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.autocast = env.device.type == "cuda"
+        self.autocast = native_bf16(env.device)  # bf16 autocast there; float32 elsewhere (V100, T4, CPU)
         self.max_pairs = cfg.micro_batch_pairs or MICRO_BATCH_PAIRS[env.device.type == "cuda"]
         # one process on the CPU: micro-batches on threads of single-threaded torch ops (see step.py)
         self.workers = torch.get_num_threads() if env.device.type == "cpu" and not env.distributed else 1

@@ -54,7 +54,7 @@ from ismtk.train.distributed import (
     on_main,
     process_group,
 )
-from ismtk.train.launch import DEFAULT_DEVICE
+from ismtk.train.launch import DEFAULT_DEVICE, native_bf16
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.order import epoch_permutation, shard
 from ismtk.train.progress import ProgressCallback, TrainProgress, ignore_progress
@@ -230,7 +230,7 @@ def autocast_dtype(precision: Precision, device: torch.device, fsdp: bool = Fals
     if precision == "auto":
         if device.type != "cuda":
             return None
-        if torch.cuda.is_bf16_supported(including_emulation=False):
+        if native_bf16(device):
             return torch.bfloat16
         return None if fsdp else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]

@@ -41,6 +41,14 @@ __all__ = [
 DEFAULT_DEVICE = "auto"
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU that computes bf16 natively (Ampere and later; V100 and T4 only emulate it,
+    slowly, and the fused attention kernels refuse it there). False on the CPU, where training stays float32."""
+    import torch
+
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     """This process's device for a ``--device`` value: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (or any
     device torch knows).
