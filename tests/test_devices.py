@@ -115,6 +115,14 @@ def test_collectives_wait_longer_than_nccl_s_ten_minutes(monkeypatch):
     assert distributed.COLLECTIVE_TIMEOUT.total_seconds() == 3600
 
 
+def test_a_device_that_contradicts_the_process_count_is_refused():
+    """--gpus 1 --device cuda:1 trained on GPU 0 and --nproc 2 --device cuda on the CPU, in silence."""
+    for processes, message in ((Processes(device="cuda:1", gpus=1), "GPUs 0 to 0"),
+                               (Processes(device="cuda", nproc=2), "--nproc runs CPU processes")):
+        with pytest.raises(InputError, match=message):
+            relaunch(processes, ["train-ae"])
+
+
 def test_children_import_this_copy(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(ROOT)]))
     assert package_path().split(os.pathsep) == [str(ROOT), "/elsewhere"]

@@ -145,6 +145,11 @@ def relaunch(processes: Processes, argv: Sequence[str]) -> int | None:
     """
     if processes.gpus and processes.nproc:
         raise InputError("use either --gpus N (one process per GPU) or --nproc N (CPU processes), not both")
+    if processes.gpus and processes.device not in (DEFAULT_DEVICE, "cuda"):
+        raise InputError(f"--gpus {processes.gpus} runs one process on each of GPUs 0 to {processes.gpus - 1}; "
+                         f"leave out --device {processes.device} (choose GPUs with CUDA_VISIBLE_DEVICES)")
+    if processes.nproc and processes.device not in (DEFAULT_DEVICE, "cpu"):
+        raise InputError(f"--nproc runs CPU processes; for GPUs use --gpus N instead of --device {processes.device}")
     if processes.gpus and not under_launcher():
         check_gpus(processes.gpus)
     if under_launcher() or (processes.count == 1 and processes.rendezvous.nnodes in ("1", "1:1")):
