@@ -123,6 +123,21 @@ def test_a_device_that_contradicts_the_process_count_is_refused():
             relaunch(processes, ["train-ae"])
 
 
+def test_autoencoder_parts_are_sized_by_the_gpu_s_memory(monkeypatch):
+    """16M padded pairs took ~25 GB on an H200: a 24 GB or 16 GB GPU gets smaller parts by default."""
+    from types import SimpleNamespace
+
+    from ismtk.autoencoder.train import MICRO_BATCH_PAIRS, default_micro_batch_pairs
+
+    def gpu(gib: int) -> int:
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=gib << 30))
+        return default_micro_batch_pairs(torch.device("cuda", 0))
+
+    assert default_micro_batch_pairs(torch.device("cpu")) == MICRO_BATCH_PAIRS[0]
+    assert gpu(141) == gpu(80) == MICRO_BATCH_PAIRS[1]
+    assert 6_000_000 < gpu(24) < 7_000_000 and 4_000_000 < gpu(16) < 4_500_000
+
+
 def test_children_import_this_copy(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(ROOT)]))
     assert package_path().split(os.pathsep) == [str(ROOT), "/elsewhere"]

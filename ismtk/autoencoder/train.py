@@ -69,6 +69,7 @@ __all__ = [
     "AutoencoderTrainer",
     "TrainAEConfig",
     "TrainProgress",
+    "default_micro_batch_pairs",
     "latest_checkpoint",
     "resumed_configs",
     "train_autoencoder",
@@ -80,9 +81,22 @@ Stage = Literal["1", "2", "both"]
 BEST_METRICS = ("aa", "aa_recovery", "rmsd", "disto_acc", "disto", "aligned_mse", "distances", "pair", "pair_acc")
 #: Held-out aligned pairs scored at each validation (``pair_val_alignments``), in batches of ``pair_batch``.
 PAIR_VAL_PAIRS = 2048
-#: Default ``micro_batch_pairs`` on the CPU and on a GPU (a part of 16M pairs of ~150-atom environments holds
-#: ~700 of them and takes ~25 GB in training).
+#: Default ``micro_batch_pairs`` on the CPU and on a large GPU (a part of 16M pairs of ~150-atom environments
+#: holds ~700 of them and took ~25 GB in training on an H200); a smaller GPU gets :func:`default_micro_batch_pairs`.
 MICRO_BATCH_PAIRS = (250_000, 16_000_000)
+#: Training memory per padded atom pair (25 GB for 16M pairs, measured once on an H200).
+_BYTES_PER_PAIR = 1600
+#: Share of a GPU's memory the default parts may fill.
+_GPU_MEMORY_SHARE = 0.4
+
+
+def default_micro_batch_pairs(device: torch.device) -> int:
+    """The default ``micro_batch_pairs`` on ``device``: :data:`MICRO_BATCH_PAIRS`, on a GPU at most as many as
+    fill :data:`_GPU_MEMORY_SHARE` of its memory (24 GB: about 6M pairs; 16 GB: 4M)."""
+    if device.type != "cuda":
+        return MICRO_BATCH_PAIRS[0]
+    total = torch.cuda.get_device_properties(device).total_memory
+    return int(min(MICRO_BATCH_PAIRS[1], _GPU_MEMORY_SHARE * total / _BYTES_PER_PAIR))
 #: Files and folders a run writes into its folder (removed by ``overwrite``).
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 
@@ -120,8 +134,8 @@ class TrainAEConfig:
         A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
         largest environment squared), each padded to its own largest size; their gradients add up to the
         batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, not the result.
-        ``None``: :data:`MICRO_BATCH_PAIRS` of the device (parts that fit a core's caches on the CPU; a
-        GPU needs parts of hundreds of environments to be busy).
+        ``None``: :func:`default_micro_batch_pairs` of the device (parts that fit a core's caches on the CPU; a
+        GPU needs parts of hundreds of environments to be busy, as many as its memory holds).
     checkpoint_every
         Steps between checkpoints (one is also written at every epoch end); ``keep_checkpoints`` are kept.
     log_every
@@ -372,7 +386,7 @@ class AutoencoderTrainer:
         self.ddp = DistributedDataParallel(self.model) if env.distributed else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = native_bf16(env.device)  # bf16 autocast there; float32 elsewhere (V100, T4, CPU)
-        self.max_pairs = cfg.micro_batch_pairs or MICRO_BATCH_PAIRS[env.device.type == "cuda"]
+        self.max_pairs = cfg.micro_batch_pairs or default_micro_batch_pairs(env.device)
         # one process on the CPU: micro-batches on threads of single-threaded torch ops (see step.py)
         self.workers = torch.get_num_threads() if env.device.type == "cpu" and not env.distributed else 1
         if self.workers > 1:

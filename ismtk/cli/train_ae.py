@@ -55,7 +55,8 @@ def train_ae(
         int | None, typer.Option("--micro-batch-pairs", min=1, rich_help_panel=INPUT,
                                  help="Padded atom pairs per micro-batch: speed and memory, not the result "
                                       f"(default {MICRO_BATCH_PAIRS[0]:,} on a CPU, "
-                                      f"{MICRO_BATCH_PAIRS[1]:,} on a GPU).",
+                                      f"{MICRO_BATCH_PAIRS[1]:,} on a GPU, less where 40 % of its memory "
+                                      "holds fewer).",
                                  show_default=False)
     ] = _T.micro_batch_pairs,
     stage: Annotated[
