@@ -2,15 +2,16 @@
 
 A shard run searches a consecutive slice of the target database (:func:`ismtk.search.search.shard`) with the E-value
 statistics of the whole database, and writes its ``.m8`` plus a key file beside it (``<output>.shard``): a header
-line ``# ismtk-shard {json}`` (split, database size, output and search settings), then one line per ``.m8`` line,
-``query index <TAB> corrected score <TAB> target index``. The merge orders every query's hits by corrected score
-(ties: target index), keeps ``max_seqs`` of them and writes the lines unchanged: exactly the ``.m8`` that one run
-over the whole database writes (with ``--exhaustive``; with ``--prefilter`` each shard keeps its own
-``--max-candidates``, so the shards together align at least the candidates of one run).
+line ``# ismtk-shard {json}`` (split, database size, a digest of the names, output and search settings), then one
+line per ``.m8`` line, ``query index <TAB> corrected score <TAB> target index``. The merge orders every query's hits
+by corrected score (ties: target index), keeps ``max_seqs`` of them and writes the lines unchanged: exactly the
+``.m8`` that one run over the whole database writes (with ``--exhaustive``; with ``--prefilter`` each shard keeps
+its own ``--max-candidates``, so the shards together align at least the candidates of one run).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ def shard_keys(
         "queries": len(query),
         "entries": len(target),
         "residues": target.residues,
+        "names": _digest([*query.names, "", *target.names]),
         "columns": ",".join(columns),
         "max_seqs": max_seqs,
         "settings": dict(settings or {}),
@@ -61,6 +63,11 @@ def shard_keys(
     with atomic_write(_keys_path(output), "w") as keys:
         keys.write(_MAGIC + json.dumps(header, sort_keys=True) + "\n")
         yield keys
+
+
+def _digest(names: Sequence[str]) -> str:
+    """A digest of the query and target names: shards of other inputs of the same sizes are told apart."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
 def _read_shard(path: Path) -> tuple[dict, list[tuple[int, int, int, str]]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from helpers import FAMILY_D58, HOMOLOGS, OTHER
 from typer.testing import CliRunner
@@ -125,6 +127,11 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
         (("--max-seqs", "3"), ("-e", "0.001"), ("--gap-open", "5"), ("--aa-weight", "0.25"), ("--prefilter",)))}
     for extra, other in others.items():
         _run("search", db, db, "-o", other, "-t", "1", "--split", "2/2", *extra)
+    stored = SequenceDB.load(db)  # as many queries and residues, other names
+    renamed = tmp_path / "renamed"
+    replace(stored, names=[f"x{name}" for name in stored.names]).save(renamed)
+    others["renamed"] = tmp_path / "renamed.m8"
+    _run("search", renamed, db, "-o", others["renamed"], "-t", "1", "--split", "2/2")
     for args, message in [
         (["merge-hits", shards[0], "-o", tmp_path / "m.m8"], "missing [2]"),
         (["merge-hits", shards[0], shards[0], "-o", tmp_path / "m.m8"], "repeated [1]"),
@@ -186,7 +193,6 @@ def test_the_default_score_takes_the_shipped_evalue_fit(db, domains_dir, tmp_pat
 def test_a_matrix_without_evalue_parameters_gets_its_fit_stored_for_tokens_alone(db):
     """A tokenizer of one's own whose matrix carries no E-value line, tokens alone (a token FASTA has no amino
     acids): createdb's fit is stored and searches take it instead of fitting 4,000 pairs each time."""
-    from dataclasses import replace
 
     from ismtk.search.search import DEFAULT_OPTIONS, Searcher, with_fit
 
