@@ -54,6 +54,22 @@ def test_modified_residues_map_to_parent():
     assert read_structure(STRUCTURES / "1ONC.pdb.gz").chains[0].sequence[0] == "Q"  # PCA
 
 
+@pytest.mark.parametrize(("resname", "letter"), [("DVA", "V"), ("HIE", "H"), ("CYX", "C"), ("SEC", "X"), ("ASX", "X")])
+def test_names_outside_biopython_s_table_are_kept(tmp_path, resname, letter):
+    """D-amino acids, force-field protonation names, selenocysteine and ambiguity codes are residues of the chain
+    (they were dropped, leaving a gap in the chain and its tokens)."""
+    text = pdb_text("1APS")
+    first = next(line for line in text.splitlines() if line.startswith("ATOM") and line[12:16] == " CA ")
+    number = int(first[22:26]) + 4  # a residue inside the chain
+    lines = [line[:17] + resname + line[20:] if line.startswith("ATOM") and int(line[22:26]) == number else line
+             for line in text.splitlines()]
+    (tmp_path / "x.pdb").write_text("\n".join(lines) + "\n")
+    original, renamed = (read_structure(p).chains[0] for p in (STRUCTURES / "1APS.pdb.gz", tmp_path / "x.pdb"))
+    at = int(np.flatnonzero(renamed.residue_names == resname)[0])
+    assert len(renamed) == len(original) and renamed.sequence[at] == letter
+    assert renamed.sequence[:at] + renamed.sequence[at + 1 :] == original.sequence[:at] + original.sequence[at + 1 :]
+
+
 def test_altlocs_keep_one_atom_of_highest_occupancy():
     chain = read_structure(STRUCTURES / "2G77_r_u.pdb.gz").chains[0]
     keys = list(zip(chain.atom_residue.tolist(), chain.atom_names.tolist(), strict=True))
