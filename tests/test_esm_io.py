@@ -61,6 +61,30 @@ def test_hf_export_loads_in_transformers_and_back(tmp_path):
     torch.testing.assert_close(_outputs(again.model, tokens)[0], logits)
 
 
+def test_rotary_frequencies_stored_once_for_all_layers_are_kept(tmp_path):
+    """The released ESM2 weights carry fp16-rounded rotary frequencies; transformers 5 saves them once, under
+    ``encoder.layer.*.attention.self.rotary_embeddings.inv_freq`` (a literal ``*``). They are kept, not recomputed
+    (which moved a 1,000-residue representation by up to 23 %)."""
+    from ismtk.plm.esm import hf_to_fair
+
+    model = tiny_esm()
+    rounded = model.layers[0].self_attn.rot_emb.inv_freq.half().float()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.self_attn.rot_emb.inv_freq.copy_(rounded)
+    state = {k: v for k, v in fair_to_hf(model.state_dict()).items() if not k.endswith("inv_freq")}
+    for key in ("esm.encoder.layer.*.attention.self.rotary_embeddings.inv_freq", "esm.rotary_embeddings.inv_freq"):
+        out, dropped = hf_to_fair({**state, key: rounded})
+        assert not dropped and all(torch.equal(out[f"layers.{i}.self_attn.rot_emb.inv_freq"], rounded)
+                                   for i in range(TINY.num_layers))
+    resaved = tmp_path / "resaved"
+    transformers.EsmForMaskedLM.from_pretrained(save_hf(model, tmp_path / "hf")).save_pretrained(resaved)
+    again = load_esm(resaved)
+    assert not again.notes
+    tokens = _tokens(model)
+    torch.testing.assert_close(_outputs(again.model, tokens)[1], _outputs(model, tokens)[1])
+
+
 def test_hf_model_without_mlm_head_gets_a_new_one_and_says_so(tmp_path):
     model = tiny_esm()
     backbone = transformers.EsmModel.from_pretrained(save_hf(model, tmp_path / "hf"), add_pooling_layer=False)

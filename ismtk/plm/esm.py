@@ -84,14 +84,16 @@ def hf_to_fair(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     """fair-esm keys of a Hugging Face ESM state dict, and the HF keys that have no fair-esm counterpart.
 
     Accepts ``EsmForMaskedLM`` (``esm.`` prefix), ``EsmModel`` (no prefix) and task models (their extra
-    heads are returned as dropped). A single model-level ``rotary_embeddings.inv_freq`` (newer
-    transformers) is copied to every layer.
+    heads are returned as dropped). A single table of rotary frequencies (a model-level
+    ``rotary_embeddings.inv_freq``, or transformers 5's ``encoder.layer.*.attention.self.rotary_embeddings.inv_freq``
+    with a literal ``*``) is copied to every layer: the released ESM2 weights carry fp16-rounded frequencies, which
+    recomputed ones would not equal.
     """
     out, dropped = {}, []
     shared_inv_freq = None
     for key, value in state.items():
         bare = key.removeprefix("esm.")
-        if bare == "rotary_embeddings.inv_freq":
+        if bare.endswith("rotary_embeddings.inv_freq") and not re.match(r"encoder\.layer\.\d+\.", bare):
             shared_inv_freq = value
             continue
         name = _rename(bare, _HF_TO_FAIR)
@@ -271,6 +273,9 @@ def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, n
     # the tied decoder weight and the rotary frequencies (fixed by the shape; newer transformers do
     # not save them) may be absent
     missing = [k for k in expected if k not in state and k != "lm_head.weight" and not k.endswith("inv_freq")]
+    if any(k.endswith("inv_freq") and k not in state for k in expected):
+        notes.append("no rotary frequencies in the weights: computed in float32 (weights that were trained with "
+                     "stored, rounded ones may give slightly other outputs)")
     unexpected = [k for k in state if k not in expected]
     lm_missing = [k for k in missing if k.startswith("lm_head.")]
     contact_missing = [k for k in missing if k.startswith("contact_head.")]
