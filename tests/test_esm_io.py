@@ -108,6 +108,24 @@ def test_bare_state_dict_config_is_inferred_from_shapes(tmp_path, keys):
     torch.testing.assert_close(_outputs(loaded.model, tokens)[0], _outputs(model, tokens)[0])
 
 
+def test_a_backbone_without_contact_weights_is_exported_with_an_empty_head_that_says_so(tmp_path):
+    """No contact-regression weights: the head is empty (contacts 0.5 everywhere), not random, and stays so through
+    both exports, whose loading says so; fair-esm reads the same empty head."""
+    model = tiny_esm()
+    state = {k: v for k, v in model.state_dict().items() if "contact_head" not in k}
+    torch.save(state, tmp_path / "weights.pt")
+    loaded = load_esm(tmp_path / "weights.pt")
+    assert any("contact head is empty" in n for n in loaded.notes)
+    contacts = _outputs(loaded.model, _tokens(model))[2]
+    assert torch.all(contacts == 0.5)
+    fair, _ = save_fair_esm(loaded.model, tmp_path / "esm2_t2_x.pt")
+    for again in (load_esm(fair), load_esm(save_hf(loaded.model, tmp_path / "hf"))):
+        assert any("contact head is empty" in n for n in again.notes)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        theirs, _ = esm.pretrained.load_model_and_alphabet_local(str(fair))
+    assert torch.all(_outputs(theirs.eval(), _tokens(model))[2] == 0.5)
+
+
 def test_hub_name_resolves_in_fair_esm_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     save_fair_esm(tiny_esm(), tmp_path / "hub" / "checkpoints" / "esm2_t2_1M_TEST.pt")

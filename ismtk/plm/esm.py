@@ -289,11 +289,16 @@ def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, n
     if bad_shape:
         raise InputError(f"{source}: tensor shapes differ from an ESM2 of shape {config}: {_few(bad_shape)}")
     model.load_state_dict(state, strict=False)
+    regression = model.contact_head.regression
+    if contact_missing:  # an empty head rather than a random one, which would predict plausible-looking contacts
+        with torch.no_grad():
+            regression.weight.zero_()
+            regression.bias.zero_()
+    if not regression.weight.any() and not regression.bias.any():
+        notes.append("the contact head is empty (no trained contact-regression weights): every contact is 0.5")
     if lm_missing:
         notes.append("no MLM head in the weights: created a new one (dense + layer norm + bias; decoder tied "
                      "to the token embeddings)")
-    if contact_missing:
-        notes.append("no contact-regression weights: the contact head is untrained")
     if dropped:
         notes.append(f"dropped {len(dropped)} tensors that are not part of ESM2: {_few(dropped)}")
     return LoadedEsm(model.eval(), model.alphabet, source, notes)
