@@ -85,6 +85,18 @@ def test_rotary_frequencies_stored_once_for_all_layers_are_kept(tmp_path):
     torch.testing.assert_close(_outputs(again.model, tokens)[1], _outputs(model, tokens)[1])
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_a_sharded_hf_folder_loads(tmp_path, safe):
+    """Large models are saved by transformers in shards listed by an index (ESM2 3B and 15B on the hub)."""
+    model = tiny_esm()
+    sharded = tmp_path / "sharded"
+    theirs = transformers.EsmForMaskedLM.from_pretrained(save_hf(model, tmp_path / "hf"))
+    theirs.save_pretrained(sharded, max_shard_size="20KB", safe_serialization=safe)
+    assert list(sharded.glob("*.index.json")) and len(list(sharded.glob("*-of-*"))) > 1
+    tokens = _tokens(model)
+    torch.testing.assert_close(_outputs(load_esm(sharded).model, tokens)[0], _outputs(model, tokens)[0])
+
+
 def test_hf_model_without_mlm_head_gets_a_new_one_and_says_so(tmp_path):
     model = tiny_esm()
     backbone = transformers.EsmModel.from_pretrained(save_hf(model, tmp_path / "hf"), add_pooling_layer=False)

@@ -251,20 +251,36 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
     vocab = folder / "vocab.txt"
     if vocab.is_file() and vocab.read_text().split() != esm_alphabet().all_toks:
         raise InputError(f"{vocab}: token order differs from the ESM2 alphabet; cannot convert")
-    if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        weights = load_file(str(folder / "model.safetensors"))
-    elif (folder / "pytorch_model.bin").is_file():
-        weights = _torch_load(folder / "pytorch_model.bin")
-    else:
-        raise InputError(f"{folder}: neither model.safetensors nor pytorch_model.bin found")
+    weights = _hf_weights(folder)
     config = EsmConfig(hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"],
                        bool(hf.get("token_dropout", True)))
     if hf.get("intermediate_size", 4 * config.embed_dim) != 4 * config.embed_dim:
         raise InputError(f"{config_file}: intermediate_size must be 4 x hidden_size in ESM2")
     state, dropped = hf_to_fair(weights)
     return _assemble(config, state, dropped, str(folder), [])
+
+
+def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of a Hugging Face folder: ``model.safetensors`` or ``pytorch_model.bin``, whole or in the shards
+    that their ``.index.json`` lists (as transformers saves large models)."""
+    from safetensors.torch import load_file
+
+    for name, read in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", _torch_load)):
+        if (folder / name).is_file():
+            return read(folder / name)
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, AttributeError) as exc:
+                raise unreadable(index, "shard index", exc) from exc
+            weights: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                if not (folder / shard).is_file():
+                    raise InputError(f"{index}: lists {shard}, which is not in {folder}")
+                weights |= read(folder / shard)
+            return weights
+    raise InputError(f"{folder}: neither model.safetensors nor pytorch_model.bin (whole or sharded) found")
 
 
 def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, notes: list[str]) -> LoadedEsm:
