@@ -10,7 +10,7 @@ import pytest
 from tiny_models import write_pairs
 
 from ismtk.errors import InputError
-from ismtk.plm.tune import epoch_items, read_groups
+from ismtk.plm.tune import epoch_items, read_groups, split_validation
 from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
 from ismtk.train.order import epoch_permutation
 
@@ -75,6 +75,31 @@ def test_groups_give_one_random_member_per_group_per_epoch(tmp_path):
     assert np.array_equal(epochs[3], epoch_items(groups, 3, seed=0))
     singletons = [np.array([i]) for i in range(6)]
     assert np.array_equal(epoch_items(singletons, 2, 0), epoch_permutation(6, 2, 0))
+
+
+def test_with_groups_the_validation_split_holds_out_whole_groups(tmp_path):
+    """--val-fraction drawn record by record put relatives of every validation chain in training (50 clusters of
+    4: all 10 held-out chains); with --groups whole groups are held out. Without, the split is as before."""
+
+    class Records:
+        def __init__(self, names):
+            self.names = names
+
+        def __len__(self):
+            return len(self.names)
+
+        def subset(self, index):
+            return Records([self.names[i] for i in index])
+
+    names = [f"c{c}_{m}" for c in range(50) for m in range(4)]
+    (tmp_path / "groups.tsv").write_text("".join(f"{n}\t{n.split('_')[0]}\n" for n in names))
+    data = Records(names)
+    train, val = split_validation(data, 0.05, None, 0, read_groups(str(tmp_path / "groups.tsv"), names))
+    held = {n.split("_")[0] for n in val.names}
+    assert len(val) == 12 and len(held) == 3 and not held & {n.split("_")[0] for n in train.names}
+    plain = split_validation(data, 0.05, None, 0)[1].names
+    expected = sorted(np.random.default_rng([0, 0]).permutation(200)[:10].tolist())
+    assert plain == [names[i] for i in expected]
 
 
 def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_path):

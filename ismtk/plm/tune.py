@@ -180,8 +180,12 @@ class TuneResult:
     notes: list[str] = field(default_factory=list)
 
 
-def split_validation(data: TuneData, fraction: float, names_file: str | None, seed: int) -> tuple[TuneData, TuneData]:
-    """Train and held-out parts: the records listed in ``names_file``, else a seeded ``fraction``."""
+def split_validation(
+    data: TuneData, fraction: float, names_file: str | None, seed: int, groups: list[np.ndarray] | None = None
+) -> tuple[TuneData, TuneData]:
+    """Train and held-out parts: the records listed in ``names_file``, else a seeded ``fraction`` of them, drawn as
+    whole ``groups`` (:func:`read_groups` of ``data``) when given, so that no held-out record has a relative (same
+    entry or cluster) in training."""
     if names_file is not None:
         wanted = set(read_names(names_file, "record names"))
         held = [i for i, name in enumerate(data.names) if name in wanted]
@@ -189,7 +193,13 @@ def split_validation(data: TuneData, fraction: float, names_file: str | None, se
             raise InputError(f"{names_file}: none of its names is in the training data")
     else:
         count = round(fraction * len(data))
-        held = sorted(np.random.default_rng([seed, 0]).permutation(len(data))[:count].tolist())
+        groups = groups if groups is not None else [np.array([i]) for i in range(len(data))]
+        held = []
+        for g in np.random.default_rng([seed, 0]).permutation(len(groups)):
+            if len(held) >= count:
+                break
+            held += groups[g].tolist()
+        held.sort()
     rest = sorted(set(range(len(data))) - set(held))
     return data.subset(rest), data.subset(held)
 
@@ -358,7 +368,10 @@ class StructureTuneTrainer:
         for text in data.notes:
             self.note(text)
         self.streams, self.notes = data.streams, backbone_notes + data.notes
-        self.train_data, self.val_data = split_validation(data, config.val_fraction, config.val_names, config.seed)
+        self.train_data, self.val_data = split_validation(
+            data, config.val_fraction, config.val_names, config.seed,
+            read_groups(config.groups, data.names) if config.groups else None,
+        )  # fmt: skip
         self.groups = (read_groups(config.groups, self.train_data.names) if config.groups
                        else [np.array([i]) for i in range(len(self.train_data))])
         self.steps_per_epoch = len(self.groups) // config.batch_size
