@@ -1,7 +1,9 @@
 """The Biopython reader that ismtk used before its gemmi reader, kept frozen as the reference it was proven
 equal to (``tests/reader_equality.py``, ``tests/test_reader_equality.py``); not part of the package.
 
-``read_structure`` here is the package's reader as of commit 6aa9576, unchanged but for its imports: the
+``read_structure`` here is the package's reader as of commit 6aa9576, unchanged but for its imports and the rule
+for alternate locations (the last record since 2026-12-02, as Foldseek reads them, where Biopython takes the
+highest occupancy): the
 byte-level checks of a file, the element rule of amino-acid atoms, the naming of chains and the attachment
 of ligand atoms, unchanged, come from the package.
 """
@@ -151,6 +153,8 @@ def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict |
         n_amino += 1
         start, ca = len(coords), -1
         for atom in residue:
+            if atom.is_disordered():  # the package's rule: the last altloc record (Biopython: highest occupancy)
+                atom = atom.disordered_get_list()[-1]
             element = _element(atom)
             if element in ("H", "D") and not options.hydrogens:
                 continue

@@ -70,24 +70,43 @@ def test_names_outside_biopython_s_table_are_kept(tmp_path, resname, letter):
     assert renamed.sequence[:at] + renamed.sequence[at + 1 :] == original.sequence[:at] + original.sequence[at + 1 :]
 
 
-def test_altlocs_keep_one_atom_of_highest_occupancy():
-    chain = read_structure(STRUCTURES / "2G77_r_u.pdb.gz").chains[0]
+@pytest.mark.parametrize("name", ["2G77_r_u", "2TRX"])
+def test_altlocs_keep_the_last_record_of_each_atom_as_foldseek(name):
+    """Foldseek (through gemmi) keeps the last record of each atom name: conformer B on a 0.50/0.50 tie (2TRX's
+    HIS 6, whose 3Di token differed from Foldseek's when the first of equal occupancies was kept)."""
+    path = next(p for p in (STRUCTURES / f"{name}.pdb.gz", STRUCTURES.parent / "altloc" / f"{name}.pdb.gz")
+                if p.is_file())
+    chain = read_structure(path).chains[0]
     keys = list(zip(chain.atom_residue.tolist(), chain.atom_names.tolist(), strict=True))
     assert len(keys) == len(set(keys)), "an atom appears twice after altloc selection"
-    # the oracle: for each (residue, atom) with altlocs, the kept coordinate is the most occupied one
+    # the oracle: for each (residue, atom) with altlocs, the kept coordinate is the last record's
     best: dict[tuple[str, str, str], tuple[float, tuple[float, float, float]]] = {}
-    for line in pdb_text("2G77_r_u").splitlines():
-        if line.startswith(("ATOM", "HETATM")) and line[16] != " ":
+    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+        if line.startswith(("ATOM", "HETATM")) and line[16] != " " and line[21] == chain.chain_id:
             key = (line[22:27], line[12:16].strip(), line[21])
-            occ = float(line[54:60])
-            if key not in best or occ > best[key][0]:
-                best[key] = (occ, (float(line[30:38]), float(line[38:46]), float(line[46:54])))
+            best[key] = (float(line[54:60]), (float(line[30:38]), float(line[38:46]), float(line[46:54])))
     assert best
     labels = [f"{n:4d}{c or ' '}" for n, c in zip(chain.residue_numbers, chain.insertion_codes, strict=True)]
     for (res, atom, _), (_, xyz) in best.items():
         i = labels.index(res)
         hit = (chain.atom_residue == i) & (chain.atom_names == atom)
         np.testing.assert_allclose(chain.coords[hit][0], xyz, atol=1e-3)
+
+
+def test_3di_of_a_chain_with_tied_altlocs_equals_foldseek_s():
+    """2TRX's 3Di as Foldseek's createdb writes it (the binary built from source, 2026-12-02): the first of tied
+    altlocs gave another token at HIS 6's partners (position 57 of chain A: D against Foldseek's G)."""
+    from ismtk.tokenizers import ThreeDiTokenizer
+
+    foldseek = {
+        "A": "DVQAAEDAPVCCCVPPQPDDAKEKEWEDAPVDPLSVVCPVLLVVCCVVCPPHYGYYYYHCVRHVPPCVVVPNDDPGKIFIDDNRDTPDIDHTHDD"
+        "SVVVVVVVVVPSD",
+        "B": "DVQEAEDALVCLVPVAQQNAAKEKEWEDEPVDPLSVVCPVLVVVVCVVQPPHYGYYYYYCVRHVPPPVVVVDDAPGKIFIDHNRHTDDIDHTHDD"
+        "SVVVVVVDVVGDD",
+    }
+    tokenizer = ThreeDiTokenizer()
+    chains = read_structure(STRUCTURES.parent / "altloc" / "2TRX.pdb.gz").chains
+    assert {c.chain_id: tokenizer.to_string(c) for c in chains} == foldseek
 
 
 def test_insertion_codes_are_kept():

@@ -506,10 +506,11 @@ def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndar
     """One atom per (residue variant, atom name): ``(keep, source)`` index arrays.
 
     ``keep`` are the atoms whose place in the order is kept, ``source[i]`` the atom whose data fills it.
-    Of alternate locations the highest occupancy wins (the first on ties), in the place of the first one;
-    of duplicates without altloc the first, and those that follow altloc atoms are dropped. An atom
-    without altloc followed by altloc atoms of its name competes with them (after them on ties) and the
-    winner takes the place of the first altloc atom, as in Biopython.
+    Of alternate locations the last record wins, as Foldseek reads them (through gemmi; on the usual 0.50/0.50
+    tie that is conformer B, and a residue whose atoms all have a B takes B's whole), in the place of the first
+    one; of duplicates without altloc the first, and those that follow altloc atoms are dropped. An atom without
+    altloc followed by altloc atoms of its name competes with them and the winner takes the place of the first
+    altloc atom.
     """
     n = len(variant)
     order = np.lexsort((np.arange(n), atoms.name, variant))
@@ -525,19 +526,15 @@ def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndar
     has_alt = np.zeros(groups, dtype=bool)
     has_alt[group[alt]] = True
     late = head & ~alt & has_alt[group]  # heads without altloc of groups whose altloc atoms come later
-    candidate = alt | head
-    occ = np.where(candidate, atoms.occ[order].astype(np.float64), -np.inf)
-    best = np.full(groups, -np.inf)
-    np.maximum.at(best, group, occ)
-    winners = np.flatnonzero(candidate & (occ == best[group]))
-    rank = winners + np.where(late[winners], n, 0)
-    winners = winners[np.lexsort((rank, group[winners]))]
-    _, first = np.unique(group[winners], return_index=True)
+    candidate = np.flatnonzero(alt | head)  # in file order within each group
+    last = np.ones(len(candidate), dtype=bool)
+    last[:-1] = group[candidate[1:]] != group[candidate[:-1]]
+    winners = candidate[last]  # one per group, in group order
     place = np.flatnonzero(head)
     first_alt = np.full(groups, n)
     np.minimum.at(first_alt, group[alt], np.flatnonzero(alt))
     place = np.where(late[place], first_alt, place)
-    heads, sources = order[place], order[winners[first]]
+    heads, sources = order[place], order[winners]
     valid = variant[heads] >= 0
     by_place = np.argsort(heads[valid], kind="stable")
     return heads[valid][by_place], sources[valid][by_place]
