@@ -109,6 +109,25 @@ def test_3di_of_a_chain_with_tied_altlocs_equals_foldseek_s():
     assert {c.chain_id: tokenizer.to_string(c) for c in chains} == foldseek
 
 
+def test_an_mmcif_file_with_a_block_of_restraints_after_the_model_is_read(tmp_path):
+    """Refmac and Phenix write ligand restraints as a second data block: the model's block is read."""
+    model = gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()).decode()
+    path = tmp_path / "two_blocks.cif"
+    path.write_text(model + "\ndata_comp_LIG\n_chem_comp.id LIG\n_chem_comp.name ligand\n")
+    first = read_structure(MMCIF / "1HZ6.cif.gz")
+    assert [c.sequence for c in read_structure(path).chains] == [c.sequence for c in first.chains]
+
+
+def test_model_records_without_serials_are_numbered_in_file_order(tmp_path):
+    """Some writers leave MODEL's serial out; gemmi called the second model a duplicate of model 0."""
+    atoms = [line for line in pdb_text("1APS").splitlines() if line.startswith("ATOM")]
+    moved = [line[:30] + f"{float(line[30:38]) + 5:8.3f}" + line[38:] for line in atoms]
+    path = tmp_path / "models.pdb"
+    path.write_text("\n".join(["MODEL", *atoms, "ENDMDL", "MODEL", *moved, "ENDMDL", "END"]) + "\n")
+    one, two = (read_structure(path, ReadOptions(model=m)).chains[0] for m in (1, 2))
+    assert one.sequence == two.sequence != "" and np.allclose(two.coords[:, 0] - one.coords[:, 0], 5, atol=1e-3)
+
+
 def test_insertion_codes_are_kept():
     chain = read_structure(STRUCTURES / "3SGQ_r_u.pdb.gz").chains[0]
     labels = [f"{n}{c}" for n, c in zip(chain.residue_numbers, chain.insertion_codes, strict=True)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import os
 import re
 import zlib
@@ -315,6 +316,8 @@ _ARCHIVES = (
 )
 
 
+#: A MODEL record (its serial, if any, is replaced when serials repeat).
+_MODEL_RECORD = re.compile(rb"^MODEL[^\n]*", re.MULTILINE)
 #: Columns 79-80 (formal charge, unused here) of coordinate records: re-cut files put junk there.
 _CHARGE_COLUMNS = re.compile(rb"^((?:ATOM  |HETATM).{72}).+$", re.MULTILINE)
 
@@ -323,10 +326,16 @@ def _parse(path: Path, raw: bytes, fmt: str) -> gemmi.Structure:
     try:
         if fmt == "mmcif":
             text = raw.decode("utf-8", errors="replace")
-            return gemmi.make_structure_from_block(gemmi.cif.read_string(text).sole_block())
+            document = gemmi.cif.read_string(text)
+            # the model's block: refinement programs add blocks of ligand restraints after it
+            block = next((b for b in document if b.find_mmcif_category("_atom_site.")), None)
+            return gemmi.make_structure_from_block(block if block is not None else document.sole_block())
         try:
             return gemmi.read_pdb_string(raw)
         except RuntimeError as exc:
+            if "duplicate MODEL number" in str(exc):  # MODEL records without serials: numbered in file order
+                count = itertools.count(1)
+                return gemmi.read_pdb_string(_MODEL_RECORD.sub(lambda _: b"MODEL     %4d" % next(count), raw))
             if "charge" not in str(exc):
                 raise
             return gemmi.read_pdb_string(_CHARGE_COLUMNS.sub(rb"\1", raw))
