@@ -224,6 +224,16 @@ def test_find_structure_files(tmp_path):
     assert entry_name("/x/1abc.cif.gz") == "1abc" and entry_name("d1a32a_.pdb.gz") == "d1a32a_"
 
 
+def test_biological_assembly_files_are_found_and_read_as_pdb(tmp_path):
+    """RCSB's assemblies (1abc.pdb1, 1abc.pdb2.gz) were passed over in a folder, without a word."""
+    (tmp_path / "x.pdb1").write_text(pdb_text("1APS"))
+    (tmp_path / "x.pdb2.gz").write_bytes(gzip.compress(pdb_text("1APS").encode()))
+    found = find_structure_files([tmp_path])
+    assert sorted(p.name for p in found) == ["x.pdb1", "x.pdb2.gz"]
+    assert all(read_structure(p).chains[0].sequence == read_structure(STRUCTURES / "1APS.pdb.gz").chains[0].sequence
+               for p in found)
+
+
 def test_structure_error_survives_pickling():
     import pickle
 

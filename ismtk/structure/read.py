@@ -46,6 +46,8 @@ __all__ = [
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
 #: File name endings of path lists (one structure path per line, relative to the list's folder).
 LIST_SUFFIXES = (".txt", ".list")
+#: RCSB's biological assemblies: ``1abc.pdb1``, ``1abc.pdb2.gz``, ... (PDB format).
+_ASSEMBLY = re.compile(r".+\.pdb\d+(\.gz)?")
 _EMPTY_FOLDER = f"folder holds no structure file ({', '.join(STRUCTURE_SUFFIXES)}, or PDB/mmCIF text without a suffix)"
 
 ChainNames = Literal["auto", "always", "never"]
@@ -172,7 +174,7 @@ def detect_format(path: str | Path, head: bytes) -> Literal["pdb", "mmcif"] | No
     name = Path(path).name.lower().removesuffix(".gz")
     if name.endswith((".cif", ".mmcif")):
         return "mmcif"
-    if name.endswith((".pdb", ".ent")):
+    if name.endswith((".pdb", ".ent")) or _ASSEMBLY.fullmatch(name):
         return "pdb"
     text = head.lstrip()
     if text.startswith(b"data_"):
@@ -186,7 +188,7 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
 
     Residues are amino acids (modified ones mapped to their parent letter) that have a C-alpha;
     waters are dropped, other hetero groups too unless ``options.ligands``. Alternate locations keep
-    the highest-occupancy atom (the first on ties) and, for point mutations, the residue variant whose
+    the last record of each atom name (as Foldseek) and, for point mutations, the residue variant whose
     best atom has the highest occupancy; insertion codes are kept per residue.
 
     Raises
@@ -265,7 +267,7 @@ _PACKED_SUFFIXES = (".xz", ".bz2", ".zst", ".zip", ".7z")
 
 def _is_structure_file(path: Path) -> bool:
     name = path.name.lower()
-    if name.endswith(STRUCTURE_SUFFIXES):
+    if name.endswith(STRUCTURE_SUFFIXES) or _ASSEMBLY.fullmatch(name):
         return True
     if name.endswith(_PACKED_SUFFIXES) and name.rsplit(".", 1)[0].endswith(STRUCTURE_SUFFIXES[:4]):
         return True
