@@ -224,6 +224,16 @@ def test_find_structure_files(tmp_path):
     assert entry_name("/x/1abc.cif.gz") == "1abc" and entry_name("d1a32a_.pdb.gz") == "d1a32a_"
 
 
+def test_left_justified_atom_names_without_elements_are_not_metals(tmp_path):
+    """Atom names written from column 13 and no element column (some MD writers): a C-alpha is carbon, not
+    calcium (CD not cadmium, NE not neon), so ISM microenvironments are those of the well-formed file."""
+    lines = [line[:12] + line[12:16].strip().ljust(4) + line[16:76] if line.startswith("ATOM") else line
+             for line in pdb_text("1APS").splitlines()]
+    (tmp_path / "left.pdb").write_text("\n".join(lines) + "\n")
+    left, proper = (read_structure(p).chains[0] for p in (tmp_path / "left.pdb", STRUCTURES / "1APS.pdb.gz"))
+    assert np.array_equal(left.elements, proper.elements) and set(proper.elements) <= {"C", "N", "O", "S"}
+
+
 def test_biological_assembly_files_are_found_and_read_as_pdb(tmp_path):
     """RCSB's assemblies (1abc.pdb1, 1abc.pdb2.gz) were passed over in a folder, without a word."""
     (tmp_path / "x.pdb1").write_text(pdb_text("1APS"))

@@ -712,16 +712,25 @@ def _element_code(name: int, element: bytes) -> str:
     return _element_of(_text(name), element.decode())
 
 
+#: Two-letter elements of (modified) amino acids. Another one is read from the name's first letter: written from
+#: column 13 without an element column (as some MD programs write), a C-alpha ``CA`` is taken for calcium, ``CD``
+#: for cadmium, ``NE`` for neon.
+_AMINO_ACID_ELEMENTS = frozenset({"SE", "BR", "CL"})
+
+
 @functools.lru_cache(maxsize=4096)
 def _element_of(atom_name: str, element_column: str) -> str:
     """Element of an amino-acid atom, from its name when the element column disagrees with it.
 
     Old and re-cut PDB files often carry segment ids or junk in the element columns (a C-alpha written
     as element ``H``); in an amino acid the atom name always starts with the element symbol.
+
+    >>> _element_of("CA", "CA"), _element_of("SE", "SE"), _element_of("CA", "H")
+    ('C', 'SE', 'C')
     """
     name = atom_name.lstrip("0123456789")
     element = element_column.strip().upper()
-    if element and name.upper().startswith(element):
+    if element and name.upper().startswith(element) and (len(element) == 1 or element in _AMINO_ACID_ELEMENTS):
         return element
     return "SE" if name.upper().startswith("SE") else name[:1].upper() or "X"
 
