@@ -133,17 +133,41 @@ def _select_best_residue(residue):
     return max(variants, key=lambda r: max((a.get_occupancy() or 0.0) for a in r))
 
 
+def _free_hetero_amino_acids(residues: list) -> set[int]:
+    """``id()`` of the HETATM amino acids joined by no chain of peptide bonds (C-N under 2 A) to an ATOM amino acid
+    (to another one, where the chain has no ATOM amino acid): the package's rule, added with it on 2026-12-02."""
+    amino = [r for r in residues if one_letter_code(r.get_resname()) is not None]
+
+    def bonded(a, b) -> bool:
+        pairs = (("N", "C"), ("C", "N"))
+        return any(x in a and y in b and np.linalg.norm(a[x].coord - b[y].coord) < 2.0 for x, y in pairs)
+
+    het = [r for r in amino if r.id[0].startswith("H_")]
+    joined = {id(r) for r in amino if not r.id[0].startswith("H_")}
+    if not joined:
+        joined = {id(r) for r in het if any(bonded(r, o) for o in het if o is not r)}
+    grew = True
+    while grew:
+        grew = False
+        for r in het:
+            if id(r) not in joined and any(id(o) in joined and bonded(r, o) for o in amino if o is not r):
+                joined.add(id(r))
+                grew = True
+    return {id(r) for r in het if id(r) not in joined}
+
+
 def _chain_arrays(bio_chain, options: ReadOptions, ligand_atoms: list) -> dict | None:
     """Per-atom and per-residue arrays of one Biopython chain, or ``None`` if it holds no amino acid."""
     coords, elements, names, owner = [], [], [], []
     letters, resnames, resnums, icodes, ca_index = [], [], [], [], []
     n_amino = 0
+    free = _free_hetero_amino_acids([_select_best_residue(r) for r in bio_chain])
     for residue in bio_chain:
         residue = _select_best_residue(residue)
         resname = residue.get_resname().strip()
         if resname in WATER_NAMES:
             continue
-        letter = one_letter_code(resname)
+        letter = None if id(residue) in free else one_letter_code(resname)
         if letter is None:
             if options.ligands:
                 for atom in residue:

@@ -70,6 +70,23 @@ def test_names_outside_biopython_s_table_are_kept(tmp_path, resname, letter):
     assert renamed.sequence[:at] + renamed.sequence[at + 1 :] == original.sequence[:at] + original.sequence[at + 1 :]
 
 
+def test_a_free_amino_acid_ligand_is_not_a_residue_of_the_chain(tmp_path):
+    """A HETATM amino acid that no peptide bond joins to the chain (1PIN's Ala-Pro, 3ECA's free Asp) was appended
+    to it: one more letter and token, and its atoms in its neighbours' microenvironments. Modified residues of the
+    chain (1FQJ_l_u's MSE, listed after the chain) stay."""
+    lines = pdb_text("1APS").splitlines()
+    atoms = [line for line in lines if line.startswith("ATOM")]
+    first = [line for line in atoms if line[22:26] == atoms[0][22:26]]
+    ligand = ["HETATM" + line[6:17] + "PRO" + line[20:22] + " 901" + line[26:30] + f"{float(line[30:38]) + 40:8.3f}"
+              + line[38:] for line in first]
+    (tmp_path / "x.pdb").write_text("\n".join([*atoms, "TER", *ligand, "END"]) + "\n")
+    plain = read_structure(STRUCTURES / "1APS.pdb.gz").chains[0]
+    with_ligand = read_structure(tmp_path / "x.pdb", ReadOptions(ligands=True)).chains[0]
+    assert with_ligand.sequence == plain.sequence
+    mse = read_structure(STRUCTURES / "1FQJ_l_u.pdb.gz").chains[0]
+    assert mse.sequence.endswith("MMMMM")
+
+
 @pytest.mark.parametrize("name", ["2G77_r_u", "2TRX"])
 def test_altlocs_keep_the_last_record_of_each_atom_as_foldseek(name):
     """Foldseek (through gemmi) keeps the last record of each atom name: conformer B on a 0.50/0.50 tie (2TRX's

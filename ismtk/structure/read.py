@@ -574,6 +574,7 @@ def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms], dr
     resnames = atoms.resname[first_atom]
     letters = _letters(resnames)
     is_amino = letters != b""
+    is_amino &= ~_free_amino_acids(atoms, source, res_index, first_atom, is_amino)
     if not is_amino.any():
         if options.ligands:
             _collect_ligands(atoms, source, is_amino[res_index], ligands)
@@ -614,6 +615,49 @@ def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms], dr
         "insertion_codes": np.where(icodes == 32, 0, icodes).astype(np.uint8).view("S1").astype("<U1"),
         "ca_index": ca_index.astype(np.int32),
     }
+
+
+#: Longest C-N distance of a peptide bond taken as one (A; a bond is 1.33 A).
+_PEPTIDE_BOND = 2.0
+_N, _C = _code("N"), _code("C")
+
+
+def _free_amino_acids(
+    atoms: _Atoms, source: np.ndarray, res_index: np.ndarray, first_atom: np.ndarray, is_amino: np.ndarray
+) -> np.ndarray:
+    """``(R,) bool``: the HETATM amino acids that no chain of peptide bonds joins to the chain's ATOM residues (to
+    one another, in a chain of HETATM residues only): ligands such as a free proline, an Ala-Pro dipeptide or
+    S-adenosyl-homocysteine (which the PDB dictionary maps to C). A modified residue of the chain (MSE, SEP, ...) is
+    bonded to its neighbours, wherever the file lists it."""
+    het = atoms.het[first_atom] & is_amino
+    if not het.any():
+        return het
+    ends = []
+    for code in (_N, _C):  # each residue's N and C (NaN when it has none)
+        at = np.full((len(first_atom), 3), np.nan)
+        named = atoms.name[source] == code
+        at[res_index[named]] = atoms.pos[source[named]]
+        at[~is_amino] = np.nan
+        ends.append(at)
+    n, c = ends
+    partners = {}
+    for r in np.flatnonzero(het).tolist():
+        with np.errstate(invalid="ignore"):
+            bonded = np.linalg.norm(c - n[r], axis=1) < _PEPTIDE_BOND
+            bonded |= np.linalg.norm(n - c[r], axis=1) < _PEPTIDE_BOND
+        bonded[r] = False
+        partners[r] = set(np.flatnonzero(bonded).tolist())
+    joined = set(np.flatnonzero(is_amino & ~het).tolist()) or {r for r, p in partners.items() if p}
+    grew = True
+    while grew:  # through peptide bonds, from the ATOM residues
+        grew = False
+        for r, p in partners.items():
+            if r not in joined and p & joined:
+                joined.add(r)
+                grew = True
+    free = het.copy()
+    free[list(joined & set(partners))] = False
+    return free
 
 
 class _Dropped(NamedTuple):
