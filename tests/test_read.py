@@ -251,6 +251,21 @@ def test_left_justified_atom_names_without_elements_are_not_metals(tmp_path):
     assert np.array_equal(left.elements, proper.elements) and set(proper.elements) <= {"C", "N", "O", "S"}
 
 
+def test_a_second_copy_of_a_chain_under_its_id_is_warned_of(tmp_path):
+    """Records that repeat a residue's atom without an altloc are left out (the first is kept): a homodimer written
+    with one chain id lost its second copy in silence. Identical repeated records (ASTRAL files hold some) are not
+    worth a warning."""
+    atoms = [line for line in pdb_text("1ONC").splitlines() if line.startswith("ATOM")]
+    moved = [line[:30] + f"{float(line[30:38]) + 30:8.3f}" + line[38:] for line in atoms]
+    (tmp_path / "one.pdb").write_text("\n".join([*atoms, "END"]) + "\n")
+    one = read_structure(tmp_path / "one.pdb")
+    for copy, warned in ((moved, True), (atoms, False)):
+        (tmp_path / "x.pdb").write_text("\n".join([*atoms, "TER", *copy, "END"]) + "\n")
+        structure = read_structure(tmp_path / "x.pdb")
+        assert [c.sequence for c in structure.chains] == [c.sequence for c in one.chains] and not one.warnings
+        assert any("repeat an earlier atom" in w for w in structure.warnings) == warned
+
+
 def test_biological_assembly_files_are_found_and_read_as_pdb(tmp_path):
     """RCSB's assemblies (1abc.pdb1, 1abc.pdb2.gz) were passed over in a folder, without a word."""
     (tmp_path / "x.pdb1").write_text(pdb_text("1APS"))

@@ -218,7 +218,7 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
     ligands: list[_Atoms] = []
     dropped: list[str] = []
     for chain_id, chain_atoms in _chains(atoms, blank_chain):
-        arrays = _chain_arrays(chain_atoms, options, ligands, dropped)
+        arrays = _chain_arrays(chain_atoms, options, ligands, dropped, warnings)
         if arrays is None:
             continue
         if not arrays["sequence"]:
@@ -513,8 +513,9 @@ def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray]:
     return slot_of_run[run], variant_of_run[run]
 
 
-def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One atom per (residue variant, atom name): ``(keep, source)`` index arrays.
+def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """One atom per (residue variant, atom name): ``(keep, source, repeats)``, index arrays and the count of atoms
+    left out that repeat an earlier atom without an altloc, elsewhere.
 
     ``keep`` are the atoms whose place in the order is kept, ``source[i]`` the atom whose data fills it.
     Of alternate locations the last record wins, as Foldseek reads them (through gemmi; on the usual 0.50/0.50
@@ -530,12 +531,15 @@ def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndar
     head[1:] = (v[1:] != v[:-1]) | (nm[1:] != nm[:-1])
     if head.all():
         keep = np.flatnonzero(variant >= 0)
-        return keep, keep
+        return keep, keep, 0
     group = np.cumsum(head) - 1
     groups = int(group[-1]) + 1
     alt = atoms.altloc[order] != 0
     has_alt = np.zeros(groups, dtype=bool)
     has_alt[group[alt]] = True
+    repeat = ~head & ~has_alt[group] & (v >= 0)  # identical records (ASTRAL files hold some) are not counted
+    first = order[np.flatnonzero(head)][group[repeat]]
+    repeats = int(np.count_nonzero(np.abs(atoms.pos[order[repeat]] - atoms.pos[first]).max(axis=1) > 1e-3))
     late = head & ~alt & has_alt[group]  # heads without altloc of groups whose altloc atoms come later
     candidate = np.flatnonzero(alt | head)  # in file order within each group
     last = np.ones(len(candidate), dtype=bool)
@@ -548,18 +552,24 @@ def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndar
     heads, sources = order[place], order[winners]
     valid = variant[heads] >= 0
     by_place = np.argsort(heads[valid], kind="stable")
-    return heads[valid][by_place], sources[valid][by_place]
+    return heads[valid][by_place], sources[valid][by_place], repeats
 
 
-def _chain_arrays(atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms], dropped: list[_Dropped]) -> dict | None:
+def _chain_arrays(
+    atoms: _Atoms, options: ReadOptions, ligands: list[_Atoms], dropped: list[_Dropped], notes: list[str]
+) -> dict | None:
     """Per-atom and per-residue arrays of one chain, or ``None`` if it holds no amino acid.
 
     Residues that are not amino acids go to ``ligands`` (heavy atoms) when ``options.ligands``. Atoms with
     non-finite coordinates are left out, and so is a residue whose backbone atom has them; each goes to
-    ``dropped``.
+    ``dropped``. Atoms that repeat an earlier one of their residue without an altloc (a second copy of a chain
+    under the same id) are left out, said in ``notes``.
     """
     slot, variant = _residue_slots(atoms)
-    keep, source = _pick_atoms(atoms, variant)
+    keep, source, repeats = _pick_atoms(atoms, variant)
+    if repeats:
+        notes.append(f"chain {_text(atoms.chain[0]) or '-'}: {repeats} atom(s) repeat an earlier atom of their "
+                     "residue (same name, no altloc) and were left out; a second copy of the chain under its id?")
     if _has_point_mutations(slot, variant):
         keep, source = _best_variants(atoms, slot, variant, keep, source)
     # residue order: first appearance of each slot; atoms of a residue in file order
