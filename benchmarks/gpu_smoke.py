@@ -2,7 +2,8 @@
 
 Runs the command line from this checkout (``bin/ismtk``) on the structures in ``tests/data``:
 
-1. ``train-ae``: a tiny autoencoder, killed (SIGKILL) once its first checkpoint is written, then ``--resume``d;
+1. ``train-ae``: a tiny autoencoder, killed (SIGKILL) once its first checkpoint is written, then ``--resume``d,
+   and the attention kernels its encoder runs (a fused one on a GPU, not the math fallback);
 2. ``cluster``: an ISM tokenizer (K = 8) from it;
 3. ``encode``: the structures with that ISM tokenizer (on ``--device`` when ``encode`` has the option);
 4. ``structure-tune``: a random 6-layer ESM2 on the ISM tokens, stopped, ``--resume``d, exported;
@@ -86,6 +87,31 @@ def train_ae(run: Path, device: str) -> None:
            + (final[-1].split(" -> ")[0] if final else "no final validation line"))
 
 
+def attention_kernels(model_folder: Path, device: str) -> None:
+    """The SDPA kernels the ISM encoder's attention runs on ``device`` (profiled on one chain, as ``encode`` runs
+    it): a fused one on a GPU, not the math fallback that holds every (B, H, N, N) probability."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from ismtk.autoencoder.io import embed_chains, load_autoencoder
+    from ismtk.structure import read_structure
+
+    model = load_autoencoder(model_folder, device)
+    chain = read_structure(STRUCTURES[0]).chains[0]
+    embed_chains(model, [chain])  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    tic = time.perf_counter()
+    with profile(activities=activities) as prof:
+        embed_chains(model, [chain])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    kernels = sorted({e.key for e in prof.key_averages() if "scaled_dot_product" in e.key})
+    fallback = any("math" in k for k in kernels)
+    report("ISM attention kernels" + (" (MATH FALLBACK)" if fallback else ""), time.perf_counter() - tic,
+           ", ".join(kernels) or "none seen")
+
+
 def structure_tune(work: Path, tokens: Path, aa: Path, device: str) -> Path:
     """A random 6 x 320 ESM2 (the shape of esm2_t6_8M) tuned on the ISM tokens: stop, resume, export."""
     sys.path.insert(0, str(ROOT))
@@ -125,6 +151,7 @@ def main() -> None:
     start = time.perf_counter()
 
     train_ae(work / "ae", device)
+    attention_kernels(work / "ae", device)
 
     err, seconds = ismtk("cluster", work / "ae", *STRUCTURES, "-o", work / "ism", "-k", "8", ok=(0, 3))
     report("cluster -k 8", seconds, next((line for line in err.splitlines() if line.startswith("K=")), ""))
