@@ -31,6 +31,7 @@ __all__ = [
     "alignment_from_runs",
     "check_gaps",
     "cigar_pairs",
+    "cigar_runs",
     "gapped_pair",
 ]
 
@@ -97,6 +98,15 @@ def alignment_from_runs(score: int, qstart: int, tstart: int, runs: list[tuple[i
     return alignment_from_ops(score, qstart, tstart, np.repeat(codes, [n for n, _ in runs]))
 
 
+def cigar_runs(cigar: str) -> list[tuple[int, str]]:
+    """The ``(n, op)`` runs of a CIGAR of ``M``/``I``/``D`` (or ``=``/``X``) operations.
+
+    >>> cigar_runs("2M1I1M")
+    [(2, 'M'), (1, 'I'), (1, 'M')]
+    """
+    return [(int(n), op) for n, op in re.findall(r"(\d+)([MID=X])", cigar)]
+
+
 def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
     """``(n, 2) int64`` aligned (query, target) indices, 0-based, of a ``.m8`` alignment: its 1-based ``qstart``,
     ``tstart`` and its CIGAR of ``M``/``I``/``D`` runs (as ismtk and Foldseek write them).
@@ -104,8 +114,7 @@ def cigar_pairs(qstart: int, tstart: int, cigar: str) -> np.ndarray:
     >>> cigar_pairs(3, 1, "2M1I1M").tolist()
     [[2, 0], [3, 1], [5, 2]]
     """
-    runs = [(int(n), op) for n, op in re.findall(r"(\d+)([MID=X])", cigar)]
-    return alignment_from_runs(0, qstart - 1, tstart - 1, runs).pairs
+    return alignment_from_runs(0, qstart - 1, tstart - 1, cigar_runs(cigar)).pairs
 
 
 def gapped_pair(pairs: np.ndarray, seq1: str, seq2: str) -> tuple[str, str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TextIO
 
 from ismtk.errors import InputError
+from ismtk.search.align import cigar_runs
 from ismtk.search.db import SequenceDB
 from ismtk.search.hit3d import COLUMNS_3D, PROB_COLUMN, JudgedHit, column_3d, geometry_of
 from ismtk.search.search import Hit
@@ -50,8 +50,7 @@ def _aligned(db: SequenceDB, entry: int, hit: Hit, side: int) -> str:
     at = hit.alignment.qstart if side == 0 else hit.alignment.tstart
     own = "MI" if side == 0 else "MD"
     out = []
-    for n, op in re.findall(r"(\d+)([MID])", hit.alignment.cigar):
-        n = int(n)
+    for n, op in cigar_runs(hit.alignment.cigar):
         if op in own:
             out.append(text[at : at + n])
             at += n
