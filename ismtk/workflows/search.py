@@ -135,6 +135,8 @@ def open_input(
     paths = path_list(inputs)
     tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
     kind = input_kind(paths)
+    if kind == "fasta" and not all(map(is_fasta, paths)):
+        raise InputError("mix of FASTA and structure inputs; give one kind")
     if mode == "aa":
         if kind == "db":
             return SequenceDB.load(paths[0]).as_amino_acids(), None
@@ -153,17 +155,14 @@ def open_input(
         resolved = tokenizer_for(db.tokenizer, tokenizer, str(paths[0]), given_by)
         return replace(db, tokenizer=resolved.identity), resolved
     if kind == "fasta":
-        fasta = [p for p in paths if is_fasta(p)]
-        if len(fasta) != len(paths):
-            raise InputError("mix of FASTA and structure inputs; give one kind")
-        for path in fasta:
+        for path in paths:
             tag = tokenizer_tag(path)
             if tag is not None:
                 named = tokenizer
                 tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
                 given_by = given_by if named is not None else str(path)  # later files must match this one
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
-        records = _usable_records(fasta, tokenizer, on_skip)
+        records = _usable_records(paths, tokenizer, on_skip)
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
@@ -174,8 +173,6 @@ def open_input(
 def _protein_db(paths: list[Path]) -> SequenceDB:
     """Protein FASTA files as a database of their amino acids (``aa`` mode), read by :func:`read_protein_fasta`'s
     rules (a token FASTA, naming its ``tokenizer=``, is refused)."""
-    if not all(is_fasta(p) for p in paths):
-        raise InputError("mix of FASTA and structure inputs; give one kind")
     records = []
     for path in paths:
         found, _ = read_protein_fasta(path)
