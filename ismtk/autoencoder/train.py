@@ -84,6 +84,8 @@ PAIR_VAL_PAIRS = 2048
 #: Default ``micro_batch_pairs`` on the CPU and on a large GPU (a part of 16M pairs of ~150-atom environments
 #: holds ~700 of them and took ~25 GB in training on an H200); a smaller GPU gets :func:`default_micro_batch_pairs`.
 MICRO_BATCH_PAIRS = (250_000, 16_000_000)
+#: Files and folders a run writes into its folder (removed by ``overwrite``).
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 #: Training memory per padded atom pair (25 GB for 16M pairs, measured once on an H200).
 _BYTES_PER_PAIR = 1600
 #: Share of a GPU's memory the default parts may fill.
@@ -97,8 +99,6 @@ def default_micro_batch_pairs(device: torch.device) -> int:
         return MICRO_BATCH_PAIRS[0]
     total = torch.cuda.get_device_properties(device).total_memory
     return int(min(MICRO_BATCH_PAIRS[1], _GPU_MEMORY_SHARE * total / _BYTES_PER_PAIR))
-#: Files and folders a run writes into its folder (removed by ``overwrite``).
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
 
 
 @dataclass(frozen=True)
