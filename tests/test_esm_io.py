@@ -156,3 +156,40 @@ def test_unusable_inputs_raise_input_errors_naming_them(tmp_path):
     with pytest.raises(InputError, match="esm2"):
         save_fair_esm(tiny_esm(), tmp_path / "model.pt")
     assert EsmConfig.of(tiny_esm()) == TINY
+
+
+def _edited_hf(tmp_path, **changes):
+    import json
+
+    folder = save_hf(tiny_esm(), tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_hf_config_read_with_transformers_defaults(tmp_path):
+    """A config without token_dropout means False, as in transformers; both read the same logits."""
+    folder = _edited_hf(tmp_path, token_dropout=None)
+    loaded = load_esm(folder)
+    assert not loaded.config.token_dropout
+    theirs = transformers.EsmForMaskedLM.from_pretrained(folder).eval()
+    assert not theirs.config.token_dropout
+    tokens = _tokens(loaded.model)
+    keep = tokens.ne(loaded.model.padding_idx)
+    with torch.no_grad():
+        out = theirs(input_ids=tokens, attention_mask=keep)
+    torch.testing.assert_close(out.logits[keep], _outputs(loaded.model, tokens)[0][keep], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "change", [{"hidden_act": "gelu_new"}, {"rope_theta": 500000.0}, {"layer_norm_eps": None}]
+)
+def test_hf_config_settings_esm2_cannot_compute_are_refused(tmp_path, change):
+    folder = _edited_hf(tmp_path, **change)
+    with pytest.raises(InputError, match=f"config.json: {next(iter(change))}"):
+        load_esm(folder)

@@ -251,13 +251,30 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
     vocab = folder / "vocab.txt"
     if vocab.is_file() and vocab.read_text().split() != esm_alphabet().all_toks:
         raise InputError(f"{vocab}: token order differs from the ESM2 alphabet; cannot convert")
+    _hf_fixed_settings(hf, config_file)
     weights = _hf_weights(folder)
+    # transformers' EsmConfig defaults: token_dropout False (every released ESM2 config sets it true)
     config = EsmConfig(hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"],
-                       bool(hf.get("token_dropout", True)))
+                       bool(hf.get("token_dropout", False)))
     if hf.get("intermediate_size", 4 * config.embed_dim) != 4 * config.embed_dim:
         raise InputError(f"{config_file}: intermediate_size must be 4 x hidden_size in ESM2")
     state, dropped = hf_to_fair(weights)
     return _assemble(config, state, dropped, str(folder), [])
+
+
+def _hf_fixed_settings(hf: dict, config_file: Path) -> None:
+    """Refuse a config with settings the fair-esm ESM2 does not compute: its exact GELU, rotary base 10,000 and
+    layer-norm epsilon 1e-5 are fixed (transformers reads a config without ``layer_norm_eps`` as 1e-12)."""
+    act = hf.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise InputError(f"{config_file}: hidden_act {act!r}; ESM2 uses the exact GELU ('gelu')")
+    theta = float(hf.get("rope_theta", 10000.0))
+    if theta != 10000.0:
+        raise InputError(f"{config_file}: rope_theta {theta:g}; ESM2's rotary embeddings use base 10000")
+    eps = float(hf.get("layer_norm_eps", 1e-12))
+    if eps != 1e-5:
+        raise InputError(f"{config_file}: layer_norm_eps {eps:g} (1e-12 when absent, as in transformers); ESM2's "
+                         "layer norms use 1e-5, as every released ESM2 config says")
 
 
 def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
