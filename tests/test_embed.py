@@ -211,3 +211,17 @@ def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
     dup.write_text(">a\nACD\n>a\nEFG\n")
     result = runner.invoke(app, ["embed", str(weights), str(dup), str(tmp_path / "o2")])
     assert result.exit_code == 1 and "duplicate names: a" in result.output and not (tmp_path / "o2").exists()
+
+
+def test_a_training_model_is_embedded_in_eval_mode_and_left_training(tiny_esm):
+    model, alphabet = tiny_esm
+    records = random_records(3, 8, 20, seed=5)
+    expected = [r for r, _ in embed_sequences(model, alphabet, records, EmbedOptions(include=("mean",)))]
+    model.train()
+    try:
+        again = [r for r, _ in embed_sequences(model, alphabet, records, EmbedOptions(include=("mean",)))]
+        assert model.training  # token dropout and any dropout are off while embedding, back on after
+    finally:
+        model.eval()
+    for a, b in zip(expected, again, strict=True):
+        torch.testing.assert_close(a["mean_representations"], b["mean_representations"])

@@ -148,49 +148,54 @@ def embed_sequences(
     partial: dict[int, _Partial] = {}
     converter = alphabet.get_batch_converter()
     device = resolve_device(device)
-    model = model.eval().to(device)
-    for batch in length_batches([e - s for _, s, e in pieces], options.toks_per_batch):
-        data = [(str(k), records[pieces[k][0]][1][pieces[k][1] : pieces[k][2]]) for k in batch]
-        _, _, tokens = converter(data)
-        with torch.inference_mode():
-            tokens = tokens.to(device)
-            if contacts:
-                out = model(tokens, repr_layers=layers, return_contacts=True)
-                reps, maps = out["representations"], out["contacts"].float().cpu()
-            else:
-                reps, maps = esm2_representations(model, tokens, layers), None
-            reps = {layer: t.float().cpu() for layer, t in reps.items()}
-        finished = []
-        for row, k in enumerate(batch):
-            index, start, end = pieces[k]
-            n = end - start
-            acc = partial.get(index)
-            if acc is None:
-                total = len(records[index][1]) if options.long == "windows" else n
-                acc = partial[index] = _Partial(
-                    per_tok={layer: torch.zeros(total, reps[layer].shape[-1]) for layer in layers},
-                    counts=torch.zeros(total, 1),
-                    bos=None,
-                    contacts=torch.zeros(total, total) if contacts else None,
-                    contact_counts=torch.zeros(total, total) if contacts else None,
-                    missing=int(n_pieces[index]),
-                )
-            for layer in layers:
-                acc.per_tok[layer][start:end] += reps[layer][row, 1 : n + 1]
-            acc.counts[start:end] += 1
-            if start == 0:
-                acc.bos = {layer: reps[layer][row, 0].clone() for layer in layers}
-            if maps is not None:
-                acc.contacts[start:end, start:end] += maps[row, :n, :n]
-                acc.contact_counts[start:end, start:end] += 1
-            acc.missing -= 1
-            if acc.missing == 0:
-                finished.append(index)
-        for index in finished:
-            acc = partial.pop(index)
-            yield _result(records[index][0], acc, options.include), len(acc.counts)
-        if on_batch is not None:
-            on_batch(len(finished))
+    model = model.to(device)
+    was_training = model.training  # the caller's model is left in the mode it came in
+    model.eval()
+    try:
+        for batch in length_batches([e - s for _, s, e in pieces], options.toks_per_batch):
+            data = [(str(k), records[pieces[k][0]][1][pieces[k][1] : pieces[k][2]]) for k in batch]
+            _, _, tokens = converter(data)
+            with torch.inference_mode():
+                tokens = tokens.to(device)
+                if contacts:
+                    out = model(tokens, repr_layers=layers, return_contacts=True)
+                    reps, maps = out["representations"], out["contacts"].float().cpu()
+                else:
+                    reps, maps = esm2_representations(model, tokens, layers), None
+                reps = {layer: t.float().cpu() for layer, t in reps.items()}
+            finished = []
+            for row, k in enumerate(batch):
+                index, start, end = pieces[k]
+                n = end - start
+                acc = partial.get(index)
+                if acc is None:
+                    total = len(records[index][1]) if options.long == "windows" else n
+                    acc = partial[index] = _Partial(
+                        per_tok={layer: torch.zeros(total, reps[layer].shape[-1]) for layer in layers},
+                        counts=torch.zeros(total, 1),
+                        bos=None,
+                        contacts=torch.zeros(total, total) if contacts else None,
+                        contact_counts=torch.zeros(total, total) if contacts else None,
+                        missing=int(n_pieces[index]),
+                    )
+                for layer in layers:
+                    acc.per_tok[layer][start:end] += reps[layer][row, 1 : n + 1]
+                acc.counts[start:end] += 1
+                if start == 0:
+                    acc.bos = {layer: reps[layer][row, 0].clone() for layer in layers}
+                if maps is not None:
+                    acc.contacts[start:end, start:end] += maps[row, :n, :n]
+                    acc.contact_counts[start:end, start:end] += 1
+                acc.missing -= 1
+                if acc.missing == 0:
+                    finished.append(index)
+            for index in finished:
+                acc = partial.pop(index)
+                yield _result(records[index][0], acc, options.include), len(acc.counts)
+            if on_batch is not None:
+                on_batch(len(finished))
+    finally:
+        model.train(was_training)
 
 
 def _result(label: str, acc: _Partial, include: Sequence[str]) -> dict:
