@@ -72,6 +72,15 @@ def test_empty_fasta_records_are_skipped_by_createdb_search_and_easy_search(tmp_
     assert (tmp_path / "a.m8").read_text() == (tmp_path / "b.m8").read_text()
 
 
+
+def test_a_query_fasta_of_empty_records_only_is_named_as_the_query(tmp_path):
+    query, target = tmp_path / "q.fasta", tmp_path / "t.fasta"
+    query.write_text(">q_empty tokenizer=3di\n\n")
+    target.write_text(">t1 tokenizer=3di\nDPVVLVVDPVVLVV\n")
+    result = _cli("easy-search", query, target, tmp_path / "a.m8")
+    assert result.exit_code != 0 and "record q_empty has no sequence" in result.output, result.output
+    _one_error_line(result.output, "q.fasta", "no record with a sequence")
+
 def test_a_database_with_an_empty_entry_is_refused_naming_it(tmp_path):
     """Databases of older versions could hold empty entries, which crashed the aligner."""
     records = [("a", np.array([1, 2, 3], np.uint8), None), ("hollow", np.array([4], np.uint8), None)]

@@ -162,7 +162,9 @@ def open_input(
                 tokenizer = tokenizer_for(tag, tokenizer, str(path), given_by)
                 given_by = given_by if named is not None else str(path)  # later files must match this one
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
-        records = _usable_records(paths, tokenizer, on_skip)
+        records = list(_usable_records(paths, tokenizer, on_skip))
+        if not records:
+            raise InputError(f"{', '.join(map(str, paths))}: no record with a sequence (see the skipped ones above)")
         return SequenceDB.from_records(records, tokenizer.alphabet, tokenizer.identity), tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_TOKENIZER)
     files = find_structure_files(paths, keep_missing=True)
