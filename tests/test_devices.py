@@ -138,6 +138,22 @@ def test_autoencoder_parts_are_sized_by_the_gpu_s_memory(monkeypatch):
     assert 6_000_000 < gpu(24) < 7_000_000 and 4_000_000 < gpu(16) < 4_500_000
 
 
+def test_encode_batches_are_sized_for_the_device(monkeypatch):
+    """A GPU embeds thousands of environments per forward pass (a CPU-sized batch is ~50), within a fifth of its
+    memory; the CPU keeps the sizes its tokens were made with."""
+    from types import SimpleNamespace
+
+    from ismtk.autoencoder.io import EMBED_BATCH, EMBED_PAIRS, GPU_EMBED_BATCH, GPU_EMBED_PAIRS, embed_budget
+
+    def gpu(gib: int) -> tuple[int, int]:
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=gib << 30))
+        return embed_budget(torch.device("cuda", 0))
+
+    assert embed_budget(torch.device("cpu")) == (EMBED_BATCH, EMBED_PAIRS)
+    assert gpu(141) == (GPU_EMBED_BATCH, GPU_EMBED_PAIRS)
+    assert gpu(16)[0] == GPU_EMBED_BATCH and 2_000_000 < gpu(16)[1] < 2_200_000
+
+
 def test_children_import_this_copy(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(ROOT)]))
     assert package_path().split(os.pathsep) == [str(ROOT), "/elsewhere"]

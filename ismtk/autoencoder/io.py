@@ -20,10 +20,12 @@ from ismtk.errors import InputError
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.microenv import Microenvironments, collate, microenvironments
 from ismtk.train.checkpoint import load_checkpoint, save_checkpoint
+from ismtk.train.launch import gpu_pairs
 
 __all__ = [
     "MODEL_CONFIG",
     "MODEL_WEIGHTS",
+    "embed_budget",
     "embed_chains",
     "embed_microenvironments",
     "load_autoencoder",
@@ -32,11 +34,24 @@ __all__ = [
 
 MODEL_CONFIG = "model.json"
 MODEL_WEIGHTS = "model.pt"
-#: Most microenvironments per forward pass of :func:`embed_chains`.
+#: Most microenvironments per forward pass of :func:`embed_chains` on a CPU.
 EMBED_BATCH = 256
-#: Most (environments x (atoms + 1)^2) per forward pass: the attention biases grow with the square of the
+#: Most (environments x (atoms + 1)^2) per forward pass on a CPU: the attention biases grow with the square of the
 #: atoms, up to ~400 bytes per pair at width 64 (measured), so a batch holds at most ~100 MB of activations.
 EMBED_PAIRS = 250_000
+#: On a GPU: most environments and pairs per forward pass, and the share of its memory the pairs may fill (a
+#: CPU-sized batch of ~50 environments would leave a GPU waiting on kernel launches).
+GPU_EMBED_BATCH, GPU_EMBED_PAIRS, _GPU_EMBED_SHARE = 8192, 16_000_000, 0.2
+
+
+def embed_budget(device: torch.device) -> tuple[int, int]:
+    """``(batch_size, max_pairs)`` of :func:`embed_microenvironments` on ``device``: :data:`EMBED_BATCH` and
+    :data:`EMBED_PAIRS` on a CPU; on a GPU :data:`GPU_EMBED_BATCH` and up to :data:`GPU_EMBED_PAIRS`, at most
+    what fills a fifth of its memory at training's bytes per pair (an H200: 16M pairs, about 2,800 environments of 75
+    atoms; 16 GB: 2M)."""
+    if device.type != "cuda":
+        return EMBED_BATCH, EMBED_PAIRS
+    return GPU_EMBED_BATCH, gpu_pairs(device, _GPU_EMBED_SHARE, GPU_EMBED_PAIRS)
 
 
 def save_autoencoder(model: AtomicAutoencoder, folder: str | Path) -> None:
@@ -72,15 +87,17 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> At
 
 @torch.inference_mode()
 def embed_microenvironments(
-    model: AtomicAutoencoder, envs: Microenvironments, batch_size: int = EMBED_BATCH, max_pairs: int = EMBED_PAIRS
+    model: AtomicAutoencoder, envs: Microenvironments, batch_size: int | None = None, max_pairs: int | None = None
 ) -> np.ndarray:
     """``(B, width) float32`` residue embeddings ``z`` of a batch of microenvironments.
 
     Sorted by size (less padding) and encoded on the model's device in batches of at most ``batch_size``
-    environments and ``max_pairs`` environments x (atoms + 1)^2, so memory is bounded whatever the sizes;
-    the result does not depend on the random state.
+    environments and ``max_pairs`` environments x (atoms + 1)^2 (defaults: :func:`embed_budget` of the device), so
+    memory is bounded whatever the sizes; the result does not depend on the random state.
     """
     device = next(model.parameters()).device
+    default_batch, default_pairs = embed_budget(device)
+    batch_size, max_pairs = batch_size or default_batch, max_pairs or default_pairs
     order = np.argsort(envs.n_atoms, kind="stable")
     out = np.empty((len(envs), model.cfg.width), np.float32)
     for start, stop in _batches(envs.n_atoms[order], batch_size, max_pairs):
@@ -109,7 +126,7 @@ def _batches(sizes: np.ndarray, batch_size: int, max_pairs: int) -> list[tuple[i
 
 
 def embed_chains(
-    model: AtomicAutoencoder, chains: Sequence[ProteinChain], batch_size: int = EMBED_BATCH
+    model: AtomicAutoencoder, chains: Sequence[ProteinChain], batch_size: int | None = None
 ) -> list[np.ndarray]:
     """Residue embeddings ``z`` of every residue of every chain: a list of ``(L, width) float32`` arrays.
 

@@ -56,7 +56,7 @@ from ismtk.errors import InputError
 from ismtk.structure.microenv import Microenvironments
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ismtk.train.distributed import DistEnv, all_reduce_sum, any_rank, process_group
-from ismtk.train.launch import native_bf16
+from ismtk.train.launch import gpu_pairs, native_bf16
 from ismtk.train.metrics import MetricsLog, plot_metrics
 from ismtk.train.progress import TrainProgress
 from ismtk.train.schedule import warmup_cosine
@@ -86,8 +86,6 @@ PAIR_VAL_PAIRS = 2048
 MICRO_BATCH_PAIRS = (250_000, 16_000_000)
 #: Files and folders a run writes into its folder (removed by ``overwrite``).
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.png", "model.json", "model.pt", "checkpoints", "best")
-#: Training memory per padded atom pair (25 GB for 16M pairs, measured once on an H200).
-_BYTES_PER_PAIR = 1600
 #: Share of a GPU's memory the default parts may fill.
 _GPU_MEMORY_SHARE = 0.4
 
@@ -97,8 +95,7 @@ def default_micro_batch_pairs(device: torch.device) -> int:
     fill :data:`_GPU_MEMORY_SHARE` of its memory (24 GB: about 6M pairs; 16 GB: 4M)."""
     if device.type != "cuda":
         return MICRO_BATCH_PAIRS[0]
-    total = torch.cuda.get_device_properties(device).total_memory
-    return int(min(MICRO_BATCH_PAIRS[1], _GPU_MEMORY_SHARE * total / _BYTES_PER_PAIR))
+    return gpu_pairs(device, _GPU_MEMORY_SHARE, MICRO_BATCH_PAIRS[1])
 
 
 @dataclass(frozen=True)
