@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.errors import InputError
+from ismtk.plm.esm import EsmConfig
 from ismtk.plm.predict import resolve_model
 from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
 
@@ -48,6 +49,27 @@ def test_missing_heads_and_unknown_stream(export_folder, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "the heads predict 3di" in result.output
 
+
+
+def test_heads_refuse_another_backbone_of_the_same_shape(export_folder, tmp_path):
+    """Heads read features of the backbone they were trained on; another one's give plausible-looking noise."""
+    import torch
+
+    from ismtk.plm.esm import save_fair_esm
+    from ismtk.plm.heads import load_heads, save_heads
+    from ismtk.plm.predict import load_predictor
+
+    folder, _, _ = export_folder
+    torch.manual_seed(1)
+    other = EsmConfig(num_layers=2, embed_dim=48, attention_heads=4).build()
+    other = save_fair_esm(other, tmp_path / "esm2_t2_b.pt")[0]
+    with pytest.raises(InputError, match="heads.pt: these heads were trained on another backbone"):
+        load_predictor(other, folder / "heads.pt")
+    assert load_predictor(folder)[1].backbone is not None
+    old = load_heads(folder / "heads.pt")  # a heads file from before backbones were recorded: not checked
+    old.backbone = None
+    save_heads(old, tmp_path / "old_heads.pt")
+    assert load_predictor(other, tmp_path / "old_heads.pt")[1].backbone is None
 
 def test_embed_takes_the_export_folder_as_its_backbone(export_folder, tmp_path):
     import torch

@@ -52,7 +52,7 @@ def memorising_export(
     """
     from ismtk.plm.esm import esm_alphabet, save_fair_esm
     from ismtk.plm.forward import esm2_representations
-    from ismtk.plm.heads import StreamInfo, TokenHeads, save_heads
+    from ismtk.plm.heads import StreamInfo, TokenHeads, backbone_digest, save_heads
 
     torch.manual_seed(0)
     model = EsmConfig(num_layers=2, embed_dim=width, attention_heads=4).build().eval()
@@ -61,7 +61,8 @@ def memorising_export(
         hidden = esm2_representations(model, tokens, [2])[2]
     x = torch.cat([hidden[i, 1 : len(s) + 1] for i, (_, s) in enumerate(records)]).clone()
     y = torch.cat([torch.tensor([alphabet.index(c) + 1 for c in targets[n]]) for n, _ in records])
-    heads = TokenHeads(width, [StreamInfo(stream, alphabet, tokenizer=tokenizer)], layer=2)
+    info = StreamInfo(stream, alphabet, tokenizer=tokenizer)
+    heads = TokenHeads(width, [info], layer=2, backbone=backbone_digest(model))
     opt = torch.optim.Adam(heads.parameters(), lr=0.05)
     for _ in range(1000):
         opt.zero_grad()

@@ -9,15 +9,18 @@ from pathlib import Path
 
 from ismtk.errors import InputError
 from ismtk.plm.embed import EmbedOptions, embed_sequences
-from ismtk.plm.esm import export_weights, load_esm
-from ismtk.plm.heads import TokenHeads, load_heads
+from ismtk.plm.esm import LoadedEsm, export_weights, load_esm
+from ismtk.plm.heads import TokenHeads, backbone_digest, load_heads
 from ismtk.search.db import SequenceDB
 from ismtk.sequence.fasta import TOKENIZER_TAG, FastaWriter
 from ismtk.sequence.protein import read_protein_fasta
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.train.launch import DEFAULT_DEVICE, resolve_device
 
-__all__ = ["PREDICT_DEFAULTS", "PredictSummary", "predict_records", "predict_tokens", "predicted_db", "resolve_model"]
+__all__ = [
+    "PREDICT_DEFAULTS", "PredictSummary", "load_predictor", "predict_records", "predict_tokens", "predicted_db",
+    "resolve_model",
+]
 
 #: Long sequences are windowed so that every residue gets a token.
 PREDICT_DEFAULTS = EmbedOptions(include=("per_tok",), long="windows")
@@ -45,6 +48,17 @@ def resolve_model(model: str | Path, heads: str | Path | None) -> tuple[str, Pat
         heads = folder / "heads.pt"
     weights = export_weights(folder) if folder.is_dir() else None
     return str(weights if weights is not None else model), Path(heads)
+
+
+def load_predictor(model: str | Path, heads_path: str | Path | None = None) -> tuple[LoadedEsm, TokenHeads]:
+    """The backbone and heads of a predictor (:func:`resolve_model`); heads that record the backbone they were
+    trained on (:func:`backbone_digest`) refuse any other, which would predict plausible-looking noise."""
+    spec, heads_file = resolve_model(model, heads_path)
+    loaded, heads = load_esm(spec), load_heads(heads_file)
+    if heads.backbone is not None and heads.backbone != backbone_digest(loaded.model):
+        raise InputError(f"{heads_file}: these heads were trained on another backbone than {spec} (its weights "
+                         "differ); use the backbone of the same structure-tune export")
+    return loaded, heads
 
 
 def _pick_stream(heads: TokenHeads, stream: str | None) -> str:
@@ -94,8 +108,7 @@ def predict_tokens(
 ) -> PredictSummary:
     """Predict one stream's tokens for every sequence of ``fasta``; write token FASTA in input order."""
     records, notes = read_protein_fasta(fasta)
-    spec, heads_file = resolve_model(model, heads_path)
-    loaded, heads = load_esm(spec), load_heads(heads_file)
+    loaded, heads = load_predictor(model, heads_path)
     stream = _pick_stream(heads, stream)
     tokens = predict_records(loaded, heads, records, stream, options, device, on_batch)
     made_by = next(s.tokenizer for s in heads.streams if s.name == stream)
@@ -133,8 +146,7 @@ def predicted_db(
     alphabet; amino acids are kept for ``--mode aa`` and the amino-acid term.
     """
     records, _ = read_protein_fasta(fasta)
-    spec, heads_file = resolve_model(predictor, None)
-    loaded, heads = load_esm(spec), load_heads(heads_file)
+    loaded, heads = load_predictor(predictor)
     tokens = predict_records(loaded, heads, records, _stream_for(heads, tokenizer), device=device)
     alphabet = tokenizer.alphabet
     return SequenceDB.from_records(

@@ -41,7 +41,7 @@ from ismtk.atomic import atomic_folder, atomic_write
 from ismtk.errors import InputError
 from ismtk.names import read_names, read_rows
 from ismtk.plm.esm import LoadedEsm, load_esm, save_fair_esm, save_hf
-from ismtk.plm.heads import save_heads
+from ismtk.plm.heads import backbone_digest, save_heads
 from ismtk.plm.tune_data import TuneData, collate, load_tune_data, make_example, parse_stream
 from ismtk.plm.tuner import StructureTuner, loss_sums
 from ismtk.train.checkpoint import check_compatible, load_checkpoint, prepare_run_folder, save_checkpoint
@@ -632,4 +632,5 @@ def export(model: StructureTuner, folder: Path) -> list[Path]:
     """Write the tuned backbone for fair-esm and transformers (heads removed) and the heads file."""
     esm = model.esm
     fair, regression = save_fair_esm(esm, folder / f"esm2_t{esm.num_layers}_ismtk.pt")
+    model.heads.backbone = backbone_digest(esm)
     return [fair, regression, save_hf(esm, folder / "hf"), save_heads(model.heads, folder / "heads.pt")]
