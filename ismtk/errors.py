@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["IsmtkError", "StructureError", "InputError", "TooFewToFit"]
+__all__ = ["IsmtkError", "StructureError", "InputError", "RunInterrupted", "TooFewToFit"]
 
 
 class IsmtkError(Exception):
@@ -13,6 +13,11 @@ class IsmtkError(Exception):
 
 class InputError(IsmtkError):
     """A user-supplied value, path or file is unusable; the message says what to do."""
+
+
+class RunInterrupted(InputError):
+    """A run stopped part-way for a reason outside its inputs (a device failure, a worker process killed): what it
+    finished is kept for ``--resume``."""
 
 
 class TooFewToFit(InputError):

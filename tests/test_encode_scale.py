@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ismtk.cli import app
-from ismtk.errors import InputError
+from ismtk.errors import InputError, RunInterrupted
 from ismtk.structure import find_structure_files
 from ismtk.tokenizers import ThreeDiTokenizer
 from ismtk.workflows import encode as encode_module
@@ -273,6 +273,33 @@ def test_a_device_failure_stops_the_batch_instead_of_skipping_every_file(many, m
     monkeypatch.setattr(ThreeDiTokenizer, "encode", lambda self, chain: 1 / 0)
     assert "internal error" in str(encode_module.encode_file(path, ThreeDiTokenizer()).skipped[0])  # a bug: a skip
 
+
+
+def test_a_device_failure_keeps_what_was_written_for_resume(many, tmp_path, monkeypatch):
+    """The device-failure message points to --resume, so the run's .part and journal must survive it."""
+    import torch
+
+    monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)
+    paths = find_structure_files([many])
+    fresh, out = tmp_path / "fresh.fasta", tmp_path / "out.fasta"
+    _encode(paths, fresh)
+    encode = ThreeDiTokenizer.encode
+    calls = []
+
+    def fails_on_the_sixth_chain(self, chain):
+        calls.append(chain)
+        if len(calls) == 6:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return encode(self, chain)
+
+    monkeypatch.setattr(ThreeDiTokenizer, "encode", fails_on_the_sixth_chain)
+    with pytest.raises(RunInterrupted, match="device failed"):
+        _encode(paths, out)
+    assert Path(f"{out}.part").exists() and Path(f"{out}.resume").exists()
+    monkeypatch.setattr(ThreeDiTokenizer, "encode", encode)
+    starts = []
+    _encode(paths, out, resume=True, on_start=lambda done, total: starts.append(done))
+    assert starts[0] > 0 and out.read_bytes() == fresh.read_bytes()
 
 def _descendants(pid: int) -> set[int]:
     found, todo = set(), [pid]

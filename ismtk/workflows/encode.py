@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ismtk.errors import InputError, StructureError
+from ismtk.errors import InputError, RunInterrupted, StructureError
 from ismtk.structure.read import ReadOptions, path_list, read_structure
 from ismtk.tokenizers import load_tokenizer
 from ismtk.tokenizers.base import Tokenizer
@@ -230,8 +230,8 @@ def encode_file(
     Each chain is also tokenized by each of ``tracks`` (:attr:`EncodedChain.tracks`), from the same reading; a
     chain that one of them cannot use is skipped. An unexpected exception (a bug, not bad input) is reported as a
     skip too, so one file never stops a batch of millions, except a GPU's out-of-memory or device error, raised as
-    :class:`InputError` (every later file would fail too; such a run continues with ``--resume``). ``tokenizer``:
-    one, or what :func:`load_tokenizer` takes.
+    :class:`~ismtk.errors.RunInterrupted` (every later file would fail too; the run keeps what it wrote and continues
+    with ``--resume``). ``tokenizer``: one, or what :func:`load_tokenizer` takes.
     """
     tokenizer = load_tokenizer(tokenizer)
     start = time.perf_counter()
@@ -249,7 +249,7 @@ def encode_file(
         return FileResult(str(path), [], [exc], seconds=time.perf_counter() - start)
     except Exception as exc:  # reported per file (see the docstring), a device failure excepted
         if _device_failure(exc):
-            raise InputError(f"{path}: the device failed while encoding it ({type(exc).__name__}: {exc}); free "
+            raise RunInterrupted(f"{path}: the device failed while encoding it ({type(exc).__name__}: {exc}); free "
                              "its memory or use another device, then continue with --resume") from exc
         problem = StructureError(path, f"internal error, please report it ({type(exc).__name__}: {exc})")
         return FileResult(str(path), [], [problem], seconds=time.perf_counter() - start)
@@ -313,10 +313,10 @@ def encode_files(
         while pending:
             yield from pace.timed(pending.popleft()[0].result())
     except BrokenProcessPool as exc:
-        raise InputError(
+        raise RunInterrupted(
             "an encoding worker process ended abruptly: killed (out of memory?), or, in a Python script, started "
             "without 'if __name__ == \"__main__\":' around the code that calls ismtk with threads > 1 (workers import "
-            "the script again, as multiprocessing does); use threads=1 or add the guard"
+            "the script again, as multiprocessing does); use threads=1 or add the guard; continue with --resume"
         ) from exc
     finally:
         _stop(pool, early=bool(pending))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ismtk.errors import InputError
+from ismtk.errors import InputError, RunInterrupted
 
 __all__ = ["COMMIT_SECONDS", "Progress", "ResumableFasta", "inputs_fingerprint"]
 
@@ -232,8 +232,8 @@ class ResumableFasta:
                 part.finish()
             self._close(remove=True)
             return
-        keep = self.key is not None and not issubclass(exc_type, InputError)
-        if keep:  # killed or interrupted: leave a resumable state
+        keep = self.key is not None and (issubclass(exc_type, RunInterrupted) or not issubclass(exc_type, InputError))
+        if keep:  # killed, interrupted, a device or worker failed: leave a resumable state
             self._commit()
         self._close(remove=not keep)
 
