@@ -160,3 +160,58 @@ def test_residue_sample_is_a_subset_of_all_embeddings_in_order(ism_folder):
     assert rows == sorted(set(rows)) and np.array_equal(atoms[rows], some_atoms)
     assert np.array_equal(residue_embeddings(model, structs, 200, seed=3)[0], some)
     assert not np.array_equal(residue_embeddings(model, structs, 200, seed=4)[0], some)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"k": 63}, "centroids of shape"),
+        ({"alphabet": "ABC"}, "an alphabet of 3 symbols"),
+        ({"disorder_token": 64}, "disorder_token 64"),
+        ({"centroids": "nan"}, "finite"),
+        ({"metric": [[1.0]] * 5}, "metric must be"),
+    ],
+)
+def test_a_damaged_codebook_is_refused_naming_what_is_wrong(tmp_path, change, message):
+    """A NaN centroid would win every assignment in silence; wrong shapes would fail file by file later."""
+    centroids = np.random.default_rng(6).normal(size=(64, 8)).astype(np.float32)
+    doc = Codebook(centroids, Alphabet.of_size(64), 3, "ab" * 32).to_dict()
+    if change.get("centroids") == "nan":
+        doc["centroids"][5][0] = float("nan")
+    else:
+        doc.update(change)
+    (tmp_path / "codebook.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=f"codebook.json: .*{message}"):
+        Codebook.load(tmp_path / "codebook.json")
+
+
+def test_kmeans_refuses_nan_rows():
+    x = np.zeros((10, 2), np.float32)
+    x[3, 1] = np.nan
+    with pytest.raises(InputError, match="1 of 10 rows"):
+        kmeans(x, 2)
+
+
+def test_a_codebook_of_another_width_than_its_encoder_is_refused_at_load(ism_folder, tmp_path):
+    import shutil
+
+    from ismtk.tokenizers.ism import IsmTokenizer
+
+    folder = tmp_path / "tok"
+    shutil.copytree(ism_folder / "tok", folder)
+    doc = json.loads((folder / "codebook.json").read_text())
+    doc["centroids"] = [row + row for row in doc["centroids"]]
+    doc["dim"] *= 2
+    (folder / "codebook.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="centroids of width 32, but the encoder embeds in 16"):
+        IsmTokenizer(folder)
+
+
+def test_cluster_refuses_k_beyond_the_alphabet_before_any_work_and_too_few_residues_for_an_elbow(ism_folder, tmp_path):
+    from ismtk.autoencoder.codebook import build_codebook
+
+    with pytest.raises(InputError, match="-k 100"):
+        build_codebook(ism_folder / "ae", [tmp_path / "nothing-read"], tmp_path / "out", k=100)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="too few to choose K"):
+        build_codebook(ism_folder / "ae", [ism_folder / "structs"], tmp_path / "out", k=None, max_points=10)

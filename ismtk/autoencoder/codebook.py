@@ -26,7 +26,7 @@ import torch
 
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError
-from ismtk.sequence.alphabet import Alphabet
+from ismtk.sequence.alphabet import MAX_TOKENS, Alphabet
 
 __all__ = [
     "CODEBOOK_FILE",
@@ -260,6 +260,9 @@ def kmeans(
     """
     if x.ndim != 2 or len(x) < k:
         raise InputError(f"k-means needs an (N, D) array with N >= K={k}; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise InputError(f"k-means needs finite values; {int((~np.isfinite(x)).any(1).sum())} of {len(x)} rows hold "
+                         "NaN or infinity")
     data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     best: KMeansResult | None = None
     for restart in range(n_init):
@@ -342,6 +345,18 @@ class Codebook:
     def __post_init__(self) -> None:
         if self.base is not None and (self.base.metric is not None or self.base.base is not None):
             raise InputError("a residual codebook refines a plain codebook (one without a metric or a base of its own)")
+        k, dim = self.centroids.shape if self.centroids.ndim == 2 else (0, 0)
+        if not k or not dim or not np.isfinite(self.centroids).all():
+            raise InputError(f"centroids must be a finite (K, D) table, got shape {self.centroids.shape}")
+        if len(self.alphabet) != k:
+            raise InputError(f"{k} centroids but an alphabet of {len(self.alphabet)} symbols")
+        if self.disorder_token is not None and not 0 <= self.disorder_token < k:
+            raise InputError(f"disorder_token {self.disorder_token} is not a token of 0..{k - 1}")
+        if self.metric is not None and (self.metric.ndim != 2 or self.metric.shape[0] != dim
+                                        or not self.metric.shape[1] or not np.isfinite(self.metric).all()):
+            raise InputError(f"metric must be a finite ({dim}, m) table, got shape {self.metric.shape}")
+        if self.base is not None and self.base.centroids.shape[1] != dim:
+            raise InputError(f"a residual codebook of width {dim} refines one of width {self.base.centroids.shape[1]}")
 
     @property
     def k(self) -> int:
@@ -386,10 +401,10 @@ class Codebook:
         """The codebook of a :meth:`to_dict` document (:class:`InputError` for a format newer than this ismtk)."""
         if doc.get("format", _FORMATS[False, False]) not in _FORMATS.values():
             raise InputError(f"codebook format {doc['format']!r} is newer than this ismtk: upgrade ismtk")
-        centroids = np.asarray(doc["centroids"], dtype=np.float32).reshape(doc["k"], doc["dim"])
-        metric = None
-        if doc.get("metric") is not None:
-            metric = np.asarray(doc["metric"], dtype=np.float64).reshape(doc["dim"], -1)
+        centroids = np.asarray(doc["centroids"], dtype=np.float32)
+        if centroids.shape != (doc["k"], doc["dim"]):
+            raise InputError(f"centroids of shape {centroids.shape}, but k = {doc['k']} and dim = {doc['dim']}")
+        metric = None if doc.get("metric") is None else np.asarray(doc["metric"], dtype=np.float64)
         base = cls.from_dict(doc["base"]) if doc.get("base") is not None else None
         return cls(centroids, Alphabet(doc["alphabet"]), doc["disorder_token"], doc["encoder_sha256"], metric, base)
 
@@ -540,6 +555,8 @@ def build_codebook(
         )
     if residual and aligned is not None:
         raise InputError("a residual codebook is clustered in plain embedding space, without aligned pairs")
+    if k is not None and not 1 <= k <= MAX_TOKENS:
+        raise InputError(f"-k {k}: a codebook has 1 to {MAX_TOKENS} tokens (one symbol each)")
     base = _base_codebook(model_dir) if residual else None
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
     if base is not None:
@@ -548,8 +565,13 @@ def build_codebook(
     x = z if metric is None else (z.astype(np.float64) @ metric).astype(np.float32)
     ks = tuple(n for n in (elbow_ks or (ELBOW_KS if k is None else ())) if n <= len(x))
     inertias = tuple(elbow(x, ks, seed=seed, n_init=n_init))
-    if k is None:
-        k = choose_k(ks, inertias)
+    if k is None:  # at the elbow of the K that fit an alphabet (the curve may go beyond, for the picture)
+        usable = [(n, inertia) for n, inertia in zip(ks, inertias, strict=True) if n <= MAX_TOKENS]
+        if len(usable) < 2:
+            tried = ", ".join(map(str, elbow_ks or ELBOW_KS))
+            raise InputError(f"{len(x)} residues are too few to choose K at an elbow (of K = {tried}, at most "
+                             f"{MAX_TOKENS}); give more structures, or -k")
+        k = choose_k(*zip(*usable, strict=True))
     result = kmeans(x, k, n_init=n_init, seed=seed)
     # centroids are stored in embedding space: any preimage c of a centroid c' (c W = c') will do
     centroids = result.centroids if metric is None else result.centroids.astype(np.float64) @ np.linalg.pinv(metric)

@@ -109,6 +109,17 @@ def _embeddings(encoder: str, model: torch.nn.Module, chains: Sequence[ProteinCh
     return z
 
 
+def _model_width(folder: Path) -> int | None:
+    """The embedding width ``model.json`` in ``folder`` names (``None`` if it names none; loading it says why)."""
+    from ismtk.autoencoder.io import MODEL_CONFIG
+
+    try:
+        width = json.loads((folder / MODEL_CONFIG).read_text()).get("width")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return width if isinstance(width, int) else None
+
+
 def _atoms_digest(chains: Sequence[ProteinChain]) -> bytes:
     """A digest of what a microenvironment reads of ``chains``: coordinates, elements, residues, C-alphas."""
     digest = hashlib.blake2b(digest_size=16)
@@ -148,6 +159,10 @@ class IsmTokenizer(Tokenizer):
         if not (self.encoder / MODEL_WEIGHTS).is_file():
             raise InputError(f"{folder}: no encoder ({MODEL_WEIGHTS}) beside {CODEBOOK_FILE}"
                              + (" nor in the folder above" if self.encoder != folder else ""))
+        width = _model_width(self.encoder)
+        if width is not None and self.codebook.centroids.shape[1] != width:
+            raise InputError(f"{codebook_path}: centroids of width {self.codebook.centroids.shape[1]}, but the encoder "
+                             f"embeds in {width} dimensions; make the tokenizer again with 'ismtk cluster'")
         if self.codebook.encoder_sha256 != file_sha256(self.encoder / MODEL_WEIGHTS):
             raise InputError(
                 f"{codebook_path}: codebook was fitted on another encoder than {self.encoder / MODEL_WEIGHTS} (the "
