@@ -47,7 +47,7 @@ def test_alphabet_rejects_bad_symbols():
 
 
 def test_fasta_round_trip_plain_and_gz(tmp_path):
-    records = [("a", "ACDE"), ("b_x", "WWW"), ("c", "")]
+    records = [("a", "ACDE"), ("b_x", "WWW"), ("c", ""), ("voilà", "AC"), ("Åland_naïve", "D")]  # written as UTF-8
     for name in ("out.fasta", "out.fasta.gz"):
         path = tmp_path / name
         with FastaWriter(path) as writer:
@@ -55,6 +55,8 @@ def test_fasta_round_trip_plain_and_gz(tmp_path):
                 writer.write(*rec)
         assert list(read_fasta(path)) == records
     assert gzip.open(tmp_path / "out.fasta.gz", "rt").read().startswith(">a\nACDE\n")
+    (tmp_path / "latin1.fasta").write_bytes(b">caf\xe9 x\nAC\n")  # not UTF-8: read, not refused
+    assert list(read_fasta(tmp_path / "latin1.fasta")) == [("caf\ufffd", "AC")]
 
 
 def test_fasta_reader_joins_lines_and_takes_first_word(tmp_path):

@@ -77,7 +77,9 @@ def read_fasta_records(path: str | Path) -> Iterator[FastaRecord]:
     try:
         with path.open("rb") as probe:
             gzipped = probe.read(2) == b"\x1f\x8b"
-        handle = gzip.open(path, "rt", encoding="latin-1") if gzipped else path.open("r", encoding="latin-1")
+        # UTF-8, as every writer here writes; a byte that is not UTF-8 reads as U+FFFD instead of failing the file
+        text = {"encoding": "utf-8", "errors": "replace"}
+        handle = gzip.open(path, "rt", **text) if gzipped else path.open("r", **text)
     except OSError as exc:
         raise InputError(f"{path}: cannot open FASTA ({exc.strerror or exc})") from exc
     with handle:
