@@ -14,7 +14,7 @@ import torch
 
 from ismtk.autoencoder.corpus import CorpusFilter, SkipLog, epoch_entries, load_corpus, shard_stream
 from ismtk.autoencoder.loader import EpochSpec, rank_batches
-from ismtk.autoencoder.model import AutoencoderConfig
+from ismtk.autoencoder.model import AtomicAutoencoder, AutoencoderConfig
 from ismtk.autoencoder.train import TrainAEConfig, latest_checkpoint, resumed_configs, train_autoencoder
 from ismtk.errors import InputError
 from ismtk.train.metrics import MetricsLog, plot_metrics, read_metrics
@@ -341,3 +341,18 @@ def test_curves_have_a_panel_per_metric_and_none_for_positions(tmp_path):
     MetricsLog(tmp_path / "empty.jsonl")
     assert plot_metrics(tmp_path / "empty.jsonl", tmp_path / "empty.png") == []
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_a_diverged_validation_never_becomes_the_best_model(tmp_path):
+    """NaN compares false both ways: kept as the best, it made every later value, however bad, the best too."""
+    from types import SimpleNamespace
+
+    from ismtk.autoencoder.train import AutoencoderTrainer, _Position
+
+    model = AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1))
+    for metric, values, best in (("aa", [2.5, float("nan"), 2.7], 2.5), ("aa_recovery", [0.3, float("inf"), 0.2], 0.3)):
+        trainer = SimpleNamespace(cfg=TrainAEConfig(best_metric=metric), env=SimpleNamespace(is_main=True), best={},
+                                  run=tmp_path / metric, model=model)
+        for step, value in enumerate(values):
+            AutoencoderTrainer.keep_best(trainer, _Position(step=step), {metric: value})
+        assert (trainer.best["step"], trainer.best["value"]) == (0, best)

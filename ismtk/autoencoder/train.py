@@ -578,7 +578,7 @@ class AutoencoderTrainer:
     def keep_best(self, pos: _Position, val: dict[str, float]) -> None:
         """Save the model into ``RUN/best/`` when ``val`` beats the best validation so far."""
         value = val.get(self.cfg.best_metric)
-        if value is None or not self.env.is_main:
+        if value is None or not math.isfinite(value) or not self.env.is_main:  # a diverged run is never the best
             return
         if self.best and self.cfg.best_sign * (value - self.best["value"]) <= 0:
             return

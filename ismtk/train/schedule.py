@@ -10,7 +10,7 @@ __all__ = ["warmup_cosine"]
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
     """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine decay.
 
-    ``lr(step) = base * step/warmup`` for ``step < warmup``, then
+    ``lr(step) = base * (step + 1)/warmup`` for ``step < warmup`` (the first step already learns), then
     ``base * (min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2)`` with ``t`` the fraction of the
     remaining steps done (Loshchilov & Hutter 2017, SGDR without restarts).
     """
