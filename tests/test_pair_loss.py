@@ -112,8 +112,12 @@ def test_hard_rivals_are_local_look_alikes_in_unrelated_chains(aligned, unrelate
     assert len(batch) == 6
     one = pairs.batch(index[:1], rivals[:1])  # its rival last, unpadded
     np.testing.assert_array_equal(batch.coords[4, : one.coords.shape[1]], one.coords[2])
-    with pytest.raises(InputError, match="every chain is aligned to every other"):
+    with pytest.raises(InputError, match="3 chain\\(s\\) aligned to every other chain"):
         load_pair_set([listing], alignments, min_tm=0.0, rivals=True)
+    hub = alignments.with_name("hub.aln")  # the first chain aligned to both others, which are not aligned together
+    write_alignments(hub, [a for a in read_alignments(alignments) if a.name1 == NAMES[0] != a.name2])
+    with pytest.raises(InputError, match=f"1 chain\\(s\\) aligned to every other chain, .*e.g. {NAMES[0]}"):
+        load_pair_set([listing], hub, min_tm=0.0, rivals=True)
     with pytest.raises(InputError, match="without hard rivals"):
         load_pair_set([listing], unrelated, min_tm=0.0).rivals(np.random.default_rng(0), index)
 

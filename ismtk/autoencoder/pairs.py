@@ -148,9 +148,9 @@ def load_pair_set(
     radius: float = RADIUS,
 ) -> PairSet:
     """The close pairs of :func:`aligned_chains` with every aligned chain's microenvironments; with ``rivals``,
-    also the 3Di states and relations :meth:`PairSet.rivals` draws from (an :class:`InputError` when every chain
-    is related to every other, which leaves no rival). A chain 3Di cannot encode (no backbone) gets a state of its
-    own and a line in ``skipped``."""
+    also the 3Di states and relations :meth:`PairSet.rivals` draws from (an :class:`InputError` when a pair's first
+    chain is related to every other, which leaves its residues no rival). A chain 3Di cannot encode (no backbone)
+    gets a state of its own and a line in ``skipped``."""
     found = aligned_chains(structures, alignments, min_tm)
     names = sorted(found.chains)
     where = {n: k for k, n in enumerate(names)}
@@ -169,8 +169,10 @@ def load_pair_set(
     related = np.eye(len(names), dtype=bool)
     for a in found.alignments:
         related[where[a.name1], where[a.name2]] = related[where[a.name2], where[a.name1]] = True
-    if related.all():
-        raise InputError(f"{alignments}: every chain is aligned to every other, so no chain can give hard rivals")
+    hubs = [names[c] for c in np.unique(chain1) if related[c].all()]
+    if hubs:
+        raise InputError(f"{alignments}: {len(hubs)} chain(s) aligned to every other chain, so their residues can have "
+                         f"no hard rival (e.g. {', '.join(hubs[:3])}); add chains of other families to the structures")
     tokenizer, states, stateless = ThreeDiTokenizer(), [], []
     for n in names:
         try:
