@@ -110,6 +110,9 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
         train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, batch_size=4), device="cpu", threads=1, resume=True)
     with pytest.raises(InputError, match="nothing to resume"):
         train_autoencoder([DATA], tmp_path / "empty", MODEL, TRAIN, device="cpu", threads=1, resume=True)
+    more = [DATA, DATA.parent / "search" / "d1ycca_.pdb.gz"]  # another chain: another epoch order and schedule
+    with pytest.raises(InputError, match="other chains than these inputs give"):
+        train_autoencoder(more, tmp_path, MODEL, TRAIN, device="cpu", threads=1, resume=True)
 
 
 def test_run_folder_is_not_overwritten_by_accident(tmp_path):
@@ -356,3 +359,16 @@ def test_a_diverged_validation_never_becomes_the_best_model(tmp_path):
         for step, value in enumerate(values):
             AutoencoderTrainer.keep_best(trainer, _Position(step=step), {metric: value})
         assert (trainer.best["step"], trainer.best["value"]) == (0, best)
+
+
+def test_skips_of_batches_passed_over_on_resume_are_not_counted_again():
+    """The checkpoint holds the skips of the batches before it; reading them again to reach its position must not
+    add them twice."""
+    entries = tuple(epoch_entries(load_corpus([DATA]), 0, 0))
+
+    def skipped(start: int, steps: int = 6) -> int:
+        skips = SkipLog()
+        list(rank_batches(EpochSpec(entries, 8, 2, 12, 20, 2, 0, 0, steps, start), 0, skips))
+        return sum(skips.counts.values())
+
+    assert skipped(0) > 0 and skipped(3) + skipped(0, steps=3) == skipped(0)

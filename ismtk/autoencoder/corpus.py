@@ -15,6 +15,7 @@ batches.
 from __future__ import annotations
 
 import csv
+import hashlib
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -83,6 +84,12 @@ class Corpus:
     def clusters(self) -> list[str]:
         """Sorted training clusters (one chain of each is used per epoch)."""
         return sorted({e.cluster for e in self.train})
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the chains (file name, chain, cluster, split) in both splits: what a resumed run must train
+        on again for its data order and schedule to continue (file names, not paths, so data may move)."""
+        rows = sorted(f"{Path(e.path).name}\t{e.chain}\t{e.cluster}\t{e.split}" for e in self.train + self.val)
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 @dataclass

@@ -88,8 +88,9 @@ class _EpochParts(IterableDataset):
         ]
         for step in range(spec.steps):
             parts = [next(stream) for stream in streams]
-            if step < spec.start:
-                continue  # a resumed run: these batches were used before its checkpoint
+            if step < spec.start:  # a resumed run: these batches were used (and their skips counted) before
+                skips.counts.clear()
+                continue
             yield collate(parts), {"counts": dict(skips.counts), "first": dict(skips.first)}
             skips.counts.clear()
 

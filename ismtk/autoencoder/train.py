@@ -498,6 +498,7 @@ class AutoencoderTrainer:
             "skips": dict(self.skips.counts),
             "skips_first": dict(self.skips.first),
             "best": self.best,
+            "corpus": self.corpus.fingerprint(),
         }
         path = self.run / "checkpoints" / f"step_{pos.step:07d}.pt"
         save_checkpoint(path, state)
@@ -515,6 +516,10 @@ class AutoencoderTrainer:
         current_model = json.loads(self.model_cfg.to_json())
         check_compatible(saved_model, current_model, tuple(current_model), str(path))
         check_compatible(state.get("train_config", {}), asdict(self.cfg), RESUME_KEYS, str(path))
+        if state.get("corpus", self.corpus.fingerprint()) != self.corpus.fingerprint():
+            raise InputError(f"{path}: the run trained on other chains than these inputs give "
+                             f"({len(self.corpus.train)} training chains now); resume with the inputs and --index "
+                             "tables it started with")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
