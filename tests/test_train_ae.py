@@ -65,6 +65,10 @@ def test_several_inputs_each_with_its_own_index(tmp_path):
     clusters = [e.cluster for e in corpus.train]
     assert len(clusters) == len(set(clusters)) == len(corpus.clusters)
     assert any("classification.tsv: 2 rows, 1 train chains in 1 clusters" in n for n in corpus.notes)
+    assert not any(n.startswith("warning") for n in corpus.notes)
+    forgotten = load_corpus([DATA, extra])  # the table not given: its bench homolog is trained on, and said so
+    assert "1ACB_dom.pdb.gz" in {Path(e.path).name for e in forgotten.train + forgotten.val}
+    assert any(n.startswith(f"warning: {table} lists 2 of the input files") for n in forgotten.notes)
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():

@@ -143,6 +143,7 @@ def load_corpus(
         covered |= mentioned
     rest = [f for f in files if str(Path(f).resolve()) not in covered]
     if rest:
+        corpus.notes += _unused_filter_tables(inputs, tables, {str(Path(f).resolve()) for f in rest})
         part = _corpus_from_files(rest, val_fraction, seed)
         corpus.train += part.train
         corpus.val += part.val
@@ -152,6 +153,27 @@ def load_corpus(
             "no training chains left among the inputs (check the paths, the chain indexes and the filters)"
         )
     return corpus
+
+
+def _unused_filter_tables(inputs: Sequence[str | Path], used: list[Path], untabled: set[str]) -> list[str]:
+    """Warnings for tables at the top of input folders, not given as an index, that list homology filters for some
+    of the ``untabled`` files (for example ``cath2738/classification.tsv``): those files are trained on unfiltered."""
+    warnings = []
+    for folder in (Path(p) for p in inputs if Path(p).is_dir()):
+        for table in sorted([*folder.glob("*.tsv"), *folder.glob("*.csv")]):
+            if table.resolve() in {t.resolve() for t in used}:
+                continue
+            try:
+                rows = _read_table(table)
+            except InputError:
+                continue  # not a chain index
+            if not rows or not {"scope40_dev_homolog", "ts50_homolog"} & set(rows[0]):
+                continue
+            listed = sum(str((table.parent / row["file"]).resolve()) in untabled for row in rows)
+            if listed:
+                warnings.append(f"warning: {table} lists {listed} of the input files with homology filters, but is "
+                                f"not a chain index of this run: give it with --index to drop benchmark homologs")
+    return warnings
 
 
 def _read_table(index: Path) -> list[dict[str, str]]:
