@@ -24,7 +24,7 @@ __all__ = ["FoldseekRun", "entry_files", "run_foldseek"]
 class FoldseekRun:
     """Per-query ranked targets (best first) and wall-clock seconds of createdb (queries + targets) and search."""
 
-    ranked: dict[str, list[str]]
+    ranked: dict[str, list[tuple[str, tuple[float, float]]]]  # (target, (-E-value, bits)): equal pairs tie
     createdb_seconds: float
     search_seconds: float
 
@@ -96,7 +96,8 @@ def run_foldseek(
         for line in (work / "hits.m8").read_text().splitlines():
             query, target, e, bits = line.split("\t")
             rows[query].append((float(e), -float(bits), target))
-        ranked = {q: [t for _, _, t in sorted(hits)] for q, hits in rows.items()}
+        # ranked by E-value, then bit score; hits equal in both are ties (scored as such by score_queries)
+        ranked = {q: [(t, (-e, -minus_bits)) for e, minus_bits, t in sorted(hits)] for q, hits in rows.items()}
         return FoldseekRun(ranked, made, seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -42,7 +42,9 @@ from ismtk.tokenizers import load_tokenizer
 SCALE = 8  # integer kernel: scores and gaps in 1/8 half-bits
 
 
-def rank_all(query_scores, names: list[str], offsets: np.ndarray, queries: list[str]) -> dict[str, list[str]]:
+def rank_all(
+    query_scores, names: list[str], offsets: np.ndarray, queries: list[str]
+) -> dict[str, list[tuple[str, int]]]:
     """Targets of each query by descending raw Smith-Waterman score (positive scores only); ``query_scores(k)``
     gives the ``(m, N)`` float scores of query ``k``'s positions against all residues."""
     where = {n: k for k, n in enumerate(names)}
@@ -55,7 +57,7 @@ def rank_all(query_scores, names: list[str], offsets: np.ndarray, queries: list[
             lo, hi = offsets[t], offsets[t + 1]
             scores[t] = sw_score(flat[lo:hi][None], np.arange(hi - lo)[None], 10 * SCALE, SCALE)
         order = np.argsort(-scores, kind="stable")
-        ranked[q] = [names[i] for i in order if scores[i] > 0]
+        ranked[q] = [(names[i], int(scores[i])) for i in order if scores[i] > 0]
     return ranked
 
 

@@ -117,7 +117,7 @@ def main() -> None:
         else:
             tm_names = complete = list(queries)
         bench = set(tm_names)
-        restricted = {m: {q: [t for t in r[q] if t in bench] for q in complete} for m, r in ranked.items()}
+        restricted = {m: {q: [t for t in r[q] if t[0] in bench] for q in complete} for m, r in ranked.items()}
         if args.tm:
             column = {n: i for i, n in enumerate(tm_names)}
             restricted["TM-align (tmtools), TM by query"] = {

@@ -40,7 +40,7 @@ def searcher(db: SequenceDB, text: str, base: SearchOptions) -> Searcher:
 
 def timed_search(s: Searcher, queries: SequenceDB) -> tuple[float, list[list[str]]]:
     start = time.perf_counter()
-    ranked = [[s.target.names[h.target] for h in hits] for hits in s.search(queries)]
+    ranked = [[(s.target.names[h.target], h.score) for h in hits] for hits in s.search(queries)]
     return time.perf_counter() - start, ranked
 
 

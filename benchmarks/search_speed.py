@@ -88,7 +88,7 @@ def m8_bytes(searcher: Searcher, matrix: SubstitutionMatrix, matrices: dict, que
 
 
 def sensitivity(hits: list, query: SequenceDB, db: SequenceDB, lookup: dict) -> tuple[float, ...]:
-    ranked = {query.names[i]: [db.names[h.target] for h in h_list] for i, h_list in enumerate(hits)}
+    ranked = {query.names[i]: [(db.names[h.target], h.score) for h in h_list] for i, h_list in enumerate(hits)}
     return summarize(score_queries(ranked, lookup, db.names, "noselfhit")).per_level
 
 

@@ -3,7 +3,11 @@
 For each query, hits are walked best first until the first false positive: a labelled domain of another fold, or
 any unlabelled entry (a decoy, e.g. a CATH domain). Before that, a hit of the same family is a family TP, of the
 same superfamily but another family a superfamily TP, of the same fold but another superfamily a fold TP.
-Sensitivity at a level = TPs / possible TPs among the labelled database entries.
+Sensitivity at a level = TPs / possible TPs among the labelled database entries. Hits of equal score are in no
+order: when the first false positive ties with true positives, each of those counts as found with the probability
+that it comes first in a random order of the tie (``t / (f + 1)`` of ``t`` TPs tied with ``f`` FPs), so that the
+order of the database, which breaks ties in a search's output, does not move the figures (a database of labelled
+domains followed by decoys would otherwise win every tie).
 
 Two variants (Foldseek's ``bench.awk`` / ``bench.noselfhit.awk`` rules):
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -73,13 +77,18 @@ def _levels(sccs: str) -> tuple[str, str, str]:
     return sccs, ".".join(parts[:3]), ".".join(parts[:2])
 
 
+#: Each query's targets best first: names, or ``(name, score)`` pairs whose equal scores are ties.
+Ranking = Sequence[str] | Sequence[tuple[str, float]]
+
+
 @dataclass(frozen=True)
 class QueryResult:
-    """TPs found before the first FP and TPs possible, per level, for one query (``fp``: 1 if an FP was reached)."""
+    """TPs found before the first FP and TPs possible, per level, for one query (``fp``: 1 if an FP was reached;
+    TPs tied with the first FP count fractionally, see the module)."""
 
     name: str
     sccs: str
-    tp: tuple[int, int, int]
+    tp: tuple[float, float, float]
     possible: tuple[int, int, int]
     fp: int
 
@@ -89,12 +98,13 @@ class QueryResult:
 
 
 def score_queries(
-    ranked: Mapping[str, Sequence[str]],
+    ranked: Mapping[str, Ranking],
     lookup: Mapping[str, str],
     database: Iterable[str],
     variant: Variant = "noselfhit",
 ) -> list[QueryResult]:
-    """Score every query of ``ranked`` (query -> target names, best first) against ``lookup`` labels.
+    """Score every query of ``ranked`` (query -> targets, best first: names, or ``(name, score)`` pairs, whose ties
+    are scored as the module says) against ``lookup`` labels.
 
     ``database`` lists the searched entries: possible TPs are counted among its labelled ones; its unlabelled
     entries are decoys. Queries without a label raise :class:`InputError`.
@@ -111,21 +121,39 @@ def score_queries(
         possible = [counts[0][fam], counts[1][sfam] - counts[0][fam], counts[2][fold] - counts[1][sfam]]
         if variant == "noselfhit":
             possible[0] -= self_count
-        tp, fp = [0, 0, 0], 0
-        for target in targets:
-            if target == query and variant == "noselfhit":
-                continue
-            label = lookup.get(target)
-            if label is None:
+        tp, fp = [0.0, 0.0, 0.0], 0
+        for tie in _ties(targets):
+            found, false = [0, 0, 0], 0
+            for target in tie:
+                if target == query and variant == "noselfhit":
+                    continue
+                label = lookup.get(target)
+                if label is None or _levels(label)[2] != fold:
+                    false += 1
+                    continue
+                tfam, tsfam, _ = _levels(label)
+                found[0 if tfam == fam else 1 if tsfam == sfam else 2] += 1
+            tp = [t + f / (false + 1) for t, f in zip(tp, found, strict=True)]  # each TP first with p 1/(false+1)
+            if false:
                 fp = 1
                 break
-            tfam, tsfam, tfold = _levels(label)
-            if tfold != fold:
-                fp = 1
-                break
-            tp[0 if tfam == fam else 1 if tsfam == sfam else 2] += 1
         results.append(QueryResult(query, lookup[query], tuple(tp), tuple(possible), fp))
     return results
+
+
+def _ties(targets: Ranking) -> Iterator[list[str]]:
+    """The targets in groups of equal score, best first (one group per target when no scores are given)."""
+    group: list[str] = []
+    last = None
+    for item in targets:
+        name, score = item if isinstance(item, tuple) else (item, None)
+        if group and (score is None or score != last):
+            yield group
+            group = []
+        group.append(name)
+        last = score
+    if group:
+        yield group
 
 
 @dataclass(frozen=True)
@@ -189,7 +217,7 @@ def read_query_results(path: str | Path) -> list[QueryResult]:
         for row in reader:
             fam, sfam, fold = (int(row[c]) for c in ("FAMCNT", "SFAMCNT", "FOLDCNT"))
             possible = (fam, sfam - fam, fold - sfam)
-            tp = tuple(int(round(float(row[c]) * p)) for c, p in zip(("FAM", "SFAM", "FOLD"), possible, strict=True))
+            tp = tuple(round(float(row[c]) * p, 4) for c, p in zip(("FAM", "SFAM", "FOLD"), possible, strict=True))
             results.append(QueryResult(row["NAME"], row["SCOP"], tp, possible, int(row["FP"])))
     return results
 
@@ -239,7 +267,8 @@ def rank_by_search(
     query_db: SequenceDB | None = None,
 ) -> tuple[dict[str, list[str]], list[str]]:
     """All-vs-all search of ``queries`` (names; default: every entry) against ``database`` (a DB folder, token
-    FASTA or structures). Returns (query -> every target with a hit, best first) and the database's names.
+    FASTA or structures). Returns (query -> every target with a hit, best first, with the corrected score that
+    ranks it) and the database's names.
 
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
     (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
@@ -270,7 +299,7 @@ def rank_by_search(
     options = replace(options, max_evalue=float("inf"), max_seqs=len(db), trace=False)
     searcher = Searcher(db, substitution, options, matrices=matrices)
     ranked = {
-        wanted[k]: [db.names[h.target] for h in hits] for k, hits in enumerate(searcher.search(query_db))
+        wanted[k]: [(db.names[h.target], h.score) for h in hits] for k, hits in enumerate(searcher.search(query_db))
     }
     return ranked, list(db.names)
 
@@ -278,7 +307,7 @@ def rank_by_search(
 def write_report(
     out_dir: str | Path,
     lookup: Mapping[str, str],
-    ranked: Mapping[str, Mapping[str, Sequence[str]]],
+    ranked: Mapping[str, Mapping[str, Ranking]],
     database: Sequence[str],
 ) -> dict[str, dict[str, Summary]]:
     """Score every method of ``ranked`` (method -> query -> targets) in both variants and write, in ``out_dir``,

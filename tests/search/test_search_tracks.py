@@ -234,7 +234,7 @@ def test_scope40_ranking_takes_a_score(tracks_db):
 
     base = SearchOptions(threads=1)
     ranked, names = rank_by_search([tracks_db], options=replace(base, score=parse_score("3di:1,ism:0.3,aa:0.5")))
-    assert set(ranked) == set(names) and all(ranked[q][0] == q for q in names)
+    assert set(ranked) == set(names) and all(ranked[q][0][0] == q for q in names)
 
 
 def test_the_default_is_3di_aa_where_both_sides_carry_amino_acids(tracks_db, tmp_path):
