@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ismtk.errors import InputError
+from ismtk.errors import InputError, TooFewToFit
 from ismtk.search import prefilter
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import EVD_FILE, bit_score, evalue, fit_gumbel, read_evd_fits, write_evd_fits
@@ -19,9 +19,10 @@ from ismtk.sequence import AA_ALPHABET
 from ismtk.tokenizers import Alphabet
 
 
-def test_censored_gumbel_fit_recovers_lambda_and_k():
+@pytest.mark.parametrize("lam", [0.25, 0.0005])  # BLOSUM62-like and far wider than any shipped score
+def test_censored_gumbel_fit_recovers_lambda_and_k(lam):
     rng = np.random.default_rng(11)
-    lam, k = 0.25, 0.02
+    k = 0.02
     m = rng.integers(50, 400, 20_000)
     n = rng.integers(50, 400, 20_000)
     # inverse CDF of P(S < x) = exp(-K m n exp(-lam x)), plus a lower tail the censoring must ignore
@@ -32,6 +33,8 @@ def test_censored_gumbel_fit_recovers_lambda_and_k():
     fit_lam, fit_k = fit_gumbel(x, m, n, censor_quantile=0.5)
     assert fit_lam == pytest.approx(lam, rel=0.05)
     assert fit_k == pytest.approx(k, rel=0.3)
+    with pytest.raises(TooFewToFit, match="edge of lambda's range"):
+        fit_gumbel(x * lam / 1e-8, m, n)  # lambda 1e-8: outside the range searched, said so
 
 
 def test_evalue_and_bits_are_monotone_and_consistent():
