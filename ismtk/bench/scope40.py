@@ -12,7 +12,8 @@ domains followed by decoys would otherwise win every tie).
 Two variants (Foldseek's ``bench.awk`` / ``bench.noselfhit.awk`` rules):
 
 * ``selfhit``: the query's own hit is a family TP and the query counts in its family size (published numbers);
-* ``noselfhit``: the self-hit is skipped and the query does not count itself.
+* ``noselfhit``: the self-hit is skipped and the query does not count itself in its family (``bench.noselfhit.awk``
+  also takes one from the superfamily and fold counts, which ismtk does not: those are exact here).
 
 The summary averages each level over the queries with at least one possible TP at that level, and, separately,
 over the queries that have possible TPs at all three levels (the query set of Foldseek's figure).
