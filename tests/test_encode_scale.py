@@ -116,6 +116,11 @@ def test_leftovers_are_removed_without_resume_and_other_inputs_are_refused(many,
     with pytest.raises(InputError, match="not a resume journal"):
         _encode(paths[:5], out, resume=True)
     _encode(paths[:5], out)
+    with pytest.raises(KeyboardInterrupt):
+        _encode(paths, out, on_result=interrupt)
+    Path(f"{out}.part").unlink()  # the output's .part deleted by hand, its journal left: said so
+    with pytest.raises(InputError, match="out.fasta.part is gone, but its journal is there"):
+        _encode(paths, out, resume=True)
 
 
 def test_output_naming_a_folder_is_refused_before_any_work(many, tmp_path):

@@ -61,7 +61,11 @@ class _Part:
         if length is None:
             self.handle: IO[bytes] = open(self.path, "wb")
         else:
-            self.handle = open(self.path, "r+b")
+            try:
+                self.handle = open(self.path, "r+b")
+            except FileNotFoundError:
+                raise InputError(f"{self.path} is gone, but its journal is there; run without --resume to start "
+                                 "over") from None
             if os.fstat(self.handle.fileno()).st_size < length:
                 self.handle.close()
                 raise InputError(f"{self.path} is shorter than its journal says; run without --resume to start over")
