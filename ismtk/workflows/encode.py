@@ -5,7 +5,8 @@
   on the number of workers. Only a few chunks per worker are in flight, so a list of a million files is
   never held as a million parsed structures.
 - **Shards** (:class:`Shard`): job ``I`` of ``N`` takes the ``I``-th contiguous share of the inputs;
-  concatenating the outputs of shards 1..N gives the output of one run.
+  concatenating the outputs of shards 1..N gives the output of one run (but for entries of one name in two
+  shards, which one run skips after the first and shards both keep).
 - **Streaming and resume**: records are written to ``OUT.part`` as they come and renamed onto ``OUT`` at
   the end (:mod:`ismtk.workflows.resumable`); a killed run is continued with ``resume=True``.
 - **One path for every input**: a path that does not exist, a list line naming one, an unreadable file
