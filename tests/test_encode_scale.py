@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ismtk.cli import app
 from ismtk.errors import InputError, RunInterrupted
-from ismtk.structure import find_structure_files
+from ismtk.structure import find_structure_files, read_structure
 from ismtk.tokenizers import ThreeDiTokenizer
 from ismtk.workflows import encode as encode_module
 from ismtk.workflows import resumable
@@ -56,6 +56,26 @@ def test_shards_concatenate_to_one_run(many, tmp_path):
     summary = _encode(paths[:2], tmp_path / "empty.fasta", shard=Shard(1, 3))  # more shards than files
     assert summary.files == 0 and (tmp_path / "empty.fasta").read_bytes() == b""
 
+
+
+def test_shards_skip_the_names_earlier_shards_take_as_one_run_does(many, tmp_path):
+    """One run skips an entry name a file took before; a shard must too, for the shards to add up to one run."""
+    files = find_structure_files([many])
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(files[0], twin / files[0].name)  # the first file's name again, read last
+    multi = next(f for f in files if len(read_structure(f).chains) > 1)
+    chain = read_structure(multi).chains[0]
+    renamed = twin / f"{chain.name}.pdb.gz"  # a file named like a chain entry of a multi-chain file
+    shutil.copy(files[1] if files[1] != multi else files[2], renamed)
+    paths = [*files, twin / files[0].name, renamed]
+    whole = _encode(paths, tmp_path / "all.fasta")
+    assert len(whole.skipped) >= 2 and sum("already taken" in str(p) for p in whole.skipped) == 2
+    tokens = b"".join(
+        (_encode(paths, tmp_path / f"s{i}.fasta", shard=Shard(i, 3)), (tmp_path / f"s{i}.fasta").read_bytes())[1]
+        for i in (1, 2, 3)
+    )
+    assert tokens == (tmp_path / "all.fasta").read_bytes()
 
 def test_shard_option_on_the_command_line(many, tmp_path):
     whole = tmp_path / "whole.fasta"

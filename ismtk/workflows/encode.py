@@ -5,8 +5,8 @@
   on the number of workers. Only a few chunks per worker are in flight, so a list of a million files is
   never held as a million parsed structures.
 - **Shards** (:class:`Shard`): job ``I`` of ``N`` takes the ``I``-th contiguous share of the inputs;
-  concatenating the outputs of shards 1..N gives the output of one run (but for entries of one name in two
-  shards, which one run skips after the first and shards both keep).
+  concatenating the outputs of shards 1..N gives the output of one run (an entry name that an earlier shard's
+  file gives out is skipped, as one run skips it: :func:`earlier_shard_names`).
 - **Streaming and resume**: records are written to ``OUT.part`` as they come and renamed onto ``OUT`` at
   the end (:mod:`ismtk.workflows.resumable`); a killed run is continued with ``resume=True``.
 - **One path for every input**: a path that does not exist, a list line naming one, an unreadable file
@@ -39,7 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ismtk.errors import InputError, RunInterrupted, StructureError
-from ismtk.structure.read import ReadOptions, path_list, read_structure
+from ismtk.structure.read import ReadOptions, entry_name, path_list, read_structure
 from ismtk.tokenizers import load_tokenizer
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
@@ -527,16 +527,40 @@ def encode_to_fasta(
     skipped. ``on_start(done, total)`` is called once with the files already done and this shard's count.
     Raises :class:`InputError` if no chain at all could be encoded (nothing is written then).
     """
-    paths = [str(p) for p in shard.select([str(p) for p in path_list(paths)])]
+    every = [str(p) for p in path_list(paths)]
+    paths = list(shard.select(every))
     tokenizer = load_tokenizer(tokenizer)
     key = inputs_fingerprint(paths, tokenizer.identity, tokenizer.alphabet.symbols, repr(options), aa_out is not None)
     with ResumableFasta(tokens_out, aa_out, key, resume) as out:
         done = out.state.files
         if on_start is not None:
             on_start(done, len(paths))
+        earlier = every[: (shard.index - 1) * len(every) // shard.count]  # the files of the shards before this one
+        taken = earlier_shard_names(earlier, paths[done:], tokenizer, options)
         with closing(encode_files(paths[done:], tokenizer, options, threads, devices)) as results:
-            summary = _write(results, tokenizer, out, on_result)
+            summary = _write(results, tokenizer, out, on_result, taken)
     return summary
+
+
+def earlier_shard_names(
+    earlier: Sequence[str], mine: Sequence[str], tokenizer: Tokenizer, options: ReadOptions = ReadOptions()
+) -> list[str]:
+    """The entry names that the files before a shard (``earlier``) give out in one run and that a file of the
+    shard (``mine``) could also have: one run skips such a name after its first file, so a shard must know it for
+    the shards' outputs to add up to one run's. Names are a file's name, or that plus ``_CHAIN``, so only files
+    whose names are equal, or one a ``_``-prefix of the other, can collide; those few earlier files are encoded
+    here (most shards: none)."""
+
+    def prefixes(base: str) -> set[str]:
+        return {base} | {base[:i] for i, c in enumerate(base) if c == "_"}
+
+    bases = {entry_name(p) for p in mine}
+    below = set().union(*map(prefixes, bases)) if bases else set()
+    suspects = [p for p in earlier if entry_name(p) in below or prefixes(entry_name(p)) & bases]
+    names = []
+    for path in suspects:
+        names += [chain.name for chain in encode_file(path, tokenizer, options).chains]
+    return names
 
 
 def write_fasta(
@@ -554,7 +578,10 @@ def write_fasta(
         return _write(results, tokenizer, out, on_result)
 
 
-def _write(results, tokenizer: Tokenizer, out: ResumableFasta, on_result) -> EncodeSummary:
+def _write(
+    results, tokenizer: Tokenizer, out: ResumableFasta, on_result, taken: Iterable[str] = ()
+) -> EncodeSummary:
+    """Write ``results``; names in ``taken`` (given out by earlier shards) or already written are skipped."""
     before = out.state
     summary = EncodeSummary(
         files=before.files,
@@ -566,7 +593,7 @@ def _write(results, tokenizer: Tokenizer, out: ResumableFasta, on_result) -> Enc
         skipped_before=before.skipped,
     )
     start = time.perf_counter()
-    names = EntryNames(out.names())
+    names = EntryNames([*out.names(), *taken])
     for result in results:
         result = names.claim(result)
         summary.files += 1
