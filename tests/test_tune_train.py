@@ -239,3 +239,15 @@ def test_activation_checkpointing_gives_the_same_gradients(tmp_path):
     assert grads[0].keys() == grads[1].keys()
     for key, grad in grads[0].items():
         torch.testing.assert_close(grads[1][key], grad, msg=key)
+
+
+def test_resume_refuses_records_edited_since_the_run_started(tmp_path, tiny_backbone):
+    """The input paths are the same, their records are not: the data order and split would not be the run's."""
+    config, runtime = _config(tmp_path, tiny_backbone, stop_after=1)
+    assert structure_tune(config, runtime).step == 1
+    aa = Path(config.aa)
+    lines = aa.read_text().splitlines()
+    lines[1] = ("A" if lines[1][0] != "A" else "C") + lines[1][1:]  # one residue of the first record
+    aa.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="trained on other records than the input files hold now"):
+        structure_tune(config, replace(runtime, resume=True, stop_after=None))

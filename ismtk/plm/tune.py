@@ -22,7 +22,9 @@ for transformers and ``heads.pt`` for ``predict-tokens``.
 
 from __future__ import annotations
 
+import functools
 import gc
+import hashlib
 import json
 import math
 import time
@@ -561,7 +563,8 @@ class StructureTuneTrainer:
         state = get_model_state_dict(self.model, options=options)
         optim = get_optimizer_state_dict(self.model, self.optimizer, options=options)
         if self.env.is_main:
-            checkpoint = {"model": state, "optimizer": optim, "step": step, "config": _plain(self.config)}
+            checkpoint = {"model": state, "optimizer": optim, "step": step, "config": _plain(self.config),
+                          "data": self._data_fingerprint}
             if self.scaler:
                 checkpoint["scaler"] = self.scaler.state_dict()
             save_checkpoint(self.checkpoint_path, checkpoint)
@@ -599,7 +602,15 @@ class StructureTuneTrainer:
         saved = load_checkpoint(self.checkpoint_path, map_location="cpu")
         current = _plain(self.config)
         check_compatible(saved["config"], current, tuple(current), str(self.checkpoint_path))
+        if saved.get("data", self._data_fingerprint) != self._data_fingerprint:
+            raise InputError(f"{self.checkpoint_path}: the run trained on other records than the input files hold now "
+                             "(edited or replaced since); resume with the files it started with, or start afresh")
         return saved
+
+    @functools.cached_property
+    def _data_fingerprint(self) -> str:
+        """Of the training and validation records together (their split is part of the configuration)."""
+        return hashlib.sha256((self.train_data.fingerprint() + self.val_data.fingerprint()).encode()).hexdigest()
 
     def finish(self, step: int) -> list[Path]:
         """The last checkpoint, then (rank 0) the export of the tuned model; returns the exported files."""

@@ -14,6 +14,7 @@ Every random choice of an example (crop start, masked positions) is drawn from a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,16 @@ class TuneData:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the records (names, amino acids, every stream's classes): what a resumed run must train on
+        again, whatever files they were read from."""
+        digest = hashlib.sha256()
+        for k, name in enumerate(self.names):
+            digest.update(name.encode() + b"\0" + self.aa[k].astype(np.int64).tobytes())
+            for stream in self.tokens:
+                digest.update(stream[k].astype(np.int64).tobytes())
+        return digest.hexdigest()
 
     def subset(self, index: np.ndarray | list[int]) -> TuneData:
         idx = list(index)
