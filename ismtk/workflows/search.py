@@ -40,7 +40,15 @@ from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN, Aligner
 from ismtk.search.combined import MAIN_TRACK, parse_score
 from ismtk.search.db import AA_TRACK, SequenceDB, TokenTrack, fasta_tokens, is_db
 from ismtk.search.evalue import DEFAULT_NULL_PAIRS, fit_evd
-from ismtk.search.hit3d import ALIGNMENT_TYPES, COLUMNS_3D, PROB_COLUMN, JudgedHit, JudgeOptions, tmalign_hit
+from ismtk.search.hit3d import (
+    ALIGNMENT_TYPES,
+    COLUMNS_3D,
+    PROB_COLUMN,
+    TMALIGN_MIN_LENGTH,
+    JudgedHit,
+    JudgeOptions,
+    tmalign_hit,
+)
 from ismtk.search.m8 import (
     DEFAULT_COLUMNS,
     SORTABLE_COLUMNS,
@@ -453,7 +461,10 @@ def search_to_m8(
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
     options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target), matrices)
-    trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and judge.alignment_type == "sw"
+    # TM-align replaces the Smith-Waterman alignments, but for chains too short for it, which keep their own
+    short = min(query_db.lengths().min(), target_db.lengths().min()) < TMALIGN_MIN_LENGTH
+    own = judge.alignment_type == "sw" or short
+    trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and own
     if trace != options.trace:
         options = replace(options, trace=trace)
     searcher = Searcher(target_db, substitution, options, matrices=matrices)

@@ -184,6 +184,18 @@ def test_tmalign_mode_keeps_the_own_alignment_of_chains_tm_align_refuses():
     assert tmalign_hit(domain, db, db).alignment.columns == 30  # TM-align aligns the whole chain onto itself
 
 
+
+def test_tmalign_mode_searches_a_two_residue_chain_end_to_end(domains_dir, tmp_path):
+    """Without alignment columns the search traces nothing; a chain TM-align refuses still needs its own."""
+    with gzip.open(domains_dir / f"{FAMILY_D58[0]}.pdb.gz", "rt") as handle:
+        atoms = [line for line in handle if line.startswith("ATOM")]
+    first = sorted({line[22:27] for line in atoms}, key=lambda r: [line[22:27] for line in atoms].index(r))[:2]
+    (tmp_path / "pep.pdb").write_text("".join(line for line in atoms if line[22:27] in first) + "END\n")
+    out = tmp_path / "pep.m8"
+    _run("search", tmp_path / "pep.pdb", tmp_path / "pep.pdb", "-o", out, "-e", "inf", "--alignment-type", "tmalign",
+         "--format-output", "query,target,alnlen,alntmscore")
+    assert _rows(out)[0][:3] == ["pep", "pep", "2"]
+
 def test_tmalign_mode_reports_tmaligns_alignment_and_sort_by_ranks(db, domains_dir, chains, tmp_path):
     out = tmp_path / "tm.m8"
     query = domains_dir / f"{FAMILY_D58[0]}.pdb.gz"
