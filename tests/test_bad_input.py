@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import json
 import os
 import shutil
 from pathlib import Path
@@ -339,6 +340,20 @@ def _damage(folder: Path, how: str) -> str:
     if how == "no header":
         (folder / "ismtk-db.json").unlink()
         return "ismtk-db.json"
+    if how == "header without tokenizer":
+        header = json.loads((folder / "ismtk-db.json").read_text())
+        del header["tokenizer"]
+        (folder / "ismtk-db.json").write_text(json.dumps(header))
+        return "ismtk-db.json"
+    if how == "name with a space":
+        names = (folder / "names.txt").read_text().splitlines()
+        (folder / "names.txt").write_text("\n".join(["a b", *names[1:]]) + "\n")
+        return "names.txt"
+    if how == "amino acids not letters":
+        aa = np.load(folder / "aa.npy")
+        aa[3] = ord("1")
+        np.save(folder / "aa.npy", aa)
+        return "aa.npy"
     if how == "non-finite frames":
         frames = np.load(folder / "ca_frames.npy")
         frames[0, 3] = np.nan
@@ -354,7 +369,7 @@ def _damage(folder: Path, how: str) -> str:
 
 @pytest.mark.parametrize(
     "how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets", "non-finite frames",
-            "repeated name", "no header"]
+            "repeated name", "no header", "header without tokenizer", "name with a space", "amino acids not letters"]
 )
 def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
     assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", STRUCTURES / "2HPR.pdb.gz", tmp_path / "db").exit_code == 0

@@ -310,7 +310,10 @@ class SequenceDB:
             found = f"{header.get('format')} v{header.get('version')}"
             raise InputError(f"{path}: database format {found} is not supported")
         try:
-            entries, amino_acids = int(header["entries"]), bool(header["amino_acids"])
+            entries, amino_acids, tokenizer = header["entries"], header["amino_acids"], header["tokenizer"]
+            typed = type(entries) is int and isinstance(amino_acids, bool) and isinstance(tokenizer, str)
+            if not typed or not tokenizer:
+                raise ValueError("entries, amino_acids and tokenizer must be an integer, a boolean and a name")
             alphabet = Alphabet(str(header["alphabet"]))
             described = [(str(t["tokenizer"]), Alphabet(str(t["alphabet"]))) for t in header.get("tracks", [])]
             fits = {
@@ -357,6 +360,13 @@ class SequenceDB:
         if len(tokens) and int(tokens.max()) >= len(alphabet):
             raise InputError(f"{path / 'tokens.npy'}: tokens beyond the alphabet of {len(alphabet)} (damaged?); make "
                              "the database again with createdb")
+        unusable = next((name for name in names if name.split() != [name]), None)
+        if unusable is not None:
+            raise InputError(f"{path / 'names.txt'}: entry name {unusable!r} is empty or holds white space (damaged?); "
+                             "make the database again with createdb")
+        if aa is not None and not _LETTERS[aa].all():
+            raise InputError(f"{path / 'aa.npy'}: amino acids that are not ASCII letters (damaged?); make the database "
+                             "again with createdb")
         if len(set(names)) != len(names):
             repeated = next(name for name, n in Counter(names).items() if n > 1)
             raise InputError(f"{path / 'names.txt'}: entry {repeated} is named more than once (damaged?); make the "
@@ -365,7 +375,12 @@ class SequenceDB:
             empty = names[int(np.flatnonzero(lengths == 0)[0])]
             raise InputError(f"{path}: entry {empty} has no tokens (written by an older createdb); make the database "
                              "again with createdb, which leaves such entries out")
-        return cls(names, offsets, tokens, alphabet, header["tokenizer"], aa, ca, tracks, fits)
+        return cls(names, offsets, tokens, alphabet, tokenizer, aa, ca, tracks, fits)
+
+
+#: Bytes that are ASCII letters (what ``aa.npy`` may hold).
+_LETTERS = np.zeros(256, bool)
+_LETTERS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = True
 
 
 def _load_array(path: Path, dtype: type, ndim: int, mmap: bool = False) -> np.ndarray:

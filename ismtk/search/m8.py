@@ -65,7 +65,7 @@ Column = Callable[[Hit, SequenceDB, SequenceDB], object]
 COLUMNS: dict[str, Column] = {
     "query": lambda h, q, t: q.names[h.query],
     "target": lambda h, q, t: t.names[h.target],
-    "fident": lambda h, q, t: f"{_identity(h, q, t) / max(h.alignment.columns, 1):.3f}",
+    "fident": lambda h, q, t: f"{1000 * _identity(h, q, t) // max(h.alignment.columns, 1) / 1000:.3f}",  # cut
     "alnlen": lambda h, q, t: h.alignment.columns,
     "mismatch": lambda h, q, t: len(h.alignment.pairs) - _identity(h, q, t),
     "gapopen": lambda h, q, t: h.alignment.gap_opens,

@@ -80,13 +80,18 @@ def _read_shard(path: Path) -> tuple[dict, list[tuple[int, int, int, str]]]:
         raise InputError(f"{path}: cannot read the shard output and its {keys.name} ({exc.strerror or exc})") from exc
     if not key_lines or not key_lines[0].startswith(_MAGIC):
         raise InputError(f"{keys}: not an ismtk shard key file (write shards with search --split I/N)")
-    header = json.loads(key_lines[0][len(_MAGIC) :])
     if len(key_lines) - 1 != len(hit_lines):
         raise InputError(f"{path}: {len(hit_lines)} hits but {len(key_lines) - 1} keys in {keys.name} (damaged?)")
-    records = []
-    for key, line in zip(key_lines[1:], hit_lines, strict=True):
-        q, score, t = (int(v) for v in key.split("\t"))
-        records.append((q, -score, t, line))
+    try:
+        header = json.loads(key_lines[0][len(_MAGIC) :])
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        records = []
+        for key, line in zip(key_lines[1:], hit_lines, strict=True):
+            q, score, t = (int(v) for v in key.split("\t"))
+            records.append((q, -score, t, line))
+    except ValueError as exc:
+        raise InputError(f"{keys}: damaged shard key file ({exc}); run that shard's search again") from exc
     return header, records
 
 

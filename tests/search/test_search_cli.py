@@ -144,6 +144,11 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
         assert result.exit_code == EXIT_ERROR, (args, result.output)
         assert message in result.output
     assert not (tmp_path / "m.m8").exists()
+    keys = shards[1].with_name(shards[1].name + ".shard")
+    lines = keys.read_text().splitlines()
+    keys.write_text("\n".join([lines[0], "1\tnot a score\t2", *lines[2:]]) + "\n")
+    result = runner.invoke(app, ["merge-hits", str(shards[0]), str(shards[1]), "-o", str(tmp_path / "m.m8")])
+    assert result.exit_code == EXIT_ERROR and "damaged shard key file" in result.output, result.output
 
 
 def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
@@ -277,3 +282,14 @@ def test_library_options_refuse_texts_meant_for_the_command_line(db, tmp_path):
             SearchOptions(**options)
     with pytest.raises(InputError, match="mode '3di': tokens or aa"):
         search_to_m8(db, db, tmp_path / "x.m8", mode="3di")
+
+
+def test_fident_is_cut_to_three_decimals_as_foldseek_writes_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from ismtk.search import m8
+
+    hit = SimpleNamespace(alignment=SimpleNamespace(columns=7))
+    for identical, written in ((2, "0.285"), (7, "1.000"), (0, "0.000")):
+        monkeypatch.setattr(m8, "_identity", lambda h, q, t, n=identical: n)
+        assert m8.COLUMNS["fident"](hit, None, None) == written
