@@ -69,7 +69,8 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside ``path`` to fill; it replaces ``path`` (a folder, or nothing) only when the block
-    succeeds. The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives."""
+    succeeds: the old folder is renamed aside (``.NAME.old``), the new one renamed in, then the old one deleted.
+    The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives."""
     path = Path(path)
     ensure_folder(path.parent)
     tmp = temporary_of(path)
@@ -86,9 +87,15 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        if path.exists():  # moved aside, not deleted, first: a kill leaves the old folder or the new, never half one
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
     finally:
         os.close(lock)
         if tmp.exists():

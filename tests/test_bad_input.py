@@ -471,6 +471,26 @@ def test_leftovers_of_killed_writers_are_taken_over_and_live_ones_left_alone(tmp
     assert (tmp_path / "db" / "names.txt").read_text() == "fresh\n" and not leftover.exists()
 
 
+def test_a_folder_replaced_is_never_half_deleted(tmp_path, monkeypatch):
+    """The old database is moved aside before the new one comes in; a kill while deleting it loses neither."""
+    with atomic_folder(tmp_path / "db") as folder:
+        (folder / "names.txt").write_text("old\n")
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *args, **kwargs):
+        raise KeyboardInterrupt  # as if killed while the old folder is deleted
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt), atomic_folder(tmp_path / "db") as folder:
+        (folder / "names.txt").write_text("new\n")
+    assert (tmp_path / "db" / "names.txt").read_text() == "new\n"
+    assert (tmp_path / ".db.old" / "names.txt").read_text() == "old\n"
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    with atomic_folder(tmp_path / "db") as folder:  # the next replacement clears the leftover
+        (folder / "names.txt").write_text("newer\n")
+    assert (tmp_path / "db" / "names.txt").read_text() == "newer\n" and not (tmp_path / ".db.old").exists()
+
+
 def test_database_folders_get_the_umask_permissions(tmp_path):
     old = os.umask(0o022)
     try:
