@@ -265,8 +265,13 @@ def test_an_output_naming_a_folder_is_refused_before_any_work(tmp_path):
     (tmp_path / "a_file").write_text("mine\n")
     result = _cli("createdb", *inputs, tmp_path / "a_file")
     assert result.exit_code == EXIT_ERROR and "missing.pdb" not in result.output
-    _one_error_line(result.output, "a_file", "not an ismtk database")
+    _one_error_line(result.output, "a_file", "holds more than an ismtk database")
     assert (tmp_path / "a_file").read_text() == "mine\n"
+    assert _cli("createdb", inputs[0], tmp_path / "db").exit_code == 0
+    (tmp_path / "db" / "notes.txt").write_text("mine\n")  # a file of the user's in a database folder: kept
+    result = _cli("createdb", inputs[0], tmp_path / "db")
+    _one_error_line(result.output, "db", "holds more than an ismtk database")
+    assert (tmp_path / "db" / "notes.txt").read_text() == "mine\n"
 
 
 def test_an_output_naming_an_input_or_the_other_output_is_refused_and_the_input_kept(tmp_path):

@@ -100,7 +100,8 @@ def createdb(
         raise typer.BadParameter("give at least one input and the database folder")
     *sources, target = inputs
     if not may_hold_db(target):
-        raise InputError(f"{target} exists and is not an ismtk database; give a new (or empty) folder for the database")
+        raise InputError(f"{target} exists and holds more than an ismtk database; give a new (or empty) folder for "
+                         "the database (replacing one deletes the whole folder)")
     check_output(target)
     names = [name.strip() for name in tracks.split(",")] if tracks else []
     if len(names) > 1 and input_kind(sources) == "fasta":

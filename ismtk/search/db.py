@@ -34,6 +34,7 @@ Arrays are memory-mapped on load, so opening a database costs only reading its n
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,7 +267,7 @@ class SequenceDB:
         """Write the on-disk format (module docstring) to folder ``path``; it appears complete or not at all."""
         path = Path(path)
         if not may_hold_db(path):
-            raise InputError(f"{path} exists and is not an ismtk database; refusing to overwrite it")
+            raise InputError(f"{path} exists and holds more than an ismtk database; refusing to overwrite it")
         with atomic_folder(path) as tmp:
             (tmp / "names.txt").write_text("".join(f"{n}\n" for n in self.names))
             np.save(tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
@@ -378,6 +379,8 @@ class SequenceDB:
         return cls(names, offsets, tokens, alphabet, tokenizer, aa, ca, tracks, fits)
 
 
+#: The files of a database folder.
+_DB_FILES = r"ismtk-db\.json|names\.txt|(offsets|tokens|tokens\.\d+|aa|ca|ca_frames)\.npy"
 #: Bytes that are ASCII letters (what ``aa.npy`` may hold).
 _LETTERS = np.zeros(256, bool)
 _LETTERS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = True
@@ -435,6 +438,11 @@ def is_db(path: str | Path) -> bool:
 
 
 def may_hold_db(path: str | Path) -> bool:
-    """Whether a database may be written to ``path``: nothing is there, a database (replaced) or an empty folder."""
+    """Whether a database may be written to ``path``: nothing is there, a database holding only the files
+    :meth:`SequenceDB.save` writes (replaced), or an empty folder; never a folder with files of someone else's."""
     path = Path(path)
-    return not path.exists() or is_db(path) or (path.is_dir() and next(path.iterdir(), None) is None)
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        return False
+    return all(re.fullmatch(_DB_FILES, p.name) for p in path.iterdir()) and (is_db(path) or not any(path.iterdir()))
