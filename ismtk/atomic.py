@@ -4,6 +4,9 @@ An output is written to a temporary beside it, ``.NAME.part`` (a file, or a fold
 renamed onto it at the end. The writer holds a lock on its temporary while it writes. A run killed with
 ``kill -9`` leaves its temporary behind; the next write of the same output finds its lock free and starts over in
 it, so leftovers do not pile up. A second live writer of the same output gets a temporary of its own.
+
+An output that is a symbolic link is written where the link points (the link stays), and one that is not a
+regular file (``/dev/stdout``, a named pipe, ``>(command)``) is written directly: it cannot be replaced.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import IO
 
 from ismtk.errors import InputError
 
-__all__ = ["atomic_folder", "atomic_write", "ensure_folder", "temporary_of"]
+__all__ = ["atomic_folder", "atomic_write", "ensure_folder", "real_output", "special_output", "temporary_of"]
 
 
 def ensure_folder(path: str | Path) -> None:
@@ -33,6 +36,19 @@ def ensure_folder(path: str | Path) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise InputError(f"{path}: cannot make this folder ({reason}); is it or a parent a file?") from None
+
+
+def special_output(path: str | Path) -> bool:
+    """Whether ``path`` (through any symbolic link) is there but no regular file or folder: a device, a pipe."""
+    path = Path(path)
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def real_output(path: str | Path) -> Path:
+    """Where writing the file ``path`` goes: the file a symbolic link points to (followed to its end, even if
+    nothing is there yet), else ``path`` itself."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
 
 
 def temporary_of(path: str | Path) -> Path:
@@ -47,23 +63,35 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
     ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. A path ending in ``.gz`` is gzip-compressed.
     """
-    path = Path(path)
+    if special_output(path):  # a device or a pipe: written as it is, nothing to rename
+        with open(path, "wb") as raw, _encoded(raw, Path(path), mode) as handle:
+            yield handle
+        return
+    path = real_output(path)
     ensure_folder(path.parent)
     fd, tmp = _locked_file(path)
     try:
         with os.fdopen(fd, "wb") as raw:
-            stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
-            handle = stream if mode == "wb" else io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
-            yield handle
-            handle.flush()
-            if stream is not raw:
-                stream.close()
+            with _encoded(raw, path, mode) as handle:
+                yield handle
             raw.flush()
             os.fsync(raw.fileno())
             os.replace(tmp, path)  # while locked: nobody takes the temporary over before it is renamed
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _encoded(raw: IO[bytes], path: Path, mode: str) -> Iterator[IO]:
+    """``raw`` as the handle ``mode`` asks for (text: UTF-8), gzip-compressed for a ``.gz`` path; flushed (and the
+    gzip stream closed) when the block succeeds."""
+    stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
+    handle = stream if mode == "wb" else io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
+    yield handle
+    handle.flush()
+    if stream is not raw:
+        stream.close()
 
 
 @contextmanager

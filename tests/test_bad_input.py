@@ -476,6 +476,42 @@ def test_leftovers_of_killed_writers_are_taken_over_and_live_ones_left_alone(tmp
     assert (tmp_path / "db" / "names.txt").read_text() == "fresh\n" and not leftover.exists()
 
 
+
+
+def test_a_path_the_system_refuses_is_one_error_line(tmp_path, monkeypatch):
+    """No permission (root ignores modes, so the refusal is simulated), a full disk: one line naming the path."""
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked" / "t.fasta.resume"))
+
+    monkeypatch.setattr(resumable.ResumableFasta, "__enter__", refused)
+    result = _cli("encode", STRUCTURES / "d1a32a_.pdb.gz", "-o", tmp_path / "locked" / "t.fasta", "--tokenizer", "3di")
+    assert result.exit_code == EXIT_ERROR
+    _one_error_line(result.output, "t.fasta.resume: Permission denied")
+
+def test_outputs_through_links_and_into_pipes(tmp_path):
+    """A symbolic link is written where it points and stays a link; a pipe (``-o /dev/stdout``, ``>(cmd)``) is
+    written into, not replaced by a file; encode's resumable output refuses a pipe."""
+    import threading
+
+    (tmp_path / "real.m8").write_text("old\n")
+    (tmp_path / "link.m8").symlink_to(tmp_path / "real.m8")
+    with atomic_write(tmp_path / "link.m8") as handle:
+        handle.write("new\n")
+    assert (tmp_path / "link.m8").is_symlink() and (tmp_path / "real.m8").read_text() == "new\n"
+    pipe = tmp_path / "pipe.m8"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+    with atomic_write(pipe) as handle:
+        handle.write("through the pipe\n")
+    reader.join(10)
+    assert received == ["through the pipe\n"] and pipe.is_fifo()
+    result = _cli("encode", STRUCTURES / "d1a32a_.pdb.gz", "-o", pipe, "--tokenizer", "3di")
+    _one_error_line(result.output, str(pipe), "no regular file")
+    assert pipe.is_fifo()
+
 def test_a_folder_replaced_is_never_half_deleted(tmp_path, monkeypatch):
     """The old database is moved aside before the new one comes in; a kill while deleting it loses neither."""
     with atomic_folder(tmp_path / "db") as folder:

@@ -99,8 +99,9 @@ class _LazyCommands(MutableMapping):
 
 
 class _Commands(TyperGroup):
-    """The root command: its commands load when needed (:class:`_LazyCommands`), and every :class:`IsmtkError`
-    becomes one line on stderr and exit status 1, Ctrl-C one line and exit status 130."""
+    """The root command: its commands load when needed (:class:`_LazyCommands`), and every :class:`IsmtkError` (or
+    error of the system about a path) becomes one line on stderr and exit status 1, Ctrl-C one line and exit status
+    130."""
 
     _listing = False
 
@@ -129,6 +130,11 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except IsmtkError as exc:
             console.error(str(exc))
+            raise typer.Exit(console.EXIT_ERROR) from None
+        except OSError as exc:  # a path the system refused (no permission, disk full, ...): one line, not a traceback
+            if exc.filename is None:
+                raise
+            console.error(f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions")
             raise typer.Exit(console.EXIT_ERROR) from None
         except KeyboardInterrupt:
             console.error("interrupted (Ctrl-C): stopped")

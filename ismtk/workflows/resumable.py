@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ismtk.atomic import real_output, special_output
 from ismtk.errors import InputError, RunInterrupted
 
 __all__ = ["COMMIT_SECONDS", "Progress", "ResumableFasta", "inputs_fingerprint"]
@@ -109,10 +110,14 @@ class ResumableFasta:
     def __init__(
         self, tokens_out: str | Path, aa_out: str | Path | None = None, key: str | None = None, resume: bool = False
     ) -> None:
-        self.targets = [Path(tokens_out)] + ([Path(aa_out)] if aa_out is not None else [])
-        for target in self.targets:
+        given = [Path(tokens_out)] + ([Path(aa_out)] if aa_out is not None else [])
+        for target in given:
             if target.is_dir():
                 raise InputError(f"{target} is a folder; give a file name for the output")
+            if special_output(target):
+                raise InputError(f"{target} is no regular file (a device or a pipe): this output is written beside "
+                                 "itself as .part and renamed, to resume after a kill; give a file, then read that")
+        self.targets = [real_output(target) for target in given]  # a symbolic link: its file, the link kept
         self.journal_path = self.targets[0].with_name(self.targets[0].name + ".resume")
         self.key = key
         self.resume = resume and key is not None
