@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from ismtk.errors import InputError
 from ismtk.names import read_names, read_rows
 from ismtk.search.db import SequenceDB
 from ismtk.search.search import SearchOptions
+
+if TYPE_CHECKING:
+    from ismtk.workflows.search import SkipHandler
 
 __all__ = [
     "DEFAULT_LABEL",
@@ -266,13 +269,15 @@ def rank_by_search(
     mode: Literal["tokens", "aa"] = "tokens",
     options: SearchOptions = SearchOptions(),
     query_db: SequenceDB | None = None,
-) -> tuple[dict[str, list[str]], list[str]]:
+    on_skip: SkipHandler | None = None,
+) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
     """All-vs-all search of ``queries`` (names; default: every entry) against ``database`` (a DB folder, token
     FASTA or structures). Returns (query -> every target with a hit, best first, with the corrected score that
     ranks it) and the database's names.
 
     ``query_db`` replaces the queries' own entries, e.g. by tokens predicted from their sequences
     (:func:`ismtk.plm.predict.predicted_db`); its names must be database entries, so they are scored as those.
+    Inputs of ``database`` left out (unreadable files, chains) go to ``on_skip``.
     """
     from ismtk.search.search import Searcher, with_aa_weight
     from ismtk.tokenizers import load_tokenizer
@@ -281,8 +286,8 @@ def rank_by_search(
     mode, options = score_mode(mode, options)
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     tracks = score_tokenizers(options)
-    db, db_tokenizer = open_input(database, chosen, threads=options.threads, mode=mode, need_tokenizer=matrix is None,
-                                  tracks=tracks)
+    db, db_tokenizer = open_input(database, chosen, threads=options.threads, on_skip=on_skip, mode=mode,
+                                  need_tokenizer=matrix is None, tracks=tracks)
     if query_db is not None and queries is not None:
         raise InputError("give the queries by name or as a query database, not both")
     if query_db is not None:
@@ -335,10 +340,11 @@ def run_scope40(
     tokenizer: str | Path | None = None,
     mode: Literal["tokens", "aa"] = "tokens",
     options: SearchOptions = SearchOptions(),
+    on_skip: SkipHandler | None = None,
 ) -> dict[str, dict[str, Summary]]:
     """The ``benchmark scope40`` command: search, score both variants, write the report (see :func:`write_report`).
 
-    ``queries`` is a file of names (default: every database entry with a label).
+    ``queries`` is a file of names (default: every database entry with a label); inputs left out go to ``on_skip``.
     """
     labels = read_lookup(lookup)
     if queries is not None:
@@ -346,6 +352,7 @@ def run_scope40(
     else:
         from ismtk.workflows.search import load_search_db
 
-        wanted = [n for n in load_search_db([database], tokenizer, "tokens").names if n in labels]
-    ranked, names = rank_by_search([database], wanted, matrix, tokenizer, mode, options)
+        wanted = [n for n in load_search_db([database], tokenizer, "tokens", on_skip=on_skip).names if n in labels]
+        on_skip = None  # each left-out input is said once
+    ranked, names = rank_by_search([database], wanted, matrix, tokenizer, mode, options, on_skip=on_skip)
     return write_report(out_dir, labels, {label: ranked}, names)

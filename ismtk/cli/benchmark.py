@@ -54,14 +54,16 @@ def scope40(
     from ismtk.bench.scope40 import LEVELS, run_scope40
 
     options = alignment.search_options(threads)
+    skips = console.Skips()
     summaries = run_scope40(database, lookup, output, queries, label, alignment.matrix, tokenizer, alignment.mode,
-                            options)
+                            options, skips)
     for variant, by_method in summaries.items():
         s = by_method[label]
         levels = ", ".join(f"{lv} {v:.3f} (n={n})" for lv, v, n in zip(LEVELS, s.per_level, s.per_level_queries,
                                                                        strict=True))
         console.info(f"{label} {variant}: {levels}")
     console.info(f"per-query tables, summaries and plots -> {output}")
+    skips.finish()
 
 
 @with_option_groups

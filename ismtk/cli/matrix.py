@@ -22,6 +22,7 @@ from ismtk.cli.options import (
     TokenizerOpt,
     output_option,
     refuse_overwriting,
+    warn_untagged,
     with_option_groups,
 )
 from ismtk.search.align import DEFAULT_GAP_EXTEND, DEFAULT_GAP_OPEN
@@ -67,6 +68,10 @@ def align_pairs(
     skips.finish()
 
 
+#: What to do about an untagged FASTA of amino acids given as tokens.
+_TOKENS_ADVICE = "if it holds amino acids, give the tokens ismtk encode writes (or a database) instead"
+
+
 def learn_matrix(
     tokens: Annotated[Path, typer.Argument(help="Token sequences of the aligned entries: a DB folder or token FASTA.")],
     alignments: Annotated[list[Path], typer.Argument(help="Alignment files (tmaln-06.out format, see align-pairs).")],
@@ -92,7 +97,10 @@ def learn_matrix(
     from ismtk.workflows.search import load_search_db
 
     refuse_overwriting([tokens, *alignments], output=output)
-    db = load_search_db([tokens], tokenizer)
+    if tokenizer is None:
+        warn_untagged([tokens], advice=_TOKENS_ADVICE)
+    skips = console.Skips()
+    db = load_search_db([tokens], tokenizer, on_skip=skips)
     matrix, report = learn(db, alignments, min_tm, pseudocount, gap_open, gap_extend, null_pairs)
     write_matrix(output, matrix)
     console.info(
@@ -100,6 +108,7 @@ def learn_matrix(
         f"({report.below_tm:,} below --min-tm {min_tm:g}; {report.skipped_alignments:,} skipped: names/lengths not "
         f"in the tokens) -> {output}"
     )
+    skips.finish()
 
 
 def fit_evalue(
@@ -120,6 +129,11 @@ def fit_evalue(
     from ismtk.search.matrix import write_matrix
     from ismtk.workflows.search import fit_matrix_evd
 
-    fitted, params = fit_matrix_evd(matrix, [sequences], mode, tokenizer, gap_open, gap_extend, null_pairs)
+    refuse_overwriting([sequences], output=output)  # (the matrix itself may be rewritten in place)
+    if tokenizer is None and mode != "aa":
+        warn_untagged([sequences], advice=_TOKENS_ADVICE)
+    skips = console.Skips()
+    fitted, params = fit_matrix_evd(matrix, [sequences], mode, tokenizer, gap_open, gap_extend, null_pairs, skips)
     write_matrix(output, fitted)
     console.info(f"lambda {params.lam:.4g}, K {params.k:.4g} for gaps {gap_open}/{gap_extend} -> {output}")
+    skips.finish()

@@ -456,3 +456,20 @@ def rename_aliases(params: list[Any], args: list[str]) -> list[str]:
         renamed.append(name + equals + value)
         value_next = takes_value.get(name, False) and not equals
     return renamed
+
+
+def warn_untagged(
+    inputs: list[Path],
+    read_as: str = "the default tokenizer's (3di)",
+    advice: str = "if it holds amino acids, search it with --mode aa or from sequence with --predictor",
+) -> None:
+    """Warn of each token FASTA without a ``tokenizer=`` tag, read as ``read_as`` tokens when no ``--tokenizer`` is
+    given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share its 20 letters, and
+    the 64 ISM letters hold both."""
+    from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
+    from ismtk.workflows.search import is_fasta
+
+    for path in inputs:
+        first = next(read_fasta_records(path), None) if is_fasta(path) and Path(path).is_file() else None
+        if first is not None and header_tag(first.description, TOKENIZER_TAG) is None:  # (empty: an error later)
+            console.warn(f"{path}: no tokenizer= tag, read as {read_as} tokens; {advice}")

@@ -26,6 +26,7 @@ from ismtk.cli.options import (
     check_output,
     output_option,
     refuse_overwriting,
+    warn_untagged,
     with_option_groups,
 )
 from ismtk.errors import InputError
@@ -46,20 +47,6 @@ Predictor = Annotated[
         "from sequence alone (no structure needed).",
     ),
 ]
-
-
-def _warn_untagged(inputs: list[Path], read_as: str = "the default tokenizer's (3di)") -> None:
-    """Warn of each token FASTA without a ``tokenizer=`` tag, read as ``read_as`` tokens when no ``--tokenizer`` is
-    given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share its 20 letters, and
-    the 64 ISM letters hold both."""
-    from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
-    from ismtk.workflows.search import is_fasta
-
-    for path in inputs:
-        first = next(read_fasta_records(path), None) if is_fasta(path) and Path(path).is_file() else None
-        if first is not None and header_tag(first.description, TOKENIZER_TAG) is None:  # (empty: an error later)
-            console.warn(f"{path}: no tokenizer= tag, read as {read_as} tokens; if it holds amino acids, search it "
-                         "with --mode aa or from sequence with --predictor")
 
 
 Tracks = Annotated[
@@ -113,7 +100,7 @@ def createdb(
     chosen = load_tokenizer(tokenizer) if tokenizer is not None else None
     stored = [load_tokenizer(name) for name in names]
     if tokenizer is None and not names:
-        _warn_untagged(sources)
+        warn_untagged(sources)
     skips = console.Skips()
     with _encoding_progress(files is not None) as advance:
         db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads,
@@ -210,8 +197,8 @@ def _search(
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
-        _warn_untagged([target])
-        _warn_untagged([query], f"the target's ({target}: 3di unless it names its tokenizer)")
+        warn_untagged([target])
+        warn_untagged([query], f"the target's ({target}: 3di unless it names its tokenizer)")
     if alignment.mode != "aa" and str(alignment.matrix).lower() == DEFAULT_MATRICES["aa"]:
         console.warn(f"--matrix {alignment.matrix} scores amino acids, but this search aligns structure tokens; "
                      "add --mode aa to align amino acids")

@@ -566,9 +566,11 @@ def fit_matrix_evd(
     gap_open: int = DEFAULT_GAP_OPEN,
     gap_extend: int = DEFAULT_GAP_EXTEND,
     null_pairs: int = DEFAULT_NULL_PAIRS,
+    on_skip: SkipHandler | None = None,
 ) -> tuple[SubstitutionMatrix, EvdParams]:
-    """``matrix`` with E-value parameters fitted on null pairs of ``sequences`` (see :mod:`ismtk.search.evalue`)."""
-    db = load_search_db(sequences, tokenizer, mode)
+    """``matrix`` with E-value parameters fitted on null pairs of ``sequences`` (see :mod:`ismtk.search.evalue`);
+    inputs left out go to ``on_skip``."""
+    db = load_search_db(sequences, tokenizer, mode, on_skip=on_skip)
     substitution = load_matrix(matrix, db.tokenizer)
     params = fit_evd(Aligner(substitution, db.alphabet.symbols, gap_open, gap_extend), db, null_pairs)
     return substitution.with_evd(params), params

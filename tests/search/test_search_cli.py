@@ -9,7 +9,7 @@ from helpers import FAMILY_D58, HOMOLOGS, OTHER
 from typer.testing import CliRunner
 
 from ismtk.cli import app
-from ismtk.cli.console import EXIT_ERROR
+from ismtk.cli.console import EXIT_ERROR, EXIT_SKIPPED
 from ismtk.search.db import SequenceDB
 from ismtk.search.m8 import DEFAULT_COLUMNS
 from ismtk.search.matrix import load_matrix, read_matrix
@@ -176,6 +176,24 @@ def test_fit_evalue_stores_parameters(db, tmp_path):
     _run("fit-evalue", "blosum62", db, "-o", out, "--mode", "aa", "--null-pairs", "200")
     params = read_matrix(out).evd_for(10, 1)
     assert params is not None and 0 < params.lam < 2
+
+
+def test_matrix_commands_report_skipped_inputs_and_keep_their_inputs(domains_dir, tmp_path):
+    """Skipped files are warning lines and exit status 3, as in every batch command; -o never replaces an input."""
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(domains_dir, folder)
+    (folder / "empty.pdb").write_text("")
+    result = runner.invoke(app, ["fit-evalue", "3di", str(folder), "-o", str(tmp_path / "f.out"),
+                                 "--null-pairs", "200"])
+    assert result.exit_code == EXIT_SKIPPED and "skipped" in result.output and "empty.pdb" in result.output
+    assert "UserWarning" not in result.output and (tmp_path / "f.out").is_file()
+    tokens = tmp_path / "t.fasta"
+    _run("encode", domains_dir, "-o", tokens, "--tokenizer", "3di")
+    before = tokens.read_bytes()
+    result = runner.invoke(app, ["fit-evalue", "3di", str(tokens), "-o", str(tokens)])
+    assert result.exit_code == EXIT_ERROR and "names this input" in result.output and tokens.read_bytes() == before
 
 
 def test_the_default_score_takes_the_shipped_evalue_fit(db, domains_dir, tmp_path):
