@@ -462,7 +462,7 @@ def search_to_m8(
     options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target), matrices)
     # TM-align replaces the Smith-Waterman alignments, but for chains too short for it, which keep their own
-    short = min(query_db.lengths().min(), target_db.lengths().min()) < TMALIGN_MIN_LENGTH
+    short = bool(min(query_db.lengths().min(), target_db.lengths().min()) < TMALIGN_MIN_LENGTH)
     own = judge.alignment_type == "sw" or short
     trace = needs_alignment([*names, *([judge.sort_by] if judge.sort_by else [])]) and own
     if trace != options.trace:
