@@ -77,7 +77,7 @@ def learn_matrix(
     alignments: Annotated[list[Path], typer.Argument(help="Alignment files (tmaln-06.out format, see align-pairs).")],
     *,
     tokenizer: TokenizerOpt = None,
-    min_tm: Annotated[float, typer.Option("--min-tm", rich_help_panel=INPUT,
+    min_tm: Annotated[float, typer.Option("--min-tm", min=0.0, max=1.0, rich_help_panel=INPUT,
                                           help="Use alignments with at least this TM-score.")] = DEFAULT_MIN_TM,
     pseudocount: Annotated[
         float, typer.Option("--pseudocount", min=0.0, rich_help_panel=SEARCH,

@@ -161,6 +161,10 @@ def easy_search(
     query: SearchInput,
     target: SearchInput,
     output: Annotated[Path, typer.Argument(help="Hits table to write (.m8).", callback=check_file_output)],
+    tmp: Annotated[
+        Path | None, typer.Argument(help="Foldseek's temporary folder, taken and not needed (nothing is written "
+                                    "there).", show_default=False)
+    ] = None,
     *,
     tokenizer: TokenizerOpt = None,
     reading: StructureInput = StructureInput(),
@@ -170,12 +174,14 @@ def easy_search(
     format_output: FormatOutput = DEFAULT_COLUMNS,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
-    """Structures in, hits out, in one step (Foldseek's easy-search layout: QUERY TARGET OUTPUT).
+    """Structures in, hits out, in one step (Foldseek's easy-search layout: QUERY TARGET OUTPUT [TMP]).
 
     The options are those of search.
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
+    if tmp is not None:
+        console.info(f"{tmp}: a temporary folder is not needed (nothing is written there)")
     _search(query, target, output, alignment, hits, judging, format_output, tokenizer, reading, threads)
 
 

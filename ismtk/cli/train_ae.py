@@ -167,7 +167,7 @@ def train_ae(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", rich_help_panel=RUN, help="Start afresh in a run folder that holds a run.")
     ] = False,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", rich_help_panel=RUN,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, rich_help_panel=RUN,
                                                   help="Stop after this many steps in total.")] = _T.max_steps,
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", min=0, rich_help_panel=RUN,

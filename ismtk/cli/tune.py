@@ -99,7 +99,7 @@ def structure_tune(
     ] = _R.fsdp,
     resume: Resume = _R.resume,
     overwrite: Overwrite = _R.overwrite,
-    stop_after: Annotated[int | None, typer.Option("--stop-after", rich_help_panel=RUN,
+    stop_after: Annotated[int | None, typer.Option("--stop-after", min=1, rich_help_panel=RUN,
                                                    help="Stop (with a checkpoint) after this many steps.")
                           ] = _R.stop_after,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.0, rich_help_panel=RUN,

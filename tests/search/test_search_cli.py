@@ -64,6 +64,13 @@ def test_amino_acid_term_ranks_the_homolog_first_and_traces_combined_scores(db, 
     assert rows[HOMOLOGS[0]][5] == rows[HOMOLOGS[0]][6] and rows[HOMOLOGS[0]][7].endswith("M")
 
 
+def test_easy_search_takes_foldseeks_temporary_folder_and_leaves_it_alone(domains_dir, tmp_path):
+    query = domains_dir / f"{HOMOLOGS[0]}.pdb.gz"
+    result = runner.invoke(app, ["easy-search", str(query), str(query), str(tmp_path / "h.m8"), str(tmp_path / "tmp")])
+    assert result.exit_code == 0 and "not needed" in result.output and not (tmp_path / "tmp").exists()
+    assert _hits(tmp_path / "h.m8")[0][:2] == [HOMOLOGS[0], HOMOLOGS[0]]
+
+
 def test_easy_search_with_chosen_columns_and_amino_acids(domains_dir, tmp_path):
     out = tmp_path / "aa.m8"
     query = domains_dir / f"{FAMILY_D58[0]}.pdb.gz"
