@@ -324,9 +324,17 @@ def test_path_lists_that_name_nothing_or_list_themselves_are_one_error_line(tmp_
         _one_error_line(result.output, *words)
 
 
-def test_cluster_refuses_fewer_than_two_tokens():
-    result = _cli("cluster", ROOT / "ismtk" / "data" / "ism", STRUCTURES, "-k", "0", "-o", "unused")
-    assert result.exit_code != 0 and "at least 2" in result.output
+def test_cluster_refuses_fewer_than_two_tokens_or_more_than_64():
+    for k in ("0", "100"):
+        result = _cli("cluster", ROOT / "ismtk" / "data" / "ism", STRUCTURES, "-k", k, "-o", "unused")
+        assert result.exit_code != 0 and "2 to 64" in result.output
+
+
+def test_a_structure_file_named_as_a_path_list_is_said_to_be_one(tmp_path):
+    listed = tmp_path / "model.txt"
+    listed.write_text(pdb_text("d1a32a_"))
+    result = _cli("encode", listed, "-o", tmp_path / "t.fa", "--tokenizer", "3di")
+    _one_error_line(result.output, "model.txt", "a structure file named as a path list")
 
 
 def _damage(folder: Path, how: str) -> str:

@@ -555,8 +555,8 @@ def build_codebook(
         )
     if residual and aligned is not None:
         raise InputError("a residual codebook is clustered in plain embedding space, without aligned pairs")
-    if k is not None and not 1 <= k <= MAX_TOKENS:
-        raise InputError(f"-k {k}: a codebook has 1 to {MAX_TOKENS} tokens (one symbol each)")
+    if k is not None and not 2 <= k <= MAX_TOKENS:
+        raise InputError(f"-k {k}: a codebook has 2 to {MAX_TOKENS} tokens (one symbol each)")
     base = _base_codebook(model_dir) if residual else None
     z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
     if base is not None:

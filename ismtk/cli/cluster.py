@@ -12,6 +12,7 @@ from ismtk.autoencoder.codebook import ELBOW_KS, AlignedPairs, aligned_pair_embe
 from ismtk.cli import console
 from ismtk.cli.options import OUTPUT, TRAINING, Index, Inputs, output_option
 from ismtk.search.pairs import DEFAULT_MIN_TM
+from ismtk.sequence.alphabet import MAX_TOKENS
 
 __all__ = ["cluster"]
 
@@ -77,8 +78,8 @@ def cluster(
 
     [bold]Residual tokens[/bold]: ismtk cluster my_ism/ data/structures -o my_ism/residual --residual
     """
-    if k != "auto" and not (k.isdigit() and int(k) >= 2):
-        raise typer.BadParameter("-k takes a number of tokens (at least 2) or 'auto'")
+    if k != "auto" and not (k.isdigit() and 2 <= int(k) <= MAX_TOKENS):
+        raise typer.BadParameter(f"-k takes a number of tokens (2 to {MAX_TOKENS}, one symbol each) or 'auto'")
     if (alignments is None) != (not aligned_structures):
         raise typer.BadParameter("--alignments and --aligned-structures go together")
     if residual and alignments is not None:

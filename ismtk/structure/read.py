@@ -143,6 +143,11 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
             lines = read_lines(path, "path list")
             if not lines:
                 raise InputError(f"{path}: this path list names no file")
+            head = [line for _, line in lines[:50]]
+            mmcif = head[0].startswith("data_") and any(line.startswith(("_", "loop_")) for line in head)
+            if head[0].startswith(_PDB_RECORDS_TEXT) or mmcif:
+                raise InputError(f"{path}: a structure file named as a path list ({', '.join(LIST_SUFFIXES)}); "
+                                 "rename it .pdb or .cif")
             listed = (path.parent / line for _, line in lines)
             found.extend(_expand(listed, keep_missing, (*lists, path.resolve())))
         elif path.is_file() or keep_missing:
@@ -258,6 +263,7 @@ def _named_chains(
 
 #: Record names that start the lines of a PDB file (for recognising one without a suffix).
 _PDB_RECORDS = (b"ATOM  ", b"HETATM", b"HEADER", b"MODEL ", b"REMARK", b"CRYST1", b"COMPND", b"TITLE ", b"EXPDTA")
+_PDB_RECORDS_TEXT = tuple(record.decode().strip() + " " for record in _PDB_RECORDS)
 
 
 #: Packers a structure file may have gone through (``1abc.pdb.xz``): such files are taken from a folder so that the
