@@ -376,3 +376,14 @@ def test_skips_of_batches_passed_over_on_resume_are_not_counted_again():
         return sum(skips.counts.values())
 
     assert skipped(0) > 0 and skipped(3) + skipped(0, steps=3) == skipped(0)
+
+
+def test_ca_only_chains_are_left_out_of_the_corpus_as_the_tokenizers_leave_them_out(bad_files):
+    """Training and clustering see the chains an ISM tokenizer encodes, not CA-only traces."""
+    from ismtk.autoencoder.corpus import chain_residues
+
+    corpus = load_corpus([bad_files["ca_only"], DATA / "pdb" / "1ACB_l_u.pdb.gz"])
+    skips = SkipLog()
+    got = list(chain_residues(corpus.train + corpus.val, 8, 1, np.random.default_rng(0), skips))
+    assert [Path(chain.source).name for chain, _ in got] == ["1ACB_l_u.pdb.gz"]
+    assert skips.counts["unusable chains"] == 1 and "CA-only" in skips.first["unusable chains"]

@@ -28,6 +28,7 @@ from ismtk.errors import InputError, StructureError
 from ismtk.structure.chain import ProteinChain
 from ismtk.structure.microenv import RADIUS, Microenvironments, collate, microenvironments
 from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
+from ismtk.tokenizers.base import require_backbone
 from ismtk.train.order import epoch_permutation
 
 __all__ = [
@@ -268,7 +269,16 @@ def _read_chain(
     if not chains:
         skips.add("chains not found", f"{entry.path}: chain {entry.chain!r} not found")
         return None
-    return chains[int(rng.integers(len(chains)))] if len(chains) > 1 else chains[0]
+    usable = []
+    for chain in chains:  # the chains an ISM tokenizer encodes (a CA-only chain has no microenvironments worth one)
+        try:
+            require_backbone(chain, "ISM tokens are made from all-atom microenvironments")
+            usable.append(chain)
+        except StructureError as exc:
+            skips.add("unusable chains", str(exc))
+    if not usable:
+        return None
+    return usable[int(rng.integers(len(usable)))] if len(usable) > 1 else usable[0]
 
 
 def chain_residues(
