@@ -38,14 +38,14 @@ def test_database_round_trips_and_memory_maps(db, tmp_path):
     assert [again.aa_seq(i) for i in range(len(db))] == [db.aa_seq(i) for i in range(len(db))]
     assert isinstance(again.tokens, np.memmap)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InputError, match="not an ismtk database"):
+    with pytest.raises(InputError, match="holds more than an ismtk database"):
         db.save(tmp_path / "file")
     (tmp_path / "empty").mkdir()  # made by mkdir -p beforehand: nothing to lose
     db.save(tmp_path / "empty")
     assert SequenceDB.load(tmp_path / "empty").names == db.names
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("x")
-    with pytest.raises(InputError, match="not an ismtk database"):
+    with pytest.raises(InputError, match="holds more than an ismtk database"):
         db.save(tmp_path / "full")
 
 
