@@ -91,8 +91,8 @@ _SEARCH = DEFAULT_OPTIONS
 # --- inputs ------------------------------------------------------------------------------------------------
 Inputs = Annotated[
     list[Path],
-    typer.Argument(help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or .txt path "
-                   "lists."),
+    typer.Argument(help="Structure files (PDB/mmCIF, optionally .gz), folders (searched recursively) or path "
+                   "lists (.txt, .list: one path per line)."),
 ]
 SearchInput = Annotated[
     Path, typer.Argument(help="A database folder (createdb), a token FASTA, or a structure file/folder.")

@@ -63,7 +63,8 @@ Tracks = Annotated[
 @with_option_groups
 def createdb(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Structure files/folders or token FASTA files, then the DB folder.")
+        list[Path],
+        typer.Argument(help="Structure files, folders or path lists, or token FASTA files; then the DB folder."),
     ],
     tokenizer: TokenizerOpt = None,
     tracks: Tracks = None,
@@ -176,7 +177,7 @@ def easy_search(
 ) -> None:
     """Structures in, hits out, in one step (Foldseek's easy-search layout: QUERY TARGET OUTPUT [TMP]).
 
-    The options are those of search.
+    The options are those of search, but for --predictor.
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """

@@ -117,7 +117,9 @@ def structure_tune(
     Writes RUN/checkpoint.pt, RUN/metrics.jsonl and .png, and at the end RUN/export/ with esm2_t<L>_ismtk.pt
     (+ contact regression), an HF EsmForMaskedLM folder hf/ and heads.pt.
 
-    [bold]Example[/bold]: ismtk structure-tune esm2_t6_8M_UR50D --aa aa.fasta --tokens tokens.fasta:alphabet=3di -o run/
+    [bold]Example[/bold]: ismtk structure-tune esm2_t6_8M_UR50D --aa aa.fasta --tokens tokens.fasta -o run/
+    (tokens.fasta and aa.fasta from ismtk encode structs/ -o tokens.fasta --aa-output aa.fasta; a stream's
+    alphabet comes from the tokenizer= tags)
     (continue it after a stop: ismtk structure-tune --resume -o run/)
     """
     from ismtk.plm.tune import resumed_config
