@@ -105,9 +105,10 @@ class SkipLog:
         self.first.setdefault(kind, message)
 
     def summary(self) -> str:
-        """Each kind's count and first message, e.g. ``2 unreadable files (first: x.pdb: empty file)``."""
+        """Each kind's count and first message, e.g. ``unreadable files: 2 reads (first: x.pdb: empty file)``;
+        counted per read, and training reads a file again each epoch (and a shard that runs short, within one)."""
         kinds = sorted(self.counts.items())
-        return ", ".join(f"{n} {kind} (first: {self.first[kind]})" for kind, n in kinds) or "nothing"
+        return ", ".join(f"{kind}: {n} read(s) (first: {self.first[kind]})" for kind, n in kinds) or "nothing"
 
 
 def load_corpus(
