@@ -106,7 +106,7 @@ def measure(args: argparse.Namespace, size: int, sample: int) -> dict:
         start = time.perf_counter()
         hits = list(searcher.search(query))
         seconds = time.perf_counter() - start
-        ranked = {query.names[i]: [db.names[h.target] for h in hl] for i, hl in enumerate(hits)}
+        ranked = {query.names[i]: [(db.names[h.target], h.score) for h in hl] for i, hl in enumerate(hits)}
         s = summarize(score_queries(ranked, lookup, db.names, "noselfhit"))
         out[label] = {
             "setup_s": setup,
