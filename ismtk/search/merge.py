@@ -47,8 +47,9 @@ def shard_keys(
     to :func:`ismtk.search.m8.write_m8`. Written atomically, like the ``.m8``. ``settings``: whatever else makes
     the hits what they are (JSON values: scores, gaps, E-value cut-off, matrix, ...); shards whose settings differ
     are refused by :func:`merge_hits`."""
-    if split is None:
+    if split is None:  # a whole search: a key file left beside the output by an earlier shard run is no longer its
         yield None
+        _keys_path(output).unlink(missing_ok=True)
         return
     header = {
         "split": list(split),

@@ -156,6 +156,8 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
     keys.write_text("\n".join([lines[0], "1\tnot a score\t2", *lines[2:]]) + "\n")
     result = runner.invoke(app, ["merge-hits", str(shards[0]), str(shards[1]), "-o", str(tmp_path / "m.m8")])
     assert result.exit_code == EXIT_ERROR and "damaged shard key file" in result.output, result.output
+    _run("search", db, db, "-o", shards[1], "-t", "1")  # a whole search over a shard's output: its keys go too
+    assert not keys.exists()
 
 
 def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
