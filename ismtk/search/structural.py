@@ -198,6 +198,10 @@ def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
             for k in range(m):
                 chosen[k] = start + k
             for _round in range(_ROUNDS):
+                key = _set_key(chosen, m)  # a set is marked when it is superposed, never before
+                if key in seen:
+                    break
+                seen[key] = 1
                 u, t = _kabsch(x, y, chosen, m)
                 total = _score(x, y, u, t, d0, distances)
                 if total > best:
@@ -212,10 +216,6 @@ def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
                     if m >= 3 or m == n or cutoff > _MAX_CUTOFF:
                         break
                     cutoff += 0.5
-                key = _set_key(chosen, m)
-                if key in seen:
-                    break
-                seen[key] = 1
         if seed <= _MIN_SEED:
             break
         seed = max(seed // 2, min(_MIN_SEED, n))
