@@ -92,9 +92,10 @@ def test_shard_option_on_the_command_line(many, tmp_path):
         assert result.exit_code == 1 and "--shard" in result.output
 
 
-@pytest.mark.parametrize("suffix", [".fasta", ".fasta.gz"])
-def test_interrupted_run_resumes_to_the_same_output(many, tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)  # a commit point after every file
+@pytest.mark.parametrize(("suffix", "commit_seconds"), [(".fasta", 0.0), (".fasta.gz", 0.0), (".fasta", 1e12)])
+def test_interrupted_run_resumes_to_the_same_output(many, tmp_path, monkeypatch, suffix, commit_seconds):
+    """0: a commit point after every file; 1e12: none while running, only the one an interrupted run writes."""
+    monkeypatch.setattr(resumable, "COMMIT_SECONDS", commit_seconds)
     paths = find_structure_files([many])
     fresh, out = tmp_path / f"fresh{suffix}", tmp_path / f"out{suffix}"
     _encode(paths, fresh, aa_out=tmp_path / "fresh.aa")

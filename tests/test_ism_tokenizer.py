@@ -266,6 +266,8 @@ def test_tokens_follow_the_atoms_in_place_edits_too_and_hydrogens_never_count():
     assert len(with_h.coords) > len(plain.coords)
     before = ism.encode(plain)
     np.testing.assert_array_equal(ism.encode(with_h), before)
+    with_h.elements[with_h.elements == "H"] = "D"  # deuterium (neutron structures) never counts either
+    np.testing.assert_array_equal(ism.encode(with_h), before)
     plain.coords[:] += np.random.default_rng(0).normal(0, 1.5, plain.coords.shape).astype(np.float32)
     assert (ism.encode(plain) != before).sum() > len(plain) // 4  # not the embeddings of the atoms as they were
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_train_ae import DATA, MODEL, TRAIN, cli, params
 
 from ismtk.autoencoder.codebook import Codebook
@@ -160,6 +161,11 @@ def test_pair_loss_picks_partners_by_euclidean_distance():
     near = pair_contrastive_loss(z, z + 0.1, temperature=1.0)
     far = pair_contrastive_loss(z, z.flip(0), temperature=1.0)
     assert near < 0.05 < far
+    other = torch.tensor([[0.5, 0.0], [2.0, 1.0], [1.0, 2.0]])
+    logits = -torch.cdist(z, other).pow(2) / 2.0
+    target = torch.arange(3)
+    expected = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    torch.testing.assert_close(pair_contrastive_loss(z, other, temperature=2.0), expected)
 
 
 def test_shared_token_logits_are_the_log_probability_of_drawing_the_same_token():

@@ -82,6 +82,10 @@ def test_untagged_token_fasta_is_read_as_before(tmp_path):
     _run("encode", SEARCH_DOMAINS / f"{HOMOLOGS[0]}.pdb.gz", "-o", encoded, "--tokenizer", "3di", "-t", "1")
     plain.write_text("".join(f">{r.name}\n{r.sequence}\n" for r in read_fasta_records(encoded)))
     _run("search", plain, plain, "-o", tmp_path / "hits.m8", "-t", "1")  # untagged: 3Di, the default
+    _run("search", encoded, encoded, "-o", tmp_path / "tagged.m8", "-t", "1")
+    # read as 3Di: the very hits (scores, E-values) of the tagged 3Di tokens
+    assert (tmp_path / "hits.m8").read_text() == (tmp_path / "tagged.m8").read_text() != ""
+    assert (tmp_path / "hits.m8").read_text().split()[:2] == [HOMOLOGS[0], HOMOLOGS[0]]
 
 
 def test_databases_of_older_versions_keep_loading(ism_folder, tmp_path):

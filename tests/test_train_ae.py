@@ -387,3 +387,13 @@ def test_ca_only_chains_are_left_out_of_the_corpus_as_the_tokenizers_leave_them_
     got = list(chain_residues(corpus.train + corpus.val, 8, 1, np.random.default_rng(0), skips))
     assert [Path(chain.source).name for chain, _ in got] == ["1ACB_l_u.pdb.gz"]
     assert skips.counts["unusable chains"] == 1 and "CA-only" in skips.first["unusable chains"]
+
+
+def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_its_floor():
+    from ismtk.train.schedule import warmup_cosine
+
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)  # the first step already learns
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0) == warmup_cosine(10, 100, 10)
+    assert warmup_cosine(55, 100, 10, min_ratio=0.1) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert warmup_cosine(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 100, 0) == pytest.approx(1.0)  # no warm-up

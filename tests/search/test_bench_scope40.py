@@ -70,6 +70,9 @@ def test_summary_averages_each_level_over_queries_with_positives(tmp_path):
     fam_queries = [r for r in rows if r.possible[0] > 0]
     assert s.per_level_queries[0] == len(fam_queries)
     assert s.per_level[0] == pytest.approx(np.mean([r.sensitivity()[0] for r in fam_queries]))
+    all_three = [r for r in rows if all(r.possible)]
+    assert s.all_levels_queries == len(all_three) == 1
+    assert s.all_levels == pytest.approx(all_three[0].sensitivity())
     write_query_results(tmp_path / "x.rocx", rows)
     again = read_query_results(tmp_path / "x.rocx")
     assert [(r.name, r.possible, r.fp) for r in again] == [(r.name, r.possible, r.fp) for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -45,6 +46,17 @@ def test_homolog_has_a_better_evalue_than_a_non_homolog(db, domains_dir, tmp_pat
     assert float(rows[HOMOLOGS[0]][10]) < float(rows[HOMOLOGS[1]][10]) < 0.1
     assert OTHER not in rows or float(rows[OTHER][10]) > 10 * float(rows[HOMOLOGS[1]][10])
     assert list(rows)[:2] == [HOMOLOGS[0], HOMOLOGS[1]]  # self first, then the homolog
+    # E = K m N exp(-lambda S): m the query's length, N the database's residues, S the corrected score
+    columns = "target,qlen,corrected,evalue,qaln,taln,mismatch,alnlen"
+    _run("search", domains_dir / f"{HOMOLOGS[0]}.pdb.gz", db, "-o", out, "--exhaustive", "-e", "1e9", "-t", "1",
+         "--aa-weight", "0", "--format-output", columns)
+    params, residues = load_matrix(None, "3di").evd_for(10, 1), SequenceDB.load(db).residues
+    for _, qlen, corrected, e, qaln, taln, mismatch, alnlen in _hits(out):
+        expected = params.k * int(qlen) * residues * math.exp(-params.lam * int(corrected))
+        assert float(e) == pytest.approx(expected, rel=1e-3)
+        # mismatches: aligned pairs (no gap on either side) whose letters differ
+        pairs = [(a, b) for a, b in zip(qaln, taln, strict=True) if a != "-" and b != "-"]
+        assert int(mismatch) == sum(a != b for a, b in pairs) and int(alnlen) == len(qaln)
 
 
 def test_amino_acid_term_ranks_the_homolog_first_and_traces_combined_scores(db, domains_dir, tmp_path):

@@ -148,6 +148,18 @@ def test_prefilter_ranks_a_gapped_homolog_first_and_ignores_unrelated_targets():
     assert [x.tolist() for x in prefilter.seeded(query[None, :], profile)] == [seeded.tolist(), scores.tolist()]
 
 
+def test_chained_segments_pay_an_affine_gap_for_their_change_of_diagonal():
+    """Two gap-free segments (query begin, end, diagonal, score) three diagonals apart: one gap of 3,
+    open + 2 x extend; segments that overlap in the query do not chain."""
+    from ismtk.search.prefilter import _chain
+
+    segments = np.array([[0, 10, 5, 40], [12, 20, 8, 30], [5, 15, 9, 35]], np.int64)
+    work = np.empty(8, np.int64), np.empty(8, np.int64)
+    assert _chain(segments[:2], 2, 10, 1, *work) == 40 + 30 - (10 + 2 * 1)
+    assert _chain(segments[:2], 2, 7, 3, *work) == 40 + 30 - (7 + 2 * 3)
+    assert _chain(segments[[0, 2]], 2, 10, 1, *work) == 40  # the second starts inside the first: the best alone
+
+
 def test_prefilter_ranking_discounts_the_length_of_targets():
     rng = np.random.default_rng(9)
     alphabet = Alphabet.of_size(20)
