@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ismtk.autoencoder.geometry import kabsch_superpose
 from ismtk.autoencoder.grow import can_grow, grow_autoencoder
@@ -321,3 +322,31 @@ def test_growing_refuses_what_it_cannot_keep():
         assert why in can_grow(TINY, target)
         with pytest.raises(InputError, match=why):
             grow_autoencoder(source, target)
+
+
+def test_distogram_loss_counts_only_distinct_valid_pairs(chain):
+    """Diagonal pairs and pairs with a padded atom carry no loss; the loss is the mean cross-entropy of the rest."""
+    torch.manual_seed(0)
+    envs = microenvironments(chain, np.arange(0, 40, 13))
+    coords, elements, mask = tensors(envs)
+    mask[0, 12:] = False  # a small environment: fewer atoms than the pair subset, the rest of its pairs padding
+    out = AtomicAutoencoder(TINY).eval()(coords, elements, mask)
+    aa = torch.from_numpy(envs.aa)
+    loss = autoencoder_losses(out, coords, mask, aa, TINY)[0]["disto"]
+    index, valid = out["pair_index"], out["pair_valid"]
+    k = index.shape[1]
+    changed = {**out, "disto_logits": out["disto_logits"].clone()}
+    eye = torch.eye(k, dtype=torch.bool)
+    changed["disto_logits"][:, eye] = torch.randn_like(changed["disto_logits"][:, eye]) * 50
+    padded = ~(valid[:, :, None] & valid[:, None, :])
+    assert padded.any()  # environments of other sizes: some pairs are padding
+    changed["disto_logits"][padded] = torch.randn_like(changed["disto_logits"][padded]) * 50
+    torch.testing.assert_close(autoencoder_losses(changed, coords, mask, aa, TINY)[0]["disto"], loss)
+    take = index[..., None].expand(-1, -1, 3)
+    true = torch.cdist(torch.gather(coords, 1, take), torch.gather(coords, 1, take))
+    bins = torch.bucketize(true, TINY.disto_edges)
+    per_env = []
+    for e in range(len(envs)):
+        keep = valid[e][:, None] & valid[e][None, :] & ~eye
+        per_env.append(F.cross_entropy(out["disto_logits"][e][keep], bins[e][keep]))
+    torch.testing.assert_close(loss, torch.stack(per_env).mean(), rtol=1e-4, atol=1e-5)
