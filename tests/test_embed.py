@@ -211,6 +211,8 @@ def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
     dup.write_text(">a\nACD\n>a\nEFG\n")
     result = runner.invoke(app, ["embed", str(weights), str(dup), str(tmp_path / "o2")])
     assert result.exit_code == 1 and "duplicate names: a" in result.output and not (tmp_path / "o2").exists()
+    result = runner.invoke(app, ["embed", str(weights), str(fasta), str(tmp_path / "o3"), "--include", "logits"])
+    assert result.exit_code == 1 and "--include" in result.output and not (tmp_path / "o3").exists()  # no empty folder
 
 
 def test_a_training_model_is_embedded_in_eval_mode_and_left_training(tiny_esm):

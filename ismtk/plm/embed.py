@@ -224,6 +224,7 @@ class PtDirWriter:
         if self.outdir.exists() and not self.outdir.is_dir():
             raise InputError(f"{outdir} is a file; give a folder for the .pt files (or an output name ending in .h5 "
                              "for one HDF5 file)")
+        self._made = not self.outdir.exists()
         ensure_folder(self.outdir)
 
     def write(self, result: dict, length: int) -> None:
@@ -234,7 +235,9 @@ class PtDirWriter:
         """Nothing to finish: each file is complete when written."""
 
     def abort(self) -> None:
-        """Nothing to undo: files already written are complete."""
+        """Files already written are complete and stay; a folder this writer made and left empty goes."""
+        if self._made and not any(self.outdir.iterdir()):
+            self.outdir.rmdir()
 
 
 class H5Writer:
