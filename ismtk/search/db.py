@@ -445,4 +445,5 @@ def may_hold_db(path: str | Path) -> bool:
         return True
     if not path.is_dir():
         return False
-    return all(re.fullmatch(_DB_FILES, p.name) for p in path.iterdir()) and (is_db(path) or not any(path.iterdir()))
+    ours = all(re.fullmatch(_DB_FILES, p.name) or p.name.startswith(".") for p in path.iterdir())  # .DS_Store too
+    return ours and (is_db(path) or not any(path.iterdir()))
