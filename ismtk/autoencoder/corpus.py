@@ -160,10 +160,10 @@ def load_corpus(
 def _unused_filter_tables(inputs: Sequence[str | Path], used: list[Path], untabled: set[str]) -> list[str]:
     """Warnings for tables at the top of input folders, not given as an index, that list homology filters for some
     of the ``untabled`` files (for example ``cath2738/classification.tsv``): those files are trained on unfiltered."""
-    warnings = []
+    warnings, given = [], {t.resolve() for t in used}
     for folder in (Path(p) for p in inputs if Path(p).is_dir()):
         for table in sorted([*folder.glob("*.tsv"), *folder.glob("*.csv")]):
-            if table.resolve() in {t.resolve() for t in used}:
+            if table.resolve() in given:
                 continue
             try:
                 rows = _read_table(table)

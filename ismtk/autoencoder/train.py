@@ -516,7 +516,8 @@ class AutoencoderTrainer:
         current_model = json.loads(self.model_cfg.to_json())
         check_compatible(saved_model, current_model, tuple(current_model), str(path))
         check_compatible(state.get("train_config", {}), asdict(self.cfg), RESUME_KEYS, str(path))
-        if state.get("corpus", self.corpus.fingerprint()) != self.corpus.fingerprint():
+        corpus = self.corpus.fingerprint()
+        if state.get("corpus", corpus) != corpus:
             raise InputError(f"{path}: the run trained on other chains than these inputs give "
                              f"({len(self.corpus.train)} training chains now); resume with the inputs and --index "
                              "tables it started with")

@@ -132,10 +132,10 @@ def score_queries(
                 if target == query and variant == "noselfhit":
                     continue
                 label = lookup.get(target)
-                if label is None or _levels(label)[2] != fold:
+                tfam, tsfam, tfold = _levels(label) if label is not None else (None, None, None)
+                if tfold != fold:  # another fold, or unlabelled (a decoy)
                     false += 1
                     continue
-                tfam, tsfam, _ = _levels(label)
                 found[0 if tfam == fam else 1 if tsfam == sfam else 2] += 1
             tp = [t + f / (false + 1) for t, f in zip(tp, found, strict=True)]  # each TP first with p 1/(false+1)
             if false:

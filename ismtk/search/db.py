@@ -445,5 +445,6 @@ def may_hold_db(path: str | Path) -> bool:
         return True
     if not path.is_dir():
         return False
-    ours = all(re.fullmatch(_DB_FILES, p.name) or p.name.startswith(".") for p in path.iterdir())  # .DS_Store too
-    return ours and (is_db(path) or not any(path.iterdir()))
+    held = list(path.iterdir())
+    ours = all(re.fullmatch(_DB_FILES, p.name) or p.name.startswith(".") for p in held)  # .DS_Store too
+    return ours and (is_db(path) or not held)

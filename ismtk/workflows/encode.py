@@ -556,10 +556,10 @@ def earlier_shard_names(
 
     bases = {entry_name(p) for p in mine}
     below = set().union(*map(prefixes, bases)) if bases else set()
-    suspects = [p for p in earlier if entry_name(p) in below or prefixes(entry_name(p)) & bases]
     names = []
-    for path in suspects:
-        names += [chain.name for chain in encode_file(path, tokenizer, options).chains]
+    for path, base in ((p, entry_name(p)) for p in earlier):
+        if base in below or prefixes(base) & bases:
+            names += [chain.name for chain in encode_file(path, tokenizer, options).chains]
     return names
 
 
