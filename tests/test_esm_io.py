@@ -193,3 +193,41 @@ def test_hf_config_settings_esm2_cannot_compute_are_refused(tmp_path, change):
     folder = _edited_hf(tmp_path, **change)
     with pytest.raises(InputError, match=f"config.json: {next(iter(change))}"):
         load_esm(folder)
+
+
+def test_a_folder_saved_by_transformers_with_gamma_beta_layer_norms_loads(tmp_path):
+    """transformers 5 writes the weight and bias of modules named LayerNorm as gamma and beta."""
+    import safetensors.torch
+
+    model = tiny_esm()
+    folder = save_hf(model, tmp_path / "hf")
+    weights = next(folder.glob("*.safetensors"))
+    state = safetensors.torch.load_file(weights)
+    legacy = {k.removesuffix(".weight") + ".gamma" if ".LayerNorm." in k and k.endswith(".weight") else
+              k.removesuffix(".bias") + ".beta" if ".LayerNorm." in k and k.endswith(".bias") else k: v
+              for k, v in state.items()}
+    assert sum(k.endswith(".gamma") for k in legacy) == 2 * TINY.num_layers
+    safetensors.torch.save_file(legacy, weights)
+    loaded = load_esm(folder)
+    assert not loaded.notes
+    tokens = _tokens(model)
+    torch.testing.assert_close(_outputs(loaded.model, tokens)[0], _outputs(model, tokens)[0])
+
+
+def test_hf_config_without_position_embedding_type_is_absolute_and_refused(tmp_path):
+    """transformers reads a config without position_embedding_type as absolute (learned) positions."""
+    folder = _edited_hf(tmp_path, position_embedding_type=None)
+    with pytest.raises(InputError, match="rotary position embeddings"):
+        load_esm(folder)
+
+
+def test_an_untied_mlm_decoder_is_refused(tmp_path):
+    model = tiny_esm()
+    folder = save_hf(model, tmp_path / "hf")
+    theirs = transformers.EsmForMaskedLM.from_pretrained(folder)
+    theirs.config.tie_word_embeddings = False
+    with torch.no_grad():
+        theirs.lm_head.decoder.weight = torch.nn.Parameter(theirs.lm_head.decoder.weight.detach().clone() + 1)
+    theirs.save_pretrained(tmp_path / "untied")
+    with pytest.raises(InputError, match="lm_head.decoder.weight"):
+        load_esm(tmp_path / "untied")

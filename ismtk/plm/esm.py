@@ -80,25 +80,45 @@ def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
     return None
 
 
-def hf_to_fair(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+#: transformers 5 writes the weight and bias of modules named ``LayerNorm`` as ``gamma`` and ``beta``
+#: (and renames them back when it loads them).
+_LEGACY_NORM = re.compile(r"\.(gamma|beta)$")
+
+
+def _check_tied(decoder: torch.Tensor, state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse an MLM decoder that is not the token embeddings: ESM2's output layer is tied to them."""
+    embeddings = next((v for k, v in state.items() if k.removeprefix("esm.") == "embeddings.word_embeddings.weight"),
+                      None)
+    if embeddings is not None and not torch.equal(decoder, embeddings):
+        raise InputError(f"{source}: an MLM decoder (lm_head.decoder.weight) that differs from the "
+                         "token embeddings (tie_word_embeddings false); ESM2's output layer is tied to them, so "
+                         "ismtk cannot load it")
+
+
+def hf_to_fair(
+    state: dict[str, torch.Tensor], source: str = "the weights"
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """fair-esm keys of a Hugging Face ESM state dict, and the HF keys that have no fair-esm counterpart.
 
     Accepts ``EsmForMaskedLM`` (``esm.`` prefix), ``EsmModel`` (no prefix) and task models (their extra
     heads are returned as dropped). A single table of rotary frequencies (a model-level
     ``rotary_embeddings.inv_freq``, or transformers 5's ``encoder.layer.*.attention.self.rotary_embeddings.inv_freq``
     with a literal ``*``) is copied to every layer: the released ESM2 weights carry fp16-rounded frequencies, which
-    recomputed ones would not equal.
+    recomputed ones would not equal. Layer-norm ``gamma``/``beta`` (as transformers 5 writes them) are read as
+    weight/bias; an MLM decoder that is not the token embeddings is refused (:class:`InputError` naming ``source``).
     """
     out, dropped = {}, []
     shared_inv_freq = None
     for key, value in state.items():
-        bare = key.removeprefix("esm.")
+        bare = _LEGACY_NORM.sub(lambda m: {"gamma": ".weight", "beta": ".bias"}[m[1]], key.removeprefix("esm."))
         if bare.endswith("rotary_embeddings.inv_freq") and not re.match(r"encoder\.layer\.\d+\.", bare):
             shared_inv_freq = value
             continue
         name = _rename(bare, _HF_TO_FAIR)
         if name is None:
-            if bare != "lm_head.decoder.weight":  # tied to the embeddings in both libraries
+            if bare == "lm_head.decoder.weight":
+                _check_tied(value, state, source)
+            else:
                 dropped.append(key)
             continue
         out[name] = value
@@ -231,7 +251,7 @@ def _load_file(path: Path, source: str | None = None) -> LoadedEsm:
         if not tensors:
             raise InputError(f"{path}: holds no tensors; expected a fair-esm checkpoint or an ESM2 state dict")
         if any(".attention.self.query." in k for k in tensors):
-            state, dropped = hf_to_fair(tensors)
+            state, dropped = hf_to_fair(tensors, str(path))
         else:
             state, dropped = _strip_fair_prefixes(tensors), []
         config = _infer_config(state, path)
@@ -244,7 +264,8 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
     if not config_file.is_file():
         raise InputError(f"{folder}: no config.json; expected a Hugging Face EsmForMaskedLM or EsmModel folder")
     hf = json.loads(config_file.read_text())
-    if hf.get("model_type") != "esm" or hf.get("position_embedding_type", "rotary") != "rotary":
+    # transformers' EsmConfig default is "absolute" (ESM-1b's learned positions), which ESM2 does not compute
+    if hf.get("model_type") != "esm" or hf.get("position_embedding_type", "absolute") != "rotary":
         raise InputError(f"{config_file}: not an ESM2 model (model_type esm with rotary position embeddings)")
     if hf.get("emb_layer_norm_before") or hf.get("is_folding_model"):
         raise InputError(f"{config_file}: ESM-1b/ESMFold variants are not ESM2 backbones")
@@ -258,7 +279,7 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
                        bool(hf.get("token_dropout", False)))
     if hf.get("intermediate_size", 4 * config.embed_dim) != 4 * config.embed_dim:
         raise InputError(f"{config_file}: intermediate_size must be 4 x hidden_size in ESM2")
-    state, dropped = hf_to_fair(weights)
+    state, dropped = hf_to_fair(weights, str(folder))
     return _assemble(config, state, dropped, str(folder), [])
 
 
@@ -317,6 +338,7 @@ def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, n
         raise InputError(
             f"{source}: does not match an ESM2 of shape {config}: "
             f"missing {_few(other)}; unexpected {_few(unexpected)}"
+            + (f"; tensors of no ESM2 counterpart: {_few(dropped)}" if dropped else "")
         )
     bad_shape = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if bad_shape:
