@@ -10,6 +10,7 @@ import pytest
 from tiny_models import write_pairs
 
 from ismtk.errors import InputError
+from ismtk.plm.esm import esm_alphabet
 from ismtk.plm.tune import epoch_items, read_groups, split_validation
 from ismtk.plm.tune_data import collate, load_tune_data, make_example, parse_stream
 from ismtk.train.order import epoch_permutation
@@ -36,6 +37,40 @@ def test_all_mismatches_are_listed_in_one_error(tmp_path):
     tok.write_text("\n".join(records[:-2]) + "\n")  # p3 missing
     with pytest.raises(InputError, match=r"2 amino-acid/token mismatches: p0: \d+ residues but \d+ tokens.*p3 missing"):
         load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [("empty", "record p1 is empty"), ("gap", "not amino-acid letters"), ("stop", "not amino-acid letters"),
+     ("duplicate token record", "tok.fasta: record name p1 appears twice")],
+)
+def test_records_without_one_letter_per_token_are_refused_up_front(tmp_path, edit, message):
+    """Gaps and stops have no structure token and would be trained on as residues; an empty record crashed the
+    run at its first batch; a token record given twice was read as its last copy."""
+    aa, tok = write_pairs(tmp_path, n=3)
+    lines = aa.read_text().splitlines()
+    if edit == "empty":
+        lines[3] = ""
+    elif edit == "gap":
+        lines[3] = lines[3][:2] + "-" + lines[3][3:]
+    elif edit == "stop":
+        lines[3] = lines[3][:-1] + "*"
+    else:
+        tok.write_text(tok.read_text() + "\n".join(tok.read_text().splitlines()[2:4]) + "\n")
+    aa.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=message):
+        load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")])
+
+
+def test_lower_case_and_j_are_read_as_the_other_readers_do(tmp_path):
+    aa, tok = write_pairs(tmp_path, n=2)
+    lines = aa.read_text().splitlines()
+    reference = load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")]).aa[0]
+    lines[1] = "J" + lines[1][1:].lower()
+    aa.write_text("\n".join(lines) + "\n")
+    edited = load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")]).aa[0]
+    np.testing.assert_array_equal(edited[1:], reference[1:])
+    assert edited[0] == esm_alphabet().get_idx("X")
 
 
 def test_disorder_token_becomes_class_zero_and_classes_are_shifted(tmp_path):

@@ -26,6 +26,7 @@ from ismtk.errors import InputError
 from ismtk.plm.esm import esm_alphabet
 from ismtk.plm.heads import StreamInfo
 from ismtk.sequence.fasta import tokenizer_tag
+from ismtk.sequence.protein import ESM_RESIDUES
 from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta, tokenizer_for
 
 __all__ = [
@@ -157,23 +158,29 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
 
     Every AA record must appear in every stream with the same length; all mismatches are reported in
     one :class:`InputError`. Stream records without an AA sequence are ignored (counted in ``notes``).
+    Residue letters are those of :func:`~ismtk.sequence.protein.read_protein_fasta` (either case, ``J`` read
+    as ``X``), but nothing is removed: a gap or stop symbol, which has no token, is refused, as are empty
+    records and names given twice.
     """
     if not streams:
         raise InputError("structure-tuning needs at least one token stream (--tokens FASTA)")
     esm = esm_alphabet()
     table = np.full(256, -1, dtype=np.int64)
-    for tok, idx in esm.tok_to_idx.items():
-        if len(tok) == 1:
-            table[ord(tok)] = idx
-            table[ord(tok.lower())] = idx
-    names, aa = [], []
+    for letter in ESM_RESIDUES:
+        table[ord(letter)] = table[ord(letter.lower())] = esm.get_idx(letter)
+    table[ord("J")] = table[ord("j")] = esm.get_idx("X")
+    names, aa, seen = [], [], set()
     for name, seq in read_fasta(aa_fasta):
         codes = table[np.frombuffer(seq.encode("latin-1", errors="replace"), dtype=np.uint8)]
         if (codes < 0).any():
             bad = sorted({seq[i] for i in np.flatnonzero(codes < 0)})
-            raise InputError(f"{aa_fasta}: record {name}: letters {''.join(bad)!r} are not amino-acid codes")
-        if name in names:
+            raise InputError(f"{aa_fasta}: record {name}: {''.join(bad)!r} are not amino-acid letters (gaps and "
+                             "stops have no structure token; give one letter per residue)")
+        if not len(codes):
+            raise InputError(f"{aa_fasta}: record {name} is empty")
+        if name in seen:
             raise InputError(f"{aa_fasta}: record name {name} appears twice")
+        seen.add(name)
         names.append(name)
         aa.append(codes)
     if not names:
@@ -181,7 +188,11 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
     notes: list[str] = []
     infos, all_tokens, problems = [], [], []
     for spec in streams:
-        records = dict(read_fasta(spec.path))
+        records: dict[str, str] = {}
+        for name, seq in read_fasta(spec.path):
+            if name in records:
+                raise InputError(f"{spec.path}: record name {name} appears twice")
+            records[name] = seq
         symbols, ignore_symbol = spec.alphabet, spec.ignore
         tag = tokenizer_tag(spec.path)
         if tag is not None and symbols is None:
