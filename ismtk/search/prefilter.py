@@ -334,9 +334,15 @@ def prefilter_scores(
                     count += 1
             begin, end, score = _extend(profile, targets, start, size, diagonal, at[x], _X_DROP)
             covered = end
-            if score >= min_segment and n < _MAX_SEGMENTS:
-                segments[n, 0], segments[n, 1], segments[n, 2], segments[n, 3] = begin, end, diagonal, score
-                n += 1
+            if score >= min_segment:
+                slot = n
+                if n == _MAX_SEGMENTS:  # full (a long target's noise): the weakest segment makes room
+                    slot = np.argmin(segments[:, 3])
+                    if segments[slot, 3] >= score:
+                        continue
+                else:
+                    n += 1
+                segments[slot, 0], segments[slot, 1], segments[slot, 2], segments[slot, 3] = begin, end, diagonal, score
         g = h
     if n:
         scores[count - 1] = _chain(segments, n, gap_open, gap_extend, order, chain)

@@ -185,6 +185,26 @@ def test_prefilter_ranking_discounts_the_length_of_targets():
     assert best(PrefilterSettings().length_penalty) == 1
 
 
+def test_a_long_targets_match_scores_the_same_wherever_it_lies():
+    """More gap-free segments than the prefilter keeps per target (a long chain's noise, here 300 copies of a
+    query fragment on 300 diagonals) came first and pushed out a real match on a later diagonal."""
+    rng = np.random.default_rng(12)
+    alphabet = Alphabet.of_size(20)
+    matrix = _random_matrix(rng, 20).astype(np.int32)
+    query = rng.integers(0, 20, 100).astype(np.uint8)
+    noise = np.concatenate([np.concatenate([query[40:52], rng.integers(0, 20, 10)]) for _ in range(300)])
+
+    def score(target: np.ndarray) -> int:
+        db = SequenceDB.from_records([("t", target.astype(np.uint8), None)], alphabet, "t")
+        settings = PrefilterSettings(kmer=3, kmer_threshold=14)
+        prefilter = KmerPrefilter(matrix, np.asarray(db.tokens)[None, :], db.offsets, np.arange(1), settings)
+        profile = ScoreTracks((matrix,)).profile(query[None, :])
+        return int(prefilter.seeded(query[None, :], profile)[1][0])
+
+    assert score(np.concatenate([noise, query])) == score(np.concatenate([query, noise]))
+    assert score(np.concatenate([noise, query])) > score(noise)
+
+
 def test_amino_acid_seeds_find_a_homolog_whose_tokens_share_no_similar_kmer():
     rng = np.random.default_rng(10)
     tokens = np.where(np.eye(20, dtype=bool), 6, -1).astype(np.int32)  # similar k-mers: identical ones only
