@@ -398,8 +398,9 @@ class KmerIndex:
 class KmerPrefilter:
     """The prefilter over the entries ``ids`` of a target database; :meth:`candidates` picks a query's targets.
 
-    ``scores`` is the ``(K, K)`` token matrix that seeds; ``codes``/``offsets`` are the target's ``(T, R)`` track
-    codes (row 0: tokens) whose full column score ranks the seeded diagonals; gaps as in the search. ``aa`` (the
+    ``scores`` is the ``(K, K)`` token matrix that seeds, the tokens being row ``row`` of ``codes``;
+    ``codes``/``offsets`` are the target's ``(T, R)`` track codes whose full column score ranks the seeded
+    diagonals; gaps as in the search. ``aa`` (the
     row of the amino acids in ``codes`` and their unweighted matrix), when the search scores amino acids, adds
     amino-acid seeds (``settings.aa_kmer``, ``settings.aa_threshold``; none at threshold 0).
     """
@@ -414,10 +415,11 @@ class KmerPrefilter:
         gap_open: int = 10,
         gap_extend: int = 1,
         aa: tuple[int, np.ndarray] | None = None,
+        row: int = 0,
     ) -> None:
         self.codes, self.offsets, self.settings = codes, np.asarray(offsets, np.int64), settings
         self.gap_open, self.gap_extend = gap_open, gap_extend
-        self.seeds = [(0, np.ascontiguousarray(scores, dtype=np.int64), settings.kmer, settings.kmer_threshold)]
+        self.seeds = [(row, np.ascontiguousarray(scores, dtype=np.int64), settings.kmer, settings.kmer_threshold)]
         if aa is not None and settings.aa_threshold > 0:
             self.seeds.append((aa[0], np.ascontiguousarray(aa[1], dtype=np.int64), settings.aa_kmer,
                                settings.aa_threshold))

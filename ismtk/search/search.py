@@ -299,12 +299,15 @@ class Searcher:
         self._kernels_loaded = False  # by the first many-thread search (see :meth:`_load_kernels`)
 
     def prefilter(self, settings: PrefilterSettings) -> KmerPrefilter:
-        """The k-mer prefilter of this search's target entries with ``settings``: seeded by the first track's
-        k-mers, and by the amino acids' when the score has them (their unweighted tables)."""
+        """The k-mer prefilter of this search's target entries with ``settings``: seeded by the k-mers of the first
+        token track of the score (whatever the order of ``--score``), and by the amino acids' when the score has
+        them too (their unweighted tables)."""
         names, tables = self.scorer.names, self._tables
-        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[1:] else None
+        row = next((i for i, name in enumerate(names) if name != AA_TRACK), 0)
+        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[:row] + names[row + 1:] \
+            else None
         gaps = (self.options.gap_open, self.options.gap_extend)
-        return KmerPrefilter(tables[0], self._codes, self._offsets, self.entries, settings, *gaps, aa=aa)
+        return KmerPrefilter(tables[row], self._codes, self._offsets, self.entries, settings, *gaps, aa=aa, row=row)
 
     def check_query(self, query: SequenceDB) -> None:
         """Raise :class:`InputError` when the query's tokens are not those of the target database, or it lacks a

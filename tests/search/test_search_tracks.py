@@ -16,6 +16,7 @@ from ismtk.search.combined import parse_score
 from ismtk.search.db import SequenceDB
 from ismtk.search.evalue import fit_evd, shipped_evd
 from ismtk.search.matrix import load_matrix
+from ismtk.search.prefilter import PrefilterSettings
 from ismtk.search.prob import find_fit
 from ismtk.search.search import Searcher, SearchOptions, score_tracks, with_aa_weight
 from ismtk.search.tracks import ScoreTracks
@@ -154,6 +155,22 @@ def test_evalues_come_from_the_header_the_shipped_fits_or_a_fit_of_each_combinat
     s = fitted["3di:1,ism:0.7"]
     assert s.evd == fit_evd(s.scorer, db)
     assert isinstance(s.scorer.tracks, ScoreTracks) and len(s.scorer.tracks) == 2
+
+
+def test_the_prefilter_seeds_the_same_whatever_order_score_names_tracks_in(tracks_db):
+    """With amino acids named first, their 4-mers were seeded at the token threshold and no 3Di k-mer at all."""
+    db = SequenceDB.load(tracks_db)
+    seeds, hits = [], []
+    for text in ("3di:1,aa:0.5", "aa:0.5,3di:1"):
+        options, matrices = with_score(SearchOptions(max_evalue=1e9, exhaustive=False), text, db)
+        searcher = Searcher(db, load_matrix(None, "3di"), options, matrices=matrices)
+        names = searcher.scorer.names
+        seeds.append(sorted((names[row], k, threshold) for row, _, k, threshold in searcher._prefilter.seeds))
+        hits.append([(hit.target, hit.raw) for q in range(len(db)) for hit in searcher.search_one(db, q)])
+    default = PrefilterSettings()
+    assert seeds[0] == seeds[1] == [("aa", default.aa_kmer, default.aa_threshold),
+                                    ("tokens", default.kmer, default.kmer_threshold)]
+    assert hits[0] == hits[1]
 
 
 def test_a_track_named_twice_under_two_names_is_refused(tracks_db, ism_identity):
