@@ -397,3 +397,55 @@ def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_its_floor():
     assert warmup_cosine(55, 100, 10, min_ratio=0.1) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
     assert warmup_cosine(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
     assert warmup_cosine(0, 100, 0) == pytest.approx(1.0)  # no warm-up
+
+
+def test_a_stop_at_an_epochs_last_step_resumes_as_if_uninterrupted(tmp_path):
+    """Stopped with the epoch's last step (here by the time budget, checked every 5 steps = one epoch), the epoch
+    used to be validated again after --resume: a second val record, and best.json naming the wrong epoch."""
+    base = replace(TRAIN, epochs_stage1=2, epochs_stage2=1, warmup_epochs=0.4, log_every=5, checkpoint_every=1000)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    train_autoencoder([DATA], whole, MODEL, base, device="cpu", threads=1)
+    val = [r["step"] for r in read_metrics(whole / "metrics.jsonl") if r["kind"] == "val"]
+    assert val == [5, 10, 15]  # 5-step epochs
+    train_autoencoder([DATA], part, MODEL, replace(base, max_minutes=0.0), device="cpu", threads=1)
+    train_autoencoder([DATA], part, MODEL, base, device="cpu", threads=1, resume=True)
+    records = [[(r["kind"], r["step"], r["epoch"]) for r in read_metrics(run / "metrics.jsonl")]
+               for run in (whole, part)]
+    assert records[0] == records[1]
+    best = [json.loads((run / "best" / "best.json").read_text()) for run in (whole, part)]
+    assert (best[0]["step"], best[0]["epoch"]) == (best[1]["step"], best[1]["epoch"])
+
+
+def test_the_last_steps_of_every_epoch_are_logged(tmp_path):
+    """log_every 3 over 5-step epochs: steps 4-5 of the first epoch were never logged (the window was the epoch's)."""
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, epochs_stage1=2, log_every=3), device="cpu", threads=1)
+    train = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert train == [3, 5, 6, 9, 10, 12, 15]
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=2), device="cpu", threads=1)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"kind": "train", "step": 3, "epo')
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=3), device="cpu", threads=1, resume=True)
+    assert [r["step"] for r in read_metrics(metrics) if r["kind"] == "train"] == [1, 2, 3]
+    metrics.write_text('{"kind": "tr\n' + metrics.read_text())
+    with pytest.raises(InputError, match="metrics.jsonl: line 1 is not a JSON record"):
+        read_metrics(metrics)
+
+
+def test_best_model_and_best_json_are_replaced_together(tmp_path, monkeypatch):
+    """A crash between writing the best model and its best.json left a model that no best.json describes."""
+    import ismtk.autoencoder.train as trainer
+
+    saved = trainer.save_autoencoder
+
+    def crash_after_saving(model, folder):
+        saved(model, folder)
+        if Path(folder).name == "best" or Path(folder).name.startswith(".best."):  # RUN/best, or its temporary
+            raise OSError("disk full")
+
+    monkeypatch.setattr(trainer, "save_autoencoder", crash_after_saving)
+    with pytest.raises(OSError, match="disk full"):
+        train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=3), device="cpu", threads=1)
+    assert not (tmp_path / "best").exists()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ismtk.atomic import atomic_write
+from ismtk.atomic import atomic_folder, atomic_write
 from ismtk.autoencoder.codebook import Codebook
 from ismtk.autoencoder.corpus import (
     Corpus,
@@ -589,9 +589,9 @@ class AutoencoderTrainer:
         if self.best and self.cfg.best_sign * (value - self.best["value"]) <= 0:
             return
         self.best = {"step": pos.step, "epoch": pos.epoch, "metric": self.cfg.best_metric, "value": value, "val": val}
-        save_autoencoder(self.model, self.run / "best")
-        with atomic_write(self.run / "best" / "best.json", "w") as handle:
-            handle.write(json.dumps(self.best, indent=2) + "\n")
+        with atomic_folder(self.run / "best") as folder:  # model and best.json together, or the old pair
+            save_autoencoder(self.model, folder)
+            (folder / "best.json").write_text(json.dumps(self.best, indent=2) + "\n")
 
     def fit(
         self, resume: bool, init: str | Path | None, on_progress: Callable[[TrainProgress], None]
@@ -622,16 +622,17 @@ class AutoencoderTrainer:
             if pos.batch == 0 and pos.epoch > 0 and self.stage_at(pos.epoch - 1)[0] != stage:
                 pos.stage_start = pos.step
             finished = self.train_epoch(pos, stage, metrics, on_progress)
+            if finished or pos.batch == self.steps_per_epoch:  # (a stop that came with the epoch's last step too)
+                val = self.validate()
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+                self.record_val(pos, stage, val, metrics, on_progress)
             if not finished:
                 break
-            val = self.validate()
-            pos.epoch, pos.batch = pos.epoch + 1, 0
-            self.record_val(pos, stage, val, metrics, on_progress)
         if pos.batch > 0:  # stopped inside an epoch by max_steps, max_minutes or SIGTERM
-            if self.stop.requested:
-                self.log(f"SIGTERM: stopping at step {pos.step}, validated and saved (--resume continues)")
             val = self.validate()
             self.record_val(pos, self.stage_at(pos.epoch)[0], val, metrics, on_progress)
+        if self.stop.requested:
+            self.log(f"SIGTERM: stopping at step {pos.step}, validated and saved (--resume continues)")
         if self.env.is_main and self.skips.counts:
             self.log(f"skipped while streaming: {self.skips.summary()}")
         return val
@@ -686,23 +687,30 @@ class AutoencoderTrainer:
             self.opt.step()
             pos.step, pos.batch = pos.step + 1, b + 1
             window.append(losses | {"grad_norm": grad_norm.detach()})
-            if pos.step % cfg.log_every == 0 or pos.step == self.total_steps:
-                elapsed = time.perf_counter() - tick
-                rate = len(window) * cfg.batch_size / max(elapsed, 1e-9)
-                stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0)
-                # each rank's losses are its share's sums over batch_size / world_size: their mean over ranks is the
-                # batch's (grad_norm and the pair figures are the same on every rank)
-                stacked = (all_reduce_sum(stacked) / self.env.world_size).tolist()  # one sync
-                mean = dict(zip(window[0], stacked, strict=True))
-                if metrics is not None:
-                    metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
-                    on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, mean, rate))
+            if pos.step % cfg.log_every == 0 or pos.step == self.total_steps or pos.batch == self.steps_per_epoch:
+                # (the epoch's last steps too: the next epoch's first record would not hold them)
+                self.log_train(window, time.perf_counter() - tick, pos, stage, lr, metrics, on_progress)
                 window, tick = [], time.perf_counter()
             if pos.step % cfg.checkpoint_every == 0:
                 self.save(pos)
             if pos.step % cfg.log_every == 0 and self.out_of_time():
                 return False
         return True
+
+    def log_train(
+        self, window: list[dict[str, torch.Tensor]], seconds: float, pos: _Position, stage: int, lr: float,
+        metrics: MetricsLog | None, on_progress,
+    ) -> None:
+        """Write the mean losses of the steps of ``window`` (one record, at ``pos.step``)."""
+        rate = len(window) * self.cfg.batch_size / max(seconds, 1e-9)
+        stacked = torch.stack([torch.stack(list(w.values())) for w in window]).mean(0)
+        # each rank's losses are its share's sums over batch_size / world_size: their mean over ranks is the
+        # batch's (grad_norm and the pair figures are the same on every rank)
+        stacked = (all_reduce_sum(stacked) / self.env.world_size).tolist()  # one sync
+        mean = dict(zip(window[0], stacked, strict=True))
+        if metrics is not None:
+            metrics.write("train", pos.step, epoch=pos.epoch, stage=stage, lr=lr, envs_per_s=rate, **mean)
+            on_progress(TrainProgress(pos.step, self.total_steps, pos.epoch, stage, mean, rate))
 
     def validate(self) -> dict[str, float]:
         """Amino-acid recovery, aligned RMSD (Å), distogram accuracy and losses on the validation chains;

@@ -10,8 +10,8 @@ with ``M_t`` the track's substitution matrix (half-bits) and ``w_t`` its weight 
 scores a query against many targets with the vectorised kernel (:mod:`ismtk.search.swipe`) and traces them with
 another (:mod:`ismtk.search.swipe_trace`) or with the scalar reference (:mod:`ismtk.search.gotoh`); all give the
 same scores and alignments (parasail, which traces the main tokens alone, gives the same scores but may pick
-another of several equally scoring alignments). Sequences are ``(T, n) uint8`` symbol codes, one row per track in the order of the
-matrices.
+another of several equally scoring alignments). Sequences are ``(T, n) uint8`` symbol codes, one row per track in
+the order of the matrices.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ismtk.atomic import atomic_write
+from ismtk.errors import InputError
 
 __all__ = ["MetricsLog", "read_metrics", "plot_metrics"]
 
@@ -26,7 +27,8 @@ class MetricsLog:
             self.path.write_text("")
         elif self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            with atomic_write(self.path, "w") as handle:
+                handle.write("".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, kind: str, step: int, **values: Any) -> None:
         """Append one record."""
@@ -36,8 +38,17 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a metrics log."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a metrics log; a last line cut short (a kill or a full disk while it was written) is left
+    out, any other line that is not a record raises :class:`~ismtk.errors.InputError` naming it."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise InputError(f"{path}: line {number} is not a JSON record; remove it to continue") from None
+    return records
 
 
 #: Record fields that say where a record sits, not how training goes: never plotted.
