@@ -343,3 +343,15 @@ def test_two_gloo_processes_with_pairs_equal_one_process(aligned, unrelated, tmp
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4 if k.endswith("qkv.bias") else 1e-5, msg=k)
     odd = cli("-o", str(tmp_path / "odd"), "--nproc", "4", *options)
     assert odd.returncode != 0 and "--pair-batch 6 must be a multiple of the number of processes (4)" in odd.stderr
+
+
+def test_a_pair_run_does_not_depend_on_the_thread_count(aligned, tmp_path):
+    """Micro-batches (several per step here) are summed in part order on one thread as on two; on one thread
+    the pair loss's parts went through one backward call, whose order differed by float noise (1e-5 in 4 steps)."""
+    alignments, listing = aligned
+    cfg = replace(TRAIN, pair_alignments=str(alignments), pair_structures=str(listing), pair_batch=6, pair_min_tm=0.0,
+                  max_steps=3, micro_batch_pairs=5000)  # fmt: skip
+    for threads in (1, 2):
+        train_autoencoder([DATA], tmp_path / str(threads), MODEL, cfg, device="cpu", threads=threads)
+    a, b = params(tmp_path / "1"), params(tmp_path / "2")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -103,10 +103,10 @@ def forward_backward(
     """Forward and backward passes over the parts of one batch; gradients accumulate in the parameters.
 
     Each part's losses are divided by ``denominator`` (the batch's size on this rank), so the gradient is that
-    of the whole batch. Under DDP only the last part's backward synchronises the gradients. ``workers > 1``
-    (a plain module on the CPU, torch set to one thread): parts run on that many threads, their gradients
-    summed in part order. Returns the batch's losses and their weighted sum ``loss`` as detached 0-d tensors
-    on ``device`` (no host sync).
+    of the whole batch. Under DDP only the last part's backward synchronises the gradients. Otherwise the parts'
+    gradients are summed in part order, on ``workers`` threads when above 1 (a plain module on the CPU, torch set
+    to one thread), so the update does not depend on the thread count. Returns the batch's losses and their
+    weighted sum ``loss`` as detached 0-d tensors on ``device`` (no host sync).
     """
     params = [p for p in module.parameters() if p.requires_grad]
 
@@ -122,7 +122,7 @@ def forward_backward(
             loss.backward()
         return {k: v.detach() for k, v in losses.items()}, None
 
-    if workers > 1 and not hasattr(module, "no_sync"):
+    if not hasattr(module, "no_sync"):  # summed in part order on any number of threads: the same update
         results = _map(lambda i: run(parts[i], grads=True), parts, workers)
         _add_grads(params, [g for _, g in results])
     else:
@@ -170,11 +170,8 @@ def pair_backward(
         z1, z2, temperature, torch.cat([r[2 * n :] for r in rows]) if rivals else None, centroids
     )
     grads = torch.autograd.grad(weight * scale * loss, zs)
-    if workers > 1:
-        found = _map(lambda i: torch.autograd.grad(zs[i], params, grads[i], allow_unused=True), parts, workers)
-        _add_grads(params, found)
-    else:
-        torch.autograd.backward(zs, grads)
+    found = _map(lambda i: torch.autograd.grad(zs[i], params, grads[i], allow_unused=True), parts, workers)
+    _add_grads(params, found)  # in part order, on any number of threads: the same update
     return loss.detach(), pair_accuracy(z1.detach(), z2.detach())
 
 
