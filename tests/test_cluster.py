@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ismtk.autoencoder.codebook import (
+    ELBOW_KS,
     Codebook,
     _nearest,
     aligned_pair_metric,
@@ -215,3 +216,10 @@ def test_cluster_refuses_k_beyond_the_alphabet_before_any_work_and_too_few_resid
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="too few to choose K"):
         build_codebook(ism_folder / "ae", [ism_folder / "structs"], tmp_path / "out", k=None, max_points=10)
+
+
+def test_auto_k_and_its_curve_stay_within_the_alphabet(ism_folder):
+    """The elbow is taken among K a 64-symbol alphabet holds; the curve went on to 128 (k-means runs for K that
+    could not be used, and a plotted elbow that was not the one chosen)."""
+    tsv = (ism_folder / "tok" / "elbow.tsv").read_text().split()[2::2]
+    assert [int(k) for k in tsv] == [k for k in ELBOW_KS if k <= 64] == list(ELBOW_KS)

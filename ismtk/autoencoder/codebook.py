@@ -433,7 +433,7 @@ _FORMATS = {
 #: File name of the codebook inside an ISM tokenizer folder (beside ``model.json`` and ``model.pt``).
 CODEBOOK_FILE = "codebook.json"
 #: K values tried by the elbow method when ``k`` is not given.
-ELBOW_KS = (8, 16, 24, 32, 48, 64, 96, 128)
+ELBOW_KS = (8, 16, 24, 32, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -613,8 +613,10 @@ def _write_elbow(out_dir: Path, ks: Sequence[int], inertias: Sequence[float], ch
         handle.write("k\tinertia\n" + "".join(f"{k}\t{v:.6g}\n" for k, v in zip(ks, inertias, strict=True)))
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(ks, inertias, marker="o")
-    elbow_k = choose_k(ks, inertias)
-    ax.axvline(elbow_k, color="grey", linestyle="--", label=f"elbow: K={elbow_k}")
+    usable = [(k, inertia) for k, inertia in zip(ks, inertias, strict=True) if k <= MAX_TOKENS]
+    elbow_k = choose_k(*zip(*usable, strict=True)) if len(usable) >= 2 else None  # among K an alphabet holds
+    if elbow_k is not None:
+        ax.axvline(elbow_k, color="grey", linestyle="--", label=f"elbow: K={elbow_k}")
     if chosen is not None and chosen != elbow_k:
         ax.axvline(chosen, color="tab:red", linestyle=":", label=f"used: K={chosen}")
     ax.set_xlabel("K")
