@@ -449,3 +449,15 @@ def test_best_model_and_best_json_are_replaced_together(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=3), device="cpu", threads=1)
     assert not (tmp_path / "best").exists()
+
+
+def test_a_warm_up_as_long_as_a_stage_is_warned_of(tmp_path):
+    """--epochs-stage2 1 with the default one-epoch warm-up: the rate rises for the whole stage, never decays."""
+    messages = []
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, stage="2", max_steps=1), device="cpu", threads=1,
+                      log=messages.append)
+    assert any("--warmup-epochs 1 lasts all of stage 2's 1 epoch(s)" in m for m in messages)
+    messages.clear()
+    train_autoencoder([DATA], tmp_path / "short", MODEL, replace(TRAIN, stage="2", max_steps=1, warmup_epochs=0.5),
+                      device="cpu", threads=1, log=messages.append)
+    assert not any("--warmup-epochs" in m for m in messages)

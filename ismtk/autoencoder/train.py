@@ -130,7 +130,8 @@ class TrainAEConfig:
     micro_batch_pairs
         A batch is cut into size-sorted parts of at most this many padded atom pairs (part size x its
         largest environment squared), each padded to its own largest size; their gradients add up to the
-        batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, not the result.
+        batch's (:func:`ismtk.autoencoder.step.micro_batches`). Changes speed and memory, the result only by float
+        rounding (other parts, other sums).
         ``None``: :func:`default_micro_batch_pairs` of the device (parts that fit a core's caches on the CPU; a
         GPU needs parts of hundreds of environments to be busy, as many as its memory holds).
     checkpoint_every
@@ -372,6 +373,10 @@ class AutoencoderTrainer:
         self.stages = cfg.stages
         if not self.stages:
             raise InputError("nothing to train: every selected stage has 0 epochs")
+        for stage, epochs in self.stages:
+            if cfg.warmup_epochs >= epochs:
+                self.log(f"warning: --warmup-epochs {cfg.warmup_epochs:g} lasts all of stage {stage}'s {epochs} "
+                         "epoch(s): its learning rate rises to the end and never decays; give fewer (e.g. 0.05)")
         clusters = len(self.corpus.clusters)
         self.steps_per_epoch = max(1, math.floor(expected_envs(self.corpus, cfg.residues_per_chain) / cfg.batch_size))
         self.log(

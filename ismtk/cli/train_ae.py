@@ -53,7 +53,7 @@ def train_ae(
     ] = _T.loader_workers,
     micro_batch_pairs: Annotated[
         int | None, typer.Option("--micro-batch-pairs", min=1, rich_help_panel=INPUT,
-                                 help="Padded atom pairs per micro-batch: speed and memory, not the result "
+                                 help="Padded atom pairs per micro-batch: speed and memory (results by rounding) "
                                       f"(default {MICRO_BATCH_PAIRS[0]:,} on a CPU, "
                                       f"{MICRO_BATCH_PAIRS[1]:,} on a GPU, less where 40 % of its memory "
                                       "holds fewer).",
