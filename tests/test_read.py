@@ -314,3 +314,59 @@ def test_read_options_refuse_values_they_would_misread():
 def test_a_folder_given_to_read_structure_is_named_as_one():
     with pytest.raises(StructureError, match="a folder: read_structure reads one file"):
         read_structure(STRUCTURES)
+
+
+@pytest.mark.parametrize("how", ["byte-order mark", "carriage returns only"])
+def test_a_byte_order_mark_or_old_mac_line_ends_read_as_the_plain_file(tmp_path, how):
+    """A BOM lost the first atom (PDB) or the file (mmCIF); lone CRs read as one line without a C-alpha."""
+    plain = read_structure(STRUCTURES / "1APS.pdb.gz").chains[0]
+    text = pdb_text("1APS").encode()
+    path = tmp_path / "edited.pdb"
+    path.write_bytes(b"\xef\xbb\xbf" + text if how == "byte-order mark" else text.replace(b"\n", b"\r"))
+    chain = read_structure(path).chains[0]
+    assert chain.sequence == plain.sequence and np.array_equal(chain.coords, plain.coords)
+    cif = tmp_path / "bom.cif"
+    cif.write_bytes(b"\xef\xbb\xbf" + gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()))
+    assert read_structure(cif).chains[0].sequence == read_structure(MMCIF / "1HZ6.cif.gz").chains[0].sequence
+
+
+def test_bytes_beyond_ascii_in_names_are_read_not_a_crash(tmp_path):
+    lines = pdb_text("1APS").splitlines()
+    atom = next(i for i, line in enumerate(lines) if line.startswith("ATOM") and line[12:16] == " OG1")
+    lines[atom] = lines[atom][:15] + "\xb0" + lines[atom][16:]  # an atom name's last byte (latin-1)
+    first = next(i for i, line in enumerate(lines) if line.startswith("ATOM"))
+    number = lines[first][22:26]
+    for i, line in enumerate(lines):
+        if line.startswith("ATOM") and line[22:26] == number:
+            lines[i] = line[:26] + "\xe9" + line[27:]  # the first residue's insertion code
+    path = tmp_path / "latin1.pdb"
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    chain = read_structure(path).chains[0]
+    assert "OG\xb0" in chain.atom_names.tolist() and chain.insertion_codes[0] == "\xe9"
+
+
+def test_long_chain_ids_are_refused_by_name_and_long_label_ids_are_read(tmp_path):
+    """gemmi's flat arrays hold ids of up to 7 characters: both used to end in an internal error."""
+    import gemmi
+
+    structure = gemmi.read_structure(str(MMCIF / "1HZ6.cif.gz"))
+    for chain in structure[0]:
+        for residue in chain:
+            residue.subchain = "entity_" + residue.subchain
+    structure.setup_entities()
+    labels = tmp_path / "labels.cif"
+    structure.make_mmcif_document().write_file(str(labels))
+    assert read_structure(labels).chains[0].sequence == read_structure(MMCIF / "1HZ6.cif.gz").chains[0].sequence
+    structure[0][0].name = "receptor_A"
+    names = tmp_path / "names.cif"
+    structure.make_mmcif_document().write_file(str(names))
+    with pytest.raises(StructureError, match="names.cif: chain ids of more than 7 characters \\(receptor_A\\)"):
+        read_structure(names)
+
+
+def test_an_mmcif_file_without_type_symbol_names_the_column(tmp_path):
+    text = gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()).decode()
+    path = tmp_path / "no_type.cif"
+    path.write_text(text.replace("_atom_site.type_symbol", "_atom_site.type_symbol_x"))
+    with pytest.raises(StructureError, match="without the column\\(s\\) _atom_site.type_symbol"):
+        read_structure(path)

@@ -210,10 +210,15 @@ def read_structure(path: str | Path, options: ReadOptions = ReadOptions()) -> St
     raw = _drop_cut_line(raw, fmt, warnings)
     structure = _parse(path, raw, fmt)
     if not any(len(chain) for model in structure for chain in model):
+        if fmt == "mmcif" and re.search(rb"^_atom_site\.", raw, re.MULTILINE):
+            missing = [tag for tag in _ATOM_SITE_COLUMNS if not re.search(rb"^_atom_site\." + tag + rb"\s", raw, re.M)]
+            if missing:
+                names = ", ".join("_atom_site." + tag.decode() for tag in missing)
+                raise StructureError(path, f"mmCIF atoms without the column(s) {names}, which atoms need")
         raise StructureError(path, "no atoms found (not a PDB or mmCIF file?)")
     if not 1 <= options.model <= len(structure):
         raise StructureError(path, f"has {len(structure)} model(s); model {options.model} was requested")
-    atoms = _model_atoms(structure, options.model - 1)
+    atoms = _model_atoms(structure, options.model - 1, path)
     blank_chain = " " if fmt == "pdb" else ""  # a blank chain column of PDB is one space, as in the file
     if len(atoms.name) == 0:
         raise StructureError(path, "no protein chain (waters only)")
@@ -307,6 +312,9 @@ def _read_bytes(path: Path) -> bytes:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
             raise StructureError(path, f"truncated or corrupt gzip data ({exc})") from exc
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Windows editors) hid the first record
+    if b"\n" not in raw:  # old Mac line endings: lone carriage returns
+        raw = raw.replace(b"\r", b"\n")
     if not raw.strip():
         raise StructureError(path, "empty file")
     if b"\x00" in raw[:65536]:
@@ -352,6 +360,8 @@ def _parse(path: Path, raw: bytes, fmt: str) -> gemmi.Structure:
         raise StructureError(path, f"cannot parse as {kind}: {_parse_message(str(exc))}") from exc
 
 
+#: ``_atom_site`` columns without which gemmi reads no atom of an mmCIF file.
+_ATOM_SITE_COLUMNS = (b"type_symbol", b"Cartn_x", b"Cartn_y", b"Cartn_z")
 #: Column where the z coordinate of a PDB ATOM/HETATM record ends.
 _PDB_COORDINATES_END = 54
 #: gemmi's position prefix of CIF syntax errors (``string:LINE:COLUMN(OFFSET): ``).
@@ -432,12 +442,22 @@ _WATER_CODES = np.array(sorted(_code(name) for name in WATER_NAMES), np.int64)
 _CA = _code("CA")
 
 
-def _model_atoms(structure: gemmi.Structure, index: int) -> _Atoms:
+def _model_atoms(structure: gemmi.Structure, index: int, path: Path) -> _Atoms:
     """The atoms of model ``index`` (0-based, in file order), waters left out."""
     for other in range(len(structure) - 1, -1, -1):
         if other != index:
             del structure[other]
-    flat = gemmi.FlatStructure(structure)
+    try:
+        flat = gemmi.FlatStructure(structure)
+    except RuntimeError:  # ids of 8+ characters, which gemmi's flat arrays cannot hold
+        long_ids = sorted({chain.name for chain in structure[0] if len(chain.name) > 7})
+        if long_ids:
+            raise StructureError(path, f"chain ids of more than 7 characters ({', '.join(long_ids[:3])}), which "
+                                       "ismtk cannot name its entries by; shorten them") from None
+        for chain in structure[0]:  # label_asym_ids, unused here
+            for residue in chain:
+                residue.subchain = ""
+        flat = gemmi.FlatStructure(structure)
     atoms = _Atoms(
         name=_codes(flat.atom_names),
         element=_ELEMENT_SYMBOLS[flat.elements],
@@ -628,7 +648,7 @@ def _chain_arrays(
         "atom_residue": owner.astype(np.int32),
         "residue_names": _strings(resnames[kept_res], "<U3"),
         "residue_numbers": atoms.resnum[first_atom[kept_res]].astype(np.int32),
-        "insertion_codes": np.where(icodes == 32, 0, icodes).astype(np.uint8).view("S1").astype("<U1"),
+        "insertion_codes": _strings(np.where(icodes == 32, 0, icodes).astype(np.uint8), "<U1"),
         "ca_index": ca_index.astype(np.int32),
     }
 
@@ -706,7 +726,7 @@ def _drop_non_finite(
         r = int(res_index[k])
         first = first_atom[r]
         residue = f"chain {_text(atoms.chain[first]) or '-'} {_text(resnames[r])} {atoms.resnum[first]}"
-        residue += chr(atoms.icode[first]).strip()
+        residue += chr(int(atoms.icode[first]) & 0xFF).strip()
         dropped.append(_Dropped(residue, _text(atoms.name[src[k]]), r in bad_residues))
     return finite & ~np.isin(res_index, bad_residues)
 
@@ -755,7 +775,12 @@ def _letters(resnames: np.ndarray) -> np.ndarray:
 
 
 def _strings(codes: np.ndarray, dtype: str) -> np.ndarray:
-    return np.ascontiguousarray(codes, dtype=np.int64).view("S8").astype(dtype)
+    """Text of 8-byte codes (bytes beyond ASCII, in no valid file but in some, read as latin-1)."""
+    raw = np.ascontiguousarray(codes, dtype=np.int64).view("S8")
+    try:
+        return raw.astype(dtype)
+    except UnicodeDecodeError:
+        return np.char.decode(raw, "latin-1").astype(dtype)
 
 
 def _elements(names: np.ndarray, elements: np.ndarray) -> np.ndarray:
