@@ -370,3 +370,43 @@ def test_an_mmcif_file_without_type_symbol_names_the_column(tmp_path):
     path.write_text(text.replace("_atom_site.type_symbol", "_atom_site.type_symbol_x"))
     with pytest.raises(StructureError, match="without the column\\(s\\) _atom_site.type_symbol"):
         read_structure(path)
+
+
+def _record(serial: int, name: str, altloc: str, resname: str, number: int, x: float, occupancy: float = 1.0,
+            het: bool = False, element: str = "") -> str:
+    element = element or name[0]
+    return (f"{'HETATM' if het else 'ATOM  '}{serial:5d}  {name:<3s}{altloc:1s}{resname:>3s} A{number:4d}    "
+            f"{x:8.3f}{0.5 * (serial % 3):8.3f}{0.0:8.3f}{occupancy:6.2f}{20.0:6.2f}          {element:>2s}")
+
+
+def _residue(serial: int, resname: str, number: int, x: float, altloc: str = "", occupancy: float = 1.0,
+             het: bool = False) -> list[str]:
+    return [_record(serial + i, name, altloc, resname, number, x + 1.2 * i, occupancy, het)
+            for i, name in enumerate(("N", "CA", "C", "O"))]
+
+
+def test_a_numbering_that_restarts_without_altlocs_reads_further_residues(tmp_path):
+    """MD writers number ions and further segments from 1 again: such a run of another residue name took the place
+    of the protein residue of that number (ions won alphabetically on a tie, then were dropped as no amino acid)."""
+    protein = [line for k, name in enumerate(("THR", "VAL", "SER", "LEU", "GLU"))
+               for line in _residue(4 * k + 1, name, k + 1, 4.0 * k)]
+    ions = [_record(30, "NA", "", "NA", 1, 40.0, het=False, element="NA"),
+            _record(31, "CL", "", "CL", 2, 44.0, het=False, element="CL")]
+    second = [line for k, name in enumerate(("GLY", "LYS", "ASP")) for line in _residue(40 + 4 * k, name, k + 1,
+                                                                                        60.0 + 4.0 * k)]
+    path = tmp_path / "md.pdb"
+    path.write_text("\n".join([*protein, *ions, *second, "END"]) + "\n")
+    structure = read_structure(path)
+    assert [c.sequence for c in structure.chains] == ["TVSLEGKD"]
+    assert any("numbering restarts (5 number(s)" in w for w in structure.warnings)
+
+
+def test_altloc_variants_of_a_residue_and_its_modified_form_are_one_residue(tmp_path):
+    """MET (ATOM, altloc A) and MSE (HETATM, altloc B) at one number were read as two residues: GMMG."""
+    lines = [*_residue(1, "GLY", 1, 0.0), *_residue(5, "MET", 2, 4.0, "A", 0.6),
+             *_residue(9, "MSE", 2, 4.1, "B", 0.4, het=True), *_residue(13, "GLY", 3, 8.0)]
+    path = tmp_path / "micro.pdb"
+    path.write_text("\n".join([*lines, "END"]) + "\n")
+    chain = read_structure(path).chains[0]
+    assert chain.sequence == "GMG" and chain.residue_names.tolist() == ["GLY", "MET", "GLY"]
+    assert not read_structure(path).warnings

@@ -498,13 +498,16 @@ def _group_ids(*keys: np.ndarray) -> tuple[np.ndarray, int]:
     return ids, int(change.sum()) + 1 if len(order) else 0
 
 
-def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray]:
-    """Residue of every atom, as ``(slot, variant)``: ``(A,) int64`` each, ``-1`` for atoms dropped.
+def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, int]:
+    """Residue of every atom, as ``(slot, variant, restarts)``: ``(A,) int64`` each, ``-1`` for atoms dropped, and
+    the number of residues read as new ones where the numbering restarted.
 
     A residue is a run of records with the same (record type, number, insertion code, name). Runs with
-    the id of an earlier residue join it: ATOM runs of the same name add atoms, of another name are a
-    point-mutation variant of it (each variant its own ``variant`` index); a repeated HETATM group is
-    dropped. Slots are numbered in order of first appearance.
+    the id of an earlier residue join it: ATOM runs of the same name add atoms; runs of another name with
+    alternate locations (in either) are a point-mutation variant of it (each variant its own ``variant`` index),
+    a HETATM amino acid (MSE beside MET) too; a run of another name without any is a new residue (the numbering
+    restarted, as in MD files and renumbered ions: read as gemmi and Foldseek read it); a repeated HETATM group
+    is dropped. Slots are numbered in order of first appearance.
     """
     n = len(atoms.name)
     change = np.ones(n, dtype=bool)
@@ -516,27 +519,36 @@ def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray]:
     )
     run = np.cumsum(change) - 1
     starts = np.flatnonzero(change)
+    het = atoms.het[starts]
+    alt = np.maximum.reduceat(atoms.altloc != 0, starts) if n else np.zeros(0, bool)
+    variant_het = het & alt & (_letters(atoms.resname[starts]) != b"")  # an amino acid's altloc variant
     inverse, groups = _group_ids(
-        np.where(atoms.het[starts], atoms.resname[starts], 0), atoms.resnum[starts], atoms.icode[starts]
+        np.where(het & ~variant_het, atoms.resname[starts], 0), atoms.resnum[starts], atoms.icode[starts]
     )
     if groups == len(starts):  # every run is its own residue (nearly every file)
-        return run, run
+        return run, run, 0
     # repeated residue ids: follow the runs in order
     slot_of_run = np.empty(len(starts), np.int64)
     variant_of_run = np.empty(len(starts), np.int64)
     slot_of_key: dict[int, int] = {}
+    slot_alt: list[bool] = []
     variants: dict[tuple[int, int], int] = {}
+    restarts = 0
     for r, k in enumerate(inverse.tolist()):
         resname = int(atoms.resname[starts[r]])
-        if k not in slot_of_key:
-            slot_of_key[k] = len(slot_of_key)
-        elif atoms.het[starts[r]]:
+        slot = slot_of_key.get(k)
+        if slot is not None and het[r] and not alt[r]:
             slot_of_run[r] = variant_of_run[r] = -1
             continue
-        slot = slot_of_key[k]
+        if slot is not None and not alt[r] and not slot_alt[slot] and (slot, resname) not in variants:
+            slot, restarts = None, restarts + 1
+        if slot is None:
+            slot = slot_of_key[k] = len(slot_alt)
+            slot_alt.append(False)
+        slot_alt[slot] |= bool(alt[r])
         slot_of_run[r] = slot
         variant_of_run[r] = variants.setdefault((slot, resname), len(variants))
-    return slot_of_run[run], variant_of_run[run]
+    return slot_of_run[run], variant_of_run[run], restarts
 
 
 def _pick_atoms(atoms: _Atoms, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -591,7 +603,10 @@ def _chain_arrays(
     ``dropped``. Atoms that repeat an earlier one of their residue without an altloc (a second copy of a chain
     under the same id) are left out, said in ``notes``.
     """
-    slot, variant = _residue_slots(atoms)
+    slot, variant, restarts = _residue_slots(atoms)
+    if restarts:
+        notes.append(f"chain {_text(atoms.chain[0]) or '-'}: the residue numbering restarts ({restarts} number(s) "
+                     "repeat with another residue name and no alternate location): read as further residues")
     keep, source, repeats = _pick_atoms(atoms, variant)
     if repeats:
         notes.append(f"chain {_text(atoms.chain[0]) or '-'}: {repeats} atom(s) repeat an earlier atom of their "
