@@ -410,3 +410,21 @@ def test_altloc_variants_of_a_residue_and_its_modified_form_are_one_residue(tmp_
     chain = read_structure(path).chains[0]
     assert chain.sequence == "GMG" and chain.residue_names.tolist() == ["GLY", "MET", "GLY"]
     assert not read_structure(path).warnings
+
+
+def test_a_residue_no_table_knows_bonded_into_the_chain_is_read_as_x(tmp_path):
+    """5VWZ's 9R1 (HETATM, peptide-bonded on both sides) was dropped, leaving a gap in the chain; an unknown group
+    with N, CA and C that is not bonded into the chain stays a ligand, and altloc variants of unknown names (4KO2's
+    SEC / SE7 / UOX at one number) stay one residue."""
+    lines = [*_residue(1, "GLY", 1, 0.0), *_residue(5, "9R1", 2, 4.0, het=True), *_residue(9, "GLY", 3, 8.0),
+             *_residue(13, "LIG", 4, 40.0, het=True)]
+    path = tmp_path / "modified.pdb"
+    path.write_text("\n".join([*lines, "END"]) + "\n")
+    chain = read_structure(path).chains[0]
+    assert chain.sequence == "GXG" and chain.residue_names.tolist() == ["GLY", "9R1", "GLY"]
+    variants = [*_residue(1, "GLY", 1, 0.0), *_residue(5, "SEC", 2, 4.0, "N", 0.55),
+                *_residue(9, "SE7", 2, 4.0, "O", 0.3, het=True), *_residue(13, "UOX", 2, 4.0, "D", 0.15, het=True),
+                *_residue(17, "GLY", 3, 8.0)]
+    path.write_text("\n".join([*variants, "END"]) + "\n")
+    chain = read_structure(path).chains[0]
+    assert chain.sequence == "GXG" and chain.residue_names.tolist() == ["GLY", "SEC", "GLY"]

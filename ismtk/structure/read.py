@@ -505,9 +505,9 @@ def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, int]:
     A residue is a run of records with the same (record type, number, insertion code, name). Runs with
     the id of an earlier residue join it: ATOM runs of the same name add atoms; runs of another name with
     alternate locations (in either) are a point-mutation variant of it (each variant its own ``variant`` index),
-    a HETATM amino acid (MSE beside MET) too; a run of another name without any is a new residue (the numbering
-    restarted, as in MD files and renumbered ions: read as gemmi and Foldseek read it); a repeated HETATM group
-    is dropped. Slots are numbered in order of first appearance.
+    a HETATM residue with a C-alpha (MSE beside MET) too; a run of another name without any is a new residue
+    (the numbering restarted, as in MD files and renumbered ions: read as gemmi and Foldseek read it); a
+    repeated HETATM group is dropped. Slots are numbered in order of first appearance.
     """
     n = len(atoms.name)
     change = np.ones(n, dtype=bool)
@@ -521,7 +521,8 @@ def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, int]:
     starts = np.flatnonzero(change)
     het = atoms.het[starts]
     alt = np.maximum.reduceat(atoms.altloc != 0, starts) if n else np.zeros(0, bool)
-    variant_het = het & alt & (_letters(atoms.resname[starts]) != b"")  # an amino acid's altloc variant
+    with_ca = np.maximum.reduceat(atoms.name == _CA, starts) if n else np.zeros(0, bool)
+    variant_het = het & alt & with_ca  # a modified residue's altloc variant (known to the tables or not)
     inverse, groups = _group_ids(
         np.where(het & ~variant_het, atoms.resname[starts], 0), atoms.resnum[starts], atoms.icode[starts]
     )
@@ -625,6 +626,9 @@ def _chain_arrays(
     resnames = atoms.resname[first_atom]
     letters = _letters(resnames)
     is_amino = letters != b""
+    if not is_amino.all():
+        bonded = _bonded_unknowns(atoms, source, res_index, is_amino)
+        letters[bonded], is_amino = b"X", is_amino | bonded
     is_amino &= ~_free_amino_acids(atoms, source, res_index, first_atom, is_amino)
     if not is_amino.any():
         if options.ligands:
@@ -671,6 +675,32 @@ def _chain_arrays(
 #: Longest C-N distance of a peptide bond taken as one (A; a bond is 1.33 A).
 _PEPTIDE_BOND = 2.0
 _N, _C = _code("N"), _code("C")
+
+
+def _backbone_ends(atoms: _Atoms, source: np.ndarray, res_index: np.ndarray, residues: int) -> list[np.ndarray]:
+    """``(R, 3)`` positions of each residue's N, C-alpha and C (NaN where it has none)."""
+    ends = []
+    for code in (_N, _CA, _C):
+        at = np.full((residues, 3), np.nan)
+        named = atoms.name[source] == code
+        at[res_index[named]] = atoms.pos[source[named]]
+        ends.append(at)
+    return ends
+
+
+def _bonded_unknowns(atoms: _Atoms, source: np.ndarray, res_index: np.ndarray, is_amino: np.ndarray) -> np.ndarray:
+    """``(R,) bool``: residues of names no table knows that have N, C-alpha and C and sit in the chain, joined by
+    peptide bonds to amino acids on both sides: modified residues newer than the tables (``9R1``), read as ``X``
+    as Foldseek reads them instead of leaving a gap."""
+    n, ca, c = _backbone_ends(atoms, source, res_index, len(is_amino))
+    candidates = ~is_amino & np.isfinite(n).all(axis=1) & np.isfinite(ca).all(axis=1) & np.isfinite(c).all(axis=1)
+    found = np.zeros(len(is_amino), bool)
+    for r in np.flatnonzero(candidates).tolist():
+        with np.errstate(invalid="ignore"):
+            before = (np.linalg.norm(c[is_amino] - n[r], axis=1) < _PEPTIDE_BOND).any()
+            after = (np.linalg.norm(n[is_amino] - c[r], axis=1) < _PEPTIDE_BOND).any()
+        found[r] = before and after
+    return found
 
 
 def _free_amino_acids(
