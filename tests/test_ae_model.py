@@ -350,3 +350,40 @@ def test_distogram_loss_counts_only_distinct_valid_pairs(chain):
         keep = valid[e][:, None] & valid[e][None, :] & ~eye
         per_env.append(F.cross_entropy(out["disto_logits"][e][keep], bins[e][keep]))
     torch.testing.assert_close(loss, torch.stack(per_env).mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_part_of_atom_less_environments_trains_and_validates():
+    """Isolated residues (nothing within the radius) sorted into a part of their own were re-padded to no slot at
+    all, and the pair heads failed on it (index 0 out of bounds)."""
+    from ismtk.autoencoder.step import evaluate, forward_backward, micro_batches
+    from ismtk.structure.microenv import Microenvironments, collate
+
+    torch.manual_seed(0)
+    cfg = AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1, pair_atoms=8)
+    model = AtomicAutoencoder(cfg)
+    rng = np.random.default_rng(0)
+    full = Microenvironments((rng.normal(size=(3, 5, 3)) * 2).astype(np.float32), np.zeros((3, 5), np.int64),
+                             np.ones((3, 5), bool), np.array([0, 1, 2]))
+    empty = Microenvironments(np.zeros((1, 0, 3), np.float32), np.zeros((1, 0), np.int64), np.zeros((1, 0), bool),
+                              np.array([3]))
+    batch = collate([full, empty])
+    parts = micro_batches(batch, max_pairs=40)
+    assert not parts[0].mask.any()  # the atom-less environment alone
+    weights = dict.fromkeys(("aa", "disto", "aligned_mse", "distances"), 1.0)
+    losses = forward_backward(model, cfg, parts, weights, len(batch), torch.device("cpu"))
+    assert torch.isfinite(losses["loss"])
+    assert evaluate(model, batch, torch.device("cpu"), 40)["n"] == 4
+
+
+def test_padding_holds_no_sway_over_training_mode():
+    """Padded slots far from every atom left a padded query row with only masked keys in the local attention of
+    the training path: NaN everywhere; the inference path (SDPA) was fine."""
+    torch.manual_seed(0)
+    model = AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)).train()
+    coords = torch.randn(2, 6, 3) * 2
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    elements = torch.zeros(2, 6, dtype=torch.long)
+    clean = model.encode(coords.masked_fill(~mask[..., None], 0.0), elements, mask)
+    garbage = model.encode(torch.where(mask[..., None], coords, torch.full_like(coords, 500.0)), elements, mask)
+    assert torch.isfinite(garbage).all()
+    torch.testing.assert_close(garbage, clean)

@@ -329,8 +329,11 @@ class AtomicAutoencoder(nn.Module):
         ``(B, width)`` of microenvironments.
 
         ``coords`` ``(B, N, 3)`` relative to the C-alpha, ``elements`` ``(B, N)`` int64, ``mask`` ``(B, N)`` bool.
+        ``z`` is the mean over the mask node and the atoms. Padded slots are moved to the origin, whatever they hold
+        (a padded query row far from every atom would see only masked keys in the local attention: NaN).
         """
         b = coords.shape[0]
+        coords = coords.masked_fill(~mask[..., None], 0.0)
         # node 0 is the mask node at the C-alpha (the origin)
         pos = torch.cat([coords.new_zeros(b, 1, 3), coords], dim=1)
         tokens = torch.cat([elements.new_full((b, 1), MASK_TOKEN), elements], dim=1)

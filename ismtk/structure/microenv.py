@@ -66,9 +66,10 @@ class Microenvironments:
         return self.mask.sum(axis=1)
 
     def take(self, index: np.ndarray) -> Microenvironments:
-        """The microenvironments at ``index``, re-padded to their own largest size."""
+        """The microenvironments at ``index``, re-padded to their own largest size (at least one slot: a part of
+        atom-less environments, an isolated residue's, goes through the model's pair heads as any other)."""
         mask = self.mask[index]
-        n = int(mask.sum(axis=1).max(initial=0))
+        n = max(1, int(mask.sum(axis=1).max(initial=0)))
         return Microenvironments(self.coords[index, :n], self.elements[index, :n], mask[:, :n], self.aa[index])
 
 
