@@ -192,7 +192,8 @@ def token_report(
             db.save(db_path)
         db = load_search_db([db_path], spec)
         log(f"{name}: searching {len(bench)} bench queries against {len(db.names)} entries")
-        ranked, names = rank_by_search([db_path], bench, None, spec, options=SearchOptions(threads=threads))
+        options = SearchOptions(threads=threads, aa_weight=0.0)  # the tokens alone: the card judges tokens
+        ranked, names = rank_by_search([db_path], bench, None, spec, options=options)
         summary = summarize(score_queries(ranked, lookup, names, "noselfhit"))
         log(f"{name}: fitting the window probe")
         records = {n: (db.token_seq(j), db.aa_seq(j)) for j, n in enumerate(db.names)}

@@ -81,7 +81,8 @@ def tokens(
     """A report card of structure tokens: homology, reconstruction and predictability, one row per tokenizer.
 
     Homology: SCOPe40 sensitivity up to the 1st false positive (noselfhit) of the scope40_dev bench against
-    scope40_dev + cath2738, with each tokenizer's own matrix (a folder's matrix.out). Reconstruction (ISM tokens):
+    scope40_dev + cath2738, the tokens alone (no amino-acid term, unlike 'benchmark scope40' by default) with each
+    tokenizer's own matrix (a folder's matrix.out). Reconstruction (ISM tokens):
     aligned RMSD of validation microenvironments decoded from z and from its token's centroid. Predictability: a
     linear +-7 amino-acid window probe fitted on the matrix-training domains and scored on the bench: accuracy
     (majority token beside it) and bits per residue over the token frequencies.

@@ -2,9 +2,10 @@
 
 ``P(homologous) = 1 / (1 + exp(-(a + b S + c S / min(m, n))))`` with ``S`` the reversed-query-corrected score (the
 statistic that ranks hits; unlike bits it does not depend on E-value parameters fitted on the searched database)
-and ``m``, ``n`` the query and target lengths: the score, and the score per residue of the shorter chain (which
-tells a short, nearly complete match from a long, diluted one; on the matrix-training domains it beat the score
-alone, the score with log lengths and the score per residue alone, docs/benchmarks.md). ``a``, ``b``, ``c`` are
+and ``m``, ``n`` the query and target lengths (the shorter counted as at least :data:`MIN_FIT_LENGTH`): the score,
+and the score per residue of the shorter chain (which tells a short, nearly complete match from a long, diluted
+one; on the matrix-training domains it beat the score alone, the score with log lengths and the score per residue
+alone, docs/benchmarks.md). ``a``, ``b``, ``c`` are
 fitted by maximum likelihood (Newton's method on the logistic log-likelihood) on all-versus-all searches
 of SCOPe domains, a pair being homologous when both are in the same superfamily and not homologous when their folds
 differ (same fold, other superfamily: left out, as Foldseek's benchmark treats them as neither). The probability
@@ -29,6 +30,7 @@ from ismtk.errors import InputError
 from ismtk.search.matrix import MATRIX_DIR
 
 __all__ = [
+    "MIN_FIT_LENGTH",
     "PROB_FILE",
     "ProbFit",
     "find_fit",
@@ -42,10 +44,18 @@ __all__ = [
 PROB_FILE = MATRIX_DIR / "prob.json"
 
 
+#: The shorter chain counts as at least this many residues: about the shortest of the domains the fits were made on
+#: (1 % of the matrix-training domains are shorter). Below, the score per residue lies outside what the fits saw: chance
+#: hits of 10-residue fragments to other folds got P >= 0.9, and the amino-acid fit's negative per-residue weight made
+#: P fall as the score rose for chains under 14 residues.
+MIN_FIT_LENGTH = 35
+
+
 def prob_features(score: np.ndarray, qlen: np.ndarray, tlen: np.ndarray) -> np.ndarray:
-    """``(n, 2)`` model inputs of ``(n,)`` corrected scores and chain lengths: ``S`` and ``S / min(m, n)``."""
+    """``(n, 2)`` model inputs of ``(n,)`` corrected scores and chain lengths: ``S`` and ``S / min(m, n)``, the shorter
+    length counted as at least :data:`MIN_FIT_LENGTH`."""
     score = np.asarray(score, dtype=np.float64).reshape(-1)
-    shorter = np.maximum(np.minimum(np.asarray(qlen).reshape(-1), np.asarray(tlen).reshape(-1)), 1)
+    shorter = np.maximum(np.minimum(np.asarray(qlen).reshape(-1), np.asarray(tlen).reshape(-1)), MIN_FIT_LENGTH)
     return np.stack([score, score / shorter], axis=1)
 
 

@@ -259,6 +259,23 @@ def test_logistic_fit_recovers_known_parameters():
         fit_logistic(features, np.zeros(len(z), bool))
 
 
+def test_prob_of_chains_shorter_than_the_fits_saw_rises_with_the_score_and_stays_modest(db):
+    """The score per residue of a 10-residue chain lay far outside the fits: chance hits of fragments to other
+    folds got P >= 0.9, and the amino-acid fit (negative per-residue weight) fell as the score rose."""
+    from ismtk.search.prob import MIN_FIT_LENGTH
+
+    target = SequenceDB.load(db)
+    for tokens, weight, view in (("3di", 0.5, target), ("aa", 0.0, target.as_amino_acids())):
+        scorer, _ = column_scorer(view, load_matrix(None, tokens), SearchOptions(aa_weight=weight))
+        fit = find_fit(scorer.fit_key(), tokens)
+        scores = np.arange(0.0, 80.0, 5.0)
+        for length in (8, 12, MIN_FIT_LENGTH):
+            p = fit.probability(scores, np.full(len(scores), length), np.full(len(scores), 200))
+            assert np.all(np.diff(p) >= 0), (tokens, length)
+        short = fit.probability(np.array([40.0]), np.array([10]), np.array([200]))
+        assert short == fit.probability(np.array([40.0]), np.array([MIN_FIT_LENGTH]), np.array([200]))
+
+
 def test_shipped_prob_fits_cover_the_default_search_and_rise_with_the_score(db):
     names = {f.name for f in read_fits()}
     assert any(n.startswith("3Di (") for n in names)
@@ -273,6 +290,6 @@ def test_shipped_prob_fits_cover_the_default_search_and_rise_with_the_score(db):
     assert np.all(np.diff(p) > 0) and p[0] < 0.01 and p[-1] > 0.99
     assert fit_of(target, "3di", 0.5) != fit  # the default search; ISM scores: test_search_tracks.py
     fit_of(target.as_amino_acids(), "aa", 0.0)
-    assert prob_features(np.array([60.0]), np.array([30]), np.array([90])).tolist() == [[60.0, 2.0]]
+    assert prob_features(np.array([60.0]), np.array([40]), np.array([90])).tolist() == [[60.0, 1.5]]
     with pytest.raises(InputError, match="no fit for 3di"):
         fit_of(target, "3di", 0.7)
