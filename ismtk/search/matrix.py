@@ -143,7 +143,11 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
         text = line.strip()
         if not text:
             continue
-        if text.startswith("#") and not (header is not None and "#" in header and _is_row(text, len(header))):
+        words = text.split()
+        first_symbol_hash = header is None and len(words) > 2 and all(len(w) == 1 for w in words)  # "#  A  B ..."
+        if text.startswith("#") and not first_symbol_hash and not (
+            header is not None and "#" in header and _is_row(text, len(header))
+        ):
             body = text.lstrip("#").strip()
             value = body.split(":", 1)[1] if ":" in body else ""
             try:
@@ -159,7 +163,6 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
             except ValueError:
                 raise InputError(f"{path}: line {number}: unreadable numbers in header {body!r}") from None
             continue
-        words = text.split()
         if header is None:
             header = words
             if any(len(w) != 1 for w in header):

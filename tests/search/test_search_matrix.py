@@ -52,6 +52,10 @@ def test_a_64_token_matrix_round_trips_although_one_symbol_is_the_comment_sign(t
     write_matrix(tmp_path / "k64.out", m)
     again = read_matrix(tmp_path / "k64.out")
     assert again.symbols == symbols and np.array_equal(again.scores, scores) and again.evd == m.evd
+    first = SubstitutionMatrix("#ABC", scores[:4, :4], "the comment sign first")  # its header row read as a comment
+    write_matrix(tmp_path / "first.out", first)
+    again = read_matrix(tmp_path / "first.out")
+    assert again.symbols == "#ABC" and np.array_equal(again.scores, scores[:4, :4])
 
 
 @pytest.mark.parametrize(
