@@ -8,6 +8,12 @@ fails (``In 'NRT_adapt_ndarray_to_python', 'descr' is NULL``) or worse (numba is
 with the cache on and the GIL released; importing this module makes every numba compilation of the process (cache
 lookup, compilation, cache save) hold an exclusive lock on one file beside the cache, so processes compile one at a
 time and the later ones load what the first saved. Threads of one process queue on the same lock.
+
+The lock does not help where two kernels share a qualified name (closures made per parameter): numba names the
+compiled code and the Environment of constants it reads by that name, the argument types and a counter that restarts
+in every process, so such kernels cached by different processes can share one Environment once loaded together and
+fail the same way, with no two processes ever at work at once. Give each such closure a name of its own (as
+:func:`ismtk.search.swipe._kernel` does).
 """
 
 from __future__ import annotations

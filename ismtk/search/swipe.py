@@ -94,9 +94,13 @@ def _one_by_one(query, bias, table, offsets, targets, target_offsets, ids, gap_o
 
 
 def _kernel(lanes: int):
-    """The compiled kernel for ``lanes`` lanes (a compile-time constant, so the lane loops become SIMD code)."""
+    """The compiled kernel for ``lanes`` lanes (a compile-time constant, so the lane loops become SIMD code).
 
-    @jit
+    Each lane count has a name of its own (``kernel64``, ...): numba names compiled code, and the Environment of
+    constants its wrapper reads, by qualified name, argument types and a counter that restarts in every process,
+    so kernels of one name cached by different processes could share one Environment once loaded together and
+    read past its constants (``In 'NRT_adapt_ndarray_to_python', 'descr' is NULL``)."""
+
     def kernel(
         query, bias, table, offsets, targets, target_offsets, ids, order, gap_open, gap_extend, limit, passes
     ):  # pragma: no cover
@@ -200,7 +204,8 @@ def _kernel(lanes: int):
                     busy -= 1
         return out
 
-    return kernel
+    kernel.__qualname__ += str(lanes)
+    return jit(kernel)
 
 
 _KERNELS = {lanes: _kernel(lanes) for lanes in LANE_CHOICES}

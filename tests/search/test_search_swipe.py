@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import parasail
@@ -73,6 +75,36 @@ def test_swipe_equals_the_reference_kernel_on_random_tracks(sizes):
         args = query, zero, tracks._table16, tracks._offsets, targets, offsets, ids[:40], order, 10, 1, tracks._limit
         assert kernel(*args, 2).tolist() == expected, lanes
         assert kernel(*args, 1)[:, 0].tolist() == [raw for raw, _ in expected], lanes  # the query alone
+
+
+_CALL_KERNELS = """
+import sys
+import numpy as np
+from ismtk.search import swipe
+rng = np.random.default_rng(0)
+query = rng.integers(0, 20, (2, 50)).astype(np.uint8)
+table = rng.integers(-4, 6, (40, 21)).astype(np.int16)
+lengths = rng.integers(1, 80, 200)
+ends = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+targets = rng.integers(0, 20, (2, ends[-1])).astype(np.uint8)
+ids = np.arange(200, dtype=np.int64)
+order = np.argsort(-lengths, kind="stable").astype(np.int64)
+for lanes in map(int, sys.argv[1].split(",")):
+    swipe._KERNELS[lanes](query, np.zeros(50, np.int16), table, np.array([0, 20, 40], np.int64), targets, ends, ids,
+                          order, 10, 1, 30000, 2)
+"""
+
+
+def test_lane_kernels_cached_by_different_processes_load_together(tmp_path):
+    """numba names compiled code, and the Environment of constants its wrapper reads, by qualified name, argument
+    types and a counter that restarts in every process: the lane kernels shared one name, so one cached by one
+    process and another compiled beside it by a second shared one Environment, and a third process loading both
+    failed on return ("In 'NRT_adapt_ndarray_to_python', 'descr' is NULL"), until the cache was deleted."""
+    assert len({kernel.py_func.__qualname__ for kernel in _KERNELS.values()}) == len(_KERNELS)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])}
+    for lanes in ("64", "64,32", "64,32"):
+        run = subprocess.run([sys.executable, "-c", _CALL_KERNELS, lanes], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-500:]
 
 
 def test_a_per_position_bias_is_scored_like_the_reference_profile():
