@@ -98,8 +98,9 @@ def _encoded(raw: IO[bytes], path: Path, mode: str) -> Iterator[IO]:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside ``path`` to fill; it replaces ``path`` (a folder, or nothing) only when the block
     succeeds: the old folder is renamed aside (``.NAME.old``), the new one renamed in, then the old one deleted.
-    The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives."""
-    path = Path(path)
+    The folder gets the usual permissions (``0777`` less the umask), as :func:`os.mkdir` gives. A symbolic link
+    is followed: the folder it points to is replaced, the link kept."""
+    path = real_output(path)
     ensure_folder(path.parent)
     tmp = temporary_of(path)
     lock = _lock_leftover(tmp)
@@ -117,7 +118,9 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         yield tmp
         if path.exists():  # moved aside, not deleted, first: a kill leaves the old folder or the new, never half one
             old = path.with_name(f".{path.name}.old")
-            if old.exists():
+            if old.is_symlink() or old.is_file():  # a leftover of a version that moved links aside
+                old.unlink()
+            elif old.exists():
                 shutil.rmtree(old)
             path.rename(old)
             tmp.rename(path)

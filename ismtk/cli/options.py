@@ -198,6 +198,22 @@ def refuse_overwriting(
             raise InputError(f"{item}: --{option} names this input, which writing would replace; give another name")
 
 
+def refuse_writing_into_databases(inputs: Iterable[str | Path], **outputs: Path | None) -> None:
+    """Refuse (:class:`InputError`) an output inside an input database folder: it would replace one of the
+    database's files (an .m8 written over ``names.txt``), and the database with it."""
+    from ismtk.search.db import is_db
+
+    folders = [os.path.realpath(item) for item in inputs if is_db(item)]
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = os.path.realpath(path)
+        inside = next((folder for folder in folders if where.startswith(folder + os.sep)), None)
+        if inside is not None:
+            raise InputError(f"{path}: --{option.replace('_', '-')} lies inside the input database {inside}, whose "
+                             "files writing it would replace; give a path outside it")
+
+
 def check_file_output(path: Path | None) -> Path | None:
     """:func:`check_output` of a file output (a Typer callback)."""
     return check_output(path, file=True)

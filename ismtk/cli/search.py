@@ -26,6 +26,7 @@ from ismtk.cli.options import (
     check_output,
     output_option,
     refuse_overwriting,
+    refuse_writing_into_databases,
     warn_untagged,
     with_option_groups,
 )
@@ -203,6 +204,7 @@ def _search(
     from ismtk.workflows.search import input_kind, search_to_m8
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
+    refuse_writing_into_databases([query, target], output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
         warn_untagged([target])
         warn_untagged([query], f"the target's ({target}: 3di unless it names its tokenizer)")

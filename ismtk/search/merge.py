@@ -11,6 +11,7 @@ its own ``--max-candidates``, so the shards together align at least the candidat
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -76,7 +77,8 @@ def _read_shard(path: Path) -> tuple[dict, list[tuple[int, int, int, str]]]:
     keys = _keys_path(path)
     try:
         key_lines = keys.read_text().splitlines()
-        hit_lines = path.read_text().splitlines()
+        raw = path.read_bytes()
+        hit_lines = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode().splitlines()  # -o X.m8.gz
     except OSError as exc:
         raise InputError(f"{path}: cannot read the shard output and its {keys.name} ({exc.strerror or exc})") from exc
     if not key_lines or not key_lines[0].startswith(_MAGIC):

@@ -332,3 +332,36 @@ def test_fident_is_cut_to_three_decimals_as_foldseek_writes_it(monkeypatch):
     for identical, written in ((2, "0.285"), (7, "1.000"), (0, "0.000")):
         monkeypatch.setattr(m8, "_identity", lambda h, q, t, n=identical: n)
         assert m8.COLUMNS["fident"](hit, None, None) == written
+
+
+def test_gzipped_shards_merge_as_plain_ones(db, tmp_path):
+    """search -o X.m8.gz writes gzip; merge-hits read its shards as text (a UnicodeDecodeError traceback)."""
+    import gzip
+
+    _run("search", db, db, "-o", tmp_path / "one.m8", "-t", "1")
+    shards = [tmp_path / f"s{i}.m8.gz" for i in (1, 2)]
+    for i, shard in enumerate(shards, 1):
+        _run("search", db, db, "-o", shard, "-t", "1", "--split", f"{i}/2")
+    _run("merge-hits", *shards, "-o", tmp_path / "merged.m8.gz")
+    assert gzip.decompress((tmp_path / "merged.m8.gz").read_bytes()) == (tmp_path / "one.m8").read_bytes()
+
+
+def test_an_output_inside_an_input_database_is_refused(db, tmp_path):
+    """-o db/names.txt replaced the database's names with hits and exited 0."""
+    before = (db / "names.txt").read_bytes()
+    for inside in (db / "names.txt", db / "hits.m8"):
+        result = runner.invoke(app, ["search", str(db), str(db), "-o", str(inside)])
+        assert result.exit_code != 0 and "inside the input database" in result.output
+    assert (db / "names.txt").read_bytes() == before and not (db / "hits.m8").exists()
+
+
+def test_createdb_through_a_link_replaces_the_database_it_points_to(domains_dir, tmp_path):
+    """The link was moved aside and rmtree on it failed (a traceback), leaving a hidden link that broke every later
+    createdb there."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    _run("createdb", domains_dir / f"{HOMOLOGS[0]}.pdb.gz", real, "-t", "1")
+    link.symlink_to(real, target_is_directory=True)
+    _run("createdb", domains_dir, link, "-t", "1")
+    assert link.is_symlink() and len((real / "names.txt").read_text().split()) == 5
+    _run("createdb", domains_dir, link, "-t", "1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
