@@ -240,10 +240,11 @@ def test_files_without_a_suffix_are_read_by_content_and_format_forces_one(tmp_pa
     (folder / "d1a32a_").write_text(pdb_text("d1a32a_"))
     (folder / "d1hz6__").write_bytes(gzip.decompress((MMCIF / "1HZ6.cif.gz").read_bytes()))
     (folder / "README").write_text("not a structure\n")
+    (folder / "d1a1xa_.gz").write_bytes(gzip.compress(pdb_text("d1a1xa_").encode()))  # only .gz: was passed over
     out = tmp_path / "t.fasta"
     result = _cli("encode", folder, "-o", out, "--tokenizer", "3di", "-t", "1")
     assert result.exit_code == 0, result.output
-    assert sorted(_tokens_of(out)) == ["d1a32a_", "d1hz6___A", "d1hz6___B", "d1hz6___C"]
+    assert sorted(_tokens_of(out)) == ["d1a1xa_", "d1a32a_", "d1hz6___A", "d1hz6___B", "d1hz6___C"]
     misnamed = tmp_path / "really_mmcif.pdb"
     misnamed.write_bytes((folder / "d1hz6__").read_bytes())
     result = _cli("encode", misnamed, "-o", out, "--tokenizer", "3di", "-t", "1")

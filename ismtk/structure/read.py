@@ -282,9 +282,9 @@ def _is_structure_file(path: Path) -> bool:
         return True
     if name.endswith(_PACKED_SUFFIXES) and name.rsplit(".", 1)[0].endswith(STRUCTURE_SUFFIXES[:4]):
         return True
-    if "." in name:
+    if "." in name.removesuffix(".gz"):
         return False
-    try:  # no suffix at all (ASTRAL, Foldseek's examples): decide by content
+    try:  # no suffix at all (ASTRAL, Foldseek's examples), or only .gz: decide by content
         with path.open("rb") as handle:
             head = handle.read(4096)
         if head[:2] == b"\x1f\x8b":
