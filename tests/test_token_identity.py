@@ -67,8 +67,9 @@ def test_mismatched_tokens_are_errors_that_name_the_fix(ism_fasta, tmp_path):
     threedi = tmp_path / "3di.fasta"
     _run("encode", SEARCH_DOMAINS / f"{HOMOLOGS[0]}.pdb.gz", "-o", threedi, "--tokenizer", "3di", "-t", "1")
     out = tmp_path / "x.m8"
-    assert "make both with the same tokenizer (ismtk encode --tokenizer ism" in _fail("search", threedi, ism_fasta,
-                                                                                      "-o", out)
+    message = _fail("search", threedi, ism_fasta, "-o", out)
+    assert "make both with the same tokenizer (ismtk encode --tokenizer ism" in message
+    assert "or give --tokenizer 3di when the other side is structures or holds these tokens as a track" in message
     assert "leave out --tokenizer" in _fail("search", ism_fasta, ism_fasta, "-o", out, "--tokenizer", "3di")
     mixed = tmp_path / "mixed.fasta"
     mixed.write_text(ism_fasta.read_text() + threedi.read_text().replace(f">{HOMOLOGS[0]}", ">other"))
