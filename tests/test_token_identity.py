@@ -69,7 +69,7 @@ def test_mismatched_tokens_are_errors_that_name_the_fix(ism_fasta, tmp_path):
     out = tmp_path / "x.m8"
     message = _fail("search", threedi, ism_fasta, "-o", out)
     assert "make both with the same tokenizer (ismtk encode --tokenizer ism" in message
-    assert "or give --tokenizer 3di when the other side is structures or holds these tokens as a track" in message
+    assert "or give --tokenizer 3di when the target is structures or holds these tokens as a track" in message
     assert "leave out --tokenizer" in _fail("search", ism_fasta, ism_fasta, "-o", out, "--tokenizer", "3di")
     mixed = tmp_path / "mixed.fasta"
     mixed.write_text(ism_fasta.read_text() + threedi.read_text().replace(f">{HOMOLOGS[0]}", ">other"))
@@ -118,3 +118,14 @@ def test_databases_of_older_versions_keep_loading(ism_folder, tmp_path):
 def _set_header_tokenizer(db, value: str) -> None:
     header = json.loads((db / "ismtk-db.json").read_text())
     (db / "ismtk-db.json").write_text(json.dumps({**header, "tokenizer": value}))
+
+
+def test_the_untagged_warning_names_the_tokens_of_an_ism_database(ism_folder, tmp_path):
+    """The warning said '3di unless it names its tokenizer' of a database whose main tokens were ISM."""
+    tokenizer = load_tokenizer(ism_folder / "tok")
+    db, plain = tmp_path / "db", tmp_path / "plain.fasta"
+    _run("createdb", ism_folder / "structs", db, "--tokenizer", ism_folder / "tok", "-t", "1")
+    plain.write_text(">q\nABCDEFAB\n")
+    # (a tokenizer that is not shipped needs its folder: the search then stops, after the warning)
+    warned = runner.invoke(app, ["search", str(plain), str(db), "-o", str(tmp_path / "hits.m8"), "-t", "1"]).output
+    assert f"read as the target's ({db}: {tokenizer.identity}) tokens" in " ".join(warned.split())

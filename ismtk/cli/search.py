@@ -61,6 +61,22 @@ Tracks = Annotated[
 ]
 
 
+def _main_tokens(target: Path) -> str:
+    """The tokens ``target`` is searched by without ``--tokenizer``, for messages: a database's or tagged FASTA's
+    main tokenizer, else 3Di."""
+    from ismtk.search.db import SequenceDB, is_db
+    from ismtk.sequence.fasta import tokenizer_tag
+    from ismtk.workflows.search import is_fasta
+
+    try:
+        if is_db(target):
+            return SequenceDB.load(target).tokenizer
+        if is_fasta(target) and target.is_file():
+            return tokenizer_tag(target) or "3di"
+    except InputError:  # a damaged input: the search says so
+        pass
+    return "3di"
+
 @with_option_groups
 def createdb(
     inputs: Annotated[
@@ -207,7 +223,7 @@ def _search(
     refuse_writing_into_databases([query, target], output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
         warn_untagged([target])
-        warn_untagged([query], f"the target's ({target}: 3di unless it names its tokenizer)")
+        warn_untagged([query], f"the target's ({target}: {_main_tokens(target)})")
     if alignment.mode != "aa" and str(alignment.matrix).lower() == DEFAULT_MATRICES["aa"]:
         console.warn(f"--matrix {alignment.matrix} scores amino acids, but this search aligns structure tokens; "
                      "add --mode aa to align amino acids")

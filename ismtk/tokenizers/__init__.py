@@ -105,10 +105,11 @@ def tokenizer_for(
         if given.identity == current or (current is None and given.name == "ism"):
             return given
         if given_by != "--tokenizer":
-            own = current if current in TOKENIZERS else _shipped_identities().get(current or "", "FOLDER")
-            fix = (f"make both with the same tokenizer (ismtk encode --tokenizer {_spelling(given)} for {source}), "
-                   f"or give --tokenizer {own} when the other side is structures or holds these tokens as a track "
-                   "(createdb --tracks)")
+            fix = f"make both with the same tokenizer (ismtk encode --tokenizer {_spelling(given)} for {source})"
+            if given_by.startswith("the target"):  # a search: the target may have these tokens too
+                own = current if current in TOKENIZERS else _shipped_identities().get(current or "", "FOLDER")
+                fix += (f", or give --tokenizer {own} when the target is structures or holds these tokens as a "
+                        "track (createdb --tracks)")
         elif current in TOKENIZERS or current in _shipped_identities():
             fix = "leave out --tokenizer (the tokens name their tokenizer)"
         else:
