@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TextIO
@@ -147,13 +148,15 @@ def write_m8(
     keys: TextIO | None = None,
 ) -> int:
     """Write every hit, queries in order; returns the number of lines. ``keys`` (a shard's key file, see
-    :mod:`ismtk.search.merge`) gets ``query index, corrected score, target index`` of each line."""
+    :mod:`ismtk.search.merge`) gets ``query index, corrected score, target index, CRC-32 of the line`` of each
+    line."""
     count = 0
     for query_hits in hits:
         for hit in query_hits:
-            out.write(format_hit(hit, query, target, columns) + "\n")
+            line = format_hit(hit, query, target, columns)
+            out.write(line + "\n")
             if keys is not None:
-                keys.write(f"{hit.query}\t{hit.score}\t{hit.target}\n")
+                keys.write(f"{hit.query}\t{hit.score}\t{hit.target}\t{zlib.crc32(line.encode()):08x}\n")
             count += 1
     return count
 

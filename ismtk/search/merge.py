@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,9 +91,12 @@ def _read_shard(path: Path) -> tuple[dict, list[tuple[int, int, int, str]]]:
         if not isinstance(header, dict):
             raise ValueError("its header is not a JSON object")
         records = []
-        for key, line in zip(key_lines[1:], hit_lines, strict=True):
-            q, score, t = (int(v) for v in key.split("\t"))
-            records.append((q, -score, t, line))
+        for number, (key, line) in enumerate(zip(key_lines[1:], hit_lines, strict=True), start=1):
+            q, score, t, *crc = key.split("\t")  # (shards of 2026-12-02 and earlier: no CRC)
+            if crc and crc != [f"{zlib.crc32(line.encode()):08x}"]:
+                raise InputError(f"{path}: line {number} is not the hit {keys.name} names there (edited or sorted "
+                                 "since the search?); run that shard's search again")
+            records.append((int(q), -int(score), int(t), line))
     except ValueError as exc:
         raise InputError(f"{keys}: damaged shard key file ({exc}); run that shard's search again") from exc
     return header, records

@@ -365,3 +365,16 @@ def test_createdb_through_a_link_replaces_the_database_it_points_to(domains_dir,
     assert link.is_symlink() and len((real / "names.txt").read_text().split()) == 5
     _run("createdb", domains_dir, link, "-t", "1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_shard_edited_after_its_search_is_refused(db, tmp_path):
+    """Keys and lines were matched by position only: a shard sorted by target merged in silence into other hits."""
+    shards = [tmp_path / f"s{i}.m8" for i in (1, 2)]
+    for i, shard in enumerate(shards, 1):
+        _run("search", db, db, "-o", shard, "-t", "1", "--split", f"{i}/2", "-e", "1e9")
+    lines = shards[0].read_text().splitlines()
+    edited = sorted(lines, key=lambda line: line.split("\t")[1])
+    assert edited != lines
+    shards[0].write_text("\n".join(edited) + "\n")
+    result = runner.invoke(app, ["merge-hits", *map(str, shards), "-o", str(tmp_path / "m.m8")])
+    assert result.exit_code == EXIT_ERROR and "is not the hit" in result.output, result.output
