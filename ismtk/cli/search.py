@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ismtk.atomic import special_output
 from ismtk.cli import console
 from ismtk.cli.options import (
     DEFAULT_THREADS,
@@ -228,6 +229,9 @@ def _search(
         console.warn(f"--matrix {alignment.matrix} scores amino acids, but this search aligns structure tokens; "
                      "add --mode aa to align amino acids")
     options = alignment.search_options(threads, hits)
+    if options.split is not None and special_output(output):
+        raise InputError(f"{output}: --split writes its key file beside the .m8, so -o must name a file, not a device "
+                         "or pipe")
     skips = console.Skips()
     with _encoding_progress(input_kind([target]) == "structures") as advance:
         run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from helpers import FAMILY_D58, HOMOLOGS, OTHER
@@ -378,3 +379,10 @@ def test_a_shard_edited_after_its_search_is_refused(db, tmp_path):
     shards[0].write_text("\n".join(edited) + "\n")
     result = runner.invoke(app, ["merge-hits", *map(str, shards), "-o", str(tmp_path / "m.m8")])
     assert result.exit_code == EXIT_ERROR and "is not the hit" in result.output, result.output
+
+
+def test_split_to_a_device_is_refused(db, tmp_path):
+    """--split -o /dev/stdout wrote its key file as a stray regular file /dev/stdout.shard."""
+    result = runner.invoke(app, ["search", str(db), str(db), "-o", "/dev/null", "--split", "1/2"])
+    assert result.exit_code == EXIT_ERROR and "-o must name a file" in result.output
+    assert not Path("/dev/null.shard").exists()
