@@ -77,21 +77,24 @@ def test_swipe_equals_the_reference_kernel_on_random_tracks(sizes):
         assert kernel(*args, 1)[:, 0].tolist() == [raw for raw, _ in expected], lanes  # the query alone
 
 
-_CALL_KERNELS = """
-import sys
+#: A fresh process's inputs of the lane kernels (for the tests that load or compile them in new processes).
+_KERNEL_INPUTS = """
+import json, sys
 import numpy as np
 from ismtk.search import swipe
 rng = np.random.default_rng(0)
-query = rng.integers(0, 20, (2, 50)).astype(np.uint8)
-table = rng.integers(-4, 6, (40, 21)).astype(np.int16)
-lengths = rng.integers(1, 80, 200)
-ends = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-targets = rng.integers(0, 20, (2, ends[-1])).astype(np.uint8)
-ids = np.arange(200, dtype=np.int64)
+query = rng.integers(0, 20, (1, 60)).astype(np.uint8)
+table = rng.integers(-4, 5, (20, 21)).astype(np.int16)
+lengths = rng.integers(30, 200, 150)
+offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+targets = rng.integers(0, 20, (1, offsets[-1])).astype(np.uint8)
+ids = np.arange(150, dtype=np.int64)
+args = (query, np.zeros(60, np.int16), table, np.array([0, 20]), targets, offsets, ids, 10, 1, 30000)
+"""
+_CALL_KERNELS = _KERNEL_INPUTS + """
 order = np.argsort(-lengths, kind="stable").astype(np.int64)
 for lanes in map(int, sys.argv[1].split(",")):
-    swipe._KERNELS[lanes](query, np.zeros(50, np.int16), table, np.array([0, 20, 40], np.int64), targets, ends, ids,
-                          order, 10, 1, 30000, 2)
+    swipe._KERNELS[lanes](*args[:7], order, *args[7:], 2)
 """
 
 
@@ -229,18 +232,7 @@ def test_search_with_composition_bias_traces_the_scores_it_ranks(domains_dir):
         assert [h.raw for h in hits] != [h.raw for h in plain]
 
 
-_LOAD_KERNELS = """
-import json, sys
-import numpy as np
-from ismtk.search import swipe
-rng = np.random.default_rng(0)
-query = rng.integers(0, 20, (1, 60)).astype(np.uint8)
-table = rng.integers(-4, 5, (20, 21)).astype(np.int16)
-lengths = rng.integers(30, 200, 150)
-offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-targets = rng.integers(0, 20, (1, offsets[-1])).astype(np.uint8)
-ids = np.arange(150, dtype=np.int64)
-args = (query, np.zeros(60, np.int16), table, np.array([0, 20]), targets, offsets, ids, 10, 1, 30000)
+_LOAD_KERNELS = _KERNEL_INPUTS + """
 swipe.load_kernels(*args, subsets=sys.argv[1] == "subsets")
 print(json.dumps({"picked": swipe._lanes(lengths), "one_by_one": bool(swipe._one_by_one.signatures),
                   "loaded": sorted(n for n, k in swipe._KERNELS.items() if k.signatures)}))
