@@ -14,10 +14,19 @@ compiled code and the Environment of constants it reads by that name, the argume
 in every process, so such kernels cached by different processes can share one Environment once loaded together and
 fail the same way, with no two processes ever at work at once. Give each such closure a name of its own (as
 :func:`ismtk.search.swipe._kernel` does).
+
+Numba checks a cached kernel against its own file only, yet compiles into it the kernels and constants it takes
+from other modules (:mod:`ismtk.search.swipe` calls :func:`ismtk.search.gotoh.sw_score`): after an edit of the callee,
+or an upgrade over an older install (pip leaves the old ``__pycache__`` in place), the caller would load its old code
+and return old results. :func:`jit` therefore stamps every cache with a digest of all modules that import this one
+(:func:`kernel_sources_digest`): any change to one of them recompiles every kernel once. A kernel that reads a
+constant of a module that does not import this one is not covered.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -25,9 +34,9 @@ from pathlib import Path
 
 import numba
 from filelock import FileLock
-from numba.core import event
+from numba.core import caching, event
 
-__all__ = ["LOCK_NAME", "jit", "lock_path"]
+__all__ = ["LOCK_NAME", "jit", "kernel_sources_digest", "lock_path", "sources_digest"]
 
 #: Name of the lock file, in the folder of :func:`lock_path`.
 LOCK_NAME = "ismtk-numba.lock"
@@ -81,8 +90,57 @@ class _CompileLock(event.Listener):
 event.register("numba:compiler_lock", _CompileLock())
 
 
+def sources_digest(root: Path) -> str:
+    """SHA-256 of ``root``'s ``compiled.py`` and of every module under ``root`` that imports ``ismtk.compiled``."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_bytes()
+        if path == root / "compiled.py" or b"ismtk.compiled" in text:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + text + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def kernel_sources_digest() -> str:
+    """:func:`sources_digest` of this package (the kernels' sources), once per process."""
+    return sources_digest(Path(__file__).parent)
+
+
+class _PackageStamp:
+    """Locator mixin: numba's stamp of the kernel's own file, with :func:`kernel_sources_digest`."""
+
+    def get_source_stamp(self):
+        return super().get_source_stamp(), kernel_sources_digest()
+
+
+try:  # numba's cache classes (not public API: without them, numba's own cache, stamped by each file alone)
+
+    class _KernelCacheImpl(caching.CompileResultCacheImpl):
+        _locator_classes = [
+            type(c.__name__, (_PackageStamp, c), {}) for c in caching.CompileResultCacheImpl._locator_classes
+        ]
+
+    class _KernelCache(caching.FunctionCache):
+        """numba's cache of one function, fresh only while no kernel source of the package changed."""
+
+        _impl_class = _KernelCacheImpl
+
+except AttributeError:  # pragma: no cover - another numba
+    _KernelCache = None
+
+
 def jit(function: Callable | None = None, /, **options) -> Callable:
     """``numba.njit(cache=True, nogil=True, **options)``, used bare (``@jit``) or with options
-    (``@jit(inline="always")``)."""
+    (``@jit(inline="always")``); the cache is stamped with :func:`kernel_sources_digest`."""
     options = {"cache": True, "nogil": True, **options}
-    return numba.njit(**options) if function is None else numba.njit(**options)(function)
+    if _KernelCache is None:
+        return numba.njit(**options) if function is None else numba.njit(**options)(function)
+    cache = options.pop("cache")
+
+    def compile_(function: Callable) -> Callable:
+        dispatcher = numba.njit(**options)(function)
+        if cache:
+            dispatcher._cache = _KernelCache(dispatcher.py_func)  # what numba's enable_caching sets, stamped
+        return dispatcher
+
+    return compile_ if function is None else compile_(function)

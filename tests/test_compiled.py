@@ -79,3 +79,44 @@ print(results, sum(total.stats.cache_misses.values()))
     second = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert first.stdout.split("]")[0] == "[45, 45, 45, 45" and first.stdout.split()[-1] == "1", first.stderr
     assert second.stdout.split()[-1] == "0", second.stderr  # loaded from the cache the first process saved
+
+
+STALE = """
+import numpy as np
+from ismtk.search import swipe
+rng = np.random.default_rng(0)
+query = rng.integers(0, 20, (1, 30)).astype(np.uint8)
+table = rng.integers(-4, 6, (21, 21)).astype(np.int32)
+target = rng.integers(0, 20, (1, 40)).astype(np.uint8)
+print(swipe._exact(query, np.zeros(30, np.int16), table, np.zeros(1, np.int64), target, 11, 1)[0],
+      sum(swipe._exact.stats.cache_hits.values()))
+"""
+
+
+def test_a_kernel_compiles_again_when_a_kernel_it_calls_changes(tmp_path):
+    """numba checks a cached kernel against its own file only: after an edit of gotoh.py (or an upgrade over an
+    older install, which leaves the caches), swipe's kernels, which compile gotoh's sw_score into them, returned
+    the old results from the cache."""
+    import shutil
+
+    import ismtk
+
+    package = tmp_path / "pkg" / "ismtk"
+    shutil.copytree(os.path.dirname(ismtk.__file__), package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path / "pkg")}
+    script = tmp_path / "stale.py"
+    script.write_text(STALE)
+
+    def run() -> tuple[int, int]:
+        done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-800:]
+        score, hits = done.stdout.split()
+        return int(score), int(hits)
+
+    score, _ = run()
+    assert run() == (score, 1)  # loaded from the cache
+    gotoh = package / "search" / "gotoh.py"
+    text = gotoh.read_text()
+    assert text.count("\n    return best\n") == 1
+    gotoh.write_text(text.replace("\n    return best\n", "\n    return best + 1000\n"))
+    assert run() == (score + 1000, 0)  # compiled again with the new callee
