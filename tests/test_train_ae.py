@@ -461,3 +461,13 @@ def test_a_warm_up_as_long_as_a_stage_is_warned_of(tmp_path):
     train_autoencoder([DATA], tmp_path / "short", MODEL, replace(TRAIN, stage="2", max_steps=1, warmup_epochs=0.5),
                       device="cpu", threads=1, log=messages.append)
     assert not any("--warmup-epochs" in m for m in messages)
+
+
+def test_the_latest_checkpoint_is_the_highest_step_past_seven_digits(tmp_path):
+    """Names sorted as text put step_9999999.pt after step_10000000.pt: resume took the older, pruning deleted the
+    newest."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for step in (9_999_998, 9_999_999, 10_000_000):
+        (folder / f"step_{step:07d}.pt").write_bytes(b"")
+    assert latest_checkpoint(tmp_path).name == "step_10000000.pt"

@@ -291,9 +291,15 @@ def resumed_configs(
     return new_model, new_cfg, taken
 
 
+def checkpoints(run: str | Path) -> list[Path]:
+    """The checkpoints of ``run/checkpoints``, by step number (not by name: past step 9,999,999 the names grow)."""
+    found = [p for p in Path(run, "checkpoints").glob("step_*.pt") if p.stem[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[5:]))
+
+
 def latest_checkpoint(run: str | Path) -> Path | None:
     """The checkpoint with the highest step number in ``run/checkpoints``, if any."""
-    found = sorted(Path(run, "checkpoints").glob("step_*.pt"))
+    found = checkpoints(run)
     return found[-1] if found else None
 
 
@@ -507,7 +513,7 @@ class AutoencoderTrainer:
         }
         path = self.run / "checkpoints" / f"step_{pos.step:07d}.pt"
         save_checkpoint(path, state)
-        for old in sorted(path.parent.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]:
+        for old in checkpoints(self.run)[: -self.cfg.keep_checkpoints]:
             old.unlink()
         save_autoencoder(self.model, self.run)
 
