@@ -251,3 +251,13 @@ def test_resume_refuses_records_edited_since_the_run_started(tmp_path, tiny_back
     aa.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="trained on other records than the input files hold now"):
         structure_tune(config, replace(runtime, resume=True, stop_after=None))
+
+
+def test_val_names_missing_from_the_data_are_said(tmp_path, tiny_backbone):
+    """Names of --val-names that the data does not hold were left out in silence (a typo held out less)."""
+    names = tmp_path / "val.txt"
+    names.write_text("p0\np1\nnot_a_record\n")
+    notes: list[str] = []
+    structure_tune(*_config(tmp_path / "run", tiny_backbone, val_names=str(names), max_minutes=0.0),
+                   on_note=notes.append)
+    assert any("val.txt: 1 of its names are not in the training data" in note for note in notes)

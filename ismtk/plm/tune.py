@@ -374,6 +374,11 @@ class StructureTuneTrainer:
             data, config.val_fraction, config.val_names, config.seed,
             read_groups(config.groups, data.names) if config.groups else None,
         )  # fmt: skip
+        if config.val_names is not None:
+            missing = len(set(read_names(config.val_names, "record names")) - set(data.names))
+            if missing:
+                self.note(f"--val-names {config.val_names}: {missing} of its names are not in the training data "
+                          "(left out)")
         self.groups = (read_groups(config.groups, self.train_data.names) if config.groups
                        else [np.array([i]) for i in range(len(self.train_data))])
         self.steps_per_epoch = len(self.groups) // config.batch_size
