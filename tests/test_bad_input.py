@@ -336,6 +336,10 @@ def test_a_structure_file_named_as_a_path_list_is_said_to_be_one(tmp_path):
     listed.write_text(pdb_text("d1a32a_"))
     result = _cli("encode", listed, "-o", tmp_path / "t.fa", "--tokenizer", "3di")
     _one_error_line(result.output, "model.txt", "a structure file named as a path list")
+    fasta = tmp_path / "tokens.txt"  # was one 'no such file' warning per FASTA line
+    fasta.write_text(">d1a32a_ tokenizer=3di\nACDEFG\n")
+    result = _cli("search", fasta, fasta, "-o", tmp_path / "hits.m8")
+    _one_error_line(result.output, "tokens.txt", "a FASTA file named as a path list")
 
 
 def _damage(folder: Path, how: str) -> str:

@@ -148,6 +148,9 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
             if head[0].startswith(_PDB_RECORDS_TEXT) or mmcif:
                 raise InputError(f"{path}: a structure file named as a path list ({', '.join(LIST_SUFFIXES)}); "
                                  "rename it .pdb or .cif")
+            if head[0].startswith(">"):
+                raise InputError(f"{path}: a FASTA file named as a path list ({', '.join(LIST_SUFFIXES)}); rename "
+                                 "it .fasta")
             listed = (path.parent / line for _, line in lines)
             found.extend(_expand(listed, keep_missing, (*lists, path.resolve())))
         elif path.is_file() or keep_missing:
