@@ -439,6 +439,8 @@ def test_repeated_entry_names_are_skipped_and_said(twice, tmp_path):
     result = _cli("encode", twice, "-o", out, "--tokenizer", "3di", "-t", "1")
     assert result.exit_code == EXIT_SKIPPED, result.output
     assert result.output.count("is already taken by") == 3 and "1HZ6.pdb.gz" in result.output
+    # one entry as .pdb and .cif: renaming helps, --chain-names always would not (its chains collide alike)
+    assert "rename one of the files, or leave one out" in result.output and "--chain-names" not in result.output
     names = [line[1:].split()[0] for line in out.read_text().splitlines() if line.startswith(">")]
     assert sorted(names) == ["1HZ6_A", "1HZ6_B", "1HZ6_C", "d1a32a_"]
     result = _cli("createdb", twice, tmp_path / "db", "--tokenizer", "3di", "-t", "1")

@@ -154,10 +154,14 @@ class EntryNames:
             if chain.name in self._source:
                 first = self._source[chain.name]
                 by = f"{first}, read earlier" if first is not None else "an earlier record"
-                skipped.append(StructureError(
-                    result.path, f"entry name {chain.name} is already taken by {by}; rename one of the files "
-                    "(or use --chain-names always where chains collide)", chain.chain_id or chain.name,
-                ))
+                if first == result.path:  # chains of one file named alike (--chain-names never)
+                    fix = "name chains apart with --chain-names auto or always"
+                elif first is not None and entry_name(first) == entry_name(result.path):  # 1abc.pdb and 1abc.cif
+                    fix = "rename one of the files, or leave one out"
+                else:
+                    fix = "rename one of the files (or use --chain-names always where chains collide)"
+                message = f"entry name {chain.name} is already taken by {by}; {fix}"
+                skipped.append(StructureError(result.path, message, chain.chain_id or chain.name))
             else:
                 self._source[chain.name] = result.path
                 kept.append(chain)
