@@ -174,6 +174,8 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
             raise InputError(f"{path}: line {number}: non-numeric score") from None
         if len(words[0]) != 1 or len(scores) != len(header):
             raise InputError(f"{path}: line {number}: expected a symbol and {len(header)} scores")
+        if words[0] in rows:  # which of the two would be meant?
+            raise InputError(f"{path}: line {number}: a second row for {words[0]!r}")
         rows[words[0]] = scores
     if header is None or set(rows) != set(header):
         raise InputError(f"{path}: not an NCBI-format matrix (header row and one row per symbol needed)")
