@@ -65,18 +65,19 @@ Tracks = Annotated[
 def _main_tokens(target: Path) -> str:
     """The tokens ``target`` is searched by without ``--tokenizer``, for messages: a database's or tagged FASTA's
     main tokenizer, else 3Di."""
-    from ismtk.search.db import SequenceDB, is_db
+    from ismtk.search.db import is_db, read_header
     from ismtk.sequence.fasta import tokenizer_tag
     from ismtk.workflows.search import is_fasta
 
     try:
         if is_db(target):
-            return SequenceDB.load(target).tokenizer
+            return str(read_header(target).get("tokenizer") or "3di")
         if is_fasta(target) and target.is_file():
             return tokenizer_tag(target) or "3di"
     except InputError:  # a damaged input: the search says so
         pass
     return "3di"
+
 
 @with_option_groups
 def createdb(

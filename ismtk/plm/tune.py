@@ -183,16 +183,20 @@ class TuneResult:
 
 
 def split_validation(
-    data: TuneData, fraction: float, names_file: str | None, seed: int, groups: list[np.ndarray] | None = None
+    data: TuneData, fraction: float, names_file: str | None, seed: int, groups: list[np.ndarray] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> tuple[TuneData, TuneData]:
     """Train and held-out parts: the records listed in ``names_file``, else a seeded ``fraction`` of them, drawn as
     whole ``groups`` (:func:`read_groups` of ``data``) when given, so that no held-out record has a relative (same
-    entry or cluster) in training."""
+    entry or cluster) in training. ``note`` hears of names of ``names_file`` that ``data`` does not hold."""
     if names_file is not None:
         wanted = set(read_names(names_file, "record names"))
         held = [i for i, name in enumerate(data.names) if name in wanted]
         if not held:
             raise InputError(f"{names_file}: none of its names is in the training data")
+        if len(held) < len(wanted) and note is not None:
+            note(f"--val-names {names_file}: {len(wanted) - len(held)} of its names are not in the training data "
+                 "(left out)")
     else:
         count = round(fraction * len(data))
         groups = groups if groups is not None else [np.array([i]) for i in range(len(data))]
@@ -372,13 +376,8 @@ class StructureTuneTrainer:
         self.streams, self.notes = data.streams, backbone_notes + data.notes
         self.train_data, self.val_data = split_validation(
             data, config.val_fraction, config.val_names, config.seed,
-            read_groups(config.groups, data.names) if config.groups else None,
+            read_groups(config.groups, data.names) if config.groups else None, self.note,
         )  # fmt: skip
-        if config.val_names is not None:
-            missing = len(set(read_names(config.val_names, "record names")) - set(data.names))
-            if missing:
-                self.note(f"--val-names {config.val_names}: {missing} of its names are not in the training data "
-                          "(left out)")
         self.groups = (read_groups(config.groups, self.train_data.names) if config.groups
                        else [np.array([i]) for i in range(len(self.train_data))])
         self.steps_per_epoch = len(self.groups) // config.batch_size

@@ -57,6 +57,7 @@ __all__ = [
     "fasta_tokens",
     "is_db",
     "may_hold_db",
+    "read_header",
 ]
 
 DB_FORMAT = "ismtk-db"
@@ -301,15 +302,7 @@ class SequenceDB:
         type or shape than the format's, or when the files disagree.
         """
         path = Path(path)
-        try:
-            header = json.loads((path / _HEADER).read_text())
-            if not isinstance(header, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: not an ismtk database (no readable {_HEADER}); make one with createdb") from exc
-        if header.get("format") != DB_FORMAT or header.get("version") != DB_VERSION:
-            found = f"{header.get('format')} v{header.get('version')}"
-            raise InputError(f"{path}: database format {found} is not supported")
+        header = read_header(path)
         try:
             entries, amino_acids, tokenizer = header["entries"], header["amino_acids"], header["tokenizer"]
             typed = type(entries) is int and isinstance(amino_acids, bool) and isinstance(tokenizer, str)
@@ -430,6 +423,22 @@ def fasta_tokens(path: str | Path, alphabet: Alphabet, tokenizer: str) -> Iterat
         yield name, alphabet.encode(text, f"{path}: {name}")
     if empty:
         raise InputError(f"{path}: no FASTA records (an empty file?)")
+
+
+def read_header(path: str | Path) -> dict:
+    """The header of the database folder ``path`` (its JSON object), refused (:class:`InputError`) when it is
+    missing, unreadable or of another format or version; nothing else of the database is read."""
+    path = Path(path)
+    try:
+        header = json.loads((path / _HEADER).read_text())
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not an ismtk database (no readable {_HEADER}); make one with createdb") from exc
+    if header.get("format") != DB_FORMAT or header.get("version") != DB_VERSION:
+        found = f"{header.get('format')} v{header.get('version')}"
+        raise InputError(f"{path}: database format {found} is not supported")
+    return header
 
 
 def is_db(path: str | Path) -> bool:

@@ -304,8 +304,8 @@ class Searcher:
         them too (their unweighted tables)."""
         names, tables = self.scorer.names, self._tables
         row = next((i for i, name in enumerate(names) if name != AA_TRACK), 0)
-        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if AA_TRACK in names[:row] + names[row + 1:] \
-            else None
+        seeds_aa = AA_TRACK in names and names[row] != AA_TRACK  # (a score of amino acids alone seeds with them)
+        aa = (names.index(AA_TRACK), tables[names.index(AA_TRACK)]) if seeds_aa else None
         gaps = (self.options.gap_open, self.options.gap_extend)
         return KmerPrefilter(tables[row], self._codes, self._offsets, self.entries, settings, *gaps, aa=aa, row=row)
 

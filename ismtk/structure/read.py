@@ -524,8 +524,9 @@ def _residue_slots(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, int]:
     starts = np.flatnonzero(change)
     het = atoms.het[starts]
     alt = np.maximum.reduceat(atoms.altloc != 0, starts) if n else np.zeros(0, bool)
-    with_ca = np.maximum.reduceat(atoms.name == _CA, starts) if n else np.zeros(0, bool)
-    variant_het = het & alt & with_ca  # a modified residue's altloc variant (known to the tables or not)
+    variant_het = het & alt  # with a C-alpha: a modified residue's altloc variant (known to the tables or not)
+    if variant_het.any():
+        variant_het &= np.maximum.reduceat(atoms.name == _CA, starts)
     inverse, groups = _group_ids(
         np.where(het & ~variant_het, atoms.resname[starts], 0), atoms.resnum[starts], atoms.icode[starts]
     )
@@ -680,10 +681,12 @@ _PEPTIDE_BOND = 2.0
 _N, _C = _code("N"), _code("C")
 
 
-def _backbone_ends(atoms: _Atoms, source: np.ndarray, res_index: np.ndarray, residues: int) -> list[np.ndarray]:
-    """``(R, 3)`` positions of each residue's N, C-alpha and C (NaN where it has none)."""
+def _backbone_ends(
+    atoms: _Atoms, source: np.ndarray, res_index: np.ndarray, residues: int, codes: tuple[int, ...] = (_N, _CA, _C)
+) -> list[np.ndarray]:
+    """``(R, 3)`` positions of each residue's atom of each of ``codes`` (N, C-alpha and C; NaN where it has none)."""
     ends = []
-    for code in (_N, _CA, _C):
+    for code in codes:
         at = np.full((residues, 3), np.nan)
         named = atoms.name[source] == code
         at[res_index[named]] = atoms.pos[source[named]]
@@ -716,14 +719,8 @@ def _free_amino_acids(
     het = atoms.het[first_atom] & is_amino
     if not het.any():
         return het
-    ends = []
-    for code in (_N, _C):  # each residue's N and C (NaN when it has none)
-        at = np.full((len(first_atom), 3), np.nan)
-        named = atoms.name[source] == code
-        at[res_index[named]] = atoms.pos[source[named]]
-        at[~is_amino] = np.nan
-        ends.append(at)
-    n, c = ends
+    n, c = _backbone_ends(atoms, source, res_index, len(first_atom), (_N, _C))
+    n[~is_amino] = c[~is_amino] = np.nan
     partners = {}
     for r in np.flatnonzero(het).tolist():
         with np.errstate(invalid="ignore"):
