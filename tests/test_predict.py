@@ -99,3 +99,35 @@ def test_library_calls_name_an_unknown_stream_and_refuse_repeated_records(export
         predict_records(loaded, heads, records, "ism", device="cpu")
     with pytest.raises(InputError, match="named more than once: p0"):
         predict_records(loaded, heads, [records[0], records[0]], "3di", device="cpu")
+
+
+def test_a_head_of_another_codebook_of_the_same_alphabet_is_refused():
+    """All 64-token ISM codebooks share one alphabet: tokens of codebook A searched as codebook B's mean nothing."""
+    from ismtk.plm.heads import StreamInfo, TokenHeads
+    from ismtk.plm.predict import _stream_for
+    from ismtk.tokenizers import load_tokenizer
+
+    ism = load_tokenizer("ism")
+    symbols = ism.alphabet.symbols
+    other = TokenHeads(8, [StreamInfo("ism", symbols, tokenizer="ism:0123456789ab")], 1)
+    with pytest.raises(InputError, match=f"predicts ism:0123456789ab tokens, the database holds {ism.identity}"):
+        _stream_for(other, ism)
+    untagged = TokenHeads(8, [StreamInfo("ism", symbols), StreamInfo("x", symbols, tokenizer="ism:0123456789ab")], 1)
+    assert _stream_for(untagged, ism) == "ism"  # a head that does not record its tokenizer: by name
+    both = TokenHeads(8, [StreamInfo("old", symbols, tokenizer="ism:0123456789ab"),
+                             StreamInfo("new", symbols, tokenizer=ism.identity)], 1)
+    assert _stream_for(both, ism) == "new"
+
+
+def test_predicted_tokens_cover_every_residue_whatever_the_long_option(export_folder):
+    """Library callers may pass options made for ``embed``: a truncated sequence would get fewer tokens."""
+    from ismtk.plm.embed import EmbedOptions
+    from ismtk.plm.esm import load_esm
+    from ismtk.plm.heads import load_heads
+    from ismtk.plm.predict import predict_records
+
+    folder, records, _ = export_folder
+    loaded, heads = load_esm(folder), load_heads(folder / "heads.pt")
+    options = EmbedOptions(long="truncate", truncation_seq_length=10, window_overlap=4)
+    tokens = predict_records(loaded, heads, records, "3di", options, device="cpu")
+    assert [len(tokens[n]) for n, _ in records] == [len(s) for _, s in records]

@@ -86,7 +86,8 @@ def predict_records(
     repeated = sorted(name for name, n in Counter(name for name, _ in records).items() if n > 1)
     if repeated:
         raise InputError(f"records named more than once: {', '.join(repeated[:10])}")
-    options = replace(options, include=("per_tok",), repr_layers=(heads.layer,))
+    # every residue gets a token: long sequences are windowed whatever ``options`` says
+    options = replace(options, include=("per_tok",), repr_layers=(heads.layer,), long="windows")
     device = resolve_device(device)
     heads = heads.to(device)
     out = {}
@@ -120,17 +121,24 @@ def predict_tokens(
 
 
 def _stream_for(heads: TokenHeads, tokenizer: Tokenizer) -> str:
-    """The head predicting ``tokenizer``'s tokens: trained on its tokens, else of the same name, else of the same
-    alphabet."""
+    """The head predicting ``tokenizer``'s tokens: trained on its tokens, else (a head that does not record its
+    tokenizer) of the same name, else of the same alphabet. A head trained on another tokenizer of the same name or
+    alphabet (another ISM codebook) is refused: its tokens mean other things."""
     for info in heads.streams:
         if info.tokenizer == tokenizer.identity:
             return info.name
-    for info in heads.streams:
-        if info.name == tokenizer.name:
+    alike = [info for info in heads.streams if info.name == tokenizer.name] + [
+        info for info in heads.streams if info.alphabet == tokenizer.alphabet.symbols
+    ]
+    for info in alike:
+        if info.tokenizer is None:
             return info.name
-    for info in heads.streams:
-        if info.alphabet == tokenizer.alphabet.symbols:
-            return info.name
+    if alike:
+        raise InputError(
+            f"the predictor's head {alike[0].name} predicts {alike[0].tokenizer} tokens, the database holds "
+            f"{tokenizer.identity} tokens (another codebook of the same alphabet); use a predictor trained on "
+            "this tokenizer's tokens, or a database made with its tokenizer"
+        )
     raise InputError(
         f"the predictor's heads ({', '.join(s.name for s in heads.streams)}) predict no {tokenizer.identity} tokens "
         f"(alphabet {tokenizer.alphabet.symbols!r})"
