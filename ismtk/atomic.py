@@ -86,7 +86,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
 def _encoded(raw: IO[bytes], path: Path, mode: str) -> Iterator[IO]:
     """``raw`` as the handle ``mode`` asks for (text: UTF-8), gzip-compressed for a ``.gz`` path; flushed (and the
     gzip stream closed) when the block succeeds."""
-    stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
+    stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.lower().endswith(".gz") else raw
     handle = stream if mode == "wb" else io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
     yield handle
     handle.flush()

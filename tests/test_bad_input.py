@@ -452,6 +452,13 @@ def test_repeated_entry_names_are_skipped_and_said(twice, tmp_path):
     assert result.exit_code == EXIT_SKIPPED and "record name x is already taken" in result.output
 
 
+def test_a_file_given_twice_is_said_to_be(twice, tmp_path):
+    one = twice / "1HZ6.pdb.gz"
+    result = _cli("encode", one, one, "-o", tmp_path / "t.fasta", "--tokenizer", "3di", "-t", "1")
+    assert result.exit_code == EXIT_SKIPPED and result.output.count("this file is given twice; leave out one") == 3
+    assert "--chain-names" not in result.output
+
+
 def test_repeated_names_are_caught_across_a_resume(twice, tmp_path, monkeypatch):
     monkeypatch.setattr(resumable, "COMMIT_SECONDS", 0.0)
     files = [twice / "1HZ6.pdb.gz", twice / "d1a32a_.pdb.gz", twice / "sub" / "1HZ6.cif.gz"]

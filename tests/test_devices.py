@@ -48,6 +48,9 @@ def test_auto_is_cuda_when_visible_and_cuda_is_the_local_rank_s_gpu(gpus, monkey
         resolve_device("cuda")
     with pytest.raises(InputError, match="expected auto, cpu, cuda or cuda:N"):
         resolve_device("gpu")
+    for other in ("mps", "meta", "xpu"):  # devices torch knows and ismtk does not run on
+        with pytest.raises(InputError, match="expected auto, cpu, cuda or cuda:N"):
+            resolve_device(other)
     gpus(2)
     assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)

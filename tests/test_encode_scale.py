@@ -447,3 +447,56 @@ def test_ctrl_c_between_results_stops_the_workers_at_once(many, tmp_path):
                         on_result=interrupt)
     assert workers and not _alive(workers), f"workers outlived the interrupt: {_alive(workers)}"
     assert interrupted.tb is not None
+
+
+@pytest.mark.parametrize("suffix", [".fasta", ".fasta.gz"])
+def test_an_interrupt_inside_a_file_s_records_commits_the_files_before_it(tmp_path, suffix):
+    """Ctrl-C between two records of one multi-chain file: the commit on exit must not count the half file, or
+    --resume keeps its first chains, skips the file, and the amino-acid output loses the rest."""
+    out, aa = tmp_path / f"t{suffix}", tmp_path / "aa.fasta"
+    with pytest.raises(KeyboardInterrupt), resumable.ResumableFasta(out, aa, key="k") as writer:
+        writer.write("one_A", "DPV", "MKL")
+        writer.file_done(1, 1, 3, 0, 0)
+        writer.write("two_A", "VVL", "AAG")  # the first chain of the second file, then the interrupt
+        raise KeyboardInterrupt
+    with resumable.ResumableFasta(out, aa, key="k", resume=True) as writer:
+        assert writer.state.files == 1 and list(writer.names()) == ["one_A"]
+        writer.write("two_A", "VVL", "AAG")
+        writer.write("two_B", "LLD", "GGK")
+        writer.file_done(2, 3, 9, 0, 0)
+    read = gzip.decompress if suffix.endswith(".gz") else bytes
+    assert read(out.read_bytes()) == b">one_A\nDPV\n>two_A\nVVL\n>two_B\nLLD\n"
+    assert aa.read_text() == ">one_A\nMKL\n>two_A\nAAG\n>two_B\nGGK\n"
+
+
+def test_a_shard_whose_files_give_no_chain_writes_empty_outputs(many, tmp_path, bad_files):
+    """One run stops with an error; a job array's task must write its (empty) part so the parts add up."""
+    bad = [bad_files["empty"], bad_files["binary"]]
+    paths = [*find_structure_files([many])[:2], *bad]
+    summary = _encode(paths, tmp_path / "s2.fasta", aa_out=tmp_path / "s2.aa", shard=Shard(2, 2))
+    assert summary.chains == 0 and len(summary.skipped) == 2
+    assert (tmp_path / "s2.fasta").read_bytes() == (tmp_path / "s2.aa").read_bytes() == b""
+    with pytest.raises(InputError, match="no chain could be encoded"):
+        _encode(bad, tmp_path / "one.fasta")
+
+
+def test_outputs_never_replace_a_path_list_or_an_input_named_like_a_side_file(many, tmp_path):
+    files = find_structure_files([many])[:2]
+    listed = tmp_path / "paths.txt"
+    listed.write_text("".join(f"{p}\n" for p in files))
+    before = listed.read_bytes()
+    for option in ("-o", "--aa-output"):
+        outputs = ["-o", str(tmp_path / "t.fa"), option, str(listed)]
+        result = runner.invoke(app, ["encode", str(listed), "--tokenizer", "3di", "-t", "1", *outputs])
+        assert result.exit_code == 1 and "names this input" in result.output and listed.read_bytes() == before
+    side = tmp_path / "x.part"
+    shutil.copy(files[0], side)
+    result = runner.invoke(app, ["encode", str(side), "-o", str(tmp_path / "x"), "--tokenizer", "3di"])
+    assert result.exit_code == 1 and "x.part beside it, which would replace this input" in result.output
+    assert side.read_bytes() == files[0].read_bytes()
+
+
+def test_an_upper_case_gz_suffix_writes_gzip(many, tmp_path):
+    out = tmp_path / "t.fasta.GZ"
+    _encode(find_structure_files([many])[:2], out)
+    assert gzip.decompress(out.read_bytes()).startswith(b">")

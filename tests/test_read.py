@@ -428,3 +428,15 @@ def test_a_residue_no_table_knows_bonded_into_the_chain_is_read_as_x(tmp_path):
     path.write_text("\n".join([*variants, "END"]) + "\n")
     chain = read_structure(path).chains[0]
     assert chain.sequence == "GXG" and chain.residue_names.tolist() == ["GLY", "SEC", "GLY"]
+
+
+def test_folders_linked_into_a_folder_are_searched_once(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    for name in ("real/a.pdb", "elsewhere/b.pdb", "elsewhere/deep/c.cif"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "real" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "deep" / "loop").symlink_to(tmp_path / "elsewhere")  # a link cycle ends
+    found = find_structure_files([tmp_path / "real"])
+    assert [p.relative_to(tmp_path / "real").as_posix() for p in found] == [
+        "a.pdb", "linked/b.pdb", "linked/deep/c.cif"]

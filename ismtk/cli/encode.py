@@ -80,7 +80,8 @@ def encode(
         check_gpus(gpus)
     part = Shard.parse(shard)
     paths = find_structure_files(inputs, keep_missing=True)
-    refuse_overwriting(paths, output=output, aa_output=aa_output)
+    beside = {"output": (".part", ".resume"), "aa_output": (".part",)}  # (ismtk.workflows.resumable)
+    refuse_overwriting([*inputs, *paths], beside, output=output, aa_output=aa_output)  # path lists are inputs too
     start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)
     devices = worker_devices(resolve_device(device, tok), threads, gpus)

@@ -16,7 +16,7 @@ import inspect
 import os
 import sys
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -172,11 +172,15 @@ def check_output(path: Path | None, file: bool = False) -> Path | None:
 
 
 def refuse_overwriting(
-    inputs: Iterable[str | Path] | Callable[[], Iterable[str | Path]], **outputs: Path | None
+    inputs: Iterable[str | Path] | Callable[[], Iterable[str | Path]],
+    beside: Mapping[str, tuple[str, ...]] | None = None,
+    **outputs: Path | None,
 ) -> None:
     """Refuse (:class:`InputError`) outputs that name one of the command's ``inputs`` or each other: writing one
     would replace an input before or while it is read, or the other output. ``outputs``: option name -> path;
-    ``inputs`` may be a function that lists them, called only when some output already exists."""
+    ``inputs`` may be a function that lists them, called only when some output already exists. ``beside``:
+    option name -> suffixes of the files written next to that output while it is made (``.part``), which must
+    not be inputs either."""
     named = {option.replace("_", "-"): path for option, path in outputs.items() if path is not None}
     seen: dict[str, str] = {}
     for option, path in named.items():
@@ -184,18 +188,27 @@ def refuse_overwriting(
         if where in seen:
             raise InputError(f"{path}: --{option} and --{seen[where]} name the same file; give each its own")
         seen[where] = option
-    present = {option: path for option, path in named.items() if Path(path).exists()}
+    extra = {option.replace("_", "-"): suffixes for option, suffixes in (beside or {}).items()}
+    written = {
+        (option, Path(f"{path}{suffix}")) for option, path in named.items() for suffix in ("", *extra.get(option, ()))
+    }
+    present = {(option, path) for option, path in written if path.exists()}
     if not present:  # an output that does not exist yet cannot be an input
         return
-    existing = {os.path.realpath(path): option for option, path in present.items()}
-    names = {os.path.basename(p) for p in [*existing, *present.values()]}  # as given and as resolved (links)
+    existing = {os.path.realpath(path): (option, path) for option, path in present}
+    names = {os.path.basename(p) for p in [*existing, *(path for _, path in present)]}  # as given and resolved
     # a million inputs: string work for all of them, the file system only for a namesake of an output
     for item in inputs() if callable(inputs) else inputs:
         if os.path.basename(item) not in names:
             continue
-        option = existing.get(os.path.realpath(item))
-        if option is not None:
+        hit = existing.get(os.path.realpath(item))
+        if hit is None:
+            continue
+        option, path = hit
+        if path == named[option]:
             raise InputError(f"{item}: --{option} names this input, which writing would replace; give another name")
+        raise InputError(f"{item}: writing --{option} {named[option]} goes through {path.name} beside it, which "
+                         "would replace this input; give another output name")
 
 
 def refuse_writing_into_databases(inputs: Iterable[str | Path], **outputs: Path | None) -> None:

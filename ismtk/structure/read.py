@@ -14,7 +14,7 @@ import itertools
 import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -130,7 +130,7 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
+            files = sorted(p for p in _files_under(path) if _is_structure_file(p))
             if not files and (path / "names.txt").is_file() and not (path / "ismtk-db.json").is_file():
                 raise InputError(f"{path / 'ismtk-db.json'}: missing, so {path} is an ismtk database without its "
                                  "header (damaged?); make it again with createdb")
@@ -158,6 +158,21 @@ def _expand(inputs: Iterable[str | Path], keep_missing: bool, lists: tuple[Path,
         else:
             raise InputError(f"{path}: no such file or folder")
     return found
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder``, through linked folders too (each real folder once, so a link loop ends)."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for name in files:
+            path = Path(root, name)
+            if path.is_file():  # (not a broken link, a socket or a pipe)
+                yield path
 
 
 def entry_name(path: str | Path) -> str:

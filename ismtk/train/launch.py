@@ -85,7 +85,9 @@ def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):  # (torch knows mps, xpu, meta: not run here)
+        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
     if resolved.type != "cuda":
         return resolved
     if not torch.cuda.is_available():

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
@@ -141,20 +141,24 @@ class FileResult:
 class EntryNames:
     """Entry names given out so far: a chain whose name is taken is skipped, the first one keeps it.
 
-    ``names`` are names already taken (the records of a resumed run).
+    ``names`` are names already taken: the records of a resumed run (iterable), or name -> the file that gave it
+    (a mapping: the files of earlier shards).
     """
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        self._source: dict[str, str | None] = dict.fromkeys(names)
+    def __init__(self, names: Iterable[str] | Mapping[str, str | None] = ()) -> None:
+        self._source: dict[str, str | None] = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names)
 
     def claim(self, result: FileResult) -> FileResult:
         """``result`` with the chains whose names are taken moved to its skipped chains; takes the others'."""
         kept, skipped = [], list(result.skipped)
+        mine: set[str] = set()
         for chain in result.chains:
             if chain.name in self._source:
                 first = self._source[chain.name]
                 by = f"{first}, read earlier" if first is not None else "an earlier record"
-                if first == result.path:  # chains of one file named alike (--chain-names never)
+                if first == result.path and chain.name not in mine:  # the same file named twice
+                    fix = "this file is given twice; leave out one"
+                elif first == result.path:  # chains of one file named alike (--chain-names never)
                     fix = "name chains apart with --chain-names auto or always"
                 elif first is not None and entry_name(first) == entry_name(result.path):  # 1abc.pdb and 1abc.cif
                     fix = "rename one of the files, or leave one out"
@@ -164,6 +168,7 @@ class EntryNames:
                 skipped.append(StructureError(result.path, message, chain.chain_id or chain.name))
             else:
                 self._source[chain.name] = result.path
+                mine.add(chain.name)
                 kept.append(chain)
         return result if len(kept) == len(result.chains) else replace(result, chains=kept, skipped=skipped)
 
@@ -542,28 +547,29 @@ def encode_to_fasta(
         earlier = every[: (shard.index - 1) * len(every) // shard.count]  # the files of the shards before this one
         taken = earlier_shard_names(earlier, paths[done:], tokenizer, options)
         with closing(encode_files(paths[done:], tokenizer, options, threads, devices)) as results:
-            summary = _write(results, tokenizer, out, on_result, taken)
+            summary = _write(results, tokenizer, out, on_result, taken, empty_ok=shard.count > 1)
     return summary
 
 
 def earlier_shard_names(
     earlier: Sequence[str], mine: Sequence[str], tokenizer: Tokenizer, options: ReadOptions = ReadOptions()
-) -> list[str]:
-    """The entry names that the files before a shard (``earlier``) give out in one run and that a file of the
-    shard (``mine``) could also have: one run skips such a name after its first file, so a shard must know it for
-    the shards' outputs to add up to one run's. Names are a file's name, or that plus ``_CHAIN``, so only files
-    whose names are equal, or one a ``_``-prefix of the other, can collide; those few earlier files are encoded
-    here (most shards: none)."""
+) -> dict[str, str]:
+    """The entry names (-> their file) that the files before a shard (``earlier``) give out in one run and that a
+    file of the shard (``mine``) could also have: one run skips such a name after its first file, so a shard must
+    know it for the shards' outputs to add up to one run's. Names are a file's name, or that plus ``_CHAIN``, so
+    only files whose names are equal, or one a ``_``-prefix of the other, can collide; those few earlier files are
+    encoded here (most shards: none)."""
 
     def prefixes(base: str) -> set[str]:
         return {base} | {base[:i] for i, c in enumerate(base) if c == "_"}
 
     bases = {entry_name(p) for p in mine}
     below = set().union(*map(prefixes, bases)) if bases else set()
-    names = []
+    names: dict[str, str] = {}
     for path, base in ((p, entry_name(p)) for p in earlier):
         if base in below or prefixes(base) & bases:
-            names += [chain.name for chain in encode_file(path, tokenizer, options).chains]
+            for chain in encode_file(path, tokenizer, options).chains:
+                names.setdefault(chain.name, path)
     return names
 
 
@@ -583,9 +589,15 @@ def write_fasta(
 
 
 def _write(
-    results, tokenizer: Tokenizer, out: ResumableFasta, on_result, taken: Iterable[str] = ()
+    results,
+    tokenizer: Tokenizer,
+    out: ResumableFasta,
+    on_result,
+    taken: Mapping[str, str] | None = None,
+    empty_ok: bool = False,
 ) -> EncodeSummary:
-    """Write ``results``; names in ``taken`` (given out by earlier shards) or already written are skipped."""
+    """Write ``results``; names in ``taken`` (given out by earlier shards) or already written are skipped. Unless
+    ``empty_ok`` (a shard of a job array, whose empty part the others' add up with), no chain at all is an error."""
     before = out.state
     summary = EncodeSummary(
         files=before.files,
@@ -597,7 +609,7 @@ def _write(
         skipped_before=before.skipped,
     )
     start = time.perf_counter()
-    names = EntryNames([*out.names(), *taken])
+    names = EntryNames({**dict.fromkeys(out.names()), **(taken or {})})
     for result in results:
         result = names.claim(result)
         summary.files += 1
@@ -611,7 +623,7 @@ def _write(
         out.file_done(summary.files, summary.chains, summary.residues, summary.failed_files, summary.skip_count)
         if on_result is not None:
             on_result(result)
-    if summary.chains == 0 and summary.files > 0:  # (an empty shard writes empty outputs)
+    if summary.chains == 0 and summary.files > 0 and not empty_ok:
         raise InputError(f"no chain could be encoded from {summary.files} file(s); nothing written")
     summary.seconds = time.perf_counter() - start
     return summary

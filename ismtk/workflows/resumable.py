@@ -58,7 +58,7 @@ class _Part:
     def __init__(self, target: Path, length: int | None) -> None:
         self.target = target
         self.path = target.with_name(target.name + ".part")
-        self.gzip = target.name.endswith(".gz")
+        self.gzip = target.name.lower().endswith(".gz")
         if length is None:
             self.handle: IO[bytes] = open(self.path, "wb")
         else:
@@ -73,6 +73,7 @@ class _Part:
             self.handle.truncate(length)
             self.handle.seek(length)
         self.buffer: list[str] = []
+        self._marked = length or 0  # plain: the byte length at the last mark; gzip: the records buffered by then
 
     def write(self, text: str) -> None:
         if self.gzip:
@@ -80,13 +81,23 @@ class _Part:
         else:
             self.handle.write(text.encode())
 
-    def flush(self) -> int:
-        """Write what is buffered, flush to the OS, and return the file length."""
-        if self.buffer:
-            self.handle.write(gzip.compress("".join(self.buffer).encode(), mtime=0))
-            self.buffer.clear()
+    def mark(self) -> None:
+        """Note the end of an input file's records: the point that :meth:`flush` with ``to_mark`` commits."""
+        self._marked = len(self.buffer) if self.gzip else self.handle.tell()
+
+    def flush(self, to_mark: bool = False) -> int:
+        """Write what is buffered, flush to the OS, and return the file length; with ``to_mark``, the length at
+        the last :meth:`mark` (records written after it, an input file cut short, are left out: a gzip output
+        drops them, a plain one keeps bytes past that length, which a resume truncates)."""
+        if self.gzip:
+            if to_mark:
+                del self.buffer[self._marked:]
+            if self.buffer:
+                self.handle.write(gzip.compress("".join(self.buffer).encode(), mtime=0))
+                self.buffer.clear()
+            self._marked = 0
         self.handle.flush()
-        return self.handle.tell()
+        return self._marked if to_mark and not self.gzip else self.handle.tell()
 
     def finish(self) -> None:
         self.flush()
@@ -219,6 +230,8 @@ class ResumableFasta:
         """Mark the end of one input file's records; a commit point is written at most every
         :data:`COMMIT_SECONDS`."""
         self._pending = Progress(files, chains, residues, failed_files, skipped)
+        for part in self.parts:
+            part.mark()
         if time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self._commit()
 
@@ -226,7 +239,7 @@ class ResumableFasta:
         if self._pending is None:
             return
         assert self._journal is not None
-        lengths = [part.flush() for part in self.parts]
+        lengths = [part.flush(to_mark=True) for part in self.parts]  # (on exit: not a file's records cut short)
         p = self._pending
         self._journal.write(
             " ".join(map(str, (p.files, p.chains, p.residues, p.failed_files, p.skipped, *lengths))) + "\n"
