@@ -169,6 +169,7 @@ def _files_under(folder: Path) -> Iterator[Path]:
             dirs.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
+        dirs.sort()  # a folder reached twice (a link beside it) is listed under the same path on every run
         for name in files:
             path = Path(root, name)
             if path.is_file():  # (not a broken link, a socket or a pipe)
