@@ -66,9 +66,44 @@ def test_several_inputs_each_with_its_own_index(tmp_path):
     assert len(clusters) == len(set(clusters)) == len(corpus.clusters)
     assert any("classification.tsv: 2 rows, 1 train chains in 1 clusters" in n for n in corpus.notes)
     assert not any(n.startswith("warning") for n in corpus.notes)
-    forgotten = load_corpus([DATA, extra])  # the table not given: its bench homolog is trained on, and said so
-    assert "1ACB_dom.pdb.gz" in {Path(e.path).name for e in forgotten.train + forgotten.val}
-    assert any(n.startswith(f"warning: {table} lists 2 of the input files") for n in forgotten.notes)
+    with pytest.raises(InputError, match=f"{table} marks 1 of the input files as benchmark"):
+        load_corpus([DATA, extra])  # the table not given: its bench homolog would be trained on
+    kept = load_corpus([DATA, extra], corpus_filter=CorpusFilter(drop_bench_homologs=False))
+    assert "1ACB_dom.pdb.gz" in {Path(e.path).name for e in kept.train + kept.val}
+    assert any(n.startswith(f"{table} lists 2 of the input files") for n in kept.notes)
+
+
+def test_a_table_above_an_input_folder_filters_too_and_bench_domains_are_dropped(tmp_path):
+    """``train-ae structures/pdb``: the index sits one folder up; a scope40_dev-style table marks bench domains by
+    their role."""
+    with pytest.raises(InputError, match="index.csv marks 1 of the input files as benchmark"):
+        load_corpus([DATA / "pdb"])
+    assert "1AY7_l_u.pdb.gz" not in {Path(e.path).name for e in load_corpus([DATA / "pdb"], [DATA / "index.csv"]).train}
+    scop = tmp_path / "scop"
+    (scop / "pdb").mkdir(parents=True)
+    for name in ("1BVN_l_u.pdb.gz", "1ACB_l_u.pdb.gz"):
+        shutil.copy(DATA / "pdb" / name, scop / "pdb" / name)
+    table = scop / "classification.tsv"
+    table.write_text("sid\tfile\trole\nx\tpdb/1BVN_l_u.pdb.gz\tmatrix_train\ny\tpdb/1ACB_l_u.pdb.gz\tbench\n")
+    corpus = load_corpus([scop], [table])
+    assert [Path(e.path).name for e in corpus.train + corpus.val] == ["1BVN_l_u.pdb.gz"]
+    assert any("dropped 1 row(s): a scope40_dev bench domain" in n for n in corpus.notes)
+
+
+def test_the_order_of_the_inputs_does_not_change_the_data(tmp_path):
+    """Two tables clustered jointly share clusters: which chain of a shared cluster an epoch draws, and which
+    residues validation reads, must not depend on which input came first (a resume with the inputs swapped)."""
+    extra = tmp_path / "more"
+    (extra / "pdb").mkdir(parents=True)
+    for name in ("1BVN_l_u.pdb.gz", "1D6R_l_u.pdb.gz", "1ACB_l_u.pdb.gz"):
+        shutil.copy(DATA / "pdb" / name, extra / "pdb" / name.replace("_l_u", "_x"))
+    (extra / "index.csv").write_text(  # clusters 158 and 61 shared with the first table's
+        "file,chain,cluster40,split\npdb/1BVN_x.pdb.gz,,158,train\npdb/1ACB_x.pdb.gz,,61,train\n"
+        "pdb/1D6R_x.pdb.gz,A,160,val\n"
+    )
+    one, two = load_corpus([DATA, extra]), load_corpus([extra, DATA])
+    assert one.train == two.train and one.val == two.val and one.fingerprint() == two.fingerprint()
+    assert all(epoch_entries(one, epoch, 0) == epoch_entries(two, epoch, 0) for epoch in range(8))
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():

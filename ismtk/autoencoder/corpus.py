@@ -65,7 +65,8 @@ class CorpusFilter:
     """Index rows left out of training and validation, so that later benchmarks stay clean.
 
     ``drop_bench_homologs``: rows whose ``scope40_dev_homolog`` contains ``bench`` (homologous at 40% to a
-    ``scope40_dev`` benchmark domain; the tokens made by this model are benchmarked there).
+    ``scope40_dev`` benchmark domain; the tokens made by this model are benchmarked there), and rows with ``role =
+    bench`` (those domains themselves, in ``scope40_dev/classification.tsv``).
     ``drop_ts50_homologs``: rows with ``ts50_homolog = 1`` (homologous to the TS50 probe set).
     """
 
@@ -145,7 +146,7 @@ def load_corpus(
         covered |= mentioned
     rest = [f for f in files if str(Path(f).resolve()) not in covered]
     if rest:
-        corpus.notes += _unused_filter_tables(inputs, tables, {str(Path(f).resolve()) for f in rest})
+        corpus.notes += _unused_filter_tables(inputs, tables, {str(Path(f).resolve()) for f in rest}, corpus_filter)
         part = _corpus_from_files(rest, val_fraction, seed)
         corpus.train += part.train
         corpus.val += part.val
@@ -154,28 +155,60 @@ def load_corpus(
         raise InputError(
             "no training chains left among the inputs (check the paths, the chain indexes and the filters)"
         )
+    # the inputs' order must not matter: it picks a cluster's chains and seeds the validation draws
+    for part in (corpus.train, corpus.val):
+        part.sort(key=lambda e: (Path(e.path).name, e.chain or "", e.path))
     return corpus
 
 
-def _unused_filter_tables(inputs: Sequence[str | Path], used: list[Path], untabled: set[str]) -> list[str]:
-    """Warnings for tables at the top of input folders, not given as an index, that list homology filters for some
-    of the ``untabled`` files (for example ``cath2738/classification.tsv``): those files are trained on unfiltered."""
-    warnings, given = [], {t.resolve() for t in used}
-    for folder in (Path(p) for p in inputs if Path(p).is_dir()):
-        for table in sorted([*folder.glob("*.tsv"), *folder.glob("*.csv")]):
-            if table.resolve() in given:
-                continue
-            try:
-                rows = _read_table(table)
-            except InputError:
-                continue  # not a chain index
-            if not rows or not {"scope40_dev_homolog", "ts50_homolog"} & set(rows[0]):
-                continue
-            listed = sum(str((table.parent / row["file"]).resolve()) in untabled for row in rows)
-            if listed:
-                warnings.append(f"warning: {table} lists {listed} of the input files with homology filters, but is "
-                                f"not a chain index of this run: give it with --index to drop benchmark homologs")
-    return warnings
+#: Folders above an input file searched for tables that filter it (its own folder, then two more: ``data/X/pdb``).
+_TABLE_LEVELS = 3
+_FILTER_COLUMNS = ("scope40_dev_homolog", "ts50_homolog", "role")
+
+
+def _unused_filter_tables(
+    inputs: Sequence[str | Path], used: list[Path], untabled: set[str], corpus_filter: CorpusFilter
+) -> list[str]:
+    """Tables this run does not use (in an input folder, or up to two folders above an input file, e.g.
+    ``cath2738/classification.tsv`` or ``structures/index.csv`` for ``structures/pdb``) that list homology filters
+    for some of the ``untabled`` files. Raises :class:`InputError` when the filter would drop one of them (a
+    benchmark homolog would be trained on); otherwise a note for each."""
+    given = {t.resolve() for t in used}
+    folders = {Path(p).resolve() for p in inputs if Path(p).is_dir()}
+    for path in map(Path, untabled):
+        folders.update(path.parents[:_TABLE_LEVELS])
+    notes = []
+    for table in sorted({t.resolve() for f in folders for t in [*f.glob("*.tsv"), *f.glob("*.csv")]} - given):
+        try:
+            rows = _read_table(table)
+        except InputError:
+            continue  # not a chain index
+        if not rows or not set(_FILTER_COLUMNS) & set(rows[0]):
+            continue
+        listed = [row for row in rows if str((table.parent / row["file"]).resolve()) in untabled]
+        if not listed:
+            continue
+        leaking = sum(_dropped_by(row, corpus_filter) is not None for row in listed)
+        if leaking:
+            raise InputError(
+                f"{table} marks {leaking} of the input files as benchmark domains or their homologs, but is not a "
+                "chain index of this run, so they would be trained on: give it with --index (or keep them on purpose "
+                "with --keep-bench-homologs / --keep-ts50-homologs)"
+            )
+        notes.append(f"{table} lists {len(listed)} of the input files (none a benchmark homolog); give it with "
+                     "--index to use its clusters")
+    return notes
+
+
+def _dropped_by(row: dict[str, str], corpus_filter: CorpusFilter) -> str | None:
+    """Why ``corpus_filter`` leaves an index row out of training and validation, or ``None``."""
+    if corpus_filter.drop_bench_homologs and (row.get("role") or "").strip() == "bench":
+        return "a scope40_dev bench domain"
+    if corpus_filter.drop_bench_homologs and "bench" in (row.get("scope40_dev_homolog") or ""):
+        return "homologous to scope40_dev bench"
+    if corpus_filter.drop_ts50_homologs and (row.get("ts50_homolog") or "0").strip() == "1":
+        return "homologous to ts50"
+    return None
 
 
 def _read_table(index: Path) -> list[dict[str, str]]:
@@ -203,11 +236,9 @@ def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter
             dropped["file not among the inputs"] += 1
             continue
         mentioned.add(path)
-        if corpus_filter.drop_bench_homologs and "bench" in (row.get("scope40_dev_homolog") or ""):
-            dropped["homologous to scope40_dev bench"] += 1
-            continue
-        if corpus_filter.drop_ts50_homologs and (row.get("ts50_homolog") or "0").strip() == "1":
-            dropped["homologous to ts50"] += 1
+        why = _dropped_by(row, corpus_filter)
+        if why is not None:
+            dropped[why] += 1
             continue
         chain = row.get("chain")
         cluster = (row.get("cluster40") or "").strip() or f"{path}:{chain}"
