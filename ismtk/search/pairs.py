@@ -199,9 +199,11 @@ def read_chains(
     """``name -> ((L, 3) float32 C-alpha coordinates, amino acids)`` of every chain in ``paths``.
 
     Files or chains that cannot be read raise :class:`ismtk.errors.StructureError`, or with ``on_skip`` are
-    reported to it and left out.
+    reported to it and left out; so is a chain whose name an earlier file's chain has (the first keeps it, as in
+    ``encode`` and ``createdb``).
     """
-    chains = {}
+    chains: dict[str, tuple[np.ndarray, str]] = {}
+    source: dict[str, str] = {}
     for path in paths:
         try:
             read = read_structure(path, options)
@@ -211,7 +213,16 @@ def read_chains(
             on_skip(str(exc))
             continue
         for chain in read.chains:
+            if chain.name in source:
+                first = source[chain.name]
+                problem = StructureError(path, f"entry name {chain.name} is already taken by {first}, read earlier; "
+                                         "rename one of the files, or leave one out", chain.chain_id or chain.name)
+                if on_skip is None:
+                    raise problem
+                on_skip(str(problem))
+                continue
             chains[chain.name] = (chain.ca, chain.sequence)
+            source[chain.name] = str(path)
     return chains
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import FAMILY_D58, HOMOLOGS, OTHER
 
-from ismtk.errors import InputError
+from ismtk.errors import InputError, StructureError
 from ismtk.search.db import SequenceDB, is_db
 from ismtk.search.learn import learn_matrix
 from ismtk.search.matrix import SubstitutionMatrix
@@ -181,3 +181,18 @@ def test_read_chains_uses_entry_names(domains_dir):
     assert set(chains) >= {*HOMOLOGS, *FAMILY_D58, OTHER}
     ca, seq = chains[OTHER]
     assert ca.shape == (len(seq), 3)
+
+
+def test_a_name_two_files_give_keeps_the_first_as_createdb_does(domains_dir, tmp_path):
+    """a/x.pdb.gz and b/x.pdb.gz: the alignments must be of the structure the database holds under that name."""
+    first, second = (domains_dir / f"{name}.pdb.gz" for name in (HOMOLOGS[0], OTHER))
+    for folder, source in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "x.pdb.gz")
+    paths = [tmp_path / "a" / "x.pdb.gz", tmp_path / "b" / "x.pdb.gz"]
+    skipped: list[str] = []
+    chains = read_chains(paths, on_skip=skipped.append)
+    assert np.array_equal(chains["x"][0], read_chains([first])[HOMOLOGS[0]][0])
+    assert len(skipped) == 1 and "entry name x is already taken by" in skipped[0] and str(paths[1]) in skipped[0]
+    with pytest.raises(StructureError, match="already taken"):
+        read_chains(paths)
