@@ -70,7 +70,9 @@ def ism_folder(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("ism")
     torch.manual_seed(0)
     save_autoencoder(AtomicAutoencoder(AutoencoderConfig(width=16, heads=2, layers=1, decoder_layers=1)), root / "ae")
-    args = ["cluster", str(root / "ae"), str(data / "scope40_dev" / "pdb"), "-o", str(root / "tok"), "-k", "4"]
+    scop = data / "scope40_dev"  # its matrix_train domains: the table leaves the bench out
+    args = ["cluster", str(root / "ae"), str(scop / "pdb"), "--index", str(scop / "classification.tsv"), "-o",
+            str(root / "tok"), "-k", "4"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     symbols = load_tokenizer(root / "tok").alphabet.symbols
@@ -104,3 +106,21 @@ def test_a_data_folder_without_structures_is_refused_before_any_work_for_ism_tok
                                       "--tokenizer", str(ism_folder)])
     assert result.exit_code == 1 and "no structures/ folder" in result.output, result.output
     assert not (tmp_path / "card").exists()
+
+
+def test_an_encoded_database_is_reused_only_for_the_same_files(tmp_path, data):
+    """A second card into the same folder on other data must not score the first data's database."""
+    from ismtk.bench.tokens import token_report
+    from ismtk.search.db import SequenceDB
+
+    other = tmp_path / "other"
+    shutil.copytree(data / "scope40_dev", other / "scope40_dev")
+    shutil.copytree(data / "cath2738", other / "cath2738")
+    decoy = other / "cath2738" / "pdb" / "2hprA00.pdb.gz"
+    decoy.rename(decoy.with_name("1acbA00.pdb.gz"))  # another decoy's name, the same structure
+    out, said = tmp_path / "card", []
+    token_report(["3di"], data, out, log=said.append)
+    token_report(["3di"], data, out, log=said.append)
+    assert sum("reusing" in line for line in said) == 1
+    token_report(["3di"], other, out, log=said.append)
+    assert "1acbA00" in SequenceDB.load(out / "0_3di" / "db").names  # encoded again from the other data

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -158,6 +159,17 @@ def _split(data: Path) -> tuple[list[str], set[str]]:
     return bench, train
 
 
+def _database_key(folders: Sequence[Path], identity: str) -> str:
+    """What an encoded database depends on: the tokenizer and every structure file (path, size, time)."""
+    from ismtk.structure import find_structure_files
+
+    digest = hashlib.sha256(identity.encode())
+    for path in find_structure_files(folders):
+        info = path.stat()
+        digest.update(f"\n{path.resolve()}\t{info.st_size}\t{info.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 def token_report(
     tokenizers: Sequence[str],
     data: str | Path,
@@ -186,10 +198,16 @@ def token_report(
         name = str(spec) if str(spec) in TOKENIZERS else Path(spec).name
         folder = out_dir / f"{i}_{name}"
         db_path = folder / "db"
-        log(f"{name}: encoding scope40_dev and cath2738")
-        if not db_path.is_dir():
-            db = load_search_db([data / "scope40_dev" / "pdb", data / "cath2738" / "pdb"], spec, threads=threads)
-            db.save(db_path)
+        sources = [data / "scope40_dev" / "pdb", data / "cath2738" / "pdb"]
+        key, stamp = _database_key(sources, tokenizer.identity), folder / "db.key"
+        if db_path.is_dir() and stamp.is_file() and stamp.read_text() == key:
+            log(f"{name}: reusing {db_path} (the same tokenizer and files)")
+        else:  # (a database of another data folder or tokenizer left by an earlier run is replaced)
+            log(f"{name}: encoding scope40_dev and cath2738")
+            stamp.unlink(missing_ok=True)
+            load_search_db(sources, spec, threads=threads).save(db_path)
+            with atomic_write(stamp) as handle:
+                handle.write(key)
         db = load_search_db([db_path], spec)
         log(f"{name}: searching {len(bench)} bench queries against {len(db.names)} entries")
         options = SearchOptions(threads=threads, aa_weight=0.0)  # the tokens alone: the card judges tokens
@@ -271,5 +289,6 @@ def _plot(path: Path, reports: Sequence[TokenReport]) -> None:
     axes[2].set_ylabel("token accuracy")
     axes[2].set_title("predictability from a ±7 AA window (green) / majority (grey)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, dpi=110, format="png")
     plt.close(fig)
