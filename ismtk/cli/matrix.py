@@ -94,7 +94,7 @@ def learn_matrix(
     """
     from ismtk.search.learn import learn_matrix as learn
     from ismtk.search.matrix import write_matrix
-    from ismtk.workflows.search import load_search_db
+    from ismtk.workflows.search import RELIABLE_FIT_ENTRIES, load_search_db
 
     refuse_overwriting([tokens, *alignments], output=output)
     if tokenizer is None:
@@ -102,6 +102,9 @@ def learn_matrix(
     skips = console.Skips()
     db = load_search_db([tokens], tokenizer, on_skip=skips)
     matrix, report = learn(db, alignments, min_tm, pseudocount, gap_open, gap_extend, null_pairs)
+    if len(db) < RELIABLE_FIT_ENTRIES:
+        console.warn(f"its E-value parameters were fitted on only {len(db)} entries and are rough; store better ones "
+                     "with 'ismtk fit-evalue' on a larger set of representative sequences")
     write_matrix(output, matrix)
     console.info(
         f"learned from {report.pairs:,} close pairs of {report.alignments:,} alignments "
@@ -133,7 +136,8 @@ def fit_evalue(
     if tokenizer is None and mode != "aa":
         warn_untagged([sequences], advice=_TOKENS_ADVICE)
     skips = console.Skips()
-    fitted, params = fit_matrix_evd(matrix, [sequences], mode, tokenizer, gap_open, gap_extend, null_pairs, skips)
+    fitted, params = fit_matrix_evd(matrix, [sequences], mode, tokenizer, gap_open, gap_extend, null_pairs, skips,
+                                    console.warn)
     write_matrix(output, fitted)
     console.info(f"lambda {params.lam:.4g}, K {params.k:.4g} for gaps {gap_open}/{gap_extend} -> {output}")
     skips.finish()

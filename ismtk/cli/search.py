@@ -34,12 +34,8 @@ from ismtk.cli.options import (
 from ismtk.errors import InputError
 from ismtk.search.db import may_hold_db
 from ismtk.search.m8 import DEFAULT_COLUMNS
-from ismtk.search.matrix import DEFAULT_MATRICES
 
 __all__ = ["createdb", "easy_search", "merge_hits", "search"]
-
-#: Fewer target entries than this give a rough E-value fit (random pairs of few sequences repeat).
-_RELIABLE_FIT = 100
 
 Predictor = Annotated[
     Path | None,
@@ -219,16 +215,13 @@ def _search(
     predictor: Path | None = None,
 ) -> None:
     from ismtk.structure.read import find_structure_files
-    from ismtk.workflows.search import input_kind, search_to_m8
+    from ismtk.workflows.search import RELIABLE_FIT_ENTRIES, input_kind, search_to_m8
 
     refuse_overwriting(partial(find_structure_files, [query, target], keep_missing=True), output=output)
     refuse_writing_into_databases([query, target], output=output)
     if tokenizer is None and predictor is None and alignment.mode != "aa":
         warn_untagged([target])
         warn_untagged([query], f"the target's ({target}: {_main_tokens(target)})")
-    if alignment.mode != "aa" and str(alignment.matrix).lower() == DEFAULT_MATRICES["aa"]:
-        console.warn(f"--matrix {alignment.matrix} scores amino acids, but this search aligns structure tokens; "
-                     "add --mode aa to align amino acids")
     options = alignment.search_options(threads, hits)
     if options.split is not None and special_output(output):
         raise InputError(f"{output}: --split writes its key file beside the .m8, so -o must name a file, not a device "
@@ -237,7 +230,9 @@ def _search(
     with _encoding_progress(input_kind([target]) == "structures") as advance:
         run = search_to_m8([query], [target], output, alignment.matrix, tokenizer, alignment.mode, format_output,
                            options, reading.read_options(), skips, predictor, judging.options(), advance)
-    if run.evd_fitted and run.targets < _RELIABLE_FIT:
+    for note in run.notes:
+        console.warn(note)
+    if run.evd_fitted and run.targets < RELIABLE_FIT_ENTRIES:
         # fit-evalue stores parameters in a matrix header, which serves the tokens alone
         store = " or store parameters with 'ismtk fit-evalue'" if not alignment.score and not run.aa_weight else ""
         console.warn(f"E-value parameters fitted on only {run.targets} target entries are rough; search a larger "

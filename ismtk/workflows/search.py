@@ -391,6 +391,30 @@ def with_score(
     return resolve_score(replace(options, score=parse_score(score)), target)
 
 
+#: E-value parameters fitted on fewer database entries than this are rough (a few sequences' null pairs).
+RELIABLE_FIT_ENTRIES = 100
+
+
+def matrix_mismatch(matrix: SubstitutionMatrix, tokens: str | None) -> str | None:
+    """Why ``matrix`` does not fit what is aligned (``tokens``: the identity of the token track, ``None`` for amino
+    acids), read from its title (``learn-matrix`` writes the tokenizer's identity first; BLOSUM/PAM tables name
+    themselves), or ``None`` when the title names nothing it contradicts. Letters shared by two alphabets (every
+    3Di letter is an ISM token) cannot tell a foreign matrix apart; its title can."""
+    from ismtk.tokenizers import TOKENIZERS
+
+    learned_for = matrix.title.split(" ", 1)[0] if matrix.title else ""
+    if learned_for.upper().startswith(("BLOSUM", "PAM")):
+        return None if tokens is None else (f"it is an amino-acid matrix ({learned_for}), but structure tokens "
+                                            f"({tokens}) are aligned; add --mode aa to align amino acids")
+    if learned_for.partition(":")[0].lower() not in TOKENIZERS:
+        return None
+    if tokens is None:
+        return f"it was learned for {learned_for} tokens, but amino acids are aligned"
+    if learned_for != tokens:
+        return f"it was learned for {learned_for} tokens, but these are {tokens} tokens (their letters mean others)"
+    return None
+
+
 @dataclass(frozen=True)
 class SearchRun:
     """Counts of one search."""
@@ -403,6 +427,8 @@ class SearchRun:
     evd_fitted: bool
     #: The weight of the amino acids searched (0: none; the default resolved, see :func:`with_aa_weight`).
     aa_weight: float = 0.0
+    #: Things worth a warning: a matrix given that does not fit what is aligned (:func:`matrix_mismatch`).
+    notes: tuple[str, ...] = ()
 
 
 def search_to_m8(
@@ -459,6 +485,7 @@ def search_to_m8(
     else:
         query_db, _ = open_input(query, chosen, read_options, options.threads, on_skip, mode=mode)
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
+    mismatch = None if matrix is None else matrix_mismatch(substitution, None if mode == "aa" else target_db.tokenizer)
     options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target), matrices)
     # TM-align replaces the Smith-Waterman alignments, but for chains too short for it, which keep their own
@@ -476,8 +503,9 @@ def search_to_m8(
     keys = shard_keys(output, options.split, query_db, target_db, names, options.max_seqs, settings)
     with atomic_write(output, "w") as out, keys as keys:
         count = write_m8(out, hits, query_db, target_db, names, keys)
+    notes = () if mismatch is None else (f"--matrix {matrix}: {mismatch}",)
     return SearchRun(len(query_db), len(target_db), count, time.perf_counter() - start, searcher.evd,
-                     searcher.evd_fitted, searcher.options.aa_weight)
+                     searcher.evd_fitted, searcher.options.aa_weight, notes)
 
 
 def _search_settings(searcher: Searcher, judge: JudgeOptions) -> dict[str, object]:
@@ -567,10 +595,18 @@ def fit_matrix_evd(
     gap_extend: int = DEFAULT_GAP_EXTEND,
     null_pairs: int = DEFAULT_NULL_PAIRS,
     on_skip: SkipHandler | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[SubstitutionMatrix, EvdParams]:
     """``matrix`` with E-value parameters fitted on null pairs of ``sequences`` (see :mod:`ismtk.search.evalue`);
-    inputs left out go to ``on_skip``."""
+    inputs left out go to ``on_skip``; ``on_note`` hears of a matrix that does not fit the sequences
+    (:func:`matrix_mismatch`) and of a fit on fewer than :data:`RELIABLE_FIT_ENTRIES` entries."""
     db = load_search_db(sequences, tokenizer, mode, on_skip=on_skip)
     substitution = load_matrix(matrix, db.tokenizer)
+    mismatch = matrix_mismatch(substitution, None if mode == "aa" else db.tokenizer)
+    if on_note is not None and mismatch is not None:
+        on_note(f"{matrix}: {mismatch}")
+    if on_note is not None and len(db) < RELIABLE_FIT_ENTRIES:
+        on_note(f"E-value parameters fitted on only {len(db)} entries are rough; fit on a larger set of "
+                "representative sequences")
     params = fit_evd(Aligner(substitution, db.alphabet.symbols, gap_open, gap_extend), db, null_pairs)
     return substitution.with_evd(params), params

@@ -10,6 +10,7 @@ import pytest
 from helpers import FAMILY_D58, HOMOLOGS, OTHER
 from typer.testing import CliRunner
 
+import ismtk
 from ismtk.cli import app
 from ismtk.cli.console import EXIT_ERROR, EXIT_SKIPPED
 from ismtk.search.db import SequenceDB
@@ -195,9 +196,12 @@ def test_user_errors_are_one_line_and_exit_1(db, tmp_path):
 
 def test_fit_evalue_stores_parameters(db, tmp_path):
     out = tmp_path / "b62.out"
-    _run("fit-evalue", "blosum62", db, "-o", out, "--mode", "aa", "--null-pairs", "200")
+    said = _run("fit-evalue", "blosum62", db, "-o", out, "--mode", "aa", "--null-pairs", "200").output
     params = read_matrix(out).evd_for(10, 1)
     assert params is not None and 0 < params.lam < 2
+    assert "fitted on only 5 entries are rough" in said and "amino-acid matrix" not in said
+    said = _run("fit-evalue", "ism", db, "-o", tmp_path / "ism.out", "--null-pairs", "200").output
+    assert "ism: it was learned for ism:" in said and "but these are 3di tokens" in said
 
 
 def test_matrix_commands_report_skipped_inputs_and_keep_their_inputs(domains_dir, tmp_path):
@@ -286,7 +290,13 @@ def test_an_untagged_fasta_read_as_default_tokens_is_warned_of(tmp_path, domains
     for extra in ([tokens, tokens], [aa, tokens, "--tokenizer", "3di"]):
         assert "no tokenizer= tag" not in _run("search", *extra, "-o", tmp_path / "b.m8").output
     blosum = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "blosum62").output
-    assert "--matrix blosum62 scores amino acids" in blosum and "--mode aa" in blosum
+    assert "--matrix blosum62: it is an amino-acid matrix (BLOSUM62)" in blosum and "--mode aa" in blosum
+    shipped = Path(ismtk.__file__).parent / "data" / "matrices"
+    by_path = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", shipped / "blosum62.out").output
+    assert "it is an amino-acid matrix (BLOSUM62)" in by_path  # the file, not the name, says what it scores
+    ism = _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "ism").output
+    assert "--matrix ism: it was learned for ism:" in ism and "but these are 3di tokens" in ism
+    assert "learned for" not in _run("search", tokens, tokens, "-o", tmp_path / "c.m8", "--matrix", "3di").output
     # the advice works: --mode aa reads a FASTA as protein sequences, with the hits of the structures' amino acids
     _run("search", aa, aa, "-o", tmp_path / "fasta.m8", "--mode", "aa", "-t", "1")
     _run("search", domains_dir, domains_dir, "-o", tmp_path / "structures.m8", "--mode", "aa", "-t", "1")
