@@ -41,6 +41,7 @@ def count_aligned_tokens(
     counted in the report (structures that could not be tokenized, or another cut of the domain), as are those
     below ``min_tm``.
     """
+    alignment_files = list(alignment_files)
     index = {name: i for i, name in enumerate(db.names)}
     lengths = db.lengths()
     first, second, used, skipped, below = [], [], 0, 0, 0
@@ -57,6 +58,9 @@ def count_aligned_tokens(
             first.append(db.token_seq(i)[a])
             second.append(db.token_seq(j)[b])
             used += 1
+    if not used and not (below or skipped):
+        raise InputError(f"{', '.join(map(str, alignment_files))}: no alignment in the file(s); make them with "
+                         "'ismtk align-pairs'")
     if not used:
         raise InputError(
             f"no usable alignment: {below:,} have a TM-score below {min_tm:g}, and the names or lengths of the other "

@@ -174,6 +174,9 @@ def test_learned_matrix_rewards_structurally_aligned_tokens(domains_dir, tmp_pat
     assert report.alignments + report.below_tm + report.skipped_alignments == total
     with pytest.raises(InputError, match=f"no usable alignment: {total} have a TM-score below 1.01"):
         learn_matrix(db, [tmp_path / "aln.tsv"], min_tm=1.01)
+    (tmp_path / "empty.aln").write_text("")
+    with pytest.raises(InputError, match="empty.aln: no alignment in the file"):
+        learn_matrix(db, iter([tmp_path / "empty.aln"]))
 
 
 def test_read_chains_uses_entry_names(domains_dir):
