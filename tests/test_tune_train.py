@@ -261,3 +261,55 @@ def test_val_names_missing_from_the_data_are_said(tmp_path, tiny_backbone):
     structure_tune(*_config(tmp_path / "run", tiny_backbone, val_names=str(names), max_minutes=0.0),
                    on_note=notes.append)
     assert any("val.txt: 1 of its names are not in the training data" in note for note in notes)
+
+
+def test_stop_after_counts_the_steps_of_each_call_and_moved_inputs_resume(tmp_path, tiny_backbone):
+    """A chain of jobs given --resume --stop-after 2 advances two steps each; the run's files may have moved (the
+    records are compared by digest), and the data being the same, the resume is refused nothing."""
+    config, runtime = _config(tmp_path, tiny_backbone, stop_after=2)
+    assert structure_tune(config, runtime).step == 2
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    aa, tokens = Path(config.aa), Path(config.tokens[0].split(":")[0])
+    for path in (aa, tokens):
+        path.rename(moved / path.name)
+    elsewhere = replace(config, aa=str(moved / aa.name), tokens=(f"{moved / tokens.name}:name=3di",))
+    assert structure_tune(elsewhere, replace(runtime, resume=True)).step == 4
+    with pytest.raises(InputError, match="another configuration"):  # a stream option still counts
+        structure_tune(replace(elsewhere, tokens=(f"{moved / tokens.name}:name=3di:weight=2",)),
+                       replace(runtime, resume=True))
+
+
+def test_clip_zero_clips_nothing_and_nonsense_settings_are_refused(tmp_path, tiny_backbone):
+    from ismtk.plm.tune_data import parse_stream
+
+    config, runtime = _config(tmp_path, tiny_backbone, clip=0.0, stop_after=1)
+    structure_tune(config, runtime)
+    from ismtk.plm.esm import load_esm
+
+    before = load_esm(tiny_backbone).model.state_dict()
+    after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    moved = [k for k, v in before.items() if f"esm.{k}" in after and not torch.equal(v, after[f"esm.{k}"])]
+    assert len(moved) > len(before) // 2  # clip 0 turned the gradients off before
+    for bad in ({"clip": -1.0}, {"lr": 0.0}, {"lr": -1e-3}, {"weight_decay": -1.0}, {"mlm_weight": -1.0}):
+        with pytest.raises(InputError, match="must"):
+            replace(config, **bad)
+    with pytest.raises(InputError, match="weight -1 is negative"):
+        parse_stream("x.fasta:weight=-1")
+
+
+def test_max_minutes_counts_from_the_call_not_from_the_first_step(tmp_path, tiny_backbone, monkeypatch):
+    """Loading a large backbone takes minutes, which a scheduler's time limit counts too."""
+    import time as clock
+
+    from ismtk.plm import tune as tune_module
+
+    real = tune_module.StructureTuneTrainer.__init__
+
+    def slow(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        clock.sleep(1.5)  # as if loading took that long
+
+    monkeypatch.setattr(tune_module.StructureTuneTrainer, "__init__", slow)
+    result = structure_tune(*_config(tmp_path, tiny_backbone, max_minutes=1 / 60))
+    assert result.step == 1 and not result.exported

@@ -66,17 +66,19 @@ def structure_tune(
                                         help="Training epochs.")] = _D.epochs,
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", min=0, rich_help_panel=TRAINING,
                                                  help="Linear warm-up epochs before cosine decay.")] = _D.warmup_epochs,
-    lr: Annotated[float, typer.Option("--lr", rich_help_panel=TRAINING, help="Peak AdamW learning rate.")] = _D.lr,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", rich_help_panel=TRAINING,
+    lr: Annotated[float, typer.Option("--lr", min=0, rich_help_panel=TRAINING,
+                                      help="Peak AdamW learning rate.")] = _D.lr,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0, rich_help_panel=TRAINING,
                                                 help="AdamW weight decay (matrices only).")] = _D.weight_decay,
-    clip: Annotated[float, typer.Option("--clip", rich_help_panel=TRAINING, help="Gradient-norm clipping.")] = _D.clip,
+    clip: Annotated[float, typer.Option("--clip", min=0, rich_help_panel=TRAINING,
+                                        help="Gradient-norm clipping (0: none).")] = _D.clip,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, rich_help_panel=TRAINING,
                           help="Global batch (sequences per optimizer step, all processes).")
     ] = _D.batch_size,
     crop: Annotated[int, typer.Option("--crop", min=8, max=1022, rich_help_panel=TRAINING,
                                       help="Random crop length in residues.")] = _D.crop,
-    mlm_weight: Annotated[float, typer.Option("--mlm-weight", rich_help_panel=TRAINING,
+    mlm_weight: Annotated[float, typer.Option("--mlm-weight", min=0, rich_help_panel=TRAINING,
                                               help="Weight of the masked-language-model loss.")] = _D.mlm_weight,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=TRAINING,
                                       help="Seed of data order, crops, masks and new heads.")] = _D.seed,
@@ -100,7 +102,8 @@ def structure_tune(
     resume: Resume = _R.resume,
     overwrite: Overwrite = _R.overwrite,
     stop_after: Annotated[int | None, typer.Option("--stop-after", min=1, rich_help_panel=RUN,
-                                                   help="Stop (with a checkpoint) after this many steps.")
+                                                   help="Stop (with a checkpoint) after this many steps (of this run: "
+                                                        "with --resume, this many more).")
                           ] = _R.stop_after,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.0, rich_help_panel=RUN,
                                                       help="Stop (with a checkpoint) after the step that ends past "

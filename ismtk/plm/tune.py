@@ -110,6 +110,11 @@ class TuneConfig:
     groups: str | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0 and self.mlm_weight >= 0):
+            raise InputError(f"lr {self.lr:g} must be positive; weight decay {self.weight_decay:g}, clip {self.clip:g} "
+                             f"(0: none) and the MLM weight {self.mlm_weight:g} must not be negative")
+
 
 @dataclass(frozen=True)
 class TuneRuntime:
@@ -121,8 +126,9 @@ class TuneRuntime:
     ``activation_checkpointing`` recomputes activations in the backward pass; ``fsdp`` shards weights,
     gradients and optimizer state over the processes. ``resume`` continues from the run folder's checkpoint;
     without it a folder that holds files is refused, unless ``overwrite`` (its run's files are removed).
-    ``stop_after`` stops (with a checkpoint) after that many steps, ``max_minutes`` after the first step that ends
-    past that wall-clock budget (a scheduler's time limit less a margin); ``checkpoint_every`` also checkpoints
+    ``stop_after`` stops (with a checkpoint) after that many steps of this call (a resumed run: that many more),
+    ``max_minutes`` after the first step that ends past that wall-clock budget from the call's start (a scheduler's
+    time limit less a margin); ``checkpoint_every`` also checkpoints
     every N steps (0: only at epoch ends); ``log_every``: steps between training records. ``device`` and
     ``threads`` (torch threads per process, ``None``: torch's choice) place the process.
     """
@@ -313,6 +319,23 @@ def _plain(values: object) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(values).items()}
 
 
+#: :class:`TuneConfig` fields that name files: a resume compares their names, not their folders (data may move;
+#: the records themselves are compared by a digest).
+_FILE_FIELDS = ("backbone", "aa", "val_names", "groups")
+
+
+def _portable(config: dict) -> dict:
+    """``config`` (as :func:`_plain` gives it) with its files named without their folders (the token streams'
+    leading paths too, their options kept)."""
+    out = dict(config)
+    for key in _FILE_FIELDS:
+        if out.get(key) is not None:
+            out[key] = Path(out[key]).name
+    out["tokens"] = [Path(path).name + (":" + rest if rest else "")
+                     for path, _, rest in (spec.partition(":") for spec in out.get("tokens", []))]
+    return out
+
+
 def structure_tune(
     config: TuneConfig,
     runtime: TuneRuntime,
@@ -325,12 +348,13 @@ def structure_tune(
     ``on_note`` one-line messages; both are called on rank 0 only. Works alone or under torchrun (each
     rank calls this function).
     """
+    started = time.perf_counter()  # --max-minutes counts loading the backbone and the data too
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     with process_group(runtime.device) as env:
         trainer = StructureTuneTrainer(config, runtime, env, on_note)
         try:
-            return trainer.fit(on_progress)
+            return trainer.fit(on_progress, started)
         finally:
             # free the model while the process group is still registered: a DDP reducer or an FSDP mesh that
             # destroys a gloo group (here, or at interpreter exit) joins its threads holding the GIL, which a
@@ -421,17 +445,17 @@ class StructureTuneTrainer:
         return model.train()
 
     # -- the recipe ---------------------------------------------------------------------------------------
-    def fit(self, on_progress: ProgressCallback = ignore_progress) -> TuneResult:
-        """Train from the start (or, with ``resume``, from the checkpoint) to the last step, ``stop_after``,
-        ``max_minutes`` or a SIGTERM (:class:`StopRequest`; on any rank): a validation at every epoch end,
-        checkpoints at epoch ends, every ``checkpoint_every`` steps and when stopping early; at the end the final
-        checkpoint and the export."""
+    def fit(self, on_progress: ProgressCallback = ignore_progress, started: float | None = None) -> TuneResult:
+        """Train from the start (or, with ``resume``, from the checkpoint) to the last step, ``stop_after`` steps of
+        this call, ``max_minutes`` after ``started`` (a :func:`time.perf_counter` reading; by default now) or a
+        SIGTERM (:class:`StopRequest`; on any rank): a validation at every epoch end, checkpoints at epoch ends,
+        every ``checkpoint_every`` steps and when stopping early; at the end the final checkpoint and the export."""
         with StopRequest() as self.stop:
-            return self._fit(on_progress)
+            return self._fit(on_progress, time.perf_counter() if started is None else started)
 
-    def _fit(self, on_progress: ProgressCallback) -> TuneResult:
-        started = time.perf_counter()
+    def _fit(self, on_progress: ProgressCallback, started: float) -> TuneResult:
         step = self.restore() if self.runtime.resume else 0
+        first = step
         self.start_run(step)
         result = TuneResult(self.out, step, self.total_steps, notes=list(self.notes))
         while step < self.total_steps:
@@ -450,7 +474,7 @@ class StructureTuneTrainer:
             signalled = self.stop.requested
             halted = any_rank(signalled or late, self.env.device) and step < self.total_steps
             limit = self.runtime.stop_after
-            stopping = halted or (limit is not None and limit <= step < self.total_steps)
+            stopping = halted or (limit is not None and limit <= step - first and step < self.total_steps)
             periodic = epoch_end or (self.runtime.checkpoint_every and step % self.runtime.checkpoint_every == 0)
             if stopping or (periodic and step < self.total_steps):  # the last one is written by finish()
                 self.save(step)
@@ -516,7 +540,8 @@ class StructureTuneTrainer:
             stats += sums.stats()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        # clip 0: no clipping (the norm is still logged)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip or math.inf)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         if self.scaler:
             self.scaler.step(self.optimizer)  # skipped when a gradient overflowed; the scale then shrinks
@@ -604,8 +629,8 @@ class StructureTuneTrainer:
         if not self.checkpoint_path.is_file():
             return None
         saved = load_checkpoint(self.checkpoint_path, map_location="cpu")
-        current = _plain(self.config)
-        check_compatible(saved["config"], current, tuple(current), str(self.checkpoint_path))
+        current = _portable(_plain(self.config))
+        check_compatible(_portable(saved["config"]), current, tuple(current), str(self.checkpoint_path))
         if saved.get("data", self._data_fingerprint) != self._data_fingerprint:
             raise InputError(f"{self.checkpoint_path}: the run trained on other records than the input files hold now "
                              "(edited or replaced since); resume with the files it started with, or start afresh")

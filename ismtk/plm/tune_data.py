@@ -73,6 +73,8 @@ def parse_stream(spec: str) -> StreamSpec:
         weight = float(values.get("weight", 1.0))
     except ValueError:
         raise InputError(f"token stream {spec!r}: weight {values['weight']!r} is not a number") from None
+    if not weight >= 0:
+        raise InputError(f"token stream {spec!r}: weight {weight:g} is negative; give 0 or more")
     alphabet, ignore = values.get("alphabet"), values.get("ignore")
     if "codebook" in values:
         alphabet, ignore = _read_codebook(Path(values["codebook"]), ignore)
