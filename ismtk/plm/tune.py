@@ -414,6 +414,9 @@ class StructureTuneTrainer:
                   f"{len(self.val_data):,} validation; {self.steps_per_epoch} steps per epoch of "
                   f"{config.batch_size} sequences ({config.batch_size // per_step} micro-batches of "
                   f"{runtime.micro_batch} x {env.world_size} processes); {self.total_steps} steps")
+        if config.warmup_epochs >= config.epochs:
+            self.note(f"warning: --warmup-epochs {config.warmup_epochs:g} lasts all {config.epochs} epoch(s): the "
+                      "learning rate rises to the end and never decays; give fewer (ISM: 4 of 20)")
         self.model = self._build_model(backbone)
         del backbone  # rank 0's host copy: the model holds the weights now
         self.optimizer = _optimizer(self.model, config)
