@@ -312,6 +312,7 @@ def test_max_minutes_counts_from_the_call_not_from_the_first_step(tmp_path, tiny
 
     monkeypatch.setattr(tune_module.StructureTuneTrainer, "__init__", slow)
     notes: list[str] = []
-    result = structure_tune(*_config(tmp_path, tiny_backbone, max_minutes=1 / 60, warmup_epochs=3), on_note=notes.append)
+    config, runtime = _config(tmp_path, tiny_backbone, max_minutes=1 / 60, warmup_epochs=3)
+    result = structure_tune(config, runtime, on_note=notes.append)
     assert result.step == 1 and not result.exported
     assert any("--warmup-epochs 3 lasts all 3 epoch(s)" in note for note in notes)
