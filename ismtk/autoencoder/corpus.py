@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ismtk.errors import InputError, StructureError
-from ismtk.structure.chain import ProteinChain
+from ismtk.structure.chain import ProteinChain, require_backbone
 from ismtk.structure.microenv import RADIUS, Microenvironments, collate, microenvironments
 from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
-from ismtk.tokenizers.base import require_backbone
 from ismtk.train.order import epoch_permutation
 
 __all__ = [

@@ -7,37 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ismtk.errors import InputError, StructureError
+from ismtk.errors import InputError
 from ismtk.sequence.alphabet import Alphabet
 from ismtk.sequence.fasta import TOKENIZER_TAG
-from ismtk.structure.chain import ProteinChain
+from ismtk.structure.chain import MAX_MISSING_BACKBONE, ProteinChain, require_backbone
 
 __all__ = ["MAX_MISSING_BACKBONE", "Tokenizer", "require_backbone"]
-
-#: Largest share of residues that may lack N or C before a chain is refused (CA-only models and
-#: backbone-less traces give meaningless tokens; a few gaps are encoded, as Foldseek does).
-MAX_MISSING_BACKBONE = 0.5
-
-
-def require_backbone(chain: ProteinChain, need: str) -> None:
-    """Raise :class:`StructureError` for CA-only traces, chains where most residues lack N or C, and chains
-    with non-finite coordinates (which tokenizers would turn into garbage; :func:`~ismtk.structure.read_structure`
-    drops such atoms).
-
-    ``need`` says what the tokenizer needs, for the message (e.g. "3Di needs backbone N, CA and C atoms"). Anything
-    but a chain is an :class:`~ismtk.errors.InputError`.
-    """
-    if not isinstance(chain, ProteinChain):
-        raise InputError(f"expected a ProteinChain (read_structure(path).chains), not {type(chain).__name__}")
-    if not np.isfinite(chain.coords).all():
-        raise StructureError(chain.source, "atoms with non-finite (NaN or infinite) coordinates", chain.chain_id)
-    backbone = chain.has_atoms(("N", "C"))
-    missing = 1.0 - backbone.mean()
-    if missing > MAX_MISSING_BACKBONE:
-        what = "no residue has both N and C (a CA-only chain?)" if not backbone.any() else (
-            f"{missing:.0%} of residues lack N or C")
-        raise StructureError(chain.source, f"{what}: {need}", chain.chain_id)
-
 
 def check_chains(chains: Sequence[ProteinChain]) -> Sequence[ProteinChain]:
     """``chains``, refused (:class:`~ismtk.errors.InputError`) when it is one chain instead of several."""
