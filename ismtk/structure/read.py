@@ -112,7 +112,9 @@ def path_list(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
 
 
 def find_structure_files(inputs: str | Path | Iterable[str | Path], keep_missing: bool = False) -> list[Path]:
-    """Expand files, folders (searched recursively by :data:`STRUCTURE_SUFFIXES`) and path lists.
+    """Expand files, folders and path lists. Folders are searched recursively, through linked folders, for
+    :data:`STRUCTURE_SUFFIXES`, RCSB assemblies (``.pdb1``, ``.pdb2.gz``, ...) and files without a suffix whose
+    content is PDB or mmCIF (ASTRAL's ``d1ogya2``).
 
     The order is the order of ``inputs``, each folder sorted by path, so results are reproducible.
     Raises :class:`InputError` for a path that does not exist or a folder holding no structure; with
