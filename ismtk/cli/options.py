@@ -272,7 +272,7 @@ class Alignment:
     score: Annotated[
         str | None,
         typer.Option("--score", rich_help_panel=SEARCH,
-                     help="Weighted tracks summed per column, TRACK:WEIGHT,... (e.g. 3di:1,ism:0.3,aa:0.5); a track "
+                     help="Weighted tracks summed per column, TRACK:WEIGHT,... (e.g. 3di:1,ism:0.25,aa:0.5); a track "
                      "is a tokenizer (3di, ism, ism-residual, an ISM folder) or aa. Every track must be on both sides "
                      "(structures, or databases made with createdb --tracks). --aa-weight W is TOKENIZER:1,aa:W; "
                      "--mode aa is aa. --matrix scores the database's own tokenizer's track.",

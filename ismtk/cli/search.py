@@ -92,7 +92,7 @@ def createdb(
     where a tokenizer lies. Missing or unreadable files, unusable chains, FASTA records without a sequence and
     entries whose name an earlier entry has are reported one line each and left out; the exit status is 3 then.
 
-    Several token tracks, for search --score 3di:1,ism:0.3,aa:0.5: ismtk createdb structs/ db/ --tracks 3di,ism
+    Several token tracks, for search --score 3di:1,ism:0.25,aa:0.5: ismtk createdb structs/ db/ --tracks 3di,ism
 
     [bold]Example[/bold]: ismtk createdb structs/ db/
     """

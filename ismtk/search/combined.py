@@ -1,5 +1,5 @@
 """Aligners over several tracks of a database: structure tokens of one or more tokenizers and amino acids in one
-score (Foldseek's 3Di+AA; ``--score 3di:1,ism:0.3,aa:0.5``).
+score (Foldseek's 3Di+AA; ``--score 3di:1,ism:0.25,aa:0.5``).
 
 Aligning query residue ``i`` with target residue ``j`` scores ``S_tok(q_i, t_j) + rint(w * S_aa(a_i, b_j))``: the
 token matrix plus the amino-acid matrix (BLOSUM62 by default; half-bits, like the learned token matrices) weighted
@@ -39,8 +39,8 @@ def parse_score(text: str) -> tuple[tuple[str, float], ...]:
     each track once, weights positive. A track is ``aa`` (the amino acids) or a tokenizer (``3di``, ``ism``, an
     identity or an ISM folder), resolved by the caller.
 
-    >>> parse_score("3di:1,ism:0.3,aa:0.5")
-    (('3di', 1.0), ('ism', 0.3), ('aa', 0.5))
+    >>> parse_score("3di:1,ism:0.25,aa:0.5")
+    (('3di', 1.0), ('ism', 0.25), ('aa', 0.5))
     """
     score = []
     for part in text.split(","):
