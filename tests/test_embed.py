@@ -213,6 +213,10 @@ def test_embed_command_writes_esm_extract_files_and_h5(tiny_esm, tmp_path):
     assert result.exit_code == 1 and "duplicate names: a" in result.output and not (tmp_path / "o2").exists()
     result = runner.invoke(app, ["embed", str(weights), str(fasta), str(tmp_path / "o3"), "--include", "logits"])
     assert result.exit_code == 1 and "--include" in result.output and not (tmp_path / "o3").exists()  # no empty folder
+    fewer = tmp_path / "fewer.fa"  # a second run into the first one's folder: its other files are said to stay
+    fewer.write_text(f">{records[0][0]}\n{records[0][1]}\n")
+    result = runner.invoke(app, ["embed", str(weights), str(fewer), str(tmp_path / "out"), "--include", "mean"])
+    assert result.exit_code == 0 and "already holds 3 .pt file(s) of sequences not in" in result.output
 
 
 def test_a_training_model_is_embedded_in_eval_mode_and_left_training(tiny_esm):

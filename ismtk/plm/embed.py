@@ -325,15 +325,21 @@ def embed_fasta(
     records, notes = read_protein_fasta(fasta)
     loaded = load_esm(model_spec)
     notes = notes + list(loaded.notes)
-    truncated = sum(len(seq) > options.truncation_seq_length for _, seq in records)
-    if truncated and options.long == "truncate":
+    truncated = sum(len(seq) > options.truncation_seq_length for _, seq in records) if options.long == "truncate" else 0
+    if truncated:
         notes.append(
             f"{truncated} sequence(s) longer than {options.truncation_seq_length} residues were truncated "
             "(--long windows keeps them whole)"
         )
+    is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
+    if not is_h5 and Path(out).is_dir():  # esm-extract's way: files of an earlier run stay beside the new ones
+        names = {name for name, _ in records}
+        stale = sorted(p.stem for p in Path(out).glob("*.pt") if p.stem not in names)
+        if stale:
+            notes.append(f"{out} already holds {len(stale):,} .pt file(s) of sequences not in {fasta} (e.g. "
+                         f"{stale[0]}.pt); they are left as they are")
     if on_start is not None:
         on_start(len(records), notes)
-    is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
     writer = H5Writer(out) if is_h5 else PtDirWriter(out, [name for name, _ in records])
     residues = 0
     try:
