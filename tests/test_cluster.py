@@ -163,6 +163,25 @@ def test_residue_sample_is_a_subset_of_all_embeddings_in_order(ism_folder):
     assert not np.array_equal(residue_embeddings(model, structs, 200, seed=4)[0], some)
 
 
+def test_cluster_stops_on_an_unused_table_marking_benchmark_homologs_unless_kept(ism_folder, tmp_path):
+    """A codebook is a token vocabulary: the benchmark rules hold for it as for training."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ismtk.cli import app
+
+    data = tmp_path / "data"
+    shutil.copytree(ism_folder / "structs", data / "pdb")
+    first, *_ = sorted(p.name for p in (data / "pdb").iterdir())
+    (data / "classification.tsv").write_text(f"domain_id\tfile\tts50_homolog\nx\tpdb/{first}\t1\n")
+    args = ["cluster", str(ism_folder / "ae"), str(data / "pdb"), "-o", str(tmp_path / "tok"), "-k", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "classification.tsv marks 1 of the input files" in result.output
+    result = CliRunner().invoke(app, [*args, "--keep-ts50-homologs"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

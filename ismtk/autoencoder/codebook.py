@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ismtk.atomic import atomic_write
+from ismtk.autoencoder.corpus import CorpusFilter
 from ismtk.errors import InputError
 from ismtk.sequence.alphabet import MAX_TOKENS, Alphabet
 
@@ -470,6 +471,7 @@ def residue_embeddings(
     seed: int = 0,
     index: str | Path | Sequence[str | Path] | None = None,
     progress: Callable[[int], None] | None = None,
+    corpus_filter: CorpusFilter | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
 
@@ -487,7 +489,7 @@ def residue_embeddings(
     from ismtk.structure.microenv import microenvironments
 
     model = load_autoencoder(model_dir)
-    corpus = load_corpus(inputs, index)
+    corpus = load_corpus(inputs, index, corpus_filter or CorpusFilter())
     rng = np.random.default_rng(seed)
     replay = copy.deepcopy(rng)  # the second reading draws the same chains and residues
     skips = SkipLog()
@@ -529,6 +531,7 @@ def build_codebook(
     metric_dims: int = METRIC_DIMS,
     residual: bool = False,
     overwrite: bool = False,
+    corpus_filter: CorpusFilter | None = None,
 ) -> ClusterReport:
     """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
 
@@ -542,6 +545,7 @@ def build_codebook(
     ``residual``: ``model_dir`` is an ISM tokenizer folder, and the codebook clusters what its tokens leave,
     ``z - c(token)`` (a residual :class:`Codebook`, without s*). Written into a subfolder of ``model_dir``, it uses
     the encoder there instead of a copy. A folder that holds a codebook already is refused unless ``overwrite``.
+    ``corpus_filter``: which benchmark homologs the chain indexes leave out (by default all, as in training).
     """
     import shutil
 
@@ -558,7 +562,8 @@ def build_codebook(
     if k is not None and not 2 <= k <= MAX_TOKENS:
         raise InputError(f"-k {k}: a codebook has 2 to {MAX_TOKENS} tokens (one symbol each)")
     base = _base_codebook(model_dir) if residual else None
-    z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress)
+    z, n_atoms, notes = residue_embeddings(model_dir, inputs, max_points, residues_per_chain, seed, index, progress,
+                                           corpus_filter)
     if base is not None:
         z = z - base.quantised(z)
     metric = None if aligned is None else aligned_pair_metric(aligned.first, aligned.second, z, metric_dims)

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from ismtk.autoencoder.codebook import ELBOW_KS, AlignedPairs, aligned_pair_embeddings, build_codebook
+from ismtk.autoencoder.corpus import CorpusFilter
 from ismtk.cli import console
-from ismtk.cli.options import OUTPUT, TRAINING, Index, Inputs, output_option
+from ismtk.cli.options import OUTPUT, TRAINING, Index, Inputs, KeepBenchHomologs, KeepTs50Homologs, output_option
 from ismtk.search.pairs import DEFAULT_MIN_TM
 from ismtk.sequence.alphabet import MAX_TOKENS
 
@@ -25,6 +26,8 @@ def cluster(
     inputs: Inputs,
     *,
     index: Index = _D["index"],
+    keep_bench_homologs: KeepBenchHomologs = False,
+    keep_ts50_homologs: KeepTs50Homologs = False,
     k: Annotated[str, typer.Option("-k", rich_help_panel=TRAINING,
                                    help=f"Number of tokens, or 'auto' for the elbow over K in {list(ELBOW_KS)}.")
                  ] = str(_D["k"]),
@@ -69,7 +72,8 @@ def cluster(
     """Cluster residue embeddings of experimental structures into K structure tokens (ISM: K = 64).
 
     Writes OUT/codebook.json (centroids, alphabet, disorder token s*, SHA-256 of the encoder) beside a copy of the
-    encoder. With an index.csv, chains homologous to the scope40_dev bench or TS50 are left out. s* is the cluster with
+    encoder. Chains that an index (--index, an index.csv in or above the inputs) marks as homologous to the scope40_dev
+    bench or TS50 are left out (an unused table that marks some stops the command). s* is the cluster with
     the sparsest microenvironments (lowest median atom count). With --alignments, k-means runs in the directions in
     which structurally aligned residues agree (Fisher's discriminant over aligned pairs), and tokens are nearest
     centroids there. With --residual, the second stage of residual quantisation: tokens of z - c(token).
@@ -96,7 +100,8 @@ def cluster(
         report = build_codebook(model, inputs, output, None if k == "auto" else int(k), max_points,
                                 residues_per_chain, seed, n_init, index, progress=advance,
                                 elbow_ks=ELBOW_KS if elbow else (), aligned=aligned, metric_dims=metric_dims,
-                                residual=residual, overwrite=overwrite)
+                                residual=residual, overwrite=overwrite,
+                                corpus_filter=CorpusFilter(not keep_bench_homologs, not keep_ts50_homologs))
     for note in report.notes:
         console.info(note)
     if report.elbow_ks:

@@ -117,6 +117,13 @@ Index = Annotated[
                  help="Chain index table (.csv, or .tsv), repeatable; the index.csv at the top of an input folder "
                  "is used too."),
 ]
+KeepBenchHomologs = Annotated[
+    bool, typer.Option("--keep-bench-homologs", rich_help_panel=INPUT,
+                       help="Keep chains homologous to scope40_dev bench domains (and bench domains).")
+]
+KeepTs50Homologs = Annotated[
+    bool, typer.Option("--keep-ts50-homologs", rich_help_panel=INPUT, help="Keep chains homologous to TS50 chains.")
+]
 
 @dataclass(frozen=True)
 class StructureInput:

@@ -17,6 +17,8 @@ from ismtk.cli.options import (
     TRAINING,
     Index,
     Inputs,
+    KeepBenchHomologs,
+    KeepTs50Homologs,
     TrainingProcesses,
     given_options,
     output_option,
@@ -36,13 +38,8 @@ def train_ae(
     inputs: Inputs,
     *,
     index: Index = None,
-    keep_bench_homologs: Annotated[
-        bool, typer.Option("--keep-bench-homologs", rich_help_panel=INPUT,
-                           help="Keep chains homologous to scope40_dev bench domains.")
-    ] = not _T.drop_bench_homologs,
-    keep_ts50_homologs: Annotated[
-        bool, typer.Option("--keep-ts50-homologs", rich_help_panel=INPUT, help="Keep chains homologous to TS50 chains.")
-    ] = not _T.drop_ts50_homologs,
+    keep_bench_homologs: KeepBenchHomologs = not _T.drop_bench_homologs,
+    keep_ts50_homologs: KeepTs50Homologs = not _T.drop_ts50_homologs,
     data_shards: Annotated[
         int, typer.Option("--data-shards", min=1, rich_help_panel=INPUT,
                           help="Chain streams per batch; at least the number of processes.")
