@@ -9,7 +9,8 @@ chains and the aligned index pairs.
 * **TM-score** (Zhang & Skolnick 2004, Proteins 57:702): ``TM = max_{u,t} (1 / L) sum_k 1 / (1 + (d_k / d0(L))^2)``
   with ``d_k = |u x_k + t - y_k|`` and ``d0(L) = 1.24 (L - 15)^(1/3) - 1.8`` (at least 0.5 A) for the normalising
   length ``L``. The maximum is searched as in their TM-score program: superpose on seed fragments of the aligned
-  pairs (lengths n, n/2, n/4, ... down to 4, starting every quarter fragment length), then repeatedly re-superpose
+  pairs (lengths n, n/2, n/4, ... down to 4, starting every quarter fragment length; for at most 16 pairs also every
+  three of them, the best three refined), then repeatedly re-superpose
   on the pairs closer than ``d0_search = clip(d0, 4.5, 8)`` A (the cut-off grows by 0.5 A while fewer than 3 pairs
   pass) until the set stops changing (at most 20 rounds), keeping the best score met on the way.
 * **LDDT** (Mariani et al. 2013, Bioinformatics 29:2722), with the query as the reference: the neighbours of an
@@ -48,6 +49,9 @@ LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 #: Shortest seed fragment and most refinement rounds of the TM-score search (the TM-score program's values).
 _MIN_SEED = 4
 _ROUNDS = 20
+#: Alignments of at most this many pairs also seed from every three of them: few pairs leave the fragments few
+#: starts, and a short alignment's small d0 rewards the superposition of its best few pairs.
+_ALL_TRIPLES = 16
 #: The selection cut-off stops growing here (A), whatever the distances (guards against non-finite input).
 _MAX_CUTOFF = 1e4
 
@@ -183,9 +187,37 @@ def _set_key(chosen, m):  # pragma: no cover - numba
 
 
 @jit
+def _refine(x, y, d0, d0_search, chosen, m, distances, seen, best, best_u, best_t):  # pragma: no cover - numba
+    """From the pairs ``chosen[:m]``: superpose, score, re-select the pairs closer than the cut-off, until the set
+    repeats one already superposed (from this or another seed) or :data:`_ROUNDS` pass; the best ``(sum, u, t)``."""
+    n = x.shape[0]
+    for _round in range(_ROUNDS):
+        key = _set_key(chosen, m)  # a set is marked when it is superposed, never before
+        if key in seen:
+            break
+        seen[key] = 1
+        u, t = _kabsch(x, y, chosen, m)
+        total = _score(x, y, u, t, d0, distances)
+        if total > best:
+            best, best_u, best_t = total, u, t
+        cutoff = d0_search
+        while True:
+            m = 0
+            for k in range(n):
+                if distances[k] < cutoff:
+                    chosen[m] = k
+                    m += 1
+            if m >= 3 or m == n or cutoff > _MAX_CUTOFF:
+                break
+            cutoff += 0.5
+    return best, best_u, best_t
+
+
+@jit
 def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
-    """Best ``(sum, u, t)`` of the TM-score search over seed fragments (module docstring). A refinement that reaches
-    a set of pairs already refined from another seed stops there: from a set on, the rounds are the same."""
+    """Best ``(sum, u, t)`` of the TM-score search over seed fragments (module docstring), and, for at most
+    :data:`_ALL_TRIPLES` pairs, over every three of them. A refinement that reaches a set of pairs already refined
+    from another seed stops there: from a set on, the rounds are the same."""
     n = x.shape[0]
     best, best_u, best_t = -1.0, np.eye(3), np.zeros(3)
     distances = np.empty(n)
@@ -194,31 +226,24 @@ def _tm_search(x, y, d0, d0_search):  # pragma: no cover - numba
     seed = n
     while True:
         for start in range(0, n - seed + 1, max(1, seed // 4)):
-            m = seed
-            for k in range(m):
+            for k in range(seed):
                 chosen[k] = start + k
-            for _round in range(_ROUNDS):
-                key = _set_key(chosen, m)  # a set is marked when it is superposed, never before
-                if key in seen:
-                    break
-                seen[key] = 1
-                u, t = _kabsch(x, y, chosen, m)
-                total = _score(x, y, u, t, d0, distances)
-                if total > best:
-                    best, best_u, best_t = total, u, t
-                cutoff = d0_search
-                while True:
-                    m = 0
-                    for k in range(n):
-                        if distances[k] < cutoff:
-                            chosen[m] = k
-                            m += 1
-                    if m >= 3 or m == n or cutoff > _MAX_CUTOFF:
-                        break
-                    cutoff += 0.5
+            best, best_u, best_t = _refine(x, y, d0, d0_search, chosen, seed, distances, seen, best, best_u, best_t)
         if seed <= _MIN_SEED:
             break
         seed = max(seed // 2, min(_MIN_SEED, n))
+    if 3 < n <= _ALL_TRIPLES:  # every three pairs superposed and scored; the refinement from the best three only
+        top, triple = -1.0, np.zeros(3, np.int64)
+        for i in range(n):
+            for j in range(i + 1, n):
+                for k in range(j + 1, n):
+                    chosen[0], chosen[1], chosen[2] = i, j, k
+                    u, t = _kabsch(x, y, chosen, 3)
+                    total = _score(x, y, u, t, d0, distances)
+                    if total > top:
+                        top, triple[0], triple[1], triple[2] = total, i, j, k
+        chosen[:3] = triple
+        best, best_u, best_t = _refine(x, y, d0, d0_search, chosen, 3, distances, seen, best, best_u, best_t)
     return best, best_u, best_t
 
 

@@ -129,3 +129,16 @@ def test_scores_move_by_far_less_than_0_01_on_stored_coordinates(chains):
     # LDDT counts distances under thresholds: a residue flips by one count (1 / (4 neighbours)) at most here
     exact, stored = lddt(x, y, pairs), lddt(xs, ys, pairs)
     assert abs(exact.mean() - stored.mean()) < 0.01 and np.abs(exact - stored).max() < 0.02
+
+
+def test_a_short_alignment_scores_its_best_few_pairs():
+    """Six pairs, three of which superpose exactly and three far off: at L = 6 (d0 = 0.5 A) the TM-score is at least
+    that of the three (3 / 6), which superposing on all six pairs, all within the 4.5 A cut-off, missed."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 4, (6, 3))
+    y = x.copy()
+    y[3:] += rng.normal(0, 3, (3, 3))  # three pairs moved by several A
+    assert tm_score(x, y, 6) >= 0.5 - 1e-9
+    # the same with the good three pairs spread among the others
+    order = np.array([3, 0, 4, 1, 5, 2])
+    assert tm_score(x[order], y[order], 6) >= 0.5 - 1e-9
