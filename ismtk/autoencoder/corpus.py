@@ -178,11 +178,11 @@ def _unused_filter_tables(
         folders.update(path.parents[:_TABLE_LEVELS])
     notes = []
     for table in sorted({t.resolve() for f in folders for t in [*f.glob("*.tsv"), *f.glob("*.csv")]} - given):
+        if not _filters_in_header(table):
+            continue  # not a chain index with filters: not read further (a folder above may hold large tables)
         try:
             rows = _read_table(table)
         except InputError:
-            continue  # not a chain index
-        if not rows or not set(_FILTER_COLUMNS) & set(rows[0]):
             continue
         listed = [row for row in rows if str((table.parent / row["file"]).resolve()) in untabled]
         if not listed:
@@ -197,6 +197,16 @@ def _unused_filter_tables(
         notes.append(f"{table} lists {len(listed)} of the input files (none a benchmark homolog); give it with "
                      "--index to use its clusters")
     return notes
+
+
+def _filters_in_header(table: Path) -> bool:
+    """Whether the first line of ``table`` names a ``file`` column and a homology filter column."""
+    try:
+        with table.open(newline="") as handle:
+            header = next(csv.reader(handle, delimiter="\t" if table.name.lower().endswith(".tsv") else ","), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return "file" in header and bool(set(_FILTER_COLUMNS) & set(header))
 
 
 def _dropped_by(row: dict[str, str], corpus_filter: CorpusFilter) -> str | None:
