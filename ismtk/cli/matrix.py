@@ -12,13 +12,13 @@ from ismtk.cli import console
 from ismtk.cli.options import (
     DEFAULT_THREADS,
     INPUT,
+    PROCESSES,
     SEARCH,
     GapExtend,
     GapOpen,
     Inputs,
     ModeOpt,
     StructureInput,
-    Threads,
     TokenizerOpt,
     output_option,
     refuse_overwriting,
@@ -50,7 +50,10 @@ def align_pairs(
                             help="Aligned residues farther apart (A) are not 'close'.")
     ] = DEFAULT_MAX_DISTANCE,
     output: output_option("Alignments to write (tmaln-06.out format).", file=True),
-    threads: Threads = DEFAULT_THREADS,
+    threads: Annotated[
+        int, typer.Option("--threads", "-t", min=1, rich_help_panel=PROCESSES, show_default="all cores",
+                          help="Processes that run TM-align on the pairs (the structures are read once, here).")
+    ] = DEFAULT_THREADS,
 ) -> None:
     """TM-align candidate pairs of structures (tmtools) into the training alignments of learn-matrix.
 

@@ -172,7 +172,8 @@ def align_many(
         return
     with ProcessPoolExecutor(threads, mp_context=get_context("spawn"), initializer=_init,
                              initargs=(chains, max_distance)) as pool:
-        yield from pool.map(_align_pair, pairs, chunksize=16)
+        # chunks of up to 16 pairs, but small enough that a few pairs still reach every worker
+        yield from pool.map(_align_pair, pairs, chunksize=max(1, min(16, len(pairs) // (4 * threads))))
 
 
 def alignable(
