@@ -90,12 +90,15 @@ def test_untagged_token_fasta_is_read_as_before(tmp_path):
 
 
 def test_databases_of_older_versions_keep_loading(ism_folder, tmp_path):
-    """Headers of older versions name the shipped model ``ism`` or an ISM folder by its absolute path."""
+    """Headers of older versions name the shipped model ``ism`` or an ISM folder by its absolute path. The shipped
+    model has changed since ``ism`` was written, so such a database is read only when --tokenizer ism says so."""
     query = ism_folder / "structs" / "d1a32a_.pdb.gz"
     shipped = tmp_path / "shipped_db"
     _run("createdb", query, shipped, "--tokenizer", "ism", "-t", "1")
     _set_header_tokenizer(shipped, "ism")
-    _run("search", query, shipped, "-o", tmp_path / "a.m8", "-e", "1e9", "-t", "1")
+    refused = _fail("search", query, shipped, "-o", tmp_path / "a.m8", "-e", "1e9", "-t", "1")
+    assert "made by an older ismtk" in refused and "createdb" in refused
+    _run("search", query, shipped, "-o", tmp_path / "a.m8", "-e", "1e9", "-t", "1", "--tokenizer", "ism")
     first = (tmp_path / "a.m8").read_text().split("\t")
     assert first[:2] == ["d1a32a_", "d1a32a_"] and float(first[2]) == 1.0
 

@@ -96,9 +96,15 @@ def tokenizer_for(
     ``given`` (the tokenizer the user chose, or the one of the other search side; ``given_by`` says which, for
     messages) is returned when it is that tokenizer, and is an error otherwise. Without it, ``3di`` and the
     shipped ISM tokenizers are found by their identity; another ISM tokenizer needs its folder (``--tokenizer
-    FOLDER``). Identities written by older versions still resolve: ``ism`` (the shipped model) and the absolute
-    path of an ISM folder.
+    FOLDER``). Identities written by older versions: the absolute path of an ISM folder still resolves; ``ism`` (the
+    shipped model of its day, since changed) only with ``--tokenizer ism``.
     """
+    if identity == "ism":  # older headers named the shipped model, which has changed since
+        if given is not None and given.name == "ism" and given_by == "--tokenizer":
+            return given
+        raise InputError(f"{source} was made by an older ismtk, whose header names the shipped ISM model without its "
+                         "identity: its tokens may be an earlier model's, which today's matrix does not score; make it "
+                         "again with createdb (or give --tokenizer ism to read it as today's model's tokens)")
     legacy = _legacy_folder(identity)
     current = legacy.identity if legacy is not None else _current_identity(identity)
     if given is not None:
@@ -153,10 +159,7 @@ def _legacy_folder(stored: str) -> Tokenizer | None:
 
 
 def _current_identity(stored: str) -> str | None:
-    """The identity of what was stored: ``ism`` of older versions is the shipped model; an absolute path (an ISM
-    folder of older versions) that is gone has none."""
-    if stored == "ism":
-        return _shipped_identity()
+    """The identity of what was stored: an absolute path (an ISM folder of older versions) that is gone has none."""
     return None if Path(stored).is_absolute() and not stored.startswith("ism:") else stored
 
 

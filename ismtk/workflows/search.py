@@ -334,7 +334,7 @@ def _check_learned_for(matrix: SubstitutionMatrix, tokenizer: Tokenizer) -> None
     the same kind: a folder re-clustered after its ``matrix.out`` was learned."""
     learned_for = matrix.title.split(" ", 1)[0] if matrix.title else ""
     kind, _, _ = learned_for.partition(":")
-    if kind == tokenizer.name and learned_for != tokenizer.identity:
+    if kind == tokenizer.identity.partition(":")[0] and learned_for != tokenizer.identity:  # (ism-residual: ism:...)
         raise InputError(
             f"the matrix of tokenizer {tokenizer.identity} was learned for {learned_for}, whose tokens differ (the "
             "folder was clustered again since); learn one for these tokens with 'ismtk learn-matrix', or pass --matrix"
@@ -487,6 +487,10 @@ def search_to_m8(
     substitution = resolve_matrix(matrix, target_tokenizer, mode)
     mismatch = None if matrix is None else matrix_mismatch(substitution, None if mode == "aa" else target_db.tokenizer)
     options, matrices = resolve_score(with_aa_weight(options, target_db, query_db, substitution), target_db, tracks)
+    if matrix is not None and mode != "aa" and options.score and all(n != MAIN_TRACK for n, _ in options.score):
+        raise InputError(f"--matrix {matrix} is for the target's own tokens ({target_db.tokenizer}), which the score "
+                         "does not use; score them too, or search a database led by the track the matrix is for "
+                         "(createdb --tracks TRACK,...)")
     prob_fit = check_judging(names, judge, query_db, target_db, substitution, options, (query, target), matrices)
     # TM-align replaces the Smith-Waterman alignments, but for chains too short for it, which keep their own
     short = bool(min(query_db.lengths().min(), target_db.lengths().min()) < TMALIGN_MIN_LENGTH)

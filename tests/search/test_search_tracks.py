@@ -429,3 +429,29 @@ def test_an_evalue_cut_off_reports_what_filtering_every_hit_reports(tracks_db, a
     for cut in (evalues[3], middle, 10.0):
         assert hits(cut) == [[h for h in query if h[3] <= cut] for query in every]
     assert 0 < sum(e <= middle for e in evalues) < len(evalues)
+
+
+def test_a_matrix_for_a_track_the_score_leaves_out_is_refused(tracks_db, tmp_path):
+    """--matrix scores the database's own (main) tokens: with a score of its other tracks only, it was ignored."""
+    args = ["search", tracks_db, tracks_db, "-o", tmp_path / "x.m8", "--matrix", "ism", *EVERYTHING]
+    result = runner.invoke(app, [str(a) for a in [*args, "--score", "ism:1,aa:0.5"]])
+    assert result.exit_code == 1 and "is for the target's own tokens (3di), which the score does not" in result.output
+    _run(*args[:5], "--matrix", "3di", "--score", "3di:1,ism:0.25,aa:0.5", *EVERYTHING)
+
+
+def test_a_residual_folder_s_matrix_learned_for_other_tokens_is_refused(tmp_path):
+    """The residual codebook clustered again after its matrix.out was learned: its tokens mean other things."""
+    import shutil
+    from pathlib import Path
+
+    import ismtk
+    from ismtk.workflows.search import resolve_matrix
+
+    folder = tmp_path / "ism"
+    shutil.copytree(Path(ismtk.__file__).parent / "data" / "ism", folder)
+    codebook = folder / "residual" / "codebook.json"
+    data = json.loads(codebook.read_text())
+    data["centroids"][0][0] += 0.5
+    codebook.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="was learned for ism:"):
+        resolve_matrix(None, load_tokenizer(folder / "residual"))
