@@ -122,7 +122,8 @@ class SequenceDB:
     def aa_seq(self, i: int) -> str:
         """Amino acids of entry ``i`` (raises :class:`InputError` if the database has none)."""
         if self.aa is None:
-            raise InputError("this database holds no amino acids (made from token FASTA without --aa)")
+            raise InputError("this database holds no amino acids (made from token FASTA; make it from structures, "
+                             "or search the tokens alone)")
         i = self._entry(i)
         return self.aa[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("ascii")
 

@@ -71,11 +71,15 @@ class ScoreTracks:
         """Tracks scoring ``rint(w_t * M_t)``; a weight of 1 keeps a matrix as it is."""
         if len(matrices) != len(weights) or any(not w > 0 for w in weights):
             raise InputError(f"each track needs a positive weight, got {list(weights)}")
-        return cls(
-            tuple(
-                np.rint(w * np.asarray(m, np.float64)).astype(np.int32) for m, w in zip(matrices, weights, strict=True)
-            )
+        tables = tuple(
+            np.rint(w * np.asarray(m, np.float64)).astype(np.int32) for m, w in zip(matrices, weights, strict=True)
         )
+        for k, (table, w) in enumerate(zip(tables, weights, strict=True)):
+            largest = float(np.abs(np.asarray(matrices[k], np.float64)).max(initial=0.0))
+            if largest > 0 and not table.any():  # (its E-values would still be fitted as for another score)
+                raise InputError(f"a weight of {w:g} rounds every score of track {k + 1} to 0 (its largest is "
+                                 f"{largest:g} half-bits); give at least {0.5 / largest:.3g}, or leave the track out")
+        return cls(tables)
 
     def __len__(self) -> int:
         return len(self.matrices)

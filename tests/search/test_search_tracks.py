@@ -455,3 +455,11 @@ def test_a_residual_folder_s_matrix_learned_for_other_tokens_is_refused(tmp_path
     codebook.write_text(json.dumps(data))
     with pytest.raises(InputError, match="was learned for ism:"):
         resolve_matrix(None, load_tokenizer(folder / "residual"))
+
+
+def test_a_weight_that_rounds_a_track_to_nothing_is_refused():
+    """rint(0.04 x BLOSUM62) is all zeros: the search was that of the other tracks, with E-values fitted afresh."""
+    blosum = load_matrix("blosum62", "aa").scores
+    with pytest.raises(InputError, match="a weight of 0.04 rounds every score of track 2 to 0"):
+        ScoreTracks.weighted([blosum, blosum], [1.0, 0.04])
+    assert len(ScoreTracks.weighted([blosum, blosum], [1.0, 0.05])) == 2
