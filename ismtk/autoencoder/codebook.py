@@ -471,7 +471,7 @@ def residue_embeddings(
     seed: int = 0,
     index: str | Path | Sequence[str | Path] | None = None,
     progress: Callable[[int], None] | None = None,
-    corpus_filter: CorpusFilter | None = None,
+    corpus_filter: CorpusFilter = CorpusFilter(),
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``z`` ``(N, D)`` and microenvironment atom counts ``(N,)`` of training-split residues of ``inputs``.
 
@@ -489,7 +489,7 @@ def residue_embeddings(
     from ismtk.structure.microenv import microenvironments
 
     model = load_autoencoder(model_dir)
-    corpus = load_corpus(inputs, index, corpus_filter or CorpusFilter())
+    corpus = load_corpus(inputs, index, corpus_filter)
     rng = np.random.default_rng(seed)
     replay = copy.deepcopy(rng)  # the second reading draws the same chains and residues
     skips = SkipLog()
@@ -531,7 +531,7 @@ def build_codebook(
     metric_dims: int = METRIC_DIMS,
     residual: bool = False,
     overwrite: bool = False,
-    corpus_filter: CorpusFilter | None = None,
+    corpus_filter: CorpusFilter = CorpusFilter(),
 ) -> ClusterReport:
     """Fit the K-token codebook of an autoencoder and write a complete ISM tokenizer folder.
 

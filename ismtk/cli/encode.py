@@ -73,6 +73,7 @@ def encode(
     from ismtk.structure.read import find_structure_files
     from ismtk.tokenizers import load_tokenizer, tokenizer_module
     from ismtk.workflows.encode import encode_to_fasta, resolve_device, start_workers, worker_devices
+    from ismtk.workflows.resumable import JOURNAL_SUFFIX, PART_SUFFIX
 
     if gpus:
         from ismtk.train.launch import check_gpus
@@ -80,7 +81,7 @@ def encode(
         check_gpus(gpus)
     part = Shard.parse(shard)
     paths = find_structure_files(inputs, keep_missing=True)
-    beside = {"output": (".part", ".resume"), "aa_output": (".part",)}  # (ismtk.workflows.resumable)
+    beside = {"output": (PART_SUFFIX, JOURNAL_SUFFIX), "aa_output": (PART_SUFFIX,)}
     refuse_overwriting([*inputs, *paths], beside, output=output, aa_output=aa_output)  # path lists are inputs too
     start_workers(len(part.select(paths)), gpus or threads, [tokenizer_module(tokenizer)])
     tok = load_tokenizer(tokenizer)

@@ -196,14 +196,15 @@ def refuse_overwriting(
             raise InputError(f"{path}: --{option} and --{seen[where]} name the same file; give each its own")
         seen[where] = option
     extra = {option.replace("_", "-"): suffixes for option, suffixes in (beside or {}).items()}
-    written = {
-        (option, Path(f"{path}{suffix}")) for option, path in named.items() for suffix in ("", *extra.get(option, ()))
-    }
-    present = {(option, path) for option, path in written if path.exists()}
+    written = [
+        (option, suffix, Path(f"{path}{suffix}")) for option, path in named.items()
+        for suffix in ("", *extra.get(option, ()))
+    ]
+    present = [(option, suffix, path) for option, suffix, path in written if path.exists()]
     if not present:  # an output that does not exist yet cannot be an input
         return
-    existing = {os.path.realpath(path): (option, path) for option, path in present}
-    names = {os.path.basename(p) for p in [*existing, *(path for _, path in present)]}  # as given and resolved
+    existing = {os.path.realpath(path): (option, suffix, path) for option, suffix, path in present}
+    names = {os.path.basename(p) for p in [*existing, *(path for _, _, path in present)]}  # as given and resolved
     # a million inputs: string work for all of them, the file system only for a namesake of an output
     for item in inputs() if callable(inputs) else inputs:
         if os.path.basename(item) not in names:
@@ -211,8 +212,8 @@ def refuse_overwriting(
         hit = existing.get(os.path.realpath(item))
         if hit is None:
             continue
-        option, path = hit
-        if path == named[option]:
+        option, suffix, path = hit
+        if not suffix:
             raise InputError(f"{item}: --{option} names this input, which writing would replace; give another name")
         raise InputError(f"{item}: writing --{option} {named[option]} goes through {path.name} beside it, which "
                          "would replace this input; give another output name")

@@ -23,7 +23,7 @@ import numpy as np
 from ismtk.atomic import atomic_write
 from ismtk.errors import InputError, StructureError
 from ismtk.names import read_rows
-from ismtk.structure.read import ReadOptions, find_structure_files, read_structure
+from ismtk.structure.read import ReadOptions, find_structure_files, name_taken, read_structure
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
@@ -205,7 +205,7 @@ def read_chains(
     """
     chains: dict[str, tuple[np.ndarray, str]] = {}
     source: dict[str, str] = {}
-    for path in paths:
+    for path in map(str, paths):
         try:
             read = read_structure(path, options)
         except StructureError as exc:
@@ -213,17 +213,17 @@ def read_chains(
                 raise
             on_skip(str(exc))
             continue
+        mine: set[str] = set()
         for chain in read.chains:
             if chain.name in source:
-                first = source[chain.name]
-                problem = StructureError(path, f"entry name {chain.name} is already taken by {first}, read earlier; "
-                                         "rename one of the files, or leave one out", chain.chain_id or chain.name)
+                problem = name_taken(path, chain.name, chain.chain_id, source[chain.name], chain.name in mine)
                 if on_skip is None:
                     raise problem
                 on_skip(str(problem))
                 continue
             chains[chain.name] = (chain.ca, chain.sequence)
-            source[chain.name] = str(path)
+            source[chain.name] = path
+            mine.add(chain.name)
     return chains
 
 

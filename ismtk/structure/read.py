@@ -178,6 +178,22 @@ def _files_under(folder: Path) -> Iterator[Path]:
                 yield path
 
 
+def name_taken(path: str, name: str, chain_id: str | None, first: str | None, same_read: bool) -> StructureError:
+    """The skip of the chain ``name`` of ``path`` whose entry name an earlier chain has, with the fix that works:
+    ``first`` is the file that gave the name (``None``: an earlier record, e.g. of a resumed output); ``same_read``
+    says the earlier chain came from this very reading of ``path`` (chains named alike)."""
+    by = f"{first}, read earlier" if first is not None else "an earlier record"
+    if first == path and not same_read:  # the same file named twice
+        fix = "this file is given twice; leave out one"
+    elif first == path:  # chains of one file named alike (--chain-names never)
+        fix = "name chains apart with --chain-names auto or always"
+    elif first is not None and entry_name(first) == entry_name(path):  # 1abc.pdb and 1abc.cif
+        fix = "rename one of the files, or leave one out"
+    else:
+        fix = "rename one of the files (or use --chain-names always where chains collide)"
+    return StructureError(path, f"entry name {name} is already taken by {by}; {fix}", chain_id or name)
+
+
 def entry_name(path: str | Path) -> str:
     """File name without folder and structure suffixes (``/x/1abc.cif.gz`` -> ``1abc``), white space replaced by
     ``_`` (a FASTA header's name ends at the first space, so ``my file.pdb`` would come back as ``my``).

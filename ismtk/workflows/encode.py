@@ -39,7 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ismtk.errors import InputError, RunInterrupted, StructureError
-from ismtk.structure.read import ReadOptions, entry_name, path_list, read_structure
+from ismtk.structure.read import ReadOptions, entry_name, name_taken, path_list, read_structure
 from ismtk.tokenizers import load_tokenizer
 from ismtk.tokenizers.base import Tokenizer
 from ismtk.workflows.resumable import ResumableFasta, inputs_fingerprint
@@ -155,17 +155,7 @@ class EntryNames:
         for chain in result.chains:
             if chain.name in self._source:
                 first = self._source[chain.name]
-                by = f"{first}, read earlier" if first is not None else "an earlier record"
-                if first == result.path and chain.name not in mine:  # the same file named twice
-                    fix = "this file is given twice; leave out one"
-                elif first == result.path:  # chains of one file named alike (--chain-names never)
-                    fix = "name chains apart with --chain-names auto or always"
-                elif first is not None and entry_name(first) == entry_name(result.path):  # 1abc.pdb and 1abc.cif
-                    fix = "rename one of the files, or leave one out"
-                else:
-                    fix = "rename one of the files (or use --chain-names always where chains collide)"
-                message = f"entry name {chain.name} is already taken by {by}; {fix}"
-                skipped.append(StructureError(result.path, message, chain.chain_id or chain.name))
+                skipped.append(name_taken(result.path, chain.name, chain.chain_id, first, chain.name in mine))
             else:
                 self._source[chain.name] = result.path
                 mine.add(chain.name)

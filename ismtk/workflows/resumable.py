@@ -26,10 +26,13 @@ from typing import IO
 from ismtk.atomic import real_output, special_output
 from ismtk.errors import InputError, RunInterrupted
 
-__all__ = ["COMMIT_SECONDS", "Progress", "ResumableFasta", "inputs_fingerprint"]
+__all__ = ["COMMIT_SECONDS", "JOURNAL_SUFFIX", "PART_SUFFIX", "Progress", "ResumableFasta", "inputs_fingerprint"]
 
 #: Longest time between commit points; a killed run loses at most this much work.
 COMMIT_SECONDS = 1.0
+#: Files written beside each output (``OUT.part``) and beside the token output (``OUT.resume``, the journal).
+PART_SUFFIX = ".part"
+JOURNAL_SUFFIX = ".resume"
 _JOURNAL_VERSION = 1
 
 
@@ -57,7 +60,7 @@ class _Part:
 
     def __init__(self, target: Path, length: int | None) -> None:
         self.target = target
-        self.path = target.with_name(target.name + ".part")
+        self.path = target.with_name(target.name + PART_SUFFIX)
         self.gzip = target.name.lower().endswith(".gz")
         if length is None:
             self.handle: IO[bytes] = open(self.path, "wb")
@@ -129,7 +132,7 @@ class ResumableFasta:
                 raise InputError(f"{target} is no regular file (a device or a pipe): this output is written beside "
                                  "itself as .part and renamed, to resume after a kill; give a file, then read that")
         self.targets = [real_output(target) for target in given]  # a symbolic link: its file, the link kept
-        self.journal_path = self.targets[0].with_name(self.targets[0].name + ".resume")
+        self.journal_path = self.targets[0].with_name(self.targets[0].name + JOURNAL_SUFFIX)
         self.key = key
         self.resume = resume and key is not None
         self.state = Progress()
@@ -207,7 +210,7 @@ class ResumableFasta:
         except (json.JSONDecodeError, AttributeError):
             outputs = []
         for output in outputs:
-            Path(output + ".part").unlink(missing_ok=True)
+            Path(output + PART_SUFFIX).unlink(missing_ok=True)
 
     def names(self) -> Iterator[str]:
         """Names of the records already in the token output: those a resumed run kept."""

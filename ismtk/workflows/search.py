@@ -332,7 +332,7 @@ def resolve_matrix(
 def _check_learned_for(matrix: SubstitutionMatrix, tokenizer: Tokenizer) -> None:
     """Refuse a tokenizer's own matrix whose title (``learn-matrix`` writes the identity first) names other tokens of
     the same kind: a folder re-clustered after its ``matrix.out`` was learned."""
-    learned_for = matrix.title.split(" ", 1)[0] if matrix.title else ""
+    learned_for = _learned_for(matrix)
     kind, _, _ = learned_for.partition(":")
     if kind == tokenizer.identity.partition(":")[0] and learned_for != tokenizer.identity:  # (ism-residual: ism:...)
         raise InputError(
@@ -395,6 +395,12 @@ def with_score(
 RELIABLE_FIT_ENTRIES = 100
 
 
+def _learned_for(matrix: SubstitutionMatrix) -> str:
+    """The first word of ``matrix``'s title: what it scores (``learn-matrix`` writes the tokenizer's identity
+    there; BLOSUM/PAM tables name themselves), or ``""``."""
+    return matrix.title.split(" ", 1)[0] if matrix.title else ""
+
+
 def matrix_mismatch(matrix: SubstitutionMatrix, tokens: str | None) -> str | None:
     """Why ``matrix`` does not fit what is aligned (``tokens``: the identity of the token track, ``None`` for amino
     acids), read from its title (``learn-matrix`` writes the tokenizer's identity first; BLOSUM/PAM tables name
@@ -402,7 +408,7 @@ def matrix_mismatch(matrix: SubstitutionMatrix, tokens: str | None) -> str | Non
     3Di letter is an ISM token) cannot tell a foreign matrix apart; its title can."""
     from ismtk.tokenizers import TOKENIZERS
 
-    learned_for = matrix.title.split(" ", 1)[0] if matrix.title else ""
+    learned_for = _learned_for(matrix)
     if learned_for.upper().startswith(("BLOSUM", "PAM")):
         return None if tokens is None else (f"it is an amino-acid matrix ({learned_for}), but structure tokens "
                                             f"({tokens}) are aligned; add --mode aa to align amino acids")
