@@ -497,16 +497,21 @@ def rename_aliases(params: list[Any], args: list[str]) -> list[str]:
 
 def warn_untagged(
     inputs: list[Path],
-    read_as: str = "the default tokenizer's (3di)",
+    read_as: str | None = None,
     advice: str = "if it holds amino acids, search it with --mode aa or from sequence with --predictor",
 ) -> None:
     """Warn of each token FASTA without a ``tokenizer=`` tag, read as ``read_as`` tokens when no ``--tokenizer`` is
-    given: an amino-acid FASTA (encode --aa-output) looks exactly like 3Di tokens, which share its 20 letters, and
-    the 64 ISM letters hold both."""
+    given (default: those of the first tagged file among ``inputs``, else the default tokenizer's): an amino-acid
+    FASTA (encode --aa-output) looks exactly like 3Di tokens, which share its 20 letters, and the 64 ISM letters
+    hold both."""
     from ismtk.sequence.fasta import TOKENIZER_TAG, header_tag, read_fasta_records
     from ismtk.workflows.search import is_fasta
 
-    for path in inputs:
-        first = next(read_fasta_records(path), None) if is_fasta(path) and Path(path).is_file() else None
-        if first is not None and header_tag(first.description, TOKENIZER_TAG) is None:  # (empty: an error later)
+    firsts = {path: next(read_fasta_records(path), None) for path in inputs if is_fasta(path) and Path(path).is_file()}
+    tags = {path: header_tag(first.description, TOKENIZER_TAG) for path, first in firsts.items() if first is not None}
+    if read_as is None:
+        tagged = next((f"{path}'s ({tag})" for path, tag in tags.items() if tag is not None), None)
+        read_as = tagged or f"the default tokenizer's ({DEFAULT_TOKENIZER})"
+    for path, tag in tags.items():
+        if tag is None:  # (a file without records: an error later)
             console.warn(f"{path}: no tokenizer= tag, read as {read_as} tokens; {advice}")

@@ -322,6 +322,20 @@ def test_createdb_of_mismatched_token_fasta_names_what_the_user_gave(tmp_path):
     assert not (tmp_path / "db").exists()
 
 
+def test_an_untagged_fasta_beside_a_tagged_one_is_said_to_be_read_as_its_tokens(tmp_path):
+    """createdb reads an untagged token FASTA as the tokens of a tagged file beside it (here ISM), and says so."""
+    from ismtk.tokenizers.ism import default_identity
+
+    ism, bare = tmp_path / "a.ism.fasta", tmp_path / "b.fasta"
+    ism.write_text(f">x tokenizer={default_identity()}\nACDEFGHIKL\n")
+    bare.write_text(">y\nACDEFGHIKM\n")
+    result = runner.invoke(app, ["createdb", str(ism), str(bare), str(tmp_path / "db")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "b.fasta: no tokenizer= tag, read as" in said and f"a.ism.fasta's ({default_identity()}) tokens" in said
+    assert SequenceDB.load(tmp_path / "db").tokenizer == default_identity()
+
+
 def test_library_options_refuse_texts_meant_for_the_command_line(db, tmp_path):
     from ismtk.errors import InputError
     from ismtk.search.search import SearchOptions
