@@ -62,6 +62,17 @@ def test_records_without_one_letter_per_token_are_refused_up_front(tmp_path, edi
         load_tune_data(aa, [parse_stream(f"{tok}:alphabet=3di")])
 
 
+def test_a_token_fasta_given_as_the_sequences_is_refused(tmp_path):
+    """3Di letters are amino-acid letters: a token FASTA (tagged by ismtk encode) given where the sequences go
+    would be trained on as proteins."""
+    aa, tok = write_pairs(tmp_path, n=2)
+    tagged = tmp_path / "tagged.fasta"
+    tagged.write_text("".join(f"{line} tokenizer=3di\n" if line.startswith(">") else f"{line}\n"
+                              for line in tok.read_text().splitlines()))
+    with pytest.raises(InputError, match="tagged.fasta: its records name tokenizer=3di: structure tokens"):
+        load_tune_data(tagged, [parse_stream(f"{tok}:alphabet=3di")])
+
+
 def test_lower_case_and_j_are_read_as_the_other_readers_do(tmp_path):
     aa, tok = write_pairs(tmp_path, n=2)
     lines = aa.read_text().splitlines()

@@ -26,7 +26,7 @@ from ismtk.errors import InputError
 from ismtk.plm.esm import esm_alphabet
 from ismtk.plm.heads import StreamInfo
 from ismtk.sequence.fasta import tokenizer_tag
-from ismtk.sequence.protein import ESM_RESIDUES
+from ismtk.sequence.protein import ESM_RESIDUES, refuse_token_fasta
 from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta, tokenizer_for
 
 __all__ = [
@@ -166,6 +166,7 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
     """
     if not streams:
         raise InputError("structure-tuning needs at least one token stream (--tokens FASTA)")
+    refuse_token_fasta(aa_fasta)
     esm = esm_alphabet()
     table = np.full(256, -1, dtype=np.int64)
     for letter in ESM_RESIDUES:

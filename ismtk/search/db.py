@@ -46,7 +46,7 @@ from ismtk.atomic import atomic_folder
 from ismtk.errors import InputError
 from ismtk.search.ca import CaCoords
 from ismtk.search.matrix import EvdParams
-from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta, read_fasta_records
+from ismtk.sequence import AA_ALPHABET, TOKENIZER_TAG, Alphabet, aa_indices, header_tag, read_fasta_records
 
 __all__ = [
     "AA_TRACK",
@@ -246,20 +246,13 @@ class SequenceDB:
         return cls(names, offsets, np.concatenate(chunks), alphabet, tokenizer, aa, coords)
 
     @classmethod
-    def from_fasta(
-        cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str, aa_fasta: str | Path | None = None
-    ) -> SequenceDB:
-        """Read a token FASTA (symbols of ``alphabet``), optionally with the matching amino-acid FASTA.
+    def from_fasta(cls, tokens_fasta: str | Path, alphabet: Alphabet, tokenizer: str) -> SequenceDB:
+        """Read a token FASTA (symbols of ``alphabet``).
 
         Records tagged with another tokenizer than ``tokenizer`` (``tokenizer=`` in the header, as ``ismtk
         encode`` writes it) are an error; untagged records are taken as ``tokenizer``'s.
         """
-        aa = dict(read_fasta(aa_fasta)) if aa_fasta is not None else None
-        records = []
-        for name, tokens in fasta_tokens(tokens_fasta, alphabet, tokenizer):
-            if aa is not None and name not in aa:
-                raise InputError(f"{aa_fasta}: no amino-acid record for {name!r}")
-            records.append((name, tokens, aa[name] if aa is not None else None))
+        records = [(name, tokens, None) for name, tokens in fasta_tokens(tokens_fasta, alphabet, tokenizer)]
         try:
             return cls.from_records(records, alphabet, tokenizer)
         except InputError as exc:

@@ -8,11 +8,20 @@ from pathlib import Path
 from ismtk.errors import InputError
 from ismtk.sequence.fasta import read_fasta, tokenizer_tag
 
-__all__ = ["ESM_RESIDUES", "read_protein_fasta"]
+__all__ = ["ESM_RESIDUES", "read_protein_fasta", "refuse_token_fasta"]
 
 #: Residue letters ESM2's alphabet knows (the 20 standard ones, X and the ambiguity/rare codes).
 ESM_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWYXBUZO")
 _GAPS = re.compile(r"[-.]")
+
+
+def refuse_token_fasta(path: str | Path) -> None:
+    """Raise :class:`InputError` when the FASTA ``path`` is a token FASTA (its records name a ``tokenizer=``), given
+    where protein sequences are read: 3Di's letters are amino-acid letters too."""
+    tag = tokenizer_tag(path)
+    if tag is not None:
+        raise InputError(f"{path}: its records name tokenizer={tag}: structure tokens, not protein sequences; give "
+                         "the amino-acid FASTA (ismtk encode --aa-output writes one)")
 
 
 def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[str]]:
@@ -23,10 +32,7 @@ def read_protein_fasta(path: str | Path) -> tuple[list[tuple[str, str]], list[st
     duplicate names, empty sequences, a ``*`` inside a sequence and any other character, and for a token FASTA
     (its records name a ``tokenizer=``: 3Di's letters are amino-acid letters too).
     """
-    tag = tokenizer_tag(path)
-    if tag is not None:
-        raise InputError(f"{path}: its records name tokenizer={tag}: structure tokens, not protein sequences; give "
-                         "the amino-acid FASTA (ismtk encode --aa-output writes one)")
+    refuse_token_fasta(path)
     records: list[tuple[str, str]] = []
     notes: list[str] = []
     seen: set[str] = set()
