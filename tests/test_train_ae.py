@@ -248,6 +248,19 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_a_corpus_without_a_usable_chain_ends_with_a_plain_error(tmp_path, bad_files):
+    """A loader worker's error is said as it is (not as the worker's traceback), and the command ends: workers
+    ignore SIGTERM, so a loader left alive by the error would hang the exit handler's join forever."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ismtk", "train-ae", str(bad_files["ca_only"]), "-o", str(tmp_path / "run")]
+    cmd += ["--width", "16", "--heads", "2", "--layers", "1", "--batch-size", "8", "--epochs-stage1", "1"]
+    cmd += ["--epochs-stage2", "0", "--device", "cpu", "--loader-workers", "1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "error: no usable training chain" in done.stderr and "CA-only" in done.stderr
+    assert "Traceback" not in done.stderr and "DataLoader worker" not in done.stderr
+
+
 def test_gpu_command_on_a_cpu_budget(tmp_path):
     """docs/autoencoder.md's GPU command (paper-width model, --max-minutes), scaled down and on the CPU: it stops
     on its budget mid-schedule and leaves a usable model folder, which --resume continues."""

@@ -87,7 +87,11 @@ class _EpochParts(IterableDataset):
             if sizes[s] > 0
         ]
         for step in range(spec.steps):
-            parts = [next(stream) for stream in streams]
+            try:
+                parts = [next(stream) for stream in streams]
+            except InputError as error:  # said by the trainer as it is, not as a worker's traceback
+                yield None, {"error": str(error)}
+                return
             if step < spec.start:  # a resumed run: these batches were used (and their skips counted) before
                 skips.counts.clear()
                 continue
@@ -116,15 +120,24 @@ def rank_batches(spec: EpochSpec, workers: int, skips: SkipLog) -> Iterator[Micr
             collate_fn=_identity,
         )  # fmt: skip
         items, group = iter(loader), workers
-    for _ in range(spec.start, spec.steps):
-        parts = []
-        for _ in range(group):  # DataLoader hands out the workers' items in turn
-            part, seen = next(items)
-            parts.append(part)
-            skips.counts.update(Counter(seen["counts"]))
-            for kind, message in seen["first"].items():
-                skips.first.setdefault(kind, message)
-        yield collate(parts)
+    try:
+        for _ in range(spec.start, spec.steps):
+            parts = []
+            for _ in range(group):  # DataLoader hands out the workers' items in turn
+                part, seen = next(items)
+                if part is None:
+                    raise InputError(seen["error"])
+                parts.append(part)
+                skips.counts.update(Counter(seen["counts"]))
+                for kind, message in seen["first"].items():
+                    skips.first.setdefault(kind, message)
+            yield collate(parts)
+    finally:
+        # Workers ignore SIGTERM (see _worker_init), so the terminate-and-join of multiprocessing's exit handler
+        # would wait for them forever: they are told to stop here, also when an error leaves the loader alive in
+        # its traceback.
+        if workers:
+            items._shutdown_workers()
 
 
 def _identity(item):
