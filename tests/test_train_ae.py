@@ -73,6 +73,19 @@ def test_several_inputs_each_with_its_own_index(tmp_path):
     assert any(n.startswith(f"{table} lists 2 of the input files") for n in kept.notes)
 
 
+def test_a_blank_chain_cell_means_any_chain_and_a_table_without_rows_is_said_so(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DATA / "pdb" / "1BVN_l_u.pdb.gz", folder)
+    table = tmp_path / "chains.csv"
+    table.write_text("file,chain,cluster40\nin/1BVN_l_u.pdb.gz, ,7\n")
+    corpus = load_corpus([folder], [table])
+    assert [(e.chain, e.cluster) for e in corpus.train + corpus.val] == [(None, "7")]  # not a chain named " "
+    table.write_text("file,chain,cluster40\n")
+    with pytest.raises(InputError, match="chains.csv: chain index has a header but no rows"):
+        load_corpus([folder], [table])
+
+
 def test_a_table_above_an_input_folder_filters_too_and_bench_domains_are_dropped(tmp_path):
     """``train-ae structures/pdb``: the index sits one folder up; a scope40_dev-style table marks bench domains by
     their role."""
@@ -165,6 +178,19 @@ def test_run_folder_is_not_overwritten_by_accident(tmp_path):
     assert latest_checkpoint(tmp_path).name == "step_0000001.pt"
     assert [c.name for c in (tmp_path / "checkpoints").iterdir()] == ["step_0000001.pt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+    failed = tmp_path / "failed"  # a run that stopped before its first checkpoint: --resume has nothing to take
+    failed.mkdir()
+    (failed / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="holds no checkpoint to resume.*add --overwrite"):
+        train_autoencoder([DATA], failed, MODEL, TRAIN, device="cpu", threads=1)
+
+
+def test_a_corpus_without_validation_chains_is_warned_of(tmp_path):
+    files = [DATA / "pdb" / "1BVN_l_u.pdb.gz", DATA / "pdb" / "1ACB_l_u.pdb.gz"]
+    said: list[str] = []
+    train_autoencoder(files, tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1, log=said.append)
+    assert any(m.startswith("warning: no validation chains, so no validation metrics and no RUN/best/") for m in said)
+    assert not (tmp_path / "best").exists()
 
 
 def test_resumed_configs_take_the_runs_options_unless_given(tmp_path):
@@ -174,9 +200,21 @@ def test_resumed_configs_take_the_runs_options_unless_given(tmp_path):
     assert model == MODEL and cfg.batch_size == TRAIN.batch_size and cfg.lr == 0.5
     assert taken["width"] == MODEL.width and "lr" not in taken
     assert cfg.best_metric == "rmsd"  # what best/ means, and the validation, continue as they were
+    assert cfg.max_steps == 1  # and where it stops: --resume alone does not train on past the run's --max-steps
+    assert resumed_configs(tmp_path, MODEL, TrainAEConfig(max_steps=4), given={"max_steps"})[1].max_steps == 4
     # an explicit option that differs from the run is still refused by the checkpoint
     with pytest.raises(InputError, match="lr"):
         train_autoencoder([DATA], tmp_path, model, cfg, device="cpu", threads=1, resume=True)
+
+
+def test_options_that_cannot_train_are_refused(tmp_path):
+    bad_options = [({"lr": float("nan")}, "--lr"), ({"lr": -1e-3}, "--lr"), ({"warmup_epochs": -1.0}, "--warmup")]
+    for bad, match in bad_options:
+        with pytest.raises(InputError, match=match):
+            TrainAEConfig(**bad)
+    train_autoencoder([DATA], tmp_path, MODEL, replace(TRAIN, max_steps=1), device="cpu", threads=1)
+    with pytest.raises(InputError, match="--init starts a run, --resume continues one"):  # --init was ignored
+        train_autoencoder([DATA], tmp_path, MODEL, TRAIN, device="cpu", threads=1, resume=True, init=tmp_path)
 
 
 def test_resumed_configs_name_the_run_file_whose_setting_is_refused(tmp_path):

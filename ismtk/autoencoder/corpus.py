@@ -223,13 +223,16 @@ def _dropped_by(row: dict[str, str], corpus_filter: CorpusFilter) -> str | None:
 def _read_table(index: Path) -> list[dict[str, str]]:
     try:
         with index.open(newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t" if index.name.lower().endswith(".tsv") else ","))
+            reader = csv.DictReader(handle, delimiter="\t" if index.name.lower().endswith(".tsv") else ",")
+            rows = list(reader)
     except OSError as exc:
         raise InputError(f"{index}: cannot read the chain index ({exc.strerror})") from exc
     except (csv.Error, UnicodeDecodeError) as exc:
         raise InputError(f"{index}: not a chain index table ({exc})") from exc
-    if "file" not in (rows[0] if rows else {}):
+    if "file" not in (reader.fieldnames or []):
         raise InputError(f"{index}: chain index lacks the column 'file'")
+    if not rows:
+        raise InputError(f"{index}: chain index has a header but no rows")
     return rows
 
 
@@ -249,7 +252,7 @@ def _corpus_from_index(index: Path, files: set[str], corpus_filter: CorpusFilter
         if why is not None:
             dropped[why] += 1
             continue
-        chain = row.get("chain")
+        chain = (row.get("chain") or "").strip() or None  # a blank cell: any chain, as without the column
         cluster = (row.get("cluster40") or "").strip() or f"{path}:{chain}"
         n = (row.get("n_residues") or row.get("n_res") or "").strip()
         split = (row.get("split") or "").strip() or "train"

@@ -221,6 +221,10 @@ class TrainAEConfig:
         return [(s, e) for s, e in plan[self.stage] if e > 0]
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr >= 0):  # (0: a run that only validates its --init model)
+            raise InputError(f"--lr must be a learning rate of 0 or more, got {self.lr}")
+        if not self.warmup_epochs >= 0:
+            raise InputError(f"--warmup-epochs must be 0 or more, got {self.warmup_epochs}")
         if self.best_metric not in BEST_METRICS:
             raise InputError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}")
         if self.best_metric.startswith("pair") and self.pair_val_alignments is None:
@@ -280,7 +284,8 @@ def resumed_configs(
         raise InputError(f"{path}: not a train-ae run configuration ({exc})") from None
     model_keys = [f.name for f in fields(AutoencoderConfig)]
     model_values = {k: saved_model[k] for k in model_keys if k in saved_model and k not in given}
-    train_values = {k: saved_train[k] for k in RESUME_KEYS if k in saved_train and k not in given}
+    keys = (*RESUME_KEYS, "max_steps")  # the run's stop too; a larger --max-steps goes on past it
+    train_values = {k: saved_train[k] for k in keys if k in saved_train and k not in given}
     try:
         new_model = AutoencoderConfig.from_dict({**asdict(model_cfg), **model_values})
         new_cfg = replace(cfg, **train_values)
@@ -338,6 +343,8 @@ def train_autoencoder(
     metrics. ``threads``: torch threads of this process (default: torch's choice). Works alone or under
     torchrun (each rank calls this function).
     """
+    if resume and init is not None:
+        raise InputError("--init starts a run, --resume continues one from its checkpoint: give one of them")
     if threads is not None:
         torch.set_num_threads(threads)
     with process_group(device) as env:
@@ -375,6 +382,10 @@ class AutoencoderTrainer:
         self.corpus: Corpus = load_corpus(inputs, index, corpus_filter, seed=cfg.seed)
         for note in self.corpus.notes:
             self.log(note)
+        if not self.corpus.val:
+            self.log("warning: no validation chains, so no validation metrics and no RUN/best/: give a chain index "
+                     "with val rows in its 'split' column, or more files (a seeded 5 % of files in no index are "
+                     "held out)")
         self.skips = SkipLog()
         self.stages = cfg.stages
         if not self.stages:
@@ -585,6 +596,9 @@ class AutoencoderTrainer:
         if not self.run.is_dir():
             raise InputError(f"{self.run}: exists and is not a folder")
         if any(self.run.iterdir()):
+            if not overwrite and latest_checkpoint(self.run) is None:
+                raise InputError(f"{self.run}: folder is not empty but holds no checkpoint to resume (a run that "
+                                 "stopped before its first?); add --overwrite to start afresh")
             if not overwrite:
                 raise InputError(f"{self.run}: folder is not empty; add --resume to continue its run or --overwrite")
             if self.env.is_main:
@@ -617,6 +631,9 @@ class AutoencoderTrainer:
         pos = _Position()
         if resume:
             pos = self.restore()
+            if pos.step >= self.total_steps:
+                self.log(f"the run has done all {self.total_steps} steps of its schedule; give a larger --max-steps "
+                         "or more epochs to train on")
         elif init is not None:
             self.initialise(init)
         if self.env.is_main:

@@ -69,9 +69,11 @@ def train_ae(
         int, typer.Option("--batch-size", min=1, rich_help_panel=TRAINING,
                           help="Microenvironments per step, all processes together.")
     ] = _T.batch_size,
-    lr: Annotated[float, typer.Option("--lr", rich_help_panel=TRAINING, help="Peak AdamW learning rate.")] = _T.lr,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, rich_help_panel=TRAINING,
+                                      help="Peak AdamW learning rate.")] = _T.lr,
     warmup_epochs: Annotated[
-        float, typer.Option("--warmup-epochs", rich_help_panel=TRAINING, help="Warm-up of each stage, in epochs.")
+        float, typer.Option("--warmup-epochs", min=0.0, rich_help_panel=TRAINING,
+                            help="Warm-up of each stage, in epochs.")
     ] = _T.warmup_epochs,
     coord_weight: Annotated[
         float, typer.Option("--coord-weight", min=0.0, rich_help_panel=TRAINING,
@@ -159,7 +161,8 @@ def train_ae(
     resume: Annotated[
         bool, typer.Option("--resume", rich_help_panel=RUN,
                            help="Continue from the run folder's latest checkpoint, exactly where it stopped; model "
-                           "and schedule options not given come from the run's config.json.")
+                           "and schedule options and --max-steps, where not given, come from the run's "
+                           "config.json.")
     ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", rich_help_panel=RUN, help="Start afresh in a run folder that holds a run.")
