@@ -77,19 +77,27 @@ def _read_shard(path: Path) -> tuple[dict, list[tuple[int, int, int, str]]]:
     """Header and ``(query, -score, target, line)`` records of one shard output."""
     keys = _keys_path(path)
     try:
-        key_lines = keys.read_text().splitlines()
+        key_text = keys.read_bytes().decode(errors="replace")
         raw = path.read_bytes()
-        hit_lines = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode().splitlines()  # -o X.m8.gz
     except OSError as exc:
         raise InputError(f"{path}: cannot read the shard output and its {keys.name} ({exc.strerror or exc})") from exc
+    key_lines = key_text.splitlines()
     if not key_lines or not key_lines[0].startswith(_MAGIC):
         raise InputError(f"{keys}: not an ismtk shard key file (write shards with search --split I/N)")
+    try:
+        hit_lines = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode().splitlines()  # -o X.m8.gz
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # cut short, or not the search's text
+        raise InputError(f"{path}: damaged shard output ({exc}); run that shard's search again") from exc
     if len(key_lines) - 1 != len(hit_lines):
         raise InputError(f"{path}: {len(hit_lines)} hits but {len(key_lines) - 1} keys in {keys.name} (damaged?)")
     try:
         header = json.loads(key_lines[0][len(_MAGIC) :])
         if not isinstance(header, dict):
             raise ValueError("its header is not a JSON object")
+        split = header.get("split")
+        if not (isinstance(split, list) and len(split) == 2 and all(type(v) is int for v in split)
+                and 1 <= split[0] <= split[1]):
+            raise ValueError(f"its header's split is {split!r}, not [I, N]")
         records = []
         for number, (key, line) in enumerate(zip(key_lines[1:], hit_lines, strict=True), start=1):
             q, score, t, *crc = key.split("\t")  # (shards of 2026-12-02 and earlier: no CRC)

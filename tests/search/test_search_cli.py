@@ -170,6 +170,17 @@ def test_merge_hits_refuses_incomplete_or_mixed_shards(db, tmp_path):
     keys.write_text("\n".join([lines[0], "1\tnot a score\t2", *lines[2:]]) + "\n")
     result = runner.invoke(app, ["merge-hits", str(shards[0]), str(shards[1]), "-o", str(tmp_path / "m.m8")])
     assert result.exit_code == EXIT_ERROR and "damaged shard key file" in result.output, result.output
+    keys.write_text("\n".join([lines[0].replace('"split"', '"spilt"'), *lines[1:]]) + "\n")
+    result = runner.invoke(app, ["merge-hits", str(shards[0]), str(shards[1]), "-o", str(tmp_path / "m.m8")])
+    assert result.exit_code == EXIT_ERROR and "header's split is None" in result.output, result.output
+    # a shard cut short by a killed copy, or one that is not the search's text
+    gz = tmp_path / "s2.m8.gz"
+    _run("search", db, db, "-o", gz, "-t", "1", "--split", "2/2")
+    for damage, said in [(gz.read_bytes()[:-12], "damaged shard output"), (b"\xff\xfe\x00", "damaged shard output")]:
+        gz.write_bytes(damage)
+        result = runner.invoke(app, ["merge-hits", str(shards[0]), str(gz), "-o", str(tmp_path / "m.m8")])
+        assert result.exit_code == EXIT_ERROR and f"{gz}: {said}" in result.output, result.output
+    assert not (tmp_path / "m.m8").exists()
     _run("search", db, db, "-o", shards[1], "-t", "1")  # a whole search over a shard's output: its keys go too
     assert not keys.exists()
 
