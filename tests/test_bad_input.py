@@ -363,6 +363,11 @@ def _damage(folder: Path, how: str) -> str:
         del header["tokenizer"]
         (folder / "ismtk-db.json").write_text(json.dumps(header))
         return "ismtk-db.json"
+    if how in ("header alphabet refused", "header ca not a boolean"):
+        header = json.loads((folder / "ismtk-db.json").read_text())
+        header.update({"alphabet": "AAB"} if how == "header alphabet refused" else {"ca": "no"})
+        (folder / "ismtk-db.json").write_text(json.dumps(header))
+        return "ismtk-db.json"
     if how == "name with a space":
         names = (folder / "names.txt").read_text().splitlines()
         (folder / "names.txt").write_text("\n".join(["a b", *names[1:]]) + "\n")
@@ -387,7 +392,8 @@ def _damage(folder: Path, how: str) -> str:
 
 @pytest.mark.parametrize(
     "how", ["truncated tokens", "missing names", "pickled offsets", "truncated offsets", "non-finite frames",
-            "repeated name", "no header", "header without tokenizer", "name with a space", "amino acids not letters"]
+            "repeated name", "no header", "header without tokenizer", "header alphabet refused",
+            "header ca not a boolean", "name with a space", "amino acids not letters"]
 )
 def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
     assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", STRUCTURES / "2HPR.pdb.gz", tmp_path / "db").exit_code == 0
@@ -395,6 +401,25 @@ def test_a_damaged_database_is_one_error_line_naming_the_file(tmp_path, how):
     result = _cli("search", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "db", "-o", tmp_path / "hits.m8")
     assert result.exit_code == EXIT_ERROR
     _one_error_line(result.output, str(tmp_path / "db" / name), "createdb")
+
+
+def test_a_database_array_that_is_no_npy_file_is_not_said_to_hold_python_objects(tmp_path):
+    """numpy reads a file without its magic as a pickle, so a Git LFS pointer or a zero-filled tokens.npy was
+    refused as one holding Python objects."""
+    assert _cli("createdb", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "db").exit_code == 0
+    pickled = np.array([0, 1], dtype=object)
+    for content, reason in [
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n", "not a NumPy array file"),
+        (bytes(4096), "not a NumPy array file"),
+        (None, "holds Python objects"),
+    ]:
+        if content is None:
+            np.save(tmp_path / "db" / "tokens.npy", pickled, allow_pickle=True)
+        else:
+            (tmp_path / "db" / "tokens.npy").write_bytes(content)
+        result = _cli("search", STRUCTURES / "d1a32a_.pdb.gz", tmp_path / "db", "-o", tmp_path / "hits.m8")
+        assert result.exit_code == EXIT_ERROR
+        _one_error_line(result.output, f"{tmp_path / 'db' / 'tokens.npy'}: {reason}", "createdb")
 
 
 def test_the_weights_only_refusal_does_not_advise_turning_safety_off(tmp_path):

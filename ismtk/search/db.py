@@ -177,6 +177,9 @@ class SequenceDB:
         missing = [n for n in names if n not in index]
         if missing:
             raise InputError(f"{len(missing)} names are not in the database, e.g. {', '.join(missing[:5])}")
+        repeated = [n for n, count in Counter(names).items() if count > 1]
+        if repeated:  # a database names each entry once (load refuses one that does not)
+            raise InputError(f"{len(repeated)} names are asked for more than once, e.g. {', '.join(repeated[:5])}")
         return self.select([index[n] for n in names])
 
     def select(self, entries: list[int]) -> SequenceDB:
@@ -300,15 +303,16 @@ class SequenceDB:
         try:
             entries, amino_acids, tokenizer = header["entries"], header["amino_acids"], header["tokenizer"]
             typed = type(entries) is int and isinstance(amino_acids, bool) and isinstance(tokenizer, str)
-            if not typed or not tokenizer:
-                raise ValueError("entries, amino_acids and tokenizer must be an integer, a boolean and a name")
+            if not typed or not tokenizer or not isinstance(header.get("ca", False), bool):
+                raise ValueError("entries, amino_acids, tokenizer and ca must be an integer, a boolean, a name and "
+                                 "a boolean")
             alphabet = Alphabet(str(header["alphabet"]))
             described = [(str(t["tokenizer"]), Alphabet(str(t["alphabet"]))) for t in header.get("tracks", [])]
             fits = {
                 str(f["key"]): EvdParams(int(f["gap_open"]), int(f["gap_extend"]), float(f["lambda"]), float(f["k"]))
                 for f in header.get("evd", [])
             }
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, InputError) as exc:  # (InputError: an alphabet refused)
             raise InputError(f"{path / _HEADER}: incomplete header ({exc}); make the database again with createdb"
                              ) from exc
         try:
@@ -390,13 +394,23 @@ def _damaged(path: Path, exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, FileNotFoundError):
         why = "missing"
-    elif "allow_pickle" in text:
+    elif "allow_pickle" in text and not _starts_with(path, b"\x93NUMPY"):  # numpy takes any other file for a pickle
+        why = "not a NumPy array file (zero-filled, overwritten, or a Git LFS pointer never fetched?)"
+    elif "allow_pickle" in text or "Python objects" in text:  # (np.load's words without and with a memory map)
         why = "holds Python objects, which ismtk does not load (database arrays hold plain numbers)"
     elif isinstance(exc, (EOFError, UnicodeDecodeError)) or any(s in text for s in _TRUNCATED):
         why = "truncated or damaged"
     else:
         why = f"unreadable ({getattr(exc, 'strerror', None) or text})"
     return f"{path}: {why}; make the database again with createdb"
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 #: numpy's words for a file shorter than its header says.

@@ -71,6 +71,8 @@ def test_entries_by_name_keep_everything_they_carry(db):
     with pytest.raises(InputError, match="1 names are not in the database, e.g. nothere"):
         db.named(["nothere"])
     assert db.named(db.names[1]).names == [db.names[1]]  # one name, not its letters
+    with pytest.raises(InputError, match=f"1 names are asked for more than once, e.g. {db.names[0]}"):
+        db.named([db.names[0], db.names[1], db.names[0]])  # a database of repeated names, which load refuses
     last = len(db) - 1  # indices as a list takes them
     assert db.token_seq(-1).tolist() == db.token_seq(last).tolist() and db.aa_seq(-1) == db.aa_seq(last)
     assert db.select([-1]).names == [db.names[-1]] and db.select([-1]).aa_seq(0) == db.aa_seq(last)
