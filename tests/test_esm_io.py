@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import esm
 import pytest
@@ -192,6 +193,30 @@ def test_hf_config_read_with_transformers_defaults(tmp_path):
 def test_hf_config_settings_esm2_cannot_compute_are_refused(tmp_path, change):
     folder = _edited_hf(tmp_path, **change)
     with pytest.raises(InputError, match=f"config.json: {next(iter(change))}"):
+        load_esm(folder)
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [("{cut short", "not a readable JSON configuration"), ("[]", "not a model configuration"),
+     ({"num_hidden_layers": "2"}, "num_hidden_layers is '2', not a positive whole number"),
+     ({"hidden_size": None}, "hidden_size is None"), ({"rope_theta": "10000"}, "rope_theta is '10000', not a number")],
+)
+def test_a_malformed_hf_config_is_one_error_naming_it(tmp_path, text, said):
+    folder = _edited_hf(tmp_path, **text) if isinstance(text, dict) else save_hf(tiny_esm(), tmp_path / "hf")
+    if isinstance(text, str):
+        (folder / "config.json").write_text(text)
+    with pytest.raises(InputError, match=f"config.json: {re.escape(said)}"):
+        load_esm(folder)
+
+
+@pytest.mark.parametrize("damage", ["lfs pointer", "cut"])
+def test_a_damaged_safetensors_file_is_one_error_naming_it(tmp_path, damage):
+    folder = save_hf(tiny_esm(), tmp_path / "hf")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(b"version https://git-lfs.github.com/spec/v1\n" if damage == "lfs pointer" else data[:-100])
+    with pytest.raises(InputError, match="model.safetensors: not a readable safetensors file"):
         load_esm(folder)
 
 

@@ -263,7 +263,7 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise InputError(f"{folder}: no config.json; expected a Hugging Face EsmForMaskedLM or EsmModel folder")
-    hf = json.loads(config_file.read_text())
+    hf = _hf_config(config_file)
     # transformers' EsmConfig default is "absolute" (ESM-1b's learned positions), which ESM2 does not compute
     if hf.get("model_type") != "esm" or hf.get("position_embedding_type", "absolute") != "rotary":
         raise InputError(f"{config_file}: not an ESM2 model (model_type esm with rotary position embeddings)")
@@ -272,6 +272,7 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
     vocab = folder / "vocab.txt"
     if vocab.is_file() and vocab.read_text().split() != esm_alphabet().all_toks:
         raise InputError(f"{vocab}: token order differs from the ESM2 alphabet; cannot convert")
+    _hf_numbers(hf, config_file)
     _hf_fixed_settings(hf, config_file)
     weights = _hf_weights(folder)
     # transformers' EsmConfig defaults: token_dropout False (every released ESM2 config sets it true)
@@ -281,6 +282,28 @@ def _load_hf_folder(folder: Path) -> LoadedEsm:
         raise InputError(f"{config_file}: intermediate_size must be 4 x hidden_size in ESM2")
     state, dropped = hf_to_fair(weights, str(folder))
     return _assemble(config, state, dropped, str(folder), [])
+
+
+def _hf_config(config_file: Path) -> dict:
+    """A Hugging Face ``config.json`` as a dict; :class:`InputError` naming the file when it is none."""
+    try:
+        hf = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{config_file}: not a readable JSON configuration ({exc})") from exc
+    if not isinstance(hf, dict):
+        raise InputError(f"{config_file}: not a model configuration (a JSON object)")
+    return hf
+
+
+def _hf_numbers(hf: dict, config_file: Path) -> None:
+    """Refuse an ESM config whose sizes are not positive whole numbers or whose settings are not numbers."""
+    for key in ("num_hidden_layers", "hidden_size", "num_attention_heads"):
+        if type(hf.get(key)) is not int or hf[key] < 1:
+            raise InputError(f"{config_file}: {key} is {hf.get(key)!r}, not a positive whole number")
+    numbers = {key: hf[key] for key in ("rope_theta", "layer_norm_eps", "intermediate_size") if key in hf}
+    wrong = next((key for key, value in numbers.items() if type(value) not in (int, float)), None)
+    if wrong is not None:
+        raise InputError(f"{config_file}: {wrong} is {hf[wrong]!r}, not a number")
 
 
 def _hf_fixed_settings(hf: dict, config_file: Path) -> None:
@@ -301,9 +324,7 @@ def _hf_fixed_settings(hf: dict, config_file: Path) -> None:
 def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The weights of a Hugging Face folder: ``model.safetensors`` or ``pytorch_model.bin``, whole or in the shards
     that their ``.index.json`` lists (as transformers saves large models)."""
-    from safetensors.torch import load_file
-
-    for name, read in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", _torch_load)):
+    for name, read in (("model.safetensors", _safetensors_load), ("pytorch_model.bin", _torch_load)):
         if (folder / name).is_file():
             return read(folder / name)
         index = folder / f"{name}.index.json"
@@ -319,6 +340,17 @@ def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
                 weights |= read(folder / shard)
             return weights
     raise InputError(f"{folder}: neither model.safetensors nor pytorch_model.bin (whole or sharded) found")
+
+
+def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc}): truncated, damaged, or a Git LFS pointer "
+                         "never fetched? (git lfs pull)") from exc
 
 
 def _assemble(config: EsmConfig, state: dict, dropped: list[str], source: str, notes: list[str]) -> LoadedEsm:
