@@ -65,10 +65,10 @@ def run_ismtk(model, alphabet, fasta: Path, out: Path, toks: int) -> None:
     from ismtk.sequence.protein import read_protein_fasta
 
     records, _ = read_protein_fasta(fasta)
-    writer = PtDirWriter(out, [name for name, _ in records])
     options = EmbedOptions(include=("mean", "per_tok"), toks_per_batch=toks)
-    for result, length in embed_sequences(model, alphabet, records, options):
-        writer.write(result, length)
+    with PtDirWriter(out, [name for name, _ in records]) as writer:
+        for result, length in embed_sequences(model, alphabet, records, options):
+            writer.write(result, length)
 
 
 def child(args) -> None:

@@ -61,7 +61,8 @@ def temporary_of(path: str | Path) -> Path:
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; move it onto ``path`` only when the block succeeds.
 
-    ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. A path ending in ``.gz`` is gzip-compressed.
+    ``mode`` is ``"w"`` (text, UTF-8), ``"wb"``, or ``"w+b"`` (bytes that can be read back, for a writer that
+    seeks and reads, as HDF5 does). A path ending in ``.gz`` is gzip-compressed (not with ``"w+b"``).
     """
     if special_output(path):  # a device or a pipe: written as it is, nothing to rename
         with open(path, "wb") as raw, _encoded(raw, Path(path), mode) as handle:
@@ -71,7 +72,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     ensure_folder(path.parent)
     fd, tmp = _locked_file(path)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with os.fdopen(fd, "r+b" if mode == "w+b" else "wb") as raw:  # (fd is empty and open for both)
             with _encoded(raw, path, mode) as handle:
                 yield handle
             raw.flush()
@@ -87,7 +88,7 @@ def _encoded(raw: IO[bytes], path: Path, mode: str) -> Iterator[IO]:
     """``raw`` as the handle ``mode`` asks for (text: UTF-8), gzip-compressed for a ``.gz`` path; flushed (and the
     gzip stream closed) when the block succeeds."""
     stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.lower().endswith(".gz") else raw
-    handle = stream if mode == "wb" else io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
+    handle = stream if mode in ("wb", "w+b") else io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
     yield handle
     handle.flush()
     if stream is not raw:

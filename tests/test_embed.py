@@ -81,9 +81,9 @@ def test_outputs_equal_a_direct_forward_and_load_like_esm_extract(tiny_esm, tmp_
     model, alphabet = tiny_esm
     records = random_records(6, 8, 40, seed=3)
     options = EmbedOptions(repr_layers=(-1, 1), include=("mean", "per_tok", "bos", "contacts"), toks_per_batch=4096)
-    writer = PtDirWriter(tmp_path, [r[0] for r in records])
-    for result, length in embed_sequences(model, alphabet, records, options):
-        writer.write(result, length)
+    with PtDirWriter(tmp_path, [r[0] for r in records]) as writer:
+        for result, length in embed_sequences(model, alphabet, records, options):
+            writer.write(result, length)
     _, _, tokens = alphabet.get_batch_converter()(records)
     with torch.inference_mode():
         ref = model(tokens, repr_layers=[1, 3], return_contacts=True)
@@ -125,10 +125,9 @@ def test_h5_store_holds_the_same_numbers(tiny_esm, tmp_path):
     records = random_records(7, 5, 30, seed=5)
     options = EmbedOptions(repr_layers=(-1,), include=("mean", "per_tok"))
     results = list(embed_sequences(model, alphabet, records, options))
-    writer = H5Writer(tmp_path / "emb.h5")
-    for result, length in results:
-        writer.write(result, length)
-    writer.close()
+    with H5Writer(tmp_path / "emb.h5") as writer:
+        for result, length in results:
+            writer.write(result, length)
     with h5py.File(tmp_path / "emb.h5") as h5:
         labels = [x.decode() for x in h5["labels"][:]]
         assert sorted(labels) == sorted(r[0] for r in records)
@@ -136,6 +135,28 @@ def test_h5_store_holds_the_same_numbers(tiny_esm, tmp_path):
             np.testing.assert_array_equal(h5["per_tok/3"][off : off + n], result["representations"][3].numpy())
         means = np.stack([r["mean_representations"][3].numpy() for r, _ in results])
         np.testing.assert_array_equal(h5["mean/3"][:], means)
+
+
+def test_h5_output_is_atomic_and_two_writers_of_one_path_do_not_clash(tiny_esm, tmp_path):
+    """HDF5 locks the files it opens by path, so a second writer of the same output failed on the first's
+    temporary; an output that is a folder failed at the very end; a failed run left nothing."""
+    model, alphabet = tiny_esm
+    records = random_records(3, 5, 30, seed=6)
+    results = list(embed_sequences(model, alphabet, records, EmbedOptions(include=("mean",))))
+    out = tmp_path / "emb.h5"
+    with H5Writer(out) as first, H5Writer(out) as second:
+        for result, length in results:
+            first.write(result, length)
+        second.write(*results[0])
+    with h5py.File(out) as h5:  # the last one closed
+        assert [x.decode() for x in h5["labels"][:]] == [result["label"] for result, _ in results]
+    with pytest.raises(RuntimeError, match="stop"), H5Writer(tmp_path / "failed.h5") as writer:
+        writer.write(*results[0])
+        raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.h5"]  # neither the output nor a temporary
+    (tmp_path / "folder.h5").mkdir()
+    with pytest.raises(InputError, match="folder.h5 is a folder; give a file name ending in .h5"):
+        H5Writer(tmp_path / "folder.h5")
 
 
 def test_layers_and_bad_options(tiny_esm):

@@ -8,6 +8,7 @@ whose per-residue features are averaged. Results stream to disk one batch at a t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -213,7 +214,8 @@ def _result(label: str, acc: _Partial, include: Sequence[str]) -> dict:
 
 
 class PtDirWriter:
-    """esm-extract's output: ``OUT/<label>.pt`` per sequence, each written atomically."""
+    """esm-extract's output: ``OUT/<label>.pt`` per sequence, each written atomically. A context manager: a run
+    that fails keeps the files already written (each is complete) and removes a folder it made and left empty."""
 
     def __init__(self, outdir: str | Path, labels: Sequence[str]) -> None:
         bad = [name for name in labels if "/" in name or name.startswith(".")]
@@ -224,20 +226,19 @@ class PtDirWriter:
         if self.outdir.exists() and not self.outdir.is_dir():
             raise InputError(f"{outdir} is a file; give a folder for the .pt files (or an output name ending in .h5 "
                              "for one HDF5 file)")
+
+    def __enter__(self) -> PtDirWriter:
         self._made = not self.outdir.exists()
         ensure_folder(self.outdir)
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None and self._made and not any(self.outdir.iterdir()):
+            self.outdir.rmdir()
 
     def write(self, result: dict, length: int) -> None:
         with atomic_write(self.outdir / f"{result['label']}.pt", "wb") as handle:
             torch.save(result, handle)
-
-    def close(self) -> None:
-        """Nothing to finish: each file is complete when written."""
-
-    def abort(self) -> None:
-        """Files already written are complete and stay; a folder this writer made and left empty goes."""
-        if self._made and not any(self.outdir.iterdir()):
-            self.outdir.rmdir()
 
 
 class H5Writer:
@@ -246,17 +247,29 @@ class H5Writer:
     Layout: ``labels`` (N,) strings and ``lengths`` (N,) in write order; ``offsets`` (N,) into the
     residue axis of ``per_tok/<layer>`` (total residues, D); ``mean/<layer>`` and ``bos/<layer>``
     (N, D); ``contacts`` the flattened (L, L) maps one after another, ``contact_offsets`` (N,).
-    The file appears at its path only when complete.
+    A context manager: the file appears at its path only when the block succeeds
+    (:func:`ismtk.atomic.atomic_write`; two runs writing the same path do not disturb each other).
     """
 
     def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"{path} is a folder; give a file name ending in .h5 for one HDF5 file (or a folder name "
+                             "without .h5 for .pt files)")
+
+    def __enter__(self) -> H5Writer:
         import h5py
 
-        self.path = Path(path)
-        ensure_folder(self.path.parent)
-        self._tmp = self.path.with_name(f".{self.path.name}.part")
-        self._file = h5py.File(self._tmp, "w")
+        with ExitStack() as stack:
+            handle = stack.enter_context(atomic_write(self.path, "w+b"))
+            # a file object: HDF5's own lock on a path would clash with the temporary's
+            self._file = stack.enter_context(h5py.File(handle, "w"))
+            self._open = stack.pop_all()
         self._str = h5py.string_dtype()
+        return self
+
+    def __exit__(self, kind, error, trace) -> bool | None:
+        return self._open.__exit__(kind, error, trace)  # HDF5 closed first, then the file renamed (or dropped)
 
     def _append(self, name: str, value: np.ndarray) -> int:
         """Append rows to dataset ``name`` (created on first use); return the old length."""
@@ -287,14 +300,6 @@ class H5Writer:
         self._append("labels", np.array([result["label"]], dtype=object).astype(self._str))
         self._append("lengths", np.array([length], dtype=np.int64))
 
-    def close(self) -> None:
-        self._file.close()
-        self._tmp.replace(self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
 
 @dataclass(frozen=True)
 class EmbedSummary:
@@ -323,6 +328,8 @@ def embed_fasta(
     from ismtk.plm.esm import load_esm
 
     records, notes = read_protein_fasta(fasta)
+    is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
+    writer = H5Writer(out) if is_h5 else PtDirWriter(out, [name for name, _ in records])  # (checked before loading)
     loaded = load_esm(model_spec)
     notes = notes + list(loaded.notes)
     truncated = sum(len(seq) > options.truncation_seq_length for _, seq in records) if options.long == "truncate" else 0
@@ -331,7 +338,6 @@ def embed_fasta(
             f"{truncated} sequence(s) longer than {options.truncation_seq_length} residues were truncated "
             "(--long windows keeps them whole)"
         )
-    is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
     if not is_h5 and Path(out).is_dir():  # esm-extract's way: files of an earlier run stay beside the new ones
         names = {name for name, _ in records}
         stale = sorted(p.stem for p in Path(out).glob("*.pt") if p.stem not in names)
@@ -340,14 +346,9 @@ def embed_fasta(
                          f"{stale[0]}.pt); they are left as they are")
     if on_start is not None:
         on_start(len(records), notes)
-    writer = H5Writer(out) if is_h5 else PtDirWriter(out, [name for name, _ in records])
     residues = 0
-    try:
+    with writer:
         for result, length in embed_sequences(loaded.model, loaded.alphabet, records, options, device, on_batch):
             writer.write(result, length)
             residues += length
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
     return EmbedSummary(len(records), residues, truncated, notes)
