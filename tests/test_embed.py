@@ -168,6 +168,9 @@ def test_layers_and_bad_options(tiny_esm):
         list(embed_sequences(model, alphabet, [("a", "ACD")], EmbedOptions(include=("logits",))))
     with pytest.raises(InputError, match="file names"):
         PtDirWriter("/tmp/x", ["ok", "sp/1abc"])
+    with pytest.raises(InputError, match=r"file names .*: x{37}\.\.\.; write one HDF5"):  # refused before the run
+        PtDirWriter("/tmp/x", ["ok", "x" * 253])
+    PtDirWriter("/tmp/x", ["x" * 252])
     with pytest.raises(InputError, match="not upper-case amino acids: low, none"):
         list(embed_sequences(model, alphabet, [("ok", "ACD"), ("low", "acd"), ("none", "")]))
     for bad in ({"long": "window"}, {"repr_layers": 2}, {"truncation_seq_length": 0}):

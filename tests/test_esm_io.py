@@ -145,6 +145,25 @@ def test_hub_name_resolves_in_fair_esm_cache(tmp_path, monkeypatch):
     loaded = load_esm("esm2_t2_1M_TEST")
     assert loaded.config == TINY and loaded.source == "esm2_t2_1M_TEST"
 
+    def offline(url, target, progress):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    (tmp_path / "hub" / "checkpoints" / "esm2_t2_1M_TEST-contact-regression.pt").unlink()
+    offline_load = load_esm("esm2_t2_1M_TEST")  # the model is cached: its missing regression file only empties
+    assert any("contact head is empty" in note for note in offline_load.notes)  # the contact head
+    with pytest.raises(InputError, match=r"esm2_t6_8M_UR50D: esm2_t6_8M_UR50D.pt is not in .* could not be downl"):
+        load_esm("esm2_t6_8M_UR50D")
+
+
+def test_a_folder_of_several_fair_esm_files_asks_which_one(tmp_path):
+    """A folder of one fair-esm file (an export) loads it; of two, the first by name was taken in silence."""
+    save_fair_esm(tiny_esm(), tmp_path / "esm2_t2_a.pt")
+    assert load_esm(tmp_path).config == TINY
+    save_fair_esm(tiny_esm(), tmp_path / "esm2_t2_b.pt")
+    with pytest.raises(InputError, match=r"holds 2 fair-esm files \(esm2_t2_a.pt, esm2_t2_b.pt\); give the one"):
+        load_esm(tmp_path)
+
 
 def test_unusable_inputs_raise_input_errors_naming_them(tmp_path):
     with pytest.raises(InputError, match="no such file"):

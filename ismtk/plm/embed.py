@@ -218,10 +218,12 @@ class PtDirWriter:
     that fails keeps the files already written (each is complete) and removes a folder it made and left empty."""
 
     def __init__(self, outdir: str | Path, labels: Sequence[str]) -> None:
-        bad = [name for name in labels if "/" in name or name.startswith(".")]
+        # (255 bytes: the longest file name of common file systems)
+        bad = [name for name in labels if "/" in name or name.startswith(".") or len(f"{name}.pt".encode()) > 255]
         if bad:
-            raise InputError(f"names unusable as file names: {', '.join(bad[:10])}; write one HDF5 file instead "
-                             "(an output name ending in .h5)")
+            shown = ", ".join(name if len(name) <= 40 else name[:37] + "..." for name in bad[:10])
+            raise InputError(f"names unusable as file names (a '/', a leading '.', or over 252 bytes): {shown}; write "
+                             "one HDF5 file instead (an output name ending in .h5)")
         self.outdir = Path(outdir)
         if self.outdir.exists() and not self.outdir.is_dir():
             raise InputError(f"{outdir} is a file; give a folder for the .pt files (or an output name ending in .h5 "

@@ -23,7 +23,7 @@ import torch
 from esm.data import Alphabet as EsmAlphabet
 from esm.model.esm2 import ESM2
 
-from ismtk.atomic import atomic_write
+from ismtk.atomic import atomic_write, ensure_folder
 from ismtk.errors import InputError
 from ismtk.train.checkpoint import unreadable
 
@@ -202,25 +202,40 @@ def export_weights(folder: Path) -> Path | None:
     """The fair-esm backbone file of an ``ismtk structure-tune`` export folder (``esm2_t*_ismtk.pt``, written
     beside ``heads.pt`` and ``hf/``), or None when ``folder`` holds no such file."""
     files = sorted(p for p in folder.glob("esm2_*.pt") if not p.name.endswith("-contact-regression.pt"))
-    return files[0] if files and not (folder / "config.json").is_file() else None
+    if not files or (folder / "config.json").is_file():
+        return None
+    if len(files) > 1:
+        raise InputError(f"{folder}: holds {len(files)} fair-esm files ({', '.join(p.name for p in files[:4])}); "
+                         "give the one to load")
+    return files[0]
 
 
 def _hub_file(name: str) -> Path:
-    """The cached fair-esm checkpoint of a hub name (and its regression file), downloaded if absent."""
+    """The cached fair-esm checkpoint of a hub name, downloaded if absent, and its contact-regression file where
+    it is cached or can be downloaded (without it the contact head is empty, as :func:`load_esm` notes)."""
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    files = [(folder / f"{name}.pt", f"{_HUB_URL}/models/{name}.pt")]
-    files.append((folder / f"{name}-contact-regression.pt", f"{_HUB_URL}/regression/{name}-contact-regression.pt"))
-    for target, url in files:
-        if not target.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            try:
-                torch.hub.download_url_to_file(url, str(target), progress=False)
-            except Exception as exc:
-                raise InputError(
-                    f"{name}: not in {folder} and could not be downloaded from {url} ({exc}); "
-                    "copy the file there or give a local path"
-                ) from exc
-    return files[0][0]
+    model = folder / f"{name}.pt"
+    _download(f"{_HUB_URL}/models/{name}.pt", model, name)
+    try:
+        _download(f"{_HUB_URL}/regression/{name}-contact-regression.pt", model.with_name(model.stem +
+                  "-contact-regression.pt"), name)
+    except InputError:  # offline with the model cached: the embeddings need no contact head
+        pass
+    return model
+
+
+def _download(url: str, target: Path, name: str) -> None:
+    """Fetch ``url`` into ``target`` unless it is there."""
+    if target.is_file():
+        return
+    ensure_folder(target.parent)
+    try:
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    except Exception as exc:
+        raise InputError(
+            f"{name}: {target.name} is not in {target.parent} and could not be downloaded from {url} ({exc}); "
+            "copy the file there or give a local path"
+        ) from exc
 
 
 def _torch_load(path: Path) -> object:

@@ -47,8 +47,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise unreadable(path, "ismtk checkpoint", exc) from exc
 
 
-#: The object torch's weights-only unpickler refused (``Unsupported global: GLOBAL builtins.print ...``).
-_REFUSED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+#: The object torch's weights-only unpickler refused (``Unsupported global: GLOBAL builtins.print ...``, or for a
+#: blocked module ``... unsupported GLOBAL posix.system whose module posix is blocked``).
+_REFUSED = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)")
 _UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
