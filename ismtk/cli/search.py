@@ -121,8 +121,12 @@ def createdb(
     with _encoding_progress(files is not None) as advance:
         db, used = open_input(sources, chosen or (stored[0] if stored else None), reading.read_options(), threads,
                               skips, "--tokenizer" if chosen else "--tracks", tracks=stored, progress=advance)
-    if {t.identity for t in stored} - {db.tokenizer, *db.tracks}:
-        raise InputError("--tracks stores several token tracks of structures; a token FASTA holds one")
+    lacking = [t.identity for t in stored if t.identity not in {db.tokenizer, *db.tracks}]
+    if lacking:  # a database or token FASTA given: it holds the tracks it was made with
+        held = f"{sources[0]} holds {', '.join(db.track_names)}" if input_kind(sources) == "db" else (
+            "a token FASTA holds the one it was made with")
+        raise InputError(f"--tracks {tracks}: the inputs lack {', '.join(lacking)} ({held}); give the structure files "
+                         "to encode every track")
     # the default score's E-value parameters when none ship for it: fitted once here instead of at every search
     with_default_fit(db, used).save(target)
     console.info(f"wrote {len(db):,} entries ({db.residues:,} residues, {', '.join(db.track_names)}) -> {target}")

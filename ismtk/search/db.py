@@ -456,7 +456,8 @@ def is_db(path: str | Path) -> bool:
 
 def may_hold_db(path: str | Path) -> bool:
     """Whether a database may be written to ``path``: nothing is there, a database holding only the files
-    :meth:`SequenceDB.save` writes (replaced), or an empty folder; never a folder with files of someone else's."""
+    :meth:`SequenceDB.save` writes (replaced), or a folder empty but for hidden files (``.DS_Store``; replaced with
+    it); never a folder with files or folders of someone else's (a hidden ``.git`` folder)."""
     path = Path(path)
     if not path.exists():
         return True
@@ -464,4 +465,4 @@ def may_hold_db(path: str | Path) -> bool:
         return False
     held = list(path.iterdir())
     ours = all(re.fullmatch(_DB_FILES, p.name) or p.name.startswith(".") for p in held)  # .DS_Store too
-    return ours and (is_db(path) or not held)
+    return ours and (is_db(path) or all(p.name.startswith(".") and p.is_file() for p in held))

@@ -61,6 +61,19 @@ def test_encoding_progress_hears_the_total_then_every_file(domains_dir, db):
     assert open_input(one, ThreeDiTokenizer())[0].names == [files[0].name.split(".")[0]]
 
 
+def test_a_database_goes_into_a_folder_empty_but_for_a_hidden_file_and_never_over_a_hidden_folder(db, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # what a file browser leaves: it was refused
+    db.save(junk)
+    assert SequenceDB.load(junk).names == db.names
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    with pytest.raises(InputError, match="holds more than an ismtk database"):
+        db.save(repo)
+    assert (repo / ".git").is_dir()
+
+
 def test_entries_by_name_keep_everything_they_carry(db):
     names = [db.names[2], db.names[0]]
     picked = db.named(names)

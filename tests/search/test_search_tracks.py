@@ -72,6 +72,11 @@ def test_createdb_stores_each_track_under_its_tokenizer_identity(tracks_db, doma
     assert alone["ism"].names == db.names == alone["3di"].names
     np.testing.assert_array_equal(db.track(ism_identity).tokens, alone["ism"].tokens)
     np.testing.assert_array_equal(db.tokens, alone["3di"].tokens)
+    # a database as the input: a copy when it holds the tracks asked for, else it names the ones it lacks
+    _run("createdb", tracks_db, tmp_path / "copy", "--tracks", f"3di,{ism_identity}")
+    lacking = runner.invoke(app, ["createdb", str(tmp_path / "3di"), str(tmp_path / "more"), "--tracks", "3di,ism"])
+    assert lacking.exit_code == EXIT_ERROR
+    assert f"the inputs lack {ism_identity} ({tmp_path / '3di'} holds 3di, aa)" in lacking.output, lacking.output
     # a subset keeps every track aligned with its residues
     part = db.select([3, 1])
     np.testing.assert_array_equal(part.track(ism_identity).tokens, alone["ism"].select([3, 1]).tokens)
