@@ -41,6 +41,24 @@ def gpus(monkeypatch):
     return visible
 
 
+def test_embed_and_predict_say_a_missing_gpu_before_loading_the_model(gpus, tmp_path, monkeypatch):
+    from ismtk.plm import embed, predict
+
+    gpus(0)
+    fasta = tmp_path / "s.fa"
+    fasta.write_text(">a\nACDE\n")
+
+    def loading(*args, **kwargs):
+        raise AssertionError("the model was loaded first")
+
+    monkeypatch.setattr("ismtk.plm.esm.load_esm", loading)
+    monkeypatch.setattr(predict, "load_predictor", loading)
+    for call in (lambda: embed.embed_fasta("esm2_t6_8M_UR50D", fasta, tmp_path / "out", device="cuda"),
+                 lambda: predict.predict_tokens("export", fasta, tmp_path / "t.fasta", device="cuda")):
+        with pytest.raises(InputError, match="no CUDA GPU is visible"):
+            call()
+
+
 def test_auto_is_cuda_when_visible_and_cuda_is_the_local_rank_s_gpu(gpus, monkeypatch):
     gpus(0)
     assert resolve_device("auto") == torch.device("cpu") == resolve_device(torch.device("cpu"))

@@ -97,6 +97,10 @@ def test_library_calls_name_an_unknown_stream_and_refuse_repeated_records(export
     loaded, heads = load_esm(folder), load_heads(folder / "heads.pt")
     with pytest.raises(InputError, match="stream 'ism': the heads predict 3di"):
         predict_records(loaded, heads, records, "ism", device="cpu")
+    heads.layer = loaded.model.num_layers + 4  # a hand-made heads file: not an option the user gave
+    with pytest.raises(InputError, match=f"the heads read layer {heads.layer}, the backbone has layers 0..2"):
+        predict_records(loaded, heads, records, "3di", device="cpu")
+    heads.layer = loaded.model.num_layers
     with pytest.raises(InputError, match="named more than once: p0"):
         predict_records(loaded, heads, [records[0], records[0]], "3di", device="cpu")
 

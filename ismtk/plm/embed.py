@@ -332,6 +332,7 @@ def embed_fasta(
     records, notes = read_protein_fasta(fasta)
     is_h5 = Path(out).suffix.lower() in (".h5", ".hdf5")
     writer = H5Writer(out) if is_h5 else PtDirWriter(out, [name for name, _ in records])  # (checked before loading)
+    device = resolve_device(device)  # and the device too
     loaded = load_esm(model_spec)
     notes = notes + list(loaded.notes)
     truncated = sum(len(seq) > options.truncation_seq_length for _, seq in records) if options.long == "truncate" else 0

@@ -82,6 +82,9 @@ def predict_records(
     """``{name: token string}`` of ``stream`` for ``(name, sequence)`` records (argmax of the head)."""
     if heads.embed_dim != loaded.model.embed_dim:
         raise InputError(f"heads expect width {heads.embed_dim}, the backbone has {loaded.model.embed_dim}")
+    if not 0 <= heads.layer <= loaded.model.num_layers:
+        raise InputError(f"the heads read layer {heads.layer}, the backbone has layers 0..{loaded.model.num_layers}; "
+                         "use the backbone of the same structure-tune export")
     heads.stream(stream)
     repeated = sorted(name for name, n in Counter(name for name, _ in records).items() if n > 1)
     if repeated:
@@ -109,6 +112,7 @@ def predict_tokens(
 ) -> PredictSummary:
     """Predict one stream's tokens for every sequence of ``fasta``; write token FASTA in input order."""
     records, notes = read_protein_fasta(fasta)
+    device = resolve_device(device)  # before the model loads: a device that is not there is said at once
     loaded, heads = load_predictor(model, heads_path)
     stream = _pick_stream(heads, stream)
     tokens = predict_records(loaded, heads, records, stream, options, device, on_batch)
@@ -154,6 +158,7 @@ def predicted_db(
     alphabet; amino acids are kept for ``--mode aa`` and the amino-acid term.
     """
     records, _ = read_protein_fasta(fasta)
+    device = resolve_device(device)
     loaded, heads = load_predictor(predictor)
     tokens = predict_records(loaded, heads, records, _stream_for(heads, tokenizer), device=device)
     alphabet = tokenizer.alphabet
