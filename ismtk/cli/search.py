@@ -200,9 +200,30 @@ def easy_search(
 
     [bold]Example[/bold]: ismtk easy-search query.pdb structs/ hits.m8
     """
+    _refuse_shifted_arguments(output, tmp)
     if tmp is not None:
         console.info(f"{tmp}: a temporary folder is not needed (nothing is written there)")
     _search(query, target, output, alignment, hits, judging, format_output, tokenizer, reading, threads)
+
+
+def _refuse_shifted_arguments(output: Path, tmp: Path | None) -> None:
+    """Refuse Foldseek's ``easy-search Q1 Q2 TARGET OUT``, which this layout reads as query Q1, target Q2, output
+    TARGET: the hits would replace a structure (or FASTA, or path list) and OUT would be taken for TMP."""
+    from ismtk.structure.read import LIST_SUFFIXES, STRUCTURE_SUFFIXES
+    from ismtk.workflows.search import FASTA_SUFFIXES
+
+    name = output.name.lower()
+    looks_input = name.endswith(STRUCTURE_SUFFIXES + FASTA_SUFFIXES + LIST_SUFFIXES) or ".pdb" in name
+    tmp_is_file = tmp is not None and (tmp.is_file() or tmp.name.lower().endswith((".m8", ".m8.gz", ".tsv")))
+    layout = "easy-search QUERY TARGET OUTPUT [TMP]"
+    if output.is_file() and looks_input:
+        why = f"{output}: the OUTPUT of {layout} is an existing input file, which the hits would replace"
+    elif tmp_is_file:
+        why = f"{tmp}: the TMP of {layout} names a file (the hits table?)"
+    else:
+        return
+    raise InputError(f"{why}; easy-search takes one QUERY: give several query structures as a folder or a path "
+                     "list (.txt)")
 
 
 def _search(

@@ -421,3 +421,22 @@ def test_split_to_a_device_is_refused(db, tmp_path):
     result = runner.invoke(app, ["search", str(db), str(db), "-o", "/dev/null", "--split", "1/2"])
     assert result.exit_code == EXIT_ERROR and "-o must name a file" in result.output
     assert not Path("/dev/null.shard").exists()
+
+
+def test_foldseek_s_several_queries_never_write_the_hits_over_a_structure(tmp_path):
+    """Foldseek takes easy-search Q1 Q2 TARGET OUT; here that read as query Q1, target Q2, output TARGET, and the
+    hits replaced the target structure with exit 0."""
+    import shutil
+
+    structures = Path(__file__).parents[1] / "data" / "structures"
+    for name in ("1APS", "2HPR", "1ONC"):
+        shutil.copy(structures / f"{name}.pdb.gz", tmp_path)
+    target = tmp_path / "1ONC.pdb.gz"
+    before = target.read_bytes()
+    q1, q2 = (str(tmp_path / f"{name}.pdb.gz") for name in ("1APS", "2HPR"))
+    for args, said in [([q1, q2, str(target), str(tmp_path / "hits.m8")], "the OUTPUT of easy-search"),
+                       ([q1, q2, str(tmp_path / "new.m8"), str(tmp_path / "hits.m8")], "the TMP of easy-search")]:
+        result = runner.invoke(app, ["easy-search", *args, "-t", "1"])
+        assert result.exit_code == EXIT_ERROR and said in result.output, result.output
+    assert target.read_bytes() == before and not (tmp_path / "new.m8").exists()
+    _run("easy-search", q1, tmp_path, tmp_path / "hits.m8", tmp_path / "tmp", "-t", "1")  # Foldseek's layout of one
