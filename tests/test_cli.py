@@ -93,3 +93,14 @@ def test_progress_bars_are_drawn_by_rank_zero_only(monkeypatch):
             advance(2)
         shown[rank] = console.stderr.file.getvalue()
     assert "training" in shown["0"] and shown["1"] == ""
+
+
+def test_messages_print_names_as_they_are_not_as_emoji(tmp_path):
+    """rich turns :smile: into an emoji: a file a:smile:b.pdb was named a😄b.pdb, cuda:-1 as cuda👎."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a:smile:b.pdb").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "ismtk", "encode", str(folder), "-o", str(tmp_path / "t.fasta"),
+                           "--tokenizer", "3di"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert "a:smile:b.pdb" in done.stderr and "\U0001f604" not in done.stderr, done.stderr

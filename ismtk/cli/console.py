@@ -39,7 +39,7 @@ EXIT_INTERRUPTED = 130
 #: Seconds between progress lines when stderr is not a terminal.
 LOG_SECONDS = 5.0
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # a file named a:smile:b stays so
 
 
 def info(message: str) -> None:
