@@ -287,6 +287,9 @@ def test_an_output_naming_an_input_or_the_other_output_is_refused_and_the_input_
         (["easy-search", structure, structure, structure], "one.pdb.gz"),
         (["search", fasta, fasta, "-o", fasta], "t.fa"),
         (["encode", structure, "-o", tmp_path / "x.fa", "--aa-output", tmp_path / "x.fa"], "name the same file"),
+        # a file one output writes beside it: the tokens were replaced by the amino acids, or these deleted
+        *((["encode", structure, "-o", tmp_path / "x.fa", "--aa-output", tmp_path / f"x.fa{suffix}"],
+           f"x.fa{suffix}: --aa-output") for suffix in (".part", ".resume")),
         (["search", tmp_path / "link.fa", fasta, "-o", tmp_path / "link.fa"], "link.fa"),  # a link to an input
     ):
         result = _cli(*args)

@@ -189,13 +189,19 @@ def refuse_overwriting(
     option name -> suffixes of the files written next to that output while it is made (``.part``), which must
     not be inputs either."""
     named = {option.replace("_", "-"): path for option, path in outputs.items() if path is not None}
-    seen: dict[str, str] = {}
-    for option, path in named.items():
-        where = os.path.realpath(path)
-        if where in seen:
-            raise InputError(f"{path}: --{option} and --{seen[where]} name the same file; give each its own")
-        seen[where] = option
     extra = {option.replace("_", "-"): suffixes for option, suffixes in (beside or {}).items()}
+    seen: dict[str, tuple[str, str]] = {}  # every file the outputs write: path -> (option, suffix)
+    for option, path in named.items():
+        for suffix in ("", *extra.get(option, ())):
+            where = os.path.realpath(f"{path}{suffix}")
+            if where not in seen:
+                seen[where] = option, suffix
+                continue
+            other, other_suffix = seen[where]
+            if not suffix and not other_suffix:
+                raise InputError(f"{path}: --{option} and --{other} name the same file; give each its own")
+            raise InputError(f"{path}{suffix}: --{option} {path} and --{other} {named[other]} both write this file "
+                             "(one as its output, one beside its own); give them other names")
     written = [
         (option, suffix, Path(f"{path}{suffix}")) for option, path in named.items()
         for suffix in ("", *extra.get(option, ()))
