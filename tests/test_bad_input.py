@@ -620,3 +620,14 @@ def test_the_readme_command_writes_where_git_ignores(tmp_path):
     command = next(line for line in readme.splitlines() if "ismtk encode tests/data/structures" in line)
     output = command.split(" -o ")[1].split()[0]
     assert output.split("/")[0] + "/" == "out/" and "/out/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_align_pairs_with_no_pair_to_align_keeps_the_old_output(tmp_path):
+    """It wrote an empty .aln over the old one (exit 3) when no pair named two readable chains."""
+    old = tmp_path / "keep.aln"
+    old.write_text("an older alignment file\n")
+    (tmp_path / "pairs.tsv").write_text("d1a32a_\tnot_there\n")
+    result = _cli("align-pairs", STRUCTURES, "--pairs", tmp_path / "pairs.tsv", "-o", old)
+    assert result.exit_code == EXIT_ERROR
+    _one_error_line(result.output, "pairs.tsv: none of its pairs names two usable chains", "nothing written")
+    assert old.read_text() == "an older alignment file\n"

@@ -299,6 +299,8 @@ def align_structure_files(
 
     chains = read_chains(find_structure_files(inputs, keep_missing=on_skip is not None), options, on_skip)
     pairs = alignable(chains, read_pair_list(pair_list), on_skip or refuse)
+    if not pairs:  # an older output stays as it was
+        raise InputError(f"{pair_list}: none of its pairs names two usable chains of the inputs; nothing written")
     aligned = align_many(chains, pairs, max_distance, threads)
     if progress is not None:
         progress(0, total=len(pairs))
