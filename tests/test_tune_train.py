@@ -291,11 +291,25 @@ def test_clip_zero_clips_nothing_and_nonsense_settings_are_refused(tmp_path, tin
     after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
     moved = [k for k, v in before.items() if f"esm.{k}" in after and not torch.equal(v, after[f"esm.{k}"])]
     assert len(moved) > len(before) // 2  # clip 0 turned the gradients off before
-    for bad in ({"clip": -1.0}, {"lr": 0.0}, {"lr": -1e-3}, {"weight_decay": -1.0}, {"mlm_weight": -1.0}):
+    inf = float("inf")
+    for bad in ({"clip": -1.0}, {"lr": 0.0}, {"lr": -1e-3}, {"weight_decay": -1.0}, {"mlm_weight": -1.0},
+                {"lr": inf}, {"mlm_weight": inf}, {"warmup_epochs": inf}, {"seed": -1}):  # (inf trained to NaN)
         with pytest.raises(InputError, match="must"):
             replace(config, **bad)
-    with pytest.raises(InputError, match="weight -1 is negative"):
-        parse_stream("x.fasta:weight=-1")
+    for weight in ("-1", "inf"):
+        with pytest.raises(InputError, match=f"weight {weight} must be a finite number, 0 or more"):
+            parse_stream(f"x.fasta:weight={weight}")
+    nothing = replace(config, mlm_weight=0.0, tokens=[f"{config.tokens[0].split(':')[0]}:weight=0"])
+    with pytest.raises(InputError, match="every loss weight is 0"):  # it trained on nothing and exported
+        structure_tune(nothing, replace(runtime, out=str(tmp_path / "nothing")))
+
+
+def test_a_loss_that_turns_nan_stops_the_run_before_its_step(tmp_path, tiny_backbone):
+    """A run whose loss had turned to NaN went on to the end, exited 0 and exported a NaN model."""
+    config, runtime = _config(tmp_path, tiny_backbone, lr=1e30, stop_after=3)
+    with pytest.raises(InputError, match="gradient is not finite"):
+        structure_tune(config, runtime)
+    assert not (tmp_path / "run" / "export").exists()
 
 
 def test_max_minutes_counts_from_the_call_not_from_the_first_step(tmp_path, tiny_backbone, monkeypatch):

@@ -114,6 +114,13 @@ class TuneConfig:
         if not (self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0 and self.mlm_weight >= 0):
             raise InputError(f"lr {self.lr:g} must be positive; weight decay {self.weight_decay:g}, clip {self.clip:g} "
                              f"(0: none) and the MLM weight {self.mlm_weight:g} must not be negative")
+        numbers = {"lr": self.lr, "weight decay": self.weight_decay, "clip": self.clip,
+                   "MLM weight": self.mlm_weight, "warm-up epochs": self.warmup_epochs}
+        endless = [f"{name} {value:g}" for name, value in numbers.items() if not math.isfinite(value)]
+        if endless:
+            raise InputError(f"{', '.join(endless)}: must be finite")
+        if self.seed < 0:
+            raise InputError(f"seed {self.seed} must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -389,12 +396,15 @@ class StructureTuneTrainer:
             )
         dtype = autocast_dtype(runtime.precision, env.device, runtime.fsdp)
         torch.manual_seed(config.seed)  # new heads (and a created MLM head) start from the seed
+        specs = [parse_stream(s) for s in config.tokens]
+        if config.mlm_weight == 0 and not any(spec.weight > 0 for spec in specs):
+            raise InputError("every loss weight is 0 (--mlm-weight and each stream's :weight=): nothing to train")
         backbone = on_main(lambda: load_esm(config.backbone))  # rank 0 reads (or downloads) it, once
         self.esm_config, backbone_notes = broadcast_object(
             (backbone.config, backbone.notes) if backbone is not None else None)
         for text in backbone_notes:
             self.note(f"backbone: {text}")
-        data = load_tune_data(config.aa, [parse_stream(s) for s in config.tokens])
+        data = load_tune_data(config.aa, specs)
         for text in data.notes:
             self.note(text)
         self.streams, self.notes = data.streams, backbone_notes + data.notes
@@ -546,6 +556,11 @@ class StructureTuneTrainer:
         # clip 0: no clipping (the norm is still logged)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip or math.inf)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if self.scaler is None and not math.isfinite(float(grad_norm)):  # (fp16's scaler skips such steps itself)
+            # the same norm on every rank: all stop, before the step, with the last checkpoint as it was
+            raise InputError(f"step {step + 1}: the loss's gradient is not finite (NaN or inf): the learning rate or "
+                             "a loss weight is too large; --resume continues from the last checkpoint, e.g. with a "
+                             "smaller --lr")
         if self.scaler:
             self.scaler.step(self.optimizer)  # skipped when a gradient overflowed; the scale then shrinks
             self.scaler.update()

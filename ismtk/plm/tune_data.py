@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,8 @@ def parse_stream(spec: str) -> StreamSpec:
         weight = float(values.get("weight", 1.0))
     except ValueError:
         raise InputError(f"token stream {spec!r}: weight {values['weight']!r} is not a number") from None
-    if not weight >= 0:
-        raise InputError(f"token stream {spec!r}: weight {weight:g} is negative; give 0 or more")
+    if not 0 <= weight < math.inf:
+        raise InputError(f"token stream {spec!r}: weight {weight:g} must be a finite number, 0 or more")
     alphabet, ignore = values.get("alphabet"), values.get("ignore")
     if "codebook" in values:
         alphabet, ignore = _read_codebook(Path(values["codebook"]), ignore)
