@@ -22,6 +22,7 @@ over the queries that have possible TPs at all three levels (the query set of Fo
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -68,11 +69,16 @@ _HEADER = ["NAME", "SCOP", "FAM", "SFAM", "FOLD", "FP", "FAMCNT", "SFAMCNT", "FO
 def read_lookup(path: str | Path) -> dict[str, str]:
     """``sid -> sccs`` of a ``sid<TAB>sccs`` lookup (Foldseek's ``scop_lookup.fix.tsv``); ``#`` lines skipped."""
     expect = "'sid<TAB>class.fold.superfamily.family'"
-    lookup = {}
+    lookup: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for number, (sid, sccs, *_) in read_rows(path, "SCOP labels", 2, expect):
         if sccs.count(".") != 3:
             raise InputError(f"{path}: line {number}: expected {expect}")
+        if lookup.get(sid, sccs) != sccs:  # the same label again is harmless; another one is a broken table
+            raise InputError(f"{path}: line {number}: {sid} is labelled {sccs}, and {lookup[sid]} on line "
+                             f"{lines[sid]}; give each domain one label")
         lookup[sid] = sccs
+        lines.setdefault(sid, number)
     return lookup
 
 
@@ -346,6 +352,9 @@ def run_scope40(
 
     ``queries`` is a file of names (default: every database entry with a label); inputs left out go to ``on_skip``.
     """
+    if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*", label):  # it names files in out_dir and a TSV column
+        raise InputError(f"--label {label!r}: give a plain name (letters, digits, '_', '.', '+', '-'; no '/', no "
+                         "white space, not starting with '.')")
     labels = read_lookup(lookup)
     if queries is not None:
         wanted = read_names(queries)

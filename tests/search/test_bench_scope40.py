@@ -133,6 +133,15 @@ def test_benchmark_command_runs_on_fixtures(domains_dir, tmp_path):
     rows = read_query_results(tmp_path / "out" / "t.noselfhit.rocx")
     assert {r.name for r in rows} == {"d1ycca_", "d451ca_", "d1nu4a_", "d2hzca_", "d1c4qa_"}
     assert np.mean([r.sensitivity()[0] for r in rows if r.possible[0]]) > 0.5
+    # a domain labelled twice took the last label in silence; a label was a path out of the output folder
+    twice = tmp_path / "twice.tsv"
+    twice.write_text(lookup.read_text() + "d1ycca_\ta.3.1.1\nd1ycca_\tz.99.1.1\n")
+    for args, said in [([str(twice)], "twice.tsv: line 7: d1ycca_ is labelled z.99.1.1, and a.3.1.1 on line 1"),
+                       ([str(lookup), "--label", "../escaped"], "--label '../escaped': give a plain name")]:
+        result = CliRunner().invoke(app, ["benchmark", "scope40", str(domains_dir), *args, "-o",
+                                          str(tmp_path / "out2"), "-t", "1"])
+        assert result.exit_code == 1 and said in result.output, result.output
+    assert not (tmp_path / "escaped.noselfhit.rocx").exists()
 
 
 def test_queries_given_as_their_own_database_rank_like_queries_by_name(domains_dir):
