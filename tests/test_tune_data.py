@@ -169,3 +169,12 @@ def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_pat
     assert load_tune_data(aa, [parse_stream(f"{tokens}:name=ism")]).streams[0].tokenizer == shipped.identity
     other = dataclasses.replace(parse_stream(str(tokens)), alphabet=shipped.alphabet.symbols[::-1])
     assert load_tune_data(aa, [other]).streams[0].tokenizer is None
+
+
+@pytest.mark.parametrize("text", ["", ">a\n"])
+def test_a_token_fasta_without_tokens_is_refused_naming_it(tmp_path, text):
+    """An empty token FASTA (or one of empty records) was a 'max() arg is an empty sequence' traceback."""
+    (tmp_path / "aa.fa").write_text(">a\nACDE\n")
+    (tmp_path / "t.fa").write_text(text)
+    with pytest.raises(InputError, match="t.fa: no token records"):
+        load_tune_data(tmp_path / "aa.fa", [parse_stream(str(tmp_path / "t.fa"))])

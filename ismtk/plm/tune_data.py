@@ -197,6 +197,8 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
             if name in records:
                 raise InputError(f"{spec.path}: record name {name} appears twice")
             records[name] = seq
+        if not any(records.values()):
+            raise InputError(f"{spec.path}: no token records (an empty file, or only empty records)")
         symbols, ignore_symbol = spec.alphabet, spec.ignore
         tag = tokenizer_tag(spec.path)
         if tag is not None and symbols is None:

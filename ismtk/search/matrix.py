@@ -169,9 +169,13 @@ def read_matrix(path: str | Path) -> SubstitutionMatrix:
                 raise InputError(f"{path}: line {number}: the first row must list one-letter symbols")
             continue
         try:
-            scores = [int(round(float(w))) for w in words[1:]]
+            values = [float(w) for w in words[1:]]
         except ValueError:
             raise InputError(f"{path}: line {number}: non-numeric score") from None
+        odd = next((w for w, v in zip(words[1:], values, strict=True) if not abs(v) < 2**31), None)
+        if odd is not None:  # (inf and 1e20 were tracebacks)
+            raise InputError(f"{path}: line {number}: score {odd!r} is not a finite score")
+        scores = [round(v) for v in values]  # MMseqs2's own files hold decimals (its BLOSUM62), which it rounds
         if len(words[0]) != 1 or len(scores) != len(header):
             raise InputError(f"{path}: line {number}: expected a symbol and {len(header)} scores")
         if words[0] in rows:  # which of the two would be meant?

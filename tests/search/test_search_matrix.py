@@ -66,6 +66,8 @@ def test_a_64_token_matrix_round_trips_although_one_symbol_is_the_comment_sign(t
         "    A   C\nA 1 x\nC 1 1\n",
         "# Background (precomputed optional): 0.5\n  A\nA 1\nB 2\n",
         "    A   C\nA 1 2\nC 2 1\nA 5 5\n",  # a second row for A: the later one was kept in silence
+        "    A   C\nA 1 inf\nC 2 1\n",  # tracebacks, both
+        "    A   C\nA 1 99999999999999999999\nC 2 1\n",
     ],
 )
 def test_bad_matrix_files_raise_input_errors(tmp_path, text):
