@@ -166,9 +166,16 @@ def test_a_stream_encoded_by_ismtk_names_its_alphabet_and_disorder_token(tmp_pat
     assert any(shipped.identity in note for note in data.notes)
     assert data.streams[0].tokenizer == shipped.identity
     # named as structure-tune.md writes it: the alphabet comes from the name, the file's tag is kept
-    assert load_tune_data(aa, [parse_stream(f"{tokens}:name=ism")]).streams[0].tokenizer == shipped.identity
+    named = load_tune_data(aa, [parse_stream(f"{tokens}:name=ism")]).streams[0]
+    assert named.tokenizer == shipped.identity and named.ignore == star  # s* too (it was trained on as a target)
+    # tokens read under another alphabet than their own (3Di letters are ISM symbols too) trained in silence
     other = dataclasses.replace(parse_stream(str(tokens)), alphabet=shipped.alphabet.symbols[::-1])
-    assert load_tune_data(aa, [other]).streams[0].tokenizer is None
+    with pytest.raises(InputError, match="its records are ism:.* tokens, but the stream encoded is given another"):
+        load_tune_data(aa, [other])
+    threedi = tmp_path / "encoded3di.fasta"
+    assert CliRunner().invoke(app, ["encode", str(structure), "-o", str(threedi), "--tokenizer", "3di"]).exit_code == 0
+    with pytest.raises(InputError, match="its records are 3di tokens, but the stream ism is given another alphabet"):
+        load_tune_data(aa, [parse_stream(f"{threedi}:name=ism")])
 
 
 @pytest.mark.parametrize("text", ["", ">a\n"])

@@ -80,7 +80,11 @@ def parse_stream(spec: str) -> StreamSpec:
     if "codebook" in values:
         alphabet, ignore = _read_codebook(Path(values["codebook"]), ignore)
     elif alphabet in TOKENIZERS or (alphabet is None and name in TOKENIZERS):
-        alphabet = load_tokenizer(alphabet or name).alphabet.symbols
+        tokenizer = load_tokenizer(alphabet or name)
+        alphabet = tokenizer.alphabet.symbols
+        disorder = getattr(getattr(tokenizer, "codebook", None), "disorder_token", None)
+        if ignore is None and disorder is not None:  # its s*, as a file tagged with it gets (it was trained on)
+            ignore = alphabet[disorder]
     if alphabet is not None:
         Alphabet(alphabet)  # validates
         if ignore is not None and ignore.upper() not in alphabet.upper():
@@ -205,7 +209,10 @@ def load_tune_data(aa_fasta: str | Path, streams: list[StreamSpec]) -> TuneData:
             symbols, ignore_symbol = _tagged_alphabet(spec, tag)
             notes.append(f"stream {spec.name}: {tag} tokens (named by the file), s* = {ignore_symbol or 'none'}")
         elif tag is not None and not _tag_spells(tag, symbols):
-            tag = None  # the alphabet given for the stream is not the tokens' own: its predictions are untagged
+            # (3Di letters are ISM symbols too: read as another tokenizer's, they trained in silence)
+            raise InputError(f"{spec.path}: its records are {tag} tokens, but the stream {spec.name} is given another "
+                             "alphabet; leave out :name=/:alphabet= (the file names its tokenizer) or give that "
+                             "tokenizer's tokens")
         if symbols is None:
             seen = {c.upper() for seq in records.values() for c in seq}
             unknown = seen - set(SYMBOLS)
