@@ -124,3 +124,14 @@ def test_an_encoded_database_is_reused_only_for_the_same_files(tmp_path, data):
     assert sum("reusing" in line for line in said) == 1
     token_report(["3di"], other, out, log=said.append)
     assert "1acbA00" in SequenceDB.load(out / "0_3di" / "db").names  # encoded again from the other data
+
+
+def test_a_classification_table_without_its_columns_is_named(tmp_path):
+    """It was a KeyError 'role' traceback."""
+    from ismtk.bench.tokens import _split
+    from ismtk.errors import InputError
+
+    (tmp_path / "scope40_dev").mkdir()
+    (tmp_path / "scope40_dev" / "classification.tsv").write_text("sid\tsccs\nd1a\ta.1.1.1\n")
+    with pytest.raises(InputError, match=r"scope40_dev/classification.tsv: no column role; expected the shared"):
+        _split(tmp_path)

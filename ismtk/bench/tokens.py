@@ -149,14 +149,24 @@ def reconstruction(tokenizer, data: Path, max_pairs: int = 250_000) -> dict[str,
 
 def _split(data: Path) -> tuple[list[str], set[str]]:
     """Bench query names, and the names of the matrix-training domains (probe training set)."""
-    with (data / "scope40_dev" / "classification.tsv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    rows = _table(data / "scope40_dev" / "classification.tsv", ("sid", "role"))
     bench = [r["sid"] for r in rows if r["role"] == "bench"]
     train = {r["sid"] for r in rows if r["role"] == "matrix_train"}
-    with (data / "cath2738" / "classification.tsv").open(newline="") as handle:
-        cath = list(csv.DictReader(handle, delimiter="\t"))
+    cath = _table(data / "cath2738" / "classification.tsv", ("domain_id",))
     train |= {r["domain_id"] for r in cath if "bench" not in (r.get("scope40_dev_homolog") or "")}
     return bench, train
+
+
+def _table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a tab-separated table of the shared data; :class:`InputError` naming it when it lacks ``columns``."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = list(reader)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}: no column {', '.join(missing)}; expected the shared data folder's "
+                         "classification.tsv")
+    return rows
 
 
 def _database_key(folders: Sequence[Path], identity: str) -> str:

@@ -83,7 +83,7 @@ def learn_matrix(
     min_tm: Annotated[float, typer.Option("--min-tm", min=0.0, max=1.0, rich_help_panel=INPUT,
                                           help="Use alignments with at least this TM-score.")] = DEFAULT_MIN_TM,
     pseudocount: Annotated[
-        float, typer.Option("--pseudocount", min=0.0, rich_help_panel=SEARCH,
+        float, typer.Option("--pseudocount", min=0.0, max=1e6, rich_help_panel=SEARCH,
                             help="Added to every pair count (for small data).")
     ] = DEFAULT_PSEUDOCOUNT,
     gap_open: GapOpen = DEFAULT_GAP_OPEN,

@@ -323,7 +323,9 @@ class HitFilter:
                             help="Report hits with an E-value up to this.")
     ] = _SEARCH.max_evalue
     max_seqs: Annotated[
-        int, typer.Option("--max-seqs", min=1, rich_help_panel=SEARCH, help="Report at most this many hits per query.")
+        int, typer.Option("--max-seqs", min=1, rich_help_panel=SEARCH,
+                          help="Report at most this many hits per query (a cap on the output even with exhaustive "
+                               "search, unlike Foldseek's prefilter cap of that name).")
     ] = _SEARCH.max_seqs
     split: Annotated[
         str | None, typer.Option("--split", rich_help_panel=SEARCH, show_default="the whole database",
