@@ -190,22 +190,21 @@ def refuse_overwriting(
     not be inputs either."""
     named = {option.replace("_", "-"): path for option, path in outputs.items() if path is not None}
     extra = {option.replace("_", "-"): suffixes for option, suffixes in (beside or {}).items()}
-    seen: dict[str, tuple[str, str]] = {}  # every file the outputs write: path -> (option, suffix)
-    for option, path in named.items():
-        for suffix in ("", *extra.get(option, ())):
-            where = os.path.realpath(f"{path}{suffix}")
-            if where not in seen:
-                seen[where] = option, suffix
-                continue
-            other, other_suffix = seen[where]
-            if not suffix and not other_suffix:
-                raise InputError(f"{path}: --{option} and --{other} name the same file; give each its own")
-            raise InputError(f"{path}{suffix}: --{option} {path} and --{other} {named[other]} both write this file "
-                             "(one as its output, one beside its own); give them other names")
     written = [
         (option, suffix, Path(f"{path}{suffix}")) for option, path in named.items()
         for suffix in ("", *extra.get(option, ()))
     ]
+    seen: dict[str, tuple[str, str]] = {}  # every file the outputs write: path -> (option, suffix)
+    for option, suffix, path in written:
+        where = os.path.realpath(path)
+        if where not in seen:
+            seen[where] = option, suffix
+            continue
+        other, other_suffix = seen[where]
+        if not suffix and not other_suffix:
+            raise InputError(f"{path}: --{option} and --{other} name the same file; give each its own")
+        raise InputError(f"{path}: --{option} {named[option]} and --{other} {named[other]} both write this file "
+                         "(one as its output, one beside its own); give them other names")
     present = [(option, suffix, path) for option, suffix, path in written if path.exists()]
     if not present:  # an output that does not exist yet cannot be an input
         return

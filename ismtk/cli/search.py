@@ -209,11 +209,10 @@ def easy_search(
 def _refuse_shifted_arguments(output: Path, tmp: Path | None) -> None:
     """Refuse Foldseek's ``easy-search Q1 Q2 TARGET OUT``, which this layout reads as query Q1, target Q2, output
     TARGET: the hits would replace a structure (or FASTA, or path list) and OUT would be taken for TMP."""
-    from ismtk.structure.read import _ASSEMBLY, LIST_SUFFIXES, STRUCTURE_SUFFIXES
+    from ismtk.structure.read import LIST_SUFFIXES, named_as_structure
     from ismtk.workflows.search import FASTA_SUFFIXES
 
-    name = output.name.lower()
-    looks_input = name.endswith(STRUCTURE_SUFFIXES + FASTA_SUFFIXES + LIST_SUFFIXES) or bool(_ASSEMBLY.fullmatch(name))
+    looks_input = named_as_structure(output.name) or output.name.lower().endswith(FASTA_SUFFIXES + LIST_SUFFIXES)
     tmp_is_file = tmp is not None and (tmp.is_file() or tmp.name.lower().endswith((".m8", ".m8.gz", ".tsv")))
     layout = "easy-search QUERY TARGET OUTPUT [TMP]"
     if output.is_file() and looks_input:

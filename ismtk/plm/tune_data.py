@@ -28,7 +28,7 @@ from ismtk.plm.esm import esm_alphabet
 from ismtk.plm.heads import StreamInfo
 from ismtk.sequence.fasta import tokenizer_tag
 from ismtk.sequence.protein import ESM_RESIDUES, refuse_token_fasta
-from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, load_tokenizer, read_fasta, tokenizer_for
+from ismtk.tokenizers import SYMBOLS, TOKENIZERS, Alphabet, Tokenizer, load_tokenizer, read_fasta, tokenizer_for
 
 __all__ = [
     "MASK_FRACTION",
@@ -80,11 +80,8 @@ def parse_stream(spec: str) -> StreamSpec:
     if "codebook" in values:
         alphabet, ignore = _read_codebook(Path(values["codebook"]), ignore)
     elif alphabet in TOKENIZERS or (alphabet is None and name in TOKENIZERS):
-        tokenizer = load_tokenizer(alphabet or name)
-        alphabet = tokenizer.alphabet.symbols
-        disorder = getattr(getattr(tokenizer, "codebook", None), "disorder_token", None)
-        if ignore is None and disorder is not None:  # its s*, as a file tagged with it gets (it was trained on)
-            ignore = alphabet[disorder]
+        # its s* too, as a file tagged with it gets (it was trained on)
+        alphabet, ignore = _tokenizer_alphabet(load_tokenizer(alphabet or name), ignore)
     if alphabet is not None:
         Alphabet(alphabet)  # validates
         if ignore is not None and ignore.upper() not in alphabet.upper():
@@ -113,9 +110,14 @@ def _tagged_alphabet(spec: StreamSpec, tag: str) -> tuple[str, str | None]:
         tokenizer = tokenizer_for(tag, source=str(spec.path))
     except InputError as exc:
         raise InputError(f"{exc}, or give the stream as {spec.path}:codebook=FOLDER/codebook.json") from None
+    return _tokenizer_alphabet(tokenizer, spec.ignore)
+
+
+def _tokenizer_alphabet(tokenizer: Tokenizer, ignore: str | None) -> tuple[str, str | None]:
+    """A tokenizer's symbols, and ``ignore`` or else its s* symbol (an ISM codebook's disorder token)."""
     disorder = getattr(getattr(tokenizer, "codebook", None), "disorder_token", None)
-    ignore = spec.ignore or (tokenizer.alphabet.symbols[disorder] if disorder is not None else None)
-    return tokenizer.alphabet.symbols, ignore
+    symbols = tokenizer.alphabet.symbols
+    return symbols, ignore or (symbols[disorder] if disorder is not None else None)
 
 
 def _tag_spells(tag: str, symbols: str) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "detect_format",
     "entry_name",
     "find_structure_files",
+    "named_as_structure",
     "path_list",
     "read_structure",
 ]
@@ -313,9 +314,15 @@ _PDB_RECORDS_TEXT = tuple(record.decode().strip() + " " for record in _PDB_RECOR
 _PACKED_SUFFIXES = (".xz", ".bz2", ".zst", ".zip", ".7z")
 
 
+def named_as_structure(name: str) -> bool:
+    """Whether a file name (any case) ends as a structure file's does (:data:`STRUCTURE_SUFFIXES`, RCSB assemblies)."""
+    name = name.lower()
+    return name.endswith(STRUCTURE_SUFFIXES) or bool(_ASSEMBLY.fullmatch(name))
+
+
 def _is_structure_file(path: Path) -> bool:
     name = path.name.lower()
-    if name.endswith(STRUCTURE_SUFFIXES) or _ASSEMBLY.fullmatch(name):
+    if named_as_structure(name):
         return True
     if name.endswith(_PACKED_SUFFIXES) and name.rsplit(".", 1)[0].endswith(STRUCTURE_SUFFIXES[:4]):
         return True
